@@ -1,0 +1,253 @@
+import { assertEvent, assign, emit, setup, type SnapshotFrom } from 'xstate';
+
+/** Bump when a change makes old snapshots unreadable; the runtime refuses snapshots of other versions. */
+export const ORDER_MACHINE_ID = 'order';
+export const ORDER_MACHINE_VERSION = 1;
+
+export interface Address {
+  area: string;
+  line: string;
+}
+
+export interface OrderItem {
+  foodId: string;
+  name: string;
+  qty: number;
+  unitPrice: number;
+  lineTotal: number;
+}
+
+export interface OrderInput {
+  orderId: string;
+  customerId: string;
+  storeId: string;
+  items: OrderItem[];
+  total: number;
+  address: Address;
+}
+
+export interface OrderContext extends OrderInput {
+  riderId: string | null;
+  chargeId: string | null;
+  rejectReason: string | null;
+  cancelReason: string | null;
+}
+
+/** Commands the API accepts, named by their route's last segment. */
+export const ORDER_COMMANDS = [
+  'pay',
+  'accept',
+  'reject',
+  'start-cooking',
+  'finish-cooking',
+  'cancel',
+  'pick',
+  'confirm-delivery',
+] as const;
+export type OrderCommand = (typeof ORDER_COMMANDS)[number];
+
+export type OrderMachineEvent =
+  | { type: 'pay'; chargeId: string }
+  | { type: 'accept' }
+  | { type: 'reject'; reason: string }
+  | { type: 'start-cooking' }
+  | { type: 'finish-cooking' }
+  | { type: 'cancel'; reason: string | null }
+  | { type: 'pick'; riderId: string }
+  | { type: 'confirm-delivery' };
+
+/** A refund owed to the customer, carried by the event that ends a paid order early. */
+export interface RefundDue {
+  chargeId: string;
+  amount: number;
+}
+
+/** Domain events: exactly one per transition. They are journaled and published through the outbox. */
+export type OrderDomainEvent =
+  | { type: 'OrderPlaced'; data: OrderInput }
+  | { type: 'OrderPaid'; data: { chargeId: string; amount: number } }
+  | { type: 'OrderAccepted'; data: Record<string, never> }
+  | { type: 'OrderRejected'; data: { reason: string; refund: RefundDue | null } }
+  | { type: 'CookingStarted'; data: Record<string, never> }
+  | { type: 'CookingFinished'; data: { area: string } }
+  | { type: 'OrderCancelled'; data: { reason: string | null; refund: RefundDue | null } }
+  | { type: 'OrderPickedUp'; data: { riderId: string } }
+  | { type: 'OrderDelivered'; data: { riderId: string | null } };
+export type OrderDomainEventType = OrderDomainEvent['type'];
+
+function refundDue(context: OrderContext): RefundDue | null {
+  return context.chargeId ? { chargeId: context.chargeId, amount: context.total } : null;
+}
+
+export const orderMachine = setup({
+  types: {
+    context: {} as OrderContext,
+    events: {} as OrderMachineEvent,
+    input: {} as OrderInput,
+    emitted: {} as OrderDomainEvent,
+  },
+  actions: {
+    announcePlaced: emit(({ context }): OrderDomainEvent => ({
+      type: 'OrderPlaced',
+      data: {
+        orderId: context.orderId,
+        customerId: context.customerId,
+        storeId: context.storeId,
+        items: context.items,
+        total: context.total,
+        address: context.address,
+      },
+    })),
+    recordCancel: assign(({ event }) => {
+      assertEvent(event, 'cancel');
+      return { cancelReason: event.reason };
+    }),
+    announceCancelled: emit(({ context, event }): OrderDomainEvent => {
+      assertEvent(event, 'cancel');
+      return { type: 'OrderCancelled', data: { reason: event.reason, refund: refundDue(context) } };
+    }),
+  },
+}).createMachine({
+  id: ORDER_MACHINE_ID,
+  initial: 'awaitingPayment',
+  context: ({ input }) => ({
+    ...input,
+    riderId: null,
+    chargeId: null,
+    rejectReason: null,
+    cancelReason: null,
+  }),
+  entry: 'announcePlaced',
+  states: {
+    awaitingPayment: {
+      on: {
+        pay: {
+          target: 'paid',
+          actions: [
+            assign({ chargeId: ({ event }) => event.chargeId }),
+            emit(({ context, event }): OrderDomainEvent => ({
+              type: 'OrderPaid',
+              data: { chargeId: event.chargeId, amount: context.total },
+            })),
+          ],
+        },
+        cancel: { target: 'cancelled', actions: ['recordCancel', 'announceCancelled'] },
+      },
+    },
+    paid: {
+      on: {
+        accept: {
+          target: 'accepted',
+          actions: emit({ type: 'OrderAccepted', data: {} }),
+        },
+        reject: {
+          target: 'rejected',
+          actions: [
+            assign({ rejectReason: ({ event }) => event.reason }),
+            emit(({ context, event }): OrderDomainEvent => ({
+              type: 'OrderRejected',
+              data: { reason: event.reason, refund: refundDue(context) },
+            })),
+          ],
+        },
+        cancel: { target: 'cancelled', actions: ['recordCancel', 'announceCancelled'] },
+      },
+    },
+    accepted: {
+      on: {
+        'start-cooking': {
+          target: 'cooking',
+          actions: emit({ type: 'CookingStarted', data: {} }),
+        },
+        cancel: { target: 'cancelled', actions: ['recordCancel', 'announceCancelled'] },
+      },
+    },
+    cooking: {
+      on: {
+        'finish-cooking': {
+          target: 'cooked',
+          actions: emit(({ context }): OrderDomainEvent => ({
+            type: 'CookingFinished',
+            data: { area: context.address.area },
+          })),
+        },
+      },
+    },
+    cooked: {
+      on: {
+        pick: {
+          target: 'pickedUp',
+          actions: [
+            assign({ riderId: ({ event }) => event.riderId }),
+            emit(({ event }): OrderDomainEvent => ({
+              type: 'OrderPickedUp',
+              data: { riderId: event.riderId },
+            })),
+          ],
+        },
+      },
+    },
+    pickedUp: {
+      on: {
+        'confirm-delivery': {
+          target: 'delivered',
+          actions: emit(({ context }): OrderDomainEvent => ({
+            type: 'OrderDelivered',
+            data: { riderId: context.riderId },
+          })),
+        },
+      },
+    },
+    delivered: { type: 'final' },
+    cancelled: { type: 'final' },
+    rejected: { type: 'final' },
+  },
+});
+
+export type OrderSnapshot = SnapshotFrom<typeof orderMachine>;
+
+/** Every state of the machine; a unit test keeps this list equal to the machine's own. */
+export const ORDER_STATUSES = [
+  'awaitingPayment',
+  'paid',
+  'accepted',
+  'cooking',
+  'cooked',
+  'pickedUp',
+  'delivered',
+  'cancelled',
+  'rejected',
+] as const;
+export type OrderStatus = (typeof ORDER_STATUSES)[number];
+
+/** The commands the machine accepts in this snapshot. */
+export function allowedCommands(snapshot: OrderSnapshot): OrderCommand[] {
+  return ORDER_COMMANDS.filter((type) => snapshot.can(sampleEvent(type)));
+}
+
+/** An event of the given type with placeholder payload, for asking the machine what it accepts. */
+export function sampleEvent(type: OrderCommand): OrderMachineEvent {
+  switch (type) {
+    case 'pay':
+      return { type, chargeId: '' };
+    case 'reject':
+      return { type, reason: '' };
+    case 'cancel':
+      return { type, reason: null };
+    case 'pick':
+      return { type, riderId: '' };
+    case 'accept':
+    case 'start-cooking':
+    case 'finish-cooking':
+    case 'confirm-delivery':
+      return { type };
+    default: {
+      const exhaustive: never = type;
+      return exhaustive;
+    }
+  }
+}
+
+export function statusOf(snapshot: OrderSnapshot): OrderStatus {
+  return snapshot.value as OrderStatus;
+}
