@@ -1,0 +1,13 @@
+import { createRequire } from 'node:module';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { orderGraph } from '/work/main/src/machines/order.graph.ts';
+import * as chart from '/work/main/src/http/statechart/chart.js';
+const ELK = createRequire(import.meta.url)('/work/main/node_modules/elkjs/lib/elk.bundled.js');
+const overrides = JSON.parse(process.argv[2] ?? '{}');
+const edgeOpts = JSON.parse(process.argv[4] ?? '{}');
+const spine = new Set(['__initial__','awaitingPayment:pay:paid','paid:accept:accepted','accepted:start-cooking:cooking','cooking:finish-cooking:cooked','cooked:pick:pickedUp','pickedUp:confirm-delivery:delivered']);
+const elk = new ELK();
+const fake = { layout: (g: any) => elk.layout({ ...g, layoutOptions: { ...g.layoutOptions, ...overrides }, edges: g.edges.map((e: any) => spine.has(e.id) ? { ...e, layoutOptions: edgeOpts } : e) }) };
+const layout = await chart.layoutChart(fake as any, orderGraph);
+const css = readFileSync('/work/main/src/http/statechart/chart.css', 'utf8');
+writeFileSync(process.argv[3]!, chart.renderSvg(orderGraph, layout, { css }));

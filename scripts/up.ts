@@ -1,0 +1,38 @@
+// Development launcher: the fake payment gateway and the service together, in the foreground.
+// Ctrl-C (or SIGTERM) stops both.
+import { spawn, type ChildProcess } from 'node:child_process';
+
+const port = process.env.PORT ?? '3000';
+const gatewayPort = process.env.PAYMENT_GATEWAY_PORT ?? '4010';
+const env = { ...process.env, PORT: port, PAYMENT_GATEWAY_PORT: gatewayPort, PAYMENT_URL: process.env.PAYMENT_URL ?? `http://127.0.0.1:${gatewayPort}` };
+
+const children: ChildProcess[] = [];
+function run(name: string, script: string): ChildProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx', script], { env, stdio: 'inherit' });
+  child.on('exit', (code, signal) => {
+    if (!stopping) {
+      console.error(`[up] ${name} exited (${signal ?? code}); stopping the rest`);
+      void stop(code ?? 1);
+    }
+  });
+  children.push(child);
+  return child;
+}
+
+let stopping = false;
+async function stop(code: number): Promise<void> {
+  stopping = true;
+  await Promise.all(
+    children.map(
+      (c) => new Promise<void>((resolve) => (c.exitCode !== null || c.signalCode !== null ? resolve() : (c.once('exit', () => resolve()), c.kill('SIGTERM')))),
+    ),
+  );
+  process.exit(code);
+}
+process.on('SIGINT', () => void stop(0));
+process.on('SIGTERM', () => void stop(0));
+
+console.error(`[up] payment gateway (fake) → http://127.0.0.1:${gatewayPort}`);
+console.error(`[up] Baedal API           → http://127.0.0.1:${port}  (OpenAPI: /openapi.json, state chart: /statechart)`);
+run('payment gateway', 'scripts/payment-gateway.ts');
+run('service', 'src/main.ts');

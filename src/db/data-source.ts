@@ -1,0 +1,66 @@
+import pg from 'pg';
+import { DataSource, type EntityManager } from 'typeorm';
+import { InitialSchema1764000000000 } from './migrations/1764000000000-initial-schema.ts';
+
+export const MIGRATIONS = [InitialSchema1764000000000];
+
+/** Any number of replicas may start at once; this lock lets exactly one run migrations at a time. */
+const MIGRATION_LOCK_KEY = 0x6ba3da1;
+
+export function createDataSource(databaseUrl: string, poolSize = 10): DataSource {
+  return new DataSource({
+    type: 'postgres',
+    url: databaseUrl,
+    migrations: MIGRATIONS,
+    migrationsTableName: 'schema_migrations',
+    migrationsTransactionMode: 'each',
+    extra: { max: poolSize },
+    logging: false,
+  });
+}
+
+/** Creates the database named in the URL when it does not exist yet. */
+export async function ensureDatabase(databaseUrl: string): Promise<void> {
+  const url = new URL(databaseUrl);
+  const name = decodeURIComponent(url.pathname.replace(/^\//, ''));
+  if (!name) throw new Error(`DATABASE_URL names no database: ${databaseUrl}`);
+  url.pathname = '/postgres';
+  const client = new pg.Client({ connectionString: url.toString() });
+  await client.connect();
+  try {
+    const found = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
+    if (found.rowCount === 0) {
+      await client.query(`CREATE DATABASE "${name.replaceAll('"', '""')}"`).catch((err: { code?: string }) => {
+        // Another replica created it between our check and our CREATE.
+        if (err.code !== '42P04' && err.code !== '23505') throw err;
+      });
+    }
+  } finally {
+    await client.end();
+  }
+}
+
+export async function runMigrations(db: DataSource): Promise<string[]> {
+  const lock = db.createQueryRunner();
+  await lock.connect();
+  try {
+    await lock.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
+    const ran = await db.runMigrations({ transaction: 'each' });
+    return ran.map((m) => m.name);
+  } finally {
+    await lock.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]).catch(() => undefined);
+    await lock.release();
+  }
+}
+
+/** Runs a parameterised query inside a transaction and returns its rows. */
+export async function sql<Row = Record<string, unknown>>(
+  tx: EntityManager,
+  text: string,
+  params: unknown[] = [],
+): Promise<Row[]> {
+  const runner = tx.queryRunner;
+  if (!runner) throw new Error('sql() needs a transactional EntityManager');
+  const result = await runner.query(text, params, true);
+  return result.records as Row[];
+}

@@ -1,0 +1,182 @@
+import type { Context } from 'koa';
+import type { DataSource } from 'typeorm';
+import type { CommandRequest, OrderActors, OrderView } from '../actors/order-actor.ts';
+import { requireRole } from '../actors/principal.ts';
+import { DomainError } from '../errors.ts';
+import { ORDER_COMMANDS, type OrderCommand } from '../machines/order.machine.ts';
+import { listNotifications } from '../views/notifications.view.ts';
+import { defineRoute, type Route } from './route.ts';
+import {
+  CancelSchema,
+  EmptyBodySchema,
+  JournalSchema,
+  LimitQuery,
+  ListOrdersQuery,
+  NotificationsSchema,
+  OrderParams,
+  OrderSchema,
+  PlaceOrderSchema,
+  RejectSchema,
+} from './schemas.ts';
+
+const ETAG = { ETag: 'the order version, quoted; send it back as If-Match to guard a command' };
+
+function sendOrder(ctx: Context, order: OrderView, status = 200): void {
+  ctx.status = status;
+  ctx.set('ETag', `"${order.version}"`);
+  ctx.body = order;
+}
+
+/** Reads `If-Match` as an order version; absent or `*` means "whatever the current version is". */
+export function expectedVersion(header: string): number | undefined {
+  const value = header.trim();
+  if (value === '' || value === '*') return undefined;
+  const match = /^(?:W\/)?"?(\d{1,9})"?$/.exec(value);
+  if (!match) {
+    throw new DomainError('invalid_body', 'If-Match must be an ETag of this API, like "3"', {
+      issues: [{ field: 'header.if-match', message: 'not an order version' }],
+    });
+  }
+  return Number(match[1]);
+}
+
+const COMMAND_SUMMARY: Record<OrderCommand, string> = {
+  pay: "The order's customer pays; the payment gateway is charged synchronously.",
+  accept: "The order's store accepts a paid order.",
+  reject: "The order's store rejects a paid order; the payment is refunded.",
+  'start-cooking': "The order's store starts cooking.",
+  'finish-cooking': "The order's store finishes cooking; riders can now see the order.",
+  cancel: "The order's customer cancels before cooking starts; a paid order is refunded.",
+  pick: 'A rider picks a cooked order for delivery.',
+  'confirm-delivery': "The order's customer confirms delivery.",
+};
+
+function commandRoute(actors: OrderActors, type: OrderCommand): Route {
+  const body = type === 'reject' ? RejectSchema : type === 'cancel' ? CancelSchema : EmptyBodySchema;
+  const errors = [400, 401, 403, 404, 409, 412, 413, 415];
+  if (type === 'pay') errors.push(402, 503);
+  return defineRoute({
+    method: 'post',
+    path: `/orders/:id/${type}`,
+    summary: COMMAND_SUMMARY[type],
+    tag: 'commands',
+    auth: true,
+    params: OrderParams,
+    body,
+    bodyRequired: type === 'reject',
+    requestHeaders: { 'If-Match': 'optional order version (ETag); a stale one is refused with 412' },
+    responses: { 200: { description: 'the order after the transition', schema: OrderSchema, headers: ETAG } },
+    errors,
+    async handle(ctx, { params, body: input, principal }) {
+      const request = toCommand(type, input as Record<string, unknown>);
+      const order = await actors.command(principal, params.id, request, expectedVersion(ctx.get('if-match')));
+      sendOrder(ctx, order);
+    },
+  });
+}
+
+function toCommand(type: OrderCommand, body: Record<string, unknown>): CommandRequest {
+  switch (type) {
+    case 'reject':
+      return { type, reason: String(body.reason) };
+    case 'cancel':
+      return { type, reason: typeof body.reason === 'string' ? body.reason : null };
+    case 'pay':
+    case 'accept':
+    case 'start-cooking':
+    case 'finish-cooking':
+    case 'pick':
+    case 'confirm-delivery':
+      return { type };
+    default: {
+      const exhaustive: never = type;
+      return exhaustive;
+    }
+  }
+}
+
+export function orderRoutes(deps: { actors: OrderActors; db: DataSource }): Route[] {
+  const { actors, db } = deps;
+  return [
+    defineRoute({
+      method: 'post',
+      path: '/orders',
+      summary: 'A customer places an order; the server prices it from the store menu.',
+      tag: 'orders',
+      auth: true,
+      body: PlaceOrderSchema,
+      bodyRequired: true,
+      requestHeaders: { 'Idempotency-Key': 'optional; a retried request with the same key returns the same order' },
+      responses: {
+        201: { description: 'the new order (or, for a repeated Idempotency-Key, the order it created)', schema: OrderSchema, headers: { ...ETAG, Location: 'the order URL' } },
+      },
+      errors: [400, 401, 403, 413, 415, 422],
+      async handle(ctx, { body, principal }) {
+        const key = ctx.get('idempotency-key') || undefined;
+        if (key !== undefined && key.length > 200) {
+          throw new DomainError('invalid_body', 'Idempotency-Key is longer than 200 characters', {
+            issues: [{ field: 'header.idempotency-key', message: 'too long' }],
+          });
+        }
+        const { order, replayed } = await actors.place(principal, body, key);
+        ctx.set('Location', `/orders/${order.id}`);
+        if (replayed) ctx.set('Idempotent-Replayed', 'true');
+        sendOrder(ctx, order, 201);
+      },
+    }),
+    defineRoute({
+      method: 'get',
+      path: '/orders',
+      summary: "The caller's orders, newest first: a customer's own, a store's, a rider's picked ones and every cooked one.",
+      tag: 'orders',
+      auth: true,
+      query: ListOrdersQuery,
+      responses: { 200: { description: 'orders', schema: OrderSchema.array() } },
+      errors: [400, 401],
+      async handle(ctx, { query, principal }) {
+        ctx.body = await actors.list(principal, query);
+      },
+    }),
+    defineRoute({
+      method: 'get',
+      path: '/orders/:id',
+      summary: 'One order with the commands it accepts now.',
+      tag: 'orders',
+      auth: true,
+      params: OrderParams,
+      responses: { 200: { description: 'the order', schema: OrderSchema, headers: ETAG } },
+      errors: [401, 404],
+      async handle(ctx, { params, principal }) {
+        sendOrder(ctx, await actors.get(principal, params.id));
+      },
+    }),
+    defineRoute({
+      method: 'get',
+      path: '/orders/:id/events',
+      summary: "The order's journal: one event per transition, in order.",
+      tag: 'orders',
+      auth: true,
+      params: OrderParams,
+      responses: { 200: { description: 'the journal', schema: JournalSchema } },
+      errors: [401, 404],
+      async handle(ctx, { params, principal }) {
+        ctx.body = await actors.events(principal, params.id);
+      },
+    }),
+    ...ORDER_COMMANDS.map((type) => commandRoute(actors, type)),
+    defineRoute({
+      method: 'get',
+      path: '/notifications',
+      summary: "The signed-in customer's notifications, one per status change of their orders, newest first.",
+      tag: 'views',
+      auth: true,
+      query: LimitQuery,
+      responses: { 200: { description: 'notifications', schema: NotificationsSchema } },
+      errors: [400, 401, 403],
+      async handle(ctx, { query, principal }) {
+        requireRole(principal, 'customer', 'read notifications');
+        ctx.body = await listNotifications(db, principal.sub, query.limit);
+      },
+    }),
+  ];
+}

@@ -1,0 +1,104 @@
+import { z } from 'zod';
+import { ORDER_COMMANDS, ORDER_STATUSES } from '../machines/order.machine.ts';
+
+const id = (what: string) => z.string().trim().min(1).max(100).describe(what);
+
+export const MenuItemSchema = z
+  .object({
+    foodId: id('food id, unique within the store'),
+    name: z.string().trim().min(1).max(200),
+    price: z.number().int().min(0).describe('price in the smallest currency unit'),
+    available: z.boolean(),
+  })
+  .strict();
+
+export const MenuSchema = z
+  .array(MenuItemSchema)
+  .max(500)
+  .superRefine((items, ctx) => {
+    const seen = new Set<string>();
+    items.forEach((item, index) => {
+      if (seen.has(item.foodId)) ctx.addIssue({ code: 'custom', path: [index, 'foodId'], message: `duplicate foodId ${item.foodId}` });
+      seen.add(item.foodId);
+    });
+  });
+
+export const AddressSchema = z.object({ area: id('delivery area; riders see cooked orders by area'), line: z.string().trim().min(1).max(300) }).strict();
+
+export const PlaceOrderSchema = z
+  .object({
+    storeId: id('the store to order from'),
+    items: z
+      .array(z.object({ foodId: id('a food on the store menu'), qty: z.number().int().min(1).max(100) }).strict())
+      .min(1)
+      .max(50),
+    address: AddressSchema,
+  })
+  .strict();
+
+export const RejectSchema = z.object({ reason: z.string().trim().min(1).max(500) }).strict();
+export const CancelSchema = z.object({ reason: z.string().trim().min(1).max(500).optional() }).strict();
+export const EmptyBodySchema = z.object({}).strict();
+
+export const StoreParams = z.object({ storeId: id('store id') });
+export const OrderParams = z.object({ id: z.uuid().describe('order id') });
+
+export const ListOrdersQuery = z
+  .object({
+    status: z.enum(ORDER_STATUSES).optional(),
+    area: z.string().min(1).max(100).optional(),
+    limit: z.coerce.number().int().min(1).max(200).default(50),
+  })
+  .strict();
+
+export const LimitQuery = z.object({ limit: z.coerce.number().int().min(1).max(200).default(50) }).strict();
+
+const Timestamp = z.string().describe('ISO 8601 timestamp');
+
+export const OrderItemSchema = z.object({
+  foodId: z.string(),
+  name: z.string(),
+  qty: z.number().int(),
+  unitPrice: z.number().int(),
+  lineTotal: z.number().int(),
+});
+
+export const OrderSchema = z.object({
+  id: z.uuid(),
+  status: z.enum(ORDER_STATUSES),
+  version: z.number().int().describe('increments with every transition; also sent as the ETag'),
+  customerId: z.string(),
+  storeId: z.string(),
+  riderId: z.string().nullable(),
+  items: z.array(OrderItemSchema),
+  total: z.number().int(),
+  address: AddressSchema,
+  allowed: z.array(z.enum(ORDER_COMMANDS)).describe('the commands the order accepts now'),
+  chargeId: z.string().nullable(),
+  refund: z.object({ refundId: z.string(), amount: z.number().int() }).nullable(),
+  reason: z.string().nullable().describe('why the order was rejected or cancelled'),
+  createdAt: Timestamp,
+  updatedAt: Timestamp,
+});
+
+export const JournalSchema = z.array(
+  z.object({ seq: z.number().int(), type: z.string(), data: z.record(z.string(), z.unknown()), at: Timestamp }),
+);
+
+export const NotificationsSchema = z.array(
+  z.object({ orderId: z.uuid(), seq: z.number().int(), status: z.enum(ORDER_STATUSES), message: z.string(), at: Timestamp }),
+);
+
+export const HealthSchema = z.object({ status: z.literal('ok') });
+export const ReadySchema = z.object({
+  status: z.enum(['ready', 'unavailable']),
+  checks: z.object({ postgres: z.boolean(), redis: z.boolean() }),
+});
+
+export const ErrorSchema = z.object({
+  error: z.object({
+    code: z.string(),
+    message: z.string(),
+    details: z.record(z.string(), z.unknown()),
+  }),
+});

@@ -1,0 +1,80 @@
+import type { Redis } from 'ioredis';
+import type { Registry } from 'prom-client';
+import type { DataSource } from 'typeorm';
+import { buildOpenApi } from './openapi.ts';
+import { defineRoute, type Route } from './route.ts';
+import { HealthSchema, ReadySchema } from './schemas.ts';
+
+async function reachable(check: () => Promise<unknown>, timeoutMs = 2000): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), timeoutMs);
+  });
+  try {
+    return await Promise.race([check().then(() => true), timeout]);
+  } catch {
+    return false;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export function systemRoutes(deps: { db: DataSource; redis: Redis; metrics: Registry; routes: () => readonly Route[]; version: string }): Route[] {
+  return [
+    defineRoute({
+      method: 'get',
+      path: '/healthz',
+      summary: 'Liveness: the process is up.',
+      tag: 'system',
+      auth: false,
+      responses: { 200: { description: 'up', schema: HealthSchema } },
+      errors: [],
+      async handle(ctx) {
+        ctx.body = { status: 'ok' };
+      },
+    }),
+    defineRoute({
+      method: 'get',
+      path: '/readyz',
+      summary: 'Readiness: PostgreSQL and Redis are reachable.',
+      tag: 'system',
+      auth: false,
+      responses: {
+        200: { description: 'ready', schema: ReadySchema },
+        503: { description: 'a dependency is unreachable', schema: ReadySchema },
+      },
+      errors: [],
+      async handle(ctx) {
+        const [postgres, redis] = await Promise.all([reachable(() => deps.db.query('SELECT 1')), reachable(() => deps.redis.ping())]);
+        const ok = postgres && redis;
+        ctx.status = ok ? 200 : 503;
+        ctx.body = { status: ok ? 'ready' : 'unavailable', checks: { postgres, redis } };
+      },
+    }),
+    defineRoute({
+      method: 'get',
+      path: '/metrics',
+      summary: 'Prometheus metrics.',
+      tag: 'system',
+      auth: false,
+      responses: { 200: { description: 'metrics in the Prometheus text format', contentType: 'text/plain' } },
+      errors: [],
+      async handle(ctx) {
+        ctx.type = deps.metrics.contentType;
+        ctx.body = await deps.metrics.metrics();
+      },
+    }),
+    defineRoute({
+      method: 'get',
+      path: '/openapi.json',
+      summary: 'This API described as OpenAPI 3.1, generated from the schemas that validate requests.',
+      tag: 'system',
+      auth: false,
+      responses: { 200: { description: 'the OpenAPI document' } },
+      errors: [],
+      async handle(ctx) {
+        ctx.body = buildOpenApi(deps.routes(), { title: 'Baedal API', version: deps.version });
+      },
+    }),
+  ];
+}

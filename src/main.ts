@@ -1,0 +1,52 @@
+import type { Server } from 'node:http';
+import { startRuntime } from './actors/runtime.ts';
+import { ConfigError, loadConfig } from './config.ts';
+import { createApp } from './http/app.ts';
+import { createLogger } from './log.ts';
+import { createHttpPaymentGateway } from './payment/payment-gateway.ts';
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(err.message);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const log = createLogger(config.LOG_LEVEL);
+  if (config.usingDevSecret) {
+    log.warn('AUTH_SECRET is not set: using the INSECURE development secret. Set AUTH_SECRET before exposing this service.');
+  }
+  const payments = createHttpPaymentGateway({ baseUrl: config.PAYMENT_URL, timeoutMs: config.PAYMENT_TIMEOUT_MS });
+  const runtime = await startRuntime({ config, log, payments });
+
+  let server: Server | undefined;
+  if (config.ROLE !== 'worker') {
+    const { koa } = createApp({ ...runtime, log, authSecret: config.AUTH_SECRET, bodyLimit: config.BODY_LIMIT });
+    server = koa.listen(config.PORT, () => log.info({ port: config.PORT, role: config.ROLE }, `Baedal listening on http://127.0.0.1:${config.PORT}`));
+  } else {
+    log.info({ role: config.ROLE }, 'Baedal worker started');
+  }
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    // Stop taking requests first; in-flight ones finish, then the runtime drains its jobs.
+    await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+    await runtime.close();
+    log.info('stopped');
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
