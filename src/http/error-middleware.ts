@@ -26,8 +26,10 @@ export interface ErrorBody {
 function fromParserError(err: { status?: number; type?: string; message?: string }): DomainError | undefined {
   if (err.status === 413) return new DomainError('payload_too_large', 'request body is too large', { type: err.type });
   if (err.status === 415) return new DomainError('unsupported_media_type', err.message ?? 'unsupported media type');
-  if (err.status === 400 && typeof err.type === 'string') {
-    return new DomainError('invalid_body', 'request body is not valid JSON', { type: err.type });
+  if (err.status === 400) {
+    return new DomainError('invalid_body', `request body is not valid JSON: ${err.message ?? 'parse error'}`, {
+      issues: [{ field: 'body', message: 'not valid JSON' }],
+    });
   }
   return undefined;
 }

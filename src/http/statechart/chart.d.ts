@@ -47,6 +47,7 @@ export interface LiveState {
 export const LAYOUT_OPTIONS: Readonly<Record<string, string>>;
 export function stateTextWidth(text: string): number;
 export function labelTextWidth(text: string): number;
+export function mainPath(graph: MachineGraph): string[];
 export function toElkGraph(graph: MachineGraph): ElkNode;
 export function layoutChart(elk: ELK, graph: MachineGraph): Promise<ChartLayout>;
 export function tracePath(graph: MachineGraph, eventTypes: readonly string[]): TracedPath;

@@ -4,18 +4,18 @@
 // Text is sized by a fixed estimate, never measured, so the layout does not depend on fonts.
 
 const INITIAL_NODE = '__initial__';
-const STATE_FONT_SIZE = 15;
+const STATE_FONT_SIZE = 16;
 const STATE_HEIGHT = 42;
 const STATE_PAD_X = 20;
 const FINAL_INSET = 4;
-const LABEL_FONT_SIZE = 12.5;
+const LABEL_FONT_SIZE = 13;
 const LABEL_HEIGHT = 18;
 const LABEL_PAD_X = 5;
 const ARROW_LENGTH = 9;
 const ARROW_HALF_WIDTH = 5;
 const CORNER_RADIUS = 6;
 const LEGEND_LINE = 24;
-const LEGEND_FONT_SIZE = 13;
+const LEGEND_FONT_SIZE = 14;
 const MARGIN = 16;
 
 export const LAYOUT_OPTIONS = Object.freeze({
@@ -71,8 +71,28 @@ function transitionText(transition) {
   return transition.guard === null ? transition.command : `${transition.command} [${transition.guard}]`;
 }
 
+/**
+ * Transitions of the longest path from the initial state without revisiting a state: the main
+ * flow, which the layout keeps straight so side exits (cancel, reject) branch off it visibly.
+ */
+export function mainPath(graph) {
+  let best = [];
+  const walk = (state, visited, path) => {
+    if (path.length > best.length) best = path;
+    for (const t of graph.transitions) {
+      if (t.source === state && !visited.has(t.target)) {
+        walk(t.target, new Set([...visited, t.target]), [...path, t.id]);
+      }
+    }
+  };
+  walk(graph.initial, new Set([graph.initial]), []);
+  return best;
+}
+
 /** The ELK input graph for a machine graph. */
 export function toElkGraph(graph) {
+  const straight = { 'elk.layered.priority.straightness': '10' };
+  const spine = new Set(mainPath(graph));
   const children = [{ id: INITIAL_NODE, width: 14, height: 14 }];
   for (const state of graph.states) {
     if (state.id === INITIAL_NODE) throw new Error(`state id ${INITIAL_NODE} is reserved`);
@@ -82,19 +102,21 @@ export function toElkGraph(graph) {
       height: STATE_HEIGHT,
     });
   }
-  const edges = [{ id: INITIAL_NODE, sources: [INITIAL_NODE], targets: [graph.initial] }];
+  const edges = [{ id: INITIAL_NODE, sources: [INITIAL_NODE], targets: [graph.initial], layoutOptions: straight }];
   for (const transition of graph.transitions) {
     const text = transitionText(transition);
     edges.push({
       id: transition.id,
       sources: [transition.source],
       targets: [transition.target],
+      ...(spine.has(transition.id) ? { layoutOptions: straight } : {}),
       labels: [
         {
           id: `${transition.id}#label`,
           text,
           width: Math.ceil(labelTextWidth(text) + 2 * LABEL_PAD_X),
           height: LABEL_HEIGHT,
+          layoutOptions: { 'elk.edgeLabels.inline': 'true' },
         },
       ],
     });

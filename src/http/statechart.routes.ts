@@ -1,0 +1,89 @@
+import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { Router } from '@koa/router';
+import type { Context } from 'koa';
+import { orderGraph } from '../machines/order.graph.js';
+
+/** Served files: URL name → file. Only these; nothing else on disk is reachable. */
+const ASSETS: Record<string, { path: string; type: string }> = {
+  'page.js': { path: pageFile('page.js'), type: 'text/javascript; charset=utf-8' },
+  'chart.js': { path: pageFile('chart.js'), type: 'text/javascript; charset=utf-8' },
+  'page.css': { path: pageFile('page.css'), type: 'text/css; charset=utf-8' },
+  'chart.css': { path: pageFile('chart.css'), type: 'text/css; charset=utf-8' },
+  // The layout engine, from the app's own node_modules: the page needs no network but the app.
+  'elk.bundled.js': {
+    path: createRequire(import.meta.url).resolve('elkjs/lib/elk.bundled.js'),
+    type: 'text/javascript; charset=utf-8',
+  },
+};
+
+function pageFile(name: string): string {
+  return fileURLToPath(new URL(`./statechart/${name}`, import.meta.url));
+}
+
+// The page loads only same-origin scripts and styles and talks only to this API.
+const PAGE_HEADERS = {
+  'Content-Security-Policy':
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+  'Referrer-Policy': 'no-referrer',
+  'X-Content-Type-Options': 'nosniff',
+};
+
+interface Loaded {
+  body: Buffer;
+  etag: string;
+}
+
+function loaded(body: Buffer): Loaded {
+  return { body, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"` };
+}
+
+/** Sends a cacheable body that browsers revalidate (If-None-Match → 304). */
+function send(ctx: Context, type: string, file: Loaded): void {
+  ctx.set(PAGE_HEADERS);
+  ctx.set('Cache-Control', 'no-cache');
+  ctx.type = type;
+  ctx.etag = file.etag;
+  ctx.status = 200;
+  if (ctx.fresh) {
+    ctx.status = 304;
+    return;
+  }
+  ctx.body = file.body;
+}
+
+/**
+ * `GET /machines/order` (the order machine as a graph), `GET /statechart` (the page that draws it,
+ * optionally following one order) and the page's assets. Nothing here holds order data, so
+ * nothing here needs a token: the page fetches an order with the user's own token.
+ */
+export function createStatechartRouter(): Router {
+  const router = new Router();
+  const graphJson = loaded(Buffer.from(JSON.stringify(orderGraph)));
+  // Files are read on first request and kept: they change only with a deploy.
+  const cache = new Map<string, Loaded>();
+  const file = (path: string): Loaded => {
+    let hit = cache.get(path);
+    if (hit === undefined) {
+      hit = loaded(readFileSync(path));
+      cache.set(path, hit);
+    }
+    return hit;
+  };
+
+  router.get('/machines/order', (ctx) => {
+    send(ctx, 'application/json; charset=utf-8', graphJson);
+  });
+  router.get('/statechart', (ctx) => {
+    send(ctx, 'text/html; charset=utf-8', file(pageFile('index.html')));
+  });
+  for (const [name, asset] of Object.entries(ASSETS)) {
+    router.get(`/statechart/assets/${name}`, (ctx) => {
+      send(ctx, asset.type, file(asset.path));
+    });
+  }
+  return router;
+}

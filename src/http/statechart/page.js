@@ -1,0 +1,303 @@
+// The state chart page: draws GET /machines/order, and follows one order when given its id and a
+// token. The token arrives pasted into the form or in the URL fragment (#token=…), which browsers
+// never send to the server; it is kept in this tab's sessionStorage and sent only as a header.
+import { describeState, layoutChart, renderSvg, tracePath } from './chart.js';
+
+const POLL_MS = 1000;
+const MAX_BACKOFF_MS = 10_000;
+const TOKEN_KEY = 'baedal.statechart.token';
+
+const $ = (id) => {
+  const el = document.getElementById(id);
+  if (!el) throw new Error(`page is missing #${id}`);
+  return el;
+};
+
+let graph;
+let svg;
+/** The order being followed; replaced (and the old one abandoned) on every new follow. */
+let following = null;
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function showError(title, detail) {
+  const box = $('error');
+  box.replaceChildren(el('strong', {}, title));
+  if (detail) box.append(el('pre', {}, detail));
+  box.hidden = false;
+}
+
+function clearError() {
+  $('error').hidden = true;
+  $('error').replaceChildren();
+}
+
+/** Reads an API error body `{ error: { code, message, details } }` into readable text. */
+async function describeFailure(res) {
+  let code = '';
+  let message = res.statusText;
+  let details = '';
+  try {
+    const body = await res.json();
+    if (body && typeof body === 'object' && body.error) {
+      code = body.error.code ?? '';
+      message = body.error.message ?? message;
+      if (body.error.details !== undefined && body.error.details !== null) {
+        details = JSON.stringify(body.error.details, null, 2);
+      }
+    }
+  } catch {
+    // Not JSON: the status line is all there is.
+  }
+  const hint =
+    res.status === 401
+      ? 'The token was refused: paste a valid, unexpired token.'
+      : res.status === 403
+        ? 'This token may not see that order.'
+        : res.status === 404
+          ? 'No such order, or it is not yours to see.'
+          : '';
+  const title = `${res.status}${code ? ` ${code}` : ''}: ${message}`;
+  return { title, detail: [hint, details].filter(Boolean).join('\n') };
+}
+
+function renderTable() {
+  const rows = graph.transitions.map((t) =>
+    el(
+      'tr',
+      {},
+      el('td', {}, el('code', {}, t.source)),
+      el('td', {}, el('code', {}, t.guard === null ? t.command : `${t.command} [${t.guard}]`)),
+      el('td', {}, el('code', {}, t.target)),
+    ),
+  );
+  $('transitions').replaceChildren(...rows);
+}
+
+/** Marks the followed order's position on the chart; `null` clears it. */
+function highlight(live) {
+  svg.classList.toggle('live', live !== null);
+  const visited = new Set(live?.visited ?? []);
+  const trodden = new Set(live?.transitions ?? []);
+  for (const node of svg.querySelectorAll('.state[data-state]')) {
+    const id = node.dataset.state;
+    const current = live?.current === id;
+    node.classList.toggle('current', current);
+    node.classList.toggle('visited', !current && visited.has(id));
+    if (current) node.setAttribute('aria-current', 'step');
+    else node.removeAttribute('aria-current');
+    const label = describeState(graph, id, live ?? undefined);
+    node.setAttribute('aria-label', label);
+    const title = node.querySelector('title');
+    if (title) title.textContent = label;
+  }
+  for (const edge of svg.querySelectorAll('.transition[data-transition]')) {
+    const allowed =
+      live !== null && edge.dataset.source === live.current && live.allowed.includes(edge.dataset.command);
+    edge.classList.toggle('allowed', allowed);
+    edge.classList.toggle('visited', trodden.has(edge.dataset.transition));
+  }
+}
+
+function formatTime(at) {
+  const date = new Date(at);
+  return Number.isNaN(date.getTime()) ? String(at ?? '') : date.toLocaleString();
+}
+
+function showOrder(order, events, trace) {
+  const final = graph.states.find((s) => s.id === order.status)?.final ?? false;
+  $('order').hidden = false;
+  $('order-summary').textContent = final
+    ? `Order ${order.id} is ${order.status}: a final state, nothing more will happen.`
+    : `Order ${order.id} is ${order.status}.`;
+  $('order-state').replaceChildren(el('code', {}, order.status));
+  const allowed = order.allowed.map((c) => el('span', { class: `command cmd-${c}` }, c));
+  $('order-allowed').replaceChildren(...(allowed.length > 0 ? allowed : ['nothing']));
+  $('order-version').textContent = String(order.version);
+  $('order-checked').textContent = new Date().toLocaleTimeString();
+  const items = trace.steps.map((step, i) => {
+    const event = events[i];
+    const text = step.unmatched ? `${step.type} (not on the chart)` : `${step.state} ← ${step.type}`;
+    return el('li', {}, el('code', {}, text), ' ', el('span', { class: 'when' }, formatTime(event?.at)));
+  });
+  $('order-path').replaceChildren(...items);
+  document.title = `${order.status} · order ${order.id} · Baedal`;
+}
+
+async function api(path, token, signal) {
+  return fetch(path, {
+    headers: { Authorization: `Bearer ${token}`, Accept: 'application/json' },
+    cache: 'no-store',
+    signal,
+  });
+}
+
+/** Polls one order until it is final, the token or id is refused, or another follow starts. */
+function follow(orderId, token) {
+  following?.stop();
+  const controller = new AbortController();
+  const session = { stopped: false, timer: 0, stop() {} };
+  session.stop = () => {
+    session.stopped = true;
+    clearTimeout(session.timer);
+    controller.abort();
+  };
+  following = session;
+  $('stop').hidden = false;
+  clearError();
+  let shownVersion = null;
+  let backoff = POLL_MS;
+
+  const again = (ms) => {
+    if (!session.stopped) session.timer = setTimeout(tick, ms);
+  };
+  const tick = async () => {
+    if (session.stopped) return;
+    if (document.hidden) {
+      document.addEventListener('visibilitychange', () => again(0), { once: true });
+      return;
+    }
+    try {
+      const id = encodeURIComponent(orderId);
+      const res = await api(`/orders/${id}`, token, controller.signal);
+      if (!res.ok) {
+        const { title, detail } = await describeFailure(res);
+        showError(title, detail);
+        if (res.status >= 400 && res.status < 500 && res.status !== 429) {
+          $('stop').hidden = true;
+          highlight(null);
+          $('order').hidden = true;
+          session.stop();
+          return;
+        }
+        backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
+        return again(backoff);
+      }
+      const order = await res.json();
+      if (order.version !== shownVersion) {
+        const evRes = await api(`/orders/${id}/events`, token, controller.signal);
+        if (!evRes.ok) {
+          const { title, detail } = await describeFailure(evRes);
+          showError(`Journal: ${title}`, detail);
+          return again((backoff = Math.min(backoff * 2, MAX_BACKOFF_MS)));
+        }
+        const events = await evRes.json();
+        if (session.stopped) return;
+        const trace = tracePath(
+          graph,
+          events.map((e) => e.type),
+        );
+        highlight({
+          current: order.status,
+          visited: trace.states.filter((s) => s !== order.status),
+          transitions: trace.transitions,
+          allowed: order.allowed,
+        });
+        showOrder(order, events, trace);
+        $('announce').textContent =
+          `Order is ${order.status}.` + (order.allowed.length > 0 ? ` Allowed now: ${order.allowed.join(', ')}.` : '');
+        // The journal may have been read after a newer transition: look again next time.
+        shownVersion = trace.state === order.status ? order.version : null;
+      } else {
+        $('order-checked').textContent = new Date().toLocaleTimeString();
+      }
+      clearError();
+      backoff = POLL_MS;
+      const final = graph.states.find((s) => s.id === order.status)?.final ?? false;
+      if (final && shownVersion !== null) {
+        $('stop').hidden = true;
+        session.stop();
+        return;
+      }
+      again(POLL_MS);
+    } catch (error) {
+      if (session.stopped) return;
+      showError('Cannot reach the API; retrying.', String(error?.message ?? error));
+      backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
+      again(backoff);
+    }
+  };
+  tick();
+}
+
+/** Token from `#token=…` (then removed from the address bar and history) or from this tab. */
+function initialToken() {
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const fromUrl = fragment.get('token');
+  if (fromUrl) {
+    sessionStorage.setItem(TOKEN_KEY, fromUrl);
+    history.replaceState(history.state, '', location.pathname + location.search);
+    return fromUrl;
+  }
+  return sessionStorage.getItem(TOKEN_KEY) ?? '';
+}
+
+function wireForm() {
+  const form = $('follow-form');
+  const idInput = $('order-id');
+  const tokenInput = $('token');
+  const orderId = new URLSearchParams(location.search).get('orderId') ?? '';
+  const token = initialToken();
+  idInput.value = orderId;
+  tokenInput.value = token;
+
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const id = idInput.value.trim();
+    const tok = tokenInput.value.trim();
+    if (!id || !tok) {
+      showError(!id ? 'Enter the order id.' : 'Paste an access token (JWT).');
+      (!id ? idInput : tokenInput).focus();
+      return;
+    }
+    sessionStorage.setItem(TOKEN_KEY, tok);
+    history.replaceState(history.state, '', `${location.pathname}?orderId=${encodeURIComponent(id)}`);
+    follow(id, tok);
+  });
+  $('stop').addEventListener('click', () => {
+    following?.stop();
+    following = null;
+    $('stop').hidden = true;
+    $('order').hidden = true;
+    highlight(null);
+    history.replaceState(history.state, '', location.pathname);
+  });
+
+  if (orderId && token) follow(orderId, token);
+  else if (orderId) {
+    showError(`Paste an access token to follow order ${orderId}.`);
+    tokenInput.focus();
+  }
+}
+
+async function main() {
+  const chart = $('chart');
+  try {
+    const res = await fetch('/machines/order', { headers: { Accept: 'application/json' } });
+    if (!res.ok) throw new Error(`GET /machines/order answered ${res.status}`);
+    graph = await res.json();
+    if (typeof window.ELK !== 'function') throw new Error('the layout engine (elk.bundled.js) did not load');
+    const layout = await layoutChart(new window.ELK(), graph);
+    chart.innerHTML = renderSvg(graph, layout, { interactive: true });
+    svg = chart.querySelector('svg');
+    chart.setAttribute('aria-busy', 'false');
+    $('machine-info').textContent =
+      `Drawn live from the ${graph.id} machine in the code (version ${graph.version}): ` +
+      `${graph.states.length} states, ${graph.transitions.length} transitions.`;
+    renderTable();
+  } catch (error) {
+    chart.setAttribute('aria-busy', 'false');
+    chart.replaceChildren();
+    showError('Could not draw the chart.', String(error?.message ?? error));
+    return;
+  }
+  wireForm();
+  document.body.dataset.ready = 'true';
+}
+
+main();

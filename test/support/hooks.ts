@@ -1,0 +1,7 @@
+import { closeSharedSystem } from './system.ts';
+
+export const mochaHooks = {
+  async afterAll() {
+    await closeSharedSystem();
+  },
+};

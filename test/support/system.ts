@@ -1,0 +1,260 @@
+import type { AddressInfo } from 'node:net';
+import { createServer, type Server } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import type { Principal, Role } from '../../src/actors/principal.ts';
+import { startRuntime, type Runtime } from '../../src/actors/runtime.ts';
+import { loadConfig } from '../../src/config.ts';
+import { signToken } from '../../src/http/auth.ts';
+import { createApp } from '../../src/http/app.ts';
+import { createLogger } from '../../src/log.ts';
+import { createFakeGateway, type FakeGateway } from '../../src/payment/fake-gateway.ts';
+import { createHttpPaymentGateway } from '../../src/payment/payment-gateway.ts';
+import type { OrderView } from '../../src/actors/order-actor.ts';
+
+export const TEST_DATABASE_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/baedal_test';
+export const TEST_REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+export const AUTH_SECRET = 'test-secret-at-least-16-chars';
+
+export interface ApiResponse<T = any> {
+  status: number;
+  body: T;
+  headers: Headers;
+}
+
+export interface RequestOptions {
+  token?: string;
+  body?: unknown;
+  rawBody?: string;
+  headers?: Record<string, string>;
+}
+
+/** One running instance of the service: a real runtime and a real HTTP server on an ephemeral port. */
+export interface AppInstance {
+  baseUrl: string;
+  runtime: Runtime;
+  request<T = any>(method: string, path: string, opts?: RequestOptions): Promise<ApiResponse<T>>;
+  close(): Promise<void>;
+}
+
+export interface TestSystem extends AppInstance {
+  gateway: FakeGateway;
+  queuePrefix: string;
+  token(role: Role, sub: string): Promise<string>;
+  /** Another replica sharing the database, the queue and the gateway. */
+  startReplica(): Promise<AppInstance>;
+  /** Resets the gateway's ledger and behaviour. */
+  resetGateway(): Promise<void>;
+  setGatewayBehaviour(b: { latencyMs?: number; failRate?: number; decline?: boolean }): Promise<void>;
+  ledger(): Promise<{ charges: { chargeId: string; orderId: string; amount: number }[]; refunds: { refundId: string; chargeId: string; amount: number }[] }>;
+  /** A fresh store with a menu, a customer, a rider, and their tokens. */
+  newParties(): Promise<Parties>;
+  placeOrder(p: Parties, items?: { foodId: string; qty: number }[]): Promise<OrderView>;
+  /** Drives an order with the given commands, each by the right party; fails on the first non-200. */
+  drive(p: Parties, orderId: string, commands: string[]): Promise<OrderView>;
+}
+
+export interface Parties {
+  storeId: string;
+  customerId: string;
+  riderId: string;
+  area: string;
+  store: string;
+  customer: string;
+  rider: string;
+  admin: string;
+}
+
+export const MENU = [
+  { foodId: 'bibimbap', name: 'Bibimbap', price: 9000, available: true },
+  { foodId: 'tteokbokki', name: 'Tteokbokki', price: 6500, available: true },
+  { foodId: 'naengmyeon', name: 'Naengmyeon', price: 11000, available: false },
+];
+
+export async function resetDatabase(url = TEST_DATABASE_URL): Promise<void> {
+  const target = new URL(url);
+  const name = target.pathname.slice(1);
+  target.pathname = '/postgres';
+  const client = new pg.Client({ connectionString: target.toString() });
+  await client.connect();
+  try {
+    await client.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+  } finally {
+    await client.end();
+  }
+}
+
+async function listen(server: Server): Promise<string> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+export async function startInstance(opts: { gatewayUrl: string; queuePrefix: string; paymentTimeoutMs?: number }): Promise<AppInstance> {
+  const config = loadConfig({
+    NODE_ENV: 'test',
+    DATABASE_URL: TEST_DATABASE_URL,
+    REDIS_URL: TEST_REDIS_URL,
+    AUTH_SECRET,
+    QUEUE_PREFIX: opts.queuePrefix,
+    RELAY_POLL_MS: '100',
+    SHUTDOWN_GRACE_MS: '5000',
+    PAYMENT_TIMEOUT_MS: String(opts.paymentTimeoutMs ?? 2000),
+    BODY_LIMIT: '16kb',
+  });
+  const log = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
+  const payments = createHttpPaymentGateway({ baseUrl: opts.gatewayUrl, timeoutMs: config.PAYMENT_TIMEOUT_MS });
+  const runtime = await startRuntime({ config, log, payments });
+  const { koa } = createApp({ ...runtime, log, authSecret: config.AUTH_SECRET, bodyLimit: config.BODY_LIMIT });
+  const http = createServer(koa.callback());
+  const baseUrl = await listen(http);
+  let closed: Promise<void> | undefined;
+  return {
+    baseUrl,
+    runtime,
+    request: (method, path, o) => request(baseUrl, method, path, o),
+    close: () =>
+      (closed ??= (async () => {
+        await new Promise<void>((resolve) => http.close(() => resolve()));
+        await runtime.close();
+      })()),
+  };
+}
+
+export async function request<T = any>(baseUrl: string, method: string, path: string, opts: RequestOptions = {}): Promise<ApiResponse<T>> {
+  const headers: Record<string, string> = { ...opts.headers };
+  if (opts.token) headers.authorization = `Bearer ${opts.token}`;
+  let body: string | undefined = opts.rawBody;
+  if (opts.body !== undefined) {
+    body = JSON.stringify(opts.body);
+    headers['content-type'] ??= 'application/json';
+  }
+  const res = await fetch(`${baseUrl}${path}`, { method, headers, body });
+  const text = await res.text();
+  let parsed: unknown = text;
+  if ((res.headers.get('content-type') ?? '').includes('json')) parsed = text ? JSON.parse(text) : undefined;
+  return { status: res.status, body: parsed as T, headers: res.headers };
+}
+
+/** Which party sends each command in tests. */
+const SENDER: Record<string, keyof Pick<Parties, 'store' | 'customer' | 'rider'>> = {
+  pay: 'customer',
+  cancel: 'customer',
+  'confirm-delivery': 'customer',
+  accept: 'store',
+  reject: 'store',
+  'start-cooking': 'store',
+  'finish-cooking': 'store',
+  pick: 'rider',
+};
+
+export function commandBody(command: string): unknown {
+  return command === 'reject' ? { reason: 'out of rice' } : undefined;
+}
+
+export async function startSystem(): Promise<TestSystem> {
+  const gateway = await createFakeGateway({ port: 0 });
+  const queuePrefix = `{baedal-test-${randomUUID()}}`;
+  const main = await startInstance({ gatewayUrl: gateway.url, queuePrefix });
+  const replicas: AppInstance[] = [];
+
+  const token = (role: Role, sub: string) => signToken(AUTH_SECRET, { role, sub } satisfies Principal);
+  const gatewayCall = async (method: string, path: string, body?: unknown) => {
+    const res = await request(gateway.url, method, path, { body });
+    if (res.status >= 300) throw new Error(`gateway ${method} ${path} answered ${res.status}`);
+    return res.body;
+  };
+
+  const system: TestSystem = {
+    ...main,
+    gateway,
+    queuePrefix,
+    token,
+    async startReplica() {
+      const replica = await startInstance({ gatewayUrl: gateway.url, queuePrefix });
+      replicas.push(replica);
+      return replica;
+    },
+    resetGateway: async () => {
+      await gatewayCall('POST', '/_admin/reset');
+    },
+    setGatewayBehaviour: async (b) => {
+      await gatewayCall('PUT', '/_admin/behaviour', b);
+    },
+    ledger: () => gatewayCall('GET', '/_admin/ledger'),
+    async newParties() {
+      const suffix = randomUUID().slice(0, 8);
+      const p: Parties = {
+        storeId: `store-${suffix}`,
+        customerId: `customer-${suffix}`,
+        riderId: `rider-${suffix}`,
+        area: `area-${suffix}`,
+        store: '',
+        customer: '',
+        rider: '',
+        admin: await token('admin', `admin-${suffix}`),
+      };
+      p.store = await token('store', p.storeId);
+      p.customer = await token('customer', p.customerId);
+      p.rider = await token('rider', p.riderId);
+      const menu = await main.request('PUT', `/stores/${p.storeId}/menu`, { token: p.store, body: MENU });
+      if (menu.status !== 200) throw new Error(`menu answered ${menu.status}`);
+      return p;
+    },
+    async placeOrder(p, items = [{ foodId: 'bibimbap', qty: 2 }]) {
+      const res = await main.request<OrderView>('POST', '/orders', {
+        token: p.customer,
+        body: { storeId: p.storeId, items, address: { area: p.area, line: '1 Teheran-ro' } },
+      });
+      if (res.status !== 201) throw new Error(`place answered ${res.status}: ${JSON.stringify(res.body)}`);
+      return res.body;
+    },
+    async drive(p, orderId, commands) {
+      let order: OrderView | undefined;
+      for (const command of commands) {
+        const res = await main.request<OrderView>('POST', `/orders/${orderId}/${command}`, { token: p[SENDER[command]!], body: commandBody(command) });
+        if (res.status !== 200) throw new Error(`${command} answered ${res.status}: ${JSON.stringify(res.body)}`);
+        order = res.body;
+      }
+      if (!order) throw new Error('drive() needs at least one command');
+      return order;
+    },
+    async close() {
+      for (const replica of replicas) await replica.close();
+      await main.close();
+      await gateway.close();
+    },
+  };
+  return system;
+}
+
+/** Waits until `check` returns a value other than undefined/false, polling, or fails at the deadline. */
+export async function eventually<T>(check: () => Promise<T | undefined | false>, what: string, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value !== undefined && value !== false) return value;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+let shared: Promise<TestSystem> | undefined;
+
+/** The system shared by the whole test run; the root hook in hooks.ts closes it. */
+export function sharedSystem(): Promise<TestSystem> {
+  shared ??= (async () => {
+    await resetDatabase();
+    return startSystem();
+  })();
+  return shared;
+}
+
+export async function closeSharedSystem(): Promise<void> {
+  if (shared) await (await shared).close();
+  shared = undefined;
+}
