@@ -3,7 +3,7 @@ import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { ELK as ElkInstance } from 'elkjs/lib/elk-api.js';
-import { orderGraph, toMermaid, type MachineGraph } from '../src/machines/order.graph.js';
+import { orderGraph, toMermaid, type MachineGraph } from '../src/machines/order.graph.ts';
 import { layoutChart, renderSvg } from '../src/http/statechart/chart.js';
 
 export const SVG_PATH = fileURLToPath(new URL('../docs/order-lifecycle.svg', import.meta.url));

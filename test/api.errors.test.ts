@@ -64,7 +64,8 @@ describe('API errors change nothing', () => {
     const { signToken } = await import('../src/http/auth.ts');
     const forged = await signToken('some-other-secret-0123456789', { sub: p.customerId, role: 'customer' });
     const expired = await signToken('test-secret-at-least-16-chars', { sub: p.customerId, role: 'customer' }, '-1s');
-    for (const headers of [{}, { authorization: 'Bearer nonsense' }, { authorization: `Bearer ${forged}` }, { authorization: `Bearer ${expired}` }, { authorization: 'Basic abc' }]) {
+    const attempts: Record<string, string>[] = [{}, { authorization: 'Bearer nonsense' }, { authorization: `Bearer ${forged}` }, { authorization: `Bearer ${expired}` }, { authorization: 'Basic abc' }];
+    for (const headers of attempts) {
       const res = await sys.request('POST', `/orders/${order.id}/cancel`, { headers });
       expect(res.status, JSON.stringify(headers)).to.equal(401);
       expect(res.body.error.code).to.equal('unauthenticated');

@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { Router } from '@koa/router';
 import type { Context } from 'koa';
-import { orderGraph } from '../machines/order.graph.js';
+import { orderGraph } from '../machines/order.graph.ts';
 
 /** Served files: URL name → file. Only these; nothing else on disk is reachable. */
 const ASSETS: Record<string, { path: string; type: string }> = {

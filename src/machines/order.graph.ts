@@ -6,7 +6,7 @@ import {
   orderMachine,
   type OrderCommand,
   type OrderDomainEventType,
-} from './order.machine.js';
+} from './order.machine.ts';
 
 /**
  * The order machine as plain data, for `GET /machines/order`, the state chart page and the
