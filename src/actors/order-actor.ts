@@ -159,7 +159,7 @@ export function createOrderActors(deps: OrderActorDeps) {
     const result = await db.transaction(async (tx) => {
       if (idempotencyKey !== undefined) {
         // Serialises retries of one request; the loser then sees the winner's committed order.
-        await sql(tx, 'SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`${who.sub}\u0000${idempotencyKey}`]);
+        await sql(tx, 'SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [JSON.stringify([who.sub, idempotencyKey])]);
         const [earlier] = await sql<{ order_id: string; request_hash: string }>(
           tx,
           'SELECT order_id, request_hash FROM order_requests WHERE customer_id = $1 AND idempotency_key = $2',
