@@ -7,22 +7,25 @@ ARG NODE_IMAGE=node:20-bookworm-slim
 FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
-# The service runs TypeScript through tsx at run time, so tsx must survive the production prune.
-# It is a devDependency today; this stage keeps it whichever section declares it, at the locked
-# version, without touching the registry again: full `npm ci`, declare tsx as a runtime dependency
-# in this stage's copy of package.json only, then prune dev dependencies.
+# Packages the service loads at run time although package.json may list them as devDependencies:
+# tsx runs the TypeScript; the /statechart page serves elkjs out of node_modules.
+ARG RUNTIME_PACKAGES="tsx elkjs"
+# Keep them at their locked versions, whichever section declares them, without another registry
+# round trip: full `npm ci`, declare them as runtime dependencies in this stage's copy of
+# package.json only, then prune the dev dependencies.
 RUN --mount=type=cache,target=/root/.npm \
     npm ci --no-audit --no-fund \
  && node -e " \
       const fs = require('fs'); \
       const p = JSON.parse(fs.readFileSync('package.json', 'utf8')); \
-      const spec = p.dependencies?.tsx ?? p.devDependencies?.tsx; \
-      if (!spec) throw new Error('package.json declares no tsx, but the image runs through it'); \
-      if (p.devDependencies) delete p.devDependencies.tsx; \
-      p.dependencies = { ...p.dependencies, tsx: spec }; \
-      fs.writeFileSync('package.json', JSON.stringify(p, null, 2));" \
- && npm prune --omit=dev --no-audit --no-fund \
- && node -e "require.resolve('tsx'); require.resolve('esbuild')"
+      for (const name of process.argv.slice(1)) { \
+        const spec = p.dependencies?.[name] ?? p.devDependencies?.[name]; \
+        if (!spec) throw new Error(name + ' is not in package.json: update RUNTIME_PACKAGES in the Dockerfile'); \
+        if (p.devDependencies) delete p.devDependencies[name]; \
+        p.dependencies = { ...p.dependencies, [name]: spec }; \
+      } \
+      fs.writeFileSync('package.json', JSON.stringify(p, null, 2));" ${RUNTIME_PACKAGES} \
+ && npm prune --omit=dev --no-audit --no-fund
 
 FROM ${NODE_IMAGE} AS runtime
 # tini as PID 1 forwards SIGTERM to node and reaps children; the app itself drains on SIGTERM.
@@ -39,6 +42,15 @@ COPY src ./src
 COPY scripts ./scripts
 # The base image's `node` user, given numerically so Kubernetes runAsNonRoot can verify it.
 USER 1000:1000
+# Fail the build, not the pod, when a module needs a package the prune removed: load every module
+# under src/ except the entry point (main.ts would connect to PostgreSQL and Redis).
+RUN TSX_DISABLE_CACHE=1 timeout 120 node --import tsx --input-type=module -e " \
+      import { readdirSync } from 'node:fs'; \
+      const modules = readdirSync('src', { recursive: true }) \
+        .filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts') && f !== 'main.ts'); \
+      for (const f of modules) await import('./src/' + f); \
+      console.log('loaded ' + modules.length + ' modules'); \
+      process.exit(0);"
 EXPOSE 3000
 ENTRYPOINT ["/usr/bin/tini", "--"]
 # Direct node rather than `npm start`: one process, so SIGTERM reaches the code that drains.
