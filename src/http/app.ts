@@ -8,6 +8,7 @@ import { errorMiddleware } from './error-middleware.ts';
 import { createHttpMetrics } from './metrics.ts';
 import { orderRoutes } from './orders.routes.ts';
 import { mountRoutes, type Route } from './route.ts';
+import { createStatechartRouter } from './statechart.routes.ts';
 import { storeRoutes } from './stores.routes.ts';
 import { systemRoutes } from './system.routes.ts';
 
@@ -45,5 +46,6 @@ export function createApp(deps: AppDeps): App {
   koa.use(metrics.middleware);
   koa.use(router.routes());
   koa.use(router.allowedMethods());
+  koa.use(createStatechartRouter().routes());
   return { koa, routes };
 }

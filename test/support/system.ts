@@ -12,7 +12,8 @@ import { createFakeGateway, type FakeGateway } from '../../src/payment/fake-gate
 import { createHttpPaymentGateway } from '../../src/payment/payment-gateway.ts';
 import type { OrderView } from '../../src/actors/order-actor.ts';
 
-export const TEST_DATABASE_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/baedal_test';
+/** A database of this run's own, so concurrent runs on one machine cannot disturb each other. */
+export const TEST_DATABASE_URL = process.env.TEST_DATABASE_URL ?? `postgres://postgres@127.0.0.1:5432/baedal_test_${process.pid}`;
 export const TEST_REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 export const AUTH_SECRET = 'test-secret-at-least-16-chars';
 
@@ -255,6 +256,8 @@ export function sharedSystem(): Promise<TestSystem> {
 }
 
 export async function closeSharedSystem(): Promise<void> {
-  if (shared) await (await shared).close();
+  if (!shared) return;
+  await (await shared).close();
   shared = undefined;
+  await resetDatabase();
 }
