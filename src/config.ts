@@ -18,6 +18,8 @@ const schema = z
     PAYMENT_TIMEOUT_MS: z.coerce.number().int().positive().default(5000),
     RELAY_POLL_MS: z.coerce.number().int().positive().default(250),
     WORKER_CONCURRENCY: z.coerce.number().int().positive().default(8),
+    /** How long a worker holds a job before BullMQ deems it stalled (its replica died) and redelivers it. */
+    JOB_LOCK_MS: z.coerce.number().int().min(1000).default(30000),
     SHUTDOWN_GRACE_MS: z.coerce.number().int().positive().default(20000),
   })
   .superRefine((env, ctx) => {

@@ -16,7 +16,7 @@ export const EVENTS_QUEUE = 'order-events';
 
 export type RuntimeConfig = Pick<
   Config,
-  'DATABASE_URL' | 'REDIS_URL' | 'QUEUE_PREFIX' | 'RELAY_POLL_MS' | 'WORKER_CONCURRENCY' | 'SHUTDOWN_GRACE_MS' | 'ROLE'
+  'DATABASE_URL' | 'REDIS_URL' | 'QUEUE_PREFIX' | 'RELAY_POLL_MS' | 'WORKER_CONCURRENCY' | 'JOB_LOCK_MS' | 'SHUTDOWN_GRACE_MS' | 'ROLE'
 >;
 
 export interface Runtime {
@@ -68,6 +68,8 @@ export async function startRuntime({ config, log, payments, clock }: RuntimeDeps
       connection: redis.duplicate(),
       prefix: config.QUEUE_PREFIX,
       concurrency: config.WORKER_CONCURRENCY,
+      lockDuration: config.JOB_LOCK_MS,
+      stalledInterval: Math.max(1000, Math.floor(config.JOB_LOCK_MS / 2)),
     });
     worker.on('failed', (job, err) => workerLog.warn({ err, jobId: job?.id, attempts: job?.attemptsMade }, 'event job failed'));
     worker.on('error', (err) => workerLog.error({ err }, 'worker error'));

@@ -98,6 +98,7 @@ export async function startInstance(opts: { gatewayUrl: string; queuePrefix: str
     AUTH_SECRET,
     QUEUE_PREFIX: opts.queuePrefix,
     RELAY_POLL_MS: '100',
+    JOB_LOCK_MS: '3000',
     SHUTDOWN_GRACE_MS: '5000',
     PAYMENT_TIMEOUT_MS: String(opts.paymentTimeoutMs ?? 2000),
     BODY_LIMIT: '16kb',

@@ -25,10 +25,11 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-function showError(title, detail) {
+function showError(title, hint, details) {
   const box = $('error');
   box.replaceChildren(el('strong', {}, title));
-  if (detail) box.append(el('pre', {}, detail));
+  if (hint) box.append(el('p', {}, hint));
+  if (details) box.append(el('pre', {}, details));
   box.hidden = false;
 }
 
@@ -47,8 +48,9 @@ async function describeFailure(res) {
     if (body && typeof body === 'object' && body.error) {
       code = body.error.code ?? '';
       message = body.error.message ?? message;
-      if (body.error.details !== undefined && body.error.details !== null) {
-        details = JSON.stringify(body.error.details, null, 2);
+      const extra = body.error.details;
+      if (extra !== undefined && extra !== null && !(typeof extra === 'object' && Object.keys(extra).length === 0)) {
+        details = JSON.stringify(extra, null, 2);
       }
     }
   } catch {
@@ -63,7 +65,7 @@ async function describeFailure(res) {
           ? 'No such order, or it is not yours to see.'
           : '';
   const title = `${res.status}${code ? ` ${code}` : ''}: ${message}`;
-  return { title, detail: [hint, details].filter(Boolean).join('\n') };
+  return { title, hint, details };
 }
 
 function renderTable() {
@@ -82,6 +84,7 @@ function renderTable() {
 /** Marks the followed order's position on the chart; `null` clears it. */
 function highlight(live) {
   svg.classList.toggle('live', live !== null);
+  svg.querySelector('.start-edge')?.classList.toggle('visited', live !== null);
   const visited = new Set(live?.visited ?? []);
   const trodden = new Set(live?.transitions ?? []);
   for (const node of svg.querySelectorAll('.state[data-state]')) {
@@ -104,9 +107,10 @@ function highlight(live) {
   }
 }
 
-function formatTime(at) {
+function timeOf(at) {
   const date = new Date(at);
-  return Number.isNaN(date.getTime()) ? String(at ?? '') : date.toLocaleString();
+  if (Number.isNaN(date.getTime())) return el('span', { class: 'when' }, String(at ?? ''));
+  return el('time', { class: 'when', datetime: date.toISOString(), title: date.toLocaleString() }, date.toLocaleTimeString());
 }
 
 function showOrder(order, events, trace) {
@@ -123,7 +127,7 @@ function showOrder(order, events, trace) {
   const items = trace.steps.map((step, i) => {
     const event = events[i];
     const text = step.unmatched ? `${step.type} (not on the chart)` : `${step.state} ← ${step.type}`;
-    return el('li', {}, el('code', {}, text), ' ', el('span', { class: 'when' }, formatTime(event?.at)));
+    return el('li', {}, el('code', {}, text), ' ', timeOf(event?.at));
   });
   $('order-path').replaceChildren(...items);
   document.title = `${order.status} · order ${order.id} · Baedal`;
@@ -148,6 +152,7 @@ function follow(orderId, token) {
     controller.abort();
   };
   following = session;
+  document.body.classList.add('following');
   $('stop').hidden = false;
   clearError();
   let shownVersion = null;
@@ -166,8 +171,8 @@ function follow(orderId, token) {
       const id = encodeURIComponent(orderId);
       const res = await api(`/orders/${id}`, token, controller.signal);
       if (!res.ok) {
-        const { title, detail } = await describeFailure(res);
-        showError(title, detail);
+        const { title, hint, details } = await describeFailure(res);
+        showError(title, hint, details);
         if (res.status >= 400 && res.status < 500 && res.status !== 429) {
           $('stop').hidden = true;
           highlight(null);
@@ -182,16 +187,13 @@ function follow(orderId, token) {
       if (order.version !== shownVersion) {
         const evRes = await api(`/orders/${id}/events`, token, controller.signal);
         if (!evRes.ok) {
-          const { title, detail } = await describeFailure(evRes);
-          showError(`Journal: ${title}`, detail);
+          const { title, hint, details } = await describeFailure(evRes);
+          showError(`Journal: ${title}`, hint, details);
           return again((backoff = Math.min(backoff * 2, MAX_BACKOFF_MS)));
         }
         const events = await evRes.json();
         if (session.stopped) return;
-        const trace = tracePath(
-          graph,
-          events.map((e) => e.type),
-        );
+        const trace = tracePath(graph, events.map((e) => e.type));
         highlight({
           current: order.status,
           visited: trace.states.filter((s) => s !== order.status),
@@ -262,6 +264,7 @@ function wireForm() {
   $('stop').addEventListener('click', () => {
     following?.stop();
     following = null;
+    document.body.classList.remove('following');
     $('stop').hidden = true;
     $('order').hidden = true;
     highlight(null);
