@@ -36,6 +36,10 @@ describe('GET /openapi.json', () => {
       'GET /healthz',
       'GET /readyz',
       'GET /openapi.json',
+      'GET /metrics',
+      'GET /notifications',
+      'GET /machines/order',
+      'GET /statechart',
     ]);
   });
 

@@ -8,7 +8,7 @@ import { errorMiddleware } from './error-middleware.ts';
 import { createHttpMetrics } from './metrics.ts';
 import { orderRoutes } from './orders.routes.ts';
 import { mountRoutes, type Route } from './route.ts';
-import { createStatechartRouter } from './statechart.routes.ts';
+import { createStatechartAssetsRouter, statechartRoutes } from './statechart.routes.ts';
 import { storeRoutes } from './stores.routes.ts';
 import { systemRoutes } from './system.routes.ts';
 
@@ -36,6 +36,7 @@ export function createApp(deps: AppDeps): App {
     ...systemRoutes({ db: deps.db, redis: deps.redis, metrics: metrics.registry, routes: () => routes, version: API_VERSION }),
     ...storeRoutes({ db: deps.db }),
     ...orderRoutes({ actors: deps.actors, db: deps.db }),
+    ...statechartRoutes(),
   );
   const router = new Router();
   mountRoutes(router, routes, { authSecret: deps.authSecret, bodyLimit: deps.bodyLimit });
@@ -46,6 +47,6 @@ export function createApp(deps: AppDeps): App {
   koa.use(metrics.middleware);
   koa.use(router.routes());
   koa.use(router.allowedMethods());
-  koa.use(createStatechartRouter().routes());
+  koa.use(createStatechartAssetsRouter().routes());
   return { koa, routes };
 }

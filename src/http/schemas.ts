@@ -102,3 +102,17 @@ export const ErrorSchema = z.object({
     details: z.record(z.string(), z.unknown()),
   }),
 });
+
+export const MachineGraphSchema = z.object({
+  id: z.string(),
+  version: z.number().int(),
+  initial: z.string(),
+  states: z.array(z.object({ id: z.string(), final: z.boolean() })),
+  transitions: z.array(
+    z.object({ id: z.string(), source: z.string(), target: z.string(), command: z.string(), guard: z.string().nullable() }),
+  ),
+  journal: z.record(z.string(), z.string().nullable()).describe('journal event type → the command whose transition records it'),
+});
+
+/** The page reads `orderId` itself; other parameters are ignored rather than refused. */
+export const StatechartQuery = z.object({ orderId: z.string().optional().describe('an order to follow live') });

@@ -5,6 +5,8 @@ import { fileURLToPath } from 'node:url';
 import { Router } from '@koa/router';
 import type { Context } from 'koa';
 import { orderGraph } from '../machines/order.graph.ts';
+import { defineRoute, mountRoutes, type Route } from './route.ts';
+import { MachineGraphSchema, StatechartQuery } from './schemas.ts';
 
 /** Served files: URL name → file. Only these; nothing else on disk is reachable. */
 const ASSETS: Record<string, { path: string; type: string }> = {
@@ -55,17 +57,10 @@ function send(ctx: Context, type: string, file: Loaded): void {
   ctx.body = file.body;
 }
 
-/**
- * `GET /machines/order` (the order machine as a graph), `GET /statechart` (the page that draws it,
- * optionally following one order) and the page's assets. Nothing here holds order data, so
- * nothing here needs a token: the page fetches an order with the user's own token.
- */
-export function createStatechartRouter(): Router {
-  const router = new Router();
-  const graphJson = loaded(Buffer.from(JSON.stringify(orderGraph)));
-  // Files are read on first request and kept: they change only with a deploy.
+/** Files are read on first request and kept: they change only with a deploy. */
+function fileCache(): (path: string) => Loaded {
   const cache = new Map<string, Loaded>();
-  const file = (path: string): Loaded => {
+  return (path) => {
     let hit = cache.get(path);
     if (hit === undefined) {
       hit = loaded(readFileSync(path));
@@ -73,17 +68,61 @@ export function createStatechartRouter(): Router {
     }
     return hit;
   };
+}
 
-  router.get('/machines/order', (ctx) => {
-    send(ctx, 'application/json; charset=utf-8', graphJson);
-  });
-  router.get('/statechart', (ctx) => {
-    send(ctx, 'text/html; charset=utf-8', file(pageFile('index.html')));
-  });
+/**
+ * `GET /machines/order` (the order machine as a graph) and `GET /statechart` (the page that draws
+ * it, optionally following one order), as entries of the app's route table so they are in the
+ * OpenAPI document. Nothing here holds order data, so nothing needs a token: the page fetches an
+ * order with the user's own token.
+ */
+export function statechartRoutes(): Route[] {
+  const graphJson = loaded(Buffer.from(JSON.stringify(orderGraph)));
+  const file = fileCache();
+  return [
+    defineRoute({
+      method: 'get',
+      path: '/machines/order',
+      summary: 'The order machine as a graph: states, final states, transitions with their commands and guards, and its version.',
+      tag: 'statechart',
+      auth: false,
+      responses: { 200: { description: 'the graph, derived from the machine definition', schema: MachineGraphSchema } },
+      errors: [],
+      async handle(ctx) {
+        send(ctx, 'application/json; charset=utf-8', graphJson);
+      },
+    }),
+    defineRoute({
+      method: 'get',
+      path: '/statechart',
+      summary: 'The order lifecycle drawn as a state chart; with ?orderId= it follows one order live (token in the URL fragment or pasted).',
+      tag: 'statechart',
+      auth: false,
+      query: StatechartQuery,
+      responses: { 200: { description: 'the page', contentType: 'text/html' } },
+      errors: [],
+      async handle(ctx) {
+        send(ctx, 'text/html; charset=utf-8', file(pageFile('index.html')));
+      },
+    }),
+  ];
+}
+
+/** The page's static assets (scripts, styles, the ELK layout engine). */
+export function createStatechartAssetsRouter(): Router {
+  const router = new Router();
+  const file = fileCache();
   for (const [name, asset] of Object.entries(ASSETS)) {
     router.get(`/statechart/assets/${name}`, (ctx) => {
       send(ctx, asset.type, file(asset.path));
     });
   }
+  return router;
+}
+
+/** The chart on its own (routes and assets), for serving it without the rest of the app. */
+export function createStatechartRouter(): Router {
+  const router = createStatechartAssetsRouter();
+  mountRoutes(router, statechartRoutes(), { authSecret: '', bodyLimit: '1kb' });
   return router;
 }
