@@ -12,6 +12,7 @@ import {
   type OrderCommand,
   type OrderItem,
   type OrderMachineEvent,
+  type OrderSnapshot,
   type OrderStatus,
 } from '../machines/order.machine.ts';
 import type { PaymentGateway } from '../payment/payment-gateway.ts';
@@ -86,7 +87,14 @@ export const chargeKey = (orderId: string) => `order-${orderId}-charge`;
 export const refundKey = (orderId: string) => `order-${orderId}-refund`;
 
 export function toView(row: OrderRow): OrderView {
-  const snapshot = restoreSnapshot(row);
+  return viewOf(restoreSnapshot(row), row);
+}
+
+/** The API's view of an order: its snapshot plus what only the row knows. */
+function viewOf(
+  snapshot: OrderSnapshot,
+  row: Pick<OrderRow, 'id' | 'version' | 'refund_id' | 'refund_amount' | 'created_at' | 'updated_at'>,
+): OrderView {
   const ctx = snapshot.context;
   return {
     id: row.id,
@@ -187,7 +195,8 @@ export function createOrderActors(deps: OrderActorDeps) {
       });
       const [event] = emittedEvents(actions);
       if (!event) throw new DomainError('internal', 'the order machine announced no OrderPlaced event');
-      await persistTransition(tx, { orderId, fromVersion: 0, snapshot, event, by: who, at: clock() });
+      const at = clock();
+      await persistTransition(tx, { orderId, fromVersion: 0, snapshot, event, by: who, at });
       if (idempotencyKey !== undefined) {
         await sql(tx, 'INSERT INTO order_requests (customer_id, idempotency_key, request_hash, order_id) VALUES ($1, $2, $3, $4)', [
           who.sub,
@@ -196,7 +205,8 @@ export function createOrderActors(deps: OrderActorDeps) {
           orderId,
         ]);
       }
-      return { order: toView((await loadOrder(tx, orderId, false))!), replayed: false };
+      const order = viewOf(snapshot, { id: orderId, version: 1, refund_id: null, refund_amount: null, created_at: at, updated_at: at });
+      return { order, replayed: false };
     });
     if (!result.replayed) committed();
     return result;
@@ -245,8 +255,9 @@ export function createOrderActors(deps: OrderActorDeps) {
       if (!domainEvent || extra.length > 0) {
         throw new DomainError('internal', `transition ${request.type} emitted ${actions.length} events instead of one`);
       }
-      await persistTransition(tx, { orderId, fromVersion: row.version, snapshot: next, event: domainEvent, by: who, at: clock() });
-      return toView((await loadOrder(tx, orderId, false))!);
+      const at = clock();
+      const version = await persistTransition(tx, { orderId, fromVersion: row.version, snapshot: next, event: domainEvent, by: who, at });
+      return viewOf(next, { ...row, version, updated_at: at });
     });
     committed();
     return view;

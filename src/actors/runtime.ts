@@ -62,10 +62,13 @@ export async function startRuntime({ config, log, payments, clock }: RuntimeDeps
   const consumers: Consumer[] = [refundConsumer(payments), notificationsView()];
 
   let worker: Worker<OrderEventMessage> | undefined;
+  // BullMQ closes only connections it created itself; the worker's blocking one is ours to close.
+  let workerRedis: Redis | undefined;
   if (config.ROLE !== 'api') {
+    workerRedis = redis.duplicate();
     const workerLog = log.child({ part: 'worker' });
     worker = new Worker<OrderEventMessage>(EVENTS_QUEUE, async (job) => dispatch(db, consumers, job.data), {
-      connection: redis.duplicate(),
+      connection: workerRedis,
       prefix: config.QUEUE_PREFIX,
       concurrency: config.WORKER_CONCURRENCY,
       lockDuration: config.JOB_LOCK_MS,
@@ -83,7 +86,7 @@ export async function startRuntime({ config, log, payments, clock }: RuntimeDeps
         ['relay', () => relay.stop()],
         ['worker', () => (worker ? closeWorker(worker, config.SHUTDOWN_GRACE_MS) : Promise.resolve())],
         ['queue', () => queue.close()],
-        ['redis', () => redis.quit()],
+        ['redis', () => Promise.all([redis.quit(), workerRedis?.quit()])],
         ['database', () => db.destroy()],
       ];
       for (const [name, step] of steps) {

@@ -1,0 +1,39 @@
+import { expect } from 'chai';
+import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { sharedSystem, TEST_DATABASE_URL, TEST_REDIS_URL } from './support/system.ts';
+
+describe('runtime close()', function () {
+  this.timeout(30_000);
+  before(async () => {
+    await sharedSystem(); // the schema exists
+  });
+
+  it('releases every connection and timer, so the process exits by itself (regression: the worker Redis connection leaked)', async () => {
+    const script = `
+      import { startRuntime } from './src/actors/runtime.ts';
+      import { loadConfig } from './src/config.ts';
+      import { createLogger } from './src/log.ts';
+      const config = loadConfig({ DATABASE_URL: ${JSON.stringify(TEST_DATABASE_URL)}, REDIS_URL: ${JSON.stringify(TEST_REDIS_URL)}, QUEUE_PREFIX: '{baedal-close-${randomUUID()}}' });
+      const payments = { charge: async () => ({ chargeId: 'x' }), refund: async () => ({ refundId: 'x' }) };
+      const runtime = await startRuntime({ config, log: createLogger('silent'), payments });
+      await runtime.close();
+      await runtime.close(); // idempotent
+      console.log('closed');
+    `;
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    const exit = await new Promise<number | null | 'hung'>((resolve) => {
+      const timer = setTimeout(() => resolve('hung'), 20_000);
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        resolve(code);
+      });
+    });
+    if (exit === 'hung') child.kill('SIGKILL');
+    expect(exit, output).to.equal(0);
+    expect(output).to.include('closed');
+  });
+});
