@@ -2,16 +2,8 @@ import { expect } from 'chai';
 import { initialTransition, transition } from 'xstate';
 import { restoreSnapshot, type OrderRow } from '../src/actors/order-repository.ts';
 import { orderMachine, sampleEvent, statusOf, type OrderCommand } from '../src/machines/order.machine.ts';
-import { commandBody, sharedSystem, type AppInstance, type Parties, type TestSystem } from './support/system.ts';
+import { commandRequest, sharedSystem, type AppInstance, type Parties, type TestSystem } from './support/system.ts';
 
-const SENDER: Record<string, 'customer' | 'store' | 'rider'> = {
-  pay: 'customer',
-  cancel: 'customer',
-  accept: 'store',
-  reject: 'store',
-  'start-cooking': 'store',
-  'finish-cooking': 'store',
-};
 
 /** Two replicas share PostgreSQL and Redis; PostgreSQL alone decides who writes an order. */
 describe('concurrency: two app instances, one order', () => {
@@ -32,7 +24,7 @@ describe('concurrency: two app instances, one order', () => {
     return Promise.all(
       commands.map((command, i) =>
         (i % 2 === 0 ? sys : replica)
-          .request('POST', `/orders/${orderId}/${command}`, { token: p[SENDER[command]!], body: commandBody(command) })
+          .request('POST', `/orders/${orderId}/${command}`, commandRequest(p, command))
           .then((res) => ({ command, ...res })),
       ),
     );

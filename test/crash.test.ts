@@ -1,9 +1,7 @@
 import { expect } from 'chai';
-import { commandBody, eventually, request, sharedSystem, type Parties, type TestSystem } from './support/system.ts';
+import { commandRequest, eventually, request, sharedSystem, type Parties, type TestSystem } from './support/system.ts';
 import { startServiceProcess } from './support/service-process.ts';
 
-const SENDER = { pay: 'customer', accept: 'store', 'start-cooking': 'store', cancel: 'customer' } as const;
-type Command = keyof typeof SENDER;
 
 /** Real service processes: SIGTERM drains, kill -9 loses nothing accepted and duplicates nothing. */
 describe('crash safety and graceful shutdown of a service process', function () {
@@ -41,11 +39,11 @@ describe('crash safety and graceful shutdown of a service process', function () 
     const orders = await Promise.all(Array.from({ length: 12 }, () => sys.placeOrder(p)));
     await sys.setGatewayBehaviour({ latencyMs: 5 });
 
-    const accepted: { orderId: string; command: Command; version: number }[] = [];
-    const script: Command[] = ['pay', 'accept', 'cancel'];
+    const accepted: { orderId: string; command: string; version: number }[] = [];
+    const script = ['pay', 'accept', 'cancel'];
     const drive = async (orderId: string) => {
       for (const command of script) {
-        const res = await request(first.baseUrl, 'POST', `/orders/${orderId}/${command}`, { token: p[SENDER[command]], body: commandBody(command) }).catch(() => undefined);
+        const res = await request(first.baseUrl, 'POST', `/orders/${orderId}/${command}`, commandRequest(p, command)).catch(() => undefined);
         if (!res || res.status !== 200) return;
         accepted.push({ orderId, command, version: res.body.version });
       }
@@ -68,7 +66,7 @@ describe('crash safety and graceful shutdown of a service process', function () 
     try {
       for (const o of orders) {
         for (const command of script) {
-          const res = await request(second.baseUrl, 'POST', `/orders/${o.id}/${command}`, { token: p[SENDER[command]], body: commandBody(command) });
+          const res = await request(second.baseUrl, 'POST', `/orders/${o.id}/${command}`, commandRequest(p, command));
           expect([200, 409], JSON.stringify(res.body)).to.include(res.status);
         }
       }

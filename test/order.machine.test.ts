@@ -8,21 +8,14 @@ import {
   sampleEvent,
   statusOf,
   type OrderCommand,
-  type OrderInput,
   type OrderMachineEvent,
   type OrderSnapshot,
   type OrderStatus,
 } from '../src/machines/order.machine.ts';
 import { emittedEvents } from '../src/actors/order-repository.ts';
+import { sampleOrderInput } from './support/fixtures.ts';
 
-const input: OrderInput = {
-  orderId: 'o-1',
-  customerId: 'c-1',
-  storeId: 's-1',
-  items: [{ foodId: 'bibimbap', name: 'Bibimbap', qty: 2, unitPrice: 9000, lineTotal: 18000 }],
-  total: 18000,
-  address: { area: 'gangnam', line: '1 Teheran-ro' },
-};
+const input = sampleOrderInput();
 
 /** The lifecycle as the issue specifies it, written out independently of the machine. */
 const SPEC: Record<OrderStatus, Partial<Record<OrderCommand, OrderStatus>>> = {

@@ -11,7 +11,7 @@ import {
   type OrderMachineEvent,
   type OrderSnapshot,
 } from '../src/machines/order.machine.ts';
-import { commandBody, eventually, sharedSystem, type Parties, type TestSystem } from './support/system.ts';
+import { commandRequest, eventually, sharedSystem, type TestSystem } from './support/system.ts';
 
 const input: OrderInput = {
   orderId: 'model',
@@ -33,16 +33,6 @@ const traversal = {
 const commandSteps = <S extends { event: { type: string } }>(steps: S[]) => steps.filter((s) => s.event.type !== 'xstate.init');
 const describePath = (steps: { event: { type: string } }[]) => commandSteps(steps).map((s) => s.event.type).join(' → ') || '(placed)';
 
-const SENDER: Record<OrderCommand, keyof Pick<Parties, 'customer' | 'store' | 'rider'>> = {
-  pay: 'customer',
-  cancel: 'customer',
-  'confirm-delivery': 'customer',
-  accept: 'store',
-  reject: 'store',
-  'start-cooking': 'store',
-  'finish-cooking': 'store',
-  pick: 'rider',
-};
 
 /** Paths generated from the machine itself, each driven through the real HTTP API. */
 describe('model-based: every path of the order machine through the HTTP API', () => {
@@ -77,7 +67,7 @@ describe('model-based: every path of the order machine through the HTTP API', ()
       const steps = commandSteps(path.steps);
       for (const [index, step] of steps.entries()) {
         const command = step.event.type as OrderCommand;
-        const res = await sys.request('POST', `/orders/${placed.id}/${command}`, { token: p[SENDER[command]], body: commandBody(command) });
+        const res = await sys.request('POST', `/orders/${placed.id}/${command}`, commandRequest(p, command));
         expect(res.status, `${command}: ${JSON.stringify(res.body)}`).to.equal(200);
         expect(res.body.status).to.equal(statusOf(step.state));
         expect(res.body.allowed).to.have.members(allowedCommands(step.state));
@@ -120,10 +110,10 @@ describe('model-based: every path of the order machine through the HTTP API', ()
       const commands = commandSteps(path.steps).map((s) => s.event.type);
       const reached = commands.length > 0 ? await sys.drive(p, placed.id, commands) : placed;
       for (const command of forbidden) {
-        const res = await sys.request('POST', `/orders/${placed.id}/${command}`, { token: p[SENDER[command]], body: commandBody(command) });
+        const res = await sys.request('POST', `/orders/${placed.id}/${command}`, commandRequest(p, command));
         if (res.status === 404) {
           // A rider cannot see an order that is not cooked and not theirs, so cannot even be told no.
-          expect(SENDER[command]).to.equal('rider');
+          expect(command).to.equal('pick');
           continue;
         }
         expect(res.status, `${command} in ${status}`).to.equal(409);

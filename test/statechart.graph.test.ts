@@ -13,7 +13,6 @@ import {
   sampleEvent,
   statusOf,
   type OrderCommand,
-  type OrderInput,
   type OrderSnapshot,
 } from '../src/machines/order.machine.ts';
 import {
@@ -24,15 +23,9 @@ import {
 } from '../src/machines/order.graph.ts';
 import { describeState, layoutChart, mainPath, renderSvg, tracePath, type ChartLayout } from '../src/http/statechart/chart.js';
 import { MERMAID_PATH, SVG_PATH, renderStatechartDocs } from '../scripts/statechart.ts';
+import { sampleOrderInput } from './support/fixtures.ts';
 
-const input: OrderInput = {
-  orderId: 'o-graph',
-  customerId: 'c-1',
-  storeId: 's-1',
-  items: [{ foodId: 'bibimbap', name: 'Bibimbap', qty: 1, unitPrice: 9000, lineTotal: 9000 }],
-  total: 9000,
-  address: { area: 'gangnam', line: '1 Teheran-ro' },
-};
+const input = sampleOrderInput({ orderId: 'o-graph' });
 
 interface Edge {
   source: string;

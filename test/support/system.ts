@@ -10,7 +10,8 @@ import { createApp } from '../../src/http/app.ts';
 import { createLogger } from '../../src/log.ts';
 import { createFakeGateway, type FakeGateway } from '../../src/payment/fake-gateway.ts';
 import { createHttpPaymentGateway } from '../../src/payment/payment-gateway.ts';
-import type { OrderView } from '../../src/actors/order-actor.ts';
+import { COMMAND_ROLE, type OrderView } from '../../src/actors/order-actor.ts';
+import type { OrderCommand } from '../../src/machines/order.machine.ts';
 
 /** A database of this run's own, so concurrent runs on one machine cannot disturb each other. */
 export const TEST_DATABASE_URL = process.env.TEST_DATABASE_URL ?? `postgres://postgres@127.0.0.1:5432/baedal_test_${process.pid}`;
@@ -137,20 +138,13 @@ export async function request<T = any>(baseUrl: string, method: string, path: st
   return { status: res.status, body: parsed as T, headers: res.headers };
 }
 
-/** Which party sends each command in tests. */
-const SENDER: Record<string, keyof Pick<Parties, 'store' | 'customer' | 'rider'>> = {
-  pay: 'customer',
-  cancel: 'customer',
-  'confirm-delivery': 'customer',
-  accept: 'store',
-  reject: 'store',
-  'start-cooking': 'store',
-  'finish-cooking': 'store',
-  pick: 'rider',
-};
-
 export function commandBody(command: string): unknown {
   return command === 'reject' ? { reason: 'out of rice' } : undefined;
+}
+
+/** The token of the party that sends this command (the API's rule), and the body it needs. */
+export function commandRequest(p: Parties, command: string): RequestOptions {
+  return { token: p[COMMAND_ROLE[command as OrderCommand]], body: commandBody(command) };
 }
 
 export async function startSystem(): Promise<TestSystem> {
@@ -213,7 +207,7 @@ export async function startSystem(): Promise<TestSystem> {
     async drive(p, orderId, commands) {
       let order: OrderView | undefined;
       for (const command of commands) {
-        const res = await main.request<OrderView>('POST', `/orders/${orderId}/${command}`, { token: p[SENDER[command]!], body: commandBody(command) });
+        const res = await main.request<OrderView>('POST', `/orders/${orderId}/${command}`, commandRequest(p, command));
         if (res.status !== 200) throw new Error(`${command} answered ${res.status}: ${JSON.stringify(res.body)}`);
         order = res.body;
       }
