@@ -7,25 +7,9 @@ ARG NODE_IMAGE=node:20-bookworm-slim
 FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
-# Packages the service loads at run time although package.json may list them as devDependencies:
-# tsx runs the TypeScript; the /statechart page serves elkjs out of node_modules.
-ARG RUNTIME_PACKAGES="tsx elkjs"
-# Keep them at their locked versions, whichever section declares them, without another registry
-# round trip: full `npm ci`, declare them as runtime dependencies in this stage's copy of
-# package.json only, then prune the dev dependencies.
+# tsx (runs the TypeScript) and elkjs (served by /statechart) are runtime dependencies.
 RUN --mount=type=cache,target=/root/.npm \
-    npm ci --no-audit --no-fund \
- && node -e " \
-      const fs = require('fs'); \
-      const p = JSON.parse(fs.readFileSync('package.json', 'utf8')); \
-      for (const name of process.argv.slice(1)) { \
-        const spec = p.dependencies?.[name] ?? p.devDependencies?.[name]; \
-        if (!spec) throw new Error(name + ' is not in package.json: update RUNTIME_PACKAGES in the Dockerfile'); \
-        if (p.devDependencies) delete p.devDependencies[name]; \
-        p.dependencies = { ...p.dependencies, [name]: spec }; \
-      } \
-      fs.writeFileSync('package.json', JSON.stringify(p, null, 2));" ${RUNTIME_PACKAGES} \
- && npm prune --omit=dev --no-audit --no-fund
+    npm ci --omit=dev --no-audit --no-fund
 
 FROM ${NODE_IMAGE} AS runtime
 # tini as PID 1 forwards SIGTERM to node and reaps children; the app itself drains on SIGTERM.
