@@ -1,5 +1,6 @@
 import { expect } from 'chai';
-import { sharedSystem, request, type Parties, type TestSystem } from './support/system.ts';
+import { signToken } from '../src/http/auth.ts';
+import { AUTH_SECRET, sharedSystem, request, type Parties, type TestSystem } from './support/system.ts';
 
 /** Every error status of the API, each shown to leave the order (or menu) exactly as it was. */
 describe('API errors change nothing', () => {
@@ -61,9 +62,8 @@ describe('API errors change nothing', () => {
   it('401: no token, a bad token, a token signed with another secret, an expired token', async () => {
     const order = await sys.placeOrder(p);
     const before = await snapshotOf(order.id);
-    const { signToken } = await import('../src/http/auth.ts');
     const forged = await signToken('some-other-secret-0123456789', { sub: p.customerId, role: 'customer' });
-    const expired = await signToken('test-secret-at-least-16-chars', { sub: p.customerId, role: 'customer' }, '-1s');
+    const expired = await signToken(AUTH_SECRET, { sub: p.customerId, role: 'customer' }, '-1s');
     const attempts: Record<string, string>[] = [{}, { authorization: 'Bearer nonsense' }, { authorization: `Bearer ${forged}` }, { authorization: `Bearer ${expired}` }, { authorization: 'Basic abc' }];
     for (const headers of attempts) {
       const res = await sys.request('POST', `/orders/${order.id}/cancel`, { headers });
