@@ -27,12 +27,9 @@ import {
   type OrderRow,
 } from './order-repository.ts';
 import { canSee, requireRole, type Principal, type Role } from './principal.ts';
+import { priceItems, type PlaceOrder } from './pricing.ts';
 
-export interface PlaceOrder {
-  storeId: string;
-  items: { foodId: string; qty: number }[];
-  address: Address;
-}
+export type { PlaceOrder };
 
 /** A command as the API receives it; the payload each needs is already validated. */
 export type CommandRequest =
@@ -133,32 +130,6 @@ export function createOrderActors(deps: OrderActorDeps) {
       throw new NotFoundError('order', id);
     }
     return row;
-  }
-
-  async function priceItems(tx: EntityManager, input: PlaceOrder): Promise<OrderItem[]> {
-    const qtyByFood = new Map<string, number>();
-    for (const { foodId, qty } of input.items) qtyByFood.set(foodId, (qtyByFood.get(foodId) ?? 0) + qty);
-    const foodIds = [...qtyByFood.keys()];
-    const menu = await sql<{ food_id: string; name: string; price: number; available: boolean }>(
-      tx,
-      'SELECT food_id, name, price, available FROM menu_items WHERE store_id = $1 AND food_id = ANY($2::text[])',
-      [input.storeId, foodIds],
-    );
-    const byId = new Map(menu.map((m) => [m.food_id, m]));
-    const unknown = foodIds.filter((id) => !byId.has(id));
-    const unavailable = foodIds.filter((id) => byId.get(id)?.available === false);
-    if (unknown.length > 0 || unavailable.length > 0) {
-      throw new UnprocessableError(`the store cannot serve ${[...unknown, ...unavailable].join(', ')}`, {
-        storeId: input.storeId,
-        unknown,
-        unavailable,
-      });
-    }
-    return foodIds.map((foodId) => {
-      const food = byId.get(foodId)!;
-      const qty = qtyByFood.get(foodId)!;
-      return { foodId, name: food.name, qty, unitPrice: food.price, lineTotal: food.price * qty };
-    });
   }
 
   async function place(who: Principal, input: PlaceOrder, idempotencyKey?: string): Promise<{ order: OrderView; replayed: boolean }> {
