@@ -2,6 +2,9 @@ import { z } from 'zod';
 
 const DEV_AUTH_SECRET = 'baedal-development-secret-change-me';
 
+/** A positive whole number from the environment (milliseconds, counts). */
+const ms = (fallback: number) => z.coerce.number().int().positive().default(fallback);
+
 const schema = z
   .object({
     NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),
@@ -15,14 +18,46 @@ const schema = z
     /** BullMQ key prefix; the braces make it a Redis Cluster hash tag, as BullMQ requires. */
     QUEUE_PREFIX: z.string().min(1).default('{baedal}'),
     BODY_LIMIT: z.string().regex(/^\d+(b|kb|mb)$/i, 'e.g. 64kb').default('64kb'),
-    PAYMENT_TIMEOUT_MS: z.coerce.number().int().positive().default(5000),
-    RELAY_POLL_MS: z.coerce.number().int().positive().default(250),
-    WORKER_CONCURRENCY: z.coerce.number().int().positive().default(8),
+    DATABASE_POOL_SIZE: ms(10),
+    /** Deadline of one payment gateway call, retries included. */
+    PAYMENT_TIMEOUT_MS: ms(2000),
+    /** Extra attempts after a transient gateway failure (within PAYMENT_TIMEOUT_MS). */
+    PAYMENT_RETRIES: z.coerce.number().int().min(0).max(10).default(2),
+    /** Consecutive failed gateway calls that open the circuit breaker. */
+    PAYMENT_BREAKER_FAILURES: ms(5),
+    /** How long the open breaker refuses calls before a half-open probe. */
+    PAYMENT_BREAKER_HALF_OPEN_MS: ms(10_000),
+    /** A payment attempt still pending this long after it started is reconciled with the gateway. */
+    PAYMENT_RECONCILE_AFTER_MS: ms(10_000),
+    /** A charge the gateway does not know this long after the attempt started never happened. */
+    PAYMENT_SETTLE_MS: ms(60_000),
+    REFUND_RETRY_MAX_MS: ms(60_000),
+    /** Notifications go to this webhook (POST, JSON); without it they are written to the log. */
+    NOTIFY_WEBHOOK_URL: z.url().optional(),
+    NOTIFY_TIMEOUT_MS: ms(5000),
+    NOTIFY_RETRY_MAX_MS: ms(60_000),
+    /** A paid order the store has not accepted by then is rejected and refunded. */
+    STORE_ACCEPT_TIMEOUT_MS: ms(10 * 60_000),
+    /** An order not paid by then is cancelled. */
+    UNPAID_ORDER_TIMEOUT_MS: ms(15 * 60_000),
+    /** An event a consumer has not applied this long after it happened is sent to it again. */
+    OWED_AFTER_MS: ms(10_000),
+    /** How often each replica sweeps for owed events and overdue work. */
+    SWEEP_INTERVAL_MS: ms(2000),
+    /** How long a replica holds a work item (refund, notification, timer) before another may take it. */
+    WORK_LEASE_MS: ms(10_000),
+    WORKER_CONCURRENCY: ms(8),
     /** How long a worker holds a job before BullMQ deems it stalled (its replica died) and redelivers it. */
-    JOB_LOCK_MS: z.coerce.number().int().min(1000).default(30000),
-    SHUTDOWN_GRACE_MS: z.coerce.number().int().positive().default(20000),
+    JOB_LOCK_MS: z.coerce.number().int().min(1000).default(10_000),
+    SHUTDOWN_GRACE_MS: ms(20_000),
   })
   .superRefine((env, ctx) => {
+    if (env.PAYMENT_RECONCILE_AFTER_MS <= env.PAYMENT_TIMEOUT_MS) {
+      ctx.addIssue({ code: 'custom', path: ['PAYMENT_RECONCILE_AFTER_MS'], message: 'must exceed PAYMENT_TIMEOUT_MS (a call in flight is not abandoned)' });
+    }
+    if (env.WORK_LEASE_MS <= Math.max(env.PAYMENT_TIMEOUT_MS, env.NOTIFY_TIMEOUT_MS)) {
+      ctx.addIssue({ code: 'custom', path: ['WORK_LEASE_MS'], message: 'must exceed PAYMENT_TIMEOUT_MS and NOTIFY_TIMEOUT_MS' });
+    }
     if (env.NODE_ENV === 'production' && !env.AUTH_SECRET) {
       ctx.addIssue({ code: 'custom', path: ['AUTH_SECRET'], message: 'AUTH_SECRET is required when NODE_ENV=production' });
     }

@@ -14,6 +14,8 @@ export type ErrorCode =
   | 'unprocessable'
   | 'payment_declined'
   | 'payment_unavailable'
+  | 'payment_in_progress'
+  | 'already_picked'
   | 'internal';
 
 export class DomainError extends Error {
@@ -71,9 +73,33 @@ export class PaymentDeclinedError extends DomainError {
   }
 }
 
-/** The payment gateway could not be reached, failed or timed out; retrying later is safe. */
+/**
+ * The payment gateway could not be reached, failed or timed out; retrying later is safe.
+ * `transient` errors are worth retrying and count against the circuit breaker; `notAttempted`
+ * means the request certainly never reached the gateway (the breaker was open, the connection
+ * was refused), so nothing can have been charged.
+ */
 export class PaymentUnavailableError extends DomainError {
-  constructor(reason: string, readonly retryAfterSeconds = 5) {
+  constructor(
+    reason: string,
+    readonly retryAfterSeconds = 5,
+    readonly transient = true,
+    readonly notAttempted = false,
+  ) {
     super('payment_unavailable', `the payment gateway is unavailable: ${reason}`, { reason });
+  }
+}
+
+/** Another payment attempt of the order is in flight; its outcome decides the order. */
+export class PaymentInProgressError extends DomainError {
+  constructor(orderId: string) {
+    super('payment_in_progress', 'a payment of this order is in progress; try again when it has finished', { orderId });
+  }
+}
+
+/** A rider tried to pick an order another rider picked first. */
+export class AlreadyPickedError extends DomainError {
+  constructor(orderId: string) {
+    super('already_picked', 'another rider picked this order first', { orderId });
   }
 }

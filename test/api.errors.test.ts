@@ -200,7 +200,11 @@ describe('API errors change nothing', () => {
     expect(res.status).to.equal(404);
     expect(res.body.error.code).to.equal('not_found');
     expect((await request(sys.baseUrl, 'GET', '/healthz')).body).to.deep.equal({ status: 'ok' });
-    expect((await request(sys.baseUrl, 'GET', '/readyz')).body).to.deep.equal({ status: 'ready', checks: { postgres: true, redis: true } });
+    expect((await request(sys.baseUrl, 'GET', '/readyz')).body).to.deep.equal({
+      status: 'ready',
+      checks: { postgres: true, redis: true },
+      details: { paymentBreaker: 'closed' },
+    });
     expect((await request(sys.baseUrl, 'GET', '/metrics')).body).to.include('baedal_http_requests_total');
   });
 });

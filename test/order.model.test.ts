@@ -45,7 +45,7 @@ describe('model-based: every path of the order machine through the HTTP API', ()
   const simplePaths = getSimplePaths(orderMachine, traversal);
   const shortestPaths = getShortestPaths(orderMachine, traversal);
 
-  it('the generated paths cover every transition of the machine', () => {
+  it('the generated paths cover every command transition of the machine', () => {
     const covered = new Set<string>();
     for (const path of simplePaths) {
       let from = 'awaitingPayment';
@@ -54,7 +54,13 @@ describe('model-based: every path of the order machine through the HTTP API', ()
         from = statusOf(step.state);
       }
     }
-    const all = Object.values(orderMachine.states).flatMap((node) => Object.keys(node.on).map((event) => `${node.key} ${event}`));
+    // Timer transitions are raised by the service, not sent through the API: test/saga.timers.test.ts drives them.
+    const commands = new Set<string>(ORDER_COMMANDS);
+    const all = Object.values(orderMachine.states).flatMap((node) =>
+      Object.keys(node.on)
+        .filter((event) => commands.has(event))
+        .map((event) => `${node.key} ${event}`),
+    );
     expect(all.length).to.be.greaterThan(0);
     expect([...covered].sort()).to.deep.equal(all.sort());
   });

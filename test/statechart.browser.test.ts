@@ -140,8 +140,9 @@ describe('state chart in a real browser', function () {
       for (const t of orderGraph.transitions) {
         const label = page.locator(`#chart .transition[data-transition="${t.id}"] .edge-label text`);
         await label.waitFor({ state: 'visible', timeout: WAIT_MS });
-        expect(await label.textContent()).to.equal(t.command);
+        expect(await label.textContent()).to.equal(t.trigger === 'timer' ? `⏱ ${t.command}` : t.command);
       }
+      expect(await page.locator('#chart .transition.timer[data-transition]').count()).to.equal(2);
       expect(await page.locator('#chart .state.final[data-state]').count()).to.equal(3);
       expect(await page.locator('#chart .transition.cmd-cancel[data-transition]').count()).to.equal(3);
       expect(requests.filter((url) => !url.startsWith(`${baseUrl}/`) && !url.startsWith('data:'))).to.deep.equal([]);

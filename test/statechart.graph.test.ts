@@ -8,12 +8,16 @@ import {
   ORDER_MACHINE_ID,
   ORDER_MACHINE_VERSION,
   ORDER_STATUSES,
+  ORDER_TIMER_EVENTS,
   allowedCommands,
+  timerOf,
   orderMachine,
   sampleEvent,
   statusOf,
   type OrderCommand,
+  type OrderMachineEvent,
   type OrderSnapshot,
+  type OrderTimerEvent,
 } from '../src/machines/order.machine.ts';
 import {
   JOURNAL_EVENT_COMMANDS,
@@ -64,28 +68,37 @@ function emitted(actions: readonly { type: string; params?: unknown }[]): string
     .map((a) => (a.params as { event: { type: string } }).event.type);
 }
 
-/** Runs commands through the machine: the status after each, and the domain events it emitted. */
-function run(commands: readonly OrderCommand[]): { statuses: string[]; events: string[]; snapshot: OrderSnapshot } {
+type Step = OrderCommand | OrderTimerEvent;
+const isTimer = (step: string): step is OrderTimerEvent => (ORDER_TIMER_EVENTS as readonly string[]).includes(step);
+const eventOf = (step: Step): OrderMachineEvent => (isTimer(step) ? { type: step } : sampleEvent(step));
+
+/** What the machine takes in this snapshot: the API commands it allows and the timer events it accepts. */
+function acceptedSteps(snapshot: OrderSnapshot): Step[] {
+  return [...allowedCommands(snapshot), ...ORDER_TIMER_EVENTS.filter((t) => snapshot.can({ type: t }))];
+}
+
+/** Runs commands (and timer events) through the machine: the status after each, and the domain events it emitted. */
+function run(commands: readonly Step[]): { statuses: string[]; events: string[]; snapshot: OrderSnapshot } {
   let [snapshot, actions] = initialTransition(orderMachine, input);
   const statuses = [statusOf(snapshot)];
   const events = emitted(actions);
   for (const command of commands) {
-    expect(snapshot.can(sampleEvent(command)), `${statuses.at(-1)} accepts ${command}`).to.equal(true);
-    [snapshot, actions] = transition(orderMachine, snapshot, sampleEvent(command));
+    expect(snapshot.can(eventOf(command)), `${statuses.at(-1)} accepts ${command}`).to.equal(true);
+    [snapshot, actions] = transition(orderMachine, snapshot, eventOf(command));
     statuses.push(statusOf(snapshot));
     events.push(...emitted(actions));
   }
   return { statuses, events, snapshot };
 }
 
-/** Every path of commands from the initial state that visits no state twice, ending anywhere. */
-function allSimplePaths(): OrderCommand[][] {
-  const paths: OrderCommand[][] = [];
-  const walk = (path: OrderCommand[], visited: Set<string>) => {
+/** Every path of commands and timer events from the initial state that visits no state twice, ending anywhere. */
+function allSimplePaths(): Step[][] {
+  const paths: Step[][] = [];
+  const walk = (path: Step[], visited: Set<string>) => {
     paths.push(path);
     const { snapshot } = run(path);
-    for (const command of allowedCommands(snapshot)) {
-      const [next] = transition(orderMachine, snapshot, sampleEvent(command));
+    for (const command of acceptedSteps(snapshot)) {
+      const [next] = transition(orderMachine, snapshot, eventOf(command));
       if (!visited.has(statusOf(next))) walk([...path, command], new Set([...visited, statusOf(next)]));
     }
   };
@@ -120,14 +133,18 @@ describe('order machine graph (GET /machines/order)', () => {
     expect(new Set(orderGraph.transitions.map((t) => t.id)).size).to.equal(orderGraph.transitions.length);
   });
 
-  it('offers from each state exactly the commands the machine accepts there', () => {
+  it('offers from each state exactly the commands the machine accepts there, and its timer', () => {
     for (const path of allSimplePaths()) {
       const { snapshot } = run(path);
       const status = statusOf(snapshot);
-      const onChart = orderGraph.transitions.filter((t) => t.source === status).map((t) => t.command);
-      expect(onChart, `commands out of ${status}`).to.have.members(allowedCommands(snapshot));
-      for (const t of orderGraph.transitions.filter((t) => t.source === status)) {
-        const [next] = transition(orderMachine, snapshot, sampleEvent(t.command as OrderCommand));
+      const out = orderGraph.transitions.filter((t) => t.source === status);
+      expect(out.filter((t) => t.trigger === 'command').map((t) => t.command), `commands out of ${status}`).to.have.members(allowedCommands(snapshot));
+      const timer = timerOf(status);
+      expect(out.filter((t) => t.trigger === 'timer').map((t) => [t.command, t.after]), `timers of ${status}`).to.deep.equal(
+        timer ? [[timer.event, timer.delay]] : [],
+      );
+      for (const t of out) {
+        const [next] = transition(orderMachine, snapshot, eventOf(t.command as Step));
         expect(statusOf(next), `${status} --${t.command}-->`).to.equal(t.target);
       }
     }
@@ -149,9 +166,9 @@ describe('order machine graph (GET /machines/order)', () => {
     });
     const graph = machineGraph(guarded, 7, {});
     expect(graph.transitions).to.deep.equal([
-      { id: 'idle:go:busy', source: 'idle', target: 'busy', command: 'go', guard: 'isReady' },
-      { id: 'idle:go:idle', source: 'idle', target: 'idle', command: 'go', guard: null },
-      { id: 'busy:stop:idle', source: 'busy', target: 'idle', command: 'stop', guard: null },
+      { id: 'idle:go:busy', source: 'idle', target: 'busy', command: 'go', trigger: 'command', after: null, guard: 'isReady' },
+      { id: 'idle:go:idle', source: 'idle', target: 'idle', command: 'go', trigger: 'command', after: null, guard: null },
+      { id: 'busy:stop:idle', source: 'busy', target: 'idle', command: 'stop', trigger: 'command', after: null, guard: null },
     ]);
     expect(graph).to.include({ id: 'guarded', version: 7, initial: 'idle' });
     expect(toMermaid(graph)).to.include('  idle --> busy: go [isReady]\n');
@@ -234,7 +251,7 @@ describe('state chart drawing (chart.js)', () => {
   it('says in words where a followed order is and what it may do', () => {
     const text = describeState(orderGraph, 'paid', { current: 'paid', visited: ['awaitingPayment'], allowed: ['accept', 'cancel'] });
     expect(text).to.equal(
-      'State paid, the order is here now, commands: accept to accepted (allowed now); reject to rejected; cancel to cancelled (allowed now).',
+      'State paid, the order is here now, commands: accept to accepted (allowed now); reject to rejected; cancel to cancelled (allowed now); ⏱ store-accept-timeout to rejected.',
     );
     expect(describeState(orderGraph, 'delivered')).to.equal('State delivered, final state.');
   });
@@ -255,7 +272,10 @@ describe('docs/order-lifecycle.svg and .mmd', () => {
 
   it('Mermaid has one line per transition and marks the final states', () => {
     const mermaid = toMermaid(orderGraph);
-    for (const t of orderGraph.transitions) expect(mermaid).to.include(`  ${t.source} --> ${t.target}: ${t.command}\n`);
+    for (const t of orderGraph.transitions) {
+      const label = t.after === null ? t.command : `${t.command} (after ${t.after})`;
+      expect(mermaid).to.include(`  ${t.source} --> ${t.target}: ${label}\n`);
+    }
     expect(mermaid).to.include('  [*] --> awaitingPayment\n');
     expect(mermaid).to.include('  class delivered,cancelled,rejected final\n');
   });

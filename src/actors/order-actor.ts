@@ -1,35 +1,39 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { initialTransition, transition } from 'xstate';
-import type { DataSource, EntityManager } from 'typeorm';
-import { sql } from '../db/data-source.ts';
-import { DomainError, InvalidTransitionError, NotFoundError, StaleVersionError, UnprocessableError } from '../errors.ts';
+import type { Database, Sql } from '../db/pg.ts';
+import { AlreadyPickedError, DomainError, InvalidTransitionError, NotFoundError, StaleVersionError, UnprocessableError } from '../errors.ts';
 import {
   allowedCommands,
   orderMachine,
-  sampleEvent,
   statusOf,
-  type Address,
   type OrderCommand,
-  type OrderItem,
+  type OrderDomainEvent,
   type OrderMachineEvent,
   type OrderSnapshot,
   type OrderStatus,
+  type OrderTimerDelay,
+  type OrderTimerEvent,
 } from '../machines/order.machine.ts';
-import type { PaymentGateway } from '../payment/payment-gateway.ts';
+import type { EventRef } from './consumers.ts';
 import {
+  commitTransition,
   emittedEvents,
+  intentsOf,
   loadOrder,
-  orderQuery,
-  persistTransition,
   readJournal,
   restoreSnapshot,
+  type Actor,
   type JournalEntry,
   type OrderRow,
+  type RefundIntent,
+  type TimerIntent,
 } from './order-repository.ts';
+import { REFUND_JOIN, refundViewOf, viewOf, type OrderView, type RefundColumns, type RefundView } from './order-view.ts';
 import { canSee, requireRole, type Principal, type Role } from './principal.ts';
 import { priceItems, type PlaceOrder } from './pricing.ts';
+import type { WorkPrompt } from './work.ts';
 
-export type { PlaceOrder };
+export type { OrderView, PlaceOrder, RefundView };
 
 /** A command as the API receives it; the payload each needs is already validated. */
 export type CommandRequest =
@@ -41,24 +45,6 @@ export type CommandRequest =
   | { type: 'cancel'; reason: string | null }
   | { type: 'pick' }
   | { type: 'confirm-delivery' };
-
-export interface OrderView {
-  id: string;
-  status: OrderStatus;
-  version: number;
-  customerId: string;
-  storeId: string;
-  riderId: string | null;
-  items: OrderItem[];
-  total: number;
-  address: Address;
-  allowed: OrderCommand[];
-  chargeId: string | null;
-  refund: { refundId: string; amount: number } | null;
-  reason: string | null;
-  createdAt: string;
-  updatedAt: string;
-}
 
 /** Which party sends each command. */
 export const COMMAND_ROLE: Record<OrderCommand, Role> = {
@@ -72,88 +58,149 @@ export const COMMAND_ROLE: Record<OrderCommand, Role> = {
   'confirm-delivery': 'customer',
 };
 
+/** What the API knows about the request behind a command, for the journal. */
+export interface CommandContext {
+  /** `If-Match`: the version the caller last saw. */
+  expectedVersion?: number;
+  /** The request id: the causation id of the event the command records. */
+  causationId?: string;
+}
+
 export interface OrderActorDeps {
-  db: DataSource;
-  payments: PaymentGateway;
+  db: Database;
   clock?: () => Date;
-  /** Called after a transaction with outbox rows commits, so the relay can publish at once. */
-  onCommit?: () => void;
+  /** The durable timers' delays, by configuration variable. */
+  delays: Readonly<Record<OrderTimerDelay, number>>;
+  /** After a commit: the new event goes to the consumers' queues (best effort; the sweeper is the backstop). */
+  publish(ref: EventRef): void;
+  prompt: WorkPrompt;
 }
 
-export const chargeKey = (orderId: string) => `order-${orderId}-charge`;
-export const refundKey = (orderId: string) => `order-${orderId}-refund`;
+/** How often a command judges again after another writer moved the order first. */
+const MAX_ATTEMPTS = 12;
 
-export function toView(row: OrderRow): OrderView {
-  return viewOf(restoreSnapshot(row), row);
-}
+const SYSTEM_TIMER: Actor = { sub: 'timer', role: 'system' };
 
-/** The API's view of an order: its snapshot plus what only the row knows. */
-function viewOf(
-  snapshot: OrderSnapshot,
-  row: Pick<OrderRow, 'id' | 'version' | 'refund_id' | 'refund_amount' | 'created_at' | 'updated_at'>,
-): OrderView {
-  const ctx = snapshot.context;
-  return {
-    id: row.id,
-    status: statusOf(snapshot),
-    version: row.version,
-    customerId: ctx.customerId,
-    storeId: ctx.storeId,
-    riderId: ctx.riderId,
-    items: ctx.items,
-    total: ctx.total,
-    address: ctx.address,
-    allowed: allowedCommands(snapshot),
-    chargeId: ctx.chargeId,
-    refund: row.refund_id ? { refundId: row.refund_id, amount: row.refund_amount ?? 0 } : null,
-    reason: ctx.rejectReason ?? ctx.cancelReason,
-    createdAt: row.created_at.toISOString(),
-    updatedAt: row.updated_at.toISOString(),
-  };
+export type OrderSteps = ReturnType<typeof createOrderSteps>;
+
+/**
+ * The actor step, shared by commands, payments and timers: read the order (one statement, no
+ * lock), let the machine judge, and persist the result with a version check in one statement.
+ * When another replica wrote first, the check fails and the step judges again on fresh state:
+ * PostgreSQL is the single writer per order, and no I/O is ever redone on a retry.
+ */
+export function createOrderSteps(deps: OrderActorDeps) {
+  const { db } = deps;
+  const clock = deps.clock ?? (() => new Date());
+
+  /** The order if `who` may see it; a rider who lost a pick race learns that, not "not found". */
+  async function visibleRow(who: Principal, orderId: string, command?: OrderCommand): Promise<OrderRow> {
+    const row = await loadOrder(db, orderId);
+    if (row && canSee(who, { customerId: row.customer_id, storeId: row.store_id, riderId: row.rider_id, status: row.status })) return row;
+    if (row && command === 'pick' && who.role === 'rider' && row.rider_id !== null) throw new AlreadyPickedError(orderId);
+    throw new NotFoundError('order', orderId);
+  }
+
+  /** Asks the machine; refuses with the allowed list when the state does not take the event. */
+  function decide(snapshot: OrderSnapshot, event: OrderMachineEvent, command: string): { next: OrderSnapshot; event: OrderDomainEvent } {
+    if (!snapshot.can(event)) throw new InvalidTransitionError(command, statusOf(snapshot), allowedCommands(snapshot));
+    const [next, actions] = transition(orderMachine, snapshot, event);
+    const [domainEvent, ...extra] = emittedEvents(actions);
+    if (!domainEvent || extra.length > 0) {
+      throw new DomainError('internal', `transition ${event.type} emitted ${actions.length} events instead of one`);
+    }
+    return { next, event: domainEvent };
+  }
+
+  /** Hands the committed event to the bus and prompts the work it recorded. */
+  function afterCommit(orderId: string, version: number, intents: { refunds: readonly RefundIntent[]; timers: readonly TimerIntent[] }): void {
+    deps.publish({ orderId, seq: version });
+    if (intents.refunds.length > 0) deps.prompt.schedule('refund', intents.refunds.map((r) => r.key));
+    for (const t of intents.timers) deps.prompt.schedule('timer', [t.id], t.fireAt);
+  }
+
+  /**
+   * Persists a decided transition; undefined when the order moved past `row.version` meanwhile.
+   * `sql` may be an open transaction (the caller then runs afterCommit's work itself by passing
+   * `deferred`), or the pool for a single-statement commit.
+   */
+  async function persist(
+    sql: Sql,
+    row: Pick<OrderRow, 'id' | 'version'>,
+    decided: { next: OrderSnapshot; event: OrderDomainEvent },
+    by: Actor,
+    causationId: string | null,
+    deferred?: (() => void)[],
+  ): Promise<{ version: number; at: Date } | undefined> {
+    const at = clock();
+    const version = row.version + 1;
+    const intents = intentsOf(row.id, version, decided.next, decided.event, at, deps.delays);
+    const committed = await commitTransition(sql, {
+      orderId: row.id,
+      fromVersion: row.version,
+      snapshot: decided.next,
+      event: decided.event,
+      by,
+      causationId,
+      at,
+      ...intents,
+    });
+    if (!committed) return undefined;
+    const after = () => afterCommit(row.id, committed.version, intents);
+    if (deferred) deferred.push(after);
+    else after();
+    return { version: committed.version, at };
+  }
+
+  function refundOf(decided: { event: OrderDomainEvent }, at: Date): RefundView | null {
+    const owed = 'refund' in decided.event.data ? decided.event.data.refund : null;
+    return owed ? { status: 'pending', amount: owed.amount, refundId: null, refundedAt: null } : null;
+  }
+
+  /**
+   * Runs `decideFor` on fresh state until its result is persisted. `decideFor` throws to refuse;
+   * it must be pure (no I/O), since it runs again after a lost race.
+   */
+  async function step(
+    orderId: string,
+    load: () => Promise<OrderRow>,
+    decideFor: (row: OrderRow, snapshot: OrderSnapshot) => { next: OrderSnapshot; event: OrderDomainEvent },
+    by: Actor,
+    causationId: string | null,
+  ): Promise<OrderView> {
+    for (let attempt = 1; ; attempt += 1) {
+      const row = await load();
+      const snapshot = restoreSnapshot(row);
+      const decided = decideFor(row, snapshot);
+      const saved = await persist(db, row, decided, by, causationId);
+      if (saved) return viewOf(decided.next, { ...row, version: saved.version, updated_at: saved.at }, refundOf(decided, saved.at));
+      if (attempt >= MAX_ATTEMPTS) throw new DomainError('internal', `order ${orderId} kept changing while a command was judged`);
+    }
+  }
+
+  return { db, clock, visibleRow, decide, persist, step, afterCommit };
 }
 
 export type OrderActors = ReturnType<typeof createOrderActors>;
 
-/**
- * The order actors. Every command runs the same step: lock the order's row, restore its snapshot,
- * ask the machine, and commit snapshot + journal + outbox together. PostgreSQL's row lock is the
- * single writer per order, whichever replica takes the request.
- */
-export function createOrderActors(deps: OrderActorDeps) {
-  const { db, payments } = deps;
-  const clock = deps.clock ?? (() => new Date());
-  const committed = () => deps.onCommit?.();
+/** Pays an order (see src/payment/pay.ts): the one command that calls out. */
+export type PayCommand = (who: Principal, orderId: string, ctx: CommandContext) => Promise<OrderView>;
 
-  async function visibleRow(tx: EntityManager, who: Principal, id: string, forUpdate: boolean): Promise<OrderRow> {
-    const row = await loadOrder(tx, id, forUpdate);
-    if (!row || !canSee(who, { customerId: row.customer_id, storeId: row.store_id, riderId: row.rider_id, status: row.status })) {
-      throw new NotFoundError('order', id);
-    }
-    return row;
-  }
+/** The order actors: placement, commands, timers and the strongly consistent reads. */
+export function createOrderActors(steps: OrderSteps, pay: PayCommand) {
+  const { db, clock } = steps;
 
-  async function place(who: Principal, input: PlaceOrder, idempotencyKey?: string): Promise<{ order: OrderView; replayed: boolean }> {
+  async function place(
+    who: Principal,
+    input: PlaceOrder,
+    idempotencyKey?: string,
+    causationId?: string,
+  ): Promise<{ order: OrderView; replayed: boolean }> {
     requireRole(who, 'customer', 'place an order');
     const requestHash = createHash('sha256').update(JSON.stringify(input)).digest('hex');
-    const result = await db.transaction(async (tx) => {
-      if (idempotencyKey !== undefined) {
-        // Serialises retries of one request; the loser then sees the winner's committed order.
-        await sql(tx, 'SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [JSON.stringify([who.sub, idempotencyKey])]);
-        const [earlier] = await sql<{ order_id: string; request_hash: string }>(
-          tx,
-          'SELECT order_id, request_hash FROM order_requests WHERE customer_id = $1 AND idempotency_key = $2',
-          [who.sub, idempotencyKey],
-        );
-        if (earlier) {
-          if (earlier.request_hash !== requestHash) {
-            throw new UnprocessableError('this Idempotency-Key was already used with a different request', {
-              idempotencyKey,
-            });
-          }
-          return { order: toView((await loadOrder(tx, earlier.order_id, false))!), replayed: true };
-        }
-      }
-      const items = await priceItems(tx, input);
+    const deferred: (() => void)[] = [];
+    const create = async (sql: Sql): Promise<OrderView> => {
+      const items = await priceItems(sql, input);
       const orderId = randomUUID();
       const total = items.reduce((sum, i) => sum + i.lineTotal, 0);
       const [snapshot, actions] = initialTransition(orderMachine, {
@@ -166,30 +213,45 @@ export function createOrderActors(deps: OrderActorDeps) {
       });
       const [event] = emittedEvents(actions);
       if (!event) throw new DomainError('internal', 'the order machine announced no OrderPlaced event');
-      const at = clock();
-      await persistTransition(tx, { orderId, fromVersion: 0, snapshot, event, by: who, at });
-      if (idempotencyKey !== undefined) {
-        await sql(tx, 'INSERT INTO order_requests (customer_id, idempotency_key, request_hash, order_id) VALUES ($1, $2, $3, $4)', [
-          who.sub,
-          idempotencyKey,
-          requestHash,
-          orderId,
-        ]);
+      const saved = await steps.persist(sql, { id: orderId, version: 0 }, { next: snapshot, event }, who, causationId ?? null, deferred);
+      if (!saved) throw new DomainError('internal', `order ${orderId} already existed`);
+      return viewOf(snapshot, { id: orderId, version: saved.version, created_at: saved.at, updated_at: saved.at }, null);
+    };
+
+    if (idempotencyKey === undefined) {
+      const order = await create(db);
+      for (const run of deferred) run();
+      return { order, replayed: false };
+    }
+    const result = await db.transaction(async (tx) => {
+      // Serialises retries of one request; the loser then sees the winner's committed order.
+      await tx.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [JSON.stringify([who.sub, idempotencyKey])]);
+      const [earlier] = await tx.query<{ order_id: string; request_hash: string }>(
+        'SELECT order_id, request_hash FROM order_requests WHERE customer_id = $1 AND idempotency_key = $2',
+        [who.sub, idempotencyKey],
+      );
+      if (earlier) {
+        if (earlier.request_hash !== requestHash) {
+          throw new UnprocessableError('this Idempotency-Key was already used with a different request', { idempotencyKey });
+        }
+        return { order: await readView(tx, earlier.order_id), replayed: true };
       }
-      const order = viewOf(snapshot, { id: orderId, version: 1, refund_id: null, refund_amount: null, created_at: at, updated_at: at });
+      const order = await create(tx);
+      await tx.query('INSERT INTO order_requests (customer_id, idempotency_key, request_hash, order_id) VALUES ($1, $2, $3, $4)', [
+        who.sub,
+        idempotencyKey,
+        requestHash,
+        order.id,
+      ]);
       return { order, replayed: false };
     });
-    if (!result.replayed) committed();
+    for (const run of deferred) run();
     return result;
   }
 
-  /** Turns an API command into the machine's event, doing the synchronous payment call for `pay`. */
-  async function machineEvent(who: Principal, row: OrderRow, request: CommandRequest, total: number): Promise<OrderMachineEvent> {
+  /** The machine event for an API command (pay is handled by the payment module). */
+  function machineEvent(who: Principal, request: Exclude<CommandRequest, { type: 'pay' }>): OrderMachineEvent {
     switch (request.type) {
-      case 'pay': {
-        const { chargeId } = await payments.charge({ orderId: row.id, amount: total, idempotencyKey: chargeKey(row.id) });
-        return { type: 'pay', chargeId };
-      }
       case 'pick':
         return { type: 'pick', riderId: who.sub };
       case 'reject':
@@ -206,43 +268,71 @@ export function createOrderActors(deps: OrderActorDeps) {
     }
   }
 
-  async function command(who: Principal, orderId: string, request: CommandRequest, expectedVersion?: number): Promise<OrderView> {
-    const view = await db.transaction(async (tx) => {
-      const row = await visibleRow(tx, who, orderId, true);
-      requireRole(who, COMMAND_ROLE[request.type], request.type);
-      if (expectedVersion !== undefined && expectedVersion !== row.version) {
-        throw new StaleVersionError(expectedVersion, row.version);
-      }
-      const snapshot = restoreSnapshot(row);
-      if (!snapshot.can(sampleEvent(request.type))) {
-        throw new InvalidTransitionError(request.type, statusOf(snapshot), allowedCommands(snapshot));
-      }
-      // The row stays locked during a payment call, so no other command can slip in between the
-      // charge and the state that records it. The charge's idempotency key makes a retry after a
-      // crash here find the same charge instead of making a second.
-      const event = await machineEvent(who, row, request, snapshot.context.total);
-      const [next, actions] = transition(orderMachine, snapshot, event);
-      const [domainEvent, ...extra] = emittedEvents(actions);
-      if (!domainEvent || extra.length > 0) {
-        throw new DomainError('internal', `transition ${request.type} emitted ${actions.length} events instead of one`);
-      }
-      const at = clock();
-      const version = await persistTransition(tx, { orderId, fromVersion: row.version, snapshot: next, event: domainEvent, by: who, at });
-      return viewOf(next, { ...row, version, updated_at: at });
-    });
-    committed();
-    return view;
+  async function command(who: Principal, orderId: string, request: CommandRequest, ctx: CommandContext = {}): Promise<OrderView> {
+    if (request.type === 'pay') return pay(who, orderId, ctx);
+    const event = machineEvent(who, request);
+    return steps.step(
+      orderId,
+      async () => {
+        const row = await steps.visibleRow(who, orderId, request.type);
+        requireRole(who, COMMAND_ROLE[request.type], request.type);
+        if (ctx.expectedVersion !== undefined && ctx.expectedVersion !== row.version) throw new StaleVersionError(ctx.expectedVersion, row.version);
+        return row;
+      },
+      (_row, snapshot) => steps.decide(snapshot, event, request.type),
+      who,
+      ctx.causationId ?? null,
+    );
+  }
+
+  /**
+   * Fires a durable timer: the event is sent only if the order is still at the version that
+   * started the timer. Returns whether it fired or found the order moved on.
+   */
+  async function fireTimer(timer: { id: string; orderId: string; version: number; event: OrderTimerEvent }): Promise<'fired' | 'moved-on'> {
+    class MovedOn extends Error {}
+    try {
+      await steps.step(
+        timer.orderId,
+        async () => {
+          const row = await loadOrder(db, timer.orderId);
+          if (!row || row.version !== timer.version) throw new MovedOn();
+          return row;
+        },
+        (_row, snapshot) => {
+          if (!snapshot.can({ type: timer.event })) throw new MovedOn();
+          return steps.decide(snapshot, { type: timer.event }, timer.event);
+        },
+        SYSTEM_TIMER,
+        timer.id,
+      );
+      return 'fired';
+    } catch (err) {
+      if (err instanceof MovedOn) return 'moved-on';
+      throw err;
+    }
+  }
+
+  async function readView(sql: Sql, orderId: string): Promise<OrderView> {
+    const [row] = await sql.query<OrderRow & RefundColumns>(
+      `SELECT o.*, rf.* FROM orders o ${REFUND_JOIN} WHERE o.id = $1`,
+      [orderId],
+    );
+    if (!row) throw new NotFoundError('order', orderId);
+    return viewOf(restoreSnapshot(row), row, refundViewOf(row));
   }
 
   async function get(who: Principal, orderId: string): Promise<OrderView> {
-    return db.transaction(async (tx) => toView(await visibleRow(tx, who, orderId, false)));
+    const [row] = await db.query<OrderRow & RefundColumns>(`SELECT o.*, rf.* FROM orders o ${REFUND_JOIN} WHERE o.id = $1`, [orderId]);
+    if (!row || !canSee(who, { customerId: row.customer_id, storeId: row.store_id, riderId: row.rider_id, status: row.status })) {
+      throw new NotFoundError('order', orderId);
+    }
+    return viewOf(restoreSnapshot(row), row, refundViewOf(row));
   }
 
   async function events(who: Principal, orderId: string): Promise<JournalEntry[]> {
-    return db.transaction(async (tx) => {
-      await visibleRow(tx, who, orderId, false);
-      return readJournal(tx, orderId);
-    });
+    await steps.visibleRow(who, orderId);
+    return readJournal(db, orderId);
   }
 
   /** The caller's orders, newest first: a customer's own, a store's incoming, a rider's picked and pickable. */
@@ -272,10 +362,14 @@ export function createOrderActors(deps: OrderActorDeps) {
     }
     if (filter.status) where.push(`o.status = ${param(filter.status)}`);
     if (filter.area) where.push(`o.area = ${param(filter.area)}`);
-    const text = orderQuery(where.length > 0 ? where.join(' AND ') : 'true', param(filter.limit));
-    const rows: OrderRow[] = await db.query(text, params);
-    return rows.map(toView);
+    const rows = await db.query<OrderRow & RefundColumns>(
+      `SELECT o.*, rf.* FROM orders o ${REFUND_JOIN}
+       WHERE ${where.length > 0 ? where.join(' AND ') : 'true'}
+       ORDER BY o.created_at DESC, o.id LIMIT ${param(filter.limit)}`,
+      params,
+    );
+    return rows.map((row) => viewOf(restoreSnapshot(row), row, refundViewOf(row)));
   }
 
-  return { place, command, get, events, list };
+  return { place, command, fireTimer, get, events, list, clock };
 }

@@ -1,5 +1,4 @@
-import type { EntityManager } from 'typeorm';
-import { sql } from '../db/data-source.ts';
+import type { Sql } from '../db/pg.ts';
 import { UnprocessableError } from '../errors.ts';
 import type { Address, OrderItem } from '../machines/order.machine.ts';
 
@@ -10,12 +9,11 @@ export interface PlaceOrder {
 }
 
 /** Prices an order from the store's menu as it is now; refuses foods the store cannot serve. */
-export async function priceItems(tx: EntityManager, input: PlaceOrder): Promise<OrderItem[]> {
+export async function priceItems(sql: Sql, input: PlaceOrder): Promise<OrderItem[]> {
   const qtyByFood = new Map<string, number>();
   for (const { foodId, qty } of input.items) qtyByFood.set(foodId, (qtyByFood.get(foodId) ?? 0) + qty);
   const foodIds = [...qtyByFood.keys()];
-  const menu = await sql<{ food_id: string; name: string; price: number; available: boolean }>(
-    tx,
+  const menu = await sql.query<{ food_id: string; name: string; price: number; available: boolean }>(
     'SELECT food_id, name, price, available FROM menu_items WHERE store_id = $1 AND food_id = ANY($2::text[])',
     [input.storeId, foodIds],
   );

@@ -1,32 +1,69 @@
-import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { DataSource } from 'typeorm';
 import type { Config } from '../config.ts';
 import { createDataSource, ensureDatabase, runMigrations } from '../db/data-source.ts';
+import { Database } from '../db/pg.ts';
 import type { Logger } from '../log.ts';
+import { createRuntimeMetrics, observe, type RuntimeMetrics } from '../metrics.ts';
+import { notificationDelivery } from '../notifications/delivery.work.ts';
+import { notifierConsumer } from '../notifications/notifier.consumer.ts';
+import { logTransport, webhookTransport, type NotificationTransport } from '../notifications/transports.ts';
+import { createPay } from '../payment/pay.ts';
 import type { PaymentGateway } from '../payment/payment-gateway.ts';
-import { refundConsumer } from '../payment/refund.consumer.ts';
-import { notificationsView } from '../views/notifications.view.ts';
-import { dispatch, type Consumer } from './consumers.ts';
-import type { OrderEventMessage } from './messages.ts';
-import { createOrderActors, type OrderActors } from './order-actor.ts';
-import { OutboxRelay } from './outbox-relay.ts';
-
-export const EVENTS_QUEUE = 'order-events';
+import { paymentReconciliation } from '../payment/reconcile.work.ts';
+import { refundWork } from '../payment/refund.work.ts';
+import { createResilientGateway, type ResilientGateway } from '../payment/resilient-gateway.ts';
+import { deliveriesView } from '../views/deliveries.view.ts';
+import type { AnyConsumer } from './consumers.ts';
+import { EventBus } from './event-bus.ts';
+import { createOrderActors, createOrderSteps, type OrderActors } from './order-actor.ts';
+import { Sweeper } from './sweeper.ts';
+import { timerWork } from './timers.work.ts';
+import { WorkQueue } from './work-queue.ts';
+import type { WorkKind } from './work.ts';
 
 export type RuntimeConfig = Pick<
   Config,
-  'DATABASE_URL' | 'REDIS_URL' | 'QUEUE_PREFIX' | 'RELAY_POLL_MS' | 'WORKER_CONCURRENCY' | 'JOB_LOCK_MS' | 'SHUTDOWN_GRACE_MS' | 'ROLE'
+  | 'DATABASE_URL'
+  | 'DATABASE_POOL_SIZE'
+  | 'REDIS_URL'
+  | 'QUEUE_PREFIX'
+  | 'WORKER_CONCURRENCY'
+  | 'JOB_LOCK_MS'
+  | 'SHUTDOWN_GRACE_MS'
+  | 'ROLE'
+  | 'PAYMENT_TIMEOUT_MS'
+  | 'PAYMENT_RETRIES'
+  | 'PAYMENT_BREAKER_FAILURES'
+  | 'PAYMENT_BREAKER_HALF_OPEN_MS'
+  | 'PAYMENT_RECONCILE_AFTER_MS'
+  | 'PAYMENT_SETTLE_MS'
+  | 'REFUND_RETRY_MAX_MS'
+  | 'NOTIFY_WEBHOOK_URL'
+  | 'NOTIFY_TIMEOUT_MS'
+  | 'NOTIFY_RETRY_MAX_MS'
+  | 'STORE_ACCEPT_TIMEOUT_MS'
+  | 'UNPAID_ORDER_TIMEOUT_MS'
+  | 'OWED_AFTER_MS'
+  | 'SWEEP_INTERVAL_MS'
+  | 'WORK_LEASE_MS'
 >;
 
 export interface Runtime {
+  /** TypeORM's DataSource (migrations, ad-hoc queries). */
   db: DataSource;
+  /** The `pg` pool under it, for the hot paths. */
+  pg: Database;
+  /** For health checks and rate limits; BullMQ keeps connections of its own. */
   redis: Redis;
-  queue: Queue<OrderEventMessage>;
+  payments: ResilientGateway;
   actors: OrderActors;
-  relay: OutboxRelay;
-  worker: Worker<OrderEventMessage> | undefined;
-  consumers: readonly Consumer[];
+  bus: EventBus;
+  work: WorkQueue;
+  consumers: readonly AnyConsumer[];
+  kinds: readonly WorkKind[];
+  sweeper: Sweeper;
+  metrics: RuntimeMetrics;
   /** Stops taking work, drains in-flight jobs within SHUTDOWN_GRACE_MS, closes every connection. */
   close(): Promise<void>;
 }
@@ -34,59 +71,97 @@ export interface Runtime {
 export interface RuntimeDeps {
   config: RuntimeConfig;
   log: Logger;
+  /** The payment gateway as it is; the runtime wraps it in the circuit breaker. */
   payments: PaymentGateway;
   clock?: () => Date;
+  /** Replaces the transport NOTIFY_WEBHOOK_URL selects (tests). */
+  transport?: NotificationTransport;
 }
 
-/** Connects to PostgreSQL and Redis, migrates, and starts the relay and (unless ROLE=api) the workers. */
-export async function startRuntime({ config, log, payments, clock }: RuntimeDeps): Promise<Runtime> {
+/** Connects to PostgreSQL and Redis, migrates, and starts (unless ROLE=api) the workers and the sweeper. */
+export async function startRuntime({ config, log, payments: gateway, clock, transport }: RuntimeDeps): Promise<Runtime> {
   await ensureDatabase(config.DATABASE_URL);
-  const db = createDataSource(config.DATABASE_URL);
+  const db = createDataSource(config.DATABASE_URL, config.DATABASE_POOL_SIZE);
   await db.initialize();
   const migrated = await runMigrations(db);
   if (migrated.length > 0) log.info({ migrations: migrated }, 'database migrated');
+  const pg = Database.of(db);
+  const metrics = createRuntimeMetrics();
 
-  const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
-  const queue = new Queue<OrderEventMessage>(EVENTS_QUEUE, {
-    connection: redis,
-    prefix: config.QUEUE_PREFIX,
-    defaultJobOptions: {
-      attempts: 15,
-      backoff: { type: 'exponential', delay: 500 },
-      removeOnComplete: { age: 3600, count: 10_000 },
-      removeOnFail: { age: 7 * 24 * 3600 },
-    },
+  const breakerLog = log.child({ part: 'payment-breaker' });
+  const payments = createResilientGateway(gateway, {
+    timeoutMs: config.PAYMENT_TIMEOUT_MS,
+    retries: config.PAYMENT_RETRIES,
+    breakerFailures: config.PAYMENT_BREAKER_FAILURES,
+    halfOpenAfterMs: config.PAYMENT_BREAKER_HALF_OPEN_MS,
+    onStateChange: (state) => breakerLog.warn({ state }, `payment circuit breaker is ${state}`),
   });
-  const relay = new OutboxRelay({ db, queue, log: log.child({ part: 'outbox-relay' }), pollMs: config.RELAY_POLL_MS });
-  const actors = createOrderActors({ db, payments, clock, onCommit: () => relay.poke() });
-  const consumers: Consumer[] = [refundConsumer(payments), notificationsView()];
 
-  let worker: Worker<OrderEventMessage> | undefined;
-  // BullMQ closes only connections it created itself; the worker's blocking one is ours to close.
-  let workerRedis: Redis | undefined;
+  // Fail fast rather than queue commands while Redis is away: callers degrade, nothing waits forever.
+  const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: true });
+  redis.on('error', (err) => log.debug({ err: err.message }, 'redis client error'));
+  await redis.connect().catch((err: Error) => log.warn({ err: err.message }, 'Redis is not reachable yet'));
+
+  const work = new WorkQueue({ redisUrl: config.REDIS_URL, prefix: config.QUEUE_PREFIX, log });
+  const consumers: AnyConsumer[] = [notifierConsumer(work), deliveriesView()];
+  const bus = new EventBus({ redisUrl: config.REDIS_URL, prefix: config.QUEUE_PREFIX, consumers, log: log.child({ part: 'events' }) });
+
+  const steps = createOrderSteps({
+    db: pg,
+    clock,
+    delays: { STORE_ACCEPT_TIMEOUT_MS: config.STORE_ACCEPT_TIMEOUT_MS, UNPAID_ORDER_TIMEOUT_MS: config.UNPAID_ORDER_TIMEOUT_MS },
+    publish: (ref) => bus.publish(ref),
+    prompt: work,
+  });
+  const pay = createPay({
+    steps,
+    payments,
+    prompt: work,
+    reconcileAfterMs: config.PAYMENT_RECONCILE_AFTER_MS,
+    onOutcome: (outcome) => metrics.payments.inc({ outcome }),
+  });
+  const actors = createOrderActors(steps, pay);
+
+  const notify = transport ?? (config.NOTIFY_WEBHOOK_URL ? webhookTransport(config.NOTIFY_WEBHOOK_URL, config.NOTIFY_TIMEOUT_MS) : logTransport(log.child({ part: 'notify' })));
+  const kinds: WorkKind[] = [
+    refundWork(pg, payments, config.REFUND_RETRY_MAX_MS, (row) => metrics.refunds.inc({ reason: row.reason })),
+    paymentReconciliation(pg, payments, work, { settleMs: config.PAYMENT_SETTLE_MS, retryMaxMs: config.REFUND_RETRY_MAX_MS }),
+    notificationDelivery(pg, notify, config.NOTIFY_RETRY_MAX_MS),
+    timerWork(pg, (timer) => actors.fireTimer(timer)),
+  ];
+  const sweeper = new Sweeper({
+    db: pg,
+    bus,
+    consumers: consumers.map((c) => c.name),
+    kinds,
+    prompt: work,
+    log: log.child({ part: 'sweeper' }),
+    owedAfterMs: config.OWED_AFTER_MS,
+    intervalMs: config.SWEEP_INTERVAL_MS,
+    workGraceMs: Math.min(5000, config.OWED_AFTER_MS),
+    leaseMs: config.WORK_LEASE_MS,
+  });
+  observe(metrics, {
+    db: pg,
+    breakerState: () => payments.breakerState(),
+    kinds,
+    backlog: async () => ({ ...(await bus.backlog()), work: await work.backlog() }),
+  });
+
   if (config.ROLE !== 'api') {
-    workerRedis = redis.duplicate();
-    const workerLog = log.child({ part: 'worker' });
-    worker = new Worker<OrderEventMessage>(EVENTS_QUEUE, async (job) => dispatch(db, consumers, job.data), {
-      connection: workerRedis,
-      prefix: config.QUEUE_PREFIX,
-      concurrency: config.WORKER_CONCURRENCY,
-      lockDuration: config.JOB_LOCK_MS,
-      stalledInterval: Math.max(1000, Math.floor(config.JOB_LOCK_MS / 2)),
-    });
-    worker.on('failed', (job, err) => workerLog.warn({ err, jobId: job?.id, attempts: job?.attemptsMade }, 'event job failed'));
-    worker.on('error', (err) => workerLog.error({ err }, 'worker error'));
+    bus.startWorkers(pg, { concurrency: config.WORKER_CONCURRENCY, lockMs: config.JOB_LOCK_MS });
+    work.startWorker(kinds, { concurrency: config.WORKER_CONCURRENCY, lockMs: config.JOB_LOCK_MS, leaseMs: config.WORK_LEASE_MS });
+    sweeper.start();
   }
-  relay.start();
 
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
       const steps: [string, () => Promise<unknown>][] = [
-        ['relay', () => relay.stop()],
-        ['worker', () => (worker ? closeWorker(worker, config.SHUTDOWN_GRACE_MS) : Promise.resolve())],
-        ['queue', () => queue.close()],
-        ['redis', () => Promise.all([redis.quit(), workerRedis?.quit()])],
+        ['sweeper', () => sweeper.stop()],
+        ['events', () => bus.close(config.SHUTDOWN_GRACE_MS)],
+        ['work', () => work.close(config.SHUTDOWN_GRACE_MS)],
+        ['redis', () => redis.quit().catch(() => redis.disconnect())],
         ['database', () => db.destroy()],
       ];
       for (const [name, step] of steps) {
@@ -98,17 +173,5 @@ export async function startRuntime({ config, log, payments, clock }: RuntimeDeps
       }
     })());
 
-  return { db, redis, queue, actors, relay, worker, consumers, close };
-}
-
-/** Lets in-flight jobs finish within the grace period, then forces the worker closed. */
-async function closeWorker(worker: Worker, graceMs: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const graceful = worker.close();
-  const timedOut = new Promise<'timeout'>((resolve) => {
-    timer = setTimeout(() => resolve('timeout'), graceMs);
-  });
-  const outcome = await Promise.race([graceful, timedOut]);
-  clearTimeout(timer);
-  if (outcome === 'timeout') await worker.close(true);
+  return { db, pg, redis, payments, actors, bus, work, consumers, kinds, sweeper, metrics, close };
 }

@@ -14,6 +14,8 @@ export const STATUS_OF: Record<ErrorCode, number> = {
   payload_too_large: 413,
   unsupported_media_type: 415,
   unprocessable: 422,
+  payment_in_progress: 409,
+  already_picked: 409,
   internal: 500,
   payment_unavailable: 503,
 };

@@ -6,10 +6,10 @@ export interface HttpMetrics {
   middleware: Middleware;
 }
 
-/** A registry per app, so two apps in one process (as in tests) do not collide. */
-export function createHttpMetrics(): HttpMetrics {
-  const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
+/** Into the runtime's registry, or one of its own: two apps in one process (as in tests) do not collide. */
+export function createHttpMetrics(shared?: Registry): HttpMetrics {
+  const registry = shared ?? new Registry();
+  if (!shared) collectDefaultMetrics({ register: registry });
   const requests = new Counter({
     name: 'baedal_http_requests_total',
     help: 'HTTP requests by route template and status',

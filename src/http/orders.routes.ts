@@ -1,10 +1,9 @@
 import type { Context } from 'koa';
-import type { DataSource } from 'typeorm';
 import type { CommandRequest, OrderActors, OrderView } from '../actors/order-actor.ts';
-import { requireRole } from '../actors/principal.ts';
+import type { Database } from '../db/pg.ts';
 import { DomainError } from '../errors.ts';
 import { ORDER_COMMANDS, type OrderCommand } from '../machines/order.machine.ts';
-import { listNotifications } from '../views/notifications.view.ts';
+import { listNotifications } from '../notifications/feed.ts';
 import { defineRoute, type Route } from './route.ts';
 import {
   CancelSchema,
@@ -41,13 +40,13 @@ export function expectedVersion(header: string): number | undefined {
 }
 
 const COMMAND_SUMMARY: Record<OrderCommand, string> = {
-  pay: "The order's customer pays; the payment gateway is charged synchronously.",
+  pay: "The order's customer pays: a synchronous charge at the payment gateway, behind a circuit breaker; 409 payment_in_progress while another attempt is in flight, 503 with Retry-After when the gateway is down or slow (the order is unchanged).",
   accept: "The order's store accepts a paid order.",
   reject: "The order's store rejects a paid order; the payment is refunded.",
   'start-cooking': "The order's store starts cooking.",
   'finish-cooking': "The order's store finishes cooking; riders can now see the order.",
   cancel: "The order's customer cancels before cooking starts; a paid order is refunded.",
-  pick: 'A rider picks a cooked order for delivery.',
+  pick: 'A rider picks a cooked order for delivery; when several riders try at once, one wins and the others get 409 already_picked.',
   'confirm-delivery': "The order's customer confirms delivery.",
 };
 
@@ -69,7 +68,10 @@ function commandRoute(actors: OrderActors, type: OrderCommand): Route {
     errors,
     async handle(ctx, { params, body: input, principal }) {
       const request = toCommand(type, input as Record<string, unknown>);
-      const order = await actors.command(principal, params.id, request, expectedVersion(ctx.get('if-match')));
+      const order = await actors.command(principal, params.id, request, {
+        expectedVersion: expectedVersion(ctx.get('if-match')),
+        causationId: requestIdOf(ctx),
+      });
       sendOrder(ctx, order);
     },
   });
@@ -95,8 +97,14 @@ function toCommand(type: OrderCommand, body: Record<string, unknown>): CommandRe
   }
 }
 
-export function orderRoutes(deps: { actors: OrderActors; db: DataSource }): Route[] {
-  const { actors, db } = deps;
+/** The request id the edge assigned (X-Request-Id), recorded as the causation id of what the request does. */
+export function requestIdOf(ctx: Context): string | undefined {
+  const id = ctx.state.requestId;
+  return typeof id === 'string' ? id : undefined;
+}
+
+export function orderRoutes(deps: { actors: OrderActors; pg: Database }): Route[] {
+  const { actors, pg } = deps;
   return [
     defineRoute({
       method: 'post',
@@ -118,7 +126,7 @@ export function orderRoutes(deps: { actors: OrderActors; db: DataSource }): Rout
             issues: [{ field: 'header.idempotency-key', message: 'too long' }],
           });
         }
-        const { order, replayed } = await actors.place(principal, body, key);
+        const { order, replayed } = await actors.place(principal, body, key, requestIdOf(ctx));
         ctx.set('Location', `/orders/${order.id}`);
         if (replayed) ctx.set('Idempotent-Replayed', 'true');
         sendOrder(ctx, order, 201);
@@ -167,15 +175,15 @@ export function orderRoutes(deps: { actors: OrderActors; db: DataSource }): Rout
     defineRoute({
       method: 'get',
       path: '/notifications',
-      summary: "The signed-in customer's notifications, one per status change of their orders, newest first.",
+      summary:
+        'Messages addressed to the caller, newest first, with their delivery state: a customer hears of every status change, a store of paid and cancelled orders, a rider of deliveries confirmed.',
       tag: 'views',
       auth: true,
       query: LimitQuery,
       responses: { 200: { description: 'notifications', schema: NotificationsSchema } },
-      errors: [400, 401, 403],
+      errors: [400, 401],
       async handle(ctx, { query, principal }) {
-        requireRole(principal, 'customer', 'read notifications');
-        ctx.body = await listNotifications(db, principal.sub, query.limit);
+        ctx.body = await listNotifications(pg, principal, query.limit);
       },
     }),
   ];

@@ -75,24 +75,95 @@ export const OrderSchema = z.object({
   address: AddressSchema,
   allowed: z.array(z.enum(ORDER_COMMANDS)).describe('the commands the order accepts now'),
   chargeId: z.string().nullable(),
-  refund: z.object({ refundId: z.string(), amount: z.number().int() }).nullable(),
+  refund: z
+    .object({
+      status: z.enum(['pending', 'refunded']),
+      amount: z.number().int(),
+      refundId: z.string().nullable(),
+      refundedAt: Timestamp.nullable(),
+    })
+    .nullable()
+    .describe('the refund of the payment, once a paid order is cancelled or rejected'),
   reason: z.string().nullable().describe('why the order was rejected or cancelled'),
   createdAt: Timestamp,
   updatedAt: Timestamp,
 });
 
 export const JournalSchema = z.array(
-  z.object({ seq: z.number().int(), type: z.string(), data: z.record(z.string(), z.unknown()), at: Timestamp }),
+  z.object({
+    eventId: z.uuid(),
+    seq: z.number().int(),
+    type: z.string(),
+    data: z.record(z.string(), z.unknown()),
+    occurredAt: Timestamp,
+    at: Timestamp.describe('same as occurredAt'),
+    causationId: z.string().nullable().describe('the request (X-Request-Id) or timer that caused the event'),
+    actor: z.object({ sub: z.string(), role: z.string() }).describe('who issued the command: the token subject and role, or the service'),
+  }),
 );
 
 export const NotificationsSchema = z.array(
-  z.object({ orderId: z.uuid(), seq: z.number().int(), status: z.enum(ORDER_STATUSES), message: z.string(), at: Timestamp }),
+  z.object({
+    notificationId: z.uuid().describe('the same on every delivery attempt'),
+    eventId: z.uuid(),
+    orderId: z.uuid(),
+    seq: z.number().int(),
+    status: z.enum(ORDER_STATUSES),
+    text: z.string(),
+    message: z.string().describe('same as text'),
+    at: Timestamp,
+    delivery: z.object({
+      state: z.enum(['pending', 'delivered']),
+      attempts: z.number().int(),
+      deliveredAt: Timestamp.nullable(),
+      transport: z.string().nullable(),
+      lastError: z.string().nullable(),
+    }),
+  }),
 );
+
+export const DeliveriesQuery = z
+  .object({
+    area: z.string().trim().min(1).max(100).describe('the delivery area riders work in'),
+    limit: z.coerce.number().int().min(1).max(200).default(50),
+  })
+  .strict();
+
+export const DeliveriesSchema = z.array(
+  z.object({ orderId: z.uuid(), storeId: z.string(), area: z.string(), itemsCount: z.number().int(), cookedAt: Timestamp }),
+);
+
+export const FailedEventsSchema = z.object({
+  consumers: z.array(
+    z.object({
+      consumer: z.string(),
+      orderId: z.uuid(),
+      seq: z.number().int(),
+      attempts: z.number().int(),
+      error: z.string(),
+      firstFailedAt: Timestamp,
+      lastFailedAt: Timestamp,
+    }),
+  ),
+  work: z.array(
+    z.object({ kind: z.string(), key: z.string(), attempts: z.number().int(), lastError: z.string().nullable(), dueAt: Timestamp }),
+  ),
+});
+
+export const ReplaySchema = z
+  .object({
+    consumer: z.string().min(1).max(100).optional().describe('only this consumer'),
+    orderId: z.uuid().optional().describe('only this order'),
+  })
+  .strict();
 
 export const HealthSchema = z.object({ status: z.literal('ok') });
 export const ReadySchema = z.object({
   status: z.enum(['ready', 'unavailable']),
   checks: z.object({ postgres: z.boolean(), redis: z.boolean() }),
+  details: z
+    .object({ paymentBreaker: z.enum(['closed', 'open', 'half-open']).describe('informational: an open breaker does not make the pod unready') })
+    .describe('state that does not decide readiness'),
 });
 
 export const ErrorSchema = z.object({
@@ -109,9 +180,17 @@ export const MachineGraphSchema = z.object({
   initial: z.string(),
   states: z.array(z.object({ id: z.string(), final: z.boolean() })),
   transitions: z.array(
-    z.object({ id: z.string(), source: z.string(), target: z.string(), command: z.string(), guard: z.string().nullable() }),
+    z.object({
+      id: z.string(),
+      source: z.string(),
+      target: z.string(),
+      command: z.string().describe('the API command, or the event a durable timer raises'),
+      trigger: z.enum(['command', 'timer']),
+      after: z.string().nullable().describe('for a timer, the configuration variable naming its delay'),
+      guard: z.string().nullable(),
+    }),
   ),
-  journal: z.record(z.string(), z.string().nullable()).describe('journal event type → the command whose transition records it'),
+  journal: z.record(z.string(), z.string().nullable()).describe('journal event type → the command (or timer event) whose transition records it'),
 });
 
 /** The page reads `orderId` itself; other parameters are ignored rather than refused. */

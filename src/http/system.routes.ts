@@ -19,7 +19,14 @@ async function reachable(check: () => Promise<unknown>, timeoutMs = 2000): Promi
   }
 }
 
-export function systemRoutes(deps: { db: DataSource; redis: Redis; metrics: Registry; routes: () => readonly Route[]; version: string }): Route[] {
+export function systemRoutes(deps: {
+  db: DataSource;
+  redis: Redis;
+  metrics: Registry;
+  routes: () => readonly Route[];
+  version: string;
+  breakerState: () => 'closed' | 'open' | 'half-open';
+}): Route[] {
   return [
     defineRoute({
       method: 'get',
@@ -36,7 +43,7 @@ export function systemRoutes(deps: { db: DataSource; redis: Redis; metrics: Regi
     defineRoute({
       method: 'get',
       path: '/readyz',
-      summary: 'Readiness: PostgreSQL and Redis are reachable.',
+      summary: 'Readiness: PostgreSQL and Redis are reachable; details show the payment breaker without affecting readiness.',
       tag: 'system',
       auth: false,
       responses: {
@@ -48,7 +55,7 @@ export function systemRoutes(deps: { db: DataSource; redis: Redis; metrics: Regi
         const [postgres, redis] = await Promise.all([reachable(() => deps.db.query('SELECT 1')), reachable(() => deps.redis.ping())]);
         const ok = postgres && redis;
         ctx.status = ok ? 200 : 503;
-        ctx.body = { status: ok ? 'ready' : 'unavailable', checks: { postgres, redis } };
+        ctx.body = { status: ok ? 'ready' : 'unavailable', checks: { postgres, redis }, details: { paymentBreaker: deps.breakerState() } };
       },
     }),
     defineRoute({

@@ -3,9 +3,11 @@ import { toDirectedGraph, type DirectedGraphNode } from 'xstate/graph';
 import {
   ORDER_MACHINE_ID,
   ORDER_MACHINE_VERSION,
+  ORDER_TIMERS,
   orderMachine,
   type OrderCommand,
   type OrderDomainEventType,
+  type OrderTimerEvent,
 } from './order.machine.ts';
 
 /**
@@ -39,8 +41,12 @@ export interface MachineGraphTransition {
   id: string;
   source: string;
   target: string;
-  /** The event that takes this transition; for the order machine, an API command. */
+  /** The event that takes this transition: an API command, or the event a durable timer raises. */
   command: string;
+  /** `command` when a caller sends it through the API, `timer` when a durable timer raises it. */
+  trigger: 'command' | 'timer';
+  /** For a timer: the configuration variable naming its delay; otherwise null. */
+  after: string | null;
   /** Name of the guard that must hold, or null when the transition is unguarded. */
   guard: string | null;
 }
@@ -60,7 +66,14 @@ export const JOURNAL_EVENT_COMMANDS = {
   OrderCancelled: 'cancel',
   OrderPickedUp: 'pick',
   OrderDelivered: 'confirm-delivery',
-} as const satisfies Record<OrderDomainEventType, OrderCommand | null>;
+  PaymentTimedOut: 'payment-timeout',
+  StoreAcceptTimedOut: 'store-accept-timeout',
+} as const satisfies Record<OrderDomainEventType, OrderCommand | OrderTimerEvent | null>;
+
+/** Timer event → the configuration variable naming its delay, from ORDER_TIMERS. */
+export const ORDER_TIMER_DELAYS: Record<string, string> = Object.fromEntries(
+  Object.values(ORDER_TIMERS).map((t) => [t.event, t.delay]),
+);
 
 type AnyTransition = DirectedGraphNode['edges'][number]['transition'];
 
@@ -76,6 +89,7 @@ export function machineGraph(
   machine: AnyStateMachine,
   version: number,
   journal: Record<string, string | null>,
+  timers: Record<string, string> = {},
 ): MachineGraph {
   const root = toDirectedGraph(machine);
   const initial = machine.root.initial?.target[0]?.key;
@@ -98,6 +112,8 @@ export function machineGraph(
         source: edge.source.key,
         target: edge.target.key,
         command: edge.transition.eventType,
+        trigger: edge.transition.eventType in timers ? 'timer' : 'command',
+        after: timers[edge.transition.eventType] ?? null,
         guard: guardName(edge.transition.guard),
       });
     }
@@ -109,6 +125,7 @@ export const orderGraph: MachineGraph = machineGraph(
   orderMachine,
   ORDER_MACHINE_VERSION,
   JOURNAL_EVENT_COMMANDS,
+  ORDER_TIMER_DELAYS,
 );
 if (orderGraph.id !== ORDER_MACHINE_ID) {
   throw new Error(`order machine id ${orderGraph.id} differs from ORDER_MACHINE_ID`);
@@ -126,7 +143,8 @@ export function toMermaid(graph: MachineGraph): string {
     `  [*] --> ${graph.initial}`,
   ];
   for (const t of graph.transitions) {
-    const label = t.guard === null ? t.command : `${t.command} [${t.guard}]`;
+    const event = t.after === null ? t.command : `${t.command} (after ${t.after})`;
+    const label = t.guard === null ? event : `${event} [${t.guard}]`;
     lines.push(`  ${t.source} --> ${t.target}: ${label}`);
   }
   const finals = graph.states.filter((s) => s.final).map((s) => s.id);

@@ -46,6 +46,13 @@ export const ORDER_COMMANDS = [
 ] as const;
 export type OrderCommand = (typeof ORDER_COMMANDS)[number];
 
+/**
+ * Events no caller sends: the runtime raises them when a durable timer of the state fires
+ * (see ORDER_TIMERS). They are part of the machine so the chart and the journal show them.
+ */
+export const ORDER_TIMER_EVENTS = ['payment-timeout', 'store-accept-timeout'] as const;
+export type OrderTimerEvent = (typeof ORDER_TIMER_EVENTS)[number];
+
 export type OrderMachineEvent =
   | { type: 'pay'; chargeId: string }
   | { type: 'accept' }
@@ -54,7 +61,9 @@ export type OrderMachineEvent =
   | { type: 'finish-cooking' }
   | { type: 'cancel'; reason: string | null }
   | { type: 'pick'; riderId: string }
-  | { type: 'confirm-delivery' };
+  | { type: 'confirm-delivery' }
+  | { type: 'payment-timeout' }
+  | { type: 'store-accept-timeout' };
 
 /** A refund owed to the customer, carried by the event that ends a paid order early. */
 export interface RefundDue {
@@ -72,8 +81,13 @@ export type OrderDomainEvent =
   | { type: 'CookingFinished'; data: { area: string } }
   | { type: 'OrderCancelled'; data: { reason: string | null; refund: RefundDue | null } }
   | { type: 'OrderPickedUp'; data: { riderId: string } }
-  | { type: 'OrderDelivered'; data: { riderId: string | null } };
+  | { type: 'OrderDelivered'; data: { riderId: string | null } }
+  | { type: 'PaymentTimedOut'; data: { reason: string } }
+  | { type: 'StoreAcceptTimedOut'; data: { reason: string; refund: RefundDue | null } };
 export type OrderDomainEventType = OrderDomainEvent['type'];
+
+export const PAYMENT_TIMEOUT_REASON = 'the order was not paid in time';
+export const STORE_ACCEPT_TIMEOUT_REASON = 'the store did not accept the order in time';
 
 function refundDue(context: OrderContext): RefundDue | null {
   return context.chargeId ? { chargeId: context.chargeId, amount: context.total } : null;
@@ -132,6 +146,13 @@ export const orderMachine = setup({
           ],
         },
         cancel: { target: 'cancelled', actions: ['recordCancel', 'announceCancelled'] },
+        'payment-timeout': {
+          target: 'cancelled',
+          actions: [
+            assign({ cancelReason: PAYMENT_TIMEOUT_REASON }),
+            emit({ type: 'PaymentTimedOut', data: { reason: PAYMENT_TIMEOUT_REASON } }),
+          ],
+        },
       },
     },
     paid: {
@@ -151,6 +172,16 @@ export const orderMachine = setup({
           ],
         },
         cancel: { target: 'cancelled', actions: ['recordCancel', 'announceCancelled'] },
+        'store-accept-timeout': {
+          target: 'rejected',
+          actions: [
+            assign({ rejectReason: STORE_ACCEPT_TIMEOUT_REASON }),
+            emit(({ context }): OrderDomainEvent => ({
+              type: 'StoreAcceptTimedOut',
+              data: { reason: STORE_ACCEPT_TIMEOUT_REASON, refund: refundDue(context) },
+            })),
+          ],
+        },
       },
     },
     accepted: {
@@ -243,6 +274,60 @@ export function sampleEvent(type: OrderCommand): OrderMachineEvent {
       return { type };
     default: {
       const exhaustive: never = type;
+      return exhaustive;
+    }
+  }
+}
+
+/**
+ * Durable timers, by the state that starts them: entering the state schedules the event after the
+ * named delay (a configuration variable); leaving the state first makes the timer a no-op. XState's
+ * own `after` timers are not used: they do not survive a restore from a persisted snapshot.
+ */
+export const ORDER_TIMERS = {
+  awaitingPayment: { event: 'payment-timeout', delay: 'UNPAID_ORDER_TIMEOUT_MS' },
+  paid: { event: 'store-accept-timeout', delay: 'STORE_ACCEPT_TIMEOUT_MS' },
+} as const satisfies Partial<Record<OrderStatus, { event: OrderTimerEvent; delay: string }>>;
+export type OrderTimerDelay = (typeof ORDER_TIMERS)[keyof typeof ORDER_TIMERS]['delay'];
+
+/** The timer the state starts, if any. */
+export function timerOf(status: OrderStatus): { event: OrderTimerEvent; delay: OrderTimerDelay } | undefined {
+  return (ORDER_TIMERS as Partial<Record<OrderStatus, { event: OrderTimerEvent; delay: OrderTimerDelay }>>)[status];
+}
+
+/** The status an order is in right after each domain event; a unit test checks it against the machine. */
+export const STATUS_AFTER: Record<OrderDomainEventType, OrderStatus> = {
+  OrderPlaced: 'awaitingPayment',
+  OrderPaid: 'paid',
+  OrderAccepted: 'accepted',
+  OrderRejected: 'rejected',
+  StoreAcceptTimedOut: 'rejected',
+  CookingStarted: 'cooking',
+  CookingFinished: 'cooked',
+  OrderCancelled: 'cancelled',
+  PaymentTimedOut: 'cancelled',
+  OrderPickedUp: 'pickedUp',
+  OrderDelivered: 'delivered',
+};
+
+/** The refund an event owes the customer, if any. */
+export function refundOwed(event: OrderDomainEvent): RefundDue | null {
+  switch (event.type) {
+    case 'OrderCancelled':
+    case 'OrderRejected':
+    case 'StoreAcceptTimedOut':
+      return event.data.refund;
+    case 'OrderPlaced':
+    case 'OrderPaid':
+    case 'OrderAccepted':
+    case 'CookingStarted':
+    case 'CookingFinished':
+    case 'OrderPickedUp':
+    case 'OrderDelivered':
+    case 'PaymentTimedOut':
+      return null;
+    default: {
+      const exhaustive: never = event;
       return exhaustive;
     }
   }

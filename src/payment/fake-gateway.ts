@@ -17,9 +17,20 @@ const MAX_BODY_BYTES = 64 * 1024;
 const RETRY_AFTER_SECONDS = 1;
 
 export interface Behaviour {
+  /** Delay before a request is handled. */
   latencyMs: number;
+  /** Share of requests answered 503 without being handled. */
   failRate: number;
   decline: boolean;
+  /** Delay after a charge or refund is recorded and before it is answered: a lost or late answer. */
+  answerDelayMs: number;
+}
+
+/** How many requests of each kind reached the gateway (handled or not), for tests that count calls. */
+export interface GatewayStats {
+  charges: number;
+  refunds: number;
+  lookups: number;
 }
 
 export interface LedgerCharge {
@@ -44,7 +55,7 @@ export interface FakeGateway {
   close(): Promise<void>;
 }
 
-const NORMAL_BEHAVIOUR: Readonly<Behaviour> = { latencyMs: 0, failRate: 0, decline: false };
+const NORMAL_BEHAVIOUR: Readonly<Behaviour> = { latencyMs: 0, failRate: 0, decline: false, answerDelayMs: 0 };
 
 const id = z.string().min(1);
 const chargeBody = z.strictObject({ orderId: id, amount: z.int().positive(), idempotencyKey: id });
@@ -53,6 +64,7 @@ const behaviourBody = z.strictObject({
   latencyMs: z.int().min(0).optional(),
   failRate: z.number().min(0).max(1).optional(),
   decline: z.boolean().optional(),
+  answerDelayMs: z.int().min(0).optional(),
 });
 
 class GatewayError extends Error {
@@ -109,6 +121,7 @@ export async function createFakeGateway(
   const { port = 0, host = '127.0.0.1' } = options;
 
   let behaviour: Behaviour = { ...NORMAL_BEHAVIOUR };
+  let stats: GatewayStats = { charges: 0, refunds: 0, lookups: 0 };
   const charges = new Map<string, LedgerCharge>(); // by idempotency key
   const refunds = new Map<string, LedgerRefund>(); // by idempotency key
   // Aborted on reset/close so a request still sleeping in `latencyMs` cannot record into the next test's ledger.
@@ -121,6 +134,22 @@ export async function createFakeGateway(
     charges.clear();
     refunds.clear();
     behaviour = { ...NORMAL_BEHAVIOUR };
+    stats = { charges: 0, refunds: 0, lookups: 0 };
+  };
+
+  const count = (kind: keyof GatewayStats): RouterMiddleware => async (_ctx, next) => {
+    stats[kind] += 1;
+    await next();
+  };
+
+  /** Holds the answer of a recorded charge or refund, as a slow or lost network would. */
+  const answerLate = async () => {
+    if (behaviour.answerDelayMs === 0) return;
+    try {
+      await delay(behaviour.answerDelayMs, undefined, { signal: waits.signal });
+    } catch {
+      throw new GatewayError(503, 'gateway_reset', 'the gateway was reset or closed during the request');
+    }
   };
 
   const simulateNetwork: RouterMiddleware = async (_ctx, next) => {
@@ -140,7 +169,7 @@ export async function createFakeGateway(
 
   const router = new Router();
 
-  router.post('/charges', simulateNetwork, async (ctx) => {
+  router.post('/charges', count('charges'), simulateNetwork, async (ctx) => {
     const cmd = await parseBody(ctx.req, chargeBody);
     const previous = charges.get(cmd.idempotencyKey);
     if (previous) {
@@ -152,11 +181,23 @@ export async function createFakeGateway(
     }
     const charge = previous ?? { chargeId: `ch_${randomUUID()}`, ...cmd, at: new Date().toISOString() };
     charges.set(cmd.idempotencyKey, charge);
+    await answerLate();
     ctx.status = 201;
     ctx.body = { chargeId: charge.chargeId };
   });
 
-  router.post('/refunds', simulateNetwork, async (ctx) => {
+  // Lets a client that lost an answer find out whether the charge happened.
+  router.get('/charges/:idempotencyKey', count('lookups'), simulateNetwork, (ctx) => {
+    const charge = charges.get(ctx.params.idempotencyKey!);
+    if (!charge) {
+      throw new GatewayError(404, 'charge_not_found', 'no charge with this idempotency key', {
+        idempotencyKey: ctx.params.idempotencyKey,
+      });
+    }
+    ctx.body = charge;
+  });
+
+  router.post('/refunds', count('refunds'), simulateNetwork, async (ctx) => {
     const cmd = await parseBody(ctx.req, refundBody);
     const previous = refunds.get(cmd.idempotencyKey);
     if (previous) {
@@ -183,12 +224,17 @@ export async function createFakeGateway(
     }
     const refund = { refundId: `re_${randomUUID()}`, ...cmd, at: new Date().toISOString() };
     refunds.set(cmd.idempotencyKey, refund);
+    await answerLate();
     ctx.status = 201;
     ctx.body = { refundId: refund.refundId };
   });
 
   router.get('/_admin/ledger', (ctx) => {
     ctx.body = { charges: [...charges.values()], refunds: [...refunds.values()] };
+  });
+
+  router.get('/_admin/stats', (ctx) => {
+    ctx.body = stats;
   });
 
   router.put('/_admin/behaviour', async (ctx) => {

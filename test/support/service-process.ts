@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
-import { AUTH_SECRET, TEST_DATABASE_URL, TEST_REDIS_URL, eventually, request } from './system.ts';
+import { TEST_ENV, eventually, request } from './system.ts';
 
 export interface ServiceProcess {
   baseUrl: string;
@@ -23,15 +23,10 @@ export async function startServiceProcess(opts: { gatewayUrl: string; queuePrefi
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     env: {
       ...process.env,
-      NODE_ENV: 'test',
+      ...TEST_ENV,
       PORT: String(port),
-      DATABASE_URL: TEST_DATABASE_URL,
-      REDIS_URL: TEST_REDIS_URL,
       PAYMENT_URL: opts.gatewayUrl,
-      AUTH_SECRET,
       QUEUE_PREFIX: opts.queuePrefix,
-      RELAY_POLL_MS: '100',
-      JOB_LOCK_MS: '3000',
       LOG_LEVEL: 'info',
       ...opts.env,
     },

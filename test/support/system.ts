@@ -10,6 +10,7 @@ import { createApp } from '../../src/http/app.ts';
 import { createLogger } from '../../src/log.ts';
 import { createFakeGateway, type FakeGateway } from '../../src/payment/fake-gateway.ts';
 import { createHttpPaymentGateway } from '../../src/payment/payment-gateway.ts';
+import type { NotificationTransport } from '../../src/notifications/transports.ts';
 import { COMMAND_ROLE, type OrderView } from '../../src/actors/order-actor.ts';
 import type { OrderCommand } from '../../src/machines/order.machine.ts';
 
@@ -91,22 +92,41 @@ async function listen(server: Server): Promise<string> {
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
-export async function startInstance(opts: { gatewayUrl: string; queuePrefix: string; paymentTimeoutMs?: number }): Promise<AppInstance> {
-  const config = loadConfig({
-    NODE_ENV: 'test',
-    DATABASE_URL: TEST_DATABASE_URL,
-    REDIS_URL: TEST_REDIS_URL,
-    AUTH_SECRET,
-    QUEUE_PREFIX: opts.queuePrefix,
-    RELAY_POLL_MS: '100',
-    JOB_LOCK_MS: '3000',
-    SHUTDOWN_GRACE_MS: '5000',
-    PAYMENT_TIMEOUT_MS: String(opts.paymentTimeoutMs ?? 2000),
-    BODY_LIMIT: '16kb',
-  });
+/** Short delays and bounds, so tests of retries, sweeps and timers finish in seconds. */
+export const TEST_ENV: Record<string, string> = {
+  NODE_ENV: 'test',
+  DATABASE_URL: TEST_DATABASE_URL,
+  REDIS_URL: TEST_REDIS_URL,
+  AUTH_SECRET,
+  JOB_LOCK_MS: '3000',
+  SHUTDOWN_GRACE_MS: '5000',
+  PAYMENT_TIMEOUT_MS: '2000',
+  PAYMENT_BREAKER_HALF_OPEN_MS: '1500',
+  PAYMENT_RECONCILE_AFTER_MS: '3000',
+  PAYMENT_SETTLE_MS: '4000',
+  REFUND_RETRY_MAX_MS: '1000',
+  NOTIFY_TIMEOUT_MS: '2000',
+  NOTIFY_RETRY_MAX_MS: '1000',
+  OWED_AFTER_MS: '2000',
+  SWEEP_INTERVAL_MS: '300',
+  WORK_LEASE_MS: '4000',
+  BODY_LIMIT: '16kb',
+};
+
+export interface InstanceOptions {
+  gatewayUrl: string;
+  queuePrefix: string;
+  /** Overrides of TEST_ENV. */
+  env?: Record<string, string>;
+  transport?: NotificationTransport;
+  clock?: () => Date;
+}
+
+export async function startInstance(opts: InstanceOptions): Promise<AppInstance> {
+  const config = loadConfig({ ...TEST_ENV, QUEUE_PREFIX: opts.queuePrefix, ...opts.env });
   const log = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
   const payments = createHttpPaymentGateway({ baseUrl: opts.gatewayUrl, timeoutMs: config.PAYMENT_TIMEOUT_MS });
-  const runtime = await startRuntime({ config, log, payments });
+  const runtime = await startRuntime({ config, log, payments, transport: opts.transport, clock: opts.clock });
   const { koa } = createApp({ ...runtime, log, authSecret: config.AUTH_SECRET, bodyLimit: config.BODY_LIMIT });
   const http = createServer(koa.callback());
   const baseUrl = await listen(http);

@@ -68,7 +68,8 @@ export function labelTextWidth(text) {
 }
 
 function transitionText(transition) {
-  return transition.guard === null ? transition.command : `${transition.command} [${transition.guard}]`;
+  const event = transition.trigger === 'timer' ? `⏱ ${transition.command}` : transition.command;
+  return transition.guard === null ? event : `${event} [${transition.guard}]`;
 }
 
 /**
@@ -284,6 +285,11 @@ function legendItems(graph) {
   if (cancelFrom.length > 0) {
     items.push({ kind: 'cancel', text: `cancel: only from ${cancelFrom.join(', ')}` });
   }
+  const timers = graph.transitions.filter((t) => t.trigger === 'timer');
+  if (timers.length > 0) {
+    const delays = [...new Set(timers.map((t) => t.after))].join(', ');
+    items.push({ kind: 'timer', text: `⏱ timer: the service raises it after ${delays}` });
+  }
   if (graph.states.some((s) => s.final)) items.push({ kind: 'final', text: 'final state: the order is over' });
   return items;
 }
@@ -303,7 +309,7 @@ function renderLegend(items, top) {
           `<rect class="inner" x="4" y="${y - 6}" width="22" height="12" rx="4"/></g>`;
         break;
       default: {
-        const cls = item.kind === 'cancel' ? 'transition cmd-cancel' : 'transition';
+        const cls = item.kind === 'cancel' ? 'transition cmd-cancel' : item.kind === 'timer' ? 'transition timer' : 'transition';
         sample =
           `<g class="${cls}"><path class="edge" d="M0 ${y} L22 ${y}"/>` +
           `<path class="arrowhead" d="${arrowData([{ x: 0, y }, { x: 30, y }])}"/></g>`;
@@ -356,7 +362,7 @@ export function renderSvg(graph, layout, options = {}) {
     const text = transitionText(t);
     const { label } = laid;
     out.push(
-      `<g class="transition cmd-${classToken(t.command)}" data-transition="${escapeXml(t.id)}" ` +
+      `<g class="transition cmd-${classToken(t.command)}${t.trigger === 'timer' ? ' timer' : ''}" data-transition="${escapeXml(t.id)}" ` +
         `data-command="${escapeXml(t.command)}" data-source="${escapeXml(t.source)}" data-target="${escapeXml(t.target)}">` +
         `<path class="edge" d="${pathData(laid.points, ARROW_LENGTH - 1)}"/>` +
         `<path class="arrowhead" d="${arrowData(laid.points)}"/>` +

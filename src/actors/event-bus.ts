@@ -1,0 +1,119 @@
+import { Queue, Worker } from 'bullmq';
+import type { Database } from '../db/pg.ts';
+import type { Logger } from '../log.ts';
+import { deliver, type AnyConsumer, type EventRef } from './consumers.ts';
+import { bullConnection, JOB_OPTIONS, within } from './queues.ts';
+
+export interface EventBatch {
+  refs: EventRef[];
+}
+
+export interface EventBusOptions {
+  redisUrl: string;
+  prefix: string;
+  consumers: readonly AnyConsumer[];
+  log: Logger;
+  /** Most refs per job. */
+  batchSize?: number;
+}
+
+/** Queue name of a consumer: one queue each, so a failing consumer never holds back another. */
+export const queueNameOf = (consumer: string) => `events-${consumer.replaceAll('.', '-')}`;
+
+/**
+ * Carries journaled events to every consumer through BullMQ. Events committed close together
+ * travel in one job per consumer (refs only: consumers read the journal). Publishing happens after
+ * the commit and is best effort: the sweeper re-sends whatever a consumer still owes.
+ */
+export class EventBus {
+  readonly queues = new Map<string, Queue<EventBatch>>();
+  private readonly workers: Worker<EventBatch>[] = [];
+  private pending: EventRef[] = [];
+  private scheduled = false;
+  private readonly batchSize: number;
+  private inflight = new Set<Promise<void>>();
+
+  constructor(private readonly opts: EventBusOptions) {
+    this.batchSize = opts.batchSize ?? 500;
+    for (const c of opts.consumers) {
+      this.queues.set(
+        c.name,
+        new Queue<EventBatch>(queueNameOf(c.name), { connection: bullConnection(opts.redisUrl, true), prefix: opts.prefix, defaultJobOptions: JOB_OPTIONS }),
+      );
+    }
+    for (const q of this.queues.values()) q.on('error', (err) => opts.log.warn({ err: err.message, queue: q.name }, 'event queue error'));
+  }
+
+  /** Hands a committed event to every consumer's queue, batched with others of the same tick. */
+  publish(ref: EventRef): void {
+    this.pending.push(ref);
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      const refs = this.pending;
+      this.pending = [];
+      const sending = this.sendToAll(refs).finally(() => this.inflight.delete(sending));
+      this.inflight.add(sending);
+    });
+  }
+
+  private async sendToAll(refs: EventRef[]): Promise<void> {
+    await Promise.all(
+      [...this.queues.keys()].map((consumer) =>
+        this.send(consumer, refs).catch((err: Error) =>
+          this.opts.log.warn({ err: err.message, consumer, events: refs.length }, 'could not enqueue events; the sweeper will re-send them'),
+        ),
+      ),
+    );
+  }
+
+  /** Enqueues refs for one consumer (the sweeper's re-send, or an operator's replay). */
+  async send(consumer: string, refs: readonly EventRef[]): Promise<void> {
+    const queue = this.queues.get(consumer);
+    if (!queue) throw new Error(`no consumer named ${consumer}`);
+    const jobs = [];
+    for (let i = 0; i < refs.length; i += this.batchSize) {
+      jobs.push({ name: 'events', data: { refs: refs.slice(i, i + this.batchSize) } });
+    }
+    if (jobs.length > 0) await queue.addBulk(jobs);
+  }
+
+  /** Starts one worker per consumer queue on this replica. */
+  startWorkers(db: Database, opts: { concurrency: number; lockMs: number }): void {
+    for (const consumer of this.opts.consumers) {
+      const log = this.opts.log.child({ consumer: consumer.name });
+      const worker = new Worker<EventBatch>(queueNameOf(consumer.name), async (job) => deliver(db, consumer, job.data.refs, log), {
+        connection: bullConnection(this.opts.redisUrl, false),
+        prefix: this.opts.prefix,
+        concurrency: opts.concurrency,
+        lockDuration: opts.lockMs,
+        stalledInterval: Math.max(1000, Math.floor(opts.lockMs / 2)),
+      });
+      worker.on('failed', (job, err) => log.warn({ err: err.message, jobId: job?.id, attempts: job?.attemptsMade }, 'event job failed'));
+      worker.on('error', (err) => log.warn({ err: err.message }, 'event worker error'));
+      this.workers.push(worker);
+    }
+  }
+
+  /** Waiting + active jobs per consumer queue (the backlog the autoscaler can follow). */
+  async backlog(): Promise<Record<string, number>> {
+    const out: Record<string, number> = {};
+    for (const [consumer, queue] of this.queues) {
+      const counts = await queue.getJobCounts('waiting', 'active', 'prioritized');
+      out[queueNameOf(consumer)] = (counts.waiting ?? 0) + (counts.active ?? 0) + (counts.prioritized ?? 0);
+    }
+    return out;
+  }
+
+  /** Stops the workers (in-flight jobs get `graceMs`, then are handed back), flushes, closes the queues. */
+  async close(graceMs: number): Promise<void> {
+    await Promise.all(
+      this.workers.map(async (w) => {
+        if ((await within(w.close(), graceMs)) === 'timeout') await w.close(true);
+      }),
+    );
+    await within(Promise.all(this.inflight), graceMs);
+    await Promise.all([...this.queues.values()].map((q) => q.close()));
+  }
+}

@@ -1,0 +1,74 @@
+import { allowedCommands, statusOf, type Address, type OrderCommand, type OrderItem, type OrderSnapshot, type OrderStatus } from '../machines/order.machine.ts';
+
+export interface RefundView {
+  status: 'pending' | 'refunded';
+  amount: number;
+  /** The gateway's id of the refund, once it is done. */
+  refundId: string | null;
+  refundedAt: string | null;
+}
+
+/** An order as the API shows it: the snapshot plus what only the row and the refund know. */
+export interface OrderView {
+  id: string;
+  status: OrderStatus;
+  version: number;
+  customerId: string;
+  storeId: string;
+  riderId: string | null;
+  items: OrderItem[];
+  total: number;
+  address: Address;
+  allowed: OrderCommand[];
+  chargeId: string | null;
+  refund: RefundView | null;
+  reason: string | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface RowMeta {
+  id: string;
+  version: number;
+  created_at: Date;
+  updated_at: Date;
+}
+
+export function viewOf(snapshot: OrderSnapshot, row: RowMeta, refund: RefundView | null): OrderView {
+  const ctx = snapshot.context;
+  return {
+    id: row.id,
+    status: statusOf(snapshot),
+    version: row.version,
+    customerId: ctx.customerId,
+    storeId: ctx.storeId,
+    riderId: ctx.riderId,
+    items: ctx.items,
+    total: ctx.total,
+    address: ctx.address,
+    allowed: allowedCommands(snapshot),
+    chargeId: ctx.chargeId,
+    refund,
+    reason: ctx.rejectReason ?? ctx.cancelReason,
+    createdAt: row.created_at.toISOString(),
+    updatedAt: row.updated_at.toISOString(),
+  };
+}
+
+export interface RefundColumns {
+  refund_status: 'pending' | 'refunded' | null;
+  refund_amount: number | null;
+  refund_id: string | null;
+  refunded_at: Date | null;
+}
+
+export function refundViewOf(r: RefundColumns): RefundView | null {
+  if (r.refund_status === null) return null;
+  return { status: r.refund_status, amount: r.refund_amount ?? 0, refundId: r.refund_id, refundedAt: r.refunded_at?.toISOString() ?? null };
+}
+
+/** The refund of the order's own charge (orphaned charges are refunded too, but are not the order's). */
+export const REFUND_JOIN = `LEFT JOIN LATERAL (
+    SELECT r.status AS refund_status, r.amount AS refund_amount, r.refund_id, r.refunded_at
+    FROM refunds r WHERE r.order_id = o.id AND r.reason <> 'orphaned' ORDER BY r.requested_at LIMIT 1
+  ) rf ON true`;

@@ -1,0 +1,138 @@
+import { randomUUID } from 'node:crypto';
+import type { Database } from '../db/pg.ts';
+import type { Logger } from '../log.ts';
+import type { EventRef } from './consumers.ts';
+import type { EventBus } from './event-bus.ts';
+import { runWork, type WorkKind, type WorkPrompt } from './work.ts';
+
+export interface SweeperOptions {
+  db: Database;
+  bus: EventBus;
+  consumers: readonly string[];
+  kinds: readonly WorkKind[];
+  prompt: WorkPrompt;
+  log: Logger;
+  /** An event still owed to a consumer this long after it happened is sent again. */
+  owedAfterMs: number;
+  /** How often each replica looks. */
+  intervalMs: number;
+  /** Work overdue by this much was not prompted (lost job, dead replica): the sweeper does it. */
+  workGraceMs: number;
+  leaseMs: number;
+}
+
+/**
+ * The backstop that makes "delayed, never lost" true. On every replica, every interval:
+ * - events the journal holds that some consumer has not applied after `owedAfterMs` are sent to
+ *   that consumer again (a Redis flush, a job out of attempts, a crash before publishing); events
+ *   every consumer has applied are marked settled, so the next look is cheap;
+ * - work items overdue and held by nobody are done here and now.
+ */
+export class Sweeper {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private stopped = true;
+  readonly holder = `sweeper-${randomUUID()}`;
+
+  constructor(private readonly opts: SweeperOptions) {}
+
+  start(): void {
+    if (!this.stopped) return;
+    this.stopped = false;
+    this.arm();
+  }
+
+  private arm(): void {
+    if (this.stopped) return;
+    // Jitter spreads the replicas' sweeps apart.
+    const wait = this.opts.intervalMs * (0.75 + Math.random() * 0.5);
+    this.timer = setTimeout(() => {
+      this.running = this.sweep()
+        .then(() => undefined)
+        .catch((err: Error) => this.opts.log.warn({ err: err.message }, 'sweep failed; will try again'))
+        .finally(() => {
+          this.running = undefined;
+          this.arm();
+        });
+    }, wait);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.running;
+  }
+
+  /** One full pass; returns what it did (tests call it directly). */
+  async sweep(): Promise<{ resent: number; work: number }> {
+    const { resent } = await this.sweepEvents();
+    const work = await this.sweepWork();
+    return { resent, work };
+  }
+
+  /** Takes a named lease for `ms` so only one replica does a pass at a time. */
+  private async lease(name: string, ms: number): Promise<boolean> {
+    const rows = await this.opts.db.query(
+      `INSERT INTO leases (name, holder, until) VALUES ($1, $2, now() + make_interval(secs => $3::float8 / 1000))
+       ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, until = EXCLUDED.until
+       WHERE leases.until < now() OR leases.holder = EXCLUDED.holder
+       RETURNING 1`,
+      [name, this.holder, ms],
+    );
+    return rows.length > 0;
+  }
+
+  async sweepEvents(): Promise<{ resent: number }> {
+    if (!(await this.lease('owed-events', this.opts.intervalMs * 2))) return { resent: 0 };
+    // For each unsettled event older than the bound: the consumers that still owe it (skipping a
+    // consumer that failed on the order recently: it is retried with backoff).
+    const rows = await this.opts.db.query<{ order_id: string; seq: number; owed_to: string[] }>(
+      `WITH candidates AS (
+         SELECT j.order_id, j.seq FROM order_journal j
+         WHERE j.settled_at IS NULL AND j.at < now() - make_interval(secs => $2::float8 / 1000)
+         ORDER BY j.at LIMIT 2000
+       ), owing AS (
+         SELECT c.order_id, c.seq,
+                coalesce(array_agg(k.consumer) FILTER (WHERE coalesce(cp.seq, 0) < c.seq), '{}') AS owed_to,
+                bool_or(coalesce(cp.seq, 0) < c.seq AND f.order_id IS NOT NULL
+                        AND f.last_failed_at > now() - least(interval '5 minutes', interval '1 second' * power(2, least(f.attempts, 12)))) AS backing_off
+         FROM candidates c
+         CROSS JOIN unnest($1::text[]) AS k(consumer)
+         LEFT JOIN consumer_checkpoints cp ON cp.consumer = k.consumer AND cp.order_id = c.order_id
+         LEFT JOIN consumer_failures f ON f.consumer = k.consumer AND f.order_id = c.order_id
+         GROUP BY c.order_id, c.seq
+       ), settle AS (
+         UPDATE order_journal j SET settled_at = now() FROM owing o
+         WHERE j.order_id = o.order_id AND j.seq = o.seq AND cardinality(o.owed_to) = 0
+       )
+       SELECT order_id, seq, owed_to FROM owing WHERE cardinality(owed_to) > 0 AND NOT coalesce(backing_off, false)`,
+      [this.opts.consumers, this.opts.owedAfterMs],
+    );
+    const byConsumer = new Map<string, EventRef[]>();
+    for (const r of rows) {
+      for (const consumer of r.owed_to) byConsumer.set(consumer, [...(byConsumer.get(consumer) ?? []), { orderId: r.order_id, seq: r.seq }]);
+    }
+    let resent = 0;
+    for (const [consumer, refs] of byConsumer) {
+      try {
+        await this.opts.bus.send(consumer, refs);
+        resent += refs.length;
+      } catch (err) {
+        this.opts.log.warn({ err: (err as Error).message, consumer }, 'could not re-send owed events');
+      }
+    }
+    if (resent > 0) this.opts.log.info({ resent, consumers: [...byConsumer.keys()] }, 're-sent events still owed to consumers');
+    return { resent };
+  }
+
+  async sweepWork(): Promise<number> {
+    let done = 0;
+    for (const kind of this.opts.kinds) {
+      const keys = await kind.table.overdue(this.opts.workGraceMs, 100);
+      if (keys.length === 0) continue;
+      this.opts.log.info({ kind: kind.name, items: keys.length }, 'doing overdue work');
+      done += await runWork(kind, keys, { leaseMs: this.opts.leaseMs, prompt: this.opts.prompt, log: this.opts.log });
+    }
+    return done;
+  }
+}

@@ -1,0 +1,89 @@
+import { Queue, Worker } from 'bullmq';
+import type { Logger } from '../log.ts';
+import { bullConnection, JOB_OPTIONS, within } from './queues.ts';
+import { runWork, type WorkKind, type WorkPrompt } from './work.ts';
+
+export const WORK_QUEUE = 'work';
+
+interface WorkJob {
+  kind: string;
+  keys: string[];
+}
+
+/**
+ * The prompt side of durable work: a BullMQ job per batch of items, delayed until they are due
+ * (timers fire through these delayed jobs). The rows in PostgreSQL stay the record; a job that is
+ * lost only delays its items until the sweeper finds them overdue.
+ */
+export class WorkQueue implements WorkPrompt {
+  readonly queue: Queue<WorkJob>;
+  private worker: Worker<WorkJob> | undefined;
+  private pending = new Map<string, { kind: string; keys: string[]; delay: number; jobId?: string }>();
+  private scheduled = false;
+  private inflight = new Set<Promise<unknown>>();
+
+  constructor(private readonly opts: { redisUrl: string; prefix: string; log: Logger }) {
+    this.queue = new Queue<WorkJob>(WORK_QUEUE, { connection: bullConnection(opts.redisUrl, true), prefix: opts.prefix, defaultJobOptions: JOB_OPTIONS });
+    this.queue.on('error', (err) => opts.log.warn({ err: err.message }, 'work queue error'));
+  }
+
+  schedule(kind: string, keys: readonly string[], dueAt?: Date): void {
+    if (keys.length === 0) return;
+    const delay = dueAt ? Math.max(0, dueAt.getTime() - Date.now()) : 0;
+    // Timers keep one job per timer (keyed by order and version); immediate work shares a job per tick.
+    const batchKey = delay > 0 ? `${kind}|${keys.join(',')}|${dueAt!.getTime()}` : `${kind}|now`;
+    const entry = this.pending.get(batchKey);
+    if (entry) entry.keys.push(...keys);
+    else this.pending.set(batchKey, { kind, keys: [...keys], delay, jobId: delay > 0 ? jobIdOf(kind, keys, dueAt!) : undefined });
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      const batch = [...this.pending.values()];
+      this.pending.clear();
+      const adding = this.queue
+        .addBulk(batch.map((b) => ({ name: b.kind, data: { kind: b.kind, keys: b.keys }, opts: { delay: b.delay, jobId: b.jobId } })))
+        .catch((err: Error) => this.opts.log.warn({ err: err.message, jobs: batch.length }, 'could not enqueue work; the sweeper will find it overdue'))
+        .finally(() => this.inflight.delete(adding));
+      this.inflight.add(adding);
+    });
+  }
+
+  startWorker(kinds: readonly WorkKind[], opts: { concurrency: number; lockMs: number; leaseMs: number }): void {
+    const byName = new Map(kinds.map((k) => [k.name, k]));
+    const log = this.opts.log.child({ part: 'work' });
+    this.worker = new Worker<WorkJob>(
+      WORK_QUEUE,
+      async (job) => {
+        const kind = byName.get(job.data.kind);
+        if (!kind) throw new Error(`unknown work kind ${job.data.kind}`);
+        return runWork(kind, job.data.keys, { leaseMs: opts.leaseMs, prompt: this, log });
+      },
+      {
+        connection: bullConnection(this.opts.redisUrl, false),
+        prefix: this.opts.prefix,
+        concurrency: opts.concurrency,
+        lockDuration: opts.lockMs,
+        stalledInterval: Math.max(1000, Math.floor(opts.lockMs / 2)),
+      },
+    );
+    this.worker.on('failed', (job, err) => log.warn({ err: err.message, jobId: job?.id, kind: job?.data.kind }, 'work job failed'));
+    this.worker.on('error', (err) => log.warn({ err: err.message }, 'work worker error'));
+  }
+
+  async backlog(): Promise<number> {
+    const counts = await this.queue.getJobCounts('waiting', 'active', 'prioritized');
+    return (counts.waiting ?? 0) + (counts.active ?? 0) + (counts.prioritized ?? 0);
+  }
+
+  async close(graceMs: number): Promise<void> {
+    if (this.worker && (await within(this.worker.close(), graceMs)) === 'timeout') await this.worker.close(true);
+    await within(Promise.all(this.inflight), graceMs);
+    await this.queue.close();
+  }
+}
+
+/** A delayed job's id: the same item due at the same time is enqueued once (BullMQ ids may not contain ':'). */
+function jobIdOf(kind: string, keys: readonly string[], dueAt: Date): string {
+  return `${kind}_${keys.join('+')}_${dueAt.getTime()}`.replaceAll(':', '_').slice(0, 250);
+}

@@ -1,0 +1,168 @@
+import type { Database } from '../db/pg.ts';
+import type { Logger } from '../log.ts';
+
+/**
+ * Durable work: a side effect that must happen once a transaction has recorded it (a refund, a
+ * notification, a timer, a payment reconciliation). The row itself is the record: `due_at` set
+ * means work is owed, `lease_until` in the future means a replica is on it. A BullMQ job is only
+ * the prompt to do it on time; the sweeper does whatever is overdue, so a lost job or a dead
+ * replica delays work by a bounded time and never drops it.
+ */
+
+/** Columns every work table has. */
+export interface WorkColumns {
+  due_at: Date | null;
+  lease_until: Date | null;
+  attempts: number;
+  last_error: string | null;
+}
+
+/** What one performed item asks for when it did not finish: when to try again and why. */
+export interface Retry {
+  retryInMs: number;
+  error: string;
+}
+
+export interface WorkKind<Row extends WorkColumns = any> {
+  /** Job name and metrics label: `refund`, `notification`, `timer`, `payment-reconcile`. */
+  name: string;
+  table: WorkTable<Row>;
+  /**
+   * Does the work of one claimed item (I/O outside any transaction) and records a success itself;
+   * returns a Retry (or throws) when the item must be tried again later.
+   */
+  perform(row: Row): Promise<void | Retry>;
+  /** Delay before retry number `attempts` + 1 when perform threw. */
+  backoffMs(attempts: number): number;
+}
+
+export class WorkTable<Row extends WorkColumns> {
+  constructor(
+    private readonly db: Database,
+    readonly table: string,
+    readonly keyColumn: string,
+    private readonly keyType: 'text' | 'uuid',
+    readonly keyOf: (row: Row) => string,
+  ) {}
+
+  /** Leases the items that are owed and due now (a little slack for clock skew), and counts an attempt. */
+  async claim(keys: readonly string[], leaseMs: number): Promise<Row[]> {
+    if (keys.length === 0) return [];
+    return this.db.query<Row>(
+      `UPDATE ${this.table} SET lease_until = now() + make_interval(secs => $2::float8 / 1000), attempts = attempts + 1
+       WHERE ${this.keyColumn} = ANY($1::${this.keyType}[]) AND due_at IS NOT NULL AND due_at <= now() + interval '1 second'
+         AND (lease_until IS NULL OR lease_until < now())
+       RETURNING *`,
+      [keys, leaseMs],
+    );
+  }
+
+  /** Items owed but not yet due, with when they are due (a job that came early is put back). */
+  async notYetDue(keys: readonly string[]): Promise<{ key: string; due_at: Date }[]> {
+    if (keys.length === 0) return [];
+    return this.db.query(
+      `SELECT ${this.keyColumn}::text AS key, due_at FROM ${this.table}
+       WHERE ${this.keyColumn} = ANY($1::${this.keyType}[]) AND due_at > now() + interval '1 second'`,
+      [keys],
+    );
+  }
+
+  /** Items that are overdue by more than `graceMs` and held by nobody: their prompt was lost. */
+  async overdue(graceMs: number, limit: number): Promise<string[]> {
+    const rows = await this.db.query<{ key: string }>(
+      `SELECT ${this.keyColumn}::text AS key FROM ${this.table}
+       WHERE due_at IS NOT NULL AND due_at <= now() - make_interval(secs => $1::float8 / 1000)
+         AND (lease_until IS NULL OR lease_until < now())
+       ORDER BY due_at LIMIT $2`,
+      [graceMs, limit],
+    );
+    return rows.map((r) => r.key);
+  }
+
+  /** Releases the lease and sets when to try again. */
+  async retryLater(key: string, error: string, delayMs: number): Promise<Date> {
+    const [row] = await this.db.query<{ due_at: Date }>(
+      `UPDATE ${this.table} SET lease_until = NULL, last_error = $2, due_at = now() + make_interval(secs => $3::float8 / 1000)
+       WHERE ${this.keyColumn} = $1::${this.keyType} AND due_at IS NOT NULL RETURNING due_at`,
+      [key, error.slice(0, 2000), delayMs],
+    );
+    return row?.due_at ?? new Date(Date.now() + delayMs);
+  }
+
+  /** Makes items due now again (an operator's replay). */
+  async dueNow(keys: readonly string[]): Promise<string[]> {
+    const rows = await this.db.query<{ key: string }>(
+      `UPDATE ${this.table} SET due_at = now(), lease_until = NULL
+       WHERE ${this.keyColumn} = ANY($1::${this.keyType}[]) AND due_at IS NOT NULL RETURNING ${this.keyColumn}::text AS key`,
+      [keys],
+    );
+    return rows.map((r) => r.key);
+  }
+
+  /** Items still owed after `minAttempts` attempts: failing work an operator should see. */
+  async failing(minAttempts: number, limit: number): Promise<(Row & { key: string })[]> {
+    return this.db.query(
+      `SELECT ${this.keyColumn}::text AS key, * FROM ${this.table}
+       WHERE due_at IS NOT NULL AND attempts >= $1 ORDER BY due_at LIMIT $2`,
+      [minAttempts, limit],
+    );
+  }
+
+  async countOwed(): Promise<{ owed: number; failing: number }> {
+    const [row] = await this.db.query<{ owed: number; failing: number }>(
+      `SELECT count(*)::int AS owed, count(*) FILTER (WHERE attempts >= 3)::int AS failing FROM ${this.table} WHERE due_at IS NOT NULL`,
+    );
+    return row ?? { owed: 0, failing: 0 };
+  }
+}
+
+/** Exponential backoff from `baseMs`, capped at `maxMs`, with ±20 % jitter so retries spread out. */
+export function cappedBackoff(attempts: number, baseMs: number, maxMs: number): number {
+  const exp = Math.min(maxMs, baseMs * 2 ** Math.max(0, attempts - 1));
+  return Math.max(1, Math.round(exp * (0.8 + Math.random() * 0.4)));
+}
+
+export interface WorkPrompt {
+  /** Asks for a job that runs these items at `dueAt` (now when absent). Best effort: the sweeper is the backstop. */
+  schedule(kind: string, keys: readonly string[], dueAt?: Date): void;
+}
+
+/**
+ * Claims and performs items of one kind, recording a retry (and prompting it) for each that does
+ * not finish. Never throws for one item; throws only when the claim itself fails.
+ */
+export async function runWork(
+  kind: WorkKind,
+  keys: readonly string[],
+  opts: { leaseMs: number; prompt: WorkPrompt; log: Logger; concurrency?: number },
+): Promise<number> {
+  const rows = await kind.table.claim(keys, opts.leaseMs);
+  if (rows.length < keys.length) {
+    // A delayed job can fire a moment before PostgreSQL's clock says the item is due.
+    for (const early of await kind.table.notYetDue(keys)) opts.prompt.schedule(kind.name, [early.key], early.due_at);
+  }
+  const queue = [...rows];
+  const workers = Array.from({ length: Math.min(opts.concurrency ?? 16, queue.length) }, async () => {
+    for (let row = queue.shift(); row; row = queue.shift()) {
+      const key = kind.table.keyOf(row);
+      let retry: Retry | undefined;
+      try {
+        retry = (await kind.perform(row)) ?? undefined;
+      } catch (err) {
+        retry = { retryInMs: kind.backoffMs(row.attempts), error: err instanceof Error ? err.message : String(err) };
+      }
+      if (retry) {
+        opts.log.warn({ kind: kind.name, key, attempts: row.attempts, error: retry.error }, 'work not done; will retry');
+        try {
+          const dueAt = await kind.table.retryLater(key, retry.error, retry.retryInMs);
+          opts.prompt.schedule(kind.name, [key], dueAt);
+        } catch (err) {
+          // The lease runs out and the sweeper takes the item again.
+          opts.log.error({ err, kind: kind.name, key }, 'could not record a retry');
+        }
+      }
+    }
+  });
+  await Promise.all(workers);
+  return rows.length;
+}

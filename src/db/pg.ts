@@ -1,0 +1,53 @@
+import type pg from 'pg';
+import type { DataSource } from 'typeorm';
+
+/** Anything that runs SQL: the pool (each statement on its own) or a transaction's client. */
+export interface Sql {
+  query<Row = Record<string, unknown>>(text: string, params?: readonly unknown[]): Promise<Row[]>;
+}
+
+/**
+ * Thin access to the `pg` pool under TypeORM's DataSource. The hot paths use it directly: one
+ * statement needs no transaction, and a transaction is BEGIN … COMMIT on one client, nothing more.
+ */
+export class Database implements Sql {
+  constructor(readonly pool: pg.Pool) {}
+
+  static of(dataSource: DataSource): Database {
+    const pool = (dataSource.driver as unknown as { master?: pg.Pool }).master;
+    if (!pool) throw new Error('the DataSource is not initialised');
+    return new Database(pool);
+  }
+
+  async query<Row = Record<string, unknown>>(text: string, params: readonly unknown[] = []): Promise<Row[]> {
+    return (await this.pool.query(text, params as unknown[])).rows as Row[];
+  }
+
+  /** Runs `fn` in one transaction on one pooled client; rolls back on any error. */
+  async transaction<T>(fn: (tx: Sql) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    let broken: Error | undefined;
+    try {
+      await client.query('BEGIN');
+      const tx: Sql = { query: async <Row>(text: string, params: readonly unknown[] = []) => (await client.query(text, params as unknown[])).rows as Row[] };
+      const result = await fn(tx);
+      await client.query('COMMIT');
+      return result;
+    } catch (err) {
+      await client.query('ROLLBACK').catch((rollbackError: Error) => {
+        broken = rollbackError; // the connection is unusable: do not return it to the pool
+      });
+      throw err;
+    } finally {
+      client.release(broken);
+    }
+  }
+}
+
+/** PostgreSQL's SQLSTATE of a failed statement, if it is one. */
+export function sqlState(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+export const UNIQUE_VIOLATION = '23505';

@@ -1,0 +1,99 @@
+import {
+  BrokenCircuitError,
+  CircuitState,
+  ConsecutiveBreaker,
+  ExponentialBackoff,
+  TaskCancelledError,
+  TimeoutStrategy,
+  circuitBreaker,
+  handleWhen,
+  retry,
+  timeout,
+  wrap,
+} from 'cockatiel';
+import { PaymentUnavailableError } from '../errors.ts';
+import type { PaymentGateway } from './payment-gateway.ts';
+
+export type BreakerState = 'closed' | 'open' | 'half-open';
+
+export interface ResilienceOptions {
+  /** Deadline of one whole call, retries included (PAYMENT_TIMEOUT_MS). */
+  timeoutMs: number;
+  /** Extra attempts after a transient failure, within the deadline. */
+  retries: number;
+  /** Consecutive failed calls that open the breaker. */
+  breakerFailures: number;
+  /** How long the breaker stays open before it lets one probe call through. */
+  halfOpenAfterMs: number;
+  onStateChange?: (state: BreakerState) => void;
+  now?: () => number;
+}
+
+export interface ResilientGateway extends PaymentGateway {
+  breakerState(): BreakerState;
+  /** Seconds until the breaker lets a probe through (at least 1), for Retry-After. */
+  retryAfterSeconds(): number;
+}
+
+const STATE_NAMES: Record<CircuitState, BreakerState> = {
+  [CircuitState.Closed]: 'closed',
+  [CircuitState.Open]: 'open',
+  [CircuitState.HalfOpen]: 'half-open',
+  [CircuitState.Isolated]: 'open',
+};
+
+const isTransient = (err: Error) => err instanceof PaymentUnavailableError && err.transient;
+
+/**
+ * Wraps a gateway in cockatiel policies shared by charge, refund and lookup: a circuit breaker
+ * (outermost, so an open circuit answers at once without a call), a deadline for the whole call,
+ * and retries with exponential backoff for transient failures only (a decline, a 404 or a 4xx is
+ * an answer, not a failure). Errors come out as the domain's PaymentUnavailableError.
+ */
+export function createResilientGateway(inner: PaymentGateway, opts: ResilienceOptions): ResilientGateway {
+  const now = opts.now ?? Date.now;
+  const breaker = circuitBreaker(handleWhen((err) => isTransient(err) || err instanceof TaskCancelledError), {
+    halfOpenAfter: opts.halfOpenAfterMs,
+    breaker: new ConsecutiveBreaker(opts.breakerFailures),
+  });
+  let openedAt = 0;
+  breaker.onBreak(() => {
+    openedAt = now();
+  });
+  breaker.onStateChange((state) => opts.onStateChange?.(STATE_NAMES[state]));
+  const policy = wrap(
+    breaker,
+    timeout(opts.timeoutMs, TimeoutStrategy.Aggressive),
+    retry(handleWhen(isTransient), {
+      maxAttempts: opts.retries,
+      backoff: new ExponentialBackoff({ initialDelay: 50, maxDelay: Math.max(50, Math.floor(opts.timeoutMs / 4)) }),
+    }),
+  );
+
+  const retryAfterSeconds = () => {
+    if (breaker.state !== CircuitState.Open) return 1;
+    return Math.max(1, Math.ceil((openedAt + opts.halfOpenAfterMs - now()) / 1000));
+  };
+
+  async function run<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    try {
+      return await policy.execute(({ signal }) => fn(signal));
+    } catch (err) {
+      if (err instanceof BrokenCircuitError) {
+        throw new PaymentUnavailableError('the circuit breaker is open', retryAfterSeconds(), true, true);
+      }
+      if (err instanceof TaskCancelledError) {
+        throw new PaymentUnavailableError(`timed out after ${opts.timeoutMs} ms`, retryAfterSeconds());
+      }
+      throw err;
+    }
+  }
+
+  return {
+    charge: (req) => run((signal) => inner.charge(req, signal)),
+    refund: (req) => run((signal) => inner.refund(req, signal)),
+    lookup: (key) => run((signal) => inner.lookup(key, signal)),
+    breakerState: () => STATE_NAMES[breaker.state],
+    retryAfterSeconds,
+  };
+}
