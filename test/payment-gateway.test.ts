@@ -103,7 +103,7 @@ describe('fake payment gateway and its HTTP client', () => {
     });
 
     it('declines with 402 when told to, and the client throws PaymentDeclinedError', async () => {
-      expect(await behave({ decline: true })).to.deep.equal({ latencyMs: 0, failRate: 0, decline: true, answerDelayMs: 0 });
+      expect(await behave({ decline: true })).to.deep.equal({ latencyMs: 0, failRate: 0, decline: true, answerDelayMs: 0, failNextRefunds: 0 });
 
       const res = await send('POST', '/charges', newCharge());
       expect(res.status).to.equal(402);
@@ -210,7 +210,7 @@ describe('fake payment gateway and its HTTP client', () => {
       const res = await send('PUT', '/_admin/behaviour', { failRate: 1.5 });
       expect(res.status).to.equal(400);
       expect(((await res.json()) as { error: { message: string } }).error.message).to.match(/^failRate: /);
-      expect(await behave({})).to.deep.equal({ latencyMs: 5, failRate: 0, decline: false, answerDelayMs: 0 });
+      expect(await behave({})).to.deep.equal({ latencyMs: 5, failRate: 0, decline: false, answerDelayMs: 0, failNextRefunds: 0 });
     });
   });
 

@@ -126,7 +126,7 @@ export async function deliver(db: Database, consumer: AnyConsumer, refs: readonl
     for (const r of refs) byOrder.set(r.orderId, [...(byOrder.get(r.orderId) ?? []), r]);
     if (byOrder.size === 1) {
       const [orderId, orderRefs] = [...byOrder][0]!;
-      await recordFailure(db, consumer.name, orderId, Math.min(...orderRefs.map((r) => r.seq)), err);
+      await recordFailure(db, consumer.name, orderId, err);
       log.warn({ err: describe(err), consumer: consumer.name, orderId }, 'consumer failed on an order; it stays owed');
       return 0;
     }
@@ -149,12 +149,13 @@ function describe(err: unknown): string {
   return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
 }
 
-async function recordFailure(db: Database, consumer: string, orderId: string, seq: number, err: unknown): Promise<void> {
+/** Records that the consumer is stuck on the order: `seq` is the first event it still owes. */
+async function recordFailure(db: Database, consumer: string, orderId: string, err: unknown): Promise<void> {
   await db.query(
     `INSERT INTO consumer_failures (consumer, order_id, seq, attempts, error, first_failed_at, last_failed_at)
-     VALUES ($1, $2, $3, 1, $4, now(), now())
+     VALUES ($1, $2, coalesce((SELECT seq FROM consumer_checkpoints WHERE consumer = $1 AND order_id = $2), 0) + 1, 1, $3, now(), now())
      ON CONFLICT (consumer, order_id) DO UPDATE SET seq = EXCLUDED.seq, attempts = consumer_failures.attempts + 1,
        error = EXCLUDED.error, last_failed_at = now()`,
-    [consumer, orderId, seq, describe(err).slice(0, 2000)],
+    [consumer, orderId, describe(err).slice(0, 2000)],
   );
 }

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -24,6 +25,8 @@ export interface Behaviour {
   decline: boolean;
   /** Delay after a charge or refund is recorded and before it is answered: a lost or late answer. */
   answerDelayMs: number;
+  /** The next this-many refund requests are answered 503 without being handled. */
+  failNextRefunds: number;
 }
 
 /** How many requests of each kind reached the gateway (handled or not), for tests that count calls. */
@@ -55,7 +58,7 @@ export interface FakeGateway {
   close(): Promise<void>;
 }
 
-const NORMAL_BEHAVIOUR: Readonly<Behaviour> = { latencyMs: 0, failRate: 0, decline: false, answerDelayMs: 0 };
+const NORMAL_BEHAVIOUR: Readonly<Behaviour> = { latencyMs: 0, failRate: 0, decline: false, answerDelayMs: 0, failNextRefunds: 0 };
 
 const id = z.string().min(1);
 const chargeBody = z.strictObject({ orderId: id, amount: z.int().positive(), idempotencyKey: id });
@@ -65,6 +68,7 @@ const behaviourBody = z.strictObject({
   failRate: z.number().min(0).max(1).optional(),
   decline: z.boolean().optional(),
   answerDelayMs: z.int().min(0).optional(),
+  failNextRefunds: z.int().min(0).optional(),
 });
 
 class GatewayError extends Error {
@@ -125,12 +129,18 @@ export async function createFakeGateway(
   const charges = new Map<string, LedgerCharge>(); // by idempotency key
   const refunds = new Map<string, LedgerRefund>(); // by idempotency key
   // Aborted on reset/close so a request still sleeping in `latencyMs` cannot record into the next test's ledger.
-  let waits = new AbortController();
+  // Every delayed request listens on this signal: many at once is normal, not a leak.
+  const newWaits = () => {
+    const controller = new AbortController();
+    setMaxListeners(0, controller.signal);
+    return controller;
+  };
+  let waits = newWaits();
   let closing: Promise<void> | undefined;
 
   const reset = () => {
     waits.abort();
-    waits = new AbortController();
+    waits = newWaits();
     charges.clear();
     refunds.clear();
     behaviour = { ...NORMAL_BEHAVIOUR };
@@ -198,6 +208,10 @@ export async function createFakeGateway(
   });
 
   router.post('/refunds', count('refunds'), simulateNetwork, async (ctx) => {
+    if (behaviour.failNextRefunds > 0) {
+      behaviour.failNextRefunds -= 1;
+      throw new GatewayError(503, 'gateway_unavailable', 'simulated refund outage');
+    }
     const cmd = await parseBody(ctx.req, refundBody);
     const previous = refunds.get(cmd.idempotencyKey);
     if (previous) {
@@ -253,6 +267,8 @@ export async function createFakeGateway(
   });
 
   const app = new Koa();
+  // A caller that gave up (timeout) aborts its request mid-way: an expected event, not an error to print.
+  app.silent = true;
   app.use(async (ctx, next) => {
     try {
       await next();

@@ -77,7 +77,9 @@ export function createResilientGateway(inner: PaymentGateway, opts: ResilienceOp
 
   async function run<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
     try {
-      return await policy.execute(({ signal }) => fn(signal));
+      // A signal per call: cockatiel's default is one shared signal, which many concurrent calls
+      // would each add a listener to.
+      return await policy.execute(({ signal }) => fn(signal), new AbortController().signal);
     } catch (err) {
       if (err instanceof BrokenCircuitError) {
         throw new PaymentUnavailableError('the circuit breaker is open', retryAfterSeconds(), true, true);

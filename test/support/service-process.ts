@@ -19,6 +19,7 @@ export async function freePort(): Promise<number> {
 
 /** Runs `src/main.ts` as a real child process, as production would, and waits until it is ready. */
 export async function startServiceProcess(opts: { gatewayUrl: string; queuePrefix: string; env?: Record<string, string> }): Promise<ServiceProcess> {
+  // Callers pass a system's `env` to run against its database and settings.
   const port = await freePort();
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     env: {

@@ -40,16 +40,35 @@ export interface AppInstance {
   close(): Promise<void>;
 }
 
+export interface GatewayBehaviour {
+  latencyMs?: number;
+  failRate?: number;
+  decline?: boolean;
+  answerDelayMs?: number;
+  failNextRefunds?: number;
+}
+
+export interface Ledger {
+  charges: { chargeId: string; orderId: string; amount: number; idempotencyKey: string }[];
+  refunds: { refundId: string; chargeId: string; amount: number; idempotencyKey: string }[];
+}
+
 export interface TestSystem extends AppInstance {
   gateway: FakeGateway;
   queuePrefix: string;
+  /** The database this system runs on (its own, for a named system). */
+  databaseUrl: string;
+  /** The environment its instances run with (TEST_ENV plus the system's overrides). */
+  env: Record<string, string>;
+  /** Requests that reached the gateway, by kind. */
+  gatewayStats(): Promise<{ charges: number; refunds: number; lookups: number }>;
   token(role: Role, sub: string): Promise<string>;
   /** Another replica sharing the database, the queue and the gateway. */
   startReplica(): Promise<AppInstance>;
   /** Resets the gateway's ledger and behaviour. */
   resetGateway(): Promise<void>;
-  setGatewayBehaviour(b: { latencyMs?: number; failRate?: number; decline?: boolean }): Promise<void>;
-  ledger(): Promise<{ charges: { chargeId: string; orderId: string; amount: number }[]; refunds: { refundId: string; chargeId: string; amount: number }[] }>;
+  setGatewayBehaviour(b: GatewayBehaviour): Promise<void>;
+  ledger(): Promise<Ledger>;
   /** A fresh store with a menu, a customer, a rider, and their tokens. */
   newParties(): Promise<Parties>;
   placeOrder(p: Parties, items?: { foodId: string; qty: number }[]): Promise<OrderView>;
@@ -167,10 +186,26 @@ export function commandRequest(p: Parties, command: string): RequestOptions {
   return { token: p[COMMAND_ROLE[command as OrderCommand]], body: commandBody(command) };
 }
 
-export async function startSystem(): Promise<TestSystem> {
+export interface SystemOptions {
+  /** Gives the system a database of its own (`<test database>_<name>`, dropped on close), so its
+   * sweepers and workers never take work that belongs to another system's test. */
+  name?: string;
+  env?: Record<string, string>;
+  transport?: NotificationTransport;
+}
+
+export async function startSystem(opts: SystemOptions = {}): Promise<TestSystem> {
   const gateway = await createFakeGateway({ port: 0 });
   const queuePrefix = `{baedal-test-${randomUUID()}}`;
-  const main = await startInstance({ gatewayUrl: gateway.url, queuePrefix });
+  let databaseUrl = TEST_DATABASE_URL;
+  if (opts.name) {
+    const url = new URL(TEST_DATABASE_URL);
+    url.pathname = `${url.pathname}_${opts.name}`;
+    databaseUrl = url.toString();
+    await resetDatabase(databaseUrl);
+  }
+  const env = { ...TEST_ENV, DATABASE_URL: databaseUrl, ...opts.env };
+  const main = await startInstance({ gatewayUrl: gateway.url, queuePrefix, env, transport: opts.transport });
   const replicas: AppInstance[] = [];
 
   const token = (role: Role, sub: string) => signToken(AUTH_SECRET, { role, sub } satisfies Principal);
@@ -184,9 +219,12 @@ export async function startSystem(): Promise<TestSystem> {
     ...main,
     gateway,
     queuePrefix,
+    databaseUrl,
+    env,
     token,
+    gatewayStats: () => gatewayCall('GET', '/_admin/stats'),
     async startReplica() {
-      const replica = await startInstance({ gatewayUrl: gateway.url, queuePrefix });
+      const replica = await startInstance({ gatewayUrl: gateway.url, queuePrefix, env, transport: opts.transport });
       replicas.push(replica);
       return replica;
     },
@@ -238,6 +276,7 @@ export async function startSystem(): Promise<TestSystem> {
       for (const replica of replicas) await replica.close();
       await main.close();
       await gateway.close();
+      if (opts.name) await resetDatabase(databaseUrl);
     },
   };
   return system;

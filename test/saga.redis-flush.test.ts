@@ -1,0 +1,84 @@
+import { expect } from 'chai';
+import { Redis } from 'ioredis';
+import { moneyOf } from './support/saga.ts';
+import { commandRequest, eventually, startSystem, TEST_REDIS_URL, type Parties, type TestSystem } from './support/system.ts';
+import { startWebhookReceiver } from './support/webhook.ts';
+
+/** Redis holds only prompts: losing all of it delays refunds and notifications, never drops or doubles them. */
+describe('saga: Redis flushed in the middle of a burst', function () {
+  this.timeout(90_000);
+  const redisUrl = new URL(TEST_REDIS_URL);
+  redisUrl.pathname = '/5'; // a database of its own, so FLUSHDB touches nothing else
+  let sys: TestSystem;
+  let hook: Awaited<ReturnType<typeof startWebhookReceiver>>;
+  let redis: Redis;
+  let p: Parties;
+
+  before(async () => {
+    hook = await startWebhookReceiver();
+    redis = new Redis(redisUrl.toString());
+    await redis.flushdb();
+    sys = await startSystem({ name: 'flush', env: { REDIS_URL: redisUrl.toString(), NOTIFY_WEBHOOK_URL: hook.url } });
+    p = await sys.newParties();
+  });
+  after(async () => {
+    await sys?.close();
+    await hook?.close();
+    await redis?.flushdb();
+    redis?.disconnect();
+  });
+
+  it('every refund and every notification still happens, exactly once', async () => {
+    const orders = await Promise.all(Array.from({ length: 16 }, () => sys.placeOrder(p)));
+    // Both partners fail at first, so retries wait in Redis as delayed jobs when it is flushed.
+    hook.setDown(true);
+    await sys.setGatewayBehaviour({ failNextRefunds: 40 });
+    let flushed = false;
+    const drive = async (orderId: string, i: number) => {
+      for (const command of ['pay', 'accept', 'cancel']) {
+        if (i === 8 && command === 'accept' && !flushed) {
+          flushed = true;
+          expect(await redis.flushdb()).to.equal('OK');
+        }
+        const res = await sys.request('POST', `/orders/${orderId}/${command}`, commandRequest(p, command));
+        expect(res.status, `${command}: ${JSON.stringify(res.body)}`).to.equal(200);
+      }
+    };
+    await Promise.all(orders.map((o, i) => drive(o.id, i)));
+    expect(flushed).to.equal(true);
+    await eventually(async () => (await sys.runtime.work.queue.getDelayedCount()) > 0, 'retries to wait as delayed jobs');
+    expect(await redis.flushdb()).to.equal('OK');
+    hook.setDown(false);
+
+    const ids = orders.map((o) => o.id);
+    await eventually(
+      async () => {
+        const ledger = await sys.ledger();
+        return ids.every((id) => moneyOf(ledger, id).refunds.length === 1);
+      },
+      'one refund per cancelled order',
+      30_000,
+    );
+    const rows = (await sys.runtime.db.query('SELECT count(*)::int AS n FROM notifications WHERE order_id = ANY($1::uuid[])', [ids]))[0].n;
+    expect(rows).to.equal(orders.length * 6); // 4 to the customer, paid and cancelled to the store
+    await eventually(async () => hook.accepted.filter((n) => ids.includes(n.orderId)).length >= rows, 'every notification delivered', 30_000);
+    const delivered = hook.accepted.filter((n) => ids.includes(n.orderId)).map((n) => n.notificationId);
+    expect(new Set(delivered).size).to.equal(delivered.length);
+    expect(delivered).to.have.length(rows);
+    const ledger = await sys.ledger();
+    for (const id of ids) {
+      expect(moneyOf(ledger, id).charges).to.have.length(1);
+      expect(moneyOf(ledger, id).refunds).to.have.length(1);
+    }
+    await eventually(async () => {
+      const [{ n }] = await sys.runtime.db.query('SELECT count(*)::int AS n FROM view_deliveries WHERE order_id = ANY($1::uuid[])', [ids]);
+      const [{ owed }] = await sys.runtime.db.query(
+        `SELECT count(*)::int AS owed FROM order_journal j WHERE j.order_id = ANY($1::uuid[])
+           AND EXISTS (SELECT 1 FROM unnest($2::text[]) c(name) WHERE NOT EXISTS (
+             SELECT 1 FROM consumer_checkpoints cp WHERE cp.consumer = c.name AND cp.order_id = j.order_id AND cp.seq >= j.seq))`,
+        [ids, sys.runtime.consumers.map((c) => c.name)],
+      );
+      return n === 0 && owed === 0;
+    }, 'every consumer to have applied every event', 20_000);
+  });
+});
