@@ -38,7 +38,13 @@ function tsc(project: string): void {
 }
 
 function main(): void {
-  const { values } = parseArgs({ options: { help: { type: 'boolean', short: 'h' } } });
+  let values;
+  try {
+    ({ values } = parseArgs({ options: { help: { type: 'boolean', short: 'h' } } }));
+  } catch (err) {
+    console.error(`build: ${err instanceof Error ? err.message : String(err)}\n\n${USAGE}`);
+    process.exit(2);
+  }
   if (values.help) {
     console.log(USAGE);
     return;
