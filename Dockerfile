@@ -43,7 +43,7 @@ COPY --from=build /app/dist ./dist
 USER 1000:1000
 # Fail the build, not the pod, when a module needs a package the prune removed: load every
 # compiled module except the entry points (they connect to PostgreSQL and Redis or listen), then
-# let each entry point print its usage, which loads its imports.
+# start each entry point far enough to print its usage.
 RUN node --input-type=module -e " \
       import { readdirSync } from 'node:fs'; \
       const entries = ['main.js', 'migrate.js', 'tools/scripts/payment-gateway.js']; \

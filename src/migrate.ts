@@ -4,7 +4,6 @@
 // applies the migrations and the others then find nothing left to do.
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from './config.ts';
-import { createDataSource, ensureDatabase, runMigrations } from './db/data-source.ts';
 import { createLogger } from './log.ts';
 
 const USAGE = `usage: node dist/migrate.js   (from a checkout: node --import tsx src/migrate.ts)
@@ -38,6 +37,8 @@ async function main(): Promise<void> {
   }
   const log = createLogger(config.LOG_LEVEL);
   const started = Date.now();
+  // Loaded only now: TypeORM takes a while to load, and --help or a bad setting needs none of it.
+  const { createDataSource, ensureDatabase, runMigrations } = await import('./db/data-source.ts');
   await ensureDatabase(config.DATABASE_URL);
   // Two connections: runMigrations holds the advisory lock on one while the migrations use another.
   const db = createDataSource(config.DATABASE_URL, 2);

@@ -179,6 +179,14 @@ describe('Kubernetes manifests (k8s/)', () => {
       }
     });
 
+    // Pending until the app exports the gauge (the metrics work in src/http/metrics.ts); un-skip then.
+    it.skip('the app exports the gauge the KEDA query reads: baedal_queue_backlog, one series per queue', async () => {
+      const metrics = await request<string>(system.baseUrl, 'GET', '/metrics');
+      expect(metrics.status).to.equal(200);
+      expect(metrics.body).to.match(/^# TYPE baedal_queue_backlog gauge$/m);
+      expect(metrics.body).to.match(/^baedal_queue_backlog\{[^}]*\bqueue="[^"]+"[^}]*\} \d+(\.\d+)?$/m);
+    });
+
     it('the Ingress routes every API path but /metrics, which Prometheus scrapes in the cluster', async () => {
       const objects = renders.default();
       const ingress = find(objects, 'Ingress', 'baedal');
