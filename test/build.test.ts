@@ -4,6 +4,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import { join } from 'node:path';
 import { expect } from 'chai';
+import { Redis } from 'ioredis';
 import { assetFiles } from '../scripts/build.ts';
 import { ROOT } from './support/manifests.ts';
 import { freePort } from './support/service-process.ts';
@@ -208,6 +209,7 @@ describe('npm run build: the compiled tree the image runs', function () {
     await resetDatabase(url);
     const port = await freePort();
     const base = `http://127.0.0.1:${port}`;
+    const queuePrefix = `{baedal-build-${randomUUID()}}`;
     const service = run(
       ['dist/main.js'],
       plainNodeEnv({
@@ -216,7 +218,7 @@ describe('npm run build: the compiled tree the image runs', function () {
         PORT: String(port),
         DATABASE_URL: url,
         REDIS_URL: TEST_REDIS_URL,
-        QUEUE_PREFIX: `{baedal-build-${randomUUID()}}`,
+        QUEUE_PREFIX: queuePrefix,
         AUTH_SECRET,
         LOG_LEVEL: 'warn',
       }),
@@ -235,6 +237,13 @@ describe('npm run build: the compiled tree the image runs', function () {
     } finally {
       service.child.kill('SIGKILL');
       await resetDatabase(url);
+      const redis = new Redis(TEST_REDIS_URL);
+      try {
+        const keys = await redis.keys(`${queuePrefix}*`);
+        if (keys.length > 0) await redis.del(...keys);
+      } finally {
+        redis.disconnect();
+      }
     }
   });
 
