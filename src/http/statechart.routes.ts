@@ -91,10 +91,10 @@ export async function renderStatechartPage(graph: MachineGraph = orderGraph): Pr
     return `<tr><td><code>${escapeHtml(t.source)}</code></td><td><code>${escapeHtml(command)}</code></td><td><code>${escapeHtml(t.target)}</code></td></tr>`;
   });
   let html = readFileSync(pageFile('index.html'), 'utf8');
-  html = fill(html, 'machine-info', escapeHtml(
+  const info =
     `Drawn from the ${graph.id} machine in the code (version ${graph.version}): ` +
-      `${graph.states.length} states, ${graph.transitions.length} transitions.`,
-  ));
+    `${graph.states.length} states, ${graph.transitions.length} transitions.`;
+  html = fill(html, 'machine-info', escapeHtml(info));
   html = fill(html, 'chart', renderSvg(graph, layout, { interactive: true }).trim());
   html = fill(html, 'transitions', rows.join(''));
   // JSON in a script element: `<` escaped so no string in it can close the element.
@@ -113,9 +113,14 @@ export function statechartRoutes(): Route[] {
   // Drawn on the first request and kept (the machine changes only with a deploy); a failure is
   // not kept, so the next request tries again.
   let page: Promise<Loaded> | undefined;
-  const drawnPage = () => {
-    page ??= renderStatechartPage().then((html) => loaded(Buffer.from(html)));
-    page.catch(() => (page = undefined));
+  const drawnPage = (): Promise<Loaded> => {
+    if (page === undefined) {
+      const drawing = renderStatechartPage().then((html) => loaded(Buffer.from(html)));
+      drawing.catch(() => {
+        if (page === drawing) page = undefined;
+      });
+      page = drawing;
+    }
     return page;
   };
   return [
