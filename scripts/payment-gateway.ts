@@ -1,6 +1,28 @@
-import { createLogger } from '../src/log.ts';
+// The fake payment gateway on its own: npm run payment-gateway (the image: node dist/tools/scripts/payment-gateway.js).
+import { parseArgs } from 'node:util';
 import { z } from 'zod';
+import { createLogger } from '../src/log.ts';
 import { createFakeGateway } from '../src/payment/fake-gateway.ts';
+
+const USAGE = `usage: npm run payment-gateway   (compiled: node dist/tools/scripts/payment-gateway.js)
+
+Runs the fake payment gateway that development and the tests use, until SIGTERM or Ctrl-C.
+Environment:
+  PAYMENT_GATEWAY_PORT  port to listen on (default 4010)
+  PAYMENT_GATEWAY_HOST  address to listen on (default 127.0.0.1; 0.0.0.0 in a container)
+It keeps its ledger in memory; GET /_admin/ledger shows it, PUT /_admin/behaviour makes it slow,
+failing or declining, POST /_admin/reset forgets everything.`;
+
+try {
+  const { values } = parseArgs({ options: { help: { type: 'boolean', short: 'h' } } });
+  if (values.help) {
+    console.log(USAGE);
+    process.exit(0);
+  }
+} catch (err) {
+  console.error(`payment-gateway: ${err instanceof Error ? err.message : String(err)}\n\n${USAGE}`);
+  process.exit(2);
+}
 
 const DEFAULT_PORT = 4010;
 /** If close() ever hangs, give up rather than ignore the orchestrator's SIGTERM. */

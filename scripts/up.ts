@@ -1,6 +1,28 @@
 // Development launcher: the fake payment gateway and the service together, in the foreground.
 // Ctrl-C (or SIGTERM) stops both.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { parseArgs } from 'node:util';
+
+const USAGE = `usage: npm run up
+
+Starts the fake payment gateway and the service (from the TypeScript sources, through tsx) in the
+foreground and prints where each listens; Ctrl-C or SIGTERM stops both, and when one of them
+exits the other is stopped too. Environment:
+  PORT                  the service's port (default 3000)
+  PAYMENT_GATEWAY_PORT  the fake gateway's port (default 4010)
+  PAYMENT_URL           where the service finds the gateway (default: the fake one started here)
+and every other setting of the service (DATABASE_URL, REDIS_URL, ...; see README.md).`;
+
+try {
+  const { values } = parseArgs({ options: { help: { type: 'boolean', short: 'h' } } });
+  if (values.help) {
+    console.log(USAGE);
+    process.exit(0);
+  }
+} catch (err) {
+  console.error(`up: ${err instanceof Error ? err.message : String(err)}\n\n${USAGE}`);
+  process.exit(2);
+}
 
 const port = process.env.PORT ?? '3000';
 const gatewayPort = process.env.PAYMENT_GATEWAY_PORT ?? '4010';

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import Koa from 'koa';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
-import { createStatechartRouter } from '../src/http/statechart.routes.ts';
+import { createStatechartRouter, renderStatechartPage } from '../src/http/statechart.routes.ts';
 import { orderGraph } from '../src/machines/order.graph.ts';
 import { SVG_PATH } from '../scripts/statechart.ts';
 import { sharedSystem, type Parties, type TestSystem } from './support/system.ts';
@@ -156,6 +156,39 @@ describe('state chart in a real browser', function () {
       await screenshot(page, 'statechart-phone');
     });
 
+    it('paints the server-drawn chart on first load, before any script runs, whole in a 1400×900 window', async () => {
+      // JavaScript off: what the browser shows from the HTML and CSS alone, as a first paint does.
+      const bare = await browser.newContext({ viewport: { width: 1400, height: 900 }, javaScriptEnabled: false });
+      try {
+        const page = await bare.newPage();
+        const response = await page.goto(`${baseUrl}/statechart`, { waitUntil: 'domcontentloaded' });
+        expect(response?.status()).to.equal(200);
+        await mkdir(ARTIFACTS, { recursive: true });
+        await page.screenshot({ path: `${ARTIFACTS}statechart-first-paint.png` });
+        expect(await page.locator('#chart').textContent()).not.to.include('Drawing the chart');
+        const labels = await page.locator('#chart svg .state[data-state] text').allTextContents();
+        expect(labels.sort()).to.deep.equal(orderGraph.states.map((st) => st.id).sort());
+        const edgeLabels = await page.locator('#chart svg .transition[data-transition] .edge-label text').allTextContents();
+        expect(edgeLabels).to.have.length(orderGraph.transitions.length);
+        for (const state of orderGraph.states) {
+          expect(await page.locator(`#chart .state[data-state="${state.id}"] text`).isVisible(), state.id).to.equal(true);
+        }
+        const box = (await page.locator('#chart svg').boundingBox())!;
+        expect(box.x, 'left edge').to.be.at.least(0);
+        expect(box.y, 'top edge').to.be.at.least(0);
+        expect(box.x + box.width, 'right edge').to.be.at.most(1400);
+        expect(box.y + box.height, 'bottom edge').to.be.at.most(900);
+        const scroll = (await page.evaluate(
+          '({ width: document.documentElement.scrollWidth, height: document.documentElement.scrollHeight })',
+        )) as { width: number; height: number };
+        expect(scroll, 'the page does not scroll').to.deep.equal({ width: 1400, height: 900 });
+        expect(await page.locator('#transitions tr').count(), 'the table too').to.equal(orderGraph.transitions.length);
+        expect(await page.locator('#machine-info').textContent()).to.include(`${orderGraph.states.length} states`);
+      } finally {
+        await bare.close();
+      }
+    });
+
     it('draws the same picture as docs/order-lifecycle.svg (one layout module for both)', async () => {
       const { page } = await openPage(context, `${baseUrl}/statechart`);
       const onPage = await page.evaluate(`(${DRAWING_JS})(document.querySelector('#chart svg'))`);
@@ -199,13 +232,28 @@ describe('state chart in a real browser', function () {
       const again = await fetch(`${baseUrl}/statechart`, { cache: 'no-cache', headers: { 'If-None-Match': etag! } });
       expect(again.status).to.equal(304);
 
-      const elk = await fetch(`${baseUrl}/statechart/assets/elk.bundled.js`);
-      expect(elk.status).to.equal(200);
-      expect(elk.headers.get('content-type')).to.match(/^text\/javascript/);
-      expect(await elk.text()).to.include('ELK');
+      const page = await (await fetch(`${baseUrl}/statechart`)).text();
+      const embedded = /<script type="application\/json" id="machine-graph">([^<]*)<\/script>/.exec(page);
+      expect(JSON.parse(embedded![1]!), 'the graph the chart was drawn from').to.deep.equal(JSON.parse(JSON.stringify(orderGraph)));
+      const chart = await fetch(`${baseUrl}/statechart/assets/chart.js`);
+      expect(chart.status).to.equal(200);
+      expect(chart.headers.get('content-type')).to.match(/^text\/javascript/);
+      // The server lays the chart out: the browser no longer needs the layout engine.
+      expect((await fetch(`${baseUrl}/statechart/assets/elk.bundled.js`)).status).to.equal(404);
       expect((await fetch(`${baseUrl}/statechart/assets/nope.js`)).status).to.equal(404);
       expect((await fetch(`${baseUrl}/statechart/assets/..%2Fstatechart.routes.ts`)).status).to.equal(404);
     });
+  });
+
+  it('embeds the graph and its names in the page without letting them out of their elements', async () => {
+    const hostile = '</script><img src=x onerror=alert(1)>';
+    const graph = { ...orderGraph, id: hostile };
+    const html = await renderStatechartPage(graph);
+    expect(html).not.to.include(hostile);
+    const embedded = /<script type="application\/json" id="machine-graph">([^<]*)<\/script>/.exec(html);
+    expect(JSON.parse(embedded![1]!)).to.deep.equal(JSON.parse(JSON.stringify(graph)));
+    expect(html).to.include('&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;');
+    expect(html).not.to.match(/<!--(chart|graph|transitions|machine-info)-->/);
   });
 
   describe('GET /statechart?orderId=… on the running system', () => {

@@ -1,7 +1,8 @@
-// The state chart page: draws GET /machines/order, and follows one order when given its id and a
+// The state chart page: the server sends the chart already drawn (with chart.js, as below) and the
+// graph it was drawn from; this script follows one order on it when given the order's id and a
 // token. The token arrives pasted into the form or in the URL fragment (#token=…), which browsers
 // never send to the server; it is kept in this tab's sessionStorage and sent only as a header.
-import { describeState, layoutChart, renderSvg, tracePath } from './chart.js';
+import { describeState, tracePath } from './chart.js';
 
 const POLL_MS = 1000;
 const MAX_BACKOFF_MS = 10_000;
@@ -66,19 +67,6 @@ async function describeFailure(res) {
           : '';
   const title = `${res.status}${code ? ` ${code}` : ''}: ${message}`;
   return { title, hint, details };
-}
-
-function renderTable() {
-  const rows = graph.transitions.map((t) =>
-    el(
-      'tr',
-      {},
-      el('td', {}, el('code', {}, t.source)),
-      el('td', {}, el('code', {}, t.guard === null ? t.command : `${t.command} [${t.guard}]`)),
-      el('td', {}, el('code', {}, t.target)),
-    ),
-  );
-  $('transitions').replaceChildren(...rows);
 }
 
 /** Marks the followed order's position on the chart; `null` clears it. */
@@ -278,25 +266,13 @@ function wireForm() {
   }
 }
 
-async function main() {
-  const chart = $('chart');
+function main() {
   try {
-    const res = await fetch('/machines/order', { headers: { Accept: 'application/json' } });
-    if (!res.ok) throw new Error(`GET /machines/order answered ${res.status}`);
-    graph = await res.json();
-    if (typeof window.ELK !== 'function') throw new Error('the layout engine (elk.bundled.js) did not load');
-    const layout = await layoutChart(new window.ELK(), graph);
-    chart.innerHTML = renderSvg(graph, layout, { interactive: true });
-    svg = chart.querySelector('svg');
-    chart.setAttribute('aria-busy', 'false');
-    $('machine-info').textContent =
-      `Drawn live from the ${graph.id} machine in the code (version ${graph.version}): ` +
-      `${graph.states.length} states, ${graph.transitions.length} transitions.`;
-    renderTable();
+    graph = JSON.parse($('machine-graph').textContent);
+    svg = $('chart').querySelector('svg.statechart');
+    if (!svg) throw new Error('the page arrived without its chart');
   } catch (error) {
-    chart.setAttribute('aria-busy', 'false');
-    chart.replaceChildren();
-    showError('Could not draw the chart.', String(error?.message ?? error));
+    showError('Could not read the chart.', 'Reload the page.', String(error?.message ?? error));
     return;
   }
   wireForm();

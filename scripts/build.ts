@@ -1,0 +1,69 @@
+// `npm run build`: the compiled tree the image runs, so production needs neither tsx nor TypeScript.
+import { spawnSync } from 'node:child_process';
+import { cpSync, readdirSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const USAGE = `usage: npm run build
+
+Compiles the service into dist/ and exits 0 (non-zero when tsc reports an error):
+  tsconfig.build.json        src/ → dist/               node dist/main.js, node dist/migrate.js
+  tsconfig.build-tools.json  the fake payment gateway   node dist/tools/scripts/payment-gateway.js
+and copies the files under src/ that tsc does not emit (the state chart page's scripts, styles
+and HTML) to the same places under dist/, where the compiled modules look for them.
+dist/ is deleted first, so nothing stale survives.`;
+
+const ROOT = fileURLToPath(new URL('../', import.meta.url));
+const SRC = join(ROOT, 'src');
+const DIST = join(ROOT, 'dist');
+const PROJECTS = ['tsconfig.build.json', 'tsconfig.build-tools.json'];
+
+/** Files under src/ that are not TypeScript (a .d.ts only types a .js beside it): tsc leaves them out. */
+export function assetFiles(srcDir = SRC): string[] {
+  return readdirSync(srcDir, { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile() && !e.name.endsWith('.ts'))
+    .map((e) => join(e.parentPath, e.name).slice(srcDir.length + 1))
+    .sort();
+}
+
+function tsc(project: string): void {
+  const tscBin = join(dirname(createRequire(import.meta.url).resolve('typescript/package.json')), 'bin', 'tsc');
+  const run = spawnSync(process.execPath, [tscBin, '-p', project], { cwd: ROOT, stdio: 'inherit' });
+  if (run.status !== 0) {
+    console.error(`build: tsc -p ${project} failed`);
+    process.exit(run.status ?? 1);
+  }
+}
+
+function main(): void {
+  let values;
+  try {
+    ({ values } = parseArgs({ options: { help: { type: 'boolean', short: 'h' } } }));
+  } catch (err) {
+    console.error(`build: ${err instanceof Error ? err.message : String(err)}\n\n${USAGE}`);
+    process.exit(2);
+  }
+  if (values.help) {
+    console.log(USAGE);
+    return;
+  }
+  const started = performance.now();
+  rmSync(DIST, { recursive: true, force: true });
+  for (const project of PROJECTS) tsc(project);
+  const assets = assetFiles();
+  for (const file of assets) cpSync(join(SRC, file), join(DIST, file));
+  const modules = readdirSync(DIST, { recursive: true }).filter((f) => String(f).endsWith('.js')).length;
+  const seconds = ((performance.now() - started) / 1000).toFixed(1);
+  console.log(`build: dist/ has ${modules} JavaScript files (${assets.length} copied from src/ as they are) in ${seconds} s`);
+}
+
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
+  try {
+    main();
+  } catch (err) {
+    console.error(`build: ${err instanceof Error ? err.message : String(err)}`);
+    process.exit(1);
+  }
+}
