@@ -3,10 +3,12 @@ import type { Redis } from 'ioredis';
 import Koa from 'koa';
 import type { DataSource } from 'typeorm';
 import type { OrderActors } from '../actors/order-actor.ts';
+import type { Config } from '../config.ts';
 import type { Logger } from '../log.ts';
-import { errorMiddleware } from './error-middleware.ts';
+import { errorMiddleware, requestContext } from './error-middleware.ts';
 import { createHttpMetrics } from './metrics.ts';
 import { orderRoutes } from './orders.routes.ts';
+import { rateLimit } from './rate-limit.ts';
 import { mountRoutes, type Route } from './route.ts';
 import { createStatechartAssetsRouter, statechartRoutes } from './statechart.routes.ts';
 import { storeRoutes } from './stores.routes.ts';
@@ -14,13 +16,39 @@ import { systemRoutes } from './system.routes.ts';
 
 export const API_VERSION = '0.1.0';
 
-export interface AppDeps {
+/** The settings of the HTTP edge, as read from the configuration. */
+export interface AppSettings {
+  authSecret: string;
+  bodyLimit: string;
+  /** When set, tokens must carry this `iss`. */
+  authIssuer?: string;
+  /** When set, tokens must carry this `aud`. */
+  authAudience?: string;
+  /** A token's `exp` may be at most this far ahead; 24 h when absent. */
+  authMaxTtlSeconds?: number;
+  /** Requests per minute per token, for reads and for writes; absent or 0: no limit. */
+  rateLimitPerMin?: number;
+  /** When set, GET /metrics needs `Authorization: Bearer <metricsToken>`. */
+  metricsToken?: string;
+}
+
+export interface AppDeps extends AppSettings {
   actors: OrderActors;
   db: DataSource;
   redis: Redis;
   log: Logger;
-  authSecret: string;
-  bodyLimit: string;
+}
+
+export function appSettings(config: Config): AppSettings {
+  return {
+    authSecret: config.AUTH_SECRET,
+    bodyLimit: config.BODY_LIMIT,
+    authIssuer: config.AUTH_ISSUER,
+    authAudience: config.AUTH_AUDIENCE,
+    authMaxTtlSeconds: config.AUTH_MAX_TTL_SECONDS,
+    rateLimitPerMin: config.RATE_LIMIT_PER_MIN,
+    metricsToken: config.METRICS_TOKEN,
+  };
 }
 
 export interface App {
@@ -28,23 +56,38 @@ export interface App {
   routes: readonly Route[];
 }
 
-/** The HTTP edge: one error middleware, metrics, and the route table (also the OpenAPI source). */
+/** The HTTP edge: request ids, metrics, one error middleware, and the route table (also the OpenAPI source). */
 export function createApp(deps: AppDeps): App {
   const metrics = createHttpMetrics();
   const routes: Route[] = [];
   routes.push(
-    ...systemRoutes({ db: deps.db, redis: deps.redis, metrics: metrics.registry, routes: () => routes, version: API_VERSION }),
+    ...systemRoutes({
+      db: deps.db,
+      redis: deps.redis,
+      metrics: metrics.registry,
+      metricsToken: deps.metricsToken,
+      routes: () => routes,
+      version: API_VERSION,
+    }),
     ...storeRoutes({ db: deps.db }),
     ...orderRoutes({ actors: deps.actors, db: deps.db }),
     ...statechartRoutes(),
   );
   const router = new Router();
-  mountRoutes(router, routes, { authSecret: deps.authSecret, bodyLimit: deps.bodyLimit });
+  const perMinute = deps.rateLimitPerMin ?? 0;
+  mountRoutes(router, routes, {
+    authSecret: deps.authSecret,
+    bodyLimit: deps.bodyLimit,
+    tokens: { issuer: deps.authIssuer, audience: deps.authAudience, maxTtlSeconds: deps.authMaxTtlSeconds },
+    afterAuth: perMinute > 0 ? rateLimit({ redis: deps.redis, log: deps.log.child({ part: 'rate-limit' }), perMinute }) : undefined,
+  });
 
   const koa = new Koa({ proxy: true });
   koa.on('error', (err: unknown) => deps.log.debug({ err }, 'koa error event'));
-  koa.use(errorMiddleware(deps.log));
+  koa.use(requestContext());
+  // Outside the error middleware, so it counts the status the client gets.
   koa.use(metrics.middleware);
+  koa.use(errorMiddleware(deps.log));
   koa.use(router.routes());
   koa.use(router.allowedMethods());
   koa.use(createStatechartAssetsRouter().routes());

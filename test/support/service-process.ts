@@ -33,6 +33,8 @@ export async function startServiceProcess(opts: { gatewayUrl: string; queuePrefi
       RELAY_POLL_MS: '100',
       JOB_LOCK_MS: '3000',
       LOG_LEVEL: 'info',
+      // Off, so tests are not throttled; the rate-limit tests turn it on.
+      RATE_LIMIT_PER_MIN: '0',
       ...opts.env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

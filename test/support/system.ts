@@ -6,7 +6,8 @@ import type { Principal, Role } from '../../src/actors/principal.ts';
 import { startRuntime, type Runtime } from '../../src/actors/runtime.ts';
 import { loadConfig } from '../../src/config.ts';
 import { signToken } from '../../src/http/auth.ts';
-import { createApp } from '../../src/http/app.ts';
+import { appSettings, createApp } from '../../src/http/app.ts';
+import type { Route } from '../../src/http/route.ts';
 import { createLogger } from '../../src/log.ts';
 import { createFakeGateway, type FakeGateway } from '../../src/payment/fake-gateway.ts';
 import { createHttpPaymentGateway } from '../../src/payment/payment-gateway.ts';
@@ -35,6 +36,8 @@ export interface RequestOptions {
 export interface AppInstance {
   baseUrl: string;
   runtime: Runtime;
+  /** The app's route table, as `createApp` returned it. */
+  routes: readonly Route[];
   request<T = any>(method: string, path: string, opts?: RequestOptions): Promise<ApiResponse<T>>;
   close(): Promise<void>;
 }
@@ -91,7 +94,13 @@ async function listen(server: Server): Promise<string> {
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
-export async function startInstance(opts: { gatewayUrl: string; queuePrefix: string; paymentTimeoutMs?: number }): Promise<AppInstance> {
+export async function startInstance(opts: {
+  gatewayUrl: string;
+  queuePrefix: string;
+  paymentTimeoutMs?: number;
+  /** More configuration; the rate limit is off unless set here. */
+  env?: Record<string, string>;
+}): Promise<AppInstance> {
   const config = loadConfig({
     NODE_ENV: 'test',
     DATABASE_URL: TEST_DATABASE_URL,
@@ -103,17 +112,21 @@ export async function startInstance(opts: { gatewayUrl: string; queuePrefix: str
     SHUTDOWN_GRACE_MS: '5000',
     PAYMENT_TIMEOUT_MS: String(opts.paymentTimeoutMs ?? 2000),
     BODY_LIMIT: '16kb',
+    // Off, so tests are not throttled; the rate-limit tests turn it on.
+    RATE_LIMIT_PER_MIN: '0',
+    ...opts.env,
   });
   const log = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
   const payments = createHttpPaymentGateway({ baseUrl: opts.gatewayUrl, timeoutMs: config.PAYMENT_TIMEOUT_MS });
   const runtime = await startRuntime({ config, log, payments });
-  const { koa } = createApp({ ...runtime, log, authSecret: config.AUTH_SECRET, bodyLimit: config.BODY_LIMIT });
+  const { koa, routes } = createApp({ ...runtime, log, ...appSettings(config) });
   const http = createServer(koa.callback());
   const baseUrl = await listen(http);
   let closed: Promise<void> | undefined;
   return {
     baseUrl,
     runtime,
+    routes,
     request: (method, path, o) => request(baseUrl, method, path, o),
     close: () =>
       (closed ??= (async () => {
