@@ -6,7 +6,9 @@ import type { Principal, Role } from '../../src/actors/principal.ts';
 import { startRuntime, type Runtime } from '../../src/actors/runtime.ts';
 import { loadConfig } from '../../src/config.ts';
 import { signToken } from '../../src/http/auth.ts';
-import { appSettings, createApp } from '../../src/http/app.ts';
+import { appSettings, createApp, type AppSettings } from '../../src/http/app.ts';
+import type Koa from 'koa';
+import type { Logger } from '../../src/log.ts';
 import type { Route } from '../../src/http/route.ts';
 import { createLogger } from '../../src/log.ts';
 import { createFakeGateway, type FakeGateway } from '../../src/payment/fake-gateway.ts';
@@ -133,6 +135,38 @@ export async function startInstance(opts: {
         await new Promise<void>((resolve) => http.close(() => resolve()));
         await runtime.close();
       })()),
+  };
+}
+
+export interface ServedApp {
+  baseUrl: string;
+  koa: Koa;
+  routes: readonly Route[];
+  request<T = any>(method: string, path: string, opts?: RequestOptions): Promise<ApiResponse<T>>;
+  close(): Promise<void>;
+}
+
+/**
+ * Another HTTP edge over a running runtime, with its own settings and logger: for tests of the edge's
+ * configuration (token rules, rate limit, /metrics token) and of what it logs. `prepare` may add
+ * middleware (a test-only route) before the server starts.
+ */
+export async function serveApp(
+  runtime: Pick<Runtime, 'actors' | 'db' | 'redis'>,
+  settings: Partial<AppSettings> = {},
+  opts: { log?: Logger; prepare?: (koa: Koa) => void } = {},
+): Promise<ServedApp> {
+  const log = opts.log ?? createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
+  const { koa, routes } = createApp({ actors: runtime.actors, db: runtime.db, redis: runtime.redis, log, authSecret: AUTH_SECRET, bodyLimit: '16kb', ...settings });
+  opts.prepare?.(koa);
+  const http = createServer(koa.callback());
+  const baseUrl = await listen(http);
+  return {
+    baseUrl,
+    koa,
+    routes,
+    request: (method, path, o) => request(baseUrl, method, path, o),
+    close: () => new Promise<void>((resolve) => http.close(() => resolve())),
   };
 }
 
