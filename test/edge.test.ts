@@ -216,6 +216,18 @@ describe('the HTTP edge', () => {
       expect((await sys.request('PUT', `/stores/${p.storeId}/menu`, { token: p.store, body: top })).status).to.equal(200);
     });
 
+    it('replaces one menu from many requests at once without a 500: the last replacement wins whole', async () => {
+      const menus = Array.from({ length: 8 }, (_, i) => [
+        { foodId: `dish-${i}`, name: `Dish ${i}`, price: 1000 + i, available: true },
+        { foodId: 'bibimbap', name: `Bibimbap ${i}`, price: 9000 + i, available: true },
+      ]);
+      const answers = await Promise.all(menus.map((body) => sys.request('PUT', `/stores/${p.storeId}/menu`, { token: p.store, body })));
+      expect(answers.map((r) => r.status)).to.deep.equal(menus.map(() => 200));
+      const stored = (await sys.request('GET', `/stores/${p.storeId}/menu`, { token: p.store })).body as { foodId: string; name: string }[];
+      const sorted = (m: { foodId: string }[]) => [...m].sort((a, b) => a.foodId.localeCompare(b.foodId));
+      expect(menus.map(sorted)).to.deep.include(stored);
+    });
+
     it('refuses a food on two lines instead of merging them past the per-line limit', async () => {
       const items = [
         { foodId: 'bibimbap', qty: 100 },
