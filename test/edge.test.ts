@@ -126,6 +126,22 @@ describe('the HTTP edge', () => {
       }
     });
 
+    it('refuses bytes that are not UTF-8 and JSON that is not an object or array (400), rather than guessing', async () => {
+      const latin1 = Buffer.concat([Buffer.from(JSON.stringify(placeBody()).slice(0, -2)), Buffer.from(',"x":"caf'), Buffer.from([0xe9]), Buffer.from('"}')]);
+      const res = await fetch(`${sys.baseUrl}/orders`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${p.customer}`, 'content-type': 'application/json' },
+        body: latin1,
+      });
+      expect(res.status).to.equal(400);
+      expect(((await res.json()) as { error: { message: string } }).error.message).to.match(/UTF-8/);
+      for (const rawBody of ['"a string"', '42', 'null', 'true', '{"storeId":', '\u0000{}']) {
+        const scalar = await sys.request('POST', '/orders', { token: p.customer, rawBody, headers: { 'content-type': 'application/json' } });
+        expectError(scalar, 400, 'invalid_body');
+      }
+      expect(await myOrders()).to.equal(0);
+    });
+
     it('names the media type problems precisely', () => {
       expect(mediaTypeProblem('application/json')).to.equal(undefined);
       expect(mediaTypeProblem('application/json;')).to.equal(undefined);

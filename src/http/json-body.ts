@@ -1,6 +1,13 @@
-import { bodyParser } from '@koa/bodyparser';
 import type { Context, Middleware } from 'koa';
+import getRawBody from 'raw-body';
 import { DomainError } from '../errors.ts';
+
+declare module 'koa' {
+  interface Request {
+    /** The parsed JSON body, set by `jsonBody` on routes that take one. */
+    body?: unknown;
+  }
+}
 
 export function hasBody(ctx: Context): boolean {
   return Number(ctx.get('content-length') || 0) > 0 || ctx.get('transfer-encoding') !== '';
@@ -35,28 +42,29 @@ export function mediaTypeProblem(header: string): string | undefined {
  */
 export function duplicateKeyPath(json: string): (string | number)[] | undefined {
   interface Frame {
+    parent: Frame | undefined;
+    /** Where this value sits in its parent: a key or an index. */
+    at: string | number;
     keys: Set<string> | undefined; // undefined for an array
-    path: (string | number)[];
     index: number;
     expectKey: boolean;
     lastKey: string;
   }
-  const stack: Frame[] = [];
-  const childPath = (): (string | number)[] => {
-    const parent = stack[stack.length - 1];
-    if (!parent) return [];
-    return [...parent.path, parent.keys ? parent.lastKey : parent.index];
+  const pathOf = (frame: Frame | undefined, tail: (string | number)[]): (string | number)[] => {
+    const path = tail;
+    for (let f = frame; f?.parent; f = f.parent) path.unshift(f.at);
+    return path;
   };
+  let top: Frame | undefined;
   let i = 0;
   while (i < json.length) {
     const c = json[i];
     if (c === '"') {
       let j = i + 1;
       while (j < json.length && json[j] !== '"') j += json[j] === '\\' ? 2 : 1;
-      const top = stack[stack.length - 1];
       if (top?.keys && top.expectKey) {
         const key = JSON.parse(json.slice(i, j + 1)) as string;
-        if (top.keys.has(key)) return [...top.path, key];
+        if (top.keys.has(key)) return pathOf(top, [key]);
         top.keys.add(key);
         top.lastKey = key;
         top.expectKey = false;
@@ -65,25 +73,63 @@ export function duplicateKeyPath(json: string): (string | number)[] | undefined 
       continue;
     }
     if (c === '{' || c === '[') {
-      stack.push({ keys: c === '{' ? new Set() : undefined, path: childPath(), index: 0, expectKey: c === '{', lastKey: '' });
+      const at = top ? (top.keys ? top.lastKey : top.index) : '';
+      top = { parent: top, at, keys: c === '{' ? new Set() : undefined, index: 0, expectKey: c === '{', lastKey: '' };
     } else if (c === '}' || c === ']') {
-      stack.pop();
-    } else if (c === ',') {
-      const top = stack[stack.length - 1];
-      if (top?.keys) top.expectKey = true;
-      else if (top) top.index += 1;
+      top = top?.parent;
+    } else if (c === ',' && top) {
+      if (top.keys) top.expectKey = true;
+      else top.index += 1;
     }
     i += 1;
   }
   return undefined;
 }
 
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+function invalidBody(message: string, issue: string): DomainError {
+  return new DomainError('invalid_body', message, { issues: [{ field: 'body', message: issue }] });
+}
+
+/** Reads the body's bytes (413 over `limit`) and parses them as UTF-8 JSON, an object or an array. */
+async function readJson(ctx: Context, limit: string): Promise<unknown> {
+  let bytes: Buffer;
+  try {
+    bytes = await getRawBody(ctx.req, { length: ctx.get('content-length') || undefined, limit });
+  } catch (err) {
+    const { status, type } = err as { status?: number; type?: string };
+    if (status === 413) throw new DomainError('payload_too_large', 'request body is too large', { limit });
+    if (status === 400) throw invalidBody(`request body could not be read (${type ?? 'unreadable'})`, 'unreadable');
+    throw err;
+  }
+  let text: string;
+  try {
+    text = utf8.decode(bytes);
+  } catch {
+    throw invalidBody('request body is not valid UTF-8', 'not valid UTF-8');
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw invalidBody('request body is not valid JSON', 'not valid JSON');
+  }
+  if (parsed === null || typeof parsed !== 'object') throw invalidBody('request body must be a JSON object or array', 'not an object or array');
+  const duplicate = duplicateKeyPath(text);
+  if (duplicate) {
+    const field = ['body', ...duplicate.map(String)].join('.').slice(0, 200);
+    throw new DomainError('invalid_body', `invalid body: ${field} appears more than once`, { issues: [{ field, message: 'duplicate key' }] });
+  }
+  return parsed;
+}
+
 /**
- * Reads a JSON body within `limit` (413), refusing anything but `application/json` in UTF-8 and
- * without Content-Encoding (415), and JSON with duplicate keys (400), before any handler runs.
+ * Reads a JSON body within `limit` (413) before any handler runs: `application/json` in UTF-8
+ * only, without Content-Encoding (415); bytes that are not UTF-8, text that is not JSON, JSON
+ * that is not an object or array, and objects with a key twice are refused (400).
  */
 export function jsonBody(limit: string): Middleware {
-  const parse = bodyParser({ enableTypes: ['json'], jsonLimit: limit, jsonStrict: true, encoding: 'utf-8' });
   return async (ctx, next) => {
     if (hasBody(ctx)) {
       const contentType = ctx.get('content-type');
@@ -95,17 +141,8 @@ export function jsonBody(limit: string): Middleware {
           contentEncoding: encoding.slice(0, 40),
         });
       }
+      ctx.request.body = await readJson(ctx, limit);
     }
-    await parse(ctx, async () => {
-      const raw = (ctx.request as { rawBody?: unknown }).rawBody;
-      const duplicate = typeof raw === 'string' ? duplicateKeyPath(raw) : undefined;
-      if (duplicate) {
-        const field = ['body', ...duplicate.map(String)].join('.').slice(0, 200);
-        throw new DomainError('invalid_body', `invalid body: ${field} appears more than once`, {
-          issues: [{ field, message: 'duplicate key' }],
-        });
-      }
-      await next();
-    });
+    await next();
   };
 }
