@@ -89,15 +89,24 @@ export const OrderParams = z.object({ id: z.uuid().describe('order id') }).stric
 /** The query of a route that takes none: any parameter is refused. */
 export const NoQuery = z.object({}).strict();
 
+/** `?limit=`: plain decimal digits only (no `1e2`, `0x10` or padding), 1 to 200, 50 when absent. */
+const Limit = z
+  .string()
+  .regex(/^[0-9]{1,3}$/, 'must be a whole number from 1 to 200')
+  .optional()
+  .transform((v) => (v === undefined ? 50 : Number(v)))
+  .pipe(z.number().int().min(1, 'must be a whole number from 1 to 200').max(200, 'must be a whole number from 1 to 200'))
+  .describe('how many, 1 to 200 (default 50)');
+
 export const ListOrdersQuery = z
   .object({
     status: z.enum(ORDER_STATUSES).optional(),
     area: idString('delivery area').optional(),
-    limit: z.coerce.number().int().min(1).max(200).default(50),
+    limit: Limit,
   })
   .strict();
 
-export const LimitQuery = z.object({ limit: z.coerce.number().int().min(1).max(200).default(50) }).strict();
+export const LimitQuery = z.object({ limit: Limit }).strict();
 
 const Timestamp = z.string().describe('ISO 8601 timestamp');
 
