@@ -336,6 +336,34 @@ describe('the HTTP edge', () => {
     });
   });
 
+  describe('the log', () => {
+    it('keeps database errors to their SQLSTATE wherever they appear, and redacts bodies, tokens and addresses', async () => {
+      const captured = captureLog();
+      const secret = 'Apt 1201, 77 Secret-ro';
+      const failed = await sys.runtime.db.query('INSERT INTO refunds (order_id, charge_id, refund_id, amount) VALUES ($1, $2, $3, $4)', [
+        '00000000-0000-4000-8000-000000000000',
+        secret,
+        'r',
+        2 ** 31,
+      ]).then(
+        () => expect.fail('the insert succeeded'),
+        (err: Error) => err,
+      );
+      captured.log.error({ err: new Error('placing failed', { cause: failed }) }, 'wrapped');
+      captured.log.warn({ error: failed, body: { address: { line: secret } }, headers: { authorization: 'Bearer abc.def.ghi' } }, 'direct');
+      captured.log.info({ order: { address: { line: secret } }, request: { body: secret } }, 'nested');
+      const text = captured.text();
+      expect(text).not.to.include('Secret-ro');
+      expect(text).not.to.include('2147483648');
+      expect(text).not.to.include('INSERT');
+      expect(text).not.to.include('abc.def.ghi');
+      const [wrapped, direct] = captured.lines();
+      expect((wrapped!.err as { cause: unknown }).cause).to.deep.include({ type: 'QueryFailedError', code: '22003' });
+      expect(direct!.error).to.deep.include({ code: '22003' });
+      expect((direct!.error as { message: string }).message).to.match(/^database error 22003/);
+    });
+  });
+
   describe('/metrics with METRICS_TOKEN', () => {
     it('needs the token as a Bearer when one is configured', async () => {
       const token = 'metrics-token-0123456789';
