@@ -7,16 +7,22 @@ export type ErrorCode =
   | 'unauthenticated'
   | 'forbidden'
   | 'not_found'
+  | 'store_not_found'
+  | 'method_not_allowed'
   | 'invalid_transition'
   | 'stale_version'
   | 'payload_too_large'
   | 'unsupported_media_type'
   | 'unprocessable'
+  | 'free_order'
+  | 'total_too_large'
+  | 'rate_limited'
   | 'payment_declined'
   | 'payment_unavailable'
   | 'payment_in_progress'
   | 'already_picked'
-  | 'internal';
+  | 'internal'
+  | 'not_implemented';
 
 export class DomainError extends Error {
   constructor(
@@ -32,6 +38,13 @@ export class DomainError extends Error {
 export class NotFoundError extends DomainError {
   constructor(what: string, id: string) {
     super('not_found', `${what} ${id} not found`, { [what]: id });
+  }
+}
+
+/** An order names a store that has no menu at all, so no such store takes orders. */
+export class StoreNotFoundError extends DomainError {
+  constructor(storeId: string) {
+    super('store_not_found', `store ${storeId} not found`, { storeId });
   }
 }
 
@@ -63,6 +76,27 @@ export class StaleVersionError extends DomainError {
 export class UnprocessableError extends DomainError {
   constructor(message: string, details: Record<string, unknown> = {}) {
     super('unprocessable', message, details);
+  }
+}
+
+/** An order whose total is 0 has nothing to pay, and the gateway refuses a charge of 0. */
+export class FreeOrderError extends DomainError {
+  constructor(storeId: string) {
+    super('free_order', 'an order must cost something: its total is 0', { storeId, total: 0 });
+  }
+}
+
+/** A total so large that it would not fit the columns that hold amounts (charges, refunds). */
+export class TotalTooLargeError extends DomainError {
+  constructor(total: number, max: number) {
+    super('total_too_large', `the order total ${total} is above the largest accepted total ${max}`, { total, max });
+  }
+}
+
+/** Too many requests for one caller in the current window; `retryAfterSeconds` says when to try again. */
+export class RateLimitedError extends DomainError {
+  constructor(readonly retryAfterSeconds: number, details: Record<string, unknown> = {}) {
+    super('rate_limited', `too many requests: try again in ${retryAfterSeconds} s`, details);
   }
 }
 

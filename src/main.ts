@@ -1,7 +1,8 @@
 import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { startRuntime } from './actors/runtime.ts';
 import { ConfigError, loadConfig } from './config.ts';
-import { createApp } from './http/app.ts';
+import { appSettings, createApp } from './http/app.ts';
 import { createLogger } from './log.ts';
 import { createHttpPaymentGateway } from './payment/payment-gateway.ts';
 
@@ -25,8 +26,13 @@ async function main(): Promise<void> {
 
   let server: Server | undefined;
   if (config.ROLE !== 'worker') {
-    const { koa } = createApp({ ...runtime, log, authSecret: config.AUTH_SECRET, bodyLimit: config.BODY_LIMIT });
-    server = koa.listen(config.PORT, () => log.info({ port: config.PORT, role: config.ROLE }, `Baedal listening on http://127.0.0.1:${config.PORT}`));
+    const { koa } = createApp({ ...runtime, log, ...appSettings(config) });
+    const listening = koa.listen(config.PORT, config.HOST, () => {
+      const { address, port } = listening.address() as AddressInfo;
+      const host = address.includes(':') ? `[${address}]` : address;
+      log.info({ host: address, port, role: config.ROLE }, `Baedal listening on http://${host}:${port}`);
+    });
+    server = listening;
   } else {
     log.info({ role: config.ROLE }, 'Baedal worker started');
   }

@@ -63,7 +63,7 @@ describe('API errors change nothing', () => {
     const order = await sys.placeOrder(p);
     const before = await snapshotOf(order.id);
     const forged = await signToken('some-other-secret-0123456789', { sub: p.customerId, role: 'customer' });
-    const expired = await signToken(AUTH_SECRET, { sub: p.customerId, role: 'customer' }, '-1s');
+    const expired = await signToken(AUTH_SECRET, { sub: p.customerId, role: 'customer' }, '-2m');
     const attempts: Record<string, string>[] = [{}, { authorization: 'Bearer nonsense' }, { authorization: `Bearer ${forged}` }, { authorization: `Bearer ${expired}` }, { authorization: 'Basic abc' }];
     for (const headers of attempts) {
       const res = await sys.request('POST', `/orders/${order.id}/cancel`, { headers });

@@ -17,9 +17,14 @@ interface MenuRow {
 
 const toItem = (r: MenuRow): MenuItem => ({ foodId: r.food_id, name: r.name, price: r.price, available: r.available });
 
-/** Replaces the store's whole menu in one transaction. */
+/**
+ * Replaces the store's whole menu in one transaction. Replacements of one store's menu take turns
+ * (a transaction-scoped advisory lock): two at once would otherwise both delete, then both insert
+ * the same keys, and one would fail on the primary key.
+ */
 export async function replaceMenu(db: DataSource, storeId: string, items: MenuItem[]): Promise<MenuItem[]> {
   return db.transaction(async (tx) => {
+    await sql(tx, 'SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`menu:${storeId}`]);
     await sql(tx, 'DELETE FROM menu_items WHERE store_id = $1', [storeId]);
     if (items.length > 0) {
       await sql(

@@ -1,12 +1,14 @@
 import Router from '@koa/router';
 import Koa from 'koa';
 import type { Runtime } from '../actors/runtime.ts';
+import type { Config } from '../config.ts';
 import type { Logger } from '../log.ts';
-import { errorMiddleware } from './error-middleware.ts';
+import { errorMiddleware, requestContext } from './error-middleware.ts';
 import { createHttpMetrics } from './metrics.ts';
 import { adminRoutes } from './admin.routes.ts';
 import { deliveryRoutes } from './deliveries.routes.ts';
 import { orderRoutes } from './orders.routes.ts';
+import { rateLimit } from './rate-limit.ts';
 import { mountRoutes, type Route } from './route.ts';
 import { createStatechartAssetsRouter, statechartRoutes } from './statechart.routes.ts';
 import { storeRoutes } from './stores.routes.ts';
@@ -14,20 +16,47 @@ import { systemRoutes } from './system.routes.ts';
 
 export const API_VERSION = '0.1.0';
 
-export type AppDeps = Pick<Runtime, 'actors' | 'db' | 'pg' | 'redis' | 'payments' | 'bus' | 'work' | 'kinds' | 'consumers'> & {
-  /** The runtime's registry; the app adds its HTTP metrics to it. */
-  metrics?: Runtime['metrics'];
-  log: Logger;
+/** The settings of the HTTP edge, as read from the configuration. */
+export interface AppSettings {
   authSecret: string;
   bodyLimit: string;
-};
+  /** When set, tokens must carry this `iss`. */
+  authIssuer?: string;
+  /** When set, tokens must carry this `aud`. */
+  authAudience?: string;
+  /** A token's `exp` may be at most this far ahead; 24 h when absent. */
+  authMaxTtlSeconds?: number;
+  /** Requests per minute per token, for reads and for writes; absent or 0: no limit. */
+  rateLimitPerMin?: number;
+  /** When set, GET /metrics needs `Authorization: Bearer <metricsToken>`. */
+  metricsToken?: string;
+}
+
+export type AppDeps = AppSettings &
+  Pick<Runtime, 'actors' | 'db' | 'pg' | 'redis' | 'payments' | 'bus' | 'work' | 'kinds' | 'consumers'> & {
+    /** The runtime's registry; the app adds its HTTP metrics to it. */
+    metrics?: Runtime['metrics'];
+    log: Logger;
+  };
+
+export function appSettings(config: Config): AppSettings {
+  return {
+    authSecret: config.AUTH_SECRET,
+    bodyLimit: config.BODY_LIMIT,
+    authIssuer: config.AUTH_ISSUER,
+    authAudience: config.AUTH_AUDIENCE,
+    authMaxTtlSeconds: config.AUTH_MAX_TTL_SECONDS,
+    rateLimitPerMin: config.RATE_LIMIT_PER_MIN,
+    metricsToken: config.METRICS_TOKEN,
+  };
+}
 
 export interface App {
   koa: Koa;
   routes: readonly Route[];
 }
 
-/** The HTTP edge: one error middleware, metrics, and the route table (also the OpenAPI source). */
+/** The HTTP edge: request ids, metrics, one error middleware, and the route table (also the OpenAPI source). */
 export function createApp(deps: AppDeps): App {
   const metrics = createHttpMetrics(deps.metrics?.registry);
   const routes: Route[] = [];
@@ -36,6 +65,7 @@ export function createApp(deps: AppDeps): App {
       db: deps.db,
       redis: deps.redis,
       metrics: metrics.registry,
+      metricsToken: deps.metricsToken,
       routes: () => routes,
       version: API_VERSION,
       breakerState: () => deps.payments.breakerState(),
@@ -47,12 +77,20 @@ export function createApp(deps: AppDeps): App {
     ...statechartRoutes(),
   );
   const router = new Router();
-  mountRoutes(router, routes, { authSecret: deps.authSecret, bodyLimit: deps.bodyLimit });
+  const perMinute = deps.rateLimitPerMin ?? 0;
+  mountRoutes(router, routes, {
+    authSecret: deps.authSecret,
+    bodyLimit: deps.bodyLimit,
+    tokens: { issuer: deps.authIssuer, audience: deps.authAudience, maxTtlSeconds: deps.authMaxTtlSeconds },
+    afterAuth: perMinute > 0 ? rateLimit({ redis: deps.redis, log: deps.log.child({ part: 'rate-limit' }), perMinute }) : undefined,
+  });
 
   const koa = new Koa({ proxy: true });
   koa.on('error', (err: unknown) => deps.log.debug({ err }, 'koa error event'));
-  koa.use(errorMiddleware(deps.log));
+  koa.use(requestContext());
+  // Outside the error middleware, so it counts the status the client gets.
   koa.use(metrics.middleware);
+  koa.use(errorMiddleware(deps.log));
   koa.use(router.routes());
   koa.use(router.allowedMethods());
   koa.use(createStatechartAssetsRouter().routes());

@@ -1,47 +1,134 @@
+import { timingSafeEqual } from 'node:crypto';
 import { jwtVerify, SignJWT } from 'jose';
 import type { Middleware } from 'koa';
 import { z } from 'zod';
 import { ROLES, type Principal } from '../actors/principal.ts';
 import { DomainError } from '../errors.ts';
+import { ID_PATTERN, ID_RULE } from './schemas.ts';
 
-const claims = z.object({ sub: z.string().min(1), role: z.enum(ROLES) });
+/** What a token must satisfy besides its HS256 signature. */
+export interface TokenRules {
+  secret: string;
+  /** When set, `iss` must equal it. */
+  issuer?: string;
+  /** When set, `aud` must equal (or contain) it. */
+  audience?: string;
+  /** `exp` may be at most this far ahead of now. */
+  maxTtlSeconds: number;
+}
+
+/** Clocks of issuers and replicas differ a little: `exp`, `nbf` and `iat` are checked with this slack. */
+export const CLOCK_SKEW_SECONDS = 30;
+export const DEFAULT_MAX_TTL_SECONDS = 24 * 3600;
+/** Longer bearer values are refused before any parsing: no honest token comes near it. */
+const MAX_TOKEN_LENGTH = 4096;
+
+const claims = z.object({
+  sub: z.string().regex(ID_PATTERN, `sub must be ${ID_RULE}`),
+  role: z.enum(ROLES),
+  exp: z.number(),
+  iat: z.number().optional(),
+});
 
 const key = (secret: string) => new TextEncoder().encode(secret);
 
-export async function signToken(secret: string, principal: Principal, expiresIn = '12h'): Promise<string> {
-  return new SignJWT({ role: principal.role })
+/** `12h`, `30m`, `90s`, `1d` or a number of seconds, as seconds; undefined when unreadable. */
+export function durationSeconds(value: string): number | undefined {
+  const match = /^(\d{1,7})\s*(s|sec|secs|m|min|mins|h|hr|hrs|d|day|days)?$/i.exec(value.trim());
+  if (!match) return undefined;
+  const unit = (match[2] ?? 's').toLowerCase()[0];
+  const factor = unit === 'd' ? 86400 : unit === 'h' ? 3600 : unit === 'm' ? 60 : 1;
+  return Number(match[1]) * factor;
+}
+
+/**
+ * Signs a token for `principal`. `expiresIn` is what jose takes (`12h`, or a negative `-1s` for an
+ * already expired one); `claims` adds `iss`/`aud` when the service checks them.
+ */
+export async function signToken(
+  secret: string,
+  principal: Principal,
+  expiresIn: string | number = '12h',
+  extra: { issuer?: string; audience?: string } = {},
+): Promise<string> {
+  const jwt = new SignJWT({ role: principal.role })
     .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
     .setSubject(principal.sub)
     .setIssuedAt()
-    .setExpirationTime(expiresIn)
-    .sign(key(secret));
+    .setExpirationTime(expiresIn);
+  if (extra.issuer) jwt.setIssuer(extra.issuer);
+  if (extra.audience) jwt.setAudience(extra.audience);
+  return jwt.sign(key(secret));
 }
 
-export async function verifyToken(secret: string, token: string): Promise<Principal> {
+function refuse(message: string, details: Record<string, unknown> = {}): never {
+  throw new DomainError('unauthenticated', message, details);
+}
+
+/**
+ * Verifies an HS256 token: signature, `exp` present and not past, at most `maxTtlSeconds` ahead,
+ * `iat` (if present) not in the future, `iss`/`aud` when configured, `sub` and `role` well-formed.
+ */
+export async function verifyToken(rules: TokenRules | string, token: string, now = new Date()): Promise<Principal> {
+  const r: TokenRules = typeof rules === 'string' ? { secret: rules, maxTtlSeconds: DEFAULT_MAX_TTL_SECONDS } : rules;
   let payload: unknown;
   try {
-    ({ payload } = await jwtVerify(token, key(secret), { algorithms: ['HS256'] }));
+    ({ payload } = await jwtVerify(token, key(r.secret), {
+      algorithms: ['HS256'],
+      requiredClaims: ['exp'],
+      clockTolerance: CLOCK_SKEW_SECONDS,
+      currentDate: now,
+      ...(r.issuer !== undefined && { issuer: r.issuer }),
+      ...(r.audience !== undefined && { audience: r.audience }),
+    }));
   } catch (err) {
-    throw new DomainError('unauthenticated', `invalid token: ${(err as Error).message}`);
+    refuse(`invalid token: ${(err as Error).message}`);
   }
   const parsed = claims.safeParse(payload);
   if (!parsed.success) {
-    throw new DomainError('unauthenticated', 'token lacks a valid sub or role claim', {
-      fields: parsed.error.issues.map((i) => i.path.join('.')),
-    });
+    refuse('token lacks a valid sub, role or exp claim', { fields: parsed.error.issues.map((i) => i.path.join('.')) });
   }
-  return parsed.data;
+  const seconds = Math.floor(now.getTime() / 1000);
+  if (parsed.data.exp > seconds + r.maxTtlSeconds + CLOCK_SKEW_SECONDS) {
+    refuse(`token expires too far ahead: at most ${r.maxTtlSeconds} s after now`, { maxTtlSeconds: r.maxTtlSeconds });
+  }
+  if (parsed.data.iat !== undefined && parsed.data.iat > seconds + CLOCK_SKEW_SECONDS) {
+    refuse('token was issued in the future (iat)');
+  }
+  return { sub: parsed.data.sub, role: parsed.data.role };
+}
+
+/** The token of `Authorization: Bearer <token>`, or a 401 naming what is wrong. */
+export function bearerToken(header: string): string {
+  const match = /^Bearer +([A-Za-z0-9._~+/=-]+)$/i.exec(header);
+  if (!match?.[1]) {
+    refuse(header ? 'Authorization must be "Bearer <token>"' : 'a Bearer token is required');
+  }
+  if (match[1].length > MAX_TOKEN_LENGTH) refuse(`the token is longer than ${MAX_TOKEN_LENGTH} characters`);
+  return match[1];
 }
 
 /** Requires `Authorization: Bearer <JWT>` and puts the caller on `ctx.state.principal`. */
-export function authenticate(secret: string): Middleware {
+export function authenticate(rules: TokenRules | string): Middleware {
+  return async (ctx, next) => {
+    ctx.state.principal = await verifyToken(rules, bearerToken(ctx.get('authorization')));
+    await next();
+  };
+}
+
+/** Compares two secrets in time independent of where they differ. */
+export function sameSecret(given: string, expected: string): boolean {
+  const a = Buffer.from(given);
+  const b = Buffer.from(expected);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/** Requires `Authorization: Bearer <token>` with exactly `token` (a shared secret, not a JWT). */
+export function requireStaticToken(token: string, what: string): Middleware {
   return async (ctx, next) => {
     const header = ctx.get('authorization');
-    const match = /^Bearer\s+(\S+)$/i.exec(header);
-    if (!match?.[1]) {
-      throw new DomainError('unauthenticated', header ? 'Authorization must be "Bearer <token>"' : 'a Bearer token is required');
-    }
-    ctx.state.principal = await verifyToken(secret, match[1]);
+    const match = /^Bearer +(\S+)$/i.exec(header);
+    if (!match?.[1] || !sameSecret(match[1], token)) refuse(`${what} needs Authorization: Bearer <its token>`);
     await next();
   };
 }

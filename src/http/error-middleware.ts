@@ -1,5 +1,6 @@
-import type { Middleware } from 'koa';
-import { DomainError, PaymentUnavailableError, type ErrorCode } from '../errors.ts';
+import { randomUUID } from 'node:crypto';
+import type { Context, Middleware } from 'koa';
+import { DomainError, PaymentUnavailableError, RateLimitedError, type ErrorCode } from '../errors.ts';
 import type { Logger } from '../log.ts';
 
 /** The one table from error code to HTTP status. */
@@ -9,6 +10,8 @@ export const STATUS_OF: Record<ErrorCode, number> = {
   payment_declined: 402,
   forbidden: 403,
   not_found: 404,
+  store_not_found: 404,
+  method_not_allowed: 405,
   invalid_transition: 409,
   stale_version: 412,
   payload_too_large: 413,
@@ -16,7 +19,11 @@ export const STATUS_OF: Record<ErrorCode, number> = {
   unprocessable: 422,
   payment_in_progress: 409,
   already_picked: 409,
+  free_order: 422,
+  total_too_large: 422,
+  rate_limited: 429,
   internal: 500,
+  not_implemented: 501,
   payment_unavailable: 503,
 };
 
@@ -24,35 +31,97 @@ export interface ErrorBody {
   error: { code: ErrorCode; message: string; details: Record<string, unknown> };
 }
 
-/** Errors thrown by the body parser (raw-body / co-body) carry an HTTP status and a type. */
-function fromParserError(err: { status?: number; type?: string; message?: string }): DomainError | undefined {
-  if (err.status === 413) return new DomainError('payload_too_large', 'request body is too large', { type: err.type });
-  if (err.status === 415) return new DomainError('unsupported_media_type', err.message ?? 'unsupported media type');
-  if (err.status === 400) {
-    return new DomainError('invalid_body', `request body is not valid JSON: ${err.message ?? 'parse error'}`, {
-      issues: [{ field: 'body', message: 'not valid JSON' }],
+/** An incoming request id is echoed only when it is this tame; otherwise a fresh one is made. */
+const REQUEST_ID = /^[A-Za-z0-9._:@-]{1,128}$/;
+
+/**
+ * Gives every request an id: a sane incoming `X-Request-Id` (a proxy's) or a new UUID, answered in
+ * `X-Request-Id` and kept on `ctx.state.requestId` for logs and the journal. JSON answers get
+ * `X-Content-Type-Options: nosniff` and, unless the route chose its own caching for public data,
+ * `Cache-Control: no-store`: they may hold personal data that no cache should keep.
+ */
+export function requestContext(): Middleware {
+  return async (ctx, next) => {
+    const incoming = ctx.get('x-request-id');
+    const requestId = REQUEST_ID.test(incoming) ? incoming : randomUUID();
+    ctx.state.requestId = requestId;
+    ctx.set('X-Request-Id', requestId);
+    await next();
+    if (/json/i.test(ctx.response.type)) {
+      ctx.set('X-Content-Type-Options', 'nosniff');
+      if (!ctx.response.get('Cache-Control')) ctx.set('Cache-Control', 'no-store');
+    }
+  };
+}
+
+/** Errors with an HTTP status from Koa, the router or the body parser (raw-body / co-body). */
+function fromHttpError(err: { status?: unknown; type?: unknown; message?: unknown; expose?: unknown }): DomainError | undefined {
+  const status = typeof err.status === 'number' ? err.status : undefined;
+  if (status === 413) return new DomainError('payload_too_large', 'request body is too large', { type: err.type });
+  if (status === 415) return new DomainError('unsupported_media_type', 'unsupported media type, charset or encoding', { type: err.type });
+  if (status === 400) {
+    const parse = err.type === 'entity.parse.failed' || (typeof err.message === 'string' && /JSON|Unexpected|token/i.test(err.message));
+    return new DomainError('invalid_body', parse ? 'request body is not valid JSON' : 'bad request', {
+      issues: [{ field: 'body', message: parse ? 'not valid JSON' : 'unreadable' }],
     });
   }
+  if (status === 404) return new DomainError('not_found', 'not found');
+  if (status === 405) return new DomainError('method_not_allowed', 'method not allowed');
+  if (status === 501) return new DomainError('not_implemented', 'method not implemented');
   return undefined;
 }
 
+/** An answer left without a body: the router's 404, 405 (with Allow) and 501. */
+function unanswered(ctx: Context): DomainError | undefined {
+  if (ctx.body != null || ctx.status < 400) return undefined;
+  switch (ctx.status) {
+    case 404:
+      return new DomainError('not_found', 'no such route', { method: ctx.method, path: ctx.path.slice(0, 300) });
+    case 405:
+      return new DomainError('method_not_allowed', `${ctx.method} is not allowed here`, { method: ctx.method, allowed: ctx.response.get('Allow') });
+    case 501:
+      return new DomainError('not_implemented', `${ctx.method.slice(0, 20)} is not a method this API implements`, { method: ctx.method.slice(0, 20) });
+    default:
+      return new DomainError('internal', 'internal error');
+  }
+}
+
+/** Headers that survive an error: everything a handler set before it threw is dropped. */
+const KEPT_ON_ERROR = new Set(['x-request-id', 'allow', 'vary']);
+
+/**
+ * The one error middleware: every error (and every answer left without a body) becomes
+ * `{ error: { code, message, details } }` with its status. A 500 says only "internal error" and the
+ * request id; what went wrong goes to the log, without SQL parameters (see log.ts).
+ */
 export function errorMiddleware(log: Logger): Middleware {
   return async (ctx, next) => {
+    let err: DomainError | undefined;
+    let caught: unknown;
     try {
       await next();
-      if (ctx.status === 404 && ctx.body === undefined) {
-        throw new DomainError('not_found', `no route for ${ctx.method} ${ctx.path}`, { method: ctx.method, path: ctx.path });
+      err = unanswered(ctx);
+    } catch (thrown) {
+      caught = thrown;
+      err = thrown instanceof DomainError ? thrown : fromHttpError((thrown ?? {}) as object);
+      for (const name of ctx.response.headerSent ? [] : ctx.res.getHeaderNames()) {
+        if (!KEPT_ON_ERROR.has(name)) ctx.res.removeHeader(name);
       }
-    } catch (caught) {
-      const err =
-        caught instanceof DomainError
-          ? caught
-          : (fromParserError(caught as object) ?? new DomainError('internal', 'internal server error'));
-      if (err.code === 'internal') log.error({ err: caught, path: ctx.path }, 'request failed');
-      ctx.status = STATUS_OF[err.code];
-      if (err instanceof PaymentUnavailableError) ctx.set('Retry-After', String(err.retryAfterSeconds));
-      const body: ErrorBody = { error: { code: err.code, message: err.message, details: err.details } };
-      ctx.body = body;
     }
+    if (!err) {
+      if (caught === undefined) return;
+      err = new DomainError('internal', 'internal error');
+    }
+    const requestId = String(ctx.state.requestId ?? '');
+    let body: ErrorBody;
+    if (err.code === 'internal') {
+      log.error({ err: caught ?? err, requestId, method: ctx.method, route: ctx.state.route ?? null }, 'request failed');
+      body = { error: { code: 'internal', message: 'internal error', details: { requestId } } };
+    } else {
+      body = { error: { code: err.code, message: err.message, details: err.details } };
+    }
+    ctx.status = STATUS_OF[err.code];
+    if (err instanceof PaymentUnavailableError || err instanceof RateLimitedError) ctx.set('Retry-After', String(err.retryAfterSeconds));
+    ctx.body = body;
   };
 }

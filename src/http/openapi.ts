@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { STATUS_OF } from './error-middleware.ts';
-import type { Route } from './route.ts';
+import { headersSchemaOf, type Route } from './route.ts';
 import { ErrorSchema } from './schemas.ts';
 
 type JsonSchema = Record<string, unknown>;
@@ -10,9 +10,8 @@ const toSchema = (schema: z.ZodType, io: 'input' | 'output'): JsonSchema => {
   return rest;
 };
 
-const ERROR_CODE_OF_STATUS = Object.fromEntries(
-  Object.entries(STATUS_OF).map(([code, status]) => [status, code]),
-) as Record<number, string>;
+const ERROR_CODES_OF_STATUS: Record<number, string[]> = {};
+for (const [code, status] of Object.entries(STATUS_OF)) (ERROR_CODES_OF_STATUS[status] ??= []).push(code);
 
 /** The OpenAPI 3.1 document, built from the same route table and zod schemas that serve requests. */
 export function buildOpenApi(routes: readonly Route[], info: { title: string; version: string }): JsonSchema {
@@ -29,8 +28,11 @@ export function buildOpenApi(routes: readonly Route[], info: { title: string; ve
     };
     addObjectParams(route.params, 'path');
     addObjectParams(route.query, 'query');
+    const headers = headersSchemaOf(route);
+    const headerJson = headers ? (toSchema(headers, 'input') as { properties?: Record<string, JsonSchema>; required?: string[] }) : {};
     for (const [name, description] of Object.entries(route.requestHeaders ?? {})) {
-      parameters.push({ name, in: 'header', required: false, description, schema: { type: 'string' } });
+      const schema = headerJson.properties?.[name.toLowerCase()] ?? { type: 'string' };
+      parameters.push({ name, in: 'header', required: (headerJson.required ?? []).includes(name.toLowerCase()), description, schema });
     }
     const responses: Record<string, unknown> = {};
     for (const [status, spec] of Object.entries(route.responses)) {
@@ -45,10 +47,12 @@ export function buildOpenApi(routes: readonly Route[], info: { title: string; ve
           : spec.contentType && { content: { [contentType]: { schema: { type: 'string' } } } }),
       };
     }
-    for (const status of route.errors) {
+    // Every route refuses query parameters it does not take; every route with a token is rate limited.
+    const errors = new Set([...route.errors, 400, ...(route.auth ? [401, 429] : [])]);
+    for (const status of [...errors].sort((a, b) => a - b)) {
       responses[String(status)] = {
-        description: `error \`${ERROR_CODE_OF_STATUS[status] ?? 'error'}\``,
-        ...(status === 503 && { headers: { 'Retry-After': { description: 'seconds to wait before retrying', schema: { type: 'string' } } } }),
+        description: `error ${(ERROR_CODES_OF_STATUS[status] ?? ['error']).map((c) => `\`${c}\``).join(' or ')}`,
+        ...((status === 503 || status === 429) && { headers: { 'Retry-After': { description: 'seconds to wait before retrying', schema: { type: 'string' } } } }),
         content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
       };
     }

@@ -1,20 +1,53 @@
 import { z } from 'zod';
 import { ORDER_COMMANDS, ORDER_STATUSES } from '../machines/order.machine.ts';
 
-const id = (what: string) => z.string().trim().min(1).max(100).describe(what);
+/**
+ * The one charset of ids (store, food, area, token `sub`, request ids up to 128): ASCII letters,
+ * digits and `. _ : @ -`, 1 to 100 characters. Nothing else reaches PostgreSQL, a log or a URL.
+ */
+export const ID_PATTERN = /^[A-Za-z0-9._:@-]{1,100}$/;
+export const ID_RULE = '1-100 of A-Z a-z 0-9 . _ : @ -';
+
+export const idString = (what: string) => z.string().regex(ID_PATTERN, `must be ${ID_RULE}`).describe(what);
+
+/** C0 controls (NUL included) and DEL; a lone UTF-16 surrogate is matched by the second regex. */
+const CONTROL = /[\u0000-\u001f\u007f]/;
+// With the u flag a surrogate pair is one code point, so this matches only an unpaired half.
+const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
+
+/** Single-line free text: trimmed, 1 to `max` UTF-16 units, no control characters, well-formed. */
+export const text = (max: number) =>
+  z
+    .string()
+    .max(max * 4, `must be at most ${max} characters`)
+    .refine((v) => !CONTROL.test(v), 'must not contain control characters (NUL, newline, …)')
+    .refine((v) => !LONE_SURROGATE.test(v), 'must not contain a lone UTF-16 surrogate')
+    .transform((v) => v.trim())
+    .pipe(z.string().min(1, 'must not be empty').max(max, `must be at most ${max} characters`));
+
+/** Bounds of a menu and an order; also in the README ("Authorization and limits"). */
+export const LIMITS = {
+  maxPrice: 10_000_000,
+  maxQty: 100,
+  maxLines: 50,
+  maxMenuItems: 500,
+  nameLength: 200,
+  addressLineLength: 300,
+  reasonLength: 500,
+} as const;
 
 export const MenuItemSchema = z
   .object({
-    foodId: id('food id, unique within the store'),
-    name: z.string().trim().min(1).max(200),
-    price: z.number().int().min(0).describe('price in the smallest currency unit'),
+    foodId: idString('food id, unique within the store'),
+    name: text(LIMITS.nameLength),
+    price: z.number().int().min(0).max(LIMITS.maxPrice).describe('price in the smallest currency unit'),
     available: z.boolean(),
   })
   .strict();
 
 export const MenuSchema = z
   .array(MenuItemSchema)
-  .max(500)
+  .max(LIMITS.maxMenuItems)
   .superRefine((items, ctx) => {
     const seen = new Set<string>();
     items.forEach((item, index) => {
@@ -23,35 +56,57 @@ export const MenuSchema = z
     });
   });
 
-export const AddressSchema = z.object({ area: id('delivery area; riders see cooked orders by area'), line: z.string().trim().min(1).max(300) }).strict();
+export const AddressSchema = z
+  .object({ area: idString('delivery area; riders see cooked orders by area'), line: text(LIMITS.addressLineLength) })
+  .strict();
 
 export const PlaceOrderSchema = z
   .object({
-    storeId: id('the store to order from'),
+    storeId: idString('the store to order from'),
     items: z
-      .array(z.object({ foodId: id('a food on the store menu'), qty: z.number().int().min(1).max(100) }).strict())
+      .array(z.object({ foodId: idString('a food on the store menu'), qty: z.number().int().min(1).max(LIMITS.maxQty) }).strict())
       .min(1)
-      .max(50),
+      .max(LIMITS.maxLines)
+      .superRefine((items, ctx) => {
+        // Each food once: merged lines would slip past the per-line quantity limit.
+        const seen = new Set<string>();
+        items.forEach((item, index) => {
+          if (seen.has(item.foodId)) ctx.addIssue({ code: 'custom', path: [index, 'foodId'], message: `duplicate foodId ${item.foodId}: order each food on one line` });
+          seen.add(item.foodId);
+        });
+      }),
     address: AddressSchema,
   })
   .strict();
 
-export const RejectSchema = z.object({ reason: z.string().trim().min(1).max(500) }).strict();
-export const CancelSchema = z.object({ reason: z.string().trim().min(1).max(500).optional() }).strict();
+export const RejectSchema = z.object({ reason: text(LIMITS.reasonLength) }).strict();
+export const CancelSchema = z.object({ reason: text(LIMITS.reasonLength).optional() }).strict();
 export const EmptyBodySchema = z.object({}).strict();
 
-export const StoreParams = z.object({ storeId: id('store id') });
-export const OrderParams = z.object({ id: z.uuid().describe('order id') });
+export const StoreParams = z.object({ storeId: idString('store id') }).strict();
+export const OrderParams = z.object({ id: z.uuid().describe('order id') }).strict();
+
+/** The query of a route that takes none: any parameter is refused. */
+export const NoQuery = z.object({}).strict();
+
+/** `?limit=`: plain decimal digits only (no `1e2`, `0x10` or padding), 1 to 200, 50 when absent. */
+const Limit = z
+  .string()
+  .regex(/^[0-9]{1,3}$/, 'must be a whole number from 1 to 200')
+  .optional()
+  .transform((v) => (v === undefined ? 50 : Number(v)))
+  .pipe(z.number().int().min(1, 'must be a whole number from 1 to 200').max(200, 'must be a whole number from 1 to 200'))
+  .describe('how many, 1 to 200 (default 50)');
 
 export const ListOrdersQuery = z
   .object({
     status: z.enum(ORDER_STATUSES).optional(),
-    area: z.string().min(1).max(100).optional(),
-    limit: z.coerce.number().int().min(1).max(200).default(50),
+    area: idString('delivery area').optional(),
+    limit: Limit,
   })
   .strict();
 
-export const LimitQuery = z.object({ limit: z.coerce.number().int().min(1).max(200).default(50) }).strict();
+export const LimitQuery = z.object({ limit: Limit }).strict();
 
 const Timestamp = z.string().describe('ISO 8601 timestamp');
 
@@ -124,8 +179,8 @@ export const NotificationsSchema = z.array(
 
 export const DeliveriesQuery = z
   .object({
-    area: z.string().trim().min(1).max(100).describe('the delivery area riders work in'),
-    limit: z.coerce.number().int().min(1).max(200).default(50),
+    area: idString('the delivery area riders work in'),
+    limit: Limit,
   })
   .strict();
 
@@ -152,7 +207,7 @@ export const FailedEventsSchema = z.object({
 
 export const ReplaySchema = z
   .object({
-    consumer: z.string().min(1).max(100).optional().describe('only this consumer'),
+    consumer: idString('only this consumer').optional(),
     orderId: z.uuid().optional().describe('only this order'),
   })
   .strict();
@@ -193,5 +248,18 @@ export const MachineGraphSchema = z.object({
   journal: z.record(z.string(), z.string().nullable()).describe('journal event type → the command (or timer event) whose transition records it'),
 });
 
-/** The page reads `orderId` itself; other parameters are ignored rather than refused. */
-export const StatechartQuery = z.object({ orderId: z.string().optional().describe('an order to follow live') });
+/** The page reads `orderId` itself and shows what the API says about it; nothing else is taken. */
+export const StatechartQuery = z.object({ orderId: idString('an order to follow live').optional() }).strict();
+
+/** Visible ASCII: what a header value of this API may hold. */
+const HEADER_VALUE = /^[\x20-\x7e]*$/;
+
+/** Schemas of the request headers routes declare (by lower-case name) in `requestHeaders`. */
+export const HEADER_SCHEMAS: Record<string, z.ZodType> = {
+  'idempotency-key': z
+    .string()
+    .regex(/^[\x21-\x7e]{1,200}$/, 'must be 1-200 visible ASCII characters')
+    .optional()
+    .describe('a key of your choice; a retry with the same key and body returns the same order'),
+  'if-match': z.string().max(100).regex(HEADER_VALUE, 'must be visible ASCII').optional().describe('an ETag of this API, like "3"'),
+};

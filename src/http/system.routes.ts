@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { Registry } from 'prom-client';
 import type { DataSource } from 'typeorm';
+import { requireStaticToken } from './auth.ts';
 import { buildOpenApi } from './openapi.ts';
 import { defineRoute, type Route } from './route.ts';
 import { HealthSchema, ReadySchema } from './schemas.ts';
@@ -19,14 +20,20 @@ async function reachable(check: () => Promise<unknown>, timeoutMs = 2000): Promi
   }
 }
 
-export function systemRoutes(deps: {
+export interface SystemRoutesDeps {
   db: DataSource;
   redis: Redis;
   metrics: Registry;
+  /** When set, /metrics needs it as a Bearer token; when unset /metrics is open (cluster network only). */
+  metricsToken?: string;
   routes: () => readonly Route[];
   version: string;
+  /** Payment circuit breaker, shown in /readyz details (it does not decide readiness). */
   breakerState: () => 'closed' | 'open' | 'half-open';
-}): Route[] {
+}
+
+export function systemRoutes(deps: SystemRoutesDeps): Route[] {
+  const metricsGuard = deps.metricsToken ? requireStaticToken(deps.metricsToken, '/metrics') : undefined;
   return [
     defineRoute({
       method: 'get',
@@ -61,12 +68,13 @@ export function systemRoutes(deps: {
     defineRoute({
       method: 'get',
       path: '/metrics',
-      summary: 'Prometheus metrics.',
+      summary: 'Prometheus metrics; when METRICS_TOKEN is set, only with `Authorization: Bearer <METRICS_TOKEN>`.',
       tag: 'system',
       auth: false,
       responses: { 200: { description: 'metrics in the Prometheus text format', contentType: 'text/plain' } },
-      errors: [],
+      errors: deps.metricsToken ? [401] : [],
       async handle(ctx) {
+        if (metricsGuard) await metricsGuard(ctx, async () => undefined);
         ctx.type = deps.metrics.contentType;
         ctx.body = await deps.metrics.metrics();
       },

@@ -6,7 +6,10 @@ import type { Principal, Role } from '../../src/actors/principal.ts';
 import { startRuntime, type Runtime } from '../../src/actors/runtime.ts';
 import { loadConfig } from '../../src/config.ts';
 import { signToken } from '../../src/http/auth.ts';
-import { createApp } from '../../src/http/app.ts';
+import { appSettings, createApp, type AppSettings } from '../../src/http/app.ts';
+import type Koa from 'koa';
+import type { Logger } from '../../src/log.ts';
+import type { Route } from '../../src/http/route.ts';
 import { createLogger } from '../../src/log.ts';
 import { createFakeGateway, type FakeGateway } from '../../src/payment/fake-gateway.ts';
 import { createHttpPaymentGateway } from '../../src/payment/payment-gateway.ts';
@@ -36,6 +39,8 @@ export interface RequestOptions {
 export interface AppInstance {
   baseUrl: string;
   runtime: Runtime;
+  /** The app's route table, as `createApp` returned it. */
+  routes: readonly Route[];
   request<T = any>(method: string, path: string, opts?: RequestOptions): Promise<ApiResponse<T>>;
   close(): Promise<void>;
 }
@@ -130,6 +135,8 @@ export const TEST_ENV: Record<string, string> = {
   SWEEP_INTERVAL_MS: '300',
   WORK_LEASE_MS: '4000',
   BODY_LIMIT: '16kb',
+  // Off, so tests are not throttled; the rate-limit tests turn it on.
+  RATE_LIMIT_PER_MIN: '0',
 };
 
 export interface InstanceOptions {
@@ -146,19 +153,52 @@ export async function startInstance(opts: InstanceOptions): Promise<AppInstance>
   const log = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
   const payments = createHttpPaymentGateway({ baseUrl: opts.gatewayUrl, timeoutMs: config.PAYMENT_TIMEOUT_MS });
   const runtime = await startRuntime({ config, log, payments, transport: opts.transport, clock: opts.clock });
-  const { koa } = createApp({ ...runtime, log, authSecret: config.AUTH_SECRET, bodyLimit: config.BODY_LIMIT });
+  const { koa, routes } = createApp({ ...runtime, log, ...appSettings(config) });
   const http = createServer(koa.callback());
   const baseUrl = await listen(http);
   let closed: Promise<void> | undefined;
   return {
     baseUrl,
     runtime,
+    routes,
     request: (method, path, o) => request(baseUrl, method, path, o),
     close: () =>
       (closed ??= (async () => {
         await new Promise<void>((resolve) => http.close(() => resolve()));
         await runtime.close();
       })()),
+  };
+}
+
+export interface ServedApp {
+  baseUrl: string;
+  koa: Koa;
+  routes: readonly Route[];
+  request<T = any>(method: string, path: string, opts?: RequestOptions): Promise<ApiResponse<T>>;
+  close(): Promise<void>;
+}
+
+/**
+ * Another HTTP edge over a running runtime, with its own settings and logger: for tests of the edge's
+ * configuration (token rules, rate limit, /metrics token) and of what it logs. `prepare` may add
+ * middleware (a test-only route) before the server starts.
+ */
+export async function serveApp(
+  runtime: Runtime,
+  settings: Partial<AppSettings> = {},
+  opts: { log?: Logger; prepare?: (koa: Koa) => void } = {},
+): Promise<ServedApp> {
+  const log = opts.log ?? createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
+  const { koa, routes } = createApp({ ...runtime, metrics: undefined, log, authSecret: AUTH_SECRET, bodyLimit: '16kb', ...settings });
+  opts.prepare?.(koa);
+  const http = createServer(koa.callback());
+  const baseUrl = await listen(http);
+  return {
+    baseUrl,
+    koa,
+    routes,
+    request: (method, path, o) => request(baseUrl, method, path, o),
+    close: () => new Promise<void>((resolve) => http.close(() => resolve())),
   };
 }
 
