@@ -141,13 +141,19 @@ describe('events: journal, consumers and the owed-event sweeper', function () {
     expect(after.body.consumers.filter((f: { orderId: string }) => f.orderId === poisoned.id)).to.deep.equal([]);
   });
 
-  it('records who issued each command and the causation of each event', async () => {
+  it('records who issued each command, and as causation the request id that carried it', async () => {
     const order = await sys.placeOrder(p);
-    await sys.request('POST', `/orders/${order.id}/pay`, commandRequest(p, 'pay'));
+    const paid = await sys.request('POST', `/orders/${order.id}/pay`, { ...commandRequest(p, 'pay'), headers: { 'x-request-id': 'trace-pay-1' } });
+    expect(paid.headers.get('x-request-id')).to.equal('trace-pay-1');
+    const accepted = await sys.request('POST', `/orders/${order.id}/accept`, commandRequest(p, 'accept'));
     const journal = (await sys.request('GET', `/orders/${order.id}/events`, { token: p.store })).body;
     expect(journal.map((e: { actor: unknown }) => e.actor)).to.deep.equal([
       { sub: p.customerId, role: 'customer' },
       { sub: p.customerId, role: 'customer' },
+      { sub: p.storeId, role: 'store' },
     ]);
+    expect(journal[0].causationId).to.be.a('string');
+    expect(journal[1].causationId).to.equal('trace-pay-1');
+    expect(journal[2].causationId).to.equal(accepted.headers.get('x-request-id'));
   });
 });
