@@ -111,3 +111,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const { AUTH_SECRET, ...rest } = parsed.data;
   return { ...rest, AUTH_SECRET: AUTH_SECRET ?? DEV_AUTH_SECRET, usingDevSecret: !AUTH_SECRET };
 }
+
+/** For entry points: the configuration, or the reasons it is invalid on stderr and exit code 2. */
+export function loadConfigOrExit(env: NodeJS.ProcessEnv = process.env): Config {
+  try {
+    return loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(err.message);
+      process.exit(2);
+    }
+    throw err;
+  }
+}

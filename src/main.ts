@@ -1,22 +1,13 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { startRuntime } from './actors/runtime.ts';
-import { ConfigError, loadConfig } from './config.ts';
+import { loadConfigOrExit } from './config.ts';
 import { appSettings, createApp } from './http/app.ts';
 import { createLogger } from './log.ts';
 import { createHttpPaymentGateway } from './payment/payment-gateway.ts';
 
 async function main(): Promise<void> {
-  let config;
-  try {
-    config = loadConfig();
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      console.error(err.message);
-      process.exit(2);
-    }
-    throw err;
-  }
+  const config = loadConfigOrExit();
   const log = createLogger(config.LOG_LEVEL);
   if (config.usingDevSecret) {
     log.warn('AUTH_SECRET is not set: using the INSECURE development secret. Set AUTH_SECRET before exposing this service.');

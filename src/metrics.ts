@@ -51,30 +51,21 @@ export function observe(metrics: RuntimeMetrics, sources: ObservedSources): void
       for (const state of ['closed', 'open', 'half-open'] as const) this.set({ state }, state === now ? 1 : 0);
     },
   });
-  new Gauge({
-    name: 'baedal_work_owed',
-    help: 'Durable work items owed (refunds, notifications, timers, payment reconciliations)',
-    labelNames: ['kind'] as const,
-    registers: [registry],
-    async collect() {
-      for (const kind of sources.kinds) {
-        const counts = await kind.table.countOwed().catch(() => undefined);
-        if (counts) this.set({ kind: kind.name }, counts.owed);
-      }
-    },
-  });
-  new Gauge({
-    name: 'baedal_work_failing',
-    help: 'Durable work items still owed after 3 or more attempts',
-    labelNames: ['kind'] as const,
-    registers: [registry],
-    async collect() {
-      for (const kind of sources.kinds) {
-        const counts = await kind.table.countOwed().catch(() => undefined);
-        if (counts) this.set({ kind: kind.name }, counts.failing);
-      }
-    },
-  });
+  const workGauge = (name: string, help: string, field: 'owed' | 'failing') =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['kind'] as const,
+      registers: [registry],
+      async collect() {
+        for (const kind of sources.kinds) {
+          const counts = await kind.table.countOwed().catch(() => undefined);
+          if (counts) this.set({ kind: kind.name }, counts[field]);
+        }
+      },
+    });
+  workGauge('baedal_work_owed', 'Durable work items owed (refunds, notifications, timers, payment reconciliations)', 'owed');
+  workGauge('baedal_work_failing', 'Durable work items still owed after 3 or more attempts', 'failing');
   new Gauge({
     name: 'baedal_failed_events',
     help: 'Orders on which a consumer failed and whose events it still owes (GET /admin/failed-events)',

@@ -3,7 +3,7 @@
 // Any number of these may run at once: runMigrations holds a PostgreSQL advisory lock, so one
 // applies the migrations and the others then find nothing left to do.
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig } from './config.ts';
+import { loadConfigOrExit } from './config.ts';
 import { createLogger } from './log.ts';
 
 const USAGE = `usage: node dist/migrate.js   (from a checkout: node --import tsx src/migrate.ts)
@@ -25,16 +25,7 @@ async function main(): Promise<void> {
     console.log(USAGE);
     return;
   }
-  let config;
-  try {
-    config = loadConfig();
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      console.error(err.message);
-      process.exit(2);
-    }
-    throw err;
-  }
+  const config = loadConfigOrExit();
   const log = createLogger(config.LOG_LEVEL);
   const started = Date.now();
   // Loaded only now: TypeORM takes a while to load, and --help or a bad setting needs none of it.

@@ -1,14 +1,9 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-export interface ReceivedNotification {
-  notificationId: string;
-  eventId: string;
-  orderId: string;
-  status: string;
-  to: { role: string; id: string };
-  text: string;
-}
+import type { NotificationMessage } from '../../src/notifications/transports.ts';
+
+export type ReceivedNotification = NotificationMessage;
 
 /** A real HTTP webhook receiver that can be "down" (answers 503 without taking the message). */
 export async function startWebhookReceiver() {
