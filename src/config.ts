@@ -72,7 +72,8 @@ const schema = z
     WORKER_CONCURRENCY: ms(8),
     /** How long a worker holds a job before BullMQ deems it stalled (its replica died) and redelivers it. */
     JOB_LOCK_MS: z.coerce.number().int().min(1000).default(10_000),
-    SHUTDOWN_GRACE_MS: ms(20_000),
+    /** Bound of the whole shutdown after SIGTERM: HTTP drain, in-flight jobs, connections; then exit 0. */
+    SHUTDOWN_TIMEOUT_MS: ms(20_000),
   })
   .superRefine((env, ctx) => {
     if (env.PAYMENT_RECONCILE_AFTER_MS <= env.PAYMENT_TIMEOUT_MS) {

@@ -1,5 +1,6 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { within } from './actors/queues.ts';
 import { startRuntime } from './actors/runtime.ts';
 import { loadConfigOrExit } from './config.ts';
 import { appSettings, createApp } from './http/app.ts';
@@ -16,8 +17,9 @@ async function main(): Promise<void> {
   const runtime = await startRuntime({ config, log, payments });
 
   let server: Server | undefined;
+  let stopping = false;
   if (config.ROLE !== 'worker') {
-    const { koa } = createApp({ ...runtime, log, ...appSettings(config) });
+    const { koa } = createApp({ ...runtime, log, ...appSettings(config), stopping: () => stopping });
     const listening = koa.listen(config.PORT, config.HOST, () => {
       const { address, port } = listening.address() as AddressInfo;
       const host = address.includes(':') ? `[${address}]` : address;
@@ -28,15 +30,28 @@ async function main(): Promise<void> {
     log.info({ role: config.ROLE }, 'Baedal worker started');
   }
 
-  let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
-    stopping = true;
-    log.info({ signal }, 'shutting down');
-    // Stop taking requests first; in-flight ones finish, then the runtime drains its jobs.
-    await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
-    await runtime.close();
-    log.info('stopped');
+    stopping = true; // readiness answers 503 from now on
+    const deadline = Date.now() + config.SHUTDOWN_TIMEOUT_MS;
+    const left = () => Math.max(0, deadline - Date.now());
+    log.info({ signal, timeoutMs: config.SHUTDOWN_TIMEOUT_MS }, 'shutting down');
+    // Whatever happens below, the process is gone within the bound; held jobs go back to BullMQ.
+    setTimeout(() => {
+      log.warn('shutdown reached SHUTDOWN_TIMEOUT_MS; exiting, unfinished jobs are handed back');
+      process.exit(0);
+    }, config.SHUTDOWN_TIMEOUT_MS).unref();
+    if (server) {
+      // Stop taking requests; in-flight ones get half the budget, then their connections are cut.
+      const closed = new Promise<void>((resolve) => server!.close(() => resolve()));
+      server.closeIdleConnections();
+      if ((await within(closed, left() / 2)) === 'timeout') {
+        log.warn('requests still in flight at half the shutdown budget; closing their connections');
+        server.closeAllConnections();
+      }
+    }
+    await runtime.close(Math.max(0, left() - 1000));
+    log.info({ tookMs: config.SHUTDOWN_TIMEOUT_MS - left() }, 'stopped');
     process.exit(0);
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));

@@ -16,6 +16,7 @@ import { createResilientGateway, type ResilientGateway } from '../payment/resili
 import { deliveriesView } from '../views/deliveries.view.ts';
 import type { AnyConsumer } from './consumers.ts';
 import { EventBus } from './event-bus.ts';
+import { within } from './queues.ts';
 import { createOrderActors, createOrderSteps, type OrderActors } from './order-actor.ts';
 import { Sweeper } from './sweeper.ts';
 import { timerWork } from './timers.work.ts';
@@ -30,7 +31,7 @@ export type RuntimeConfig = Pick<
   | 'QUEUE_PREFIX'
   | 'WORKER_CONCURRENCY'
   | 'JOB_LOCK_MS'
-  | 'SHUTDOWN_GRACE_MS'
+  | 'SHUTDOWN_TIMEOUT_MS'
   | 'ROLE'
   | 'PAYMENT_TIMEOUT_MS'
   | 'PAYMENT_RETRIES'
@@ -64,8 +65,11 @@ export interface Runtime {
   kinds: readonly WorkKind[];
   sweeper: Sweeper;
   metrics: RuntimeMetrics;
-  /** Stops taking work, drains in-flight jobs within SHUTDOWN_GRACE_MS, closes every connection. */
-  close(): Promise<void>;
+  /**
+   * Stops taking work, lets in-flight jobs finish within `graceMs` (default SHUTDOWN_TIMEOUT_MS;
+   * a job still running then is handed back to BullMQ), and closes every connection. Idempotent.
+   */
+  close(graceMs?: number): Promise<void>;
 }
 
 export interface RuntimeDeps {
@@ -155,18 +159,19 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
   }
 
   let closing: Promise<void> | undefined;
-  const close = () =>
+  const close = (graceMs = config.SHUTDOWN_TIMEOUT_MS) =>
     (closing ??= (async () => {
       const steps: [string, () => Promise<unknown>][] = [
         ['sweeper', () => sweeper.stop()],
-        ['events', () => bus.close(config.SHUTDOWN_GRACE_MS)],
-        ['work', () => work.close(config.SHUTDOWN_GRACE_MS)],
+        // Both drain at once, so the grace period is spent once.
+        ['workers', () => Promise.all([bus.close(graceMs), work.close(graceMs)])],
         ['redis', () => redis.quit().catch(() => redis.disconnect())],
         ['database', () => db.destroy()],
       ];
       for (const [name, step] of steps) {
         try {
-          await step();
+          // Each step is bounded: a dependency that hangs must not hold the process past its budget.
+          if ((await within(step(), graceMs + 2000)) === 'timeout') log.warn({ step: name }, 'shutdown step timed out');
         } catch (err) {
           log.error({ err, step: name }, 'shutdown step failed');
         }

@@ -37,6 +37,8 @@ export type AppDeps = AppSettings &
     /** The runtime's registry; the app adds its HTTP metrics to it. */
     metrics?: Runtime['metrics'];
     log: Logger;
+    /** True once the process is shutting down (readiness turns false first). */
+    stopping?: () => boolean;
   };
 
 export function appSettings(config: Config): AppSettings {
@@ -69,6 +71,7 @@ export function createApp(deps: AppDeps): App {
       routes: () => routes,
       version: API_VERSION,
       breakerState: () => deps.payments.breakerState(),
+      stopping: deps.stopping,
     }),
     ...storeRoutes({ db: deps.db }),
     ...orderRoutes({ actors: deps.actors, pg: deps.pg }),

@@ -214,7 +214,7 @@ export const ReplaySchema = z
 
 export const HealthSchema = z.object({ status: z.literal('ok') });
 export const ReadySchema = z.object({
-  status: z.enum(['ready', 'unavailable']),
+  status: z.enum(['ready', 'unavailable', 'stopping']),
   checks: z.object({ postgres: z.boolean(), redis: z.boolean() }),
   details: z
     .object({ paymentBreaker: z.enum(['closed', 'open', 'half-open']).describe('informational: an open breaker does not make the pod unready') })

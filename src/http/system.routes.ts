@@ -30,6 +30,8 @@ export interface SystemRoutesDeps {
   version: string;
   /** Payment circuit breaker, shown in /readyz details (it does not decide readiness). */
   breakerState: () => 'closed' | 'open' | 'half-open';
+  /** True once the process is shutting down: readiness turns false first, so traffic moves away. */
+  stopping?: () => boolean;
 }
 
 export function systemRoutes(deps: SystemRoutesDeps): Route[] {
@@ -55,14 +57,19 @@ export function systemRoutes(deps: SystemRoutesDeps): Route[] {
       auth: false,
       responses: {
         200: { description: 'ready', schema: ReadySchema },
-        503: { description: 'a dependency is unreachable', schema: ReadySchema },
+        503: { description: 'a dependency is unreachable (checks say which), or the process is shutting down', schema: ReadySchema },
       },
       errors: [],
       async handle(ctx) {
         const [postgres, redis] = await Promise.all([reachable(() => deps.db.query('SELECT 1')), reachable(() => deps.redis.ping())]);
-        const ok = postgres && redis;
+        const stopping = deps.stopping?.() ?? false;
+        const ok = postgres && redis && !stopping;
         ctx.status = ok ? 200 : 503;
-        ctx.body = { status: ok ? 'ready' : 'unavailable', checks: { postgres, redis }, details: { paymentBreaker: deps.breakerState() } };
+        ctx.body = {
+          status: stopping ? 'stopping' : ok ? 'ready' : 'unavailable',
+          checks: { postgres, redis },
+          details: { paymentBreaker: deps.breakerState() },
+        };
       },
     }),
     defineRoute({
