@@ -130,80 +130,97 @@ export interface Committed {
   version: number;
 }
 
-const journalParams = (t: Transition, version: number, eventId: string) => [
-  t.orderId,
-  version,
-  eventId,
-  t.event.type,
-  JSON.stringify(t.event.data),
-  JSON.stringify({ sub: t.by.sub, role: t.by.role }),
-  t.causationId,
-  t.at,
-];
-
-const intentParams = (t: Transition) => [
-  JSON.stringify(t.refunds.map((r) => ({ key: r.key, charge_id: r.chargeId, amount: r.amount, reason: r.reason }))),
-  JSON.stringify(t.timers.map((tm) => ({ id: tm.id, event: tm.event, fire_at: tm.fireAt.toISOString() }))),
-];
-
-// $1 order, $2 version (= seq), $3 event id, $4 type, $5 data, $6 actor, $7 causation, $8 at, $9 refunds, $10 timers
-const INTENTS = `
-  ins_journal AS (
-    INSERT INTO order_journal (order_id, seq, event_id, type, data, actor, causation_id, at)
-    SELECT $1::uuid, $2::int, $3::uuid, $4::text, $5::jsonb, $6::jsonb, $7::text, $8::timestamptz FROM changed
-  ),
-  ins_refunds AS (
-    INSERT INTO refunds (idempotency_key, order_id, charge_id, amount, reason, status, requested_at, due_at)
-    SELECT r.key, $1::uuid, r.charge_id, r.amount, r.reason, 'pending', $8::timestamptz, $8::timestamptz
-    FROM changed, jsonb_to_recordset($9::jsonb) AS r(key text, charge_id text, amount integer, reason text)
-    ON CONFLICT DO NOTHING
-  ),
-  ins_timers AS (
-    INSERT INTO timers (id, order_id, version, event, fire_at, due_at)
-    SELECT t.id, $1::uuid, $2::int, t.event, t.fire_at, t.fire_at
-    FROM changed, jsonb_to_recordset($10::jsonb) AS t(id text, event text, fire_at timestamptz)
-    ON CONFLICT DO NOTHING
-  )`;
-
-const UPDATE_TRANSITION = `
-  WITH changed AS (
-    UPDATE orders SET version = $2::int, status = $11::text, snapshot = $12::jsonb, rider_id = $13::text, updated_at = $8::timestamptz
-    WHERE id = $1::uuid AND version = $14::int RETURNING id
-  ),${INTENTS}
-  SELECT count(*)::int AS n FROM changed`;
-
-const INSERT_ORDER = `
-  WITH changed AS (
+/**
+ * One statement for a batch of transitions on different orders (group commit): each order's
+ * snapshot is written only if it is still at the version the transition was judged on; journal
+ * rows, refunds and timers follow only for the orders written. Timers of a state the order left
+ * are closed here (the new state's timer is inserted by the same statement, so it stays open).
+ */
+const COMMIT_BATCH = `
+  WITH input AS (
+    SELECT * FROM jsonb_to_recordset($1::jsonb) AS i(
+      id uuid, from_version int, version int, status text, snapshot jsonb, customer_id text, store_id text,
+      rider_id text, area text, at timestamptz, event_id uuid, type text, data jsonb, actor jsonb, causation_id text)
+  ), changed AS (
+    UPDATE orders o SET version = i.version, status = i.status, snapshot = i.snapshot, rider_id = i.rider_id, updated_at = i.at
+    FROM input i WHERE o.id = i.id AND i.from_version > 0 AND o.version = i.from_version
+    RETURNING o.id
+  ), created AS (
     INSERT INTO orders (id, machine_id, machine_version, version, status, snapshot, customer_id, store_id, rider_id, area, created_at, updated_at)
-    VALUES ($1::uuid, $11::text, $12::int, $2::int, $13::text, $14::jsonb, $15::text, $16::text, NULL, $17::text, $8::timestamptz, $8::timestamptz) RETURNING id
-  ),${INTENTS}
-  SELECT count(*)::int AS n FROM changed`;
+    SELECT i.id, $4::text, $5::int, i.version, i.status, i.snapshot, i.customer_id, i.store_id, NULL, i.area, i.at, i.at
+    FROM input i WHERE i.from_version = 0
+    RETURNING id
+  ), written AS (
+    SELECT id FROM changed UNION ALL SELECT id FROM created
+  ), ins_journal AS (
+    INSERT INTO order_journal (order_id, seq, event_id, type, data, actor, causation_id, at)
+    SELECT i.id, i.version, i.event_id, i.type, i.data, i.actor, i.causation_id, i.at FROM input i JOIN written w ON w.id = i.id
+  ), ins_refunds AS (
+    INSERT INTO refunds (idempotency_key, order_id, charge_id, amount, reason, status, requested_at, due_at)
+    SELECT r.key, r.order_id, r.charge_id, r.amount, r.reason, 'pending', r.at, r.at
+    FROM jsonb_to_recordset($2::jsonb) AS r(key text, order_id uuid, charge_id text, amount integer, reason text, at timestamptz)
+    JOIN written w ON w.id = r.order_id
+    ON CONFLICT DO NOTHING
+  ), ins_timers AS (
+    INSERT INTO timers (id, order_id, version, event, fire_at, due_at)
+    SELECT t.id, t.order_id, t.version, t.event, t.fire_at, t.fire_at
+    FROM jsonb_to_recordset($3::jsonb) AS t(id text, order_id uuid, version int, event text, fire_at timestamptz)
+    JOIN written w ON w.id = t.order_id
+    ON CONFLICT DO NOTHING
+  ), left_timers AS (
+    UPDATE timers tm SET due_at = NULL, lease_until = NULL, fired_at = now(), outcome = 'moved-on'
+    FROM changed c WHERE tm.order_id = c.id AND tm.due_at IS NOT NULL
+  )
+  SELECT id FROM written`;
 
 /**
- * Persists one transition in one statement: the snapshot with its new version (checked against
- * the version it was judged on), the journal row, and the refunds and timers it owes. Returns
- * undefined when the order moved on meanwhile: the caller judges again on the fresh state.
+ * Persists transitions in one statement (see COMMIT_BATCH): the snapshot with its new version,
+ * the journal row, and the refunds and timers each owes. For each transition, its committed event
+ * id and version, or undefined when the order moved on meanwhile (the caller judges again).
+ * The transitions must be on different orders.
  */
+export async function commitTransitions(sql: Sql, ts: readonly Transition[]): Promise<(Committed | undefined)[]> {
+  const rows = ts.map((t) => {
+    const ctx = t.snapshot.context;
+    return {
+      id: t.orderId,
+      from_version: t.fromVersion,
+      version: t.fromVersion + 1,
+      status: statusOf(t.snapshot),
+      snapshot: orderMachine.getPersistedSnapshot(t.snapshot),
+      customer_id: ctx.customerId,
+      store_id: ctx.storeId,
+      rider_id: ctx.riderId,
+      area: ctx.address.area,
+      at: t.at.toISOString(),
+      event_id: randomUUID(),
+      type: t.event.type,
+      data: t.event.data,
+      actor: { sub: t.by.sub, role: t.by.role },
+      causation_id: t.causationId,
+    };
+  });
+  const refunds = ts.flatMap((t) =>
+    t.refunds.map((r) => ({ key: r.key, order_id: t.orderId, charge_id: r.chargeId, amount: r.amount, reason: r.reason, at: t.at.toISOString() })),
+  );
+  const timers = ts.flatMap((t) =>
+    t.timers.map((tm) => ({ id: tm.id, order_id: t.orderId, version: t.fromVersion + 1, event: tm.event, fire_at: tm.fireAt.toISOString() })),
+  );
+  const written = await sql.query<{ id: string }>(COMMIT_BATCH, [
+    JSON.stringify(rows),
+    JSON.stringify(refunds),
+    JSON.stringify(timers),
+    ORDER_MACHINE_ID,
+    ORDER_MACHINE_VERSION,
+  ]);
+  const ok = new Set(written.map((w) => w.id));
+  return rows.map((r) => (ok.has(r.id) ? { eventId: r.event_id, version: r.version } : undefined));
+}
+
+/** Persists one transition; undefined when the order moved on meanwhile. */
 export async function commitTransition(sql: Sql, t: Transition): Promise<Committed | undefined> {
-  const version = t.fromVersion + 1;
-  const eventId = randomUUID();
-  const ctx = t.snapshot.context;
-  const persisted = JSON.stringify(orderMachine.getPersistedSnapshot(t.snapshot));
-  const base = [...journalParams(t, version, eventId), ...intentParams(t)];
-  const [row] =
-    t.fromVersion === 0
-      ? await sql.query<{ n: number }>(INSERT_ORDER, [
-          ...base,
-          ORDER_MACHINE_ID,
-          ORDER_MACHINE_VERSION,
-          statusOf(t.snapshot),
-          persisted,
-          ctx.customerId,
-          ctx.storeId,
-          ctx.address.area,
-        ])
-      : await sql.query<{ n: number }>(UPDATE_TRANSITION, [...base, statusOf(t.snapshot), persisted, ctx.riderId, t.fromVersion]);
-  return row && row.n === 1 ? { eventId, version } : undefined;
+  const [committed] = await commitTransitions(sql, [t]);
+  return committed;
 }
 
 export interface JournalEntry {

@@ -49,7 +49,15 @@ export function sagaSpec(sys: () => TestSystem) {
           const now = (await sys().request<OrderView>('GET', `/orders/${order.id}`, { token: p.customer })).body;
           const money = moneyOf(await sys().ledger(), order.id);
           const refundDone = expected.refund === undefined || (expected.refund === null ? now.refund === null : now.refund?.status === expected.refund);
-          return now.status === expected.status && money.charges.length === expected.charges && money.refunds.length === expected.refunds && refundDone && { now, money };
+          // The service must know it too (the gateway may record a refund before it answers).
+          const [recorded] = await sys().runtime.db.query("SELECT count(*)::int AS n FROM refunds WHERE order_id = $1 AND status = 'refunded'", [order.id]);
+          return (
+            now.status === expected.status &&
+            money.charges.length === expected.charges &&
+            money.refunds.length === expected.refunds &&
+            recorded.n === expected.refunds &&
+            refundDone && { now, money }
+          );
         },
         `order ${order.id} to be ${expected.status} with ${expected.charges} charge(s) and ${expected.refunds} refund(s)`,
         15_000,
