@@ -42,6 +42,12 @@ const schema = z
     QUEUE_PREFIX: z.string().min(1).default('{baedal}'),
     BODY_LIMIT: z.string().regex(/^\d+(b|kb|mb)$/i, 'e.g. 64kb').default('64kb'),
     DATABASE_POOL_SIZE: ms(10),
+    /** Orders each replica keeps in memory to judge commands without a read (0: none). */
+    ORDER_CACHE_SIZE: z.coerce.number().int().min(0).default(10_000),
+    /** Most commands written (or orders read) in one statement. */
+    GROUP_COMMIT_MAX: ms(64),
+    /** Most such statements of each kind on their way at once, per replica. */
+    GROUP_COMMIT_IN_FLIGHT: ms(2),
     /** Deadline of one payment gateway call, retries included. */
     PAYMENT_TIMEOUT_MS: ms(2000),
     /** Extra attempts after a transient gateway failure (within PAYMENT_TIMEOUT_MS). */

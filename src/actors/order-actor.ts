@@ -19,7 +19,6 @@ import {
   commitTransition,
   emittedEvents,
   intentsOf,
-  loadOrder,
   readJournal,
   restoreSnapshot,
   type Actor,
@@ -27,8 +26,10 @@ import {
   type OrderRow,
   type RefundIntent,
   type TimerIntent,
+  type Transition,
 } from './order-repository.ts';
 import { REFUND_JOIN, refundViewOf, viewOf, type OrderView, type RefundColumns, type RefundView } from './order-view.ts';
+import type { OrderStore } from './order-store.ts';
 import { canSee, requireRole, type Principal, type Role } from './principal.ts';
 import { priceItems, type PlaceOrder } from './pricing.ts';
 import type { WorkPrompt } from './work.ts';
@@ -68,6 +69,8 @@ export interface CommandContext {
 
 export interface OrderActorDeps {
   db: Database;
+  /** Batched, cached reads and writes of orders. */
+  store: OrderStore;
   clock?: () => Date;
   /** The durable timers' delays, by configuration variable. */
   delays: Readonly<Record<OrderTimerDelay, number>>;
@@ -83,22 +86,27 @@ const SYSTEM_TIMER: Actor = { sub: 'timer', role: 'system' };
 
 export type OrderSteps = ReturnType<typeof createOrderSteps>;
 
+/** Who may see an order; a rider who lost a pick race learns that, not "not found". Throws to refuse. */
+export function requireVisible(who: Principal, row: OrderRow | undefined, orderId: string, command?: OrderCommand): OrderRow {
+  if (row && canSee(who, { customerId: row.customer_id, storeId: row.store_id, riderId: row.rider_id, status: row.status })) return row;
+  if (row && command === 'pick' && who.role === 'rider' && row.rider_id !== null) throw new AlreadyPickedError(orderId);
+  throw new NotFoundError('order', orderId);
+}
+
 /**
- * The actor step, shared by commands, payments and timers: read the order (one statement, no
- * lock), let the machine judge, and persist the result with a version check in one statement.
- * When another replica wrote first, the check fails and the step judges again on fresh state:
- * PostgreSQL is the single writer per order, and no I/O is ever redone on a retry.
+ * The actor step, shared by commands, payments and timers: read the order (from this replica's
+ * cache or one batched statement, no lock), let the machine judge, and persist the result with a
+ * version check in one statement shared with the other commands of the moment. When another
+ * replica wrote first, the check fails and the step judges again on fresh state: PostgreSQL is the
+ * single writer per order, and no I/O is ever redone on a retry.
  */
 export function createOrderSteps(deps: OrderActorDeps) {
-  const { db } = deps;
+  const { db, store } = deps;
   const clock = deps.clock ?? (() => new Date());
 
-  /** The order if `who` may see it; a rider who lost a pick race learns that, not "not found". */
+  /** The order as PostgreSQL has it now, if `who` may see it. */
   async function visibleRow(who: Principal, orderId: string, command?: OrderCommand): Promise<OrderRow> {
-    const row = await loadOrder(db, orderId);
-    if (row && canSee(who, { customerId: row.customer_id, storeId: row.store_id, riderId: row.rider_id, status: row.status })) return row;
-    if (row && command === 'pick' && who.role === 'rider' && row.rider_id !== null) throw new AlreadyPickedError(orderId);
-    throw new NotFoundError('order', orderId);
+    return requireVisible(who, (await store.load(orderId, true))?.row, orderId, command);
   }
 
   /** Asks the machine; refuses with the allowed list when the state does not take the event. */
@@ -119,23 +127,14 @@ export function createOrderSteps(deps: OrderActorDeps) {
     for (const t of intents.timers) deps.prompt.schedule('timer', [t.id], t.fireAt);
   }
 
-  /**
-   * Persists a decided transition; undefined when the order moved past `row.version` meanwhile.
-   * `sql` may be an open transaction (the caller then runs afterCommit's work itself by passing
-   * `deferred`), or the pool for a single-statement commit.
-   */
-  async function persist(
-    sql: Sql,
+  function transitionOf(
     row: Pick<OrderRow, 'id' | 'version'>,
     decided: { next: OrderSnapshot; event: OrderDomainEvent },
     by: Actor,
     causationId: string | null,
-    deferred?: (() => void)[],
-  ): Promise<{ version: number; at: Date } | undefined> {
+  ): Transition {
     const at = clock();
-    const version = row.version + 1;
-    const intents = intentsOf(row.id, version, decided.next, decided.event, at, deps.delays);
-    const committed = await commitTransition(sql, {
+    return {
       orderId: row.id,
       fromVersion: row.version,
       snapshot: decided.next,
@@ -143,42 +142,86 @@ export function createOrderSteps(deps: OrderActorDeps) {
       by,
       causationId,
       at,
-      ...intents,
-    });
-    if (!committed) return undefined;
-    const after = () => afterCommit(row.id, committed.version, intents);
-    if (deferred) deferred.push(after);
-    else after();
-    return { version: committed.version, at };
+      ...intentsOf(row.id, row.version + 1, decided.next, decided.event, at, deps.delays),
+    };
   }
 
-  function refundOf(decided: { event: OrderDomainEvent }, at: Date): RefundView | null {
+  /**
+   * Persists a decided transition inside the caller's open transaction `tx`; `deferred` collects
+   * what must run after its commit. Undefined when the order moved past `row.version` meanwhile.
+   */
+  async function persistIn(
+    tx: Sql,
+    row: Pick<OrderRow, 'id' | 'version'>,
+    decided: { next: OrderSnapshot; event: OrderDomainEvent },
+    by: Actor,
+    causationId: string | null,
+    deferred: (() => void)[],
+  ): Promise<{ version: number; at: Date } | undefined> {
+    const t = transitionOf(row, decided, by, causationId);
+    const committed = await commitTransition(tx, t);
+    if (!committed) return undefined;
+    deferred.push(() => {
+      store.remember(t, committed);
+      afterCommit(row.id, committed.version, t);
+    });
+    return { version: committed.version, at: t.at };
+  }
+
+  function refundOf(decided: { event: OrderDomainEvent }): RefundView | null {
     const owed = 'refund' in decided.event.data ? decided.event.data.refund : null;
     return owed ? { status: 'pending', amount: owed.amount, refundId: null, refundedAt: null } : null;
   }
 
   /**
-   * Runs `decideFor` on fresh state until its result is persisted. `decideFor` throws to refuse;
-   * it must be pure (no I/O), since it runs again after a lost race.
+   * Judges and persists until the result is written. `check` and `decideFor` throw to refuse and
+   * must be pure (no I/O): they run again after a lost race, and a refusal judged on this replica's
+   * cache is confirmed on a fresh read before it is answered.
    */
   async function step(
     orderId: string,
-    load: () => Promise<OrderRow>,
+    check: (row: OrderRow | undefined) => OrderRow,
     decideFor: (row: OrderRow, snapshot: OrderSnapshot) => { next: OrderSnapshot; event: OrderDomainEvent },
     by: Actor,
     causationId: string | null,
+    opts: { fresh?: boolean } = {},
   ): Promise<OrderView> {
+    let fresh = opts.fresh ?? false;
     for (let attempt = 1; ; attempt += 1) {
-      const row = await load();
-      const snapshot = restoreSnapshot(row);
-      const decided = decideFor(row, snapshot);
-      const saved = await persist(db, row, decided, by, causationId);
-      if (saved) return viewOf(decided.next, { ...row, version: saved.version, updated_at: saved.at }, refundOf(decided, saved.at));
+      const loaded = await store.load(orderId, fresh);
+      let decided: { next: OrderSnapshot; event: OrderDomainEvent };
+      let row: OrderRow;
+      try {
+        row = check(loaded?.row);
+        decided = decideFor(row, loaded!.snapshot);
+      } catch (err) {
+        if (loaded?.cached) {
+          fresh = true; // confirm on what PostgreSQL has before refusing
+          continue;
+        }
+        throw err;
+      }
+      const t = transitionOf(row, decided, by, causationId);
+      const committed = await store.commit(t);
+      if (committed) {
+        afterCommit(orderId, committed.version, t);
+        return viewOf(decided.next, { ...row, version: committed.version, updated_at: t.at }, refundOf(decided));
+      }
+      fresh = true;
       if (attempt >= MAX_ATTEMPTS) throw new DomainError('internal', `order ${orderId} kept changing while a command was judged`);
     }
   }
 
-  return { db, clock, visibleRow, decide, persist, step, afterCommit };
+  /** Places a new order (version 0 → 1) through the batched commit. */
+  async function create(decided: { next: OrderSnapshot; event: OrderDomainEvent }, orderId: string, by: Actor, causationId: string | null) {
+    const t = transitionOf({ id: orderId, version: 0 }, decided, by, causationId);
+    const committed = await store.commit(t);
+    if (!committed) throw new DomainError('internal', `order ${orderId} already existed`);
+    afterCommit(orderId, committed.version, t);
+    return { version: committed.version, at: t.at };
+  }
+
+  return { db, store, clock, visibleRow, decide, persistIn, create, step, afterCommit };
 }
 
 export type OrderActors = ReturnType<typeof createOrderActors>;
@@ -213,7 +256,11 @@ export function createOrderActors(steps: OrderSteps, pay: PayCommand) {
       });
       const [event] = emittedEvents(actions);
       if (!event) throw new DomainError('internal', 'the order machine announced no OrderPlaced event');
-      const saved = await steps.persist(sql, { id: orderId, version: 0 }, { next: snapshot, event }, who, causationId ?? null, deferred);
+      const decided = { next: snapshot, event };
+      const saved =
+        sql === db
+          ? await steps.create(decided, orderId, who, causationId ?? null)
+          : await steps.persistIn(sql, { id: orderId, version: 0 }, decided, who, causationId ?? null, deferred);
       if (!saved) throw new DomainError('internal', `order ${orderId} already existed`);
       return viewOf(snapshot, { id: orderId, version: saved.version, created_at: saved.at, updated_at: saved.at }, null);
     };
@@ -273,8 +320,8 @@ export function createOrderActors(steps: OrderSteps, pay: PayCommand) {
     const event = machineEvent(who, request);
     return steps.step(
       orderId,
-      async () => {
-        const row = await steps.visibleRow(who, orderId, request.type);
+      (found) => {
+        const row = requireVisible(who, found, orderId, request.type);
         requireRole(who, COMMAND_ROLE[request.type], request.type);
         if (ctx.expectedVersion !== undefined && ctx.expectedVersion !== row.version) throw new StaleVersionError(ctx.expectedVersion, row.version);
         return row;
@@ -294,8 +341,7 @@ export function createOrderActors(steps: OrderSteps, pay: PayCommand) {
     try {
       await steps.step(
         timer.orderId,
-        async () => {
-          const row = await loadOrder(db, timer.orderId);
+        (row) => {
           if (!row || row.version !== timer.version) throw new MovedOn();
           return row;
         },
@@ -305,6 +351,7 @@ export function createOrderActors(steps: OrderSteps, pay: PayCommand) {
         },
         SYSTEM_TIMER,
         timer.id,
+        { fresh: true },
       );
       return 'fired';
     } catch (err) {

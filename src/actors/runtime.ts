@@ -18,6 +18,7 @@ import type { AnyConsumer } from './consumers.ts';
 import { EventBus } from './event-bus.ts';
 import { within } from './queues.ts';
 import { createOrderActors, createOrderSteps, type OrderActors } from './order-actor.ts';
+import { OrderStore } from './order-store.ts';
 import { Sweeper } from './sweeper.ts';
 import { timerWork } from './timers.work.ts';
 import { WorkQueue } from './work-queue.ts';
@@ -27,6 +28,9 @@ export type RuntimeConfig = Pick<
   Config,
   | 'DATABASE_URL'
   | 'DATABASE_POOL_SIZE'
+  | 'ORDER_CACHE_SIZE'
+  | 'GROUP_COMMIT_MAX'
+  | 'GROUP_COMMIT_IN_FLIGHT'
   | 'REDIS_URL'
   | 'QUEUE_PREFIX'
   | 'WORKER_CONCURRENCY'
@@ -110,8 +114,10 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
   const consumers: AnyConsumer[] = [notifierConsumer(work), deliveriesView()];
   const bus = new EventBus({ redisUrl: config.REDIS_URL, prefix: config.QUEUE_PREFIX, consumers, log: log.child({ part: 'events' }) });
 
+  const store = new OrderStore(pg, { cacheSize: config.ORDER_CACHE_SIZE, maxBatch: config.GROUP_COMMIT_MAX, maxInFlight: config.GROUP_COMMIT_IN_FLIGHT });
   const steps = createOrderSteps({
     db: pg,
+    store,
     clock,
     delays: { STORE_ACCEPT_TIMEOUT_MS: config.STORE_ACCEPT_TIMEOUT_MS, UNPAID_ORDER_TIMEOUT_MS: config.UNPAID_ORDER_TIMEOUT_MS },
     publish: (ref) => bus.publish(ref),

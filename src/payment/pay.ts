@@ -119,7 +119,7 @@ export function createPay(deps: PayDeps): PayCommand {
       const paying = { type: 'pay' as const, chargeId };
       if (snapshot.can(paying)) {
         const decided = steps.decide(snapshot, paying, 'pay');
-        const saved = await steps.persist(tx, row, decided, who, causationId, deferred);
+        const saved = await steps.persistIn(tx, row, decided, who, causationId, deferred);
         if (!saved) throw new DomainError('internal', `order ${orderId} changed while locked`);
         return viewOf(decided.next, { ...row, version: saved.version, updated_at: saved.at }, null);
       }

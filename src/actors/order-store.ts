@@ -1,0 +1,116 @@
+import type { Database } from '../db/pg.ts';
+import { ORDER_MACHINE_ID, ORDER_MACHINE_VERSION, type OrderSnapshot } from '../machines/order.machine.ts';
+import { Batcher } from './batcher.ts';
+import { commitTransitions, restoreSnapshot, type Committed, type OrderRow, type Transition } from './order-repository.ts';
+
+/** An order as a command step works on it: its row and its restored machine snapshot. */
+export interface LoadedOrder {
+  row: OrderRow;
+  snapshot: OrderSnapshot;
+  /** Whether it came from this replica's cache (it may be stale: judge, then verify). */
+  cached: boolean;
+}
+
+export interface OrderStoreOptions {
+  /** Orders kept in memory per replica; 0 turns the cache off. */
+  cacheSize: number;
+  /** Most transitions (or loads) in one statement. */
+  maxBatch: number;
+  /** Most statements of each kind on their way at once. */
+  maxInFlight: number;
+}
+
+const ORDER_COLUMNS = `id, machine_id, machine_version, version, status, snapshot, customer_id, store_id, rider_id, area, created_at, updated_at`;
+
+/**
+ * Where command steps read and write orders. Reads and writes that arrive together share one
+ * statement (group commit). A per-replica cache of recently written orders saves the read; it is
+ * never trusted over PostgreSQL: a write judged on a stale entry fails its version check (the entry
+ * is dropped and the step judges again on a fresh read), and a refusal judged on a cached entry
+ * is confirmed on a fresh read before it is answered.
+ */
+export class OrderStore {
+  private readonly cache = new Map<string, { row: OrderRow; snapshot: OrderSnapshot }>();
+  private readonly loads: Batcher<string, OrderRow | undefined>;
+  private readonly commits: Batcher<Transition, Committed | undefined>;
+
+  constructor(
+    private readonly db: Database,
+    private readonly opts: OrderStoreOptions,
+  ) {
+    this.loads = new Batcher(
+      async (ids) => {
+        const rows = await db.query<OrderRow>(`SELECT ${ORDER_COLUMNS} FROM orders WHERE id = ANY($1::uuid[])`, [ids]);
+        const byId = new Map(rows.map((r) => [r.id, r]));
+        return ids.map((id) => byId.get(id));
+      },
+      { maxBatch: opts.maxBatch, maxInFlight: opts.maxInFlight },
+    );
+    this.commits = new Batcher((ts) => this.commitBatch(ts), { maxBatch: opts.maxBatch, maxInFlight: opts.maxInFlight, key: (t) => t.orderId });
+  }
+
+  /** The order as this replica last wrote it, or as PostgreSQL has it now. */
+  async load(orderId: string, fresh = false): Promise<LoadedOrder | undefined> {
+    if (!fresh) {
+      const hit = this.cache.get(orderId);
+      if (hit) {
+        // Least recently used goes first: re-inserting moves the entry to the end.
+        this.cache.delete(orderId);
+        this.cache.set(orderId, hit);
+        return { ...hit, cached: true };
+      }
+    }
+    const row = await this.loads.submit(orderId);
+    if (!row) {
+      this.cache.delete(orderId);
+      return undefined;
+    }
+    return { row, snapshot: restoreSnapshot(row), cached: false };
+  }
+
+  /** Writes a transition (with others arriving together); undefined when the order moved on. */
+  async commit(t: Transition): Promise<Committed | undefined> {
+    const committed = await this.commits.submit(t);
+    if (committed) this.remember(t, committed);
+    else this.cache.delete(t.orderId);
+    return committed;
+  }
+
+  /** After a write outside the store (inside a transaction): keep the cache right. */
+  remember(t: Transition, committed: Committed): void {
+    if (this.opts.cacheSize === 0) return;
+    const ctx = t.snapshot.context;
+    const previous = this.cache.get(t.orderId)?.row;
+    const row: OrderRow = {
+      id: t.orderId,
+      machine_id: ORDER_MACHINE_ID,
+      machine_version: ORDER_MACHINE_VERSION,
+      version: committed.version,
+      status: String(t.snapshot.value),
+      snapshot: undefined,
+      customer_id: ctx.customerId,
+      store_id: ctx.storeId,
+      rider_id: ctx.riderId,
+      area: ctx.address.area,
+      created_at: previous?.created_at ?? t.at,
+      updated_at: t.at,
+    };
+    this.cache.delete(t.orderId);
+    this.cache.set(t.orderId, { row, snapshot: t.snapshot });
+    while (this.cache.size > this.opts.cacheSize) this.cache.delete(this.cache.keys().next().value!);
+  }
+
+  forget(orderId: string): void {
+    this.cache.delete(orderId);
+  }
+
+  private async commitBatch(ts: Transition[]): Promise<(Committed | undefined)[]> {
+    try {
+      return await commitTransitions(this.db, ts);
+    } catch (err) {
+      // One bad transition must not fail the others that shared its statement.
+      if (ts.length === 1) throw err;
+      return Promise.all(ts.map(async (t) => (await commitTransitions(this.db, [t]))[0]));
+    }
+  }
+}
