@@ -49,6 +49,12 @@ export function runLine(r: RunResult): string {
   );
 }
 
+/** Cores kept busy during the run by processes this benchmark does not account for: other work on the machine. */
+export function othersCores(r: RunResult): number {
+  const ours = Object.values(r.cpu.byName).reduce((sum, s) => sum + s, 0) + r.cpu.postgres + r.cpu.redis;
+  return Math.max(0, r.cpu.machineBusyCores - ours / r.cpu.seconds);
+}
+
 export function resultsTable(runs: readonly RunResult[]): string {
   const lines: string[] = [];
   lines.push('system      conc  commands/s  lifecycles/s   p50 ms   p95 ms   p99 ms  errors  wrong state');
@@ -59,12 +65,12 @@ export function resultsTable(runs: readonly RunResult[]): string {
     );
   }
   lines.push('');
-  lines.push('CPU ms per command  service  PostgreSQL  Redis  gateway  load gen   cores busy   RSS max MB   view lag max / p99 ms');
+  lines.push('CPU ms per command  service  PostgreSQL  Redis  gateway  load gen   cores busy (others)   RSS max MB   view lag max / p99 ms');
   for (const r of runs) {
     const rssMax = r.rss.map((t) => Math.max(...t.samples.map(([, mb]) => mb))).map((mb) => f(mb, 0)).join(' + ') || '-';
     const lag = r.viewLag.available ? `${f(r.viewLag.maxMs, 0)} / ${f(r.viewLag.p99Ms, 0)}` : (r.viewLag.note ?? 'n/a');
     lines.push(
-      `${`${systemLabel(r)} c${r.concurrency}`.padEnd(18)} ${pad(f(r.cpu.serviceMsPerCommand, 2), 8)} ${pad(f(r.cpu.postgresMsPerCommand, 2), 11)} ${pad(f(r.cpu.redisMsPerCommand, 2), 6)} ${pad(f(r.cpu.gatewayMsPerCommand, 2), 8)} ${pad(f(r.cpu.loadGeneratorMsPerCommand, 2), 9)} ${pad(f(r.cpu.machineBusyCores, 2), 12)} ${pad(rssMax, 12)}   ${lag}`,
+      `${`${systemLabel(r)} c${r.concurrency}`.padEnd(18)} ${pad(f(r.cpu.serviceMsPerCommand, 2), 8)} ${pad(f(r.cpu.postgresMsPerCommand, 2), 11)} ${pad(f(r.cpu.redisMsPerCommand, 2), 6)} ${pad(f(r.cpu.gatewayMsPerCommand, 2), 8)} ${pad(f(r.cpu.loadGeneratorMsPerCommand, 2), 9)} ${pad(f(r.cpu.machineBusyCores, 2), 11)} (${f(othersCores(r), 2)})   ${pad(rssMax, 12)}   ${lag}`,
     );
   }
   return lines.join('\n');

@@ -50,7 +50,7 @@ export interface RestateStack {
  * under the OS temp dir, removed on stop) and the order service endpoint, then registers the
  * endpoint as a deployment.
  */
-export async function startRestate(group: ProcessGroup, opts: { paymentUrl: string; secret: string }): Promise<RestateStack> {
+export async function startRestate(group: ProcessGroup, opts: { paymentUrl: string; secret: string; nodeArgs?: readonly string[] }): Promise<RestateStack> {
   const baseDir = mkdtempSync(join(tmpdir(), 'baedal-bench-restate-'));
   const [ingressPort, adminPort, nodePort, servicePort] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const server = group.start('restate-server', restateServerBinary(), ['--no-logo', '--base-dir', baseDir, '--listen-mode', 'tcp', '--node-name', 'bench'], {
@@ -64,7 +64,7 @@ export async function startRestate(group: ProcessGroup, opts: { paymentUrl: stri
       RESTATE_DISABLE_TELEMETRY: 'true',
     },
   });
-  const service = group.start('restate-service', process.execPath, ['--import', 'tsx', join(RESTATE_PROJECT, 'service.ts')], {
+  const service = group.start('restate-service', process.execPath, [...(opts.nodeArgs ?? []), '--import', 'tsx', join(RESTATE_PROJECT, 'service.ts')], {
     env: { ...process.env, PORT: String(servicePort), PAYMENT_URL: opts.paymentUrl, AUTH_SECRET: opts.secret, RESTATE_LOGGING: 'ERROR' },
   });
   const stop = async () => {

@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import pg from 'pg';
@@ -38,6 +38,8 @@ service, PostgreSQL, Redis and the load generator, memory, view lag, and ratios 
   --soak <s>             one long run instead (Baedal, 1 process, concurrency 16) printing memory
                          every 30 s, and table growth at the end
   --out <file>           also write every figure as JSON to <file>
+  --cpu-prof <dir>       run the service processes (and Restate's service endpoint) with
+                         node --cpu-prof, writing a .cpuprofile per process into <dir> when it stops
   --help                 this text
 
 Environment: BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/baedal_bench; the
@@ -63,6 +65,7 @@ try {
       quick: { type: 'boolean', default: false },
       soak: { type: 'string' },
       out: { type: 'string' },
+      'cpu-prof': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -103,6 +106,8 @@ const TAG = randomUUID().slice(0, 8);
 const QUEUE_PREFIX = `{baedal-bench-${TAG}}`;
 const CEILING_PREFIX = `{baedal-bench-ceiling-${TAG}}`;
 const LOG_DIR = mkdtempSync(join(tmpdir(), 'baedal-bench-'));
+/** Node options of the processes under test (profiling). */
+const NODE_ARGS = v['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', resolve(v['cpu-prof'])] : [];
 /** How often the load generator prints a progress line during a run. */
 const PROGRESS_S = soakS === undefined ? 5 : 30;
 
@@ -192,7 +197,7 @@ async function startGateway(): Promise<{ url: string; process: Managed }> {
 
 async function startService(n: number, gatewayUrl: string): Promise<{ url: string; process: Managed }> {
   const port = await freePort();
-  const service = group.start(`service-${n}`, process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+  const service = group.start(`service-${n}`, process.execPath, [...NODE_ARGS, '--import', 'tsx', 'src/main.ts'], {
     env: {
       ...process.env,
       NODE_ENV: 'production',
@@ -388,7 +393,7 @@ async function benchRestate(gateway: { url: string; process: Managed }): Promise
   ensureRestateInstalled(say);
   const versions = restateVersions();
   say(`\n── Restate ${versions.server} (SDK ${versions.sdk}): one virtual object per order, same lifecycle ──`);
-  const stack = await startRestate(group, { paymentUrl: gateway.url, secret: SECRET });
+  const stack = await startRestate(group, { paymentUrl: gateway.url, secret: SECRET, nodeArgs: NODE_ARGS });
   const runs: RunResult[] = [];
   try {
     for (const concurrency of opts.concurrency) {

@@ -115,7 +115,6 @@ const options = {
 const json = v.json!;
 const say = (text: string) => (json ? process.stderr : process.stdout).write(`${text}\n`);
 
-if (!json) say(`${options.target} at ${urls.join(', ')}: ${options.concurrency} virtual users, ${options.warmupS} s warm-up, ${options.durationS} s measured (run ${runId})`);
 try {
   const summary = await runLoad({
     ...options,
