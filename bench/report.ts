@@ -119,12 +119,16 @@ export function targetsText(runs: readonly RunResult[], c: Ceilings): string {
   return lines.join('\n');
 }
 
-/** Memory over a soak run: per process, first and last sample, the largest, and the trend. */
+/**
+ * Memory over a soak run: per process, first and last sample, the largest, and the trend over the
+ * second half of the window (the first half holds the warming of caches and compiled code).
+ */
 export function rssText(tracks: readonly RssTrack[], slope: (samples: [number, number][]) => number): string {
   return tracks
     .map((t) => {
       const mbs = t.samples.map(([, mb]) => mb);
-      return `  ${t.name}: ${f(mbs[0], 1)} MB at the start of the window, ${f(mbs[mbs.length - 1], 1)} MB at the end, max ${f(Math.max(...mbs), 1)} MB; trend ${f(slope(t.samples), 1)} MB per 10 min over ${t.samples.length} samples`;
+      const secondHalf = t.samples.slice(Math.floor(t.samples.length / 2));
+      return `  ${t.name}: ${f(mbs[0], 1)} MB at the start of the window, ${f(mbs[mbs.length - 1], 1)} MB at the end, max ${f(Math.max(...mbs), 1)} MB; trend over the second half ${f(slope(secondHalf), 1)} MB per 10 min`;
     })
     .join('\n');
 }

@@ -248,6 +248,8 @@ interface LoadRun {
   gateway?: Managed;
   viewStatusUrls: string[];
   onRss?: (elapsedS: number, mb: Record<string, number>) => void;
+  /** Called as the measured window opens and closes. */
+  onWindow?: (phase: 'measure' | 'drain') => void;
 }
 
 /** Runs the load generator in its own process and measures everything around its measured window. */
@@ -285,9 +287,11 @@ async function measure(run: LoadRun): Promise<RunResult> {
       if (msg.event === 'measure') {
         before = cpuSnapshot(watched);
         sampler.start();
+        run.onWindow?.('measure');
       } else if (msg.event === 'drain') {
         after = cpuSnapshot(watched);
         sampled = sampler.stop();
+        run.onWindow?.('drain');
       } else if (msg.commandsPerS !== undefined) summary = msg as LoadSummary;
     },
     onStderrLine: (line) => say(`    ${line}`),
@@ -422,7 +426,8 @@ async function benchRestate(gateway: { url: string; process: Managed }): Promise
 async function soak(gateway: { url: string; process: Managed }, seconds: number): Promise<{ result: RunResult; tables: TableGrowth[] }> {
   say(`\n── soak: Baedal, 1 process, concurrency 16, ${seconds} s measured; memory every 30 s ──`);
   const service = await startService(1, gateway.url);
-  const before = await tableStats();
+  let before: ReturnType<typeof tableStats> | undefined;
+  let after: ReturnType<typeof tableStats> | undefined;
   let nextPrint = 0;
   const result = await measure({
     system: 'baedal',
@@ -439,11 +444,16 @@ async function soak(gateway: { url: string; process: Managed }, seconds: number)
       nextPrint += 30;
       say(`  [${elapsed.toFixed(0).padStart(5)} s] RSS ${Object.entries(mb).map(([name, v]) => `${name} ${v.toFixed(1)} MB`).join(', ')}`);
     },
+    onWindow: (phase) => {
+      if (phase === 'measure') before = tableStats();
+      else after = tableStats();
+    },
   });
-  const after = await tableStats();
   await service.process.stop(30_000);
-  const tables = [...after].map(([table, a]) => {
-    const b = before.get(table) ?? { inserted: 0, deleted: 0, live: 0, bytes: 0 };
+  if (!before || !after) throw new Error('the measured window never opened or closed');
+  const [first, last] = [await before, await after];
+  const tables = [...last].map(([table, a]) => {
+    const b = first.get(table) ?? { inserted: 0, deleted: 0, live: 0, bytes: 0 };
     return { table, inserted: a.inserted - b.inserted, deleted: a.deleted - b.deleted, live: a.live, bytes: a.bytes };
   });
   return { result, tables };
@@ -477,7 +487,7 @@ async function main(): Promise<void> {
     say(`\n${resultsTable([result])}`);
     say('\nmemory over the run:');
     say(rssText(result.rss, rssSlopeMbPer10Min));
-    say(`\ntable growth over the run (${result.load.commands} commands; PostgreSQL's statistics, approximate):`);
+    say(`\ntable growth over the measured window (${result.load.commands} commands; PostgreSQL's statistics, approximate):`);
     say('  table                          inserted   deleted  per 1,000 commands   live rows   size MB');
     for (const t of tables.sort((a, b) => b.inserted - a.inserted)) {
       say(`  ${t.table.padEnd(28)} ${String(t.inserted).padStart(10)} ${String(t.deleted).padStart(9)} ${(((t.inserted - t.deleted) * 1000) / Math.max(1, result.load.commands)).toFixed(1).padStart(19)} ${String(t.live).padStart(11)} ${(t.bytes / 2 ** 20).toFixed(1).padStart(9)}`);
