@@ -153,19 +153,28 @@ export async function bullmqCeiling(redisUrl: string, opts: { seconds: number; p
   let measuring = false;
   let measured = 0;
   let added = 0;
-  let wakeProducers: (() => void) | undefined;
+  // Producers that found the backlog full wait on one shared gate, opened when it has halved.
+  let gate: { opened: Promise<void>; open: () => void } | undefined;
+  const openGate = () => {
+    gate?.open();
+    gate = undefined;
+  };
+  const backlogHalved = () => {
+    if (!gate) {
+      let open!: () => void;
+      const opened = new Promise<void>((resolve) => (open = resolve));
+      gate = { opened, open };
+    }
+    return gate.opened;
+  };
   const worker = new Worker('ceiling', async () => undefined, { connection: workerConnection, prefix: opts.prefix, concurrency: opts.workerConcurrency ?? 8 });
   worker.on('completed', () => {
     processed++;
     if (measuring) measured++;
-    if (wakeProducers && added - processed < maxBacklog / 2) {
-      wakeProducers();
-      wakeProducers = undefined;
-    }
+    if (added - processed < maxBacklog / 2) openGate();
   });
   let failed = 0;
   worker.on('failed', () => failed++);
-  const backlogBelowLimit = () => new Promise<void>((resolve) => (wakeProducers = resolve));
   let done = false;
   let started = 0;
   let ended = 0;
@@ -182,7 +191,7 @@ export async function bullmqCeiling(redisUrl: string, opts: { seconds: number; p
         ended = performance.now();
         cpuEnd = redisCpuSeconds();
         done = true;
-        wakeProducers?.();
+        openGate();
       }, opts.seconds * 1000);
     }, 1000);
     let seq = 0;
@@ -190,7 +199,7 @@ export async function bullmqCeiling(redisUrl: string, opts: { seconds: number; p
       Array.from({ length: opts.producers ?? 8 }, async () => {
         while (!done) {
           if (added - processed >= maxBacklog) {
-            await backlogBelowLimit();
+            await backlogHalved();
             continue;
           }
           added++;
