@@ -34,7 +34,10 @@ service, PostgreSQL, Redis and the load generator, memory, view lag, and ratios 
   --ceiling-duration <s> measured seconds of each ceiling                        (default 8)
   --no-ceilings          skip the ceilings
   --stores <n>           stores the orders are spread over                       (default 10)
-  --quick                a ~1 minute smoke: 4 s runs, 1 s warm-up, 3 s ceilings
+  --restate-partitions <n> partitions of Restate's fresh cluster                 (default: one per core)
+  --restate-notifications  Restate also records a notification per status change, as Baedal does
+                         (off by default: the comparison is against the leaner, faster Restate)
+  --quick                a ~1.5 minute smoke: 4 s runs, 1 s warm-up, 3 s ceilings
   --soak <s>             one long run instead (Baedal, 1 process, concurrency 16) printing memory
                          every 30 s, and table growth at the end
   --out <file>           also write every figure as JSON to <file>
@@ -62,6 +65,8 @@ try {
       'ceiling-duration': { type: 'string' },
       'no-ceilings': { type: 'boolean', default: false },
       stores: { type: 'string', default: '10' },
+      'restate-partitions': { type: 'string' },
+      'restate-notifications': { type: 'boolean', default: false },
       quick: { type: 'boolean', default: false },
       soak: { type: 'string' },
       out: { type: 'string' },
@@ -97,6 +102,8 @@ const opts = {
   ceilingS: wholeNumber('ceiling-duration', v['ceiling-duration'] ?? (v.quick ? '3' : '8'), 1),
   ceilings: !v['no-ceilings'] && soakS === undefined,
   stores: wholeNumber('stores', v.stores!, 1),
+  restatePartitions: wholeNumber('restate-partitions', v['restate-partitions'] ?? String(availableParallelism()), 1),
+  restateNotifications: v['restate-notifications']!,
 };
 
 const SECRET = 'baedal-bench-secret-0123456789';
@@ -396,8 +403,16 @@ async function benchBaedal(gateway: { url: string; process: Managed }): Promise<
 async function benchRestate(gateway: { url: string; process: Managed }): Promise<RunResult[]> {
   ensureRestateInstalled(say);
   const versions = restateVersions();
-  say(`\n── Restate ${versions.server} (SDK ${versions.sdk}): one virtual object per order, same lifecycle ──`);
-  const stack = await startRestate(group, { paymentUrl: gateway.url, secret: SECRET, nodeArgs: NODE_ARGS });
+  say(
+    `\n── Restate ${versions.server} (SDK ${versions.sdk}): one virtual object per order, same lifecycle; ${opts.restatePartitions} partition${opts.restatePartitions > 1 ? 's' : ''}, notifications ${opts.restateNotifications ? 'on' : 'off'} ──`,
+  );
+  const stack = await startRestate(group, {
+    paymentUrl: gateway.url,
+    secret: SECRET,
+    partitions: opts.restatePartitions,
+    notifications: opts.restateNotifications,
+    nodeArgs: NODE_ARGS,
+  });
   const runs: RunResult[] = [];
   try {
     for (const concurrency of opts.concurrency) {
