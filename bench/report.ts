@@ -65,12 +65,18 @@ export function resultsTable(runs: readonly RunResult[]): string {
     );
   }
   lines.push('');
-  lines.push('CPU ms per command  service  PostgreSQL  Redis  gateway  load gen   cores busy (others)   RSS max MB   view lag max / p99 ms');
+  lines.push('CPU ms per command  service  PostgreSQL  Redis  gateway  load gen   cores busy (others)   RSS MB start→end (max)   view lag max / p99 ms');
   for (const r of runs) {
-    const rssMax = r.rss.map((t) => Math.max(...t.samples.map(([, mb]) => mb))).map((mb) => f(mb, 0)).join(' + ') || '-';
+    const rss =
+      r.rss
+        .map((t) => {
+          const mbs = t.samples.map(([, mb]) => mb);
+          return `${f(mbs[0], 0)}→${f(mbs[mbs.length - 1], 0)} (${f(Math.max(...mbs), 0)})`;
+        })
+        .join(' + ') || '-';
     const lag = r.viewLag.available ? `${f(r.viewLag.maxMs, 0)} / ${f(r.viewLag.p99Ms, 0)}` : (r.viewLag.note ?? 'n/a');
     lines.push(
-      `${`${systemLabel(r)} c${r.concurrency}`.padEnd(18)} ${pad(f(r.cpu.serviceMsPerCommand, 2), 8)} ${pad(f(r.cpu.postgresMsPerCommand, 2), 11)} ${pad(f(r.cpu.redisMsPerCommand, 2), 6)} ${pad(f(r.cpu.gatewayMsPerCommand, 2), 8)} ${pad(f(r.cpu.loadGeneratorMsPerCommand, 2), 9)} ${pad(f(r.cpu.machineBusyCores, 2), 11)} (${f(othersCores(r), 2)})   ${pad(rssMax, 12)}   ${lag}`,
+      `${`${systemLabel(r)} c${r.concurrency}`.padEnd(18)} ${pad(f(r.cpu.serviceMsPerCommand, 2), 8)} ${pad(f(r.cpu.postgresMsPerCommand, 2), 11)} ${pad(f(r.cpu.redisMsPerCommand, 2), 6)} ${pad(f(r.cpu.gatewayMsPerCommand, 2), 8)} ${pad(f(r.cpu.loadGeneratorMsPerCommand, 2), 9)} ${pad(f(r.cpu.machineBusyCores, 2), 11)} (${f(othersCores(r), 2)})   ${pad(rss, 24)}   ${lag}`,
     );
   }
   return lines.join('\n');

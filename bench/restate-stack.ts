@@ -14,8 +14,10 @@ export function ensureRestateInstalled(log: (line: string) => void): void {
   const marker = join(RESTATE_PROJECT, 'node_modules/.package-lock.json');
   const lock = join(RESTATE_PROJECT, 'package-lock.json');
   if (existsSync(marker) && statSync(marker).mtimeMs >= statSync(lock).mtimeMs && existsSync(restateServerBinary())) return;
-  log('installing bench/restate (npm ci --prefix bench/restate): the Restate server binary and SDK');
-  const npm = spawnSync('npm', ['ci', '--prefix', RESTATE_PROJECT, '--no-audit', '--no-fund'], { stdio: 'inherit' });
+  log('installing bench/restate (npm ci --prefix bench/restate --ignore-scripts): the Restate server binary and SDK');
+  // No install scripts: the server binary comes whole in its platform package, and the only
+  // script in the tree is a telemetry ping.
+  const npm = spawnSync('npm', ['ci', '--prefix', RESTATE_PROJECT, '--no-audit', '--no-fund', '--ignore-scripts'], { stdio: 'inherit' });
   if (npm.status !== 0) throw new Error(`npm ci --prefix bench/restate failed (${npm.error?.message ?? `exit ${npm.status}`})`);
   if (!existsSync(restateServerBinary())) {
     throw new Error(`the Restate server binary for ${process.platform}-${process.arch} was not installed (expected ${restateServerBinary()})`);
