@@ -42,6 +42,8 @@ export function restateVersions(): { server: string; sdk: string } {
 
 export interface RestateStack {
   ingressUrl: string;
+  /** Restate's data, removed by stop(). */
+  dataDir: string;
   server: Managed;
   service: Managed;
   stop(): Promise<void>;
@@ -102,7 +104,7 @@ export async function startRestate(group: ProcessGroup, opts: RestateOptions): P
     if (!registered.ok) throw new Error(`registering the deployment answered ${registered.status}: ${await registered.text()}`);
     // The ingress knows the services once the registration has reached it.
     await waitUntil(async () => (await httpStatus(`${ingressUrl}/Order/probe/get`, { method: 'POST' })) === 401, 'the Order service at the ingress', 30_000, server);
-    return { ingressUrl, server, service, stop };
+    return { ingressUrl, dataDir: baseDir, server, service, stop };
   } catch (err) {
     await stop();
     throw err;

@@ -3,7 +3,7 @@
 // fresh database, at several concurrencies; plus, in the same run, the ceilings it sits under.
 // `npm run bench -- --help` says how; docs/benchmarks.md has the figures.
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -127,11 +127,14 @@ const group = new ProcessGroup(LOG_DIR, (m, how) => {
 });
 let finishing: Promise<void> | undefined;
 let databaseCreated = false;
+/** Directories to remove however the benchmark ends (Restate's data). */
+const scratchDirs = new Set<string>();
 function finish(code: number, message?: string): Promise<void> {
   finishing ??= (async () => {
     if (message) console.error(message);
     await group.stopAll(15_000).catch((err: unknown) => console.error(`stopping the processes: ${String(err)}`));
     await cleanUp().catch((err: unknown) => console.error(`cleaning up: ${String(err)}`));
+    for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });
     process.exit(code);
   })();
   return finishing;
@@ -413,6 +416,7 @@ async function benchRestate(gateway: { url: string; process: Managed }): Promise
     notifications: opts.restateNotifications,
     nodeArgs: NODE_ARGS,
   });
+  scratchDirs.add(stack.dataDir);
   const runs: RunResult[] = [];
   try {
     for (const concurrency of opts.concurrency) {
