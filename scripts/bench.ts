@@ -135,6 +135,8 @@ function finish(code: number, message?: string): Promise<void> {
     await group.stopAll(15_000).catch((err: unknown) => console.error(`stopping the processes: ${String(err)}`));
     await cleanUp().catch((err: unknown) => console.error(`cleaning up: ${String(err)}`));
     for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });
+    if (code === 0) rmSync(LOG_DIR, { recursive: true, force: true });
+    else console.error(`the processes' logs are in ${LOG_DIR}`);
     process.exit(code);
   })();
   return finishing;
@@ -498,7 +500,7 @@ async function main(): Promise<void> {
   await recreateDatabase();
   const machine = await machineHeader();
   say(`Baedal benchmark — ${machine.date}; ${machine.nproc} cores (${machine.cpu}), ${machine.memoryGiB} GiB, Node ${machine.node}, PostgreSQL ${machine.postgres}, Redis ${machine.redis}`);
-  say(`load average at the start: ${machine.loadAverageAtStart} (anything above 0 is other work on this machine); logs in ${LOG_DIR}`);
+  say(`load average at the start: ${machine.loadAverageAtStart} (anything above 0 is other work on this machine); logs in ${LOG_DIR} (kept if the run fails)`);
   const gateway = await startGateway();
 
   if (soakS !== undefined) {
