@@ -1,99 +1,547 @@
-// Throughput and latency of the whole order lifecycle over HTTP, on the real PostgreSQL and Redis.
-//   npm run bench -- [--orders 300] [--concurrency 16]
-// Uses its own database (baedal_bench, re-created) and queue prefix; prints figures, asserts nothing.
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+// The benchmark: the service in processes of its own (1, then 2 behind the load generator's
+// round-robin), the fake payment gateway, and the load generator (scripts/load.ts), against a
+// fresh database, at several concurrencies; plus, in the same run, the ceilings it sits under.
+// `npm run bench -- --help` says how; docs/benchmarks.md has the figures.
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { Redis } from 'ioredis';
 import pg from 'pg';
-import { startRuntime } from '../src/actors/runtime.ts';
-import { loadConfig } from '../src/config.ts';
-import { signToken } from '../src/http/auth.ts';
-import { createApp } from '../src/http/app.ts';
-import { createLogger } from '../src/log.ts';
-import { createFakeGateway } from '../src/payment/fake-gateway.ts';
-import { createHttpPaymentGateway } from '../src/payment/payment-gateway.ts';
+import { bullmqCeiling, postgresCeiling } from '../bench/ceilings.ts';
+import { cpuSnapshot, cpuUse, rssSlopeMbPer10Min, RunSampler, type CpuSnapshot, type Watched } from '../bench/measure.ts';
+import { freePort, httpStatus, ProcessGroup, waitUntil, type Managed } from '../bench/processes.ts';
+import { ceilingsText, resultsTable, rssText, runLine, systemLabel, targetsText, type Ceilings, type RunResult, type System } from '../bench/report.ts';
+import { ensureRestateInstalled, restateVersions, startRestate } from '../bench/restate-stack.ts';
+import type { LoadSummary } from './load/runner.ts';
+import { signToken } from './load/tokens.ts';
 
-const { values } = parseArgs({ options: { orders: { type: 'string', default: '300' }, concurrency: { type: 'string', default: '16' } } });
-const ORDERS = Number(values.orders);
-const CONCURRENCY = Number(values.concurrency);
+const USAGE = `usage: npm run bench -- [options]        (npm run bench:restate = --targets restate)
+
+Starts the fake payment gateway, the service (1 process, then 2) and the load generator as separate
+processes against a fresh database (baedal_bench, dropped and re-created) and a queue prefix of its
+own, runs the mixed lifecycle load at each concurrency, and measures in the same run the ceilings it
+sits under: PostgreSQL transactions/s of one command's shape (pg, pool 8), BullMQ jobs/s, and a bare
+Node HTTP server under the same load generator. Prints commands/s, latency, CPU per command of the
+service, PostgreSQL, Redis and the load generator, memory, view lag, and ratios to the ceilings.
+
+  --targets <list>       baedal, restate, or both (back to back)                 (default baedal)
+  --concurrency <list>   virtual users per run                                   (default 1,16,64)
+  --processes <list>     Baedal service processes per run                        (default 1,2)
+  --duration <s>         measured seconds per run                                (default 20)
+  --warmup <s>           unmeasured seconds before each run                      (default 3)
+  --ceiling-duration <s> measured seconds of each ceiling                        (default 8)
+  --no-ceilings          skip the ceilings
+  --stores <n>           stores the orders are spread over                       (default 10)
+  --restate-partitions <n> partitions of Restate's fresh cluster                 (default: one per core)
+  --restate-notifications  Restate also records a notification per status change, as Baedal does
+                         (off by default: the comparison is against the leaner, faster Restate)
+  --quick                a ~1.5 minute smoke: 4 s runs, 1 s warm-up, 3 s ceilings
+  --soak <s>             one long run instead (Baedal, 1 process, concurrency 16) printing memory
+                         every 30 s, and table growth at the end
+  --out <file>           also write every figure as JSON to <file>
+  --cpu-prof <dir>       run the service processes (and Restate's service endpoint) with
+                         node --cpu-prof, writing a .cpuprofile per process into <dir> when it stops
+  --help                 this text
+
+Environment: BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/baedal_bench; the
+database is dropped and re-created), BENCH_REDIS_URL (default redis://127.0.0.1:6379).`;
+
+function usageError(message: string): never {
+  console.error(`${message}\n\n${USAGE}`);
+  process.exit(2);
+}
+
+let parsed;
+try {
+  parsed = parseArgs({
+    options: {
+      targets: { type: 'string', default: 'baedal' },
+      concurrency: { type: 'string', default: '1,16,64' },
+      processes: { type: 'string', default: '1,2' },
+      duration: { type: 'string' },
+      warmup: { type: 'string' },
+      'ceiling-duration': { type: 'string' },
+      'no-ceilings': { type: 'boolean', default: false },
+      stores: { type: 'string', default: '10' },
+      'restate-partitions': { type: 'string' },
+      'restate-notifications': { type: 'boolean', default: false },
+      quick: { type: 'boolean', default: false },
+      soak: { type: 'string' },
+      out: { type: 'string' },
+      'cpu-prof': { type: 'string' },
+      help: { type: 'boolean', default: false },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+} catch (err) {
+  usageError((err as Error).message);
+}
+const v = parsed.values;
+if (v.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
+const wholeNumber = (name: string, raw: string, min: number): number => {
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw) || n < min) usageError(`--${name} must be a whole number ≥ ${min}, not "${raw}"`);
+  return n;
+};
+const list = (name: string, raw: string) => raw.split(',').map((s) => wholeNumber(name, s.trim(), 1));
+const targets = v.targets!.split(',').map((s) => s.trim());
+for (const t of targets) if (t !== 'baedal' && t !== 'restate') usageError(`--targets takes baedal and/or restate, not "${t}"`);
+const soakS = v.soak === undefined ? undefined : wholeNumber('soak', v.soak, 10);
+const opts = {
+  targets,
+  concurrency: list('concurrency', v.concurrency!),
+  processes: list('processes', v.processes!),
+  durationS: wholeNumber('duration', v.duration ?? (v.quick ? '4' : '20'), 1),
+  warmupS: wholeNumber('warmup', v.warmup ?? (v.quick ? '1' : '3'), 0),
+  ceilingS: wholeNumber('ceiling-duration', v['ceiling-duration'] ?? (v.quick ? '3' : '8'), 1),
+  ceilings: !v['no-ceilings'] && soakS === undefined,
+  stores: wholeNumber('stores', v.stores!, 1),
+  restatePartitions: wholeNumber('restate-partitions', v['restate-partitions'] ?? String(availableParallelism()), 1),
+  restateNotifications: v['restate-notifications']!,
+};
+
+const SECRET = 'baedal-bench-secret-0123456789';
 const DATABASE_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/baedal_bench';
+const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
+const TAG = randomUUID().slice(0, 8);
+const QUEUE_PREFIX = `{baedal-bench-${TAG}}`;
+const CEILING_PREFIX = `{baedal-bench-ceiling-${TAG}}`;
+const LOG_DIR = mkdtempSync(join(tmpdir(), 'baedal-bench-'));
+/** Node options of the processes under test (profiling). */
+const NODE_ARGS = v['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', resolve(v['cpu-prof'])] : [];
+/** How often the load generator prints a progress line during a run. */
+const PROGRESS_S = soakS === undefined ? 5 : 30;
 
-async function recreateDatabase(url: string): Promise<void> {
-  const admin = new URL(url);
-  const name = admin.pathname.slice(1);
+const say = (line = '') => process.stdout.write(`${line}\n`);
+const indent = (text: string, by = '    ') => text.replace(/^/gm, by);
+
+// ── every way out stops every process ────────────────────────────────────────────────────────
+const group = new ProcessGroup(LOG_DIR, (m, how) => {
+  void finish(1, `\n${m.name} ${how} during the benchmark. ${m.tail() ? `The last lines of its log (${m.logFile}):\n${indent(m.tail(40))}` : `It wrote nothing (${m.logFile}).`}`);
+});
+let finishing: Promise<void> | undefined;
+let databaseCreated = false;
+/** Directories to remove however the benchmark ends (Restate's data). */
+const scratchDirs = new Set<string>();
+function finish(code: number, message?: string): Promise<void> {
+  finishing ??= (async () => {
+    if (message) console.error(message);
+    await group.stopAll(15_000).catch((err: unknown) => console.error(`stopping the processes: ${String(err)}`));
+    await cleanUp().catch((err: unknown) => console.error(`cleaning up: ${String(err)}`));
+    for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });
+    if (code === 0) rmSync(LOG_DIR, { recursive: true, force: true });
+    else console.error(`the processes' logs are in ${LOG_DIR}`);
+    process.exit(code);
+  })();
+  return finishing;
+}
+const fail = (err: unknown) => void finish(1, `\nbenchmark failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+process.on('SIGINT', () => void finish(130, '\ninterrupted: stopping every process the benchmark started'));
+process.on('SIGTERM', () => void finish(143, '\nterminated: stopping every process the benchmark started'));
+process.on('uncaughtException', fail);
+process.on('unhandledRejection', fail);
+process.on('exit', () => group.killAllNow());
+
+async function cleanUp(): Promise<void> {
+  if (databaseCreated) await dropDatabase();
+  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1, lazyConnect: true });
+  try {
+    await redis.connect();
+    for (const prefix of [QUEUE_PREFIX, CEILING_PREFIX]) {
+      let cursor = '0';
+      do {
+        const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+        if (keys.length) await redis.unlink(...keys);
+        cursor = next;
+      } while (cursor !== '0');
+    }
+  } finally {
+    redis.disconnect();
+  }
+}
+
+// ── the database ─────────────────────────────────────────────────────────────────────────────
+async function adminQuery(sql: string): Promise<void> {
+  const admin = new URL(DATABASE_URL);
   admin.pathname = '/postgres';
   const client = new pg.Client({ connectionString: admin.toString() });
   await client.connect();
-  await client.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
-  await client.end();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}
+const DATABASE_NAME = new URL(DATABASE_URL).pathname.slice(1);
+if (!/^[a-z0-9_]+$/.test(DATABASE_NAME) || !DATABASE_NAME.includes('bench')) usageError(`BENCH_DATABASE_URL must name a database with "bench" in its name (it is dropped), not "${DATABASE_NAME}"`);
+const dropDatabase = () => adminQuery(`DROP DATABASE IF EXISTS "${DATABASE_NAME}" WITH (FORCE)`);
+async function recreateDatabase(): Promise<void> {
+  await dropDatabase();
+  await adminQuery(`CREATE DATABASE "${DATABASE_NAME}"`);
+  databaseCreated = true;
+}
+async function query<T>(sql: string): Promise<T[]> {
+  const client = new pg.Client({ connectionString: DATABASE_URL });
+  await client.connect();
+  try {
+    return (await client.query(sql)).rows as T[];
+  } finally {
+    await client.end();
+  }
 }
 
-const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+// ── processes ────────────────────────────────────────────────────────────────────────────────
+async function startGateway(): Promise<{ url: string; process: Managed }> {
+  const port = await freePort();
+  const gateway = group.start('payment-gateway', process.execPath, ['--import', 'tsx', 'scripts/payment-gateway.ts'], {
+    env: { ...process.env, PAYMENT_GATEWAY_PORT: String(port), PAYMENT_GATEWAY_HOST: '127.0.0.1' },
+  });
+  const url = `http://127.0.0.1:${port}`;
+  await waitUntil(async () => (await httpStatus(`${url}/_admin/ledger`)) === 200, 'the fake payment gateway', 30_000, gateway);
+  return { url, process: gateway };
+}
 
-await recreateDatabase(DATABASE_URL);
-const gateway = await createFakeGateway({ port: 0 });
-const config = loadConfig({ ...process.env, DATABASE_URL, AUTH_SECRET: 'bench-secret-0123456789', QUEUE_PREFIX: `{baedal-bench-${randomUUID()}}`, LOG_LEVEL: 'warn' });
-const log = createLogger(config.LOG_LEVEL);
-const runtime = await startRuntime({ config, log, payments: createHttpPaymentGateway({ baseUrl: gateway.url, timeoutMs: 5000 }) });
-const { koa } = createApp({ ...runtime, log, authSecret: config.AUTH_SECRET, bodyLimit: config.BODY_LIMIT });
-const server = createServer(koa.callback());
-await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+async function startService(n: number, gatewayUrl: string): Promise<{ url: string; process: Managed }> {
+  const port = await freePort();
+  const service = group.start(`service-${n}`, process.execPath, [...NODE_ARGS, '--import', 'tsx', 'src/main.ts'], {
+    env: {
+      ...process.env,
+      NODE_ENV: 'production',
+      PORT: String(port),
+      DATABASE_URL,
+      REDIS_URL,
+      QUEUE_PREFIX,
+      AUTH_SECRET: SECRET,
+      PAYMENT_URL: gatewayUrl,
+      LOG_LEVEL: 'warn',
+      RATE_LIMIT_PER_MIN: '0',
+    },
+  });
+  const url = `http://127.0.0.1:${port}`;
+  await waitUntil(async () => (await httpStatus(`${url}/readyz`)) === 200, `${service.name} to be ready`, 60_000, service);
+  return { url, process: service };
+}
 
-const store = await signToken(config.AUTH_SECRET, { role: 'store', sub: 'bench-store' });
-const customer = await signToken(config.AUTH_SECRET, { role: 'customer', sub: 'bench-customer' });
-const rider = await signToken(config.AUTH_SECRET, { role: 'rider', sub: 'bench-rider' });
-const call = async (method: string, path: string, token: string, body?: unknown) => {
-  const res = await fetch(base + path, { method, headers: { authorization: `Bearer ${token}`, ...(body !== undefined && { 'content-type': 'application/json' }) }, body: body === undefined ? undefined : JSON.stringify(body) });
-  const json = (await res.json()) as { id: string };
-  if (!res.ok) throw new Error(`${method} ${path} → ${res.status} ${JSON.stringify(json)}`);
-  return json;
-};
-await call('PUT', '/stores/bench-store/menu', store, [{ foodId: 'bibimbap', name: 'Bibimbap', price: 9000, available: true }]);
+/** Waits until the given processes are nearly idle (the previous run's events drained). */
+async function settle(processes: readonly Managed[]): Promise<number> {
+  const started = performance.now();
+  const watched = processes.map((p) => ({ name: p.name, pid: p.pid }));
+  let last = cpuSnapshot(watched);
+  await waitUntil(
+    async () => {
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      const now = cpuSnapshot(watched);
+      const use = cpuUse(last, now);
+      last = now;
+      return Object.values(use.byName).every((s) => s / use.seconds < 0.1);
+    },
+    'the service to go idle after the run',
+    30_000,
+  ).catch(() => say('    (the service did not go idle within 30 s; going on)'));
+  return (performance.now() - started) / 1000;
+}
 
-const steps: [string, string][] = [['pay', customer], ['accept', store], ['start-cooking', store], ['finish-cooking', store], ['pick', rider], ['confirm-delivery', customer]];
-const latencies = new Map<string, number[]>();
-const timed = async <T>(name: string, f: () => Promise<T>) => {
-  const t0 = performance.now();
-  const out = await f();
-  (latencies.get(name) ?? latencies.set(name, []).get(name)!).push(performance.now() - t0);
-  return out;
-};
+interface LoadRun {
+  system: System;
+  urls: string[];
+  concurrency: number;
+  durationS: number;
+  warmupS: number;
+  /** CPU is attributed to these as "service". */
+  servers: Managed[];
+  /** Memory is tracked for these. */
+  memoryOf: Managed[];
+  gateway?: Managed;
+  viewStatusUrls: string[];
+  onRss?: (elapsedS: number, mb: Record<string, number>) => void;
+  /** Called as the measured window opens and closes. */
+  onWindow?: (phase: 'measure' | 'drain') => void;
+}
 
-let next = 0;
-const started = performance.now();
-await Promise.all(
-  Array.from({ length: CONCURRENCY }, async () => {
-    while (next < ORDERS) {
-      next += 1;
-      const order = await timed('place', () => call('POST', '/orders', customer, { storeId: 'bench-store', items: [{ foodId: 'bibimbap', qty: 1 }], address: { area: 'gangnam', line: '1' } }));
-      for (const [command, token] of steps) await timed(command, () => call('POST', `/orders/${order.id}/${command}`, token));
+/** Runs the load generator in its own process and measures everything around its measured window. */
+async function measure(run: LoadRun): Promise<RunResult> {
+  const target = run.system;
+  const args = [
+    '--import', 'tsx', 'scripts/load.ts',
+    '--target', target,
+    '--url', run.urls.join(','),
+    '--concurrency', String(run.concurrency),
+    '--duration', String(run.durationS),
+    '--warmup', String(run.warmupS),
+    '--stores', String(opts.stores),
+    '--secret', SECRET,
+    '--progress', String(PROGRESS_S),
+    '--json', '--quiet',
+  ];
+  const adminToken = await signToken(SECRET, 'admin', 'bench-admin');
+  let watched: Watched[] = [];
+  let before: CpuSnapshot | undefined;
+  let after: CpuSnapshot | undefined;
+  let summary: LoadSummary | undefined;
+  const sampler = new RunSampler(
+    run.memoryOf.map((m) => ({ name: m.name, pid: m.pid })),
+    run.viewStatusUrls,
+    adminToken,
+    run.onRss,
+  );
+  let sampled: ReturnType<RunSampler['stop']> | undefined;
+  const loadGenerator = group.start(`load-${target}-c${run.concurrency}`, process.execPath, args, {
+    finishes: true,
+    onStdoutLine: (line) => {
+      if (!line.startsWith('{')) return;
+      const msg = JSON.parse(line) as { event?: string } & Partial<LoadSummary>;
+      if (msg.event === 'measure') {
+        before = cpuSnapshot(watched);
+        sampler.start();
+        run.onWindow?.('measure');
+      } else if (msg.event === 'drain') {
+        after = cpuSnapshot(watched);
+        sampled = sampler.stop();
+        run.onWindow?.('drain');
+      } else if (msg.commandsPerS !== undefined) summary = msg as LoadSummary;
+    },
+    onStderrLine: (line) => say(`    ${line}`),
+  });
+  watched = [
+    ...run.servers.map((m) => ({ name: `server:${m.name}`, pid: m.pid })),
+    ...(run.gateway ? [{ name: 'gateway', pid: run.gateway.pid }] : []),
+    { name: 'load generator', pid: loadGenerator.pid },
+  ];
+  const { code } = await loadGenerator.exited;
+  if (!summary || !before || !after || !sampled) {
+    throw new Error(`the load generator exited (code ${code}) without a summary; its last lines:\n${indent(loadGenerator.tail(30))}`);
+  }
+  const use = cpuUse(before, after);
+  const commands = summary.commands;
+  const perCommand = (seconds: number) => (commands ? (seconds * 1000) / commands : NaN);
+  const serverSeconds = Object.entries(use.byName)
+    .filter(([name]) => name.startsWith('server:'))
+    .reduce((sum, [, s]) => sum + s, 0);
+  return {
+    system: run.system,
+    processes: run.system === 'baedal' ? run.servers.length : 1,
+    concurrency: run.concurrency,
+    load: summary,
+    cpu: {
+      ...use,
+      serviceMsPerCommand: perCommand(serverSeconds),
+      postgresMsPerCommand: perCommand(use.postgres),
+      redisMsPerCommand: perCommand(use.redis),
+      gatewayMsPerCommand: perCommand(use.byName.gateway ?? NaN),
+      loadGeneratorMsPerCommand: perCommand(use.byName['load generator'] ?? NaN),
+    },
+    rss: sampled.rss,
+    viewLag: sampled.viewLag,
+  };
+}
+
+// ── the phases ───────────────────────────────────────────────────────────────────────────────
+async function machineHeader(): Promise<Record<string, string | number>> {
+  const [row] = await query<{ server_version: string }>('SHOW server_version');
+  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
+  const info = await redis.info('server').finally(() => redis.disconnect());
+  return {
+    date: new Date().toISOString(),
+    nproc: availableParallelism(),
+    cpu: cpus()[0]?.model ?? 'unknown',
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+    postgres: row?.server_version ?? 'unknown',
+    redis: /redis_version:(\S+)/.exec(info)?.[1] ?? 'unknown',
+    loadAverageAtStart: loadavg().map((l) => l.toFixed(2)).join(' '),
+  };
+}
+
+async function measureCeilings(): Promise<Ceilings> {
+  say(`\n── ceilings (${opts.ceilingS} s each, after 1 s of warm-up) ──`);
+  const postgres = await postgresCeiling(DATABASE_URL, { seconds: opts.ceilingS, clients: 64, poolSize: 8 });
+  say(`  PostgreSQL: ${postgres.perS.toFixed(0)} transactions/s of one command's shape`);
+  const bullmq = await bullmqCeiling(REDIS_URL, { seconds: opts.ceilingS, prefix: CEILING_PREFIX });
+  say(`  BullMQ: ${bullmq.perS.toFixed(0)} jobs/s added and processed`);
+  const port = await freePort();
+  const bare = group.start('bare-http', process.execPath, ['--import', 'tsx', 'bench/bare-server.ts'], { env: { ...process.env, PORT: String(port) } });
+  const url = `http://127.0.0.1:${port}`;
+  await waitUntil(async () => (await httpStatus(`${url}/`)) === 200, 'the bare HTTP server', 30_000, bare);
+  say('  bare HTTP server, concurrency 64:');
+  const bareHttp = await measure({ system: 'bare', urls: [url], concurrency: 64, durationS: opts.ceilingS, warmupS: 1, servers: [bare], memoryOf: [], viewStatusUrls: [] });
+  await bare.stop();
+  say(`  bare HTTP: ${bareHttp.load.commandsPerS.toFixed(0)} requests/s`);
+  return { postgres, bullmq, bareHttp };
+}
+
+async function benchBaedal(gateway: { url: string; process: Managed }): Promise<RunResult[]> {
+  const runs: RunResult[] = [];
+  for (const n of opts.processes) {
+    say(`\n── Baedal, ${n} service process${n > 1 ? 'es (the load generator spreads requests over them round-robin)' : ''} ──`);
+    const services: { url: string; process: Managed }[] = [];
+    // One at a time: the first applies the migrations.
+    for (let i = 1; i <= n; i++) services.push(await startService(i, gateway.url));
+    for (const concurrency of opts.concurrency) {
+      say(`  concurrency ${concurrency}: ${opts.warmupS} s warm-up, ${opts.durationS} s measured`);
+      const result = await measure({
+        system: 'baedal',
+        urls: services.map((s) => s.url),
+        concurrency,
+        durationS: opts.durationS,
+        warmupS: opts.warmupS,
+        servers: services.map((s) => s.process),
+        memoryOf: services.map((s) => s.process),
+        gateway: gateway.process,
+        viewStatusUrls: services.map((s) => s.url),
+      });
+      runs.push(result);
+      say(runLine(result));
+      const waited = await settle(services.map((s) => s.process));
+      if (waited > 2) say(`    (the service took ${waited.toFixed(1)} s to go idle after the run)`);
     }
-  }),
-);
-const httpSeconds = (performance.now() - started) / 1000;
-const expectedNotifications = ORDERS * (steps.length + 1);
-for (;;) {
-  const [{ n }] = await runtime.db.query('SELECT count(*)::int AS n FROM notifications');
-  if (n >= expectedNotifications) break;
-  await new Promise((resolve) => setTimeout(resolve, 20));
-}
-const projectedSeconds = (performance.now() - started) / 1000;
-
-const requests = ORDERS * (steps.length + 1);
-console.log(`orders: ${ORDERS}, concurrency: ${CONCURRENCY}, HTTP requests: ${requests}`);
-console.log(`lifecycle over HTTP: ${httpSeconds.toFixed(2)} s → ${(requests / httpSeconds).toFixed(0)} commands/s, ${(ORDERS / httpSeconds).toFixed(1)} orders/s`);
-console.log(`all ${expectedNotifications} events projected (outbox → BullMQ → notifications view) after ${projectedSeconds.toFixed(2)} s`);
-console.log('latency per command (ms):   p50     p95     p99');
-for (const [name, list] of latencies) {
-  const sorted = [...list].sort((a, b) => a - b);
-  console.log(`  ${name.padEnd(18)} ${[50, 95, 99].map((p) => percentile(sorted, p).toFixed(1).padStart(7)).join(' ')}`);
+    for (const s of services.reverse()) await s.process.stop(30_000);
+  }
+  return runs;
 }
 
-server.closeAllConnections();
-await new Promise<void>((resolve) => server.close(() => resolve()));
-await runtime.close();
-await gateway.close();
-await recreateDatabase(DATABASE_URL);
+async function benchRestate(gateway: { url: string; process: Managed }): Promise<RunResult[]> {
+  ensureRestateInstalled(say);
+  const versions = restateVersions();
+  say(
+    `\n── Restate ${versions.server} (SDK ${versions.sdk}): one virtual object per order, same lifecycle; ${opts.restatePartitions} partition${opts.restatePartitions > 1 ? 's' : ''}, notifications ${opts.restateNotifications ? 'on' : 'off'} ──`,
+  );
+  const stack = await startRestate(group, {
+    paymentUrl: gateway.url,
+    secret: SECRET,
+    partitions: opts.restatePartitions,
+    notifications: opts.restateNotifications,
+    nodeArgs: NODE_ARGS,
+  });
+  scratchDirs.add(stack.dataDir);
+  const runs: RunResult[] = [];
+  try {
+    for (const concurrency of opts.concurrency) {
+      say(`  concurrency ${concurrency}: ${opts.warmupS} s warm-up, ${opts.durationS} s measured`);
+      const result = await measure({
+        system: 'restate',
+        urls: [stack.ingressUrl],
+        concurrency,
+        durationS: opts.durationS,
+        warmupS: opts.warmupS,
+        servers: [stack.server, stack.service],
+        memoryOf: [stack.server, stack.service],
+        gateway: gateway.process,
+        viewStatusUrls: [],
+      });
+      runs.push(result);
+      say(runLine(result));
+      await settle([stack.server, stack.service]);
+    }
+  } finally {
+    await stack.stop();
+  }
+  return runs;
+}
 
+async function soak(gateway: { url: string; process: Managed }, seconds: number): Promise<{ result: RunResult; tables: TableGrowth[] }> {
+  say(`\n── soak: Baedal, 1 process, concurrency 16, ${seconds} s measured; memory every 30 s ──`);
+  const service = await startService(1, gateway.url);
+  let before: ReturnType<typeof tableStats> | undefined;
+  let after: ReturnType<typeof tableStats> | undefined;
+  let nextPrint = 0;
+  const result = await measure({
+    system: 'baedal',
+    urls: [service.url],
+    concurrency: 16,
+    durationS: seconds,
+    warmupS: 5,
+    servers: [service.process],
+    memoryOf: [service.process],
+    gateway: gateway.process,
+    viewStatusUrls: [service.url],
+    onRss: (elapsed, mb) => {
+      if (elapsed + 0.5 < nextPrint) return;
+      nextPrint += 30;
+      say(`  [${elapsed.toFixed(0).padStart(5)} s] RSS ${Object.entries(mb).map(([name, v]) => `${name} ${v.toFixed(1)} MB`).join(', ')}`);
+    },
+    onWindow: (phase) => {
+      if (phase === 'measure') before = tableStats();
+      else after = tableStats();
+    },
+  });
+  await service.process.stop(30_000);
+  if (!before || !after) throw new Error('the measured window never opened or closed');
+  const [first, last] = [await before, await after];
+  const tables = [...last].map(([table, a]) => {
+    const b = first.get(table) ?? { inserted: 0, deleted: 0, live: 0, bytes: 0 };
+    return { table, inserted: a.inserted - b.inserted, deleted: a.deleted - b.deleted, live: a.live, bytes: a.bytes };
+  });
+  return { result, tables };
+}
+
+interface TableGrowth {
+  table: string;
+  inserted: number;
+  deleted: number;
+  live: number;
+  bytes: number;
+}
+
+async function tableStats(): Promise<Map<string, { inserted: number; deleted: number; live: number; bytes: number }>> {
+  const rows = await query<{ table: string; inserted: string; deleted: string; live: string; bytes: string }>(
+    `SELECT relname AS table, n_tup_ins AS inserted, n_tup_del AS deleted, n_live_tup AS live, pg_total_relation_size(relid) AS bytes FROM pg_stat_user_tables`,
+  );
+  return new Map(rows.map((r) => [r.table, { inserted: Number(r.inserted), deleted: Number(r.deleted), live: Number(r.live), bytes: Number(r.bytes) }]));
+}
+
+async function main(): Promise<void> {
+  const started = performance.now();
+  await recreateDatabase();
+  const machine = await machineHeader();
+  say(`Baedal benchmark — ${machine.date}; ${machine.nproc} cores (${machine.cpu}), ${machine.memoryGiB} GiB, Node ${machine.node}, PostgreSQL ${machine.postgres}, Redis ${machine.redis}`);
+  say(`load average at the start: ${machine.loadAverageAtStart} (anything above 0 is other work on this machine); logs in ${LOG_DIR} (kept if the run fails)`);
+  const gateway = await startGateway();
+
+  if (soakS !== undefined) {
+    const { result, tables } = await soak(gateway, soakS);
+    say(`\n${resultsTable([result])}`);
+    say('\nmemory over the run:');
+    say(rssText(result.rss, rssSlopeMbPer10Min));
+    say(`\ntable growth over the measured window (${result.load.commands} commands; PostgreSQL's statistics, approximate):`);
+    say('  table                          inserted   deleted  per 1,000 commands   live rows   size MB');
+    for (const t of tables.sort((a, b) => b.inserted - a.inserted)) {
+      say(`  ${t.table.padEnd(28)} ${String(t.inserted).padStart(10)} ${String(t.deleted).padStart(9)} ${(((t.inserted - t.deleted) * 1000) / Math.max(1, result.load.commands)).toFixed(1).padStart(19)} ${String(t.live).padStart(11)} ${(t.bytes / 2 ** 20).toFixed(1).padStart(9)}`);
+    }
+    if (v.out) writeFileSync(v.out, `${JSON.stringify({ machine, soak: result, tables }, null, 2)}\n`);
+    return;
+  }
+
+  const ceilings = opts.ceilings ? await measureCeilings() : {};
+  const runs: RunResult[] = [];
+  if (opts.targets.includes('baedal')) runs.push(...(await benchBaedal(gateway)));
+  if (opts.targets.includes('restate')) runs.push(...(await benchRestate(gateway)));
+
+  say(`\n══ results (${opts.durationS} s measured per run after ${opts.warmupS} s of warm-up; ${opts.stores} stores; 85 % full lifecycles, 10 % cancelled after pay, 5 % rejected) ══\n`);
+  say(resultsTable(runs));
+  say('\nceilings, measured in this run:');
+  say(ceilingsText(ceilings));
+  if (runs.some((r) => r.system === 'baedal')) {
+    say('\ntargets:');
+    say(targetsText(runs, ceilings));
+  }
+  const wrong = runs.filter((r) => r.load.verify && r.load.verify.mismatches > 0);
+  const errors = runs.filter((r) => r.load.errors.total > 0);
+  for (const r of errors) say(`\n${systemLabel(r)} at concurrency ${r.concurrency} had ${r.load.errors.total} errors: ${JSON.stringify(r.load.errors.byKind)}`);
+  say(`\nfinished in ${((performance.now() - started) / 1000).toFixed(0)} s; load average now ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+  if (v.out) {
+    writeFileSync(v.out, `${JSON.stringify({ machine, options: opts, ceilings, runs }, null, 2)}\n`);
+    say(`every figure written to ${v.out}`);
+  }
+  if (wrong.length) {
+    for (const r of wrong) console.error(`${systemLabel(r)} at concurrency ${r.concurrency}: ${r.load.verify!.mismatches} lifecycles ended in the wrong state, e.g. ${JSON.stringify(r.load.verify!.examples.slice(0, 3))}`);
+    process.exitCode = 1;
+  }
+}
+
+main().then(() => finish(Number(process.exitCode ?? 0)), fail);

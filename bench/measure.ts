@@ -1,0 +1,196 @@
+// What the benchmark samples around one load run: CPU time of every party, memory of the
+// service processes, and view lag when the service reports it.
+import { percentile } from '../scripts/load/stats.ts';
+import { cpuSeconds, machineCpu, postgresCpuSeconds, redisCpuSeconds, rssBytes } from './proc.ts';
+
+export interface Watched {
+  name: string;
+  pid: number;
+}
+
+export interface CpuSnapshot {
+  at: number;
+  byName: Map<string, number>;
+  postgres: number;
+  redis: number;
+  machine: { busy: number; total: number };
+}
+
+export function cpuSnapshot(watched: readonly Watched[]): CpuSnapshot {
+  return {
+    at: performance.now(),
+    byName: new Map(watched.map((w) => [w.name, cpuSeconds(w.pid)])),
+    postgres: postgresCpuSeconds(),
+    redis: redisCpuSeconds(),
+    machine: machineCpu(),
+  };
+}
+
+/** CPU seconds each party used between two snapshots, and how many cores the machine kept busy. */
+export interface CpuUse {
+  seconds: number;
+  byName: Record<string, number>;
+  postgres: number;
+  redis: number;
+  /** Cores busy on average over the window, everything on the machine included. */
+  machineBusyCores: number;
+}
+
+export function cpuUse(a: CpuSnapshot, b: CpuSnapshot): CpuUse {
+  const seconds = (b.at - a.at) / 1000;
+  const byName: Record<string, number> = {};
+  for (const [name, v] of b.byName) byName[name] = v - (a.byName.get(name) ?? v);
+  return {
+    seconds,
+    byName,
+    postgres: b.postgres - a.postgres,
+    redis: b.redis - a.redis,
+    machineBusyCores: (b.machine.busy - a.machine.busy) / seconds,
+  };
+}
+
+export interface RssTrack {
+  name: string;
+  /** [seconds since the window opened, MB] */
+  samples: [number, number][];
+}
+
+export interface ViewLag {
+  available: boolean;
+  /** Why there is no figure, when there is none. */
+  note?: string;
+  samples: number;
+  maxMs: number;
+  p99Ms: number;
+}
+
+/**
+ * The largest number found under a key that names a lag (`lagMs`, `lag_ms`, `maxLagMs`, `lag`, ...)
+ * anywhere in a JSON document, in milliseconds (keys that say seconds are converted). The shape
+ * of GET /views/_status is the service's to choose; this reads any of the usual ones.
+ */
+export function largestLagMs(doc: unknown, key = ''): number | undefined {
+  if (typeof doc === 'number') {
+    if (!Number.isFinite(doc) || !/lag/i.test(key) || /event|count|seq|position|jobs/i.test(key)) return undefined;
+    return /(seconds|secs|_s|[a-z]S)$/.test(key) ? doc * 1000 : doc;
+  }
+  if (doc === null || typeof doc !== 'object') return undefined;
+  const entries: [string, unknown][] = Array.isArray(doc) ? doc.map((v) => [key, v]) : Object.entries(doc);
+  let best: number | undefined;
+  for (const [k, v] of entries) {
+    const found = largestLagMs(v, k);
+    if (found !== undefined && (best === undefined || found > best)) best = found;
+  }
+  return best;
+}
+
+/**
+ * Samples, while a load run's measured window is open, each service process's resident memory
+ * (every second) and the view lag its GET /views/_status reports (every 250 ms). A service
+ * without that route (404) has no view lag to report: "n/a".
+ */
+export class RunSampler {
+  private readonly rss: RssTrack[];
+  private readonly lags: number[] = [];
+  private viewNote: string | undefined;
+  private timers: NodeJS.Timeout[] = [];
+  private started = 0;
+  private inFlight = false;
+
+  constructor(
+    private readonly processes: readonly Watched[],
+    private readonly viewStatusUrls: readonly string[],
+    private readonly adminToken: string,
+    private readonly onRss?: (elapsedS: number, mb: Record<string, number>) => void,
+  ) {
+    this.rss = processes.map((p) => ({ name: p.name, samples: [] }));
+    if (viewStatusUrls.length === 0) this.viewNote = 'not sampled';
+  }
+
+  start(): void {
+    this.started = performance.now();
+    this.sampleRss();
+    this.timers.push(setInterval(() => this.sampleRss(), 1000));
+    if (!this.viewNote) this.timers.push(setInterval(() => void this.sampleLag(), 250));
+  }
+
+  stop(): { rss: RssTrack[]; viewLag: ViewLag } {
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    this.sampleRss();
+    const sorted = Float64Array.from(this.lags).sort();
+    return {
+      rss: this.rss,
+      viewLag: {
+        available: this.lags.length > 0,
+        ...(this.lags.length === 0 && { note: this.viewNote ?? 'no sample answered in time' }),
+        samples: this.lags.length,
+        maxMs: sorted.length ? sorted[sorted.length - 1]! : NaN,
+        p99Ms: percentile(sorted, 99),
+      },
+    };
+  }
+
+  private sampleRss(): void {
+    const elapsed = (performance.now() - this.started) / 1000;
+    const now: Record<string, number> = {};
+    this.processes.forEach((p, i) => {
+      const bytes = rssBytes(p.pid);
+      if (bytes !== undefined) {
+        now[p.name] = bytes / 2 ** 20;
+        this.rss[i]!.samples.push([elapsed, bytes / 2 ** 20]);
+      }
+    });
+    this.onRss?.(elapsed, now);
+  }
+
+  private async sampleLag(): Promise<void> {
+    if (this.inFlight || this.viewNote) return;
+    this.inFlight = true;
+    try {
+      let worst: number | undefined;
+      for (const url of this.viewStatusUrls) {
+        const res = await fetch(`${url}/views/_status`, { headers: { authorization: `Bearer ${this.adminToken}` }, signal: AbortSignal.timeout(2000) });
+        if (res.status === 404) {
+          this.viewNote = 'n/a: the service has no GET /views/_status';
+          await res.arrayBuffer();
+          return;
+        }
+        if (!res.ok) {
+          this.viewNote = `n/a: GET /views/_status answered ${res.status}`;
+          await res.arrayBuffer();
+          return;
+        }
+        const lag = largestLagMs(await res.json());
+        if (lag === undefined) {
+          this.viewNote = 'n/a: GET /views/_status names no lag';
+          return;
+        }
+        worst = worst === undefined ? lag : Math.max(worst, lag);
+      }
+      if (worst !== undefined) this.lags.push(worst);
+    } catch {
+      // a sample that did not answer within its deadline is skipped
+    } finally {
+      this.inFlight = false;
+    }
+  }
+}
+
+/** Least-squares slope of memory over time, in MB per 10 minutes. */
+export function rssSlopeMbPer10Min(samples: readonly [number, number][]): number {
+  const n = samples.length;
+  if (n < 2) return NaN;
+  let sx = 0;
+  let sy = 0;
+  let sxx = 0;
+  let sxy = 0;
+  for (const [x, y] of samples) {
+    sx += x;
+    sy += y;
+    sxx += x * x;
+    sxy += x * y;
+  }
+  const denominator = n * sxx - sx * sx;
+  return denominator === 0 ? NaN : ((n * sxy - sx * sy) / denominator) * 600;
+}

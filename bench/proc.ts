@@ -1,0 +1,115 @@
+// CPU time and memory of processes, read from Linux's /proc (the benchmark runs on Linux).
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+
+/** Clock ticks per second of /proc/<pid>/stat (USER_HZ). */
+const TICKS_PER_S = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+interface StatTimes {
+  /** utime + stime of the process, all its threads. */
+  own: number;
+  /** cutime + cstime: its children that exited and were waited for (PostgreSQL backends that ended). */
+  children: number;
+}
+
+function statTimes(pid: number): StatTimes | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined; // gone
+  }
+  // The command name may hold spaces and parentheses; the fields start after the last ')'.
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  // fields[0] is field 3 (state); utime, stime, cutime, cstime are fields 14..17.
+  const n = (i: number) => Number(fields[i - 3]) / TICKS_PER_S;
+  return { own: n(14) + n(15), children: n(16) + n(17) };
+}
+
+/** CPU seconds (user + system) the process has used so far, 0 once it is gone. */
+export function cpuSeconds(pid: number): number {
+  return statTimes(pid)?.own ?? 0;
+}
+
+/** Resident memory in bytes, or undefined once the process is gone. */
+export function rssBytes(pid: number): number | undefined {
+  try {
+    const match = /^VmRSS:\s+(\d+)\s+kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return match ? Number(match[1]) * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function allPids(): number[] {
+  return readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d))
+    .map(Number);
+}
+
+function uidOf(pid: number): number | undefined {
+  try {
+    const match = /^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return match ? Number(match[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function commOf(pid: number): string | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
+function uidOfUser(name: string): number | undefined {
+  try {
+    const line = readFileSync('/etc/passwd', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith(`${name}:`));
+    return line ? Number(line.split(':')[2]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const POSTGRES_UID = uidOfUser('postgres');
+
+/**
+ * CPU seconds used by every PostgreSQL process (those of user postgres): the backends that are
+ * alive, plus, through the postmaster's children times, those that have ended. PostgreSQL is
+ * shared, so anything else using it on this machine is counted too.
+ */
+export function postgresCpuSeconds(): number {
+  if (POSTGRES_UID === undefined) return NaN;
+  let total = 0;
+  for (const pid of allPids()) {
+    if (uidOf(pid) !== POSTGRES_UID) continue;
+    const t = statTimes(pid);
+    if (t) total += t.own + t.children;
+  }
+  return total;
+}
+
+/** CPU seconds used by every `redis-server` process on the machine. */
+export function redisCpuSeconds(): number {
+  let total = 0;
+  for (const pid of allPids()) if (commOf(pid) === 'redis-server') total += cpuSeconds(pid);
+  return total;
+}
+
+/** The whole machine's CPU time from /proc/stat: busy and total, in seconds summed over all cores. */
+export function machineCpu(): { busy: number; total: number } {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n')[0]!;
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = line.trim().split(/\s+/).slice(1, 9).map(Number) as number[];
+  const busy = user! + nice! + system! + irq! + softirq! + steal!;
+  return { busy: busy / TICKS_PER_S, total: (busy + idle! + iowait!) / TICKS_PER_S };
+}

@@ -1,0 +1,140 @@
+// How the benchmark prints what it measured.
+import type { LoadSummary } from '../scripts/load/runner.ts';
+import type { Ceiling } from './ceilings.ts';
+import type { CpuUse, RssTrack, ViewLag } from './measure.ts';
+
+export type System = 'baedal' | 'restate' | 'bare';
+
+/** One load run and everything measured around it. */
+export interface RunResult {
+  system: System;
+  /** Service processes (Baedal replicas); 1 for Restate and the bare server. */
+  processes: number;
+  concurrency: number;
+  load: LoadSummary;
+  cpu: CpuUse & {
+    /** CPU ms per command of: the service processes (Baedal) or restate-server + its service endpoint (Restate). */
+    serviceMsPerCommand: number;
+    postgresMsPerCommand: number;
+    redisMsPerCommand: number;
+    gatewayMsPerCommand: number;
+    loadGeneratorMsPerCommand: number;
+  };
+  rss: RssTrack[];
+  viewLag: ViewLag;
+}
+
+export interface Ceilings {
+  postgres?: Ceiling;
+  bullmq?: Ceiling;
+  bareHttp?: RunResult;
+}
+
+const f = (v: number | undefined, digits = 1) => (v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(digits));
+const pad = (s: string, n: number) => s.padStart(n);
+
+export function systemLabel(r: Pick<RunResult, 'system' | 'processes'>): string {
+  if (r.system === 'baedal') return `Baedal ×${r.processes}`;
+  if (r.system === 'restate') return 'Restate';
+  return 'bare HTTP';
+}
+
+/** One line right after a run. */
+export function runLine(r: RunResult): string {
+  const l = r.load;
+  const check = !l.verify ? 'no final check' : l.verify.mismatches === 0 ? `final check ok (${l.verify.checked})` : `FINAL CHECK: ${l.verify.mismatches} of ${l.verify.checked} in the wrong state`;
+  return (
+    `  → ${f(l.commandsPerS, 0)} commands/s, ${f(l.lifecycles.perS)} lifecycles/s, p50/p95/p99 ${f(l.latencyMs.overall.p50)}/${f(l.latencyMs.overall.p95)}/${f(l.latencyMs.overall.p99)} ms, ` +
+    `errors ${l.errors.total}, ${check}; CPU ms/command: service ${f(r.cpu.serviceMsPerCommand, 2)}, PostgreSQL ${f(r.cpu.postgresMsPerCommand, 2)}, load generator ${f(r.cpu.loadGeneratorMsPerCommand, 2)}`
+  );
+}
+
+/** Cores kept busy during the run by processes this benchmark does not account for: other work on the machine. */
+export function othersCores(r: RunResult): number {
+  const ours = Object.values(r.cpu.byName).reduce((sum, s) => sum + s, 0) + r.cpu.postgres + r.cpu.redis;
+  return Math.max(0, r.cpu.machineBusyCores - ours / r.cpu.seconds);
+}
+
+export function resultsTable(runs: readonly RunResult[]): string {
+  const lines: string[] = [];
+  lines.push('system      conc  commands/s  lifecycles/s   p50 ms   p95 ms   p99 ms  errors  wrong state');
+  for (const r of runs) {
+    const l = r.load;
+    lines.push(
+      `${systemLabel(r).padEnd(10)} ${pad(String(r.concurrency), 5)} ${pad(f(l.commandsPerS, 0), 11)} ${pad(f(l.lifecycles.perS), 13)} ${pad(f(l.latencyMs.overall.p50), 8)} ${pad(f(l.latencyMs.overall.p95), 8)} ${pad(f(l.latencyMs.overall.p99), 8)} ${pad(String(l.errors.total), 7)} ${pad(l.verify ? String(l.verify.mismatches) : 'n/a', 12)}`,
+    );
+  }
+  lines.push('');
+  lines.push('CPU ms per command  service  PostgreSQL  Redis  gateway  load gen   cores busy (others)   RSS MB start→end (max)   view lag max / p99 ms');
+  for (const r of runs) {
+    const rss =
+      r.rss
+        .map((t) => {
+          const mbs = t.samples.map(([, mb]) => mb);
+          return `${f(mbs[0], 0)}→${f(mbs[mbs.length - 1], 0)} (${f(Math.max(...mbs), 0)})`;
+        })
+        .join(' + ') || '-';
+    const lag = r.viewLag.available ? `${f(r.viewLag.maxMs, 0)} / ${f(r.viewLag.p99Ms, 0)}` : (r.viewLag.note ?? 'n/a');
+    lines.push(
+      `${`${systemLabel(r)} c${r.concurrency}`.padEnd(18)} ${pad(f(r.cpu.serviceMsPerCommand, 2), 8)} ${pad(f(r.cpu.postgresMsPerCommand, 2), 11)} ${pad(f(r.cpu.redisMsPerCommand, 2), 6)} ${pad(f(r.cpu.gatewayMsPerCommand, 2), 8)} ${pad(f(r.cpu.loadGeneratorMsPerCommand, 2), 9)} ${pad(f(r.cpu.machineBusyCores, 2), 11)} (${f(othersCores(r), 2)})   ${pad(rss, 24)}   ${lag}`,
+    );
+  }
+  return lines.join('\n');
+}
+
+export function ceilingsText(c: Ceilings): string {
+  const lines: string[] = [];
+  if (c.postgres) {
+    lines.push(
+      `  PostgreSQL, one command's transaction (BEGIN; SELECT … FOR UPDATE; UPDATE with version check; INSERT journal; COMMIT), pg pool 8, 64 callers: ${f(c.postgres.perS, 0)} tx/s (PostgreSQL ${f(c.postgres.serverCpuMsPerOp, 3)} CPU ms per tx)`,
+    );
+  }
+  if (c.bullmq) lines.push(`  BullMQ, add + process of small jobs, 1 Worker with concurrency 8: ${f(c.bullmq.perS, 0)} jobs/s (Redis ${f(c.bullmq.serverCpuMsPerOp, 3)} CPU ms per job)`);
+  if (c.bareHttp) {
+    lines.push(
+      `  bare Node HTTP server answering a constant, same load generator, concurrency ${c.bareHttp.concurrency}: ${f(c.bareHttp.load.commandsPerS, 0)} requests/s (p50 ${f(c.bareHttp.load.latencyMs.overall.p50)} ms; server ${f(c.bareHttp.cpu.serviceMsPerCommand, 3)} CPU ms, load generator ${f(c.bareHttp.cpu.loadGeneratorMsPerCommand, 3)} CPU ms per request)`,
+    );
+  }
+  return lines.length ? lines.join('\n') : '  (not measured: --no-ceilings)';
+}
+
+const mark = (ok: boolean | undefined) => (ok === undefined ? '' : ok ? '  ✓' : '  ✗');
+
+/** The issue's targets, each against this run's figures. */
+export function targetsText(runs: readonly RunResult[], c: Ceilings): string {
+  const lines: string[] = [];
+  const baedal = runs.filter((r) => r.system === 'baedal');
+  const restate64 = runs.find((r) => r.system === 'restate' && r.concurrency === 64);
+  const at = (conc: number) => baedal.filter((r) => r.concurrency === conc);
+  for (const r of at(64)) {
+    const x = r.load.commandsPerS;
+    const parts: string[] = [];
+    if (restate64) parts.push(`Restate ×${f(x / restate64.load.commandsPerS, 2)} (target ≥ 2.5)${mark(x / restate64.load.commandsPerS >= 2.5)}`);
+    else parts.push('Restate: not run (npm run bench -- --targets baedal,restate)');
+    if (c.postgres) parts.push(`PostgreSQL ceiling ×${f(x / c.postgres.perS, 2)} (target ≥ 0.45)${mark(x / c.postgres.perS >= 0.45)}`);
+    if (c.bareHttp) parts.push(`bare HTTP ×${f(x / c.bareHttp.load.commandsPerS, 2)} (as close to 1 as can be)`);
+    if (c.bullmq) parts.push(`BullMQ ×${f(x / c.bullmq.perS, 2)}`);
+    lines.push(`  ${systemLabel(r)} at concurrency 64, ${f(x, 0)} commands/s against: ${parts.join('; ')}`);
+  }
+  for (const r of at(1)) lines.push(`  ${systemLabel(r)} p50 at concurrency 1: ${f(r.load.latencyMs.overall.p50, 2)} ms (target ≤ 3 ms)${mark(r.load.latencyMs.overall.p50 <= 3)}`);
+  for (const r of at(16)) lines.push(`  ${systemLabel(r)} p99 at concurrency 16: ${f(r.load.latencyMs.overall.p99, 1)} ms (target ≤ 50 ms)${mark(r.load.latencyMs.overall.p99 <= 50)}`);
+  for (const r of baedal) {
+    if (r.viewLag.available) lines.push(`  ${systemLabel(r)} view lag p99 at concurrency ${r.concurrency}: ${f(r.viewLag.p99Ms, 0)} ms (target ≤ 100 ms at half the top rate)`);
+  }
+  if (baedal.length && !baedal.some((r) => r.viewLag.available)) lines.push(`  view lag: ${baedal[0]!.viewLag.note ?? 'n/a'}`);
+  return lines.join('\n');
+}
+
+/**
+ * Memory over a soak run: per process, first and last sample, the largest, and the trend over the
+ * second half of the window (the first half holds the warming of caches and compiled code).
+ */
+export function rssText(tracks: readonly RssTrack[], slope: (samples: [number, number][]) => number): string {
+  return tracks
+    .map((t) => {
+      const mbs = t.samples.map(([, mb]) => mb);
+      const secondHalf = t.samples.slice(Math.floor(t.samples.length / 2));
+      return `  ${t.name}: ${f(mbs[0], 1)} MB at the start of the window, ${f(mbs[mbs.length - 1], 1)} MB at the end, max ${f(Math.max(...mbs), 1)} MB; trend over the second half ${f(slope(secondHalf), 1)} MB per 10 min`;
+    })
+    .join('\n');
+}

@@ -1,0 +1,90 @@
+import http from 'node:http';
+
+/** What one request came back with: an HTTP status and its JSON body, or status 0 and a network error code. */
+export interface HttpResult {
+  status: number;
+  body: any;
+  /** `Retry-After` in seconds, when the server sent one. */
+  retryAfter?: number;
+  /** Set when no HTTP answer arrived: ECONNREFUSED, ECONNRESET, ETIMEDOUT, ... */
+  networkError?: string;
+}
+
+interface Origin {
+  hostname: string;
+  port: number;
+  agent: http.Agent;
+}
+
+/**
+ * A small HTTP/1.1 client on keep-alive sockets, kept cheap because on a 2-core machine the load
+ * generator's own CPU competes with the service it measures. With several base URLs it spreads
+ * requests over them round-robin, as a load balancer in front of the replicas would.
+ */
+export class HttpClient {
+  private readonly origins: Origin[];
+  private next = 0;
+
+  constructor(
+    baseUrls: readonly string[],
+    private readonly opts: { maxSockets: number; timeoutMs: number },
+  ) {
+    if (baseUrls.length === 0) throw new Error('at least one URL is needed');
+    this.origins = baseUrls.map((raw) => {
+      const url = new URL(raw);
+      if (url.protocol !== 'http:') throw new Error(`only http:// URLs are supported, not ${raw}`);
+      if (url.pathname !== '/' || url.search) throw new Error(`a base URL has no path or query: ${raw}`);
+      return {
+        hostname: url.hostname.replace(/^\[|\]$/g, ''),
+        port: Number(url.port || 80),
+        agent: new http.Agent({ keepAlive: true, maxSockets: opts.maxSockets, maxFreeSockets: opts.maxSockets, scheduling: 'lifo' }),
+      };
+    });
+  }
+
+  /** Sends one request to the next origin; never rejects (a network failure is a result too). */
+  request(method: string, path: string, token: string | undefined, body?: string): Promise<HttpResult> {
+    const origin = this.origins[this.next]!;
+    this.next = (this.next + 1) % this.origins.length;
+    const headers: http.OutgoingHttpHeaders = { accept: 'application/json' };
+    if (token) headers.authorization = `Bearer ${token}`;
+    if (body !== undefined) {
+      headers['content-type'] = 'application/json';
+      headers['content-length'] = Buffer.byteLength(body);
+    }
+    return new Promise((resolve) => {
+      let settled = false;
+      const done = (r: HttpResult) => {
+        if (!settled) {
+          settled = true;
+          resolve(r);
+        }
+      };
+      const req = http.request({ hostname: origin.hostname, port: origin.port, method, path, headers, agent: origin.agent }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('error', (err: NodeJS.ErrnoException) => done({ status: 0, body: undefined, networkError: err.code ?? err.message }));
+        res.on('end', () => {
+          const text = chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8');
+          let parsed: unknown;
+          if (text.length > 0 && (res.headers['content-type'] ?? '').includes('json')) {
+            try {
+              parsed = JSON.parse(text);
+            } catch {
+              parsed = text;
+            }
+          } else parsed = text || undefined;
+          const retryAfter = res.headers['retry-after'] === undefined ? undefined : Number(res.headers['retry-after']);
+          done({ status: res.statusCode ?? 0, body: parsed, ...(retryAfter !== undefined && Number.isFinite(retryAfter) && { retryAfter }) });
+        });
+      });
+      req.setTimeout(this.opts.timeoutMs, () => req.destroy(Object.assign(new Error('request timed out'), { code: 'ETIMEDOUT' })));
+      req.on('error', (err: NodeJS.ErrnoException) => done({ status: 0, body: undefined, networkError: err.code ?? err.message }));
+      req.end(body);
+    });
+  }
+
+  close(): void {
+    for (const o of this.origins) o.agent.destroy();
+  }
+}
