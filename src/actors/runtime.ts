@@ -13,7 +13,7 @@ import type { PaymentGateway } from '../payment/payment-gateway.ts';
 import { paymentReconciliation } from '../payment/reconcile.work.ts';
 import { refundWork } from '../payment/refund.work.ts';
 import { createResilientGateway, type ResilientGateway } from '../payment/resilient-gateway.ts';
-import { deliveriesView } from '../views/deliveries.view.ts';
+import { viewConsumers } from '../views/registry.ts';
 import type { AnyConsumer } from './consumers.ts';
 import { EventBus } from './event-bus.ts';
 import { createOrderActors, createOrderSteps, type OrderActors } from './order-actor.ts';
@@ -103,7 +103,7 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
   await redis.connect().catch((err: Error) => log.warn({ err: err.message }, 'Redis is not reachable yet'));
 
   const work = new WorkQueue({ redisUrl: config.REDIS_URL, prefix: config.QUEUE_PREFIX, log });
-  const consumers: AnyConsumer[] = [notifierConsumer(work), deliveriesView()];
+  const consumers: AnyConsumer[] = [notifierConsumer(work), ...viewConsumers(pg)];
   const bus = new EventBus({ redisUrl: config.REDIS_URL, prefix: config.QUEUE_PREFIX, consumers, log: log.child({ part: 'events' }) });
 
   const steps = createOrderSteps({
