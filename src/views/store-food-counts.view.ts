@@ -59,7 +59,7 @@ export function foldFoodCounts(state: FoodCountState | null, e: OrderEvent): { s
 export const storeFoodCountsView: ViewDefinition<FoodCountState> = {
   name: NAME,
   tables: ['view_store_food_counts'],
-  describe: 'per store and food, the quantity in received orders less those cancelled or rejected',
+  describe: 'per store and food, the quantity received less what was called off',
   consumer(): Consumer<FoodCountState> {
     return {
       name: `view.${NAME}`,
@@ -77,13 +77,17 @@ export const storeFoodCountsView: ViewDefinition<FoodCountState> = {
         const sums = sumByKey(deltas);
         if (sums.length > 0) {
           const keys = sums.map(([key]) => key.split(' '));
-          await tx.query(
+          const written = await tx.query<{ store_id: string; food_id: string; count: number }>(
             `INSERT INTO view_store_food_counts (store_id, food_id, count)
              SELECT d.store_id, d.food_id, d.delta FROM unnest($1::text[], $2::text[], $3::int[]) WITH ORDINALITY AS d(store_id, food_id, delta, n)
              ORDER BY d.n
-             ON CONFLICT (store_id, food_id) DO UPDATE SET count = view_store_food_counts.count + EXCLUDED.count`,
+             ON CONFLICT (store_id, food_id) DO UPDATE SET count = view_store_food_counts.count + EXCLUDED.count
+             RETURNING store_id, food_id, count`,
             [keys.map(([s]) => s), keys.map(([, f]) => f), sums.map(([, n]) => n)],
           );
+          // Only a received order is taken off again: a count below 0 means events were lost or applied twice.
+          const negative = written.find((r) => r.count < 0);
+          if (negative) throw new Error(`${NAME}: the count of ${negative.food_id} at ${negative.store_id} would be ${negative.count}`);
         }
         return { states };
       },

@@ -43,11 +43,13 @@ export class Views1766000000000 implements MigrationInterface {
     await q.query(`CREATE INDEX view_store_orders_store_idx ON view_store_orders (store_id, paid_at DESC, order_id)`);
     await q.query(`CREATE INDEX view_store_orders_status_idx ON view_store_orders (store_id, status, paid_at DESC, order_id)`);
 
+    // No CHECK (count >= 0): PostgreSQL checks the row an upsert proposes (a decrement) before it
+    // finds the conflict; the view checks what the upsert returns instead.
     await q.query(`
       CREATE TABLE view_store_food_counts (
         store_id text    NOT NULL,
         food_id  text    NOT NULL,
-        count    integer NOT NULL CHECK (count >= 0),
+        count    integer NOT NULL,
         PRIMARY KEY (store_id, food_id)
       )`);
 
@@ -57,12 +59,16 @@ export class Views1766000000000 implements MigrationInterface {
         count    integer NOT NULL CHECK (count >= 0)
       )`);
 
-    // The deliveries view joins the others: its rows record the seq that offered them.
+    // The deliveries view joins the others: its rows record the seq last applied to them, and a
+    // withdrawn delivery keeps its row (withdrawn_at set) so that no older event can offer it again.
     await q.query(`ALTER TABLE view_deliveries ADD COLUMN seq integer`);
+    await q.query(`ALTER TABLE view_deliveries ADD COLUMN withdrawn_at timestamptz`);
     await q.query(`UPDATE view_deliveries d SET seq = o.version FROM orders o WHERE o.id = d.order_id`);
     await q.query(`UPDATE view_deliveries SET seq = 1 WHERE seq IS NULL`);
     await q.query(`ALTER TABLE view_deliveries ALTER COLUMN seq SET NOT NULL`);
     await q.query(`ALTER TABLE view_deliveries ADD CONSTRAINT view_deliveries_seq_check CHECK (seq >= 1)`);
+    await q.query(`DROP INDEX view_deliveries_area_idx`);
+    await q.query(`CREATE INDEX view_deliveries_offered_idx ON view_deliveries (area, cooked_at, order_id) WHERE withdrawn_at IS NULL`);
 
     await q.query(`
       CREATE TABLE view_status (
@@ -85,6 +91,10 @@ export class Views1766000000000 implements MigrationInterface {
 
   async down(q: QueryRunner): Promise<void> {
     await q.query(`DROP TABLE view_status`);
+    await q.query(`DELETE FROM view_deliveries WHERE withdrawn_at IS NOT NULL`);
+    await q.query(`DROP INDEX view_deliveries_offered_idx`);
+    await q.query(`CREATE INDEX view_deliveries_area_idx ON view_deliveries (area, cooked_at)`);
+    await q.query(`ALTER TABLE view_deliveries DROP COLUMN withdrawn_at`);
     await q.query(`ALTER TABLE view_deliveries DROP COLUMN seq`);
     await q.query(`DROP TABLE view_rider_delivery_counts`);
     await q.query(`DROP TABLE view_store_food_counts`);
