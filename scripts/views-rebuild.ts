@@ -62,6 +62,7 @@ function progressBar(label: string) {
   const tty = process.stderr.isTTY === true;
   let lastDraw = 0;
   let lastTenth = -1;
+  let lastLine = '';
   return (p: RebuildProgress, final = false) => {
     const ratio = p.ordersTotal === 0 ? 1 : Math.min(1, p.ordersDone / p.ordersTotal);
     const width = 30;
@@ -74,8 +75,9 @@ function progressBar(label: string) {
       return;
     }
     const tenth = Math.floor(ratio * 10);
-    if (final || tenth > lastTenth) {
+    if ((final && line !== lastLine) || tenth > lastTenth) {
       lastTenth = tenth;
+      lastLine = line;
       process.stderr.write(`${line}\n`);
     }
   };

@@ -100,3 +100,70 @@ export function shuffled<T>(items: readonly T[], random = Math.random): T[] {
   }
   return copy;
 }
+
+/** The view tables (as `viewTables` reads them) in the shape of `expectedViews`. */
+export function tablesAsExpected(tables: Record<string, unknown[]>): ExpectedViews {
+  const out: ExpectedViews = { customerOrders: new Map(), storeOrders: new Map(), foodCounts: new Map(), riderCounts: new Map(), deliveries: new Map() };
+  const push = <T>(map: Map<string, T[]>, key: string, value: T) => map.set(key, [...(map.get(key) ?? []), value]);
+  for (const r of tables.view_customer_orders as any[]) {
+    push(out.customerOrders, r.customer_id, { orderId: r.order_id, status: r.status, storeId: r.store_id, total: r.total, riderId: r.rider_id });
+  }
+  for (const r of tables.view_store_orders as any[]) {
+    push(out.storeOrders, r.store_id, { orderId: r.order_id, status: r.status, total: r.total, riderId: r.rider_id, items: r.items.map((i: { foodId: string; qty: number }) => ({ foodId: i.foodId, qty: i.qty })) });
+  }
+  for (const r of tables.view_store_food_counts as any[]) {
+    if (r.count === 0) continue;
+    const counts = out.foodCounts.get(r.store_id) ?? new Map<string, number>();
+    counts.set(r.food_id, r.count);
+    out.foodCounts.set(r.store_id, counts);
+  }
+  for (const r of tables.view_rider_delivery_counts as any[]) if (r.count !== 0) out.riderCounts.set(r.rider_id, r.count);
+  for (const r of tables.view_deliveries as any[]) if (r.withdrawn_at === null) push(out.deliveries, r.area, r.order_id);
+  for (const rows of out.customerOrders.values()) rows.sort(byOrderId);
+  for (const rows of out.storeOrders.values()) rows.sort(byOrderId);
+  for (const ids of out.deliveries.values()) ids.sort();
+  return out;
+}
+
+/** Maps as sorted plain objects, so chai's deep equality and its diff read well. */
+export function plain(views: ExpectedViews): Record<string, unknown> {
+  const sorted = <T>(m: Map<string, T>, f: (v: T) => unknown = (v) => v) => Object.fromEntries([...m].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, v]) => [k, f(v)]));
+  return {
+    customerOrders: sorted(views.customerOrders),
+    storeOrders: sorted(views.storeOrders),
+    foodCounts: sorted(views.foodCounts, (m) => sorted(m)),
+    riderCounts: sorted(views.riderCounts),
+    deliveries: sorted(views.deliveries),
+  };
+}
+
+/** The step sequences an order can take, from a new order to where it rests. */
+export const LIVES: readonly Step[][] = [
+  [],
+  ['payment-timeout'],
+  ['cancel'],
+  ['pay'],
+  ['pay', 'cancel'],
+  ['pay', 'reject'],
+  ['pay', 'store-accept-timeout'],
+  ['pay', 'accept'],
+  ['pay', 'accept', 'cancel'],
+  ['pay', 'accept', 'start-cooking'],
+  ['pay', 'accept', 'start-cooking', 'finish-cooking'],
+  ['pay', 'accept', 'start-cooking', 'finish-cooking', 'pick'],
+  ['pay', 'accept', 'start-cooking', 'finish-cooking', 'pick', 'confirm-delivery'],
+  ['pay', 'accept', 'start-cooking', 'finish-cooking', 'pick', 'confirm-delivery'],
+  ['pay', 'accept', 'start-cooking', 'finish-cooking', 'pick', 'confirm-delivery'],
+];
+
+/** A small seeded PRNG (mulberry32), so a failing run can be repeated. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
