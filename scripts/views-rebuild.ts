@@ -57,12 +57,11 @@ try {
   throw err;
 }
 
-/** One line on stderr: redrawn in place on a terminal, printed every 10 % (and at the end) otherwise. */
+/** One line on stderr: redrawn in place on a terminal, printed at every further 10 % otherwise. */
 function progressBar(label: string) {
   const tty = process.stderr.isTTY === true;
   let lastDraw = 0;
   let lastTenth = -1;
-  let lastLine = '';
   return (p: RebuildProgress, final = false) => {
     const ratio = p.ordersTotal === 0 ? 1 : Math.min(1, p.ordersDone / p.ordersTotal);
     const width = 30;
@@ -75,9 +74,8 @@ function progressBar(label: string) {
       return;
     }
     const tenth = Math.floor(ratio * 10);
-    if ((final && line !== lastLine) || tenth > lastTenth) {
+    if (tenth > lastTenth) {
       lastTenth = tenth;
-      lastLine = line;
       process.stderr.write(`${line}\n`);
     }
   };
