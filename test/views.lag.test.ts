@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { measureViews } from '../src/views/status.ts';
 import { eventually, request, startSystem, type Parties, type TestSystem } from './support/system.ts';
 
 interface ViewState {
@@ -73,6 +74,13 @@ describe('views: lag', function () {
       expect(answer.body).to.deep.equal({ riderId: p.riderId, count: 0 });
       expect(Number(answer.headers.get('x-view-lag-ms'))).to.be.greaterThan(1000);
       expect(Number(answer.headers.get('x-view-events-behind'))).to.equal(6);
+      // The measure scans a bounded window at each end of the unsettled events; beyond it, it says so.
+      const narrow = await measureViews(sys.runtime.pg, ['rider-delivery-counts'], 2);
+      expect(narrow.complete).to.equal(false);
+      expect(narrow.views[0]!.eventsBehind).to.be.within(1, 4);
+      const wide = await measureViews(sys.runtime.pg, ['rider-delivery-counts'], 1000);
+      expect(wide.complete).to.equal(true);
+      expect(wide.views[0]!.eventsBehind).to.equal(6);
       // …while the other views, on queues of their own, are caught up.
       const others = await eventually(async () => {
         const s = await status();

@@ -46,7 +46,7 @@ export const DeliveryCountSchema = z.object({ riderId: z.string(), count: z.numb
 
 export const ViewsStatusSchema = z.object({
   measuredAt: Timestamp,
-  complete: z.boolean().describe('false when more events were unsettled than the measure scans: eventsBehind is then a lower bound'),
+  complete: z.boolean().describe('false when more events were unsettled than the measure scans: eventsBehind and lagSeconds are then lower bounds'),
   views: z.array(
     z.object({
       view: z.string(),

@@ -24,7 +24,7 @@ export interface AvailableDelivery {
  * the seq last applied to it, and a withdrawn order keeps its row (with `withdrawn_at`), so no
  * event older than the row, replayed for whatever reason, can offer it again.
  */
-export function deliveriesView(): Consumer<DeliveryState> {
+function deliveriesConsumer(): Consumer<DeliveryState> {
   return {
     name: 'view.deliveries',
     async apply(tx: Sql, batch: OrderEvents<DeliveryState>[]): Promise<Applied<DeliveryState>> {
@@ -80,11 +80,11 @@ export function deliveriesView(): Consumer<DeliveryState> {
 }
 
 /** GET /deliveries?area=: the view riders look at for work. */
-export const deliveriesViewDefinition: ViewDefinition<DeliveryState> = {
+export const deliveriesView: ViewDefinition<DeliveryState> = {
   name: 'deliveries',
   tables: ['view_deliveries'],
   describe: 'cooked orders waiting for a rider, by area',
-  consumer: deliveriesView,
+  consumer: deliveriesConsumer,
 };
 
 export async function availableDeliveries(db: Database, area: string, limit: number): Promise<AvailableDelivery[]> {

@@ -1,14 +1,14 @@
 import type { AnyConsumer, Consumer } from '../actors/consumers.ts';
 import type { Database } from '../db/pg.ts';
 import { customerOrdersView } from './customer-orders.view.ts';
-import { deliveriesViewDefinition } from './deliveries.view.ts';
+import { deliveriesView } from './deliveries.view.ts';
 import { riderDeliveryCountsView } from './rider-delivery-counts.view.ts';
 import { storeFoodCountsView } from './store-food-counts.view.ts';
 import { storeOrdersView } from './store-orders.view.ts';
 import { consumerNameOf, type ViewDefinition } from './view.ts';
 
 /** Every read model the service keeps; the runtime runs a consumer for each. */
-export const VIEWS: readonly ViewDefinition[] = [customerOrdersView, storeOrdersView, storeFoodCountsView, riderDeliveryCountsView, deliveriesViewDefinition];
+export const VIEWS: readonly ViewDefinition[] = [customerOrdersView, storeOrdersView, storeFoodCountsView, riderDeliveryCountsView, deliveriesView];
 
 /** The view of that name (`customer-orders` or its consumer's name, `view.customer-orders`). */
 export function findView(name: string): ViewDefinition | undefined {

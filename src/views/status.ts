@@ -29,7 +29,7 @@ export interface ViewState {
 
 export interface ViewsStatus {
   measuredAt: string;
-  /** False when there were more unsettled events than the measure scans: `eventsBehind` is then a lower bound. */
+  /** False when there were more unsettled events than the measure scans: `eventsBehind` and `lagSeconds` are then lower bounds. */
   complete: boolean;
   views: ViewState[];
 }
@@ -59,13 +59,20 @@ interface Row {
 
 /**
  * Measures how far each view trails the journal, cheaply: only events not yet settled (applied by
- * every consumer, as the sweeper marks them) can be owed, and the partial index on them yields the
- * oldest first. A view's lag is the age of the oldest of those its checkpoint has not reached.
+ * every consumer, as the sweeper marks them) can be owed, and the partial index on them is in time
+ * order. A view's lag is the age of the oldest of those its checkpoint has not reached. It looks at
+ * the `scanLimit` oldest and the `scanLimit` newest: a view that stopped shows among the first, a
+ * view that keeps up but trails by a moment among the last. With more unsettled events than that
+ * (the sweeper behind), both figures are lower bounds and `complete` is false.
  */
-export async function measureViews(db: Database, views: readonly string[], scanLimit = 20_000): Promise<ViewsStatus> {
+export async function measureViews(db: Database, views: readonly string[], scanLimit = 10_000): Promise<ViewsStatus> {
   const rows = await db.query<Row>(
-    `WITH unsettled AS (
+    `WITH oldest AS (
        SELECT j.order_id, j.seq, j.at FROM order_journal j WHERE j.settled_at IS NULL ORDER BY j.at LIMIT $2
+     ), newest AS (
+       SELECT j.order_id, j.seq, j.at FROM order_journal j WHERE j.settled_at IS NULL ORDER BY j.at DESC LIMIT $2
+     ), unsettled AS (
+       SELECT * FROM oldest UNION SELECT * FROM newest
      ), owed AS (
        SELECT k.view, u.at
        FROM unsettled u CROSS JOIN unnest($1::text[]) AS k(view)
@@ -74,7 +81,7 @@ export async function measureViews(db: Database, views: readonly string[], scanL
      )
      SELECT k.view, count(o.at)::int AS behind, min(o.at) AS oldest,
             coalesce(greatest(0, extract(epoch FROM now() - min(o.at))), 0)::float8 AS lag_seconds,
-            now() AS measured_at, (SELECT count(*)::int FROM unsettled) AS unsettled,
+            now() AS measured_at, (SELECT count(*)::int FROM oldest) AS unsettled,
             s.applied_at, s.rebuild_needed, s.rebuild_started_at, s.rebuild_updated_at, s.rebuild_finished_at,
             s.rebuild_orders_done, s.rebuild_orders_total
      FROM unnest($1::text[]) WITH ORDINALITY AS k(view, n)
