@@ -63,9 +63,9 @@ export const ViewsStatusSchema = z.object({
   ),
 });
 
-export const CustomerParams = z.object({ customerId: idString('customer id (a customer token’s sub)') }).strict();
+export const CustomerParams = z.object({ customerId: idString('customer id: the sub of a customer token') }).strict();
 export const StoreParams = z.object({ storeId: idString('store id') }).strict();
-export const RiderParams = z.object({ riderId: idString('rider id (a rider token’s sub)') }).strict();
+export const RiderParams = z.object({ riderId: idString('rider id: the sub of a rider token') }).strict();
 export const StoreOrdersQuery = LimitQuery.extend({ status: z.enum(STORE_ORDER_STATUSES).optional().describe('only orders in this status') }).strict();
 
 /** Headers every view answer carries: where the view stood when it answered. */
