@@ -117,7 +117,7 @@ describe('authorization matrix (README.md "Authorization and limits")', () => {
   }
 
   async function call(method: string, path: string, token: string | undefined, orderId: string | undefined): Promise<ApiResponse> {
-    let concrete = path.replace(':storeId', p.storeId).replace(':id', orderId ?? ':id');
+    let concrete = path.replace(':storeId', p.storeId).replace(':customerId', p.customerId).replace(':riderId', p.riderId).replace(':id', orderId ?? ':id');
     if (path === '/deliveries') concrete += `?area=${p.area}`;
     let body: unknown;
     if (method === 'POST' && path.startsWith('/admin/')) body = {};
@@ -149,7 +149,7 @@ describe('authorization matrix (README.md "Authorization and limits")', () => {
           if (cell.any) {
             cases.push(['own', cell.any]);
             // A stranger of the role is a different caller only where the route has an owner.
-            const owned = ownsOrder || route.path.includes(':storeId');
+            const owned = ownsOrder || /:(storeId|customerId|riderId)\b/.test(route.path);
             if (owned && caller !== 'anonymous' && caller !== 'admin') cases.push(['other', cell.any]);
           } else {
             cases.push(['own', cell.own!], ['other', cell.other!]);

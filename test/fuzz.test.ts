@@ -353,12 +353,14 @@ describe('fuzz: hostile input on every route', function () {
     const last = /^\/orders\/:id\/([a-z-]+)$/.exec(route.path)?.[1];
     const command = last !== undefined && last in COMMAND_ROLE ? last : undefined;
     const params: Record<string, string> = {};
-    for (const [, name] of route.path.matchAll(/:(\w+)/g)) params[name!] = name === 'storeId' ? p.storeId : (orderFor.get(command ?? '') ?? readOrder);
+    const partyIds: Record<string, string> = { storeId: p.storeId, customerId: p.customerId, riderId: p.riderId };
+    for (const [, name] of route.path.matchAll(/:(\w+)/g)) params[name!] = partyIds[name!] ?? orderFor.get(command ?? '') ?? readOrder;
     let role: Role = 'customer';
     if (command) role = COMMAND_ROLE[command as OrderCommand];
     if (route.path.startsWith('/stores/') && route.method === 'put') role = 'store';
-    if (route.path === '/deliveries') role = 'rider';
-    if (route.path.startsWith('/admin/')) role = 'admin';
+    if (route.path === '/deliveries' || route.path.startsWith('/views/riders/')) role = 'rider';
+    if (route.path.startsWith('/views/stores/')) role = 'store';
+    if (route.path.startsWith('/admin/') || route.path === '/views/_status') role = 'admin';
     let body: Json | undefined;
     if (route.body) {
       if (route.path === '/orders') body = { storeId: p.storeId, items: [{ foodId: 'bibimbap', qty: 1 }], address: { area: p.area, line: '1 Teheran-ro' } };

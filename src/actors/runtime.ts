@@ -13,7 +13,7 @@ import type { PaymentGateway } from '../payment/payment-gateway.ts';
 import { paymentReconciliation } from '../payment/reconcile.work.ts';
 import { refundWork } from '../payment/refund.work.ts';
 import { createResilientGateway, type ResilientGateway } from '../payment/resilient-gateway.ts';
-import { deliveriesView } from '../views/deliveries.view.ts';
+import { viewConsumers } from '../views/registry.ts';
 import type { AnyConsumer } from './consumers.ts';
 import { EventBus } from './event-bus.ts';
 import { within } from './queues.ts';
@@ -111,7 +111,7 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
   await redis.connect().catch((err: Error) => log.warn({ err: err.message }, 'Redis is not reachable yet'));
 
   const work = new WorkQueue({ redisUrl: config.REDIS_URL, prefix: config.QUEUE_PREFIX, log });
-  const consumers: AnyConsumer[] = [notifierConsumer(work), deliveriesView()];
+  const consumers: AnyConsumer[] = [notifierConsumer(work), ...viewConsumers(pg)];
   const bus = new EventBus({ redisUrl: config.REDIS_URL, prefix: config.QUEUE_PREFIX, consumers, log: log.child({ part: 'events' }) });
 
   const store = new OrderStore(pg, { cacheSize: config.ORDER_CACHE_SIZE, maxBatch: config.GROUP_COMMIT_MAX, maxInFlight: config.GROUP_COMMIT_IN_FLIGHT });

@@ -3,6 +3,8 @@ import Koa from 'koa';
 import type { Runtime } from '../actors/runtime.ts';
 import type { Config } from '../config.ts';
 import type { Logger } from '../log.ts';
+import { viewsAmong } from '../views/registry.ts';
+import { registerViewMetrics, viewStatusReader } from '../views/status.ts';
 import { errorMiddleware, requestContext } from './error-middleware.ts';
 import { createHttpMetrics } from './metrics.ts';
 import { adminRoutes } from './admin.routes.ts';
@@ -13,6 +15,7 @@ import { mountRoutes, type Route } from './route.ts';
 import { createStatechartAssetsRouter, statechartRoutes } from './statechart.routes.ts';
 import { storeRoutes } from './stores.routes.ts';
 import { systemRoutes } from './system.routes.ts';
+import { viewRoutes } from './views.routes.ts';
 
 export const API_VERSION = '0.1.0';
 
@@ -61,6 +64,8 @@ export interface App {
 /** The HTTP edge: request ids, metrics, one error middleware, and the route table (also the OpenAPI source). */
 export function createApp(deps: AppDeps): App {
   const metrics = createHttpMetrics(deps.metrics?.registry);
+  const viewStatus = viewStatusReader(deps.pg, viewsAmong(deps.consumers).map((v) => v.name));
+  registerViewMetrics(metrics.registry, viewStatus);
   const routes: Route[] = [];
   routes.push(
     ...systemRoutes({
@@ -75,7 +80,8 @@ export function createApp(deps: AppDeps): App {
     }),
     ...storeRoutes({ db: deps.db }),
     ...orderRoutes({ actors: deps.actors, pg: deps.pg }),
-    ...deliveryRoutes({ pg: deps.pg }),
+    ...deliveryRoutes({ pg: deps.pg, status: viewStatus }),
+    ...viewRoutes({ pg: deps.pg, status: viewStatus }),
     ...adminRoutes({ pg: deps.pg, bus: deps.bus, kinds: deps.kinds, consumers: deps.consumers, prompt: deps.work }),
     ...statechartRoutes(),
   );

@@ -1,6 +1,7 @@
 import type { Applied, Consumer, OrderEvents } from '../actors/consumers.ts';
 import type { Database, Sql } from '../db/pg.ts';
 import type { OrderItem } from '../machines/order.machine.ts';
+import type { ViewDefinition } from './view.ts';
 
 /** What the view keeps about an order between events: only what a rider may see. */
 export interface DeliveryState {
@@ -19,50 +20,76 @@ export interface AvailableDelivery {
 
 /**
  * Deliveries available to riders, by area: an order appears when cooking finishes and leaves when
- * a rider picks it (or it ends otherwise). No customer id or address line is kept.
+ * a rider picks it (or it ends otherwise). No customer id or address line is kept. A row records
+ * the seq last applied to it, and a withdrawn order keeps its row (with `withdrawn_at`), so no
+ * event older than the row, replayed for whatever reason, can offer it again.
  */
-export function deliveriesView(): Consumer<DeliveryState> {
+function deliveriesConsumer(): Consumer<DeliveryState> {
   return {
     name: 'view.deliveries',
     async apply(tx: Sql, batch: OrderEvents<DeliveryState>[]): Promise<Applied<DeliveryState>> {
-      const offered: AvailableDelivery[] = [];
-      const withdrawn: string[] = [];
+      // Orders cooked in this batch (a row to write, offered or already withdrawn again), and
+      // orders cooked earlier that this batch withdraws (their row exists).
+      const cooked: (AvailableDelivery & { withdrawnAt: string | null; seq: number })[] = [];
+      const withdrawn: { orderId: string; at: string; seq: number }[] = [];
       const states = batch.map((b) => {
         let state = b.state;
-        let offer: string | null | undefined; // cookedAt while offered, null once withdrawn, undefined: untouched
+        let cookedAt: string | undefined;
+        let withdrawnAt: string | undefined;
         for (const e of b.events) {
           if (e.type === 'OrderPlaced') {
             const items = (e.data.items as OrderItem[] | undefined) ?? [];
             const address = e.data.address as { area: string };
             state = { storeId: String(e.data.storeId), area: address.area, itemsCount: items.reduce((n, i) => n + i.qty, 0) };
           } else if (e.type === 'CookingFinished') {
-            offer = e.occurredAt;
+            cookedAt = e.occurredAt;
+            withdrawnAt = undefined;
           } else if (e.type === 'OrderPickedUp' || e.type === 'OrderDelivered' || e.type === 'OrderCancelled') {
-            offer = null;
+            withdrawnAt ??= e.occurredAt;
           }
         }
-        if (offer && state) offered.push({ orderId: b.orderId, storeId: state.storeId, area: state.area, itemsCount: state.itemsCount, cookedAt: offer });
-        else if (offer === null) withdrawn.push(b.orderId);
+        const seq = b.events.at(-1)?.seq ?? 0;
+        if (cookedAt && state) {
+          cooked.push({ orderId: b.orderId, storeId: state.storeId, area: state.area, itemsCount: state.itemsCount, cookedAt, withdrawnAt: withdrawnAt ?? null, seq });
+        } else if (withdrawnAt) {
+          withdrawn.push({ orderId: b.orderId, at: withdrawnAt, seq });
+        }
         return state;
       });
-      if (offered.length > 0) {
+      if (cooked.length > 0) {
         await tx.query(
-          `INSERT INTO view_deliveries (order_id, store_id, area, items_count, cooked_at)
-           SELECT d."orderId", d."storeId", d."area", d."itemsCount", d."cookedAt"
-           FROM jsonb_to_recordset($1::jsonb) AS d("orderId" uuid, "storeId" text, "area" text, "itemsCount" int, "cookedAt" timestamptz)
-           ON CONFLICT (order_id) DO NOTHING`,
-          [JSON.stringify(offered)],
+          `INSERT INTO view_deliveries (order_id, store_id, area, items_count, cooked_at, withdrawn_at, seq)
+           SELECT d."orderId", d."storeId", d."area", d."itemsCount", d."cookedAt", d."withdrawnAt", d."seq"
+           FROM jsonb_to_recordset($1::jsonb) AS d("orderId" uuid, "storeId" text, "area" text, "itemsCount" int, "cookedAt" timestamptz, "withdrawnAt" timestamptz, "seq" int)
+           ON CONFLICT (order_id) DO UPDATE SET cooked_at = EXCLUDED.cooked_at, withdrawn_at = EXCLUDED.withdrawn_at, seq = EXCLUDED.seq
+           WHERE view_deliveries.seq < EXCLUDED.seq`,
+          [JSON.stringify(cooked)],
         );
       }
-      if (withdrawn.length > 0) await tx.query('DELETE FROM view_deliveries WHERE order_id = ANY($1::uuid[])', [withdrawn]);
+      if (withdrawn.length > 0) {
+        await tx.query(
+          `UPDATE view_deliveries d SET withdrawn_at = coalesce(d.withdrawn_at, w.at), seq = w.seq
+           FROM unnest($1::uuid[], $2::timestamptz[], $3::int[]) AS w(order_id, at, seq)
+           WHERE d.order_id = w.order_id AND d.seq < w.seq`,
+          [withdrawn.map((w) => w.orderId), withdrawn.map((w) => w.at), withdrawn.map((w) => w.seq)],
+        );
+      }
       return { states };
     },
   };
 }
 
+/** GET /deliveries?area=: the view riders look at for work. */
+export const deliveriesView: ViewDefinition<DeliveryState> = {
+  name: 'deliveries',
+  tables: ['view_deliveries'],
+  describe: 'cooked orders waiting for a rider, by area',
+  consumer: deliveriesConsumer,
+};
+
 export async function availableDeliveries(db: Database, area: string, limit: number): Promise<AvailableDelivery[]> {
   const rows = await db.query<{ order_id: string; store_id: string; area: string; items_count: number; cooked_at: Date }>(
-    `SELECT order_id, store_id, area, items_count, cooked_at FROM view_deliveries WHERE area = $1 ORDER BY cooked_at, order_id LIMIT $2`,
+    `SELECT order_id, store_id, area, items_count, cooked_at FROM view_deliveries WHERE area = $1 AND withdrawn_at IS NULL ORDER BY cooked_at, order_id LIMIT $2`,
     [area, limit],
   );
   return rows.map((r) => ({ orderId: r.order_id, storeId: r.store_id, area: r.area, itemsCount: r.items_count, cookedAt: r.cooked_at.toISOString() }));

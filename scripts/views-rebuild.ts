@@ -1,0 +1,115 @@
+// Rebuilds the read models from the journal: npm run views:rebuild [-- --view NAME] [--batch 500]
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { ConfigError, loadConfig } from '../src/config.ts';
+import { Database } from '../src/db/pg.ts';
+import { createLogger } from '../src/log.ts';
+import { rebuildViews, type RebuildProgress } from '../src/views/rebuild.ts';
+import { findView, VIEWS } from '../src/views/registry.ts';
+import type { ViewDefinition } from '../src/views/view.ts';
+
+const USAGE = `usage: npm run views:rebuild [-- --view NAME ...] [--batch N]
+
+Empties the views (every one, or those named) and replays every order's journal into them through
+the views' own code, N orders per transaction, with a progress bar on stderr. The service may keep
+running: what it applies meanwhile meets the replay at each order's checkpoint, and the result
+equals what the live views would be. Connects to DATABASE_URL, the service's database.
+  --view   a view to rebuild (repeat it for several); all of them when absent:
+${VIEWS.map((v) => `             ${v.name.padEnd(22)} ${v.describe}`).join('\n')}
+  --batch  orders per transaction, 1 to 5000 (default 500)
+  --help   this text`;
+
+function fail(message: string): never {
+  console.error(`views:rebuild: ${message}\n\n${USAGE}`);
+  process.exit(2);
+}
+
+let values: { view?: string[]; batch?: string; help?: boolean };
+try {
+  ({ values } = parseArgs({
+    options: {
+      view: { type: 'string', multiple: true },
+      batch: { type: 'string', default: '500' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  }));
+} catch (err) {
+  fail((err as Error).message);
+}
+if (values.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
+const views: ViewDefinition[] = [];
+for (const name of values.view ?? VIEWS.map((v) => v.name)) {
+  const view = findView(name);
+  if (!view) fail(`there is no view named ${JSON.stringify(name)}`);
+  if (!views.includes(view)) views.push(view);
+}
+const batch = /^[0-9]{1,4}$/.test(values.batch ?? '') ? Number(values.batch) : Number.NaN;
+if (!(batch >= 1 && batch <= 5000)) fail(`--batch must be a whole number from 1 to 5000, not ${values.batch}`);
+
+let config;
+try {
+  config = loadConfig();
+} catch (err) {
+  if (err instanceof ConfigError) fail(err.message);
+  throw err;
+}
+
+/** One line on stderr: redrawn in place on a terminal, printed at every further 10 % otherwise. */
+function progressBar(label: string) {
+  const tty = process.stderr.isTTY === true;
+  let lastDraw = 0;
+  let lastTenth = -1;
+  return (p: RebuildProgress, final = false) => {
+    const ratio = p.ordersTotal === 0 ? 1 : Math.min(1, p.ordersDone / p.ordersTotal);
+    const width = 30;
+    const filled = Math.round(ratio * width);
+    const line = `${label} [${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${(ratio * 100).toFixed(0).padStart(3)}% ${p.ordersDone}/${p.ordersTotal} orders, ${p.eventsApplied} events, ${(p.elapsedMs / 1000).toFixed(1)} s`;
+    if (tty) {
+      if (!final && Date.now() - lastDraw < 100) return;
+      lastDraw = Date.now();
+      process.stderr.write(`\r${line}\u001b[K${final ? '\n' : ''}`);
+      return;
+    }
+    const tenth = Math.floor(ratio * 10);
+    if (tenth > lastTenth) {
+      lastTenth = tenth;
+      process.stderr.write(`${line}\n`);
+    }
+  };
+}
+
+const pool = new pg.Pool({ connectionString: config.DATABASE_URL, max: 4 });
+const db = new Database(pool);
+let exitCode = 0;
+try {
+  const [migrated] = await db.query<{ ok: boolean }>(
+    `SELECT to_regclass('schema_migrations') IS NOT NULL AND EXISTS (SELECT 1 FROM schema_migrations WHERE name = 'Views1766000000000') AS ok`,
+  ).catch(() => [{ ok: false }]);
+  if (!migrated?.ok) {
+    console.error('views:rebuild: the database has no view tables yet: start the service once (it migrates), or run `npx tsx src/migrate.ts`');
+    exitCode = 1;
+  } else {
+    const draw = progressBar(`rebuilding ${views.map((v) => v.name).join(', ')}`);
+    const log = createLogger(config.LOG_LEVEL === 'silent' ? 'silent' : 'error');
+    const result = await rebuildViews(db, views, { batchOrders: batch, log, onProgress: (p) => draw(p) });
+    draw(result, true);
+    console.log(
+      `rebuilt ${result.views.join(', ')}: ${result.ordersDone} orders, ${result.eventsApplied} events applied in ${(result.elapsedMs / 1000).toFixed(1)} s`,
+    );
+    if (result.failedOrders > 0) {
+      console.error(
+        `views:rebuild: ${result.failedOrders} order(s) could not be applied; see GET /admin/failed-events and replay them with POST /admin/failed-events/replay once fixed`,
+      );
+      exitCode = 1;
+    }
+  }
+} catch (err) {
+  console.error(`views:rebuild: failed: ${err instanceof Error ? err.message : String(err)}; the views are incomplete, run it again`);
+  exitCode = 1;
+} finally {
+  await pool.end();
+}
+process.exit(exitCode);

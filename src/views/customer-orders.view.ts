@@ -1,0 +1,109 @@
+import type { Applied, Consumer, OrderEvent, OrderEvents } from '../actors/consumers.ts';
+import type { Database, Sql } from '../db/pg.ts';
+import { STATUS_AFTER, type OrderStatus } from '../machines/order.machine.ts';
+import { missingPlacement, type ViewDefinition } from './view.ts';
+
+/** What the view keeps about an order: its row, which it rewrites whole after each batch. */
+export interface CustomerOrderState {
+  customerId: string;
+  storeId: string;
+  total: number;
+  status: OrderStatus;
+  riderId: string | null;
+  placedAt: string;
+  updatedAt: string;
+}
+
+export interface CustomerOrder {
+  orderId: string;
+  status: OrderStatus;
+  storeId: string;
+  total: number;
+  riderId: string | null;
+  placedAt: string;
+  updatedAt: string;
+  /** The seq of the last event applied: the order's version (its ETag) once the view caught up. */
+  version: number;
+}
+
+const NAME = 'customer-orders';
+
+export function foldCustomerOrder(state: CustomerOrderState | null, e: OrderEvent): CustomerOrderState {
+  if (e.type === 'OrderPlaced') {
+    return {
+      customerId: String(e.data.customerId),
+      storeId: String(e.data.storeId),
+      total: Number(e.data.total),
+      status: STATUS_AFTER.OrderPlaced,
+      riderId: null,
+      placedAt: e.occurredAt,
+      updatedAt: e.occurredAt,
+    };
+  }
+  if (!state) throw missingPlacement(NAME, e);
+  const riderId = e.type === 'OrderPickedUp' ? String(e.data.riderId) : state.riderId;
+  return { ...state, status: STATUS_AFTER[e.type], riderId, updatedAt: e.occurredAt };
+}
+
+/** Every order of each customer with its status: what a customer checks "at any time". */
+export const customerOrdersView: ViewDefinition<CustomerOrderState> = {
+  name: NAME,
+  tables: ['view_customer_orders'],
+  describe: "each customer's orders with their status, newest first",
+  consumer(): Consumer<CustomerOrderState> {
+    return {
+      name: `view.${NAME}`,
+      async apply(tx: Sql, batch: OrderEvents<CustomerOrderState>[]): Promise<Applied<CustomerOrderState>> {
+        const rows: (CustomerOrderState & { orderId: string; seq: number })[] = [];
+        const states = batch.map((b) => {
+          let state = b.state;
+          for (const e of b.events) state = foldCustomerOrder(state, e);
+          if (state && b.events.length > 0) rows.push({ ...state, orderId: b.orderId, seq: b.events.at(-1)!.seq });
+          return state;
+        });
+        if (rows.length > 0) {
+          await tx.query(
+            `INSERT INTO view_customer_orders (order_id, customer_id, store_id, status, total, rider_id, placed_at, updated_at, seq)
+             SELECT r."orderId", r."customerId", r."storeId", r."status", r."total", r."riderId", r."placedAt", r."updatedAt", r."seq"
+             FROM jsonb_to_recordset($1::jsonb) AS r("orderId" uuid, "customerId" text, "storeId" text, "status" text, "total" int,
+                                                    "riderId" text, "placedAt" timestamptz, "updatedAt" timestamptz, "seq" int)
+             ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status, rider_id = EXCLUDED.rider_id, updated_at = EXCLUDED.updated_at, seq = EXCLUDED.seq
+             WHERE view_customer_orders.seq < EXCLUDED.seq`,
+            [JSON.stringify(rows)],
+          );
+        }
+        return { states };
+      },
+    };
+  },
+};
+
+interface Row {
+  order_id: string;
+  status: OrderStatus;
+  store_id: string;
+  total: number;
+  rider_id: string | null;
+  placed_at: Date;
+  updated_at: Date;
+  seq: number;
+}
+
+/** A customer's orders, newest first. */
+export async function customerOrders(db: Database, customerId: string, limit: number): Promise<CustomerOrder[]> {
+  const rows = await db.query<Row>(
+    `SELECT order_id, status, store_id, total, rider_id, placed_at, updated_at, seq FROM view_customer_orders
+     WHERE customer_id = $1 ORDER BY placed_at DESC, order_id LIMIT $2`,
+    [customerId, limit],
+  );
+  return rows.map((r) => ({
+    orderId: r.order_id,
+    status: r.status,
+    storeId: r.store_id,
+    total: r.total,
+    riderId: r.rider_id,
+    placedAt: r.placed_at.toISOString(),
+    updatedAt: r.updated_at.toISOString(),
+    version: r.seq,
+  }));
+}

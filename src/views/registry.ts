@@ -1,0 +1,73 @@
+import type { AnyConsumer, Consumer } from '../actors/consumers.ts';
+import type { Database } from '../db/pg.ts';
+import { customerOrdersView } from './customer-orders.view.ts';
+import { deliveriesView } from './deliveries.view.ts';
+import { riderDeliveryCountsView } from './rider-delivery-counts.view.ts';
+import { storeFoodCountsView } from './store-food-counts.view.ts';
+import { storeOrdersView } from './store-orders.view.ts';
+import { consumerNameOf, type ViewDefinition } from './view.ts';
+
+/** Every read model the service keeps; the runtime runs a consumer for each. */
+export const VIEWS: readonly ViewDefinition[] = [customerOrdersView, storeOrdersView, storeFoodCountsView, riderDeliveryCountsView, deliveriesView];
+
+/** The view of that name (`customer-orders` or its consumer's name, `view.customer-orders`). */
+export function findView(name: string): ViewDefinition | undefined {
+  return VIEWS.find((v) => v.name === name || consumerNameOf(v.name) === name);
+}
+
+/** The views among the runtime's consumers, in registry order. */
+export function viewsAmong(consumers: readonly { name: string }[]): ViewDefinition[] {
+  const names = new Set(consumers.map((c) => c.name));
+  return VIEWS.filter((v) => names.has(consumerNameOf(v.name)));
+}
+
+/**
+ * Notes in `view_status` when each view last applied events. Outside the view's transaction and
+ * at most once a second per view and process, so it costs the write path nothing measurable and
+ * no two batches ever wait for each other on it; the time it shows is right to within a second.
+ */
+export class AppliedRecorder {
+  private readonly last = new Map<string, number>();
+
+  constructor(
+    private readonly db: Database,
+    private readonly everyMs = 1000,
+  ) {}
+
+  track<S>(view: string, consumer: Consumer<S>): Consumer<S> {
+    return {
+      name: consumer.name,
+      apply: async (tx, batch) => {
+        const applied = await consumer.apply(tx, batch);
+        const after = applied.afterCommit;
+        return {
+          ...applied,
+          afterCommit: () => {
+            after?.();
+            this.note(view);
+          },
+        };
+      },
+    };
+  }
+
+  private note(view: string): void {
+    const now = Date.now();
+    if (now - (this.last.get(view) ?? Number.NEGATIVE_INFINITY) < this.everyMs) return;
+    this.last.set(view, now);
+    this.db
+      .query(
+        `INSERT INTO view_status (view, applied_at) VALUES ($1, now())
+         ON CONFLICT (view) DO UPDATE SET applied_at = greatest(view_status.applied_at, EXCLUDED.applied_at)`,
+        [view],
+      )
+      // Best effort: the next batch notes it again (a closing pool, a database that went away).
+      .catch(() => this.last.delete(view));
+  }
+}
+
+/** The consumers of the given views (all by default), each noting when it applied events last. */
+export function viewConsumers(db: Database, views: readonly ViewDefinition[] = VIEWS): AnyConsumer[] {
+  const recorder = new AppliedRecorder(db);
+  return views.map((v) => recorder.track(v.name, v.consumer()));
+}

@@ -1,0 +1,46 @@
+import type { Applied, Consumer, OrderEvents } from '../actors/consumers.ts';
+import type { Database, Sql } from '../db/pg.ts';
+import { sumByKey, type ViewDefinition } from './view.ts';
+
+export interface RiderDeliveryCount {
+  riderId: string;
+  count: number;
+}
+
+const NAME = 'rider-delivery-counts';
+
+/**
+ * How many orders each rider picked: one more per OrderPickedUp. It keeps nothing per order (the
+ * event names the rider); the checkpoint alone makes a repeated delivery harmless.
+ */
+export const riderDeliveryCountsView: ViewDefinition<null> = {
+  name: NAME,
+  tables: ['view_rider_delivery_counts'],
+  describe: 'per rider, the number of orders picked',
+  consumer(): Consumer<null> {
+    return {
+      name: `view.${NAME}`,
+      async apply(tx: Sql, batch: OrderEvents<null>[]): Promise<Applied<null>> {
+        const picks: [string, number][] = [];
+        for (const b of batch) for (const e of b.events) if (e.type === 'OrderPickedUp') picks.push([String(e.data.riderId), 1]);
+        const sums = sumByKey(picks);
+        if (sums.length > 0) {
+          await tx.query(
+            `INSERT INTO view_rider_delivery_counts (rider_id, count)
+             SELECT d.rider_id, d.picks FROM unnest($1::text[], $2::int[]) WITH ORDINALITY AS d(rider_id, picks, n)
+             ORDER BY d.n
+             ON CONFLICT (rider_id) DO UPDATE SET count = view_rider_delivery_counts.count + EXCLUDED.count`,
+            [sums.map(([id]) => id), sums.map(([, n]) => n)],
+          );
+        }
+        return { states: batch.map(() => null) };
+      },
+    };
+  },
+};
+
+/** The rider's count; 0 for a rider who never picked an order. */
+export async function riderDeliveryCount(db: Database, riderId: string): Promise<RiderDeliveryCount> {
+  const [row] = await db.query<{ count: number }>('SELECT count FROM view_rider_delivery_counts WHERE rider_id = $1', [riderId]);
+  return { riderId, count: row?.count ?? 0 };
+}

@@ -1,0 +1,128 @@
+import type { Applied, Consumer, OrderEvent, OrderEvents } from '../actors/consumers.ts';
+import type { Database, Sql } from '../db/pg.ts';
+import { STATUS_AFTER, type OrderItem, type OrderStatus } from '../machines/order.machine.ts';
+import { missingPlacement, type ViewDefinition } from './view.ts';
+
+export interface StoreOrderItem {
+  foodId: string;
+  name: string;
+  qty: number;
+}
+
+/** What the view keeps about an order; the row exists from the payment on. */
+export interface StoreOrderState {
+  storeId: string;
+  total: number;
+  items: StoreOrderItem[];
+  status: OrderStatus;
+  riderId: string | null;
+  /** When the store received the order (it was paid); null before. */
+  paidAt: string | null;
+  updatedAt: string;
+}
+
+export interface StoreOrder {
+  orderId: string;
+  status: OrderStatus;
+  total: number;
+  items: StoreOrderItem[];
+  riderId: string | null;
+  paidAt: string;
+  updatedAt: string;
+  /** The seq of the last event applied: the order's version (its ETag) once the view caught up. */
+  version: number;
+}
+
+/** The statuses an order can have once the store received it. */
+export const STORE_ORDER_STATUSES = ['paid', 'accepted', 'cooking', 'cooked', 'pickedUp', 'delivered', 'cancelled', 'rejected'] as const satisfies readonly OrderStatus[];
+export type StoreOrderStatus = (typeof STORE_ORDER_STATUSES)[number];
+
+const NAME = 'store-orders';
+
+export function foldStoreOrder(state: StoreOrderState | null, e: OrderEvent): StoreOrderState {
+  if (e.type === 'OrderPlaced') {
+    const items = (e.data.items as OrderItem[] | undefined) ?? [];
+    return {
+      storeId: String(e.data.storeId),
+      total: Number(e.data.total),
+      items: items.map((i) => ({ foodId: i.foodId, name: i.name, qty: i.qty })),
+      status: STATUS_AFTER.OrderPlaced,
+      riderId: null,
+      paidAt: null,
+      updatedAt: e.occurredAt,
+    };
+  }
+  if (!state) throw missingPlacement(NAME, e);
+  return {
+    ...state,
+    status: STATUS_AFTER[e.type],
+    riderId: e.type === 'OrderPickedUp' ? String(e.data.riderId) : state.riderId,
+    paidAt: e.type === 'OrderPaid' ? e.occurredAt : state.paidAt,
+    updatedAt: e.occurredAt,
+  };
+}
+
+/** The store's inbox: the orders it received (paid), to accept, reject and cook. */
+export const storeOrdersView: ViewDefinition<StoreOrderState> = {
+  name: NAME,
+  tables: ['view_store_orders'],
+  describe: 'the orders each store received (from payment on), by status',
+  consumer(): Consumer<StoreOrderState> {
+    return {
+      name: `view.${NAME}`,
+      async apply(tx: Sql, batch: OrderEvents<StoreOrderState>[]): Promise<Applied<StoreOrderState>> {
+        const rows: (StoreOrderState & { orderId: string; seq: number })[] = [];
+        const states = batch.map((b) => {
+          let state = b.state;
+          for (const e of b.events) state = foldStoreOrder(state, e);
+          if (state?.paidAt && b.events.length > 0) rows.push({ ...state, orderId: b.orderId, seq: b.events.at(-1)!.seq });
+          return state;
+        });
+        if (rows.length > 0) {
+          await tx.query(
+            `INSERT INTO view_store_orders (order_id, store_id, status, total, items, rider_id, paid_at, updated_at, seq)
+             SELECT r."orderId", r."storeId", r."status", r."total", r."items", r."riderId", r."paidAt", r."updatedAt", r."seq"
+             FROM jsonb_to_recordset($1::jsonb) AS r("orderId" uuid, "storeId" text, "status" text, "total" int, "items" jsonb,
+                                                    "riderId" text, "paidAt" timestamptz, "updatedAt" timestamptz, "seq" int)
+             ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status, rider_id = EXCLUDED.rider_id, updated_at = EXCLUDED.updated_at, seq = EXCLUDED.seq
+             WHERE view_store_orders.seq < EXCLUDED.seq`,
+            [JSON.stringify(rows)],
+          );
+        }
+        return { states };
+      },
+    };
+  },
+};
+
+interface Row {
+  order_id: string;
+  status: OrderStatus;
+  total: number;
+  items: StoreOrderItem[];
+  rider_id: string | null;
+  paid_at: Date;
+  updated_at: Date;
+  seq: number;
+}
+
+/** The store's received orders, newest payment first; only those in `status` when given. */
+export async function storeOrders(db: Database, storeId: string, filter: { status?: StoreOrderStatus; limit: number }): Promise<StoreOrder[]> {
+  const columns = 'order_id, status, total, items, rider_id, paid_at, updated_at, seq';
+  const rows = filter.status
+    ? await db.query<Row>(
+        `SELECT ${columns} FROM view_store_orders WHERE store_id = $1 AND status = $2 ORDER BY paid_at DESC, order_id LIMIT $3`,
+        [storeId, filter.status, filter.limit],
+      )
+    : await db.query<Row>(`SELECT ${columns} FROM view_store_orders WHERE store_id = $1 ORDER BY paid_at DESC, order_id LIMIT $2`, [storeId, filter.limit]);
+  return rows.map((r) => ({
+    orderId: r.order_id,
+    status: r.status,
+    total: r.total,
+    items: r.items,
+    riderId: r.rider_id,
+    paidAt: r.paid_at.toISOString(),
+    updatedAt: r.updated_at.toISOString(),
+    version: r.seq,
+  }));
+}

@@ -1,0 +1,108 @@
+import { expect } from 'chai';
+import { measureViews } from '../src/views/status.ts';
+import { eventually, request, startSystem, type Parties, type TestSystem } from './support/system.ts';
+
+interface ViewState {
+  view: string;
+  eventsBehind: number;
+  lagSeconds: number;
+  oldestUnappliedAt: string | null;
+  lastAppliedAt: string | null;
+}
+
+/** Each view reports how far it trails the journal; a stalled view's lag grows, and shrinks once it runs again. */
+describe('views: lag', function () {
+  this.timeout(60_000);
+  let sys: TestSystem;
+  let p: Parties;
+
+  before(async () => {
+    sys = await startSystem({ name: 'views_lag' });
+    p = await sys.newParties();
+  });
+  after(async () => {
+    await sys?.close();
+  });
+
+  const status = async (): Promise<Record<string, ViewState>> => {
+    const res = await sys.request('GET', '/views/_status', { token: p.admin });
+    expect(res.status).to.equal(200);
+    return Object.fromEntries(res.body.views.map((v: ViewState) => [v.view, v]));
+  };
+  const metric = async (view: string): Promise<number | undefined> => {
+    const text = (await request<string>(sys.baseUrl, 'GET', '/metrics')).body;
+    const match = new RegExp(`^baedal_view_lag_seconds\\{view="${view}"\\} ([0-9.e+-]+)$`, 'm').exec(text);
+    return match ? Number(match[1]) : undefined;
+  };
+
+  it('reports each view caught up when nothing is owed', async () => {
+    const order = await sys.placeOrder(p);
+    await sys.drive(p, order.id, ['pay']);
+    const views = await eventually(async () => {
+      const s = await status();
+      return Object.values(s).every((v) => v.eventsBehind === 0) && s;
+    }, 'every view to catch up');
+    expect(Object.keys(views)).to.deep.equal(['customer-orders', 'store-orders', 'store-food-counts', 'rider-delivery-counts', 'deliveries']);
+    for (const v of Object.values(views)) {
+      expect(v.lagSeconds, v.view).to.equal(0);
+      expect(v.oldestUnappliedAt, v.view).to.equal(null);
+      expect(v.lastAppliedAt, v.view).to.be.a('string');
+    }
+    expect(await metric('customer-orders')).to.equal(0);
+  });
+
+  it("a view whose queue is stopped falls behind, alone: its lag grows (status, metric, answer header), then shrinks to 0 once it runs again", async () => {
+    const queue = sys.runtime.bus.queues.get('view.rider-delivery-counts')!;
+    await queue.pause();
+    let resumed = false;
+    try {
+      const order = await sys.placeOrder(p);
+      await sys.drive(p, order.id, ['pay', 'accept', 'start-cooking', 'finish-cooking', 'pick']);
+      const first = await eventually(async () => {
+        const v = (await status())['rider-delivery-counts']!;
+        return v.eventsBehind === 6 && v.lagSeconds > 0 && v;
+      }, 'the stopped view to fall behind');
+      expect(first.oldestUnappliedAt).to.be.a('string');
+      // It keeps growing while the view stands still…
+      const later = await eventually(async () => {
+        const v = (await status())['rider-delivery-counts']!;
+        return v.lagSeconds >= first.lagSeconds + 1 && v;
+      }, 'the lag to grow');
+      expect(later.eventsBehind).to.equal(6);
+      expect(await metric('rider-delivery-counts')).to.be.greaterThan(1);
+      const answer = await sys.request('GET', `/views/riders/${p.riderId}/delivery-count`, { token: p.rider });
+      expect(answer.body).to.deep.equal({ riderId: p.riderId, count: 0 });
+      expect(Number(answer.headers.get('x-view-lag-ms'))).to.be.greaterThan(1000);
+      expect(Number(answer.headers.get('x-view-events-behind'))).to.equal(6);
+      // The measure scans a bounded window at each end of the unsettled events; beyond it, it says so.
+      const narrow = await measureViews(sys.runtime.pg, ['rider-delivery-counts'], 2);
+      expect(narrow.complete).to.equal(false);
+      expect(narrow.views[0]!.eventsBehind).to.be.within(1, 4);
+      const wide = await measureViews(sys.runtime.pg, ['rider-delivery-counts'], 1000);
+      expect(wide.complete).to.equal(true);
+      expect(wide.views[0]!.eventsBehind).to.equal(6);
+      // …while the other views, on queues of their own, are caught up.
+      const others = await eventually(async () => {
+        const s = await status();
+        return Object.values(s).every((v) => v.view === 'rider-delivery-counts' || v.eventsBehind === 0) && s;
+      }, 'the other views to stay caught up');
+      expect(others['customer-orders']!.lagSeconds).to.equal(0);
+      expect((await sys.request('GET', `/views/customers/${p.customerId}/orders`, { token: p.customer })).body[0]).to.include({ orderId: order.id, status: 'pickedUp' });
+
+      await queue.resume();
+      resumed = true;
+      const caughtUp = await eventually(async () => {
+        const v = (await status())['rider-delivery-counts']!;
+        return v.eventsBehind === 0 && v;
+      }, 'the view to catch up once it runs again', 15_000);
+      expect(caughtUp.lagSeconds).to.equal(0);
+      expect(Date.parse(caughtUp.lastAppliedAt!)).to.be.at.least(Date.parse(first.oldestUnappliedAt!));
+      expect(await metric('rider-delivery-counts')).to.equal(0);
+      const now = await sys.request('GET', `/views/riders/${p.riderId}/delivery-count`, { token: p.rider });
+      expect(now.body).to.deep.equal({ riderId: p.riderId, count: 1 });
+      expect(now.headers.get('x-view-lag-ms')).to.equal('0');
+    } finally {
+      if (!resumed) await queue.resume();
+    }
+  });
+});

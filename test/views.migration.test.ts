@@ -1,0 +1,59 @@
+import { expect } from 'chai';
+import { runMigrations } from '../src/db/data-source.ts';
+import { createLogger } from '../src/log.ts';
+import { rebuildViews } from '../src/views/rebuild.ts';
+import { VIEWS } from '../src/views/registry.ts';
+import { eventually, startSystem, type TestSystem } from './support/system.ts';
+import { viewTables } from './support/views.ts';
+
+/** A database that has orders when the views arrive: the migration flags the new views, a rebuild fills them. */
+describe('views: migrating a database that already has orders', function () {
+  this.timeout(60_000);
+  let sys: TestSystem;
+
+  before(async () => {
+    sys = await startSystem({ name: 'views_migration' });
+  });
+  after(async () => {
+    await sys?.close();
+  });
+
+  it('keeps the offered deliveries (with the seq that offered them), marks the new views for a rebuild, and the rebuild restores every view', async () => {
+    const p = await sys.newParties();
+    const lives = [[], ['pay'], ['pay', 'accept', 'cancel'], ['pay', 'accept', 'start-cooking', 'finish-cooking'], ['pay', 'accept', 'start-cooking', 'finish-cooking', 'pick', 'confirm-delivery']];
+    for (const steps of lives) {
+      const order = await sys.placeOrder(p);
+      if (steps.length > 0) await sys.drive(p, order.id, steps);
+    }
+    const consumers = VIEWS.map((v) => `view.${v.name}`);
+    await eventually(async () => {
+      const [row] = await sys.runtime.db.query(
+        `SELECT count(*)::int AS n FROM orders o JOIN consumer_checkpoints cp ON cp.order_id = o.id AND cp.seq = o.version WHERE cp.consumer = ANY($1::text[])`,
+        [consumers],
+      );
+      return row.n === lives.length * consumers.length;
+    }, 'the views to apply every event');
+    const built = await viewTables(sys.runtime.pg);
+
+    // Back to the schema before the views, then forward again, as a deployment of this version would.
+    await sys.runtime.db.undoLastMigration({ transaction: 'each' });
+    expect(await runMigrations(sys.runtime.db)).to.deep.equal(['Views1766000000000']);
+
+    const status = Object.fromEntries(
+      (await sys.runtime.db.query('SELECT view, rebuild_needed FROM view_status')).map((r: { view: string; rebuild_needed: boolean }) => [r.view, r.rebuild_needed]),
+    );
+    expect(status).to.deep.equal({ 'customer-orders': true, 'store-orders': true, 'store-food-counts': true, 'rider-delivery-counts': true, deliveries: false });
+    const migrated = await viewTables(sys.runtime.pg);
+    expect(migrated.view_customer_orders).to.deep.equal([]);
+    // The cooked order is still offered, with the seq of its CookingFinished.
+    const offered = (built.view_deliveries as { withdrawn_at: Date | null }[]).filter((r) => r.withdrawn_at === null);
+    expect(offered).to.have.length(1);
+    expect(migrated.view_deliveries).to.deep.equal(offered);
+
+    const result = await rebuildViews(sys.runtime.pg, VIEWS, { log: createLogger('silent') });
+    expect(result).to.include({ ordersDone: lives.length, failedOrders: 0 });
+    expect(await viewTables(sys.runtime.pg)).to.deep.equal(built);
+    const after = await sys.runtime.db.query('SELECT bool_or(rebuild_needed) AS any FROM view_status');
+    expect(after[0].any).to.equal(false);
+  });
+});
