@@ -1,7 +1,7 @@
 import { Queue, Worker } from 'bullmq';
 import type { Database } from '../db/pg.ts';
 import type { Logger } from '../log.ts';
-import { deliver, type AnyConsumer, type EventRef } from './consumers.ts';
+import { deliver, type ConsumerGroup, type EventRef } from './consumers.ts';
 import { bullConnection, JOB_OPTIONS, within } from './queues.ts';
 
 export interface EventBatch {
@@ -11,14 +11,15 @@ export interface EventBatch {
 export interface EventBusOptions {
   redisUrl: string;
   prefix: string;
-  consumers: readonly AnyConsumer[];
+  /** One queue per group; a group's consumers apply a batch together. */
+  groups: readonly ConsumerGroup[];
   log: Logger;
   /** Most refs per job. */
   batchSize?: number;
 }
 
-/** Queue name of a consumer: one queue each, so a failing consumer never holds back another. */
-export const queueNameOf = (consumer: string) => `events-${consumer.replaceAll('.', '-')}`;
+/** Queue name of a consumer group. */
+export const queueNameOf = (group: string) => `events-${group.replaceAll('.', '-')}`;
 
 /**
  * Carries journaled events to every consumer through BullMQ. Events committed close together
@@ -35,16 +36,16 @@ export class EventBus {
 
   constructor(private readonly opts: EventBusOptions) {
     this.batchSize = opts.batchSize ?? 500;
-    for (const c of opts.consumers) {
+    for (const g of opts.groups) {
       this.queues.set(
-        c.name,
-        new Queue<EventBatch>(queueNameOf(c.name), { connection: bullConnection(opts.redisUrl, true), prefix: opts.prefix, defaultJobOptions: JOB_OPTIONS }),
+        g.name,
+        new Queue<EventBatch>(queueNameOf(g.name), { connection: bullConnection(opts.redisUrl, true), prefix: opts.prefix, defaultJobOptions: JOB_OPTIONS }),
       );
     }
     for (const q of this.queues.values()) q.on('error', (err) => opts.log.warn({ err: err.message, queue: q.name }, 'event queue error'));
   }
 
-  /** Hands a committed event to every consumer's queue, batched with others of the same tick. */
+  /** Hands a committed event to every group's queue, batched with others of the same tick. */
   publish(ref: EventRef): void {
     this.pending.push(ref);
     if (this.scheduled) return;
@@ -60,18 +61,24 @@ export class EventBus {
 
   private async sendToAll(refs: EventRef[]): Promise<void> {
     await Promise.all(
-      [...this.queues.keys()].map((consumer) =>
-        this.send(consumer, refs).catch((err: Error) =>
-          this.opts.log.warn({ err: err.message, consumer, events: refs.length }, 'could not enqueue events; the sweeper will re-send them'),
+      [...this.queues.keys()].map((group) =>
+        this.send(group, refs).catch((err: Error) =>
+          this.opts.log.warn({ err: err.message, group, events: refs.length }, 'could not enqueue events; the sweeper will re-send them'),
         ),
       ),
     );
   }
 
-  /** Enqueues refs for one consumer (the sweeper's re-send, or an operator's replay). */
-  async send(consumer: string, refs: readonly EventRef[]): Promise<void> {
-    const queue = this.queues.get(consumer);
-    if (!queue) throw new Error(`no consumer named ${consumer}`);
+  /** The group a consumer belongs to (or the group of that name). */
+  groupOf(name: string): ConsumerGroup | undefined {
+    return this.opts.groups.find((g) => g.name === name || g.consumers.some((c) => c.name === name));
+  }
+
+  /** Enqueues refs for a consumer's group (the sweeper's re-send, or an operator's replay). */
+  async send(consumerOrGroup: string, refs: readonly EventRef[]): Promise<void> {
+    const group = this.groupOf(consumerOrGroup);
+    const queue = group && this.queues.get(group.name);
+    if (!queue) throw new Error(`no consumer named ${consumerOrGroup}`);
     const jobs = [];
     for (let i = 0; i < refs.length; i += this.batchSize) {
       jobs.push({ name: 'events', data: { refs: refs.slice(i, i + this.batchSize) } });
@@ -79,11 +86,11 @@ export class EventBus {
     if (jobs.length > 0) await queue.addBulk(jobs);
   }
 
-  /** Starts one worker per consumer queue on this replica. */
+  /** Starts one worker per group queue on this replica. */
   startWorkers(db: Database, opts: { concurrency: number; lockMs: number }): void {
-    for (const consumer of this.opts.consumers) {
-      const log = this.opts.log.child({ consumer: consumer.name });
-      const worker = new Worker<EventBatch>(queueNameOf(consumer.name), async (job) => deliver(db, consumer, job.data.refs, log), {
+    for (const group of this.opts.groups) {
+      const log = this.opts.log.child({ group: group.name });
+      const worker = new Worker<EventBatch>(queueNameOf(group.name), async (job) => deliver(db, group, job.data.refs, log), {
         connection: bullConnection(this.opts.redisUrl, false),
         prefix: this.opts.prefix,
         concurrency: opts.concurrency,
@@ -96,12 +103,12 @@ export class EventBus {
     }
   }
 
-  /** Waiting + active jobs per consumer queue (the backlog the autoscaler can follow). */
+  /** Waiting + active jobs per group queue (the backlog the autoscaler can follow). */
   async backlog(): Promise<Record<string, number>> {
     const out: Record<string, number> = {};
-    for (const [consumer, queue] of this.queues) {
+    for (const [group, queue] of this.queues) {
       const counts = await queue.getJobCounts('waiting', 'active', 'prioritized');
-      out[queueNameOf(consumer)] = (counts.waiting ?? 0) + (counts.active ?? 0) + (counts.prioritized ?? 0);
+      out[queueNameOf(group)] = (counts.waiting ?? 0) + (counts.active ?? 0) + (counts.prioritized ?? 0);
     }
     return out;
   }

@@ -14,7 +14,7 @@ import { paymentReconciliation } from '../payment/reconcile.work.ts';
 import { refundWork } from '../payment/refund.work.ts';
 import { createResilientGateway, type ResilientGateway } from '../payment/resilient-gateway.ts';
 import { viewConsumers } from '../views/registry.ts';
-import type { AnyConsumer } from './consumers.ts';
+import type { AnyConsumer, ConsumerGroup } from './consumers.ts';
 import { EventBus } from './event-bus.ts';
 import { within } from './queues.ts';
 import { createOrderActors, createOrderSteps, type OrderActors } from './order-actor.ts';
@@ -111,8 +111,13 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
   await redis.connect().catch((err: Error) => log.warn({ err: err.message }, 'Redis is not reachable yet'));
 
   const work = new WorkQueue({ redisUrl: config.REDIS_URL, prefix: config.QUEUE_PREFIX, log });
-  const consumers: AnyConsumer[] = [notifierConsumer(work), ...viewConsumers(pg)];
-  const bus = new EventBus({ redisUrl: config.REDIS_URL, prefix: config.QUEUE_PREFIX, consumers, log: log.child({ part: 'events' }) });
+  // Two queues: the notifier (a saga step with work of its own), and the read models together.
+  const groups: ConsumerGroup[] = [
+    { name: 'notifier', consumers: [notifierConsumer(work)] },
+    { name: 'views', consumers: viewConsumers(pg) },
+  ];
+  const consumers: AnyConsumer[] = groups.flatMap((g) => g.consumers);
+  const bus = new EventBus({ redisUrl: config.REDIS_URL, prefix: config.QUEUE_PREFIX, groups, log: log.child({ part: 'events' }) });
 
   const store = new OrderStore(pg, { cacheSize: config.ORDER_CACHE_SIZE, maxBatch: config.GROUP_COMMIT_MAX, maxInFlight: config.GROUP_COMMIT_IN_FLIGHT });
   const steps = createOrderSteps({

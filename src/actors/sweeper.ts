@@ -108,20 +108,26 @@ export class Sweeper {
        SELECT order_id, seq, owed_to FROM owing WHERE cardinality(owed_to) > 0 AND NOT coalesce(backing_off, false)`,
       [this.opts.consumers, this.opts.owedAfterMs],
     );
-    const byConsumer = new Map<string, EventRef[]>();
+    // Per group: its consumers read on from their own checkpoints, so one ref serves them all.
+    const byGroup = new Map<string, Map<string, EventRef>>();
     for (const r of rows) {
-      for (const consumer of r.owed_to) byConsumer.set(consumer, [...(byConsumer.get(consumer) ?? []), { orderId: r.order_id, seq: r.seq }]);
-    }
-    let resent = 0;
-    for (const [consumer, refs] of byConsumer) {
-      try {
-        await this.opts.bus.send(consumer, refs);
-        resent += refs.length;
-      } catch (err) {
-        this.opts.log.warn({ err: (err as Error).message, consumer }, 'could not re-send owed events');
+      for (const consumer of r.owed_to) {
+        const group = this.opts.bus.groupOf(consumer)?.name ?? consumer;
+        const refs = byGroup.get(group) ?? new Map<string, EventRef>();
+        refs.set(`${r.order_id}/${r.seq}`, { orderId: r.order_id, seq: r.seq });
+        byGroup.set(group, refs);
       }
     }
-    if (resent > 0) this.opts.log.info({ resent, consumers: [...byConsumer.keys()] }, 're-sent events still owed to consumers');
+    let resent = 0;
+    for (const [group, refs] of byGroup) {
+      try {
+        await this.opts.bus.send(group, [...refs.values()]);
+        resent += refs.size;
+      } catch (err) {
+        this.opts.log.warn({ err: (err as Error).message, group }, 'could not re-send owed events');
+      }
+    }
+    if (resent > 0) this.opts.log.info({ resent, groups: [...byGroup.keys()] }, 're-sent events still owed to consumers');
     return { resent };
   }
 

@@ -27,16 +27,19 @@ export interface RebuildOptions {
 
 /**
  * Empties the views, in one transaction: their tables, their checkpoints and their recorded
- * failures. It locks `consumer_checkpoints` against every writer first, because a delivery takes
- * its checkpoint rows before it writes a view: so no delivery is half-way through a view while it
- * is emptied (one that started before finishes first; one that starts after waits at its first
- * checkpoint statement, holding nothing), and none can deadlock with it. Plain reads go on;
- * deliveries to every consumer pause for the moment this takes.
+ * failures. It locks the views' tables, then `consumer_checkpoints`, in the order a delivery takes
+ * them (it writes the views in registry order and its checkpoints last): a delivery half-way
+ * through finishes first, one that starts after waits at its first view statement, and none can
+ * deadlock with the reset. Plain reads of other tables go on; deliveries pause for the moment
+ * this takes.
  */
 export async function resetViews(db: Database, views: readonly ViewDefinition[], ordersTotal: number): Promise<void> {
   const consumers = views.map((v) => consumerNameOf(v.name));
   const tables = views.flatMap((v) => v.tables);
   await db.transaction(async (tx) => {
+    // In the order deliveries take them (view tables in registry order, checkpoints last), so a
+    // delivery half-way through finishes first and none can deadlock with the reset.
+    await tx.query(`LOCK TABLE ${tables.map((t) => `"${t}"`).join(', ')} IN ACCESS EXCLUSIVE MODE`);
     await tx.query('LOCK TABLE consumer_checkpoints IN EXCLUSIVE MODE');
     await tx.query('DELETE FROM consumer_checkpoints WHERE consumer = ANY($1::text[])', [consumers]);
     await tx.query('DELETE FROM consumer_failures WHERE consumer = ANY($1::text[])', [consumers]);
@@ -55,7 +58,7 @@ export async function resetViews(db: Database, views: readonly ViewDefinition[],
  * Rebuilds views from the journal while the service keeps running: empties them, then walks every
  * order (by id, `batchOrders` at a time) and delivers it to each view's consumer up to its current
  * version, through the same code and the same checkpoint as live delivery. Live events and the
- * replay meet at the per-order checkpoint row lock: whichever comes second finds the events
+ * replay meet at the per-order checkpoint: whichever writes it second rolls back, reads again, finds the events
  * applied and applies only what is newer, so the result equals what the live views would be.
  * Orders placed during the rebuild reach the views live, or through the walk, or both (harmless).
  */
@@ -76,7 +79,7 @@ export async function rebuildViews(db: Database, views: readonly ViewDefinition[
     );
     if (orders.length === 0) break;
     const refs = orders.map((o) => ({ orderId: o.id, seq: o.version }));
-    for (const consumer of consumers) progress.eventsApplied += await deliver(db, consumer, refs, opts.log);
+    progress.eventsApplied += await deliver(db, { name: 'rebuild', consumers }, refs, opts.log);
     after = orders.at(-1)!.id;
     progress.ordersDone += orders.length;
     progress.elapsedMs = performance.now() - started;
