@@ -59,7 +59,7 @@ describe('views: lag', function () {
     await sys.runtime.db.query('CREATE TRIGGER test_stall BEFORE INSERT OR UPDATE ON view_rider_delivery_counts FOR EACH ROW EXECUTE FUNCTION test_stall()');
     let stalled = true;
     try {
-      const orders = [];
+      const orders: { id: string }[] = [];
       for (let i = 0; i < 3; i += 1) {
         const order = await sys.placeOrder(p);
         await sys.drive(p, order.id, ['pay', 'accept', 'start-cooking', 'finish-cooking', 'pick']);

@@ -16,6 +16,8 @@ export interface EventBusOptions {
   log: Logger;
   /** Most refs per job. */
   batchSize?: number;
+  /** How long the first event of a batch waits for others before the batch is sent. */
+  lingerMs?: number;
 }
 
 /** Queue name of a consumer group. */
@@ -48,15 +50,24 @@ export class EventBus {
   /** Hands a committed event to every group's queue, batched with others of the same tick. */
   publish(ref: EventRef): void {
     this.pending.push(ref);
+    if (this.pending.length >= this.batchSize) {
+      this.flush();
+      return;
+    }
     if (this.scheduled) return;
     this.scheduled = true;
-    setImmediate(() => {
-      this.scheduled = false;
-      const refs = this.pending;
-      this.pending = [];
-      const sending = this.sendToAll(refs).finally(() => this.inflight.delete(sending));
-      this.inflight.add(sending);
-    });
+    const linger = this.opts.lingerMs ?? 0;
+    if (linger > 0) setTimeout(() => this.flush(), linger);
+    else setImmediate(() => this.flush());
+  }
+
+  private flush(): void {
+    this.scheduled = false;
+    if (this.pending.length === 0) return;
+    const refs = this.pending;
+    this.pending = [];
+    const sending = this.sendToAll(refs).finally(() => this.inflight.delete(sending));
+    this.inflight.add(sending);
   }
 
   private async sendToAll(refs: EventRef[]): Promise<void> {
@@ -115,6 +126,7 @@ export class EventBus {
 
   /** Stops the workers (in-flight jobs get `graceMs`, then are handed back), flushes, closes the queues. */
   async close(graceMs: number): Promise<void> {
+    this.flush();
     await Promise.all(
       this.workers.map(async (w) => {
         if ((await within(w.close(), graceMs)) === 'timeout') await w.close(true);

@@ -22,7 +22,7 @@ import { OrderStore } from './order-store.ts';
 import { Sweeper } from './sweeper.ts';
 import { timerWork } from './timers.work.ts';
 import { WorkQueue } from './work-queue.ts';
-import type { WorkKind } from './work.ts';
+import { runWork, type WorkKind } from './work.ts';
 
 export type RuntimeConfig = Pick<
   Config,
@@ -52,6 +52,7 @@ export type RuntimeConfig = Pick<
   | 'OWED_AFTER_MS'
   | 'SWEEP_INTERVAL_MS'
   | 'WORK_LEASE_MS'
+  | 'EVENTS_LINGER_MS'
 >;
 
 export interface Runtime {
@@ -111,13 +112,29 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
   await redis.connect().catch((err: Error) => log.warn({ err: err.message }, 'Redis is not reachable yet'));
 
   const work = new WorkQueue({ redisUrl: config.REDIS_URL, prefix: config.QUEUE_PREFIX, log });
-  // Two queues: the notifier (a saga step with work of its own), and the read models together.
-  const groups: ConsumerGroup[] = [
-    { name: 'notifier', consumers: [notifierConsumer(work)] },
-    { name: 'views', consumers: viewConsumers(pg) },
-  ];
+  const notify = transport ?? (config.NOTIFY_WEBHOOK_URL ? webhookTransport(config.NOTIFY_WEBHOOK_URL, config.NOTIFY_TIMEOUT_MS) : logTransport(log.child({ part: 'notify' })));
+  const notifications = notificationDelivery(pg, notify, config.NOTIFY_RETRY_MAX_MS);
+  const workLog = log.child({ part: 'work' });
+  let sending = 0;
+  // Notifications are sent by the replica that created them, right after the commit; a lost
+  // send (crash, too many at once) is only delayed: the rows stay owed and the sweeper has them.
+  const sendNow = (ids: string[]) => {
+    if (sending >= config.WORKER_CONCURRENCY * 4) return work.schedule(notifications.name, ids);
+    sending += 1;
+    void runWork(notifications, ids, { leaseMs: config.WORK_LEASE_MS, prompt: work, log: workLog })
+      .catch((err: Error) => workLog.warn({ err: err.message }, 'notifications not sent now; they stay owed'))
+      .finally(() => (sending -= 1));
+  };
+  // One queue and, per batch, one transaction for every consumer (each falls back to its own on failure).
+  const groups: ConsumerGroup[] = [{ name: 'events', consumers: [notifierConsumer(sendNow), ...viewConsumers(pg)] }];
   const consumers: AnyConsumer[] = groups.flatMap((g) => g.consumers);
-  const bus = new EventBus({ redisUrl: config.REDIS_URL, prefix: config.QUEUE_PREFIX, groups, log: log.child({ part: 'events' }) });
+  const bus = new EventBus({
+    redisUrl: config.REDIS_URL,
+    prefix: config.QUEUE_PREFIX,
+    groups,
+    lingerMs: config.EVENTS_LINGER_MS,
+    log: log.child({ part: 'events' }),
+  });
 
   const store = new OrderStore(pg, { cacheSize: config.ORDER_CACHE_SIZE, maxBatch: config.GROUP_COMMIT_MAX, maxInFlight: config.GROUP_COMMIT_IN_FLIGHT });
   const steps = createOrderSteps({
@@ -137,11 +154,10 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
   });
   const actors = createOrderActors(steps, pay);
 
-  const notify = transport ?? (config.NOTIFY_WEBHOOK_URL ? webhookTransport(config.NOTIFY_WEBHOOK_URL, config.NOTIFY_TIMEOUT_MS) : logTransport(log.child({ part: 'notify' })));
   const kinds: WorkKind[] = [
     refundWork(pg, payments, config.REFUND_RETRY_MAX_MS, (row) => metrics.refunds.inc({ reason: row.reason })),
     paymentReconciliation(pg, payments, work, { settleMs: config.PAYMENT_SETTLE_MS, retryMaxMs: config.REFUND_RETRY_MAX_MS }),
-    notificationDelivery(pg, notify, config.NOTIFY_RETRY_MAX_MS),
+    notifications,
     timerWork(pg, (timer) => actors.fireTimer(timer)),
   ];
   const sweeper = new Sweeper({

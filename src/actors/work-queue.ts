@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Queue, Worker } from 'bullmq';
 import type { Logger } from '../log.ts';
 import { bullConnection, JOB_OPTIONS, within } from './queues.ts';
@@ -29,17 +30,20 @@ export class WorkQueue implements WorkPrompt {
 
   schedule(kind: string, keys: readonly string[], dueAt?: Date): void {
     if (keys.length === 0) return;
-    const delay = dueAt ? Math.max(0, dueAt.getTime() - Date.now()) : 0;
-    // Timers keep one job per timer (keyed by order and version); immediate work shares a job per tick.
-    const batchKey = delay > 0 ? `${kind}|${keys.join(',')}|${dueAt!.getTime()}` : `${kind}|now`;
+    // Items due within the same tenth of a second share one delayed job (a timer fires at most
+    // 100 ms late); items due now share one job per tick.
+    const due = dueAt && dueAt.getTime() > Date.now() ? Math.ceil(dueAt.getTime() / DELAY_BUCKET_MS) * DELAY_BUCKET_MS : 0;
+    const batchKey = `${kind}|${due}`;
     const entry = this.pending.get(batchKey);
     if (entry) entry.keys.push(...keys);
-    else this.pending.set(batchKey, { kind, keys: [...keys], delay, jobId: delay > 0 ? jobIdOf(kind, keys, dueAt!) : undefined });
+    else this.pending.set(batchKey, { kind, keys: [...keys], delay: due, jobId: undefined });
     if (this.scheduled) return;
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
-      const batch = [...this.pending.values()];
+      const batch = [...this.pending.values()].map((b) =>
+        b.delay > 0 ? { ...b, delay: Math.max(0, b.delay - Date.now()), jobId: jobIdOf(b.kind, b.keys, b.delay) } : b,
+      );
       this.pending.clear();
       const adding = this.queue
         .addBulk(batch.map((b) => ({ name: b.kind, data: { kind: b.kind, keys: b.keys }, opts: { delay: b.delay, jobId: b.jobId } })))
@@ -83,7 +87,10 @@ export class WorkQueue implements WorkPrompt {
   }
 }
 
-/** A delayed job's id: the same item due at the same time is enqueued once (BullMQ ids may not contain ':'). */
-function jobIdOf(kind: string, keys: readonly string[], dueAt: Date): string {
-  return `${kind}_${keys.join('+')}_${dueAt.getTime()}`.replaceAll(':', '_').slice(0, 250);
+const DELAY_BUCKET_MS = 100;
+
+/** A delayed job's id, from its items and when they are due: the same prompt is enqueued once (BullMQ ids may not contain ':'). */
+function jobIdOf(kind: string, keys: readonly string[], dueAt: number): string {
+  const digest = createHash('sha1').update(keys.join('\n')).digest('hex').slice(0, 16);
+  return `${kind}_${dueAt}_${keys.length}_${digest}`;
 }

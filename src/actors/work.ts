@@ -28,10 +28,13 @@ export interface WorkKind<Row extends WorkColumns = any> {
   name: string;
   table: WorkTable<Row>;
   /**
-   * Does the work of one claimed item (I/O outside any transaction) and records a success itself;
-   * returns a Retry (or throws) when the item must be tried again later.
+   * Does the work of one claimed item (I/O outside any transaction) and records a success itself
+   * (unless the kind has `completeMany`); returns a Retry (or throws) when the item must be tried
+   * again later.
    */
   perform(row: Row): Promise<void | Retry>;
+  /** When present, records the successes of a whole run in one statement (perform then records nothing). */
+  completeMany?(rows: Row[]): Promise<void>;
   /** Delay before retry number `attempts` + 1 when perform threw. */
   backoffMs(attempts: number): number;
 }
@@ -142,12 +145,14 @@ export async function runWork(
     for (const early of await kind.table.notYetDue(keys)) opts.prompt.schedule(kind.name, [early.key], early.due_at);
   }
   const queue = [...rows];
+  const done: typeof rows = [];
   const workers = Array.from({ length: Math.min(opts.concurrency ?? 16, queue.length) }, async () => {
     for (let row = queue.shift(); row; row = queue.shift()) {
       const key = kind.table.keyOf(row);
       let retry: Retry | undefined;
       try {
         retry = (await kind.perform(row)) ?? undefined;
+        if (!retry) done.push(row);
       } catch (err) {
         retry = { retryInMs: kind.backoffMs(row.attempts), error: err instanceof Error ? err.message : String(err) };
       }
@@ -164,5 +169,7 @@ export async function runWork(
     }
   });
   await Promise.all(workers);
+  // If this fails the items stay leased and owed: done again after the lease (their keys make it harmless).
+  if (kind.completeMany && done.length > 0) await kind.completeMany(done);
   return rows.length;
 }

@@ -31,10 +31,12 @@ export function notificationDelivery(db: Database, transport: NotificationTransp
         to: { role: row.to_role, id: row.to_id },
         text: row.text,
       });
+    },
+    async completeMany(rows) {
       await db.query(
         `UPDATE notifications SET delivered_at = now(), transport = $2, due_at = NULL, lease_until = NULL, last_error = NULL
-         WHERE id = $1`,
-        [row.id, transport.name],
+         WHERE id = ANY($1::uuid[])`,
+        [rows.map((r) => r.id), transport.name],
       );
     },
   };

@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
 import type { Applied, Consumer, OrderEvent, OrderEvents } from '../actors/consumers.ts';
-import type { WorkPrompt } from '../actors/work.ts';
 import type { Sql } from '../db/pg.ts';
 import { STATUS_AFTER, type OrderDomainEventType, type OrderItem, type RefundDue } from '../machines/order.machine.ts';
 
@@ -106,8 +105,11 @@ export function fold(state: NotifierState | null, e: OrderEvent): NotifierState 
   }
 }
 
-/** Turns events into notifications (one per recipient) and prompts their delivery. */
-export function notifierConsumer(prompt: WorkPrompt): Consumer<NotifierState> {
+/**
+ * Turns events into notifications (one per recipient); once they are committed, `deliver` sends
+ * them (on this replica, at once; the rows stay owed until sent, so nothing depends on it).
+ */
+export function notifierConsumer(deliver: (ids: string[]) => void): Consumer<NotifierState> {
   return {
     name: 'notifier',
     async apply(tx: Sql, batch: OrderEvents<NotifierState>[]): Promise<Applied<NotifierState>> {
@@ -148,7 +150,7 @@ export function notifierConsumer(prompt: WorkPrompt): Consumer<NotifierState> {
       return {
         states,
         afterCommit: () => {
-          if (ids.length > 0) prompt.schedule('notification', ids);
+          if (ids.length > 0) deliver(ids);
         },
       };
     },
