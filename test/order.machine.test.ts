@@ -3,6 +3,8 @@ import { initialTransition, transition } from 'xstate';
 import {
   ORDER_COMMANDS,
   ORDER_STATUSES,
+  ORDER_TIMER_EVENTS,
+  accepts,
   allowedCommands,
   orderMachine,
   sampleEvent,
@@ -77,6 +79,17 @@ describe('order machine', () => {
     const [snapshot, actions] = initialTransition(orderMachine, input);
     expect(statusOf(snapshot)).to.equal('awaitingPayment');
     expect(emittedEvents(actions)).to.deep.equal([{ type: 'OrderPlaced', data: input }]);
+  });
+
+  it('answers what each state accepts from the definition exactly as the machine does (can)', () => {
+    for (const status of ORDER_STATUSES) {
+      const snapshot = given(status);
+      for (const type of [...ORDER_COMMANDS, ...ORDER_TIMER_EVENTS]) {
+        const event: OrderMachineEvent = ORDER_COMMANDS.includes(type as OrderCommand) ? sampleEvent(type as OrderCommand) : ({ type } as OrderMachineEvent);
+        expect(accepts(snapshot, type), `${status} accepts ${type}`).to.equal(snapshot.can(event));
+      }
+      expect(allowedCommands(snapshot)).to.deep.equal(ORDER_COMMANDS.filter((c) => snapshot.can(sampleEvent(c))));
+    }
   });
 
   for (const status of ORDER_STATUSES) {

@@ -3,6 +3,7 @@ import { initialTransition, transition } from 'xstate';
 import type { Database, Sql } from '../db/pg.ts';
 import { AlreadyPickedError, DomainError, InvalidTransitionError, NotFoundError, StaleVersionError, UnprocessableError } from '../errors.ts';
 import {
+  accepts,
   allowedCommands,
   orderMachine,
   statusOf,
@@ -111,7 +112,7 @@ export function createOrderSteps(deps: OrderActorDeps) {
 
   /** Asks the machine; refuses with the allowed list when the state does not take the event. */
   function decide(snapshot: OrderSnapshot, event: OrderMachineEvent, command: string): { next: OrderSnapshot; event: OrderDomainEvent } {
-    if (!snapshot.can(event)) throw new InvalidTransitionError(command, statusOf(snapshot), allowedCommands(snapshot));
+    if (!accepts(snapshot, event.type)) throw new InvalidTransitionError(command, statusOf(snapshot), allowedCommands(snapshot));
     const [next, actions] = transition(orderMachine, snapshot, event);
     const [domainEvent, ...extra] = emittedEvents(actions);
     if (!domainEvent || extra.length > 0) {
@@ -346,7 +347,7 @@ export function createOrderActors(steps: OrderSteps, pay: PayCommand) {
           return row;
         },
         (_row, snapshot) => {
-          if (!snapshot.can({ type: timer.event })) throw new MovedOn();
+          if (!accepts(snapshot, timer.event)) throw new MovedOn();
           return steps.decide(snapshot, { type: timer.event }, timer.event);
         },
         SYSTEM_TIMER,

@@ -10,6 +10,23 @@ export interface Sql {
  * Thin access to the `pg` pool under TypeORM's DataSource. The hot paths use it directly: one
  * statement needs no transaction, and a transaction is BEGIN … COMMIT on one client, nothing more.
  */
+/**
+ * Names for the statements the service sends: each distinct text is prepared once per connection,
+ * so PostgreSQL parses and plans it once instead of on every call (the hot paths are a handful of
+ * fixed statements). Bounded, so SQL built on the fly cannot grow it without end.
+ */
+const names = new Map<string, string>();
+const MAX_PREPARED = 500;
+
+function statement(text: string, values: readonly unknown[]): pg.QueryConfig {
+  let name = names.get(text);
+  if (name === undefined && names.size < MAX_PREPARED) {
+    name = `baedal_${names.size + 1}`;
+    names.set(text, name);
+  }
+  return { name, text, values: values as unknown[] };
+}
+
 export class Database implements Sql {
   constructor(readonly pool: pg.Pool) {}
 
@@ -20,7 +37,7 @@ export class Database implements Sql {
   }
 
   async query<Row = Record<string, unknown>>(text: string, params: readonly unknown[] = []): Promise<Row[]> {
-    return (await this.pool.query(text, params as unknown[])).rows as Row[];
+    return (await this.pool.query(statement(text, params))).rows as Row[];
   }
 
   /** Runs `fn` in one transaction on one pooled client; rolls back on any error. */
@@ -29,7 +46,7 @@ export class Database implements Sql {
     let broken: Error | undefined;
     try {
       await client.query('BEGIN');
-      const tx: Sql = { query: async <Row>(text: string, params: readonly unknown[] = []) => (await client.query(text, params as unknown[])).rows as Row[] };
+      const tx: Sql = { query: async <Row>(text: string, params: readonly unknown[] = []) => (await client.query(statement(text, params))).rows as Row[] };
       const result = await fn(tx);
       await client.query('COMMIT');
       return result;

@@ -13,7 +13,7 @@ import {
   PaymentUnavailableError,
   StaleVersionError,
 } from '../errors.ts';
-import { allowedCommands, statusOf } from '../machines/order.machine.ts';
+import { accepts, allowedCommands, statusOf } from '../machines/order.machine.ts';
 import type { ResilientGateway } from './resilient-gateway.ts';
 
 export interface PayDeps {
@@ -54,7 +54,7 @@ export function createPay(deps: PayDeps): PayCommand {
     requireRole(who, 'customer', 'pay');
     if (ctx.expectedVersion !== undefined && ctx.expectedVersion !== row.version) throw new StaleVersionError(ctx.expectedVersion, row.version);
     const snapshot = restoreSnapshot(row);
-    if (!snapshot.can({ type: 'pay', chargeId: '' })) throw new InvalidTransitionError('pay', statusOf(snapshot), allowedCommands(snapshot));
+    if (!accepts(snapshot, 'pay')) throw new InvalidTransitionError('pay', statusOf(snapshot), allowedCommands(snapshot));
     return row;
   }
 
@@ -117,7 +117,7 @@ export function createPay(deps: PayDeps): PayCommand {
       }
       const snapshot = restoreSnapshot(row);
       const paying = { type: 'pay' as const, chargeId };
-      if (snapshot.can(paying)) {
+      if (accepts(snapshot, 'pay')) {
         const decided = steps.decide(snapshot, paying, 'pay');
         const saved = await steps.persistIn(tx, row, decided, who, causationId, deferred);
         if (!saved) throw new DomainError('internal', `order ${orderId} changed while locked`);
