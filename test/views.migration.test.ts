@@ -36,8 +36,9 @@ describe('views: migrating a database that already has orders', function () {
     const built = await viewTables(sys.runtime.pg);
 
     // Back to the schema before the views, then forward again, as a deployment of this version would.
-    await sys.runtime.db.undoLastMigration({ transaction: 'each' });
-    expect(await runMigrations(sys.runtime.db)).to.deep.equal(['Views1766000000000']);
+    await sys.runtime.db.undoLastMigration({ transaction: 'each' }); // the batch guard, added after the views
+    await sys.runtime.db.undoLastMigration({ transaction: 'each' }); // the views
+    expect(await runMigrations(sys.runtime.db)).to.deep.equal(['Views1766000000000', 'BatchGuard1767000000000']);
 
     const status = Object.fromEntries(
       (await sys.runtime.db.query('SELECT view, rebuild_needed FROM view_status')).map((r: { view: string; rebuild_needed: boolean }) => [r.view, r.rebuild_needed]),

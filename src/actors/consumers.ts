@@ -1,4 +1,4 @@
-import type { Database, Sql } from '../db/pg.ts';
+import type { Database } from '../db/pg.ts';
 import type { Logger } from '../log.ts';
 import { JOURNAL_COLUMNS, toJournalEntry, type JournalEntry, type JournalRow } from './order-repository.ts';
 
@@ -21,22 +21,38 @@ export interface OrderEvents<S> {
   events: OrderEvent[];
 }
 
-export interface Applied<S> {
+/**
+ * One data-modifying statement (INSERT, UPDATE, DELETE) a consumer wants run together with its
+ * checkpoint. Statements of a batch are joined into one statement (as CTEs), so they must not
+ * depend on each other's results, and they number their parameters from $1 as if alone.
+ */
+export interface Effect {
+  text: string;
+  params: readonly unknown[];
+  /** Its RETURNING rows go to `afterCommit`. */
+  returning?: boolean;
+  /** The whole batch fails (nothing is written) when a returned row matches this SQL condition. */
+  failIf?: { where: string; message: string };
+}
+
+export interface Planned<S> {
   /** The new state of each order, in the order of the batch. */
   states: (S | null)[];
-  /** Runs after the transaction commits (e.g. schedule the work the consumer recorded). */
-  afterCommit?: () => void;
+  effects: Effect[];
+  /** Runs after the commit with the rows of the effects that return some, in their order. */
+  afterCommit?: (returned: Record<string, unknown>[][]) => void;
 }
 
 /**
  * Something that reacts to order events: a saga step, a view, a notifier. It folds each order's
- * events in seq order; its checkpoint (last applied seq and state per order) is written in the
- * same transaction as its effects, so a repeated or reordered delivery is harmless and nothing
- * grows per event. Consumers are independent: each has its own queue, checkpoint and failures.
+ * events in seq order (a pure `plan`) into its effects; the runtime writes them with its
+ * checkpoint (last applied seq and state per order) in one statement, so a repeated or reordered
+ * delivery is harmless and nothing grows per event. Consumers are independent: each has its own
+ * checkpoint and failures, and falls back to a statement of its own when a shared one fails.
  */
 export interface Consumer<S = unknown> {
   name: string;
-  apply(tx: Sql, batch: OrderEvents<S>[]): Promise<Applied<S>>;
+  plan(batch: OrderEvents<S>[]): Planned<S>;
 }
 
 export type AnyConsumer = Consumer<any>;
@@ -50,6 +66,11 @@ export type AnyConsumer = Consumer<any>;
 export interface ConsumerGroup {
   name: string;
   consumers: readonly AnyConsumer[];
+  /**
+   * The group holds every consumer of the service: once it has applied an event, nobody owes it,
+   * and the same transaction marks it settled (the sweeper then never has to look at it).
+   */
+  settles?: boolean;
 }
 
 const consumersOf = (target: AnyConsumer | ConsumerGroup): readonly AnyConsumer[] => ('consumers' in target ? target.consumers : [target]);
@@ -62,8 +83,12 @@ interface Row extends Partial<JournalRow> {
 /** Thrown when the journal does not continue where the checkpoint stopped (must not happen). */
 class CheckpointGap extends Error {}
 
+/** SQLSTATEs raised by `baedal_fail()` inside a batch statement (see the migration that creates it). */
+const CHECKPOINT_MOVED = 'BAE01';
+const EFFECT_REFUSED = 'BAE02';
+
 /** Another delivery applied some of the same events first: read again and apply what is left. */
-class CheckpointMoved extends Error {}
+const isCheckpointMoved = (err: unknown) => (err as { code?: unknown } | null)?.code === CHECKPOINT_MOVED;
 
 /** How often a batch is read again after another delivery moved its checkpoints first. */
 const CONFLICT_RETRIES = 8;
@@ -82,27 +107,66 @@ const READ_OWED = `
   ORDER BY c.order_id, j.seq`;
 
 /**
- * Writes the new checkpoints of a batch, each only if it is still what the batch was read at
- * (`expected`; 0: none yet), and clears the failures of those orders. The count written tells
- * whether another delivery got there first.
+ * One statement for a whole batch: every consumer's effects as CTEs, then its checkpoints, each
+ * written only if it is still what the batch was read at (`expected`; 0: none yet), the failures
+ * of those orders cleared, and the events every consumer has now applied settled. If another
+ * delivery moved a checkpoint first, or an effect's guard fails, `baedal_fail()` raises and
+ * nothing of the statement remains. Returns the text, the parameters, and which `src` value in
+ * the result carries the rows of each returning effect.
  */
-const WRITE_CHECKPOINTS = `
-  WITH input AS (
-    SELECT * FROM jsonb_to_recordset($1::jsonb) AS i(consumer text, order_id uuid, expected int, seq int, state jsonb)
-  ), moved AS (
+function compose(
+  effects: readonly Effect[],
+  checkpoints: readonly { consumer: string; order_id: string; expected: number; seq: number; state: unknown }[],
+  settled: readonly [string, number][],
+): { text: string; params: unknown[]; returning: number[] } {
+  const params: unknown[] = [];
+  const add = (value: unknown) => {
+    params.push(value);
+    return `$${params.length}`;
+  };
+  const ctes: string[] = [];
+  const outputs: string[] = [];
+  const returning: number[] = [];
+  effects.forEach((effect, i) => {
+    const offset = params.length;
+    params.push(...effect.params);
+    ctes.push(`e${i} AS (${effect.text.replace(/\$(\d+)/g, (_, n: string) => `$${Number(n) + offset}`)})`);
+    if (effect.returning) {
+      returning.push(i);
+      outputs.push(`SELECT ${i} AS src, to_jsonb(e${i}.*) AS row FROM e${i}`);
+    }
+    if (effect.failIf) {
+      outputs.push(`SELECT -1 AS src, to_jsonb(baedal_fail('${EFFECT_REFUSED}', ${add(effect.failIf.message)})) AS row FROM e${i} WHERE ${effect.failIf.where}`);
+    }
+  });
+  const input = add(JSON.stringify(checkpoints));
+  ctes.push(`cp_input AS (
+    SELECT * FROM jsonb_to_recordset(${input}::jsonb) AS i(consumer text, order_id uuid, expected int, seq int, state jsonb)
+  ), cp_moved AS (
     UPDATE consumer_checkpoints c SET seq = i.seq, state = i.state, updated_at = now()
-    FROM input i WHERE i.expected > 0 AND c.consumer = i.consumer AND c.order_id = i.order_id AND c.seq = i.expected
+    FROM cp_input i WHERE i.expected > 0 AND c.consumer = i.consumer AND c.order_id = i.order_id AND c.seq = i.expected
     RETURNING 1
-  ), created AS (
+  ), cp_created AS (
     INSERT INTO consumer_checkpoints (consumer, order_id, seq, state)
-    SELECT consumer, order_id, seq, state FROM input WHERE expected = 0
+    SELECT consumer, order_id, seq, state FROM cp_input WHERE expected = 0
     ON CONFLICT (consumer, order_id) DO UPDATE SET seq = EXCLUDED.seq, state = EXCLUDED.state, updated_at = now()
     WHERE consumer_checkpoints.seq = 0
     RETURNING 1
-  ), cleared AS (
-    DELETE FROM consumer_failures f USING input i WHERE f.consumer = i.consumer AND f.order_id = i.order_id
-  )
-  SELECT (SELECT count(*) FROM moved)::int + (SELECT count(*) FROM created)::int AS n`;
+  ), cp_cleared AS (
+    DELETE FROM consumer_failures f USING cp_input i WHERE f.consumer = i.consumer AND f.order_id = i.order_id
+  )`);
+  outputs.push(
+    `SELECT -1 AS src, to_jsonb(baedal_fail('${CHECKPOINT_MOVED}', 'another delivery moved a checkpoint first')) AS row
+     WHERE (SELECT count(*) FROM cp_moved) + (SELECT count(*) FROM cp_created) <> ${add(checkpoints.length)}::int`,
+  );
+  if (settled.length > 0) {
+    ctes.push(`settled AS (
+      UPDATE order_journal j SET settled_at = now() FROM unnest(${add(settled.map(([id]) => id))}::uuid[], ${add(settled.map(([, seq]) => seq))}::int[]) AS s(order_id, upto)
+      WHERE j.order_id = s.order_id AND j.seq <= s.upto AND j.settled_at IS NULL
+    )`);
+  }
+  return { text: `WITH ${ctes.join(',\n')}\n${outputs.join('\nUNION ALL\n')}`, params, returning };
+}
 
 /**
  * Applies, in one transaction, every event of the referenced orders up to the referenced seq that
@@ -140,23 +204,47 @@ export async function applyEvents(db: Database, target: AnyConsumer | ConsumerGr
     }
     if (batches.every((b) => b.length === 0)) return 0;
     const after: (() => void)[] = [];
+    // Per order, the seq every consumer of the group has reached once this batch commits.
+    const settledUpto = new Map<string, number>();
+    if ('consumers' in target && target.settles) {
+      // Only orders this batch writes checkpoints for (the others are left to the sweeper).
+      const touched = new Set(batches.flatMap((b) => b.map((o) => o.orderId)));
+      for (const row of rows) {
+        if (!touched.has(row.cp_order_id)) continue;
+        const reached = consumers.map((c) => {
+          const k = consumers.indexOf(c);
+          const mine = batches[k]!.find((b) => b.orderId === row.cp_order_id);
+          return mine ? mine.from + mine.events.length : (row.cps[c.name]?.[0] ?? 0);
+        });
+        settledUpto.set(row.cp_order_id, Math.min(...reached));
+      }
+    }
     try {
-      await db.transaction(async (tx) => {
-        const checkpoints: { consumer: string; order_id: string; expected: number; seq: number; state: unknown }[] = [];
-        for (const [k, consumer] of consumers.entries()) {
-          const batch = batches[k]!;
-          if (batch.length === 0) continue;
-          const result = await consumer.apply(tx, batch);
-          if (result.afterCommit) after.push(result.afterCommit);
-          batch.forEach((b, i) =>
-            checkpoints.push({ consumer: consumer.name, order_id: b.orderId, expected: b.from, seq: b.from + b.events.length, state: result.states[i] ?? null }),
-          );
+      const checkpoints: { consumer: string; order_id: string; expected: number; seq: number; state: unknown }[] = [];
+      const planned: { effects: Effect[]; afterCommit?: Planned<unknown>['afterCommit'] }[] = [];
+      for (const [k, consumer] of consumers.entries()) {
+        const batch = batches[k]!;
+        if (batch.length === 0) continue;
+        const result = consumer.plan(batch);
+        planned.push(result);
+        batch.forEach((b, i) =>
+          checkpoints.push({ consumer: consumer.name, order_id: b.orderId, expected: b.from, seq: b.from + b.events.length, state: result.states[i] ?? null }),
+        );
+      }
+      const settled = [...settledUpto].filter(([, seq]) => seq > 0);
+      const statement = compose(planned.flatMap((p) => p.effects), checkpoints, settled);
+      const returned = await db.query<{ src: number; row: Record<string, unknown> }>(statement.text, statement.params);
+      // Hand each consumer the rows of its own returning effects.
+      let next = 0;
+      for (const p of planned) {
+        const mine = p.effects.map((e) => (e.returning ? statement.returning[next++]! : -1));
+        if (p.afterCommit) {
+          const rows = mine.filter((src) => src >= 0).map((src) => returned.filter((r) => r.src === src).map((r) => r.row));
+          after.push(() => p.afterCommit!(rows));
         }
-        const [written] = await tx.query<{ n: number }>(WRITE_CHECKPOINTS, [JSON.stringify(checkpoints)]);
-        if (written!.n !== checkpoints.length) throw new CheckpointMoved();
-      });
+      }
     } catch (err) {
-      if ((err instanceof CheckpointMoved || isConflict(err)) && attempt < CONFLICT_RETRIES) {
+      if ((isCheckpointMoved(err) || isConflict(err)) && attempt < CONFLICT_RETRIES) {
         await new Promise((resolve) => setTimeout(resolve, Math.random() * 5 * attempt));
         continue;
       }
@@ -208,7 +296,7 @@ export async function deliver(db: Database, target: AnyConsumer | ConsumerGroup,
 
 /** Errors that belong to one batch's data or code, as opposed to PostgreSQL being unreachable. */
 function isApplicationError(err: unknown): boolean {
-  if (err instanceof CheckpointMoved || isConflict(err)) return false;
+  if (isCheckpointMoved(err) || isConflict(err)) return false;
   const code = (err as { code?: unknown } | null)?.code;
   if (typeof code === 'string' && /^(08|53|57P)/.test(code)) return false; // connection, resources, shutdown
   if (typeof code === 'string' && /^(ECONN|ETIMEDOUT|EPIPE)/.test(code)) return false;

@@ -32,7 +32,7 @@ import {
 import { REFUND_JOIN, refundViewOf, viewOf, type OrderView, type RefundColumns, type RefundView } from './order-view.ts';
 import type { OrderStore } from './order-store.ts';
 import { canSee, requireRole, type Principal, type Role } from './principal.ts';
-import { priceItems, type PlaceOrder } from './pricing.ts';
+import { menuLookup, priceItems, type MenuLookup, type PlaceOrder } from './pricing.ts';
 import type { WorkPrompt } from './work.ts';
 
 export type { OrderView, PlaceOrder, RefundView };
@@ -70,6 +70,8 @@ export interface CommandContext {
 
 export interface OrderActorDeps {
   db: Database;
+  /** How orders are priced (batched lookups of the menus as they are now). */
+  menus?: MenuLookup;
   /** Batched, cached reads and writes of orders. */
   store: OrderStore;
   clock?: () => Date;
@@ -222,7 +224,8 @@ export function createOrderSteps(deps: OrderActorDeps) {
     return { version: committed.version, at: t.at };
   }
 
-  return { db, store, clock, visibleRow, decide, persistIn, create, step, afterCommit };
+  const menus = deps.menus ?? menuLookup(db);
+  return { db, store, menus, clock, visibleRow, decide, transitionOf, persistIn, create, step, afterCommit };
 }
 
 export type OrderActors = ReturnType<typeof createOrderActors>;
@@ -244,7 +247,7 @@ export function createOrderActors(steps: OrderSteps, pay: PayCommand) {
     const requestHash = createHash('sha256').update(JSON.stringify(input)).digest('hex');
     const deferred: (() => void)[] = [];
     const create = async (sql: Sql): Promise<OrderView> => {
-      const items = await priceItems(sql, input);
+      const items = await priceItems(sql, input, sql === db ? steps.menus : undefined);
       const orderId = randomUUID();
       const total = items.reduce((sum, i) => sum + i.lineTotal, 0);
       const [snapshot, actions] = initialTransition(orderMachine, {

@@ -123,6 +123,13 @@ export interface Transition {
   at: Date;
   refunds: readonly RefundIntent[];
   timers: readonly TimerIntent[];
+  /**
+   * For `pay`: the payment attempt whose charge this transition records. The statement writes the
+   * order only together with the attempt (still pending, order still at `fromVersion`); if the
+   * order moved on it marks the attempt orphaned and records its refund instead. `outcome` says
+   * which happened once the statement ran (`gone`: the attempt was no longer pending).
+   */
+  payment?: { attemptKey: string; chargeId: string; amount: number; refundKey: string; outcome?: 'charged' | 'orphaned' | 'gone' };
 }
 
 export interface Committed {
@@ -140,10 +147,34 @@ const COMMIT_BATCH = `
   WITH input AS (
     SELECT * FROM jsonb_to_recordset($1::jsonb) AS i(
       id uuid, from_version int, version int, status text, snapshot jsonb, customer_id text, store_id text,
-      rider_id text, area text, at timestamptz, event_id uuid, type text, data jsonb, actor jsonb, causation_id text)
+      rider_id text, area text, at timestamptz, event_id uuid, type text, data jsonb, actor jsonb, causation_id text,
+      attempt_key text, charge_id text, charge_amount int, refund_key text)
+  ), paying AS (
+    -- The orders of payments being recorded, locked first: their version then decides alone.
+    SELECT o.id, CASE WHEN o.machine_id = $4::text AND o.machine_version = $5::int THEN o.version ELSE -1 END AS version
+    FROM orders o JOIN input i ON i.id = o.id WHERE i.attempt_key IS NOT NULL
+    ORDER BY o.id FOR UPDATE OF o
+  ), charged AS (
+    UPDATE payment_attempts a SET status = 'charged', charge_id = i.charge_id, decided_at = now(), due_at = NULL, lease_until = NULL
+    FROM input i JOIN paying p ON p.id = i.id AND p.version = i.from_version
+    WHERE a.idempotency_key = i.attempt_key AND a.status = 'pending'
+    RETURNING a.idempotency_key
+  ), orphaned AS (
+    UPDATE payment_attempts a SET status = 'orphaned', charge_id = i.charge_id, decided_at = now(), due_at = NULL, lease_until = NULL
+    FROM input i JOIN paying p ON p.id = i.id AND p.version <> i.from_version
+    WHERE a.idempotency_key = i.attempt_key AND a.status = 'pending'
+    RETURNING a.order_id, a.idempotency_key
+  ), orphan_refunds AS (
+    INSERT INTO refunds (idempotency_key, order_id, charge_id, amount, reason, status, requested_at, due_at)
+    SELECT i.refund_key, i.id, i.charge_id, i.charge_amount, 'orphaned', 'pending', now(), now()
+    FROM input i JOIN orphaned o ON o.idempotency_key = i.attempt_key
+    ON CONFLICT DO NOTHING
   ), changed AS (
     UPDATE orders o SET version = i.version, status = i.status, snapshot = i.snapshot, rider_id = i.rider_id, updated_at = i.at
     FROM input i WHERE o.id = i.id AND i.from_version > 0 AND o.version = i.from_version
+      -- A snapshot of another machine version is never overwritten by one judged with this build.
+      AND o.machine_id = $4::text AND o.machine_version = $5::int
+      AND (i.attempt_key IS NULL OR i.attempt_key IN (SELECT idempotency_key FROM charged))
     RETURNING o.id
   ), created AS (
     INSERT INTO orders (id, machine_id, machine_version, version, status, snapshot, customer_id, store_id, rider_id, area, created_at, updated_at)
@@ -171,7 +202,7 @@ const COMMIT_BATCH = `
     UPDATE timers tm SET due_at = NULL, lease_until = NULL, fired_at = now(), outcome = 'moved-on'
     FROM changed c WHERE tm.order_id = c.id AND tm.due_at IS NOT NULL
   )
-  SELECT id FROM written`;
+  SELECT id, 'written' AS what FROM written UNION ALL SELECT order_id, 'orphaned' FROM orphaned`;
 
 /**
  * Persists transitions in one statement (see COMMIT_BATCH): the snapshot with its new version,
@@ -198,6 +229,10 @@ export async function commitTransitions(sql: Sql, ts: readonly Transition[]): Pr
       data: t.event.data,
       actor: { sub: t.by.sub, role: t.by.role },
       causation_id: t.causationId,
+      attempt_key: t.payment?.attemptKey ?? null,
+      charge_id: t.payment?.chargeId ?? null,
+      charge_amount: t.payment?.amount ?? null,
+      refund_key: t.payment?.refundKey ?? null,
     };
   });
   const refunds = ts.flatMap((t) =>
@@ -206,14 +241,18 @@ export async function commitTransitions(sql: Sql, ts: readonly Transition[]): Pr
   const timers = ts.flatMap((t) =>
     t.timers.map((tm) => ({ id: tm.id, order_id: t.orderId, version: t.fromVersion + 1, event: tm.event, fire_at: tm.fireAt.toISOString() })),
   );
-  const written = await sql.query<{ id: string }>(COMMIT_BATCH, [
+  const result = await sql.query<{ id: string; what: 'written' | 'orphaned' }>(COMMIT_BATCH, [
     JSON.stringify(rows),
     JSON.stringify(refunds),
     JSON.stringify(timers),
     ORDER_MACHINE_ID,
     ORDER_MACHINE_VERSION,
   ]);
-  const ok = new Set(written.map((w) => w.id));
+  const ok = new Set(result.filter((r) => r.what === 'written').map((r) => r.id));
+  const orphaned = new Set(result.filter((r) => r.what === 'orphaned').map((r) => r.id));
+  for (const t of ts) {
+    if (t.payment) t.payment.outcome = ok.has(t.orderId) ? 'charged' : orphaned.has(t.orderId) ? 'orphaned' : 'gone';
+  }
   return rows.map((r) => (ok.has(r.id) ? { eventId: r.event_id, version: r.version } : undefined));
 }
 

@@ -1,4 +1,5 @@
-import type { Sql } from '../db/pg.ts';
+import type { Database, Sql } from '../db/pg.ts';
+import { Batcher } from './batcher.ts';
 import { FreeOrderError, StoreNotFoundError, TotalTooLargeError, UnprocessableError } from '../errors.ts';
 import type { Address, OrderItem } from '../machines/order.machine.ts';
 
@@ -16,17 +17,52 @@ export interface PlaceOrder {
  */
 export const MAX_ORDER_TOTAL = 1_000_000_000;
 
+interface MenuRow {
+  food_id: string;
+  name: string;
+  price: number;
+  available: boolean;
+}
+
+/** The menu lines of these foods at that store (those it has). */
+export type MenuLookup = (storeId: string, foodIds: readonly string[]) => Promise<MenuRow[]>;
+
+const MENU_LINES = 'SELECT food_id, name, price, available FROM menu_items WHERE store_id = $1 AND food_id = ANY($2::text[])';
+
+export const menuLookup =
+  (sql: Sql): MenuLookup =>
+  (storeId, foodIds) =>
+    sql.query<MenuRow>(MENU_LINES, [storeId, foodIds]);
+
+/**
+ * Menu lookups of orders placed at the same moment share one statement (as the menu is now: no
+ * cache, so a price change applies to the next order).
+ */
+export function batchedMenuLookup(db: Database, opts: { maxBatch: number; maxInFlight: number }): MenuLookup {
+  const batcher = new Batcher<{ storeId: string; foodIds: readonly string[] }, MenuRow[]>(
+    async (asks) => {
+      const stores = asks.flatMap((a) => a.foodIds.map(() => a.storeId));
+      const foods = asks.flatMap((a) => a.foodIds);
+      const rows = await db.query<MenuRow & { store_id: string }>(
+        `SELECT m.store_id, m.food_id, m.name, m.price, m.available
+         FROM menu_items m JOIN unnest($1::text[], $2::text[]) AS w(store_id, food_id) ON m.store_id = w.store_id AND m.food_id = w.food_id`,
+        [stores, foods],
+      );
+      return asks.map((a) => rows.filter((r) => r.store_id === a.storeId && a.foodIds.includes(r.food_id)));
+    },
+    opts,
+  );
+  return (storeId, foodIds) => batcher.submit({ storeId, foodIds });
+}
+
 /**
  * Prices an order from the store's menu as it is now, one line per food as sent. Refuses a store
  * with no menu (404), foods the store cannot serve (422), and totals that are 0 (nothing to pay:
  * the gateway refuses a charge of 0) or above MAX_ORDER_TOTAL (422).
  */
-export async function priceItems(sql: Sql, input: PlaceOrder): Promise<OrderItem[]> {
+export async function priceItems(sql: Sql, input: PlaceOrder, lookup: MenuLookup = menuLookup(sql)): Promise<OrderItem[]> {
   const foodIds = input.items.map((i) => i.foodId);
-  const menu = await sql.query<{ food_id: string; name: string; price: number; available: boolean }>(
-    'SELECT food_id, name, price, available FROM menu_items WHERE store_id = $1 AND food_id = ANY($2::text[])',
-    [input.storeId, foodIds],
-  );
+  const menu = await lookup(input.storeId, foodIds);
   const byId = new Map(menu.map((m) => [m.food_id, m]));
   const unknown = foodIds.filter((id) => !byId.has(id));
   const unavailable = foodIds.filter((id) => byId.get(id)?.available === false);

@@ -5,7 +5,7 @@ import { createDataSource, ensureDatabase, runMigrations } from '../db/data-sour
 import { Database } from '../db/pg.ts';
 import type { Logger } from '../log.ts';
 import { createRuntimeMetrics, observe, type RuntimeMetrics } from '../metrics.ts';
-import { notificationDelivery } from '../notifications/delivery.work.ts';
+import { notificationDelivery, type NotificationRow } from '../notifications/delivery.work.ts';
 import { notifierConsumer } from '../notifications/notifier.consumer.ts';
 import { logTransport, webhookTransport, type NotificationTransport } from '../notifications/transports.ts';
 import { createPay } from '../payment/pay.ts';
@@ -19,10 +19,11 @@ import { EventBus } from './event-bus.ts';
 import { within } from './queues.ts';
 import { createOrderActors, createOrderSteps, type OrderActors } from './order-actor.ts';
 import { OrderStore } from './order-store.ts';
+import { batchedMenuLookup } from './pricing.ts';
 import { Sweeper } from './sweeper.ts';
 import { timerWork } from './timers.work.ts';
 import { WorkQueue } from './work-queue.ts';
-import { runWork, type WorkKind } from './work.ts';
+import { runClaimed, type WorkKind } from './work.ts';
 
 export type RuntimeConfig = Pick<
   Config,
@@ -118,15 +119,16 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
   let sending = 0;
   // Notifications are sent by the replica that created them, right after the commit; a lost
   // send (crash, too many at once) is only delayed: the rows stay owed and the sweeper has them.
-  const sendNow = (ids: string[]) => {
-    if (sending >= config.WORKER_CONCURRENCY * 4) return work.schedule(notifications.name, ids);
+  const sendNow = (rows: NotificationRow[]) => {
+    // Too many sends at once: leave these to the sweeper once their lease runs out.
+    if (sending >= config.WORKER_CONCURRENCY * 4) return;
     sending += 1;
-    void runWork(notifications, ids, { leaseMs: config.WORK_LEASE_MS, prompt: work, log: workLog })
+    void runClaimed(notifications, rows, { prompt: work, log: workLog })
       .catch((err: Error) => workLog.warn({ err: err.message }, 'notifications not sent now; they stay owed'))
       .finally(() => (sending -= 1));
   };
   // One queue and, per batch, one transaction for every consumer (each falls back to its own on failure).
-  const groups: ConsumerGroup[] = [{ name: 'events', consumers: [notifierConsumer(sendNow), ...viewConsumers(pg)] }];
+  const groups: ConsumerGroup[] = [{ name: 'events', consumers: [notifierConsumer(sendNow, config.WORK_LEASE_MS), ...viewConsumers(pg)], settles: true }];
   const consumers: AnyConsumer[] = groups.flatMap((g) => g.consumers);
   const bus = new EventBus({
     redisUrl: config.REDIS_URL,
@@ -140,6 +142,7 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
   const steps = createOrderSteps({
     db: pg,
     store,
+    menus: batchedMenuLookup(pg, { maxBatch: config.GROUP_COMMIT_MAX, maxInFlight: config.GROUP_COMMIT_IN_FLIGHT }),
     clock,
     delays: { STORE_ACCEPT_TIMEOUT_MS: config.STORE_ACCEPT_TIMEOUT_MS, UNPAID_ORDER_TIMEOUT_MS: config.UNPAID_ORDER_TIMEOUT_MS },
     publish: (ref) => bus.publish(ref),

@@ -84,13 +84,14 @@ export class Sweeper {
 
   async sweepEvents(): Promise<{ resent: number }> {
     if (!(await this.lease('owed-events', this.opts.intervalMs * 2))) return { resent: 0 };
-    // For each unsettled event older than the bound: the consumers that still owe it (skipping a
-    // consumer that failed on the order recently: it is retried with backoff).
+    // For each unsettled event: the consumers that still owe it. Events every consumer has applied
+    // are settled at once; those older than the bound are sent again to whoever still owes them
+    // (skipping a consumer that failed on the order recently: it is retried with backoff).
     const rows = await this.opts.db.query<{ order_id: string; seq: number; owed_to: string[] }>(
       `WITH candidates AS (
          SELECT j.order_id, j.seq FROM order_journal j
-         WHERE j.settled_at IS NULL AND j.at < now() - make_interval(secs => $2::float8 / 1000)
-         ORDER BY j.at LIMIT 2000
+         WHERE j.settled_at IS NULL AND j.at < now() - interval '1 second'
+         ORDER BY j.at LIMIT 5000
        ), owing AS (
          SELECT c.order_id, c.seq,
                 coalesce(array_agg(k.consumer) FILTER (WHERE coalesce(cp.seq, 0) < c.seq), '{}') AS owed_to,
@@ -105,7 +106,8 @@ export class Sweeper {
          UPDATE order_journal j SET settled_at = now() FROM owing o
          WHERE j.order_id = o.order_id AND j.seq = o.seq AND cardinality(o.owed_to) = 0
        )
-       SELECT order_id, seq, owed_to FROM owing WHERE cardinality(owed_to) > 0 AND NOT coalesce(backing_off, false)`,
+       SELECT o.order_id, o.seq, o.owed_to FROM owing o JOIN order_journal j ON j.order_id = o.order_id AND j.seq = o.seq
+       WHERE cardinality(o.owed_to) > 0 AND NOT coalesce(o.backing_off, false) AND j.at < now() - make_interval(secs => $2::float8 / 1000)`,
       [this.opts.consumers, this.opts.owedAfterMs],
     );
     // Per group: its consumers read on from their own checkpoints, so one ref serves them all.

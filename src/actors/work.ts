@@ -144,8 +144,17 @@ export async function runWork(
     // A delayed job can fire a moment before PostgreSQL's clock says the item is due.
     for (const early of await kind.table.notYetDue(keys)) opts.prompt.schedule(kind.name, [early.key], early.due_at);
   }
+  return runClaimed(kind, rows, opts);
+}
+
+/** Performs items this replica holds the lease of (claimed, or written already leased). */
+export async function runClaimed<Row extends WorkColumns>(
+  kind: WorkKind<Row>,
+  rows: readonly Row[],
+  opts: { prompt: WorkPrompt; log: Logger; concurrency?: number },
+): Promise<number> {
   const queue = [...rows];
-  const done: typeof rows = [];
+  const done: Row[] = [];
   const workers = Array.from({ length: Math.min(opts.concurrency ?? 16, queue.length) }, async () => {
     for (let row = queue.shift(); row; row = queue.shift()) {
       const key = kind.table.keyOf(row);

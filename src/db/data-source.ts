@@ -3,8 +3,9 @@ import { DataSource, type EntityManager } from 'typeorm';
 import { InitialSchema1764000000000 } from './migrations/1764000000000-initial-schema.ts';
 import { Saga1765000000000 } from './migrations/1765000000000-saga.ts';
 import { Views1766000000000 } from './migrations/1766000000000-views.ts';
+import { BatchGuard1767000000000 } from './migrations/1767000000000-batch-guard.ts';
 
-export const MIGRATIONS = [InitialSchema1764000000000, Saga1765000000000, Views1766000000000];
+export const MIGRATIONS = [InitialSchema1764000000000, Saga1765000000000, Views1766000000000, BatchGuard1767000000000];
 
 /** Any number of replicas may start at once; this lock lets exactly one run migrations at a time. */
 const MIGRATION_LOCK_KEY = 0x6ba3da1;

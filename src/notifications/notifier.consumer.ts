@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import type { Applied, Consumer, OrderEvent, OrderEvents } from '../actors/consumers.ts';
-import type { Sql } from '../db/pg.ts';
+import type { Consumer, OrderEvent, OrderEvents, Planned } from '../actors/consumers.ts';
+import type { NotificationRow } from './delivery.work.ts';
 import { STATUS_AFTER, type OrderDomainEventType, type OrderItem, type RefundDue } from '../machines/order.machine.ts';
 
 export type RecipientRole = 'customer' | 'store' | 'rider';
@@ -106,13 +106,14 @@ export function fold(state: NotifierState | null, e: OrderEvent): NotifierState 
 }
 
 /**
- * Turns events into notifications (one per recipient); once they are committed, `deliver` sends
- * them (on this replica, at once; the rows stay owed until sent, so nothing depends on it).
+ * Turns events into notifications (one per recipient). They are written already leased to this
+ * replica for `leaseMs`; once committed, `deliver` sends them at once (the rows stay owed until
+ * sent, so a send that never happens is only delayed: the lease runs out and the sweeper has them).
  */
-export function notifierConsumer(deliver: (ids: string[]) => void): Consumer<NotifierState> {
+export function notifierConsumer(deliver: (rows: NotificationRow[]) => void, leaseMs: number): Consumer<NotifierState> {
   return {
     name: 'notifier',
-    async apply(tx: Sql, batch: OrderEvents<NotifierState>[]): Promise<Applied<NotifierState>> {
+    plan(batch: OrderEvents<NotifierState>[]): Planned<NotifierState> {
       const drafts: NotificationDraft[] = [];
       const states = batch.map((b) => {
         let state = b.state;
@@ -136,23 +137,32 @@ export function notifierConsumer(deliver: (ids: string[]) => void): Consumer<Not
         }
         return state;
       });
-      if (drafts.length === 0) return { states };
-      const created = await tx.query<{ id: string }>(
-        `INSERT INTO notifications (id, event_id, order_id, seq, to_role, to_id, status, text, created_at, due_at)
-         SELECT d."id", d."eventId", d."orderId", d."seq", d."toRole", d."toId", d."status", d."text", d."createdAt", now()
-         FROM jsonb_to_recordset($1::jsonb) AS d("id" uuid, "eventId" uuid, "orderId" uuid, "seq" int, "toRole" text, "toId" text,
-                                                  "status" text, "text" text, "createdAt" timestamptz)
-         ON CONFLICT (id) DO NOTHING
-         RETURNING id`,
-        [JSON.stringify(drafts)],
-      );
-      const ids = created.map((r) => r.id);
+      if (drafts.length === 0) return { states, effects: [] };
       return {
         states,
-        afterCommit: () => {
-          if (ids.length > 0) deliver(ids);
+        effects: [
+          {
+            text: `INSERT INTO notifications (id, event_id, order_id, seq, to_role, to_id, status, text, created_at, due_at, lease_until, attempts)
+                   SELECT d."id", d."eventId", d."orderId", d."seq", d."toRole", d."toId", d."status", d."text", d."createdAt", now(),
+                          now() + make_interval(secs => $2::float8 / 1000), 1
+                   FROM jsonb_to_recordset($1::jsonb) AS d("id" uuid, "eventId" uuid, "orderId" uuid, "seq" int, "toRole" text, "toId" text,
+                                                            "status" text, "text" text, "createdAt" timestamptz)
+                   ON CONFLICT (id) DO NOTHING
+                   RETURNING *`,
+            params: [JSON.stringify(drafts), leaseMs],
+            returning: true,
+          },
+        ],
+        afterCommit: ([created]) => {
+          if (created && created.length > 0) deliver(created.map(toNotificationRow));
         },
       };
     },
   };
+}
+
+/** A row as RETURNING gave it through JSON: timestamps come back as strings. */
+function toNotificationRow(r: Record<string, unknown>): NotificationRow {
+  const date = (v: unknown) => (v === null || v === undefined ? null : new Date(String(v)));
+  return { ...(r as unknown as NotificationRow), created_at: date(r.created_at)!, delivered_at: date(r.delivered_at), due_at: date(r.due_at), lease_until: date(r.lease_until) };
 }

@@ -1,19 +1,18 @@
-import type { CommandContext, OrderSteps, OrderView, PayCommand } from '../actors/order-actor.ts';
-import { refundKey, restoreSnapshot, type OrderRow } from '../actors/order-repository.ts';
-import { refundViewOf } from '../actors/order-view.ts';
-import { viewOf } from '../actors/order-view.ts';
+import { requireVisible, type CommandContext, type OrderSteps, type OrderView, type PayCommand } from '../actors/order-actor.ts';
+import { refundKey as orderRefundKey, type OrderRow } from '../actors/order-repository.ts';
+import type { LoadedOrder } from '../actors/order-store.ts';
+import { refundViewOf, viewOf } from '../actors/order-view.ts';
 import { requireRole, type Principal } from '../actors/principal.ts';
 import type { WorkPrompt } from '../actors/work.ts';
 import { sqlState, UNIQUE_VIOLATION } from '../db/pg.ts';
 import {
-  DomainError,
   InvalidTransitionError,
   PaymentDeclinedError,
   PaymentInProgressError,
   PaymentUnavailableError,
   StaleVersionError,
 } from '../errors.ts';
-import { accepts, allowedCommands, statusOf } from '../machines/order.machine.ts';
+import { ORDER_MACHINE_ID, ORDER_MACHINE_VERSION, accepts, allowedCommands, statusOf } from '../machines/order.machine.ts';
 import type { ResilientGateway } from './resilient-gateway.ts';
 
 export interface PayDeps {
@@ -39,8 +38,8 @@ interface Attempt {
  *    key, in one statement checked against the order's version; a second attempt while one is in
  *    flight is refused (409 payment_in_progress) by a unique index, never charged;
  * 2. call the gateway with no transaction and no row lock open (behind the circuit breaker);
- * 3. record the outcome in a short transaction: the order becomes paid if the machine still
- *    accepts it; if a concurrent command moved it on (cancel), the charge is refunded instead.
+ * 3. record the outcome in one statement: the order becomes paid if it is still where it was
+ *    judged; if a concurrent command moved it on (cancel), the charge is refunded instead.
  * An attempt whose outcome is unknown (timeout, lost answer, crash) is left to reconciliation,
  * which asks the gateway by idempotency key and refunds a charge the order did not take.
  */
@@ -49,13 +48,19 @@ export function createPay(deps: PayDeps): PayCommand {
   const db = steps.db;
   const outcome = (o: Parameters<NonNullable<PayDeps['onOutcome']>>[0]) => deps.onOutcome?.(o);
 
-  async function judge(who: Principal, orderId: string, ctx: CommandContext): Promise<OrderRow> {
-    const row = await steps.visibleRow(who, orderId, 'pay');
-    requireRole(who, 'customer', 'pay');
-    if (ctx.expectedVersion !== undefined && ctx.expectedVersion !== row.version) throw new StaleVersionError(ctx.expectedVersion, row.version);
-    const snapshot = restoreSnapshot(row);
-    if (!accepts(snapshot, 'pay')) throw new InvalidTransitionError('pay', statusOf(snapshot), allowedCommands(snapshot));
-    return row;
+  /** May this customer pay now? Judged on this replica's cache; a refusal is confirmed on a fresh read. */
+  async function judge(who: Principal, orderId: string, ctx: CommandContext, fresh: boolean): Promise<LoadedOrder> {
+    const loaded = await steps.store.load(orderId, fresh);
+    try {
+      const row = requireVisible(who, loaded?.row, orderId, 'pay');
+      requireRole(who, 'customer', 'pay');
+      if (ctx.expectedVersion !== undefined && ctx.expectedVersion !== row.version) throw new StaleVersionError(ctx.expectedVersion, row.version);
+      if (!accepts(loaded!.snapshot, 'pay')) throw new InvalidTransitionError('pay', statusOf(loaded!.snapshot), allowedCommands(loaded!.snapshot));
+      return loaded!;
+    } catch (err) {
+      if (loaded?.cached) return judge(who, orderId, ctx, true);
+      throw err;
+    }
   }
 
   /** Records the attempt if the order is still at the judged version; undefined when it moved on. */
@@ -63,14 +68,14 @@ export function createPay(deps: PayDeps): PayCommand {
     try {
       const [attempt] = await db.query<Attempt>(
         // The row lock lasts this one statement: it orders the attempt after a payment being recorded.
-        `WITH judged AS (SELECT id FROM orders WHERE id = $1 AND version = $2 FOR UPDATE),
+        `WITH judged AS (SELECT id FROM orders WHERE id = $1 AND version = $2 AND machine_id = $5 AND machine_version = $6 FOR UPDATE),
               next AS (SELECT coalesce(max(n), 0) + 1 AS n FROM payment_attempts WHERE order_id = $1)
          INSERT INTO payment_attempts (idempotency_key, order_id, n, amount, status, started_at, due_at)
          SELECT 'order-' || $1::text || '-charge-' || next.n, $1, next.n, $3, 'pending', now(),
                 now() + make_interval(secs => $4::float8 / 1000)
          FROM judged, next
          RETURNING idempotency_key AS key, n`,
-        [row.id, row.version, amount, deps.reconcileAfterMs],
+        [row.id, row.version, amount, deps.reconcileAfterMs, ORDER_MACHINE_ID, ORDER_MACHINE_VERSION],
       );
       return attempt;
     } catch (err) {
@@ -99,61 +104,49 @@ export function createPay(deps: PayDeps): PayCommand {
     if (row) deps.prompt.schedule('payment-reconcile', [key], row.due_at);
   }
 
-  /** Records a successful charge: the order becomes paid, or the charge is refunded if the order moved on. */
-  async function recordCharge(who: Principal, orderId: string, attempt: Attempt, chargeId: string, amount: number, causationId: string | null): Promise<OrderView> {
-    const deferred: (() => void)[] = [];
-    const result = await db.transaction(async (tx): Promise<OrderView | DomainError> => {
-      // Order row first, then the attempt: the same lock order as startAttempt, so no deadlock.
-      const [row] = await tx.query<OrderRow>('SELECT * FROM orders WHERE id = $1 FOR UPDATE', [orderId]);
-      if (!row) throw new DomainError('internal', `order ${orderId} vanished during payment`);
-      const claimed = await tx.query(
-        `UPDATE payment_attempts SET status = 'charged', charge_id = $2, decided_at = now(), due_at = NULL, lease_until = NULL
-         WHERE idempotency_key = $1 AND status = 'pending' RETURNING 1`,
-        [attempt.key, chargeId],
-      );
-      if (claimed.length === 0) {
-        // Reconciliation judged the attempt abandoned and took over its charge: it refunds it.
-        return new PaymentUnavailableError('the payment took too long and is being reversed', 5, false);
-      }
-      const snapshot = restoreSnapshot(row);
-      const paying = { type: 'pay' as const, chargeId };
-      if (accepts(snapshot, 'pay')) {
-        const decided = steps.decide(snapshot, paying, 'pay');
-        const saved = await steps.persistIn(tx, row, decided, who, causationId, deferred);
-        if (!saved) throw new DomainError('internal', `order ${orderId} changed while locked`);
-        return viewOf(decided.next, { ...row, version: saved.version, updated_at: saved.at }, null);
-      }
-      // A concurrent command (cancel, or the unpaid-order timer) won: the money goes back.
-      const key = refundKey(orderId, chargeId);
-      await tx.query(
-        `WITH orphan AS (UPDATE payment_attempts SET status = 'orphaned' WHERE idempotency_key = $1)
-         INSERT INTO refunds (idempotency_key, order_id, charge_id, amount, reason, status, requested_at, due_at)
-         VALUES ($2, $3, $4, $5, 'orphaned', 'pending', now(), now()) ON CONFLICT DO NOTHING`,
-        [attempt.key, key, orderId, chargeId, amount],
-      );
-      deferred.push(() => deps.prompt.schedule('refund', [key]));
+  /**
+   * Records a successful charge in one statement, shared with the other commands of the moment:
+   * the order becomes paid if it is still at the version the payment was judged on (and the attempt
+   * still pending); if a concurrent command moved it on (cancel, the unpaid-order timer), the same
+   * statement marks the attempt orphaned and records the refund of its charge instead.
+   */
+  async function recordCharge(who: Principal, loaded: LoadedOrder, attempt: Attempt, chargeId: string, amount: number, causationId: string | null): Promise<OrderView> {
+    const orderId = loaded.row.id;
+    const decided = steps.decide(loaded.snapshot, { type: 'pay', chargeId }, 'pay');
+    const t = steps.transitionOf(loaded.row, decided, who, causationId);
+    const refundKey = orderRefundKey(orderId, chargeId);
+    t.payment = { attemptKey: attempt.key, chargeId, amount, refundKey };
+    const committed = await steps.store.commit(t);
+    if (committed) {
+      steps.afterCommit(orderId, committed.version, t);
+      outcome('charged');
+      return viewOf(decided.next, { ...loaded.row, version: committed.version, updated_at: t.at }, null);
+    }
+    if (t.payment.outcome === 'orphaned') {
+      // A concurrent command won: the money goes back.
+      deps.prompt.schedule('refund', [refundKey]);
+      outcome('orphaned');
+      const now = await steps.store.load(orderId, true);
+      const snapshot = now!.snapshot;
       const refused = new InvalidTransitionError('pay', statusOf(snapshot), allowedCommands(snapshot));
       Object.assign(refused.details, { refund: refundViewOf({ refund_status: 'pending', refund_amount: amount, refund_id: null, refunded_at: null }) });
-      return refused;
-    });
-    for (const run of deferred) run();
-    if (result instanceof DomainError) {
-      outcome(result instanceof InvalidTransitionError ? 'orphaned' : 'unknown');
-      throw result;
+      throw refused;
     }
-    outcome('charged');
-    return result;
+    // Reconciliation judged the attempt abandoned and took over its charge: it refunds it.
+    outcome('unknown');
+    throw new PaymentUnavailableError('the payment took too long and is being reversed', 5, false);
   }
 
   return async function pay(who, orderId, ctx) {
-    for (;;) {
-      const row = await judge(who, orderId, ctx);
+    for (let fresh = false; ; fresh = true) {
+      const loaded = await judge(who, orderId, ctx, fresh);
+      const row = loaded.row;
       // Fail fast while the breaker is open: no attempt is recorded, nothing is called.
       if (payments.breakerState() === 'open') {
         outcome('breaker-open');
         throw new PaymentUnavailableError('the circuit breaker is open', payments.retryAfterSeconds(), true, true);
       }
-      const amount = restoreSnapshot(row).context.total;
+      const amount = loaded.snapshot.context.total;
       const attempt = await startAttempt(row, amount);
       if (!attempt) continue; // the order moved on between reading and recording: judge again
 
@@ -174,7 +167,7 @@ export function createPay(deps: PayDeps): PayCommand {
         }
         throw err;
       }
-      return recordCharge(who, orderId, attempt, chargeId, amount, ctx.causationId ?? null);
+      return recordCharge(who, loaded, attempt, chargeId, amount, ctx.causationId ?? null);
     }
   };
 }

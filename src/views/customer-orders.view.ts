@@ -1,5 +1,5 @@
-import type { Applied, Consumer, OrderEvent, OrderEvents } from '../actors/consumers.ts';
-import type { Database, Sql } from '../db/pg.ts';
+import type { Consumer, Effect, OrderEvent, OrderEvents, Planned } from '../actors/consumers.ts';
+import type { Database } from '../db/pg.ts';
 import { STATUS_AFTER, type OrderStatus } from '../machines/order.machine.ts';
 import { missingPlacement, type ViewDefinition } from './view.ts';
 
@@ -53,7 +53,8 @@ export const customerOrdersView: ViewDefinition<CustomerOrderState> = {
   consumer(): Consumer<CustomerOrderState> {
     return {
       name: `view.${NAME}`,
-      async apply(tx: Sql, batch: OrderEvents<CustomerOrderState>[]): Promise<Applied<CustomerOrderState>> {
+      plan(batch: OrderEvents<CustomerOrderState>[]): Planned<CustomerOrderState> {
+        const effects: Effect[] = [];
         const rows: (CustomerOrderState & { orderId: string; seq: number })[] = [];
         const states = batch.map((b) => {
           let state = b.state;
@@ -62,17 +63,17 @@ export const customerOrdersView: ViewDefinition<CustomerOrderState> = {
           return state;
         });
         if (rows.length > 0) {
-          await tx.query(
-            `INSERT INTO view_customer_orders (order_id, customer_id, store_id, status, total, rider_id, placed_at, updated_at, seq)
+          effects.push({
+            text: `INSERT INTO view_customer_orders (order_id, customer_id, store_id, status, total, rider_id, placed_at, updated_at, seq)
              SELECT r."orderId", r."customerId", r."storeId", r."status", r."total", r."riderId", r."placedAt", r."updatedAt", r."seq"
              FROM jsonb_to_recordset($1::jsonb) AS r("orderId" uuid, "customerId" text, "storeId" text, "status" text, "total" int,
                                                     "riderId" text, "placedAt" timestamptz, "updatedAt" timestamptz, "seq" int)
              ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status, rider_id = EXCLUDED.rider_id, updated_at = EXCLUDED.updated_at, seq = EXCLUDED.seq
              WHERE view_customer_orders.seq < EXCLUDED.seq`,
-            [JSON.stringify(rows)],
-          );
+            params: [JSON.stringify(rows)],
+          });
         }
-        return { states };
+        return { states, effects };
       },
     };
   },

@@ -1,5 +1,5 @@
-import type { Applied, Consumer, OrderEvents } from '../actors/consumers.ts';
-import type { Database, Sql } from '../db/pg.ts';
+import type { Consumer, Effect, OrderEvents, Planned } from '../actors/consumers.ts';
+import type { Database } from '../db/pg.ts';
 import type { OrderItem } from '../machines/order.machine.ts';
 import type { ViewDefinition } from './view.ts';
 
@@ -27,7 +27,8 @@ export interface AvailableDelivery {
 function deliveriesConsumer(): Consumer<DeliveryState> {
   return {
     name: 'view.deliveries',
-    async apply(tx: Sql, batch: OrderEvents<DeliveryState>[]): Promise<Applied<DeliveryState>> {
+    plan(batch: OrderEvents<DeliveryState>[]): Planned<DeliveryState> {
+        const effects: Effect[] = [];
       // Orders cooked in this batch (a row to write, offered or already withdrawn again), and
       // orders cooked earlier that this batch withdraws (their row exists).
       const cooked: (AvailableDelivery & { withdrawnAt: string | null; seq: number })[] = [];
@@ -57,24 +58,24 @@ function deliveriesConsumer(): Consumer<DeliveryState> {
         return state;
       });
       if (cooked.length > 0) {
-        await tx.query(
-          `INSERT INTO view_deliveries (order_id, store_id, area, items_count, cooked_at, withdrawn_at, seq)
+        effects.push({
+            text: `INSERT INTO view_deliveries (order_id, store_id, area, items_count, cooked_at, withdrawn_at, seq)
            SELECT d."orderId", d."storeId", d."area", d."itemsCount", d."cookedAt", d."withdrawnAt", d."seq"
            FROM jsonb_to_recordset($1::jsonb) AS d("orderId" uuid, "storeId" text, "area" text, "itemsCount" int, "cookedAt" timestamptz, "withdrawnAt" timestamptz, "seq" int)
            ON CONFLICT (order_id) DO UPDATE SET cooked_at = EXCLUDED.cooked_at, withdrawn_at = EXCLUDED.withdrawn_at, seq = EXCLUDED.seq
            WHERE view_deliveries.seq < EXCLUDED.seq`,
-          [JSON.stringify(cooked)],
-        );
+            params: [JSON.stringify(cooked)],
+          });
       }
       if (withdrawn.length > 0) {
-        await tx.query(
-          `UPDATE view_deliveries d SET withdrawn_at = coalesce(d.withdrawn_at, w.at), seq = w.seq
+        effects.push({
+            text: `UPDATE view_deliveries d SET withdrawn_at = coalesce(d.withdrawn_at, w.at), seq = w.seq
            FROM unnest($1::uuid[], $2::timestamptz[], $3::int[]) AS w(order_id, at, seq)
            WHERE d.order_id = w.order_id AND d.seq < w.seq`,
-          [withdrawn.map((w) => w.orderId), withdrawn.map((w) => w.at), withdrawn.map((w) => w.seq)],
-        );
+            params: [withdrawn.map((w) => w.orderId), withdrawn.map((w) => w.at), withdrawn.map((w) => w.seq)],
+          });
       }
-      return { states };
+      return { states, effects };
     },
   };
 }

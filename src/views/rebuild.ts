@@ -33,7 +33,18 @@ export interface RebuildOptions {
  * deadlock with the reset. Plain reads of other tables go on; deliveries pause for the moment
  * this takes.
  */
-export async function resetViews(db: Database, views: readonly ViewDefinition[], ordersTotal: number): Promise<void> {
+export async function resetViews(db: Database, views: readonly ViewDefinition[], ordersTotal: number, attempt = 1): Promise<void> {
+  try {
+    await reset(db, views, ordersTotal);
+  } catch (err) {
+    // A delivery that took a view's table lock before this reset asked for it can deadlock with
+    // it; PostgreSQL then gives one of the two up. If it is the reset, it simply runs again.
+    if ((err as { code?: unknown }).code === '40P01' && attempt < 5) return resetViews(db, views, ordersTotal, attempt + 1);
+    throw err;
+  }
+}
+
+async function reset(db: Database, views: readonly ViewDefinition[], ordersTotal: number): Promise<void> {
   const consumers = views.map((v) => consumerNameOf(v.name));
   const tables = views.flatMap((v) => v.tables);
   await db.transaction(async (tx) => {

@@ -37,13 +37,13 @@ export class AppliedRecorder {
   track<S>(view: string, consumer: Consumer<S>): Consumer<S> {
     return {
       name: consumer.name,
-      apply: async (tx, batch) => {
-        const applied = await consumer.apply(tx, batch);
-        const after = applied.afterCommit;
+      plan: (batch) => {
+        const planned = consumer.plan(batch);
+        const after = planned.afterCommit;
         return {
-          ...applied,
-          afterCommit: () => {
-            after?.();
+          ...planned,
+          afterCommit: (returned) => {
+            after?.(returned);
             this.note(view);
           },
         };

@@ -1,5 +1,5 @@
-import type { Applied, Consumer, OrderEvents } from '../actors/consumers.ts';
-import type { Database, Sql } from '../db/pg.ts';
+import type { Consumer, Effect, OrderEvents, Planned } from '../actors/consumers.ts';
+import type { Database } from '../db/pg.ts';
 import { sumByKey, type ViewDefinition } from './view.ts';
 
 export interface RiderDeliveryCount {
@@ -20,20 +20,21 @@ export const riderDeliveryCountsView: ViewDefinition<null> = {
   consumer(): Consumer<null> {
     return {
       name: `view.${NAME}`,
-      async apply(tx: Sql, batch: OrderEvents<null>[]): Promise<Applied<null>> {
+      plan(batch: OrderEvents<null>[]): Planned<null> {
+        const effects: Effect[] = [];
         const picks: [string, number][] = [];
         for (const b of batch) for (const e of b.events) if (e.type === 'OrderPickedUp') picks.push([String(e.data.riderId), 1]);
         const sums = sumByKey(picks);
         if (sums.length > 0) {
-          await tx.query(
-            `INSERT INTO view_rider_delivery_counts (rider_id, count)
+          effects.push({
+            text: `INSERT INTO view_rider_delivery_counts (rider_id, count)
              SELECT d.rider_id, d.picks FROM unnest($1::text[], $2::int[]) WITH ORDINALITY AS d(rider_id, picks, n)
              ORDER BY d.n
              ON CONFLICT (rider_id) DO UPDATE SET count = view_rider_delivery_counts.count + EXCLUDED.count`,
-            [sums.map(([id]) => id), sums.map(([, n]) => n)],
-          );
+            params: [sums.map(([id]) => id), sums.map(([, n]) => n)],
+          });
         }
-        return { states: batch.map(() => null) };
+        return { states: batch.map(() => null), effects };
       },
     };
   },

@@ -1,5 +1,5 @@
-import type { Applied, Consumer, OrderEvent, OrderEvents } from '../actors/consumers.ts';
-import type { Database, Sql } from '../db/pg.ts';
+import type { Consumer, Effect, OrderEvent, OrderEvents, Planned } from '../actors/consumers.ts';
+import type { Database } from '../db/pg.ts';
 import type { OrderItem } from '../machines/order.machine.ts';
 import { missingPlacement, sumByKey, type ViewDefinition } from './view.ts';
 
@@ -63,7 +63,8 @@ export const storeFoodCountsView: ViewDefinition<FoodCountState> = {
   consumer(): Consumer<FoodCountState> {
     return {
       name: `view.${NAME}`,
-      async apply(tx: Sql, batch: OrderEvents<FoodCountState>[]): Promise<Applied<FoodCountState>> {
+      plan(batch: OrderEvents<FoodCountState>[]): Planned<FoodCountState> {
+        const effects: Effect[] = [];
         const deltas: [string, number][] = [];
         const states = batch.map((b) => {
           let state = b.state;
@@ -77,19 +78,18 @@ export const storeFoodCountsView: ViewDefinition<FoodCountState> = {
         const sums = sumByKey(deltas);
         if (sums.length > 0) {
           const keys = sums.map(([key]) => key.split(' '));
-          const written = await tx.query<{ store_id: string; food_id: string; count: number }>(
-            `INSERT INTO view_store_food_counts (store_id, food_id, count)
+          effects.push({
+            text: `INSERT INTO view_store_food_counts (store_id, food_id, count)
              SELECT d.store_id, d.food_id, d.delta FROM unnest($1::text[], $2::text[], $3::int[]) WITH ORDINALITY AS d(store_id, food_id, delta, n)
              ORDER BY d.n
              ON CONFLICT (store_id, food_id) DO UPDATE SET count = view_store_food_counts.count + EXCLUDED.count
              RETURNING store_id, food_id, count`,
-            [keys.map(([s]) => s), keys.map(([, f]) => f), sums.map(([, n]) => n)],
-          );
-          // Only a received order is taken off again: a count below 0 means events were lost or applied twice.
-          const negative = written.find((r) => r.count < 0);
-          if (negative) throw new Error(`${NAME}: the count of ${negative.food_id} at ${negative.store_id} would be ${negative.count}`);
+            params: [keys.map(([s]) => s), keys.map(([, f]) => f), sums.map(([, n]) => n)],
+            // Only a received order is taken off again: a count below 0 means events were lost or applied twice.
+            failIf: { where: 'count < 0', message: `${NAME}: a food count would go below 0` },
+          });
         }
-        return { states };
+        return { states, effects };
       },
     };
   },

@@ -1,5 +1,5 @@
-import type { Applied, Consumer, OrderEvent, OrderEvents } from '../actors/consumers.ts';
-import type { Database, Sql } from '../db/pg.ts';
+import type { Consumer, Effect, OrderEvent, OrderEvents, Planned } from '../actors/consumers.ts';
+import type { Database } from '../db/pg.ts';
 import { STATUS_AFTER, type OrderItem, type OrderStatus } from '../machines/order.machine.ts';
 import { missingPlacement, type ViewDefinition } from './view.ts';
 
@@ -70,7 +70,8 @@ export const storeOrdersView: ViewDefinition<StoreOrderState> = {
   consumer(): Consumer<StoreOrderState> {
     return {
       name: `view.${NAME}`,
-      async apply(tx: Sql, batch: OrderEvents<StoreOrderState>[]): Promise<Applied<StoreOrderState>> {
+      plan(batch: OrderEvents<StoreOrderState>[]): Planned<StoreOrderState> {
+        const effects: Effect[] = [];
         const rows: (StoreOrderState & { orderId: string; seq: number })[] = [];
         const states = batch.map((b) => {
           let state = b.state;
@@ -79,17 +80,17 @@ export const storeOrdersView: ViewDefinition<StoreOrderState> = {
           return state;
         });
         if (rows.length > 0) {
-          await tx.query(
-            `INSERT INTO view_store_orders (order_id, store_id, status, total, items, rider_id, paid_at, updated_at, seq)
+          effects.push({
+            text: `INSERT INTO view_store_orders (order_id, store_id, status, total, items, rider_id, paid_at, updated_at, seq)
              SELECT r."orderId", r."storeId", r."status", r."total", r."items", r."riderId", r."paidAt", r."updatedAt", r."seq"
              FROM jsonb_to_recordset($1::jsonb) AS r("orderId" uuid, "storeId" text, "status" text, "total" int, "items" jsonb,
                                                     "riderId" text, "paidAt" timestamptz, "updatedAt" timestamptz, "seq" int)
              ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status, rider_id = EXCLUDED.rider_id, updated_at = EXCLUDED.updated_at, seq = EXCLUDED.seq
              WHERE view_store_orders.seq < EXCLUDED.seq`,
-            [JSON.stringify(rows)],
-          );
+            params: [JSON.stringify(rows)],
+          });
         }
-        return { states };
+        return { states, effects };
       },
     };
   },
