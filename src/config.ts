@@ -78,6 +78,12 @@ const schema = z
     /** How long a replica holds a work item (refund, notification, timer) before another may take it. */
     WORK_LEASE_MS: ms(10_000),
     WORKER_CONCURRENCY: ms(8),
+    /**
+     * Event batches one replica applies at once. One keeps the events of an order in one batch
+     * (no two deliveries racing for its checkpoint) and lets batches grow with the load; replicas
+     * add parallelism.
+     */
+    EVENTS_CONCURRENCY: ms(1),
     /** How long a worker holds a job before BullMQ deems it stalled (its replica died) and redelivers it. */
     JOB_LOCK_MS: z.coerce.number().int().min(1000).default(10_000),
     /** Bound of the whole shutdown after SIGTERM: HTTP drain, in-flight jobs, connections; then exit 0. */

@@ -91,7 +91,7 @@ const EFFECT_REFUSED = 'BAE02';
 const isCheckpointMoved = (err: unknown) => (err as { code?: unknown } | null)?.code === CHECKPOINT_MOVED;
 
 /** How often a batch is read again after another delivery moved its checkpoints first. */
-const CONFLICT_RETRIES = 8;
+const CONFLICT_RETRIES = 12;
 
 const READ_OWED = `
   WITH b AS (SELECT * FROM unnest($2::uuid[], $3::int[]) AS b(order_id, upto)),
@@ -145,6 +145,7 @@ function compose(
   ), cp_moved AS (
     UPDATE consumer_checkpoints c SET seq = i.seq, state = i.state, updated_at = now()
     FROM cp_input i WHERE i.expected > 0 AND c.consumer = i.consumer AND c.order_id = i.order_id AND c.seq = i.expected
+      AND c.consumer = ANY (ARRAY(SELECT consumer FROM cp_input)) AND c.order_id = ANY (ARRAY(SELECT order_id FROM cp_input))
     RETURNING 1
   ), cp_created AS (
     INSERT INTO consumer_checkpoints (consumer, order_id, seq, state)
@@ -154,15 +155,18 @@ function compose(
     RETURNING 1
   ), cp_cleared AS (
     DELETE FROM consumer_failures f USING cp_input i WHERE f.consumer = i.consumer AND f.order_id = i.order_id
+      AND f.order_id = ANY (ARRAY(SELECT order_id FROM cp_input))
   )`);
   outputs.push(
     `SELECT -1 AS src, to_jsonb(baedal_fail('${CHECKPOINT_MOVED}', 'another delivery moved a checkpoint first')) AS row
      WHERE (SELECT count(*) FROM cp_moved) + (SELECT count(*) FROM cp_created) <> ${add(checkpoints.length)}::int`,
   );
   if (settled.length > 0) {
+    const ids = add(settled.map(([id]) => id));
+    const upto = add(settled.map(([, seq]) => seq));
     ctes.push(`settled AS (
-      UPDATE order_journal j SET settled_at = now() FROM unnest(${add(settled.map(([id]) => id))}::uuid[], ${add(settled.map(([, seq]) => seq))}::int[]) AS s(order_id, upto)
-      WHERE j.order_id = s.order_id AND j.seq <= s.upto AND j.settled_at IS NULL
+      UPDATE order_journal j SET settled_at = now() FROM unnest(${ids}::uuid[], ${upto}::int[]) AS s(order_id, upto)
+      WHERE j.order_id = ANY (${ids}::uuid[]) AND j.order_id = s.order_id AND j.seq <= s.upto AND j.settled_at IS NULL
     )`);
   }
   return { text: `WITH ${ctes.join(',\n')}\n${outputs.join('\nUNION ALL\n')}`, params, returning };
@@ -272,6 +276,16 @@ export async function deliver(db: Database, target: AnyConsumer | ConsumerGroup,
   try {
     return await applyEvents(db, target, refs);
   } catch (err) {
+    if (isCheckpointMoved(err) && new Set(refs.map((r) => r.orderId)).size > 1) {
+      // Some orders of the batch keep moving under it (another delivery, a rebuild, live traffic):
+      // halve the batch until they are on their own, so the rest is not held back by them.
+      const orders = [...new Set(refs.map((r) => r.orderId))].sort();
+      const first = new Set(orders.slice(0, Math.ceil(orders.length / 2)));
+      return (
+        (await deliver(db, target, refs.filter((r) => first.has(r.orderId)), log)) +
+        (await deliver(db, target, refs.filter((r) => !first.has(r.orderId)), log))
+      );
+    }
     if (!isApplicationError(err)) throw err;
     const consumers = consumersOf(target);
     if (consumers.length > 1) {

@@ -54,6 +54,7 @@ export type RuntimeConfig = Pick<
   | 'SWEEP_INTERVAL_MS'
   | 'WORK_LEASE_MS'
   | 'EVENTS_LINGER_MS'
+  | 'EVENTS_CONCURRENCY'
 >;
 
 export interface Runtime {
@@ -183,7 +184,7 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
   });
 
   if (config.ROLE !== 'api') {
-    bus.startWorkers(pg, { concurrency: config.WORKER_CONCURRENCY, lockMs: config.JOB_LOCK_MS });
+    bus.startWorkers(pg, { concurrency: config.EVENTS_CONCURRENCY, lockMs: config.JOB_LOCK_MS });
     work.startWorker(kinds, { concurrency: config.WORKER_CONCURRENCY, lockMs: config.JOB_LOCK_MS, leaseMs: config.WORK_LEASE_MS });
     sweeper.start();
   }

@@ -17,7 +17,8 @@ export function createDataSource(databaseUrl: string, poolSize = 10): DataSource
     migrations: MIGRATIONS,
     migrationsTableName: 'schema_migrations',
     migrationsTransactionMode: 'each',
-    extra: { max: poolSize },
+    // The service's statements are fixed and prepared: plan each once per connection, not per call.
+    extra: { max: poolSize, options: '-c plan_cache_mode=force_generic_plan' },
     logging: false,
   });
 }

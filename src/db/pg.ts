@@ -37,7 +37,18 @@ export class Database implements Sql {
   }
 
   async query<Row = Record<string, unknown>>(text: string, params: readonly unknown[] = []): Promise<Row[]> {
-    return (await this.pool.query(statement(text, params))).rows as Row[];
+    // Not pool.query(): it closes the connection after any error, and a refused statement (a unique
+    // violation, a lost race) would then cost a new connection and its prepared statements.
+    const client = await this.pool.connect();
+    let broken: Error | undefined;
+    try {
+      return (await client.query(statement(text, params))).rows as Row[];
+    } catch (err) {
+      if (isConnectionError(err)) broken = err as Error;
+      throw err;
+    } finally {
+      client.release(broken);
+    }
   }
 
   /** Runs `fn` in one transaction on one pooled client; rolls back on any error. */
@@ -59,6 +70,12 @@ export class Database implements Sql {
       client.release(broken);
     }
   }
+}
+
+/** An error of the connection itself (not of one statement): the client must not be reused. */
+function isConnectionError(err: unknown): boolean {
+  const code = sqlState(err);
+  return code === undefined || !/^[0-9A-Z]{5}$/.test(code) || /^(08|57P|53)/.test(code);
 }
 
 /** PostgreSQL's SQLSTATE of a failed statement, if it is one. */

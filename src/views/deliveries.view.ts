@@ -71,7 +71,7 @@ function deliveriesConsumer(): Consumer<DeliveryState> {
         effects.push({
             text: `UPDATE view_deliveries d SET withdrawn_at = coalesce(d.withdrawn_at, w.at), seq = w.seq
            FROM unnest($1::uuid[], $2::timestamptz[], $3::int[]) AS w(order_id, at, seq)
-           WHERE d.order_id = w.order_id AND d.seq < w.seq`,
+           WHERE d.order_id = ANY ($1::uuid[]) AND d.order_id = w.order_id AND d.seq < w.seq`,
             params: [withdrawn.map((w) => w.orderId), withdrawn.map((w) => w.at), withdrawn.map((w) => w.seq)],
           });
       }
