@@ -72,7 +72,7 @@ const schema = z
     /** An event a consumer has not applied this long after it happened is sent to it again. */
     OWED_AFTER_MS: ms(10_000),
     /** How long committed events wait to travel together in one job (0: next tick only). */
-    EVENTS_LINGER_MS: z.coerce.number().int().min(0).max(1000).default(5),
+    EVENTS_LINGER_MS: z.coerce.number().int().min(0).max(1000).default(20),
     /** How often each replica sweeps for owed events and overdue work. */
     SWEEP_INTERVAL_MS: ms(2000),
     /** How long a replica holds a work item (refund, notification, timer) before another may take it. */
