@@ -8,6 +8,10 @@ export interface RuntimeMetrics {
   registry: Registry;
   payments: Counter<'outcome'>;
   refunds: Counter<'reason'>;
+  /** Commands by type and outcome (`ok`, or the error code that refused them). */
+  commands: Counter<'command' | 'outcome'>;
+  /** Writes refused by the version check: another writer (replica) moved the order first. */
+  staleWrites: Counter;
 }
 
 export function createRuntimeMetrics(): RuntimeMetrics {
@@ -27,6 +31,17 @@ export function createRuntimeMetrics(): RuntimeMetrics {
       labelNames: ['reason'] as const,
       registers: [registry],
     }),
+    commands: new Counter({
+      name: 'baedal_commands_total',
+      help: 'Order commands by type (place, pay, accept, …, and timer events) and outcome (ok, or the error code)',
+      labelNames: ['command', 'outcome'] as const,
+      registers: [registry],
+    }),
+    staleWrites: new Counter({
+      name: 'baedal_stale_writes_total',
+      help: 'Order writes refused by the version check because another writer moved the order first (the step judged again)',
+      registers: [registry],
+    }),
   };
 }
 
@@ -36,6 +51,8 @@ export interface ObservedSources {
   kinds: readonly WorkKind[];
   /** Waiting + active jobs per queue. */
   backlog(): Promise<Record<string, number>>;
+  /** Age in seconds of the oldest waiting job per queue (0 when none waits). */
+  oldestJobAge(): Promise<Record<string, number>>;
 }
 
 /** Gauges read at scrape time. A source that does not answer leaves its gauge out of that scrape. */
@@ -87,6 +104,28 @@ export function observe(metrics: RuntimeMetrics, sources: ObservedSources): void
     async collect() {
       const [row] = await sources.db.query<{ n: number }>('SELECT count(*)::int AS n FROM order_journal WHERE settled_at IS NULL').catch(() => []);
       if (row) this.set(row.n);
+    },
+  });
+  new Gauge({
+    name: 'baedal_queue_oldest_job_age_seconds',
+    help: 'Age of the oldest job waiting in each BullMQ queue (how long work waits to be picked up)',
+    labelNames: ['queue'] as const,
+    registers: [registry],
+    async collect() {
+      const ages = await sources.oldestJobAge().catch(() => undefined);
+      if (!ages) return;
+      for (const [queue, age] of Object.entries(ages)) this.set({ queue }, age);
+    },
+  });
+  new Gauge({
+    name: 'baedal_journal_oldest_unsettled_seconds',
+    help: 'Age of the oldest journaled event some consumer has not applied yet (0 when all are settled)',
+    registers: [registry],
+    async collect() {
+      const [row] = await sources.db
+        .query<{ age: number }>(`SELECT coalesce(extract(epoch FROM now() - min(at)), 0)::float8 AS age FROM order_journal WHERE settled_at IS NULL`)
+        .catch(() => []);
+      if (row) this.set(Math.max(0, row.age));
     },
   });
   new Gauge({

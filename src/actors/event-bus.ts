@@ -20,6 +20,12 @@ export interface EventBusOptions {
   lingerMs?: number;
 }
 
+/** Seconds the oldest waiting job of a queue has waited (0 when none waits). */
+export async function oldestWaiting(queue: Queue): Promise<number> {
+  const [job] = await queue.getJobs(['waiting'], 0, 0, true);
+  return job ? Math.max(0, (Date.now() - job.timestamp) / 1000) : 0;
+}
+
 /** Queue name of a consumer group. */
 export const queueNameOf = (group: string) => `events-${group.replaceAll('.', '-')}`;
 
@@ -121,6 +127,13 @@ export class EventBus {
       const counts = await queue.getJobCounts('waiting', 'active', 'prioritized');
       out[queueNameOf(group)] = (counts.waiting ?? 0) + (counts.active ?? 0) + (counts.prioritized ?? 0);
     }
+    return out;
+  }
+
+  /** Age in seconds of the oldest waiting job per group queue. */
+  async oldestJobAge(): Promise<Record<string, number>> {
+    const out: Record<string, number> = {};
+    for (const [group, queue] of this.queues) out[queueNameOf(group)] = await oldestWaiting(queue);
     return out;
   }
 

@@ -206,6 +206,7 @@ export function createOrderSteps(deps: OrderActorDeps) {
       }
       const t = transitionOf(row, decided, by, causationId);
       const committed = await store.commit(t);
+      store.noteOutcome(loaded!.cached, committed !== undefined);
       if (committed) {
         afterCommit(orderId, committed.version, t);
         return viewOf(decided.next, { ...row, version: committed.version, updated_at: t.at }, refundOf(decided));

@@ -18,6 +18,8 @@ export interface OrderStoreOptions {
   maxBatch: number;
   /** Most statements of each kind on their way at once. */
   maxInFlight: number;
+  /** Called when a write is refused because another writer moved the order first. */
+  onStaleWrite?: () => void;
 }
 
 const ORDER_COLUMNS = `id, machine_id, machine_version, version, status, snapshot, customer_id, store_id, rider_id, area, created_at, updated_at`;
@@ -49,9 +51,26 @@ export class OrderStore {
     this.commits = new Batcher((ts) => this.commitBatch(ts), { maxBatch: opts.maxBatch, maxInFlight: opts.maxInFlight, key: (t) => t.orderId });
   }
 
+  /**
+   * How often a write judged on the cache found the order moved on (another replica wrote it):
+   * behind a load balancer that spreads one order's commands over replicas the cache is mostly
+   * stale, and a fresh read is then cheaper than a lost write. A tenth of the reads still try the
+   * cache, so it comes back when the traffic changes.
+   */
+  private staleRate = 0;
+
+  /** Records whether a write judged on a cached entry went through. */
+  noteOutcome(cached: boolean, written: boolean): void {
+    if (cached) this.staleRate = this.staleRate * 0.95 + (written ? 0 : 0.05);
+  }
+
+  private trustCache(): boolean {
+    return this.staleRate < 0.3 || Math.random() < 0.1;
+  }
+
   /** The order as this replica last wrote it, or as PostgreSQL has it now. */
   async load(orderId: string, fresh = false): Promise<LoadedOrder | undefined> {
-    if (!fresh) {
+    if (!fresh && this.trustCache()) {
       const hit = this.cache.get(orderId);
       if (hit) {
         // Least recently used goes first: re-inserting moves the entry to the end.
@@ -72,7 +91,10 @@ export class OrderStore {
   async commit(t: Transition): Promise<Committed | undefined> {
     const committed = await this.commits.submit(t);
     if (committed) this.remember(t, committed);
-    else this.cache.delete(t.orderId);
+    else {
+      this.cache.delete(t.orderId);
+      if (!t.payment) this.opts.onStaleWrite?.();
+    }
     return committed;
   }
 

@@ -15,7 +15,7 @@ import { refundWork } from '../payment/refund.work.ts';
 import { createResilientGateway, type ResilientGateway } from '../payment/resilient-gateway.ts';
 import { viewConsumers } from '../views/registry.ts';
 import type { AnyConsumer, ConsumerGroup } from './consumers.ts';
-import { EventBus } from './event-bus.ts';
+import { EventBus, oldestWaiting } from './event-bus.ts';
 import { within } from './queues.ts';
 import { createOrderActors, createOrderSteps, type OrderActors } from './order-actor.ts';
 import { OrderStore } from './order-store.ts';
@@ -139,7 +139,12 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
     log: log.child({ part: 'events' }),
   });
 
-  const store = new OrderStore(pg, { cacheSize: config.ORDER_CACHE_SIZE, maxBatch: config.GROUP_COMMIT_MAX, maxInFlight: config.GROUP_COMMIT_IN_FLIGHT });
+  const store = new OrderStore(pg, {
+    cacheSize: config.ORDER_CACHE_SIZE,
+    maxBatch: config.GROUP_COMMIT_MAX,
+    maxInFlight: config.GROUP_COMMIT_IN_FLIGHT,
+    onStaleWrite: () => metrics.staleWrites.inc(),
+  });
   const steps = createOrderSteps({
     db: pg,
     store,
@@ -162,7 +167,11 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
     refundWork(pg, payments, config.REFUND_RETRY_MAX_MS, (row) => metrics.refunds.inc({ reason: row.reason })),
     paymentReconciliation(pg, payments, work, { settleMs: config.PAYMENT_SETTLE_MS, retryMaxMs: config.REFUND_RETRY_MAX_MS }),
     notifications,
-    timerWork(pg, (timer) => actors.fireTimer(timer)),
+    timerWork(pg, async (timer) => {
+      const outcome = await actors.fireTimer(timer);
+      metrics.commands.inc({ command: timer.event, outcome: outcome === 'fired' ? 'ok' : 'moved-on' });
+      return outcome;
+    }),
   ];
   const sweeper = new Sweeper({
     db: pg,
@@ -181,6 +190,7 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
     breakerState: () => payments.breakerState(),
     kinds,
     backlog: async () => ({ ...(await bus.backlog()), work: await work.backlog() }),
+    oldestJobAge: async () => ({ ...(await bus.oldestJobAge()), work: await oldestWaiting(work.queue) }),
   });
 
   if (config.ROLE !== 'api') {

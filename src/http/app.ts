@@ -79,7 +79,7 @@ export function createApp(deps: AppDeps): App {
       stopping: deps.stopping,
     }),
     ...storeRoutes({ db: deps.db }),
-    ...orderRoutes({ actors: deps.actors, pg: deps.pg }),
+    ...orderRoutes({ actors: deps.actors, pg: deps.pg, commands: deps.metrics?.commands }),
     ...deliveryRoutes({ pg: deps.pg, status: viewStatus }),
     ...viewRoutes({ pg: deps.pg, status: viewStatus }),
     ...adminRoutes({ pg: deps.pg, bus: deps.bus, kinds: deps.kinds, consumers: deps.consumers, prompt: deps.work }),

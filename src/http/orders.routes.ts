@@ -1,5 +1,6 @@
 import type { Context } from 'koa';
 import type { CommandRequest, OrderActors, OrderView } from '../actors/order-actor.ts';
+import type { Counter } from 'prom-client';
 import type { Database } from '../db/pg.ts';
 import { DomainError } from '../errors.ts';
 import { ORDER_COMMANDS, type OrderCommand } from '../machines/order.machine.ts';
@@ -50,7 +51,21 @@ const COMMAND_SUMMARY: Record<OrderCommand, string> = {
   'confirm-delivery': "The order's customer confirms delivery.",
 };
 
-function commandRoute(actors: OrderActors, type: OrderCommand): Route {
+/** Counts a command by its outcome: `ok`, or the code of the error that refused it. */
+async function counted<T>(commands: CommandCounter | undefined, command: string, run: () => Promise<T>): Promise<T> {
+  try {
+    const result = await run();
+    commands?.inc({ command, outcome: 'ok' });
+    return result;
+  } catch (err) {
+    commands?.inc({ command, outcome: err instanceof DomainError ? err.code : 'internal' });
+    throw err;
+  }
+}
+
+type CommandCounter = Pick<Counter<'command' | 'outcome'>, 'inc'>;
+
+function commandRoute(actors: OrderActors, type: OrderCommand, commands?: CommandCounter): Route {
   const body = type === 'reject' ? RejectSchema : type === 'cancel' ? CancelSchema : EmptyBodySchema;
   const errors = [400, 401, 403, 404, 409, 412, 413, 415];
   if (type === 'pay') errors.push(402, 503);
@@ -68,10 +83,12 @@ function commandRoute(actors: OrderActors, type: OrderCommand): Route {
     errors,
     async handle(ctx, { params, body: input, principal }) {
       const request = toCommand(type, input as Record<string, unknown>);
-      const order = await actors.command(principal, params.id, request, {
-        expectedVersion: expectedVersion(ctx.get('if-match')),
-        causationId: requestIdOf(ctx),
-      });
+      const order = await counted(commands, type, () =>
+        actors.command(principal, params.id, request, {
+          expectedVersion: expectedVersion(ctx.get('if-match')),
+          causationId: requestIdOf(ctx),
+        }),
+      );
       sendOrder(ctx, order);
     },
   });
@@ -103,8 +120,8 @@ export function requestIdOf(ctx: Context): string | undefined {
   return typeof id === 'string' ? id : undefined;
 }
 
-export function orderRoutes(deps: { actors: OrderActors; pg: Database }): Route[] {
-  const { actors, pg } = deps;
+export function orderRoutes(deps: { actors: OrderActors; pg: Database; commands?: CommandCounter }): Route[] {
+  const { actors, pg, commands } = deps;
   return [
     defineRoute({
       method: 'post',
@@ -126,7 +143,7 @@ export function orderRoutes(deps: { actors: OrderActors; pg: Database }): Route[
             issues: [{ field: 'header.idempotency-key', message: 'too long' }],
           });
         }
-        const { order, replayed } = await actors.place(principal, body, key, requestIdOf(ctx));
+        const { order, replayed } = await counted(commands, 'place', () => actors.place(principal, body, key, requestIdOf(ctx)));
         ctx.set('Location', `/orders/${order.id}`);
         if (replayed) ctx.set('Idempotent-Replayed', 'true');
         sendOrder(ctx, order, 201);
@@ -171,7 +188,7 @@ export function orderRoutes(deps: { actors: OrderActors; pg: Database }): Route[
         ctx.body = await actors.events(principal, params.id);
       },
     }),
-    ...ORDER_COMMANDS.map((type) => commandRoute(actors, type)),
+    ...ORDER_COMMANDS.map((type) => commandRoute(actors, type, commands)),
     defineRoute({
       method: 'get',
       path: '/notifications',

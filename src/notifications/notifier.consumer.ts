@@ -147,7 +147,7 @@ export function notifierConsumer(deliver: (rows: NotificationRow[]) => void, lea
                           now() + make_interval(secs => $2::float8 / 1000), 1
                    FROM jsonb_to_recordset($1::jsonb) AS d("id" uuid, "eventId" uuid, "orderId" uuid, "seq" int, "toRole" text, "toId" text,
                                                             "status" text, "text" text, "createdAt" timestamptz)
-                   ON CONFLICT (id) DO NOTHING
+                   ON CONFLICT DO NOTHING
                    RETURNING *`,
             params: [JSON.stringify(drafts), leaseMs],
             returning: true,

@@ -148,6 +148,7 @@ export function createPay(deps: PayDeps): PayCommand {
       }
       const amount = loaded.snapshot.context.total;
       const attempt = await startAttempt(row, amount);
+      steps.store.noteOutcome(loaded.cached, attempt !== undefined);
       if (!attempt) continue; // the order moved on between reading and recording: judge again
 
       let chargeId: string;
