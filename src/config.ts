@@ -75,6 +75,10 @@ const schema = z
     EVENTS_LINGER_MS: z.coerce.number().int().min(0).max(1000).default(20),
     /** How often each replica sweeps for owed events and overdue work. */
     SWEEP_INTERVAL_MS: ms(2000),
+    /** Delivered notifications are kept this many days (the feed of GET /notifications). */
+    NOTIFICATION_RETENTION_DAYS: ms(30),
+    /** An Idempotency-Key of POST /orders is remembered this many hours. */
+    IDEMPOTENCY_KEY_TTL_HOURS: ms(24),
     /** How long a replica holds a work item (refund, notification, timer) before another may take it. */
     WORK_LEASE_MS: ms(10_000),
     WORKER_CONCURRENCY: ms(8),

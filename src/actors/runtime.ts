@@ -55,6 +55,8 @@ export type RuntimeConfig = Pick<
   | 'WORK_LEASE_MS'
   | 'EVENTS_LINGER_MS'
   | 'EVENTS_CONCURRENCY'
+  | 'NOTIFICATION_RETENTION_DAYS'
+  | 'IDEMPOTENCY_KEY_TTL_HOURS'
 >;
 
 export interface Runtime {
@@ -184,6 +186,7 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
     intervalMs: config.SWEEP_INTERVAL_MS,
     workGraceMs: Math.min(5000, config.OWED_AFTER_MS),
     leaseMs: config.WORK_LEASE_MS,
+    retention: { notificationDays: config.NOTIFICATION_RETENTION_DAYS, idempotencyKeyHours: config.IDEMPOTENCY_KEY_TTL_HOURS, closedTimerHours: 24 },
   });
   observe(metrics, {
     db: pg,

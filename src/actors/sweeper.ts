@@ -19,7 +19,21 @@ export interface SweeperOptions {
   /** Work overdue by this much was not prompted (lost job, dead replica): the sweeper does it. */
   workGraceMs: number;
   leaseMs: number;
+  /** What is kept how long; the retention pass runs at most once an hour on one replica. */
+  retention: RetentionRules;
 }
+
+export interface RetentionRules {
+  /** Delivered notifications (the feed of GET /notifications). */
+  notificationDays: number;
+  /** Idempotency keys of POST /orders: a retry after that places a new order. */
+  idempotencyKeyHours: number;
+  /** Timers that fired or whose order moved on. */
+  closedTimerHours: number;
+}
+
+/** Deleted per statement, so a large backlog never holds a long transaction. */
+const RETENTION_BATCH = 5000;
 
 /**
  * The backstop that makes "delayed, never lost" true. On every replica, every interval:
@@ -67,7 +81,49 @@ export class Sweeper {
   async sweep(): Promise<{ resent: number; work: number }> {
     const { resent } = await this.sweepEvents();
     const work = await this.sweepWork();
+    if (await this.lease('retention', 3600_000)) await this.retain();
     return { resent, work };
+  }
+
+  /**
+   * Retention: rows that grow with the traffic and are not records are deleted once they are no
+   * longer needed. The journal, orders, payment attempts and refunds are the records and are kept
+   * (archiving them is an operator's decision); checkpoints and read models grow per order, not
+   * per event.
+   */
+  async retain(): Promise<Record<string, number>> {
+    const r = this.opts.retention;
+    const rules: [string, string, unknown][] = [
+      [
+        'notifications',
+        `DELETE FROM notifications WHERE id IN (SELECT id FROM notifications WHERE delivered_at IS NOT NULL AND due_at IS NULL
+           AND created_at < now() - make_interval(days => $1::int) LIMIT ${RETENTION_BATCH})`,
+        r.notificationDays,
+      ],
+      [
+        'order_requests',
+        `DELETE FROM order_requests WHERE (customer_id, idempotency_key) IN (SELECT customer_id, idempotency_key FROM order_requests
+           WHERE created_at < now() - make_interval(hours => $1::int) LIMIT ${RETENTION_BATCH})`,
+        r.idempotencyKeyHours,
+      ],
+      [
+        'timers',
+        `DELETE FROM timers WHERE id IN (SELECT id FROM timers WHERE due_at IS NULL AND fire_at < now() - make_interval(hours => $1::int) LIMIT ${RETENTION_BATCH})`,
+        r.closedTimerHours,
+      ],
+    ];
+    const deleted: Record<string, number> = {};
+    for (const [table, text, age] of rules) {
+      deleted[table] = 0;
+      for (;;) {
+        const rows = await this.opts.db.query(`WITH gone AS (${text} RETURNING 1) SELECT count(*)::int AS n FROM gone`, [age]);
+        const n = (rows[0] as { n: number }).n;
+        deleted[table] += n;
+        if (n < RETENTION_BATCH) break;
+      }
+    }
+    if (Object.values(deleted).some((n) => n > 0)) this.opts.log.info({ deleted }, 'retention: deleted rows past their keep time');
+    return deleted;
   }
 
   /** Takes a named lease for `ms` so only one replica does a pass at a time. */
