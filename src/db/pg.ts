@@ -28,6 +28,9 @@ function statement(text: string, values: readonly unknown[]): pg.QueryConfig {
 }
 
 export class Database implements Sql {
+  /** Sees every statement sent through this database (tests use it to check the plans the service gets). */
+  onStatement?: (text: string, params: readonly unknown[]) => void;
+
   constructor(readonly pool: pg.Pool) {}
 
   static of(dataSource: DataSource): Database {
@@ -39,6 +42,7 @@ export class Database implements Sql {
   async query<Row = Record<string, unknown>>(text: string, params: readonly unknown[] = []): Promise<Row[]> {
     // Not pool.query(): it closes the connection after any error, and a refused statement (a unique
     // violation, a lost race) would then cost a new connection and its prepared statements.
+    this.onStatement?.(text, params);
     const client = await this.pool.connect();
     let broken: Error | undefined;
     try {
@@ -57,7 +61,12 @@ export class Database implements Sql {
     let broken: Error | undefined;
     try {
       await client.query('BEGIN');
-      const tx: Sql = { query: async <Row>(text: string, params: readonly unknown[] = []) => (await client.query(statement(text, params))).rows as Row[] };
+      const tx: Sql = {
+        query: async <Row>(text: string, params: readonly unknown[] = []) => {
+          this.onStatement?.(text, params);
+          return (await client.query(statement(text, params))).rows as Row[];
+        },
+      };
       const result = await fn(tx);
       await client.query('COMMIT');
       return result;
