@@ -6,7 +6,6 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { bullmqCeiling, postgresCeiling } from '../bench/ceilings.ts';
@@ -16,6 +15,7 @@ import { ceilingsText, resultsTable, rssText, runLine, systemLabel, targetsText,
 import { ensureRestateInstalled, restateVersions, startRestate } from '../bench/restate-stack.ts';
 import type { LoadSummary } from './load/runner.ts';
 import { signToken } from './load/tokens.ts';
+import { commandLine, usageError as refuse } from '../src/cli.ts';
 
 const USAGE = `usage: npm run bench -- [options]        (npm run bench:restate = --targets restate)
 
@@ -49,41 +49,25 @@ Environment: BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/baed
 database is dropped and re-created), BENCH_REDIS_URL (default redis://127.0.0.1:6379).`;
 
 function usageError(message: string): never {
-  console.error(`${message}\n\n${USAGE}`);
-  process.exit(2);
+  return refuse('bench', USAGE, message);
 }
 
-let parsed;
-try {
-  parsed = parseArgs({
-    options: {
-      targets: { type: 'string', default: 'baedal' },
-      concurrency: { type: 'string', default: '1,16,64' },
-      processes: { type: 'string', default: '1,2' },
-      duration: { type: 'string' },
-      warmup: { type: 'string' },
-      'ceiling-duration': { type: 'string' },
-      'no-ceilings': { type: 'boolean', default: false },
-      stores: { type: 'string', default: '10' },
-      'restate-partitions': { type: 'string' },
-      'restate-notifications': { type: 'boolean', default: false },
-      quick: { type: 'boolean', default: false },
-      soak: { type: 'string' },
-      out: { type: 'string' },
-      'cpu-prof': { type: 'string' },
-      help: { type: 'boolean', default: false },
-    },
-    strict: true,
-    allowPositionals: false,
-  });
-} catch (err) {
-  usageError((err as Error).message);
-}
-const v = parsed.values;
-if (v.help) {
-  console.log(USAGE);
-  process.exit(0);
-}
+const v = commandLine('bench', USAGE, {
+  targets: { type: 'string', default: 'baedal' },
+  concurrency: { type: 'string', default: '1,16,64' },
+  processes: { type: 'string', default: '1,2' },
+  duration: { type: 'string' },
+  warmup: { type: 'string' },
+  'ceiling-duration': { type: 'string' },
+  'no-ceilings': { type: 'boolean', default: false },
+  stores: { type: 'string', default: '10' },
+  'restate-partitions': { type: 'string' },
+  'restate-notifications': { type: 'boolean', default: false },
+  quick: { type: 'boolean', default: false },
+  soak: { type: 'string' },
+  out: { type: 'string' },
+  'cpu-prof': { type: 'string' },
+});
 const wholeNumber = (name: string, raw: string, min: number): number => {
   const n = Number(raw);
   if (!/^\d+$/.test(raw) || n < min) usageError(`--${name} must be a whole number ≥ ${min}, not "${raw}"`);

@@ -4,7 +4,7 @@ import { cpSync, readdirSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { commandLine } from '../src/cli.ts';
 
 const USAGE = `usage: npm run build
 
@@ -38,17 +38,7 @@ function tsc(project: string): void {
 }
 
 function main(): void {
-  let values;
-  try {
-    ({ values } = parseArgs({ options: { help: { type: 'boolean', short: 'h' } } }));
-  } catch (err) {
-    console.error(`build: ${err instanceof Error ? err.message : String(err)}\n\n${USAGE}`);
-    process.exit(2);
-  }
-  if (values.help) {
-    console.log(USAGE);
-    return;
-  }
+  commandLine('build', USAGE, {});
   const started = performance.now();
   rmSync(DIST, { recursive: true, force: true });
   for (const project of PROJECTS) tsc(project);

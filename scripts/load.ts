@@ -1,10 +1,10 @@
 // The load generator: drives the mixed order lifecycle against a running service, from its own
 // process. `npm run load -- --help` says how.
 import { randomBytes } from 'node:crypto';
-import { parseArgs } from 'node:util';
 import { formatReport } from './load/report.ts';
 import { runLoad, SetupError } from './load/runner.ts';
 import { TARGET_NAMES, type TargetName } from './load/targets.ts';
+import { commandLine, usageError as refuse } from '../src/cli.ts';
 
 /** The service's own default when AUTH_SECRET is unset (see the README's configuration table). */
 const DEV_AUTH_SECRET = 'baedal-development-secret-change-me';
@@ -40,8 +40,7 @@ Exit status: 0 when the run finished and the final check found nothing wrong (re
 reported, not fatal), 1 when the setup failed or an order ended in the wrong state, 2 on bad usage.`;
 
 function usageError(message: string): never {
-  console.error(`${message}\n\n${USAGE}`);
-  process.exit(2);
+  return refuse('load', USAGE, message);
 }
 
 function wholeNumber(name: string, raw: string, min: number): number {
@@ -50,37 +49,22 @@ function wholeNumber(name: string, raw: string, min: number): number {
   return n;
 }
 
-let parsed;
-try {
-  parsed = parseArgs({
-    options: {
-      url: { type: 'string', multiple: true },
-      target: { type: 'string', default: 'baedal' },
-      concurrency: { type: 'string', default: '16' },
-      duration: { type: 'string', default: '30' },
-      warmup: { type: 'string', default: '5' },
-      stores: { type: 'string', default: '10' },
-      secret: { type: 'string' },
-      seed: { type: 'string', default: '1' },
-      timeout: { type: 'string', default: '30000' },
-      progress: { type: 'string', default: '1' },
-      'no-verify': { type: 'boolean', default: false },
-      'run-id': { type: 'string' },
-      json: { type: 'boolean', default: false },
-      quiet: { type: 'boolean', default: false },
-      help: { type: 'boolean', default: false },
-    },
-    strict: true,
-    allowPositionals: false,
-  });
-} catch (err) {
-  usageError((err as Error).message);
-}
-const v = parsed.values;
-if (v.help) {
-  console.log(USAGE);
-  process.exit(0);
-}
+const v = commandLine('load', USAGE, {
+  url: { type: 'string', multiple: true },
+  target: { type: 'string', default: 'baedal' },
+  concurrency: { type: 'string', default: '16' },
+  duration: { type: 'string', default: '30' },
+  warmup: { type: 'string', default: '5' },
+  stores: { type: 'string', default: '10' },
+  secret: { type: 'string' },
+  seed: { type: 'string', default: '1' },
+  timeout: { type: 'string', default: '30000' },
+  progress: { type: 'string', default: '1' },
+  'no-verify': { type: 'boolean', default: false },
+  'run-id': { type: 'string' },
+  json: { type: 'boolean', default: false },
+  quiet: { type: 'boolean', default: false },
+});
 if (!TARGET_NAMES.includes(v.target as TargetName)) usageError(`--target must be one of ${TARGET_NAMES.join(', ')}, not "${v.target}"`);
 const urls = (v.url ?? ['http://127.0.0.1:3000']).flatMap((u) => u.split(',')).map((u) => u.trim().replace(/\/+$/, '')).filter(Boolean);
 for (const u of urls) {

@@ -1,8 +1,8 @@
 // The fake payment gateway on its own: npm run payment-gateway (the image: node dist/tools/scripts/payment-gateway.js).
-import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { createLogger } from '../src/log.ts';
 import { createFakeGateway } from '../src/payment/fake-gateway.ts';
+import { commandLine } from '../src/cli.ts';
 
 const USAGE = `usage: npm run payment-gateway   (compiled: node dist/tools/scripts/payment-gateway.js)
 
@@ -13,16 +13,7 @@ Environment:
 It keeps its ledger in memory; GET /_admin/ledger shows it, PUT /_admin/behaviour makes it slow,
 failing or declining, POST /_admin/reset forgets everything.`;
 
-try {
-  const { values } = parseArgs({ options: { help: { type: 'boolean', short: 'h' } } });
-  if (values.help) {
-    console.log(USAGE);
-    process.exit(0);
-  }
-} catch (err) {
-  console.error(`payment-gateway: ${err instanceof Error ? err.message : String(err)}\n\n${USAGE}`);
-  process.exit(2);
-}
+commandLine('payment-gateway', USAGE, {});
 
 const DEFAULT_PORT = 4010;
 /** If close() ever hangs, give up rather than ignore the orchestrator's SIGTERM. */

@@ -2,10 +2,10 @@
 import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
 import type { ELK as ElkInstance } from 'elkjs/lib/elk-api.js';
 import { orderGraph, toMermaid, type MachineGraph } from '../src/machines/order.graph.ts';
 import { layoutChart, renderSvg } from '../src/http/statechart/chart.js';
+import { commandLine } from '../src/cli.ts';
 
 export const SVG_PATH = fileURLToPath(new URL('../docs/order-lifecycle.svg', import.meta.url));
 export const MERMAID_PATH = fileURLToPath(new URL('../docs/order-lifecycle.mmd', import.meta.url));
@@ -31,17 +31,7 @@ writes docs/order-lifecycle.svg and docs/order-lifecycle.mmd (Mermaid). Run it a
 machine: a test fails while the committed files differ from what the code draws.`;
 
 async function main(): Promise<void> {
-  try {
-    const { values } = parseArgs({ options: { help: { type: 'boolean', short: 'h' } } });
-    if (values.help) {
-      console.log(USAGE);
-      return;
-    }
-  } catch (err) {
-    console.error(`statechart: ${err instanceof Error ? err.message : String(err)}\n\n${USAGE}`);
-    process.exitCode = 2;
-    return;
-  }
+  commandLine('statechart', USAGE, {});
   const { svg, mermaid } = await renderStatechartDocs();
   await mkdir(fileURLToPath(new URL('../docs/', import.meta.url)), { recursive: true });
   await writeFile(SVG_PATH, svg);

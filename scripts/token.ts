@@ -1,6 +1,6 @@
 // Mints a development token: npm run token -- --role customer --sub c1 [--expires 12h]
-import { parseArgs } from 'node:util';
 import { ROLES, type Role } from '../src/actors/principal.ts';
+import { commandLine, usageError } from '../src/cli.ts';
 import { ConfigError, loadConfig } from '../src/config.ts';
 import { durationSeconds, signToken } from '../src/http/auth.ts';
 import { ID_PATTERN, ID_RULE } from '../src/http/schemas.ts';
@@ -15,27 +15,14 @@ AUTH_ISSUER and AUTH_AUDIENCE when those are set.
   --help     this text`;
 
 function fail(message: string): never {
-  console.error(`${message}\n\n${USAGE}`);
-  process.exit(2);
+  return usageError('token', USAGE, message);
 }
 
-let values: { role?: string; sub?: string; expires?: string; help?: boolean };
-try {
-  ({ values } = parseArgs({
-    options: {
-      role: { type: 'string' },
-      sub: { type: 'string' },
-      expires: { type: 'string', default: '12h' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  }));
-} catch (err) {
-  fail((err as Error).message);
-}
-if (values.help) {
-  console.log(USAGE);
-  process.exit(0);
-}
+const values = commandLine('token', USAGE, {
+  role: { type: 'string' },
+  sub: { type: 'string' },
+  expires: { type: 'string', default: '12h' },
+});
 if (!values.role || !ROLES.includes(values.role as Role)) fail(`--role must be one of ${ROLES.join(', ')}`);
 if (!values.sub || !ID_PATTERN.test(values.sub)) fail(`--sub must be ${ID_RULE}`);
 

@@ -1,7 +1,7 @@
 // Development launcher: the fake payment gateway and the service together, in the foreground.
 // Ctrl-C (or SIGTERM) stops both.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { parseArgs } from 'node:util';
+import { commandLine } from '../src/cli.ts';
 
 const USAGE = `usage: npm run up
 
@@ -13,16 +13,7 @@ exits the other is stopped too. Environment:
   PAYMENT_URL           where the service finds the gateway (default: the fake one started here)
 and every other setting of the service (DATABASE_URL, REDIS_URL, ...; see README.md).`;
 
-try {
-  const { values } = parseArgs({ options: { help: { type: 'boolean', short: 'h' } } });
-  if (values.help) {
-    console.log(USAGE);
-    process.exit(0);
-  }
-} catch (err) {
-  console.error(`up: ${err instanceof Error ? err.message : String(err)}\n\n${USAGE}`);
-  process.exit(2);
-}
+commandLine('up', USAGE, {});
 
 const port = process.env.PORT ?? '3000';
 const gatewayPort = process.env.PAYMENT_GATEWAY_PORT ?? '4010';

@@ -1,6 +1,6 @@
 // Rebuilds the read models from the journal: npm run views:rebuild [-- --view NAME] [--batch 500]
-import { parseArgs } from 'node:util';
 import pg from 'pg';
+import { commandLine, usageError } from '../src/cli.ts';
 import { ConfigError, loadConfig } from '../src/config.ts';
 import { Database } from '../src/db/pg.ts';
 import { createLogger } from '../src/log.ts';
@@ -20,26 +20,13 @@ ${VIEWS.map((v) => `             ${v.name.padEnd(22)} ${v.describe}`).join('\n')
   --help   this text`;
 
 function fail(message: string): never {
-  console.error(`views:rebuild: ${message}\n\n${USAGE}`);
-  process.exit(2);
+  return usageError('views:rebuild', USAGE, message);
 }
 
-let values: { view?: string[]; batch?: string; help?: boolean };
-try {
-  ({ values } = parseArgs({
-    options: {
-      view: { type: 'string', multiple: true },
-      batch: { type: 'string', default: '500' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  }));
-} catch (err) {
-  fail((err as Error).message);
-}
-if (values.help) {
-  console.log(USAGE);
-  process.exit(0);
-}
+const values = commandLine('views:rebuild', USAGE, {
+  view: { type: 'string', multiple: true },
+  batch: { type: 'string', default: '500' },
+});
 const views: ViewDefinition[] = [];
 for (const name of values.view ?? VIEWS.map((v) => v.name)) {
   const view = findView(name);

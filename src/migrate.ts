@@ -2,9 +2,9 @@
 // init step (`node dist/migrate.js`) and a manual one (`node --import tsx src/migrate.ts`).
 // Any number of these may run at once: runMigrations holds a PostgreSQL advisory lock, so one
 // applies the migrations and the others then find nothing left to do.
-import { parseArgs } from 'node:util';
 import { loadConfigOrExit } from './config.ts';
 import { createLogger } from './log.ts';
+import { commandLine } from './cli.ts';
 
 const USAGE = `usage: node dist/migrate.js   (from a checkout: node --import tsx src/migrate.ts)
 
@@ -14,17 +14,7 @@ applied, and exits 0; exits 1 when PostgreSQL cannot be reached or a migration f
 invalid configuration. Reads the same environment as the service (DATABASE_URL, LOG_LEVEL).`;
 
 async function main(): Promise<void> {
-  let values;
-  try {
-    ({ values } = parseArgs({ options: { help: { type: 'boolean', short: 'h' } } }));
-  } catch (err) {
-    console.error(`migrate: ${err instanceof Error ? err.message : String(err)}\n\n${USAGE}`);
-    process.exit(2);
-  }
-  if (values.help) {
-    console.log(USAGE);
-    return;
-  }
+  commandLine('migrate', USAGE, {});
   const config = loadConfigOrExit();
   const log = createLogger(config.LOG_LEVEL);
   const started = Date.now();

@@ -1,9 +1,10 @@
+import { createRequire } from 'node:module';
 import { expect } from 'chai';
 import pg from 'pg';
 import { commandRequest, eventually, startSystem, type Parties, type TestSystem } from './support/system.ts';
 
 // pg's own conversion of a JS value to the text PostgreSQL parses (arrays, dates, JSON).
-const { prepareValue } = (await import('pg/lib/utils.js')).default as { prepareValue(v: unknown): string | null };
+const { prepareValue } = createRequire(import.meta.url)('pg/lib/utils.js') as { prepareValue(v: unknown): string | null };
 
 /** Tables that grow with the traffic: no statement of the service may read them whole. */
 const BIG = ['orders', 'order_journal', 'consumer_checkpoints', 'notifications', 'timers', 'payment_attempts', 'refunds', 'view_customer_orders', 'view_store_orders', 'view_deliveries'];
