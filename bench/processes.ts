@@ -17,6 +17,8 @@ export interface Managed {
   tail(lines?: number): string;
   /** SIGTERM, then SIGKILL after `graceMs`; an exit after stop() is not a crash. */
   stop(graceMs?: number): Promise<void>;
+  /** Sends a signal on purpose (a chaos kill, a shutdown under test): the exit that follows is not a crash. */
+  signal(signal: NodeJS.Signals): void;
 }
 
 export interface StartOptions {
@@ -78,6 +80,10 @@ export class ProcessGroup {
       stopping: false,
       running: () => child.exitCode === null && child.signalCode === null,
       tail: (n = 40) => lines.slice(-n).join('\n'),
+      signal: (sig) => {
+        m.stopping = true;
+        signalGroup(child.pid!, sig);
+      },
       stop: async (graceMs = 10_000) => {
         m.stopping = true;
         if (m.running()) {

@@ -92,6 +92,8 @@ const schema = z
     JOB_LOCK_MS: z.coerce.number().int().min(1000).default(10_000),
     /** Bound of the whole shutdown after SIGTERM: HTTP drain, in-flight jobs, connections; then exit 0. */
     SHUTDOWN_TIMEOUT_MS: ms(20_000),
+    /** How long a starting replica waits for PostgreSQL to accept connections before it gives up (exit 1). */
+    STARTUP_WAIT_MS: ms(60_000),
   })
   .superRefine((env, ctx) => {
     if (env.PAYMENT_RECONCILE_AFTER_MS <= env.PAYMENT_TIMEOUT_MS) {

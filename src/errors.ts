@@ -22,7 +22,8 @@ export type ErrorCode =
   | 'payment_in_progress'
   | 'already_picked'
   | 'internal'
-  | 'not_implemented';
+  | 'not_implemented'
+  | 'database_unavailable';
 
 export class DomainError extends Error {
   constructor(

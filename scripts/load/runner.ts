@@ -24,6 +24,8 @@ export interface LoadOptions {
   log: (line: string) => void;
   /** Called when measuring starts (after the warm-up) and when it ends. */
   onPhase?: (phase: 'measure' | 'drain') => void;
+  /** Called with every answer (or network failure) of a lifecycle's request, whatever the phase. */
+  onAnswer?: (name: CommandName, call: Call, res: HttpResult) => void;
 }
 
 export interface Mismatch {
@@ -171,6 +173,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadSummary> {
       const res = await client.request(call.method, call.path, party.token, call.body);
       const ms = performance.now() - t0;
       answered++;
+      o.onAnswer?.(name, call, res);
       const ok = res.status >= 200 && res.status < 300;
       if (ok) {
         if (phase === 'measure') {

@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import type { DataSource } from 'typeorm';
 import type { Config } from '../config.ts';
-import { createDataSource, ensureDatabase, runMigrations } from '../db/data-source.ts';
+import { createDataSource, ensureDatabase, runMigrations, whenDatabaseAnswers } from '../db/data-source.ts';
 import { Database } from '../db/pg.ts';
 import type { Logger } from '../log.ts';
 import { createRuntimeMetrics, observe, type RuntimeMetrics } from '../metrics.ts';
@@ -37,6 +37,7 @@ export type RuntimeConfig = Pick<
   | 'WORKER_CONCURRENCY'
   | 'JOB_LOCK_MS'
   | 'SHUTDOWN_TIMEOUT_MS'
+  | 'STARTUP_WAIT_MS'
   | 'ROLE'
   | 'PAYMENT_TIMEOUT_MS'
   | 'PAYMENT_RETRIES'
@@ -93,10 +94,23 @@ export interface RuntimeDeps {
 
 /** Connects to PostgreSQL and Redis, migrates, and starts (unless ROLE=api) the workers and the sweeper. */
 export async function startRuntime({ config, log, payments: gateway, clock, transport }: RuntimeDeps): Promise<Runtime> {
-  await ensureDatabase(config.DATABASE_URL);
-  const db = createDataSource(config.DATABASE_URL, config.DATABASE_POOL_SIZE);
-  await db.initialize();
-  const migrated = await runMigrations(db);
+  const waiting = (err: Error, pauseMs: number) => log.warn({ err: err.message, retryInMs: pauseMs }, 'PostgreSQL is not available yet; waiting');
+  const db = await whenDatabaseAnswers(
+    async () => {
+      await ensureDatabase(config.DATABASE_URL);
+      const source = createDataSource(config.DATABASE_URL, config.DATABASE_POOL_SIZE);
+      try {
+        return await source.initialize();
+      } catch (err) {
+        // The pool TypeORM made before its first connection failed: closed before the next try.
+        await (source.driver as unknown as { master?: { end(): Promise<void> } }).master?.end().catch(() => undefined);
+        throw err;
+      }
+    },
+    config.STARTUP_WAIT_MS,
+    waiting,
+  );
+  const migrated = await whenDatabaseAnswers(() => runMigrations(db), config.STARTUP_WAIT_MS, waiting);
   if (migrated.length > 0) log.info({ migrations: migrated }, 'database migrated');
   const pg = Database.of(db);
   const metrics = createRuntimeMetrics();

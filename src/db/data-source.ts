@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { DataSource, type EntityManager } from 'typeorm';
+import { sqlState } from './pg.ts';
 import { InitialSchema1764000000000 } from './migrations/1764000000000-initial-schema.ts';
 import { Saga1765000000000 } from './migrations/1765000000000-saga.ts';
 import { Views1766000000000 } from './migrations/1766000000000-views.ts';
@@ -67,4 +68,30 @@ export async function sql<Row = Record<string, unknown>>(
   if (!runner) throw new Error('sql() needs a transactional EntityManager');
   const result = await runner.query(text, params, true);
   return result.records as Row[];
+}
+
+/** Errors of a database that is away for now (down, restarting, refusing connections), worth waiting out. */
+function isUnavailable(err: unknown): boolean {
+  const code = sqlState(err);
+  if (code === undefined) return true;
+  // Connection failures, "not accepting connections", "cannot connect now", admin shutdown, too many connections.
+  return /^(08|53|57P)/.test(code) || code === '55000' || /^E[A-Z]+$/.test(code);
+}
+
+/**
+ * Runs `connect` until PostgreSQL lets it through, waiting out an unavailable database (a replica
+ * starting while PostgreSQL restarts or refuses connections) with a growing pause, for at most
+ * `waitMs`; any other error, or the deadline, is thrown.
+ */
+export async function whenDatabaseAnswers<T>(connect: () => Promise<T>, waitMs: number, onWait: (err: Error, pauseMs: number) => void): Promise<T> {
+  const deadline = Date.now() + waitMs;
+  for (let pause = 250; ; pause = Math.min(pause * 2, 5000)) {
+    try {
+      return await connect();
+    } catch (err) {
+      if (!isUnavailable(err) || Date.now() + pause > deadline) throw err;
+      onWait(err as Error, pause);
+      await new Promise((resolve) => setTimeout(resolve, pause));
+    }
+  }
 }

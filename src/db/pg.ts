@@ -27,11 +27,24 @@ function statement(text: string, values: readonly unknown[]): pg.QueryConfig {
   return { name, text, values: values as unknown[] };
 }
 
+const endedByServer = () => undefined;
+/** Makes a connection's 'error' event harmless (see the Database constructor). */
+function guardConnection(client: pg.Client): void {
+  if (!client.listeners('error').includes(endedByServer)) client.on('error', endedByServer);
+}
+
 export class Database implements Sql {
   /** Sees every statement sent through this database (tests use it to check the plans the service gets). */
   onStatement?: (text: string, params: readonly unknown[]) => void;
 
-  constructor(readonly pool: pg.Pool) {}
+  constructor(readonly pool: pg.Pool) {
+    // PostgreSQL may end a connection at any time (a restart, an operator terminating backends).
+    // The pool listens for that on idle connections only; a connection that is checked out, or
+    // held between statements, would emit an unhandled 'error' and take the process down. The
+    // error is not lost: the statement in flight fails with it, and the client is released broken.
+    if (!pool.listeners('connect').includes(guardConnection)) pool.on('connect', guardConnection);
+    for (const client of (pool as unknown as { _clients?: pg.Client[] })._clients ?? []) guardConnection(client);
+  }
 
   static of(dataSource: DataSource): Database {
     const pool = (dataSource.driver as unknown as { master?: pg.Pool }).master;

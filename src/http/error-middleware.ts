@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Context, Middleware } from 'koa';
 import { DomainError, PaymentUnavailableError, RateLimitedError, type ErrorCode } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import { sqlState } from '../db/pg.ts';
 
 /** The one table from error code to HTTP status. */
 export const STATUS_OF: Record<ErrorCode, number> = {
@@ -25,6 +26,7 @@ export const STATUS_OF: Record<ErrorCode, number> = {
   internal: 500,
   not_implemented: 501,
   payment_unavailable: 503,
+  database_unavailable: 503,
 };
 
 export interface ErrorBody {
@@ -71,6 +73,20 @@ function fromHttpError(err: { status?: unknown; type?: unknown; message?: unknow
   return undefined;
 }
 
+/**
+ * PostgreSQL away for a moment (restarting, refusing connections, its backends terminated, the
+ * pool unable to connect): nothing was changed, and the same request may succeed shortly.
+ */
+function databaseUnavailable(err: unknown): DomainError | undefined {
+  const code = sqlState(err);
+  const message = err instanceof Error ? err.message : '';
+  const away =
+    (code !== undefined && (/^(08|57P0|53300)/.test(code) || code === '55000')) ||
+    (code === 'ECONNREFUSED' || code === 'ECONNRESET') ||
+    /^Connection terminated|timeout exceeded when trying to connect/.test(message);
+  return away ? new DomainError('database_unavailable', 'the database is unavailable for a moment; retry shortly', {}) : undefined;
+}
+
 /** An answer left without a body: the router's 404, 405 (with Allow) and 501. */
 function unanswered(ctx: Context): DomainError | undefined {
   if (ctx.body != null || ctx.status < 400) return undefined;
@@ -103,7 +119,7 @@ export function errorMiddleware(log: Logger): Middleware {
       err = unanswered(ctx);
     } catch (thrown) {
       caught = thrown;
-      err = thrown instanceof DomainError ? thrown : fromHttpError((thrown ?? {}) as object);
+      err = thrown instanceof DomainError ? thrown : (databaseUnavailable(thrown) ?? fromHttpError((thrown ?? {}) as object));
       for (const name of ctx.response.headerSent ? [] : ctx.res.getHeaderNames()) {
         if (!KEPT_ON_ERROR.has(name)) ctx.res.removeHeader(name);
       }
@@ -122,6 +138,10 @@ export function errorMiddleware(log: Logger): Middleware {
     }
     ctx.status = STATUS_OF[err.code];
     if (err instanceof PaymentUnavailableError || err instanceof RateLimitedError) ctx.set('Retry-After', String(err.retryAfterSeconds));
+    if (err.code === 'database_unavailable') {
+      ctx.set('Retry-After', '1');
+      log.warn({ err: (caught as Error).message, requestId, method: ctx.method, route: ctx.state.route ?? null }, 'database unavailable');
+    }
     ctx.body = body;
   };
 }

@@ -1,0 +1,108 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+/** What the proxy sent one upstream. */
+export interface UpstreamCounts {
+  requests: number;
+  /** Requests it answered 2xx. */
+  ok: number;
+}
+
+/**
+ * A small round-robin HTTP proxy in front of the replicas, as a Kubernetes Service or an ingress
+ * would be: each request goes to the next upstream. A request whose connection is refused (the
+ * replica is down, nothing was sent) goes to the next one; one cut after it was sent is answered
+ * 502, since the replica may have acted on it. Upstreams come and go while it runs.
+ */
+export class RoundRobinProxy {
+  private readonly upstreams = new Map<string, { port: number; agent: http.Agent; counts: UpstreamCounts }>();
+  private order: string[] = [];
+  private next = 0;
+  private server?: http.Server;
+  /** Requests no upstream took (every one refused the connection). */
+  unavailable = 0;
+
+  /** Adds (or re-adds, after a restart on a new port) the upstream `name`. */
+  set(name: string, port: number): void {
+    const existing = this.upstreams.get(name);
+    existing?.agent.destroy();
+    this.upstreams.set(name, {
+      port,
+      agent: new http.Agent({ keepAlive: true, maxSockets: 256 }),
+      counts: existing?.counts ?? { requests: 0, ok: 0 },
+    });
+    if (!this.order.includes(name)) this.order.push(name);
+  }
+
+  /** Takes `name` out of the rotation (its counts stay). */
+  remove(name: string): void {
+    this.order = this.order.filter((n) => n !== name);
+    this.upstreams.get(name)?.agent.destroy();
+  }
+
+  counts(): Record<string, UpstreamCounts> {
+    return Object.fromEntries([...this.upstreams].map(([name, u]) => [name, { ...u.counts }]));
+  }
+
+  resetCounts(): void {
+    for (const u of this.upstreams.values()) u.counts = { requests: 0, ok: 0 };
+    this.unavailable = 0;
+  }
+
+  async listen(): Promise<string> {
+    this.server = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => this.forward(req, res, Buffer.concat(chunks), this.order.length));
+    });
+    this.server.keepAliveTimeout = 60_000;
+    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
+    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  private forward(req: http.IncomingMessage, res: http.ServerResponse, body: Buffer, triesLeft: number): void {
+    const name = this.order[this.next % Math.max(1, this.order.length)];
+    this.next = (this.next + 1) % Math.max(1, this.order.length);
+    const upstream = name === undefined ? undefined : this.upstreams.get(name);
+    if (!upstream || triesLeft <= 0) {
+      this.unavailable += 1;
+      res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1' });
+      res.end(JSON.stringify({ error: { code: 'no_replica', message: 'no replica accepted the connection' } }));
+      return;
+    }
+    const headers = { ...req.headers };
+    delete headers.connection;
+    const out = http.request(
+      { hostname: '127.0.0.1', port: upstream.port, method: req.method, path: req.url, headers, agent: upstream.agent },
+      (answer) => {
+        upstream.counts.requests += 1;
+        if ((answer.statusCode ?? 0) >= 200 && (answer.statusCode ?? 0) < 300) upstream.counts.ok += 1;
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+        answer.on('error', () => res.destroy());
+      },
+    );
+    out.on('error', (err: NodeJS.ErrnoException) => {
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      if (err.code === 'ECONNREFUSED') {
+        this.forward(req, res, body, triesLeft - 1);
+        return;
+      }
+      upstream.counts.requests += 1;
+      res.writeHead(502, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: { code: 'upstream_failed', message: `replica ${name} failed mid-request (${err.code ?? err.message})` } }));
+    });
+    out.end(body);
+  }
+
+  async close(): Promise<void> {
+    for (const u of this.upstreams.values()) u.agent.destroy();
+    if (!this.server) return;
+    const closed = new Promise<void>((resolve) => this.server!.close(() => resolve()));
+    this.server.closeAllConnections();
+    await closed;
+  }
+}
