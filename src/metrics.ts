@@ -12,6 +12,8 @@ export interface RuntimeMetrics {
   commands: Counter<'command' | 'outcome'>;
   /** Writes refused by the version check: another writer (replica) moved the order first. */
   staleWrites: Counter;
+  /** Events this replica's workers took from the queues and delivered to a consumer group. */
+  eventsDelivered: Counter<'group'>;
 }
 
 export function createRuntimeMetrics(): RuntimeMetrics {
@@ -40,6 +42,12 @@ export function createRuntimeMetrics(): RuntimeMetrics {
     staleWrites: new Counter({
       name: 'baedal_stale_writes_total',
       help: 'Order writes refused by the version check because another writer moved the order first (the step judged again)',
+      registers: [registry],
+    }),
+    eventsDelivered: new Counter({
+      name: 'baedal_events_delivered_total',
+      help: "Journaled events this replica's workers took from the event queue and delivered to a consumer group (each replica's share of the consuming)",
+      labelNames: ['group'] as const,
       registers: [registry],
     }),
   };

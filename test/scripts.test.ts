@@ -8,6 +8,8 @@ import { ROOT } from './support/manifests.ts';
 const COMMANDS = [
   'scripts/bench.ts',
   'scripts/build.ts',
+  'scripts/chaos.ts',
+  'scripts/demo-scale.ts',
   'scripts/load.ts',
   'scripts/payment-gateway.ts',
   'scripts/statechart.ts',

@@ -40,6 +40,7 @@ export interface Recovery {
 export interface ChaosReport {
   ok: boolean;
   seconds: number;
+  seed: number;
   commands: number;
   commandsPerS: number;
   lifecycles: number;
@@ -231,6 +232,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     return {
       ok,
       seconds: o.seconds,
+      seed: o.seed,
       commands: acknowledged.length,
       commandsPerS: acknowledged.length / load.measuredS,
       lifecycles: load.lifecycles.completedAllPhases,
@@ -256,7 +258,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
 export function formatChaos(r: ChaosReport): string {
   const s = (v: number | null | undefined) => (v === undefined ? '—' : v === null ? 'NOT recovered' : `${v.toFixed(1)} s`);
   const lines = [
-    `chaos: ${r.ok ? 'PASSED' : 'FAILED'}`,
+    `chaos: ${r.ok ? 'PASSED' : 'FAILED'} (seed ${r.seed})`,
     `  load           ${r.commands} commands answered 2xx in ${r.seconds} s (${r.commandsPerS.toFixed(0)}/s), ${r.lifecycles} lifecycles finished, ${r.errors} refused or failed requests`,
     `  faults         ${r.faults['kill -9']} × kill -9 (${r.restarts} restarts), ${r.faults['redis flush']} × Redis flush, ${r.faults['postgres refuses']} × PostgreSQL refusing connections`,
     `  recovery       worst: kill -9 ${s(r.worstRecoveryS['kill -9'])}, Redis flush ${s(r.worstRecoveryS['redis flush'])}, PostgreSQL ${s(r.worstRecoveryS['postgres refuses'])}  (until every side effect owed at the fault was done)`,

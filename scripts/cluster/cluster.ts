@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import { freePort, httpStatus, ProcessGroup, waitUntil, type Managed } from '../../bench/processes.ts';
+import { freePort, httpStatus, ProcessGroup, waitUntil, type Managed, type StartOptions } from '../../bench/processes.ts';
 import type { LedgerCharge, LedgerRefund } from '../../src/payment/fake-gateway.ts';
 import { RoundRobinProxy } from './proxy.ts';
 
@@ -121,7 +121,7 @@ export class Cluster {
   }
 
   /** Starts replica `name` (a new one, or a dead one again), waits until it is ready, and puts it behind the proxy. */
-  async startReplica(name = `replica-${this.replicas.size + 1}`): Promise<Replica> {
+  async startReplica(name = `replica-${this.replicas.size + 1}`, env: Record<string, string> = {}): Promise<Replica> {
     const port = await freePort();
     const child = this.group.start(name, process.execPath, [...(this.opts.nodeArgs ?? []), '--import', 'tsx', 'src/main.ts'], {
       env: {
@@ -138,6 +138,7 @@ export class Cluster {
         LOG_LEVEL: 'warn',
         RATE_LIMIT_PER_MIN: '0',
         ...this.opts.env,
+        ...env,
       },
     });
     const url = `http://127.0.0.1:${port}`;
@@ -146,6 +147,11 @@ export class Cluster {
     this.replicas.set(name, replica);
     this.proxy.set(name, port);
     return replica;
+  }
+
+  /** Runs a TypeScript script as a process of the cluster's (stopped with the rest), e.g. the load generator. */
+  run(name: string, script: string, args: readonly string[], opts: Omit<StartOptions, 'finishes'> = {}): Managed {
+    return this.group.start(name, process.execPath, ['--import', 'tsx', script, ...args], { ...opts, finishes: true });
   }
 
   /** Sends `signal` to a replica and waits for it to exit; it stays out of the proxy until started again. */

@@ -6,6 +6,8 @@ export interface UpstreamCounts {
   requests: number;
   /** Requests it answered 2xx. */
   ok: number;
+  /** Requests sent and not answered yet, by path. */
+  inFlight: Record<string, number>;
 }
 
 /**
@@ -29,7 +31,7 @@ export class RoundRobinProxy {
     this.upstreams.set(name, {
       port,
       agent: new http.Agent({ keepAlive: true, maxSockets: 256 }),
-      counts: existing?.counts ?? { requests: 0, ok: 0 },
+      counts: existing?.counts ?? { requests: 0, ok: 0, inFlight: {} },
     });
     if (!this.order.includes(name)) this.order.push(name);
   }
@@ -41,11 +43,11 @@ export class RoundRobinProxy {
   }
 
   counts(): Record<string, UpstreamCounts> {
-    return Object.fromEntries([...this.upstreams].map(([name, u]) => [name, { ...u.counts }]));
+    return Object.fromEntries([...this.upstreams].map(([name, u]) => [name, { ...u.counts, inFlight: { ...u.counts.inFlight } }]));
   }
 
   resetCounts(): void {
-    for (const u of this.upstreams.values()) u.counts = { requests: 0, ok: 0 };
+    for (const u of this.upstreams.values()) u.counts = { requests: 0, ok: 0, inFlight: {} };
     this.unavailable = 0;
   }
 
@@ -72,9 +74,20 @@ export class RoundRobinProxy {
     }
     const headers = { ...req.headers };
     delete headers.connection;
+    const path = (req.url ?? '/').split('?')[0]!;
+    const inFlight = upstream.counts.inFlight;
+    inFlight[path] = (inFlight[path] ?? 0) + 1;
+    let landed = false;
+    const land = () => {
+      if (landed) return;
+      landed = true;
+      inFlight[path]! -= 1;
+      if (inFlight[path] === 0) delete inFlight[path];
+    };
     const out = http.request(
       { hostname: '127.0.0.1', port: upstream.port, method: req.method, path: req.url, headers, agent: upstream.agent },
       (answer) => {
+        land();
         upstream.counts.requests += 1;
         if ((answer.statusCode ?? 0) >= 200 && (answer.statusCode ?? 0) < 300) upstream.counts.ok += 1;
         res.writeHead(answer.statusCode ?? 502, answer.headers);
@@ -83,6 +96,7 @@ export class RoundRobinProxy {
       },
     );
     out.on('error', (err: NodeJS.ErrnoException) => {
+      land();
       if (res.headersSent) {
         res.destroy();
         return;

@@ -104,10 +104,15 @@ export class EventBus {
   }
 
   /** Starts one worker per group queue on this replica. */
-  startWorkers(db: Database, opts: { concurrency: number; lockMs: number }): void {
+  startWorkers(db: Database, opts: { concurrency: number; lockMs: number; onDelivered?: (group: string, events: number) => void }): void {
     for (const group of this.opts.groups) {
       const log = this.opts.log.child({ group: group.name });
-      const worker = new Worker<EventBatch>(queueNameOf(group.name), async (job) => deliver(db, group, job.data.refs, log), {
+      const process = async (job: { data: EventBatch }) => {
+        const applied = await deliver(db, group, job.data.refs, log);
+        opts.onDelivered?.(group.name, job.data.refs.length);
+        return applied;
+      };
+      const worker = new Worker<EventBatch>(queueNameOf(group.name), process, {
         connection: bullConnection(this.opts.redisUrl, false),
         prefix: this.opts.prefix,
         concurrency: opts.concurrency,

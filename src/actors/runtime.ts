@@ -211,7 +211,11 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
   });
 
   if (config.ROLE !== 'api') {
-    bus.startWorkers(pg, { concurrency: config.EVENTS_CONCURRENCY, lockMs: config.JOB_LOCK_MS });
+    bus.startWorkers(pg, {
+      concurrency: config.EVENTS_CONCURRENCY,
+      lockMs: config.JOB_LOCK_MS,
+      onDelivered: (group, events) => metrics.eventsDelivered.inc({ group }, events),
+    });
     work.startWorker(kinds, { concurrency: config.WORKER_CONCURRENCY, lockMs: config.JOB_LOCK_MS, leaseMs: config.WORK_LEASE_MS });
     sweeper.start();
   }
