@@ -1,11 +1,12 @@
 import { expect } from 'chai';
+import pg from 'pg';
 import { Cluster } from '../scripts/cluster/cluster.ts';
 import { checkInvariants, nothingOwed, owedNow, type Acknowledged } from '../scripts/cluster/invariants.ts';
 import { RoundRobinProxy } from '../scripts/cluster/proxy.ts';
 import { runLoad } from '../scripts/load/runner.ts';
 import { MENU } from '../scripts/load/scenario.ts';
 import { signToken } from '../scripts/load/tokens.ts';
-import { eventually, request, TEST_DATABASE_URL, TEST_REDIS_URL } from './support/system.ts';
+import { eventually, request, startSystem, TEST_DATABASE_URL, TEST_REDIS_URL, type Parties, type TestSystem } from './support/system.ts';
 
 /** The production defaults the bound rests on: WORK_LEASE_MS 10 s, SWEEP_INTERVAL_MS 2 s, JOB_LOCK_MS 10 s. */
 const RECOVERY_BOUND_MS = 15_000;
@@ -136,5 +137,55 @@ describe('recovery of a replica cluster (production settings)', function () {
     const report = await checkInvariants(cluster.db, await cluster.ledger(), acknowledged, cluster.webhook.received);
     expect(report.failures).to.deep.equal([]);
     expect(report.figures.acknowledged).to.equal(acknowledged.length);
+  });
+});
+
+describe('PostgreSQL away for a moment', function () {
+  this.timeout(60_000);
+  let sys: TestSystem;
+  let p: Parties;
+  const name = 'pg_away';
+  const database = `${new URL(TEST_DATABASE_URL).pathname.slice(1)}_${name}`;
+  const admin = async (sql: string) => {
+    const url = new URL(TEST_DATABASE_URL);
+    url.pathname = '/postgres';
+    const client = new pg.Client({ connectionString: url.toString() });
+    await client.connect();
+    try {
+      await client.query(sql);
+    } finally {
+      await client.end();
+    }
+  };
+
+  before(async () => {
+    sys = await startSystem({ name });
+    p = await sys.newParties();
+  });
+  after(async () => {
+    await admin(`ALTER DATABASE "${database}" ALLOW_CONNECTIONS true`).catch(() => undefined);
+    await sys?.close();
+  });
+
+  it('answers 503 database_unavailable with Retry-After while PostgreSQL refuses it, changes nothing, and serves again once it is back', async () => {
+    const order = await sys.placeOrder(p);
+    await admin(`ALTER DATABASE "${database}" ALLOW_CONNECTIONS false`);
+    try {
+      await admin(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '${database}'`);
+      const refused = await sys.request('POST', `/orders/${order.id}/pay`, { token: p.customer });
+      expect(refused.status, JSON.stringify(refused.body)).to.equal(503);
+      expect(refused.body.error.code).to.equal('database_unavailable');
+      expect(refused.headers.get('retry-after')).to.equal('1');
+      expect((await sys.request('GET', '/readyz')).status).to.equal(503);
+    } finally {
+      await admin(`ALTER DATABASE "${database}" ALLOW_CONNECTIONS true`);
+    }
+    const now = await eventually(async () => {
+      const res = await sys.request('GET', `/orders/${order.id}`, { token: p.customer });
+      return res.status === 200 && res.body;
+    }, 'the service to read the order again');
+    expect(now.status, 'the refused pay changed nothing').to.equal('awaitingPayment');
+    expect((await sys.request('POST', `/orders/${order.id}/pay`, { token: p.customer })).status).to.equal(200);
+    expect((await sys.ledger()).charges.filter((c) => c.orderId === order.id)).to.have.length(1);
   });
 });
