@@ -72,7 +72,7 @@ export interface ViewLag {
 export function largestLagMs(doc: unknown, key = ''): number | undefined {
   if (typeof doc === 'number') {
     if (!Number.isFinite(doc) || !/lag/i.test(key) || /event|count|seq|position|jobs/i.test(key)) return undefined;
-    return /(seconds|secs|_s|[a-z]S)$/.test(key) ? doc * 1000 : doc;
+    return /(seconds|secs|_s)$/i.test(key) || /[a-z]S$/.test(key) ? doc * 1000 : doc;
   }
   if (doc === null || typeof doc !== 'object') return undefined;
   const entries: [string, unknown][] = Array.isArray(doc) ? doc.map((v) => [key, v]) : Object.entries(doc);

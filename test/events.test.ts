@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { deliver } from '../src/actors/consumers.ts';
 import { createLogger } from '../src/log.ts';
-import { commandRequest, eventually, request, sharedSystem, type Parties, type TestSystem } from './support/system.ts';
+import { commandRequest, eventually, request, sharedSystem, startInstance, startSystem, type AppInstance, type Parties, type TestSystem } from './support/system.ts';
 
 const log = createLogger('silent');
 
@@ -155,5 +155,72 @@ describe('events: journal, consumers and the owed-event sweeper', function () {
     expect(journal[0].causationId).to.be.a('string');
     expect(journal[1].causationId).to.equal('trace-pay-1');
     expect(journal[2].causationId).to.equal(accepted.headers.get('x-request-id'));
+  });
+});
+
+describe('events: a consumer that fell behind catches up in large batches', function () {
+  this.timeout(40_000);
+
+  it('a worker takes the jobs waiting behind its own and applies them as one batch, each event once', async () => {
+    // An API-only instance commits and publishes; no worker consumes yet, so jobs pile up.
+    const sys = await startSystem({ name: 'coalesce', env: { ROLE: 'api' } });
+    let worker: AppInstance | undefined;
+    try {
+      const p = await sys.newParties();
+      const orders = [];
+      for (let i = 0; i < 8; i += 1) orders.push(await sys.placeOrder(p));
+      const refs = (await sys.runtime.db.query('SELECT order_id, seq FROM order_journal ORDER BY at')).map((r: { order_id: string; seq: number }) => ({ orderId: r.order_id, seq: r.seq }));
+      // One job per event, as a slow consumer would find them.
+      for (const ref of refs) await sys.runtime.bus.send('events', [ref]);
+      const queue = sys.runtime.bus.queues.get('events')!;
+      const waiting = await queue.getWaitingCount();
+      expect(waiting).to.be.at.least(refs.length);
+
+      worker = await startInstance({ gatewayUrl: sys.gateway.url, queuePrefix: sys.queuePrefix, env: { DATABASE_URL: sys.databaseUrl, ROLE: 'worker' } });
+      await eventually(async () => (await queue.getWaitingCount()) === 0 && (await queue.getActiveCount()) === 0, 'the queue to drain');
+      // Far fewer jobs ran than were waiting: the others were taken along as one batch.
+      const completed = await queue.getCompletedCount();
+      expect(completed, `${completed} jobs ran for ${waiting} waiting`).to.be.below(waiting / 2);
+      for (const order of orders) {
+        await eventually(async () => {
+          const rows = await sys.runtime.db.query("SELECT seq FROM consumer_checkpoints WHERE order_id = $1 AND consumer = 'notifier'", [order.id]);
+          return rows[0]?.seq === 1;
+        }, `order ${order.id} to be applied`);
+      }
+      // Applied once: one customer notification per event, however many times it was queued.
+      const [n] = await sys.runtime.db.query("SELECT count(*)::int AS n FROM notifications WHERE order_id = ANY($1::uuid[]) AND to_role = 'customer'", [orders.map((o) => o.id)]);
+      expect(n.n).to.equal(orders.length);
+    } finally {
+      await worker?.close();
+      await sys.close();
+    }
+  });
+});
+
+describe('events: the sweeper and a consumer that is behind', function () {
+  this.timeout(40_000);
+
+  it('does not send again what is still waiting in a backed-up queue, and sends it once the queue lost it', async () => {
+    // API only: events are published, nobody consumes them, and the sweeper runs only when called.
+    const sys = await startSystem({ name: 'sweep_behind', env: { ROLE: 'api' } });
+    try {
+      const p = await sys.newParties();
+      const order = await sys.placeOrder(p);
+      const queue = sys.runtime.bus.queues.get('events')!;
+      await eventually(async () => (await queue.getWaitingCount()) > 0, 'the event to be queued');
+      // Older than OWED_AFTER_MS (2 s here), and waiting in the queue for more than a second.
+      await eventually(async () => {
+        const [row] = await sys.runtime.db.query(`SELECT now() - at > interval '2.5 seconds' AS old FROM order_journal WHERE order_id = $1`, [order.id]);
+        return row.old;
+      }, 'the event to be owed for longer than OWED_AFTER_MS');
+      expect(await sys.runtime.sweeper.sweepEvents()).to.deep.equal({ resent: 0 });
+      expect(await queue.getWaitingCount()).to.equal(1);
+      // Redis loses the queue: the same event is now owed and nowhere else.
+      await queue.drain();
+      expect(await sys.runtime.sweeper.sweepEvents()).to.deep.equal({ resent: 1 });
+      expect(await queue.getWaitingCount()).to.equal(1);
+    } finally {
+      await sys.close();
+    }
   });
 });

@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { connect, createServer as createNetServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import pg from 'pg';
 import { Cluster } from '../scripts/cluster/cluster.ts';
 import { checkInvariants, nothingOwed, owedNow, type Acknowledged } from '../scripts/cluster/invariants.ts';
@@ -6,7 +7,7 @@ import { RoundRobinProxy } from '../scripts/cluster/proxy.ts';
 import { runLoad } from '../scripts/load/runner.ts';
 import { MENU } from '../scripts/load/scenario.ts';
 import { signToken } from '../scripts/load/tokens.ts';
-import { eventually, request, startSystem, TEST_DATABASE_URL, TEST_REDIS_URL, type Parties, type TestSystem } from './support/system.ts';
+import { commandRequest, eventually, request, startSystem, TEST_DATABASE_URL, TEST_REDIS_URL, type Parties, type TestSystem } from './support/system.ts';
 
 /** The production defaults the bound rests on: WORK_LEASE_MS 10 s, SWEEP_INTERVAL_MS 2 s, JOB_LOCK_MS 10 s. */
 const RECOVERY_BOUND_MS = 15_000;
@@ -187,5 +188,84 @@ describe('PostgreSQL away for a moment', function () {
     expect(now.status, 'the refused pay changed nothing').to.equal('awaitingPayment');
     expect((await sys.request('POST', `/orders/${order.id}/pay`, { token: p.customer })).status).to.equal(200);
     expect((await sys.ledger()).charges.filter((c) => c.orderId === order.id)).to.have.length(1);
+  });
+});
+
+/** A TCP proxy in front of the real Redis that can be cut (connections reset, new ones refused) and restored. */
+async function cuttableRedis(target = new URL(TEST_REDIS_URL)) {
+  const sockets = new Set<Socket>();
+  let server: Server | undefined;
+  let port = 0;
+  const listen = async () => {
+    server = createNetServer((client) => {
+      const upstream = connect(Number(target.port || 6379), target.hostname);
+      for (const s of [client, upstream]) {
+        sockets.add(s);
+        s.on('close', () => sockets.delete(s));
+        s.on('error', () => undefined);
+      }
+      client.pipe(upstream).pipe(client);
+      client.on('close', () => upstream.destroy());
+      upstream.on('close', () => client.destroy());
+    });
+    await new Promise<void>((resolve) => server!.listen(port, '127.0.0.1', resolve));
+    port = (server.address() as AddressInfo).port;
+  };
+  const cut = async () => {
+    const closed = new Promise<void>((resolve) => server!.close(() => resolve()));
+    for (const s of sockets) s.destroy();
+    await closed;
+  };
+  await listen();
+  return { url: `redis://127.0.0.1:${port}`, cut, restore: listen, close: cut };
+}
+
+describe('Redis away for a while', function () {
+  this.timeout(90_000);
+  let sys: TestSystem;
+  let p: Parties;
+  let redis: Awaited<ReturnType<typeof cuttableRedis>>;
+
+  before(async () => {
+    redis = await cuttableRedis();
+    sys = await startSystem({ name: 'redis_away', env: { REDIS_URL: redis.url } });
+    p = await sys.newParties();
+  });
+  after(async () => {
+    await sys?.close();
+    await redis?.close().catch(() => undefined);
+  });
+
+  it('readiness names Redis, commands still commit, and once Redis is back the events they owe are applied and notified by themselves', async () => {
+    const order = await sys.placeOrder(p);
+    await sys.drive(p, order.id, ['pay']);
+    await redis.cut();
+    try {
+      const ready = await eventually(async () => {
+        const res = await sys.request('GET', '/readyz');
+        return res.status === 503 && res.body;
+      }, 'readiness to turn 503');
+      expect(ready.checks).to.deep.equal({ postgres: true, redis: false });
+      // The command commits in PostgreSQL; publishing its event is best effort after the commit.
+      const accepted = await sys.request('POST', `/orders/${order.id}/accept`, commandRequest(p, 'accept'));
+      expect(accepted.status, JSON.stringify(accepted.body)).to.equal(200);
+      expect(accepted.body.status).to.equal('accepted');
+    } finally {
+      await redis.restore();
+    }
+    await eventually(async () => (await sys.request('GET', '/readyz')).status === 200, 'readiness to come back', 30_000);
+    // Nobody replays anything by hand: the workers reconnect and the sweeper re-sends what is owed.
+    await eventually(async () => {
+      const mine = (await sys.request('GET', `/views/customers/${p.customerId}/orders`, { token: p.customer })).body as { orderId: string; status: string }[];
+      return mine.find((o) => o.orderId === order.id)?.status === 'accepted';
+    }, 'the customer view to show the accepted order', 30_000);
+    await eventually(async () => {
+      const feed = (await sys.request('GET', '/notifications?limit=50', { token: p.customer })).body as { orderId: string; status: string }[];
+      return feed.some((n) => n.orderId === order.id && n.status === 'accepted');
+    }, 'the customer to be notified of the acceptance', 30_000);
+    await eventually(async () => {
+      const [unsettled] = await sys.runtime.db.query('SELECT count(*)::int AS n FROM order_journal WHERE order_id = $1 AND settled_at IS NULL', [order.id]);
+      return unsettled.n === 0;
+    }, 'every event of the order to be settled (applied by every consumer)', 30_000);
   });
 });

@@ -26,6 +26,10 @@ export async function oldestWaiting(queue: Queue): Promise<number> {
   return job ? Math.max(0, (Date.now() - job.timestamp) / 1000) : 0;
 }
 
+/** Most waiting jobs, and events, a worker takes along with its own job (see `withWaiting`). */
+const COALESCE_JOBS = 50;
+const COALESCE_MAX = 2000;
+
 /** Queue name of a consumer group. */
 export const queueNameOf = (group: string) => `events-${group.replaceAll('.', '-')}`;
 
@@ -107,9 +111,11 @@ export class EventBus {
   startWorkers(db: Database, opts: { concurrency: number; lockMs: number; onDelivered?: (group: string, events: number) => void }): void {
     for (const group of this.opts.groups) {
       const log = this.opts.log.child({ group: group.name });
+      const queue = this.queues.get(group.name)!;
       const process = async (job: { data: EventBatch }) => {
-        const applied = await deliver(db, group, job.data.refs, log);
-        opts.onDelivered?.(group.name, job.data.refs.length);
+        const refs = await this.withWaiting(queue, job.data.refs);
+        const applied = await deliver(db, group, refs, log);
+        opts.onDelivered?.(group.name, refs.length);
         return applied;
       };
       const worker = new Worker<EventBatch>(queueNameOf(group.name), process, {
@@ -123,6 +129,40 @@ export class EventBus {
       worker.on('error', (err) => log.warn({ err: err.message }, 'event worker error'));
       this.workers.push(worker);
     }
+  }
+
+  /**
+   * When the consumers fall behind, jobs of a few events each pile up, and applying them one by
+   * one costs a statement each: the backlog would only grow. So a worker that takes a job also
+   * takes the jobs waiting behind it (the oldest first, up to `COALESCE_MAX` events) and applies
+   * them as one batch. Removing a waiting job is atomic in Redis, so each goes to one worker; if
+   * this replica dies before its batch commits, those events are still unsettled in the journal
+   * and the sweeper sends them again, as for any lost job.
+   */
+  private async withWaiting(queue: Queue<EventBatch>, refs: EventRef[]): Promise<EventRef[]> {
+    const waiting = await queue.getJobs(['waiting'], 0, COALESCE_JOBS - 1, true).catch(() => []);
+    if (waiting.length === 0) return refs;
+    let merged = refs;
+    for (const next of waiting) {
+      if (!next?.data?.refs || merged.length + next.data.refs.length > COALESCE_MAX) break;
+      const removed = await next.remove().then(
+        () => true,
+        () => false, // taken by another worker meanwhile
+      );
+      if (removed) merged = merged.concat(next.data.refs);
+    }
+    return merged;
+  }
+
+  /**
+   * Whether a group's consumers are behind: its oldest waiting job has waited longer than `ms`.
+   * Events they still owe are then in the queue, not lost, and sending them again would only
+   * add to the backlog.
+   */
+  async behind(group: string, ms: number): Promise<boolean> {
+    const queue = this.queues.get(group);
+    if (!queue) return false;
+    return (await oldestWaiting(queue)) * 1000 > ms;
   }
 
   /** Waiting + active jobs per group queue (the backlog the autoscaler can follow). */

@@ -5,6 +5,9 @@ import type { EventRef } from './consumers.ts';
 import type { EventBus } from './event-bus.ts';
 import { runWork, type WorkKind, type WorkPrompt } from './work.ts';
 
+/** A group whose oldest waiting job is older than this is behind, not missing events. */
+const BEHIND_MS = 1000;
+
 export interface SweeperOptions {
   db: Database;
   bus: EventBus;
@@ -179,6 +182,11 @@ export class Sweeper {
     let resent = 0;
     for (const [group, refs] of byGroup) {
       try {
+        // Consumers that are behind still have these events in their queue: wait for them.
+        if (await this.opts.bus.behind(group, BEHIND_MS)) {
+          this.opts.log.debug({ group, owed: refs.size }, 'consumers are behind; not re-sending what they still owe');
+          continue;
+        }
         await this.opts.bus.send(group, [...refs.values()]);
         resent += refs.size;
       } catch (err) {
