@@ -99,6 +99,8 @@ const CEILING_PREFIX = `{baedal-bench-ceiling-${TAG}}`;
 const LOG_DIR = mkdtempSync(join(tmpdir(), 'baedal-bench-'));
 /** Node options of the processes under test (profiling). */
 const NODE_ARGS = v['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', resolve(v['cpu-prof'])] : [];
+/** Seconds between the soak's VACUUM (ANALYZE) passes when the server's autovacuum is off. */
+const SOAK_VACUUM_S = 60;
 /** How often the load generator prints a progress line during a run. */
 const PROGRESS_S = soakS === undefined ? 5 : 30;
 
@@ -431,6 +433,24 @@ async function benchRestate(gateway: { url: string; process: Managed }): Promise
 async function soak(gateway: { url: string; process: Managed }, seconds: number): Promise<{ result: RunResult; tables: TableGrowth[] }> {
   say(`\n── soak: Baedal, 1 process, concurrency 16, ${seconds} s measured; memory every 30 s ──`);
   const service = await startService(1, gateway.url);
+  // Without autovacuum, tables bloat with dead rows and their statistics never change, so the
+  // service's cached plans stay those of the first, nearly empty tables: a long run then measures
+  // the host's configuration, not the service. Where it is off, the soak stands in for it.
+  const autovacuum = (await query<{ autovacuum: string }>(`SELECT current_setting('autovacuum') AS autovacuum`))[0]?.autovacuum;
+  let vacuuming: NodeJS.Timeout | undefined;
+  let vacuums = 0;
+  if (autovacuum !== 'on') {
+    say(`  (PostgreSQL runs with autovacuum=${autovacuum}: the soak runs VACUUM (ANALYZE) on ${DATABASE_NAME} every ${SOAK_VACUUM_S} s in its stead)`);
+    let running = false;
+    vacuuming = setInterval(() => {
+      if (running) return;
+      running = true;
+      void query('VACUUM (ANALYZE)')
+        .then(() => void (vacuums += 1))
+        .catch((err: unknown) => say(`  (VACUUM failed: ${String(err)})`))
+        .finally(() => (running = false));
+    }, SOAK_VACUUM_S * 1000);
+  }
   let before: ReturnType<typeof tableStats> | undefined;
   let after: ReturnType<typeof tableStats> | undefined;
   let nextPrint = 0;
@@ -454,6 +474,8 @@ async function soak(gateway: { url: string; process: Managed }, seconds: number)
       else after = tableStats();
     },
   });
+  clearInterval(vacuuming);
+  if (vacuuming) say(`  (${vacuums} VACUUM (ANALYZE) passes during the run)`);
   await service.process.stop(30_000);
   if (!before || !after) throw new Error('the measured window never opened or closed');
   const [first, last] = [await before, await after];

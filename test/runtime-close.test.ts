@@ -1,6 +1,10 @@
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { startRuntime } from '../src/actors/runtime.ts';
+import { loadConfig } from '../src/config.ts';
+import type { PaymentGateway } from '../src/payment/payment-gateway.ts';
+import { captureLog } from './support/capture-log.ts';
 import { sharedSystem, TEST_DATABASE_URL, TEST_REDIS_URL } from './support/system.ts';
 
 describe('runtime close()', function () {
@@ -35,5 +39,23 @@ describe('runtime close()', function () {
     if (exit === 'hung') child.kill('SIGKILL');
     expect(exit, output).to.equal(0);
     expect(output).to.include('closed');
+  });
+});
+
+describe('runtime start', function () {
+  this.timeout(30_000);
+
+  it("warns when PostgreSQL's autovacuum is off (and only then): the service would slow down over time", async () => {
+    const captured = captureLog('warn');
+    const config = loadConfig({ DATABASE_URL: TEST_DATABASE_URL, REDIS_URL: TEST_REDIS_URL, QUEUE_PREFIX: `{baedal-start-${randomUUID()}}`, ROLE: 'api' });
+    const payments = { charge: async () => ({ chargeId: 'x' }), refund: async () => ({ refundId: 'x' }) } as unknown as PaymentGateway;
+    const runtime = await startRuntime({ config, log: captured.log, payments });
+    try {
+      const autovacuum = ((await runtime.db.query(`SELECT current_setting('autovacuum') AS autovacuum`)) as { autovacuum: string }[])[0]!.autovacuum;
+      const warnings = captured.lines().filter((l) => String(l.msg).startsWith("PostgreSQL's autovacuum is off"));
+      expect(warnings, `autovacuum is ${autovacuum} on this server`).to.have.length(autovacuum === 'on' ? 0 : 1);
+    } finally {
+      await runtime.close();
+    }
   });
 });

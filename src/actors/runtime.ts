@@ -111,6 +111,13 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
     waiting,
   );
   const migrated = await whenDatabaseAnswers(() => runMigrations(db), config.STARTUP_WAIT_MS, waiting);
+  const [vacuum] = (await db.query(`SELECT current_setting('autovacuum') AS autovacuum`)) as { autovacuum: string }[];
+  if (vacuum?.autovacuum !== 'on') {
+    log.warn(
+      { autovacuum: vacuum?.autovacuum },
+      "PostgreSQL's autovacuum is off: the tables will fill with dead rows and their statistics go stale, and the service slows down over time. Turn it on, or run VACUUM (ANALYZE) regularly",
+    );
+  }
   if (migrated.length > 0) log.info({ migrations: migrated }, 'database migrated');
   const pg = Database.of(db);
   const metrics = createRuntimeMetrics();
