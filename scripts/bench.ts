@@ -99,8 +99,8 @@ const CEILING_PREFIX = `{baedal-bench-ceiling-${TAG}}`;
 const LOG_DIR = mkdtempSync(join(tmpdir(), 'baedal-bench-'));
 /** Node options of the processes under test (profiling). */
 const NODE_ARGS = v['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', resolve(v['cpu-prof'])] : [];
-/** Seconds between the soak's VACUUM (ANALYZE) passes when the server's autovacuum is off. */
-const SOAK_VACUUM_S = 60;
+/** Seconds between the benchmark's VACUUM (ANALYZE) passes when the server's autovacuum is off. */
+const VACUUM_EVERY_S = 60;
 /** How often the load generator prints a progress line during a run. */
 const PROGRESS_S = soakS === undefined ? 5 : 30;
 
@@ -181,6 +181,49 @@ async function query<T>(sql: string): Promise<T[]> {
     await client.end();
   }
 }
+
+/**
+ * Without autovacuum, tables fill with dead rows and their statistics never change, so the
+ * service's cached plans stay those of the first, nearly empty tables, and every run measures the
+ * host's configuration rather than the service. Where the server has it off, the benchmark stands
+ * in for it on its own database: VACUUM (ANALYZE) before each run of the service and every
+ * VACUUM_EVERY_S seconds (autovacuum's default naptime) while it runs.
+ */
+const vacuum = {
+  enabled: false,
+  passes: 0,
+  running: undefined as Promise<void> | undefined,
+  timer: undefined as NodeJS.Timeout | undefined,
+  async start(): Promise<void> {
+    const setting = (await query<{ autovacuum: string }>(`SELECT current_setting('autovacuum') AS autovacuum`))[0]?.autovacuum;
+    if (setting === 'on') return;
+    this.enabled = true;
+    say(`PostgreSQL runs with autovacuum=${setting}: the benchmark runs VACUUM (ANALYZE) on ${DATABASE_NAME} before each run of the service and every ${VACUUM_EVERY_S} s, in its stead`);
+    this.timer = setInterval(() => void this.now(), VACUUM_EVERY_S * 1000);
+    this.timer.unref();
+  },
+  /** One pass now (or the one already running). */
+  now(): Promise<void> {
+    if (!this.enabled) return Promise.resolve();
+    const running =
+      this.running ??
+      query('VACUUM (ANALYZE)')
+        .then(() => {
+          this.passes += 1;
+        })
+        .catch((err: unknown) => {
+          say(`  (VACUUM failed: ${String(err)})`);
+        })
+        .finally(() => {
+          this.running = undefined;
+        });
+    this.running = running;
+    return running;
+  },
+  stop(): void {
+    clearInterval(this.timer);
+  },
+};
 
 // ── processes ────────────────────────────────────────────────────────────────────────────────
 async function startGateway(): Promise<{ url: string; process: Managed }> {
@@ -370,6 +413,7 @@ async function benchBaedal(gateway: { url: string; process: Managed }): Promise<
     for (let i = 1; i <= n; i++) services.push(await startService(i, gateway.url));
     for (const concurrency of opts.concurrency) {
       say(`  concurrency ${concurrency}: ${opts.warmupS} s warm-up, ${opts.durationS} s measured`);
+      await vacuum.now();
       const result = await measure({
         system: 'baedal',
         urls: services.map((s) => s.url),
@@ -433,24 +477,6 @@ async function benchRestate(gateway: { url: string; process: Managed }): Promise
 async function soak(gateway: { url: string; process: Managed }, seconds: number): Promise<{ result: RunResult; tables: TableGrowth[] }> {
   say(`\n── soak: Baedal, 1 process, concurrency 16, ${seconds} s measured; memory every 30 s ──`);
   const service = await startService(1, gateway.url);
-  // Without autovacuum, tables bloat with dead rows and their statistics never change, so the
-  // service's cached plans stay those of the first, nearly empty tables: a long run then measures
-  // the host's configuration, not the service. Where it is off, the soak stands in for it.
-  const autovacuum = (await query<{ autovacuum: string }>(`SELECT current_setting('autovacuum') AS autovacuum`))[0]?.autovacuum;
-  let vacuuming: NodeJS.Timeout | undefined;
-  let vacuums = 0;
-  if (autovacuum !== 'on') {
-    say(`  (PostgreSQL runs with autovacuum=${autovacuum}: the soak runs VACUUM (ANALYZE) on ${DATABASE_NAME} every ${SOAK_VACUUM_S} s in its stead)`);
-    let running = false;
-    vacuuming = setInterval(() => {
-      if (running) return;
-      running = true;
-      void query('VACUUM (ANALYZE)')
-        .then(() => void (vacuums += 1))
-        .catch((err: unknown) => say(`  (VACUUM failed: ${String(err)})`))
-        .finally(() => (running = false));
-    }, SOAK_VACUUM_S * 1000);
-  }
   let before: ReturnType<typeof tableStats> | undefined;
   let after: ReturnType<typeof tableStats> | undefined;
   let nextPrint = 0;
@@ -474,8 +500,6 @@ async function soak(gateway: { url: string; process: Managed }, seconds: number)
       else after = tableStats();
     },
   });
-  clearInterval(vacuuming);
-  if (vacuuming) say(`  (${vacuums} VACUUM (ANALYZE) passes during the run)`);
   await service.process.stop(30_000);
   if (!before || !after) throw new Error('the measured window never opened or closed');
   const [first, last] = [await before, await after];
@@ -508,9 +532,11 @@ async function main(): Promise<void> {
   say(`Baedal benchmark — ${machine.date}; ${machine.nproc} cores (${machine.cpu}), ${machine.memoryGiB} GiB, Node ${machine.node}, PostgreSQL ${machine.postgres}, Redis ${machine.redis}`);
   say(`load average at the start: ${machine.loadAverageAtStart} (anything above 0 is other work on this machine); logs in ${LOG_DIR} (kept if the run fails)`);
   const gateway = await startGateway();
+  await vacuum.start();
 
   if (soakS !== undefined) {
     const { result, tables } = await soak(gateway, soakS);
+    if (vacuum.enabled) say(`\n${vacuum.passes} VACUUM (ANALYZE) passes during the soak`);
     say(`\n${resultsTable([result])}`);
     say('\nmemory over the run:');
     say(rssText(result.rss, rssSlopeMbPer10Min));

@@ -50,4 +50,20 @@ describe('retention', () => {
     expect(await count(`SELECT count(*)::int AS n FROM payment_attempts WHERE order_id = $1`, [old.id])).to.equal(1);
     expect(await count(`SELECT count(*)::int AS n FROM refunds WHERE order_id = $1`, [old.id])).to.equal(1);
   });
+
+  it('runs at most once an hour across the replicas, the one that ran it included (each pass scans the tables)', async () => {
+    const db = sys.runtime.db;
+    // Some sweeper (this process runs one every few hundred ms) has taken the hour's lease by now.
+    await eventually(async () => (await count(`SELECT count(*)::int AS n FROM leases WHERE name = 'retention' AND until > now() + interval '59 minutes'`, [])) === 1, 'the retention lease');
+    const order = await sys.placeOrder(p);
+    await eventually(async () => (await count(`SELECT count(*)::int AS n FROM notifications WHERE order_id = $1 AND delivered_at IS NOT NULL`, [order.id])) === 1, 'the notification');
+    await db.query(`UPDATE notifications SET created_at = now() - interval '40 days' WHERE order_id = $1`, [order.id]);
+    // Sweeps go on (here, and forced twice more), but none of them deletes within the hour.
+    await sys.runtime.sweeper.sweep();
+    await sys.runtime.sweeper.sweep();
+    expect(await count(`SELECT count(*)::int AS n FROM notifications WHERE order_id = $1`, [order.id])).to.equal(1);
+    // Once the hour is over, the next sweep of any replica runs it.
+    await db.query(`UPDATE leases SET until = now() - interval '1 second' WHERE name = 'retention'`);
+    await eventually(async () => (await count(`SELECT count(*)::int AS n FROM notifications WHERE order_id = $1`, [order.id])) === 0, 'the next pass to delete it');
+  });
 });

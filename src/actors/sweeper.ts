@@ -84,7 +84,9 @@ export class Sweeper {
   async sweep(): Promise<{ resent: number; work: number }> {
     const { resent } = await this.sweepEvents();
     const work = await this.sweepWork();
-    if (await this.lease('retention', 3600_000)) await this.retain();
+    // Once an hour across the replicas, the replica that ran it last included: a lease its holder
+    // could renew would let that replica scan the tables on every sweep.
+    if (await this.lease('retention', 3600_000, { renewable: false })) await this.retain();
     return { resent, work };
   }
 
@@ -130,12 +132,22 @@ export class Sweeper {
   }
 
   /** Takes a named lease for `ms` so only one replica does a pass at a time. */
-  private async lease(name: string, ms: number): Promise<boolean> {
+  /**
+   * Takes the lease `name` for `ms`: true when this replica may do the task now. A renewable lease
+   * (the sweeps) stays with its holder while it keeps sweeping; one that is not (retention) is
+   * taken only once the last one ran out, by whichever replica asks first.
+   */
+  private async lease(name: string, ms: number, opts: { renewable: boolean } = { renewable: true }): Promise<boolean> {
     const rows = await this.opts.db.query(
-      `INSERT INTO leases (name, holder, until) VALUES ($1, $2, now() + make_interval(secs => $3::float8 / 1000))
-       ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, until = EXCLUDED.until
-       WHERE leases.until < now() OR leases.holder = EXCLUDED.holder
-       RETURNING 1`,
+      opts.renewable
+        ? `INSERT INTO leases (name, holder, until) VALUES ($1, $2, now() + make_interval(secs => $3::float8 / 1000))
+           ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, until = EXCLUDED.until
+           WHERE leases.until < now() OR leases.holder = EXCLUDED.holder
+           RETURNING 1`
+        : `INSERT INTO leases (name, holder, until) VALUES ($1, $2, now() + make_interval(secs => $3::float8 / 1000))
+           ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, until = EXCLUDED.until
+           WHERE leases.until < now()
+           RETURNING 1`,
       [name, this.holder, ms],
     );
     return rows.length > 0;
