@@ -234,12 +234,17 @@ try {
   say(`demo:scale — ${steps.join(' → ')} replicas, ${concurrency} virtual users, ${warmupS} s warm-up + ${durationS} s measured per step`);
   say(`autoscaler (k8s/hpa.yaml, k8s/keda): CPU ${AUTOSCALING.cpuTargetPercent} % of a ${AUTOSCALING.cpuRequestCores * 1000}m request, backlog ${AUTOSCALING.backlogTarget} jobs per replica (${AUTOSCALING.backlogQuery}), ${AUTOSCALING.min}..${AUTOSCALING.max} replicas`);
   await cluster.start();
+  // Without autovacuum (some development hosts turn it off) the tables bloat and the service's
+  // cached plans stay those of empty tables, and each step would be slower for that alone.
+  const autovacuum = (await cluster.db.query<{ v: string }>(`SELECT current_setting('autovacuum') AS v`)).rows[0]?.v;
+  if (autovacuum !== 'on') say(`PostgreSQL runs with autovacuum=${autovacuum}: VACUUM (ANALYZE) runs before each step in its stead`);
   const results: StepResult[] = [];
   for (const [n, replicas] of steps.entries()) {
     while (cluster.replicas.size < replicas) {
       const r = await cluster.startReplica(`replica-${cluster.replicas.size + 1}`);
       say(`  ${r.name} ready (pid ${r.process.pid})`);
     }
+    if (autovacuum !== 'on') await cluster.db.query('VACUUM (ANALYZE)');
     say(`\nstep ${n + 1}: ${replicas} replica${replicas > 1 ? 's' : ''} behind ${cluster.url}`);
     const result = await runStep(replicas, n);
     results.push(result);
