@@ -16,6 +16,7 @@ import { ensureRestateInstalled, restateVersions, startRestate } from '../bench/
 import type { LoadSummary } from './load/runner.ts';
 import { signToken } from './load/tokens.ts';
 import { commandLine, usageError as refuse } from '../src/cli.ts';
+import { deleteKeys, onServer } from './cluster/infra.ts';
 
 const USAGE = `usage: npm run bench -- [options]        (npm run bench:restate = --targets restate)
 
@@ -136,34 +137,11 @@ process.on('exit', () => group.killAllNow());
 
 async function cleanUp(): Promise<void> {
   if (databaseCreated) await dropDatabase();
-  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1, lazyConnect: true });
-  try {
-    await redis.connect();
-    for (const prefix of [QUEUE_PREFIX, CEILING_PREFIX]) {
-      let cursor = '0';
-      do {
-        const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-        if (keys.length) await redis.unlink(...keys);
-        cursor = next;
-      } while (cursor !== '0');
-    }
-  } finally {
-    redis.disconnect();
-  }
+  for (const prefix of [QUEUE_PREFIX, CEILING_PREFIX]) await deleteKeys(REDIS_URL, `${prefix}:`);
 }
 
 // ── the database ─────────────────────────────────────────────────────────────────────────────
-async function adminQuery(sql: string): Promise<void> {
-  const admin = new URL(DATABASE_URL);
-  admin.pathname = '/postgres';
-  const client = new pg.Client({ connectionString: admin.toString() });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
-}
+const adminQuery = (sql: string) => onServer(DATABASE_URL, sql);
 const DATABASE_NAME = new URL(DATABASE_URL).pathname.slice(1);
 if (!/^[a-z0-9_]+$/.test(DATABASE_NAME) || !DATABASE_NAME.includes('bench')) usageError(`BENCH_DATABASE_URL must name a database with "bench" in its name (it is dropped), not "${DATABASE_NAME}"`);
 const dropDatabase = () => adminQuery(`DROP DATABASE IF EXISTS "${DATABASE_NAME}" WITH (FORCE)`);

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { connect, createServer as createNetServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import pg from 'pg';
 import { Cluster } from '../scripts/cluster/cluster.ts';
+import { onServer } from '../scripts/cluster/infra.ts';
 import { checkInvariants, nothingOwed, owedNow, type Acknowledged } from '../scripts/cluster/invariants.ts';
 import { RoundRobinProxy } from '../scripts/cluster/proxy.ts';
 import { runLoad } from '../scripts/load/runner.ts';
@@ -147,17 +147,7 @@ describe('PostgreSQL away for a moment', function () {
   let p: Parties;
   const name = 'pg_away';
   const database = `${new URL(TEST_DATABASE_URL).pathname.slice(1)}_${name}`;
-  const admin = async (sql: string) => {
-    const url = new URL(TEST_DATABASE_URL);
-    url.pathname = '/postgres';
-    const client = new pg.Client({ connectionString: url.toString() });
-    await client.connect();
-    try {
-      await client.query(sql);
-    } finally {
-      await client.end();
-    }
-  };
+  const admin = (sql: string) => onServer(TEST_DATABASE_URL, sql);
 
   before(async () => {
     sys = await startSystem({ name });

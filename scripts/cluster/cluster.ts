@@ -4,10 +4,10 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
 import pg from 'pg';
 import { freePort, httpStatus, ProcessGroup, waitUntil, type Managed, type StartOptions } from '../../bench/processes.ts';
 import type { LedgerCharge, LedgerRefund } from '../../src/payment/fake-gateway.ts';
+import { deleteKeys, onServer } from './infra.ts';
 import { RoundRobinProxy } from './proxy.ts';
 
 export interface ClusterOptions {
@@ -110,14 +110,8 @@ export class Cluster {
   }
 
   /** Statements on the `postgres` database (create, drop, allow or refuse connections). */
-  async admin(sql: string): Promise<void> {
-    const client = new pg.Client({ connectionString: this.adminUrl });
-    await client.connect();
-    try {
-      await client.query(sql);
-    } finally {
-      await client.end();
-    }
+  admin(sql: string): Promise<void> {
+    return onServer(this.opts.databaseUrl, sql);
   }
 
   /** Starts replica `name` (a new one, or a dead one again), waits until it is ready, and puts it behind the proxy. */
@@ -179,20 +173,8 @@ export class Cluster {
   }
 
   /** Deletes every Redis key of the cluster's queues: Redis restarted without persistence. */
-  async flushQueues(): Promise<number> {
-    const redis = new Redis(this.opts.redisUrl, { maxRetriesPerRequest: 1 });
-    try {
-      let deleted = 0;
-      let cursor = '0';
-      do {
-        const [next, keys] = await redis.scan(cursor, 'MATCH', `${this.queuePrefix}*`, 'COUNT', 1000);
-        cursor = next;
-        if (keys.length > 0) deleted += await redis.del(...keys);
-      } while (cursor !== '0');
-      return deleted;
-    } finally {
-      redis.disconnect();
-    }
+  flushQueues(): Promise<number> {
+    return deleteKeys(this.opts.redisUrl, this.queuePrefix);
   }
 
   /**

@@ -1,6 +1,6 @@
 import { isDeepStrictEqual } from 'node:util';
 import type pg from 'pg';
-import { Database } from '../../src/db/pg.ts';
+import { Database, type Sql } from '../../src/db/pg.ts';
 import { createLogger } from '../../src/log.ts';
 import { JOURNAL_EVENT_COMMANDS, orderGraph } from '../../src/machines/order.graph.ts';
 import { rebuildViews } from '../../src/views/rebuild.ts';
@@ -78,9 +78,10 @@ const VIEW_TABLES: Record<string, string> = {
   view_deliveries: 'SELECT * FROM view_deliveries ORDER BY order_id',
 };
 
-async function viewRows(db: pg.Pool): Promise<Record<string, unknown[]>> {
+/** Every row of every view table, in key order: for comparing one state of the views with another. */
+export async function viewTables(db: Sql): Promise<Record<string, unknown[]>> {
   const out: Record<string, unknown[]> = {};
-  for (const [table, sql] of Object.entries(VIEW_TABLES)) out[table] = (await db.query(sql)).rows;
+  for (const [table, sql] of Object.entries(VIEW_TABLES)) out[table] = await db.query(sql);
   return out;
 }
 
@@ -187,10 +188,10 @@ export async function checkInvariants(db: pg.Pool, ledger: Ledger, acknowledged:
   if (!nothingOwed(owed)) failures.push(`still owed: ${JSON.stringify(owed)}`);
 
   // 7. Views equal a replay of the journal: rebuilding them from it changes nothing.
-  const live = await viewRows(db);
   const database = new Database(db);
+  const live = await viewTables(database);
   await rebuildViews(database, VIEWS, { log: createLogger('silent') });
-  const replayed = await viewRows(db);
+  const replayed = await viewTables(database);
   const differing = Object.keys(VIEW_TABLES).filter((t) => !isDeepStrictEqual(live[t], replayed[t]));
   fail('views that differ from a replay of the journal', differing.map((t) => `${t}: ${live[t]!.length} rows live, ${replayed[t]!.length} replayed`));
 

@@ -1,4 +1,4 @@
-import { Queue, Worker } from 'bullmq';
+import { Queue, Worker, type Job } from 'bullmq';
 import type { Database } from '../db/pg.ts';
 import type { Logger } from '../log.ts';
 import { deliver, type ConsumerGroup, type EventRef } from './consumers.ts';
@@ -142,16 +142,16 @@ export class EventBus {
   private async withWaiting(queue: Queue<EventBatch>, refs: EventRef[]): Promise<EventRef[]> {
     const waiting = await queue.getJobs(['waiting'], 0, COALESCE_JOBS - 1, true).catch(() => []);
     if (waiting.length === 0) return refs;
-    let merged = refs;
+    const taken: Job<EventBatch>[] = [];
+    let size = refs.length;
     for (const next of waiting) {
-      if (!next?.data?.refs || merged.length + next.data.refs.length > COALESCE_MAX) break;
-      const removed = await next.remove().then(
-        () => true,
-        () => false, // taken by another worker meanwhile
-      );
-      if (removed) merged = merged.concat(next.data.refs);
+      if (!next?.data?.refs || size + next.data.refs.length > COALESCE_MAX) break;
+      taken.push(next);
+      size += next.data.refs.length;
     }
-    return merged;
+    // Removed all at once; a job another worker took meanwhile fails to go, and stays its.
+    const removed = await Promise.all(taken.map((job) => job.remove().then(() => true, () => false)));
+    return refs.concat(...taken.filter((_, i) => removed[i]).map((job) => job.data.refs));
   }
 
   /**

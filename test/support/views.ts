@@ -1,5 +1,3 @@
-import type { Sql } from '../../src/db/pg.ts';
-
 /**
  * What the views must show, worked out from the script of the orders alone (who ordered what
  * where, and which steps each order went through), not from the journal the views read.
@@ -77,19 +75,7 @@ export function expectedViews(orders: readonly ScriptedOrder[]): ExpectedViews {
   return out;
 }
 
-/** Every row of every view table, in key order: for comparing one state of the views with another. */
-export async function viewTables(db: Sql): Promise<Record<string, unknown[]>> {
-  const tables: Record<string, string> = {
-    view_customer_orders: 'SELECT * FROM view_customer_orders ORDER BY order_id',
-    view_store_orders: 'SELECT * FROM view_store_orders ORDER BY order_id',
-    view_store_food_counts: 'SELECT * FROM view_store_food_counts WHERE count <> 0 ORDER BY store_id, food_id',
-    view_rider_delivery_counts: 'SELECT * FROM view_rider_delivery_counts ORDER BY rider_id',
-    view_deliveries: 'SELECT * FROM view_deliveries ORDER BY order_id',
-  };
-  const out: Record<string, unknown[]> = {};
-  for (const [name, sql] of Object.entries(tables)) out[name] = await db.query(sql);
-  return out;
-}
+export { viewTables } from '../../scripts/cluster/invariants.ts';
 
 /** A shuffled copy (Fisher–Yates). */
 export function shuffled<T>(items: readonly T[], random = Math.random): T[] {
@@ -156,14 +142,5 @@ export const LIVES: readonly Step[][] = [
   ['pay', 'accept', 'start-cooking', 'finish-cooking', 'pick', 'confirm-delivery'],
 ];
 
-/** A small seeded PRNG (mulberry32), so a failing run can be repeated. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A small seeded PRNG (mulberry32), so a failing run can be repeated: the load generator's. */
+export { seededRandom as prng } from '../../scripts/load/scenario.ts';
