@@ -9,6 +9,7 @@ import {
   orderMachine,
   sampleEvent,
   statusOf,
+  transitionOrder,
   type OrderCommand,
   type OrderMachineEvent,
   type OrderSnapshot,
@@ -90,6 +91,26 @@ describe('order machine', () => {
       }
       expect(allowedCommands(snapshot)).to.deep.equal(ORDER_COMMANDS.filter((c) => snapshot.can(sampleEvent(c))));
     }
+  });
+
+  it("the runtime's transition gives exactly what XState's transition() gives, for every state and event", () => {
+    let compared = 0;
+    for (const status of ORDER_STATUSES) {
+      for (const type of [...ORDER_COMMANDS, ...ORDER_TIMER_EVENTS]) {
+        const event: OrderMachineEvent = ORDER_COMMANDS.includes(type as OrderCommand) ? sampleEvent(type as OrderCommand) : ({ type } as OrderMachineEvent);
+        const snapshot = given(status);
+        const [expected, expectedActions] = transition(orderMachine, snapshot, event);
+        // Twice: each call has its own actions (nothing left over from the one before).
+        for (let i = 0; i < 2; i++) {
+          const [next, actions] = transitionOrder(snapshot, event);
+          expect(orderMachine.getPersistedSnapshot(next), `${status} --${type}-->`).to.deep.equal(orderMachine.getPersistedSnapshot(expected));
+          expect(emittedEvents(actions), `${status} --${type}--> emits`).to.deep.equal(emittedEvents(expectedActions));
+          expect(actions.map((a) => a.type)).to.deep.equal(expectedActions.map((a) => a.type));
+        }
+        if (accepts(snapshot, type)) compared += 1;
+      }
+    }
+    expect(compared, 'transitions taken').to.be.greaterThan(10);
   });
 
   for (const status of ORDER_STATUSES) {

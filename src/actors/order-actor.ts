@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { initialTransition, transition } from 'xstate';
+import { initialTransition } from 'xstate';
 import type { Database, Sql } from '../db/pg.ts';
 import { AlreadyPickedError, DomainError, InvalidTransitionError, NotFoundError, StaleVersionError, UnprocessableError } from '../errors.ts';
 import {
@@ -14,6 +14,7 @@ import {
   type OrderStatus,
   type OrderTimerDelay,
   type OrderTimerEvent,
+  transitionOrder,
 } from '../machines/order.machine.ts';
 import type { EventRef } from './consumers.ts';
 import {
@@ -115,7 +116,7 @@ export function createOrderSteps(deps: OrderActorDeps) {
   /** Asks the machine; refuses with the allowed list when the state does not take the event. */
   function decide(snapshot: OrderSnapshot, event: OrderMachineEvent, command: string): { next: OrderSnapshot; event: OrderDomainEvent } {
     if (!accepts(snapshot, event.type)) throw new InvalidTransitionError(command, statusOf(snapshot), allowedCommands(snapshot));
-    const [next, actions] = transition(orderMachine, snapshot, event);
+    const [next, actions] = transitionOrder(snapshot, event);
     const [domainEvent, ...extra] = emittedEvents(actions);
     if (!domainEvent || extra.length > 0) {
       throw new DomainError('internal', `transition ${event.type} emitted ${actions.length} events instead of one`);

@@ -181,6 +181,7 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
     steps,
     payments,
     prompt: work,
+    batch: { maxBatch: config.GROUP_COMMIT_MAX, maxInFlight: config.GROUP_COMMIT_IN_FLIGHT },
     reconcileAfterMs: config.PAYMENT_RECONCILE_AFTER_MS,
     onOutcome: (outcome) => metrics.payments.inc({ outcome }),
   });

@@ -1,4 +1,4 @@
-import { assertEvent, assign, emit, setup, type SnapshotFrom } from 'xstate';
+import { assertEvent, assign, createActor, emit, setup, type ExecutableActionObject, type SnapshotFrom } from 'xstate';
 
 /** Bump when a change makes old snapshots unreadable; the runtime refuses snapshots of other versions. */
 export const ORDER_MACHINE_ID = 'order';
@@ -357,4 +357,36 @@ export function refundOwed(event: OrderDomainEvent): RefundDue | null {
 
 export function statusOf(snapshot: OrderSnapshot): OrderStatus {
   return snapshot.value as OrderStatus;
+}
+
+/**
+ * The machine's next snapshot and the actions it would execute: XState's pure `transition()`,
+ * without its cost per call. That function builds a throwaway actor for each transition, and
+ * building an actor computes the machine's initial snapshot (a whole initial microstep) only to
+ * discard it. The order machine invokes and spawns nothing (checked here), so one inert scope
+ * serves every transition; each call gets its own action list. A unit test compares the two.
+ */
+type OrderActorScope = Parameters<typeof orderMachine.transition>[2];
+let inertScope: OrderActorScope | undefined;
+export function transitionOrder(snapshot: OrderSnapshot, event: OrderMachineEvent): [OrderSnapshot, ExecutableActionObject[]] {
+  if (!inertScope) {
+    for (const [key, node] of Object.entries(orderMachine.states)) {
+      if (node.invoke.length > 0) throw new Error(`order machine: ${key} invokes an actor; use xstate's transition()`);
+    }
+    const self = createActor(orderMachine, { input: { orderId: '', customerId: '', storeId: '', items: [], total: 0, address: { area: '', line: '' } } });
+    inertScope = {
+      self,
+      id: '',
+      sessionId: '',
+      system: self.system,
+      logger: () => {},
+      defer: () => {},
+      emit: () => {},
+      stopChild: () => {},
+      actionExecutor: () => {},
+    } as unknown as OrderActorScope;
+  }
+  const actions: ExecutableActionObject[] = [];
+  const next = orderMachine.transition(snapshot, event, { ...inertScope, actionExecutor: (action) => void actions.push(action) });
+  return [next, actions];
 }

@@ -1,10 +1,10 @@
 import { requireVisible, type CommandContext, type OrderSteps, type OrderView, type PayCommand } from '../actors/order-actor.ts';
 import { refundKey as orderRefundKey, type OrderRow } from '../actors/order-repository.ts';
 import type { LoadedOrder } from '../actors/order-store.ts';
+import { Batcher } from '../actors/batcher.ts';
 import { refundViewOf, viewOf } from '../actors/order-view.ts';
 import { requireRole, type Principal } from '../actors/principal.ts';
 import type { WorkPrompt } from '../actors/work.ts';
-import { sqlState, UNIQUE_VIOLATION } from '../db/pg.ts';
 import {
   InvalidTransitionError,
   PaymentDeclinedError,
@@ -19,6 +19,8 @@ export interface PayDeps {
   steps: OrderSteps;
   payments: ResilientGateway;
   prompt: WorkPrompt;
+  /** Attempts recorded together: most per statement, most statements on their way at once. */
+  batch: { maxBatch: number; maxInFlight: number };
   /** When an attempt still pending is deemed abandoned and handed to reconciliation. */
   reconcileAfterMs: number;
   /** Counts outcomes for /metrics. */
@@ -32,11 +34,44 @@ interface Attempt {
   n: number;
 }
 
+interface AttemptRequest {
+  orderId: string;
+  /** The version the payment was judged on. */
+  version: number;
+  amount: number;
+}
+
+/*
+ * Records a payment attempt for each order still at its judged version (input arrays: order ids,
+ * versions, amounts). The orders' row locks last this one statement: they order the attempts after
+ * a payment being recorded. Per judged order it returns the attempt, or a null key when an attempt
+ * is already in flight (a conflict on the in-flight index or on the attempt's number).
+ */
+const START_ATTEMPTS = `
+  WITH input AS (
+    SELECT * FROM unnest($1::uuid[], $2::int[], $3::int[]) AS i(id, version, amount)
+  ), judged AS (
+    SELECT o.id FROM orders o JOIN input i ON i.id = o.id AND o.version = i.version
+    WHERE o.id = ANY ($1::uuid[]) AND o.machine_id = $5::text AND o.machine_version = $6::int
+    ORDER BY o.id FOR UPDATE OF o
+  ), numbered AS (
+    SELECT j.id, coalesce((SELECT max(a.n) FROM payment_attempts a WHERE a.order_id = j.id), 0) + 1 AS n FROM judged j
+  ), started AS (
+    INSERT INTO payment_attempts (idempotency_key, order_id, n, amount, status, started_at, due_at)
+    SELECT 'order-' || x.id::text || '-charge-' || x.n, x.id, x.n, i.amount, 'pending', now(),
+           now() + make_interval(secs => $4::float8 / 1000)
+    FROM numbered x JOIN input i ON i.id = x.id
+    ON CONFLICT DO NOTHING
+    RETURNING order_id, idempotency_key, n
+  )
+  SELECT j.id, s.idempotency_key AS key, s.n FROM judged j LEFT JOIN started s ON s.order_id = j.id`;
+
 /**
  * Pays an order without holding anything while the gateway works:
  * 1. judge (may this customer pay now?) and record a payment attempt with its own idempotency
- *    key, in one statement checked against the order's version; a second attempt while one is in
- *    flight is refused (409 payment_in_progress) by a unique index, never charged;
+ *    key, in one statement checked against the order's version (shared with the payments of the
+ *    moment); a second attempt while one is in flight is refused (409 payment_in_progress) by a
+ *    unique index, never charged;
  * 2. call the gateway with no transaction and no row lock open (behind the circuit breaker);
  * 3. record the outcome in one statement: the order becomes paid if it is still where it was
  *    judged; if a concurrent command moved it on (cancel), the charge is refunded instead.
@@ -63,26 +98,46 @@ export function createPay(deps: PayDeps): PayCommand {
     }
   }
 
-  /** Records the attempt if the order is still at the judged version; undefined when it moved on. */
+  /**
+   * Records attempts if their orders are still at the judged versions, those of the moment in one
+   * statement (one commit instead of one per payment). Per order: the attempt; undefined when the
+   * order moved on; 'in-progress' when an attempt is already in flight (the in-flight index, or a
+   * concurrent attempt that took the same number).
+   */
+  const attempts = new Batcher<AttemptRequest, Attempt | 'in-progress' | undefined>(
+    async (requests) => {
+      try {
+        return await startAttempts(requests);
+      } catch (err) {
+        // One bad request must not fail the others that shared its statement.
+        if (requests.length === 1) throw err;
+        return Promise.all(requests.map(async (r) => (await startAttempts([r]))[0]));
+      }
+    },
+    { ...deps.batch, key: (r) => r.orderId },
+  );
+
+  async function startAttempts(requests: readonly AttemptRequest[]): Promise<(Attempt | 'in-progress' | undefined)[]> {
+    const rows = await db.query<{ id: string; key: string | null; n: number | null }>(START_ATTEMPTS, [
+      requests.map((r) => r.orderId),
+      requests.map((r) => r.version),
+      requests.map((r) => r.amount),
+      deps.reconcileAfterMs,
+      ORDER_MACHINE_ID,
+      ORDER_MACHINE_VERSION,
+    ]);
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    return requests.map((r) => {
+      const row = byId.get(r.orderId);
+      if (!row) return undefined;
+      return row.key === null ? 'in-progress' : { key: row.key, n: row.n! };
+    });
+  }
+
   async function startAttempt(row: OrderRow, amount: number): Promise<Attempt | undefined> {
-    try {
-      const [attempt] = await db.query<Attempt>(
-        // The row lock lasts this one statement: it orders the attempt after a payment being recorded.
-        `WITH judged AS (SELECT id FROM orders WHERE id = $1 AND version = $2 AND machine_id = $5 AND machine_version = $6 FOR UPDATE),
-              next AS (SELECT coalesce(max(n), 0) + 1 AS n FROM payment_attempts WHERE order_id = $1)
-         INSERT INTO payment_attempts (idempotency_key, order_id, n, amount, status, started_at, due_at)
-         SELECT 'order-' || $1::text || '-charge-' || next.n, $1, next.n, $3, 'pending', now(),
-                now() + make_interval(secs => $4::float8 / 1000)
-         FROM judged, next
-         RETURNING idempotency_key AS key, n`,
-        [row.id, row.version, amount, deps.reconcileAfterMs, ORDER_MACHINE_ID, ORDER_MACHINE_VERSION],
-      );
-      return attempt;
-    } catch (err) {
-      // The in-flight index, or a concurrent attempt that took the same number.
-      if (sqlState(err) === UNIQUE_VIOLATION) throw new PaymentInProgressError(row.id);
-      throw err;
-    }
+    const attempt = await attempts.submit({ orderId: row.id, version: row.version, amount });
+    if (attempt === 'in-progress') throw new PaymentInProgressError(row.id);
+    return attempt;
   }
 
   /** Closes an attempt that certainly charged nothing. */
