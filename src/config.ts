@@ -42,6 +42,14 @@ const schema = z
     QUEUE_PREFIX: z.string().min(1).default('{baedal}'),
     BODY_LIMIT: z.string().regex(/^\d+(b|kb|mb)$/i, 'e.g. 64kb').default('64kb'),
     DATABASE_POOL_SIZE: ms(10),
+    /** Longest wait for a pooled connection (all busy) or a new one; then the request answers 503. */
+    DATABASE_CONNECT_TIMEOUT_MS: ms(5000),
+    /** PostgreSQL's statement_timeout for the service's connections (migrations run without it). */
+    DATABASE_STATEMENT_TIMEOUT_MS: ms(30_000),
+    /** PostgreSQL's lock_timeout: the longest a statement waits for a row (or advisory) lock. */
+    DATABASE_LOCK_TIMEOUT_MS: ms(10_000),
+    /** PostgreSQL's idle_in_transaction_session_timeout: a transaction left open this long is ended. */
+    DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS: ms(60_000),
     /** Orders each replica keeps in memory to judge commands without a read (0: none). */
     ORDER_CACHE_SIZE: z.coerce.number().int().min(0).default(10_000),
     /** Most commands written (or orders read) in one statement. */

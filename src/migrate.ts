@@ -19,17 +19,10 @@ async function main(): Promise<void> {
   const log = createLogger(config.LOG_LEVEL);
   const started = Date.now();
   // Loaded only now: TypeORM takes a while to load, and --help or a bad setting needs none of it.
-  const { createDataSource, ensureDatabase, runMigrations } = await import('./db/data-source.ts');
+  const { ensureDatabase, migrate } = await import('./db/data-source.ts');
   await ensureDatabase(config.DATABASE_URL);
-  // Two connections: runMigrations holds the advisory lock on one while the migrations use another.
-  const db = createDataSource(config.DATABASE_URL, 2);
-  await db.initialize();
-  try {
-    const applied = await runMigrations(db);
-    log.info({ applied, ms: Date.now() - started }, applied.length > 0 ? `applied ${applied.length} migration(s)` : 'schema is up to date');
-  } finally {
-    await db.destroy();
-  }
+  const applied = await migrate(config.DATABASE_URL);
+  log.info({ applied, ms: Date.now() - started }, applied.length > 0 ? `applied ${applied.length} migration(s)` : 'schema is up to date');
 }
 
 main().catch((err: unknown) => {

@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import type { DataSource } from 'typeorm';
 import type { Config } from '../config.ts';
-import { createDataSource, ensureDatabase, runMigrations, whenDatabaseAnswers } from '../db/data-source.ts';
+import { createDataSource, ensureDatabase, migrate, whenDatabaseAnswers } from '../db/data-source.ts';
 import { Database } from '../db/pg.ts';
 import type { Logger } from '../log.ts';
 import { createRuntimeMetrics, observe, type RuntimeMetrics } from '../metrics.ts';
@@ -29,6 +29,10 @@ export type RuntimeConfig = Pick<
   Config,
   | 'DATABASE_URL'
   | 'DATABASE_POOL_SIZE'
+  | 'DATABASE_CONNECT_TIMEOUT_MS'
+  | 'DATABASE_STATEMENT_TIMEOUT_MS'
+  | 'DATABASE_LOCK_TIMEOUT_MS'
+  | 'DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS'
   | 'ORDER_CACHE_SIZE'
   | 'GROUP_COMMIT_MAX'
   | 'GROUP_COMMIT_IN_FLIGHT'
@@ -95,10 +99,24 @@ export interface RuntimeDeps {
 /** Connects to PostgreSQL and Redis, migrates, and starts (unless ROLE=api) the workers and the sweeper. */
 export async function startRuntime({ config, log, payments: gateway, clock, transport }: RuntimeDeps): Promise<Runtime> {
   const waiting = (err: Error, pauseMs: number) => log.warn({ err: err.message, retryInMs: pauseMs }, 'PostgreSQL is not available yet; waiting');
-  const db = await whenDatabaseAnswers(
+  const startupDeadline = Date.now() + config.STARTUP_WAIT_MS;
+  const untilDeadline = () => Math.max(0, startupDeadline - Date.now());
+  const migrated = await whenDatabaseAnswers(
     async () => {
       await ensureDatabase(config.DATABASE_URL);
-      const source = createDataSource(config.DATABASE_URL, config.DATABASE_POOL_SIZE);
+      return migrate(config.DATABASE_URL);
+    },
+    untilDeadline(),
+    waiting,
+  );
+  const db = await whenDatabaseAnswers(
+    async () => {
+      const source = createDataSource(config.DATABASE_URL, config.DATABASE_POOL_SIZE, {
+        connectMs: config.DATABASE_CONNECT_TIMEOUT_MS,
+        statementMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
+        lockMs: config.DATABASE_LOCK_TIMEOUT_MS,
+        idleInTransactionMs: config.DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS,
+      });
       try {
         return await source.initialize();
       } catch (err) {
@@ -107,10 +125,9 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
         throw err;
       }
     },
-    config.STARTUP_WAIT_MS,
+    untilDeadline(),
     waiting,
   );
-  const migrated = await whenDatabaseAnswers(() => runMigrations(db), config.STARTUP_WAIT_MS, waiting);
   const [vacuum] = (await db.query(`SELECT current_setting('autovacuum') AS autovacuum`)) as { autovacuum: string }[];
   if (vacuum?.autovacuum !== 'on') {
     log.warn(

@@ -11,17 +11,50 @@ export const MIGRATIONS = [InitialSchema1764000000000, Saga1765000000000, Views1
 /** Any number of replicas may start at once; this lock lets exactly one run migrations at a time. */
 const MIGRATION_LOCK_KEY = 0x6ba3da1;
 
-export function createDataSource(databaseUrl: string, poolSize = 10): DataSource {
+/** Bounds on every wait of the service's connections (none when absent: migrations, scripts). */
+export interface DatabaseBounds {
+  /** Waiting for a pooled connection, or for a new one to open (the pool's connectionTimeoutMillis). */
+  connectMs: number;
+  statementMs: number;
+  lockMs: number;
+  idleInTransactionMs: number;
+}
+
+export function createDataSource(databaseUrl: string, poolSize = 10, bounds?: DatabaseBounds): DataSource {
+  // The service's statements are fixed and prepared: plan each once per connection, not per call.
+  const settings = ['-c plan_cache_mode=force_generic_plan'];
+  if (bounds) {
+    settings.push(
+      `-c statement_timeout=${bounds.statementMs}`,
+      `-c lock_timeout=${bounds.lockMs}`,
+      `-c idle_in_transaction_session_timeout=${bounds.idleInTransactionMs}`,
+    );
+  }
   return new DataSource({
     type: 'postgres',
     url: databaseUrl,
     migrations: MIGRATIONS,
     migrationsTableName: 'schema_migrations',
     migrationsTransactionMode: 'each',
-    // The service's statements are fixed and prepared: plan each once per connection, not per call.
-    extra: { max: poolSize, options: '-c plan_cache_mode=force_generic_plan' },
+    extra: { max: poolSize, options: settings.join(' '), ...(bounds ? { connectionTimeoutMillis: bounds.connectMs } : {}) },
     logging: false,
   });
+}
+
+/**
+ * Runs the migrations on a DataSource of their own, without the service's bounds: a migration may
+ * take long on large tables, and a replica waits for another's migrations to finish.
+ */
+export async function migrate(databaseUrl: string): Promise<string[]> {
+  // Two connections: runMigrations holds the advisory lock on one while the migrations use another.
+  const source = createDataSource(databaseUrl, 2);
+  try {
+    await source.initialize();
+    return await runMigrations(source);
+  } finally {
+    if (source.isInitialized) await source.destroy();
+    else await (source.driver as unknown as { master?: { end(): Promise<void> } }).master?.end().catch(() => undefined);
+  }
 }
 
 /** Creates the database named in the URL when it does not exist yet. */

@@ -123,7 +123,7 @@ export class Database implements Sql {
 /** An error of the connection itself (not of one statement): the client must not be reused. */
 function isConnectionError(err: unknown): boolean {
   const code = sqlState(err);
-  return code === undefined || !/^[0-9A-Z]{5}$/.test(code) || /^(08|57P|53)/.test(code);
+  return code === undefined || !/^[0-9A-Z]{5}$/.test(code) || /^(08|57P|53)/.test(code) || code === '25P03';
 }
 
 /** PostgreSQL's SQLSTATE of a failed statement, if it is one. */

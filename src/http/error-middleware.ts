@@ -75,15 +75,24 @@ function fromHttpError(err: { status?: unknown; type?: unknown; message?: unknow
 
 /**
  * PostgreSQL away for a moment (restarting, refusing connections, its backends terminated, the
- * pool unable to connect): nothing was changed, and the same request may succeed shortly.
+ * pool unable to connect) or too slow (a statement or lock wait past its bound): nothing was
+ * changed, and the same request may succeed shortly.
  */
 function databaseUnavailable(err: unknown): DomainError | undefined {
   const code = sqlState(err);
   const message = err instanceof Error ? err.message : '';
+  if (code === '57014' || code === '55P03') {
+    // statement_timeout, lock_timeout (DATABASE_STATEMENT_TIMEOUT_MS, DATABASE_LOCK_TIMEOUT_MS)
+    return new DomainError('database_unavailable', 'the database did not answer in time; retry shortly', { timeout: code === '55P03' ? 'lock' : 'statement' });
+  }
   const away =
     (code !== undefined && (/^(08|57P0|53300)/.test(code) || code === '55000')) ||
     (code === 'ECONNREFUSED' || code === 'ECONNRESET') ||
-    /^Connection terminated|timeout exceeded when trying to connect/.test(message);
+    /^Connection terminated/.test(message);
+  if (/timeout exceeded when trying to connect/.test(message)) {
+    // DATABASE_CONNECT_TIMEOUT_MS: every pooled connection stayed busy, or a new one did not open.
+    return new DomainError('database_unavailable', 'the database did not answer in time; retry shortly', { timeout: 'connect' });
+  }
   return away ? new DomainError('database_unavailable', 'the database is unavailable for a moment; retry shortly', {}) : undefined;
 }
 
