@@ -138,3 +138,78 @@ export function rssText(tracks: readonly RssTrack[], slope: (samples: [number, n
     })
     .join('\n');
 }
+
+/** What one round of `--rounds` measured: its runs and the ceilings measured with them. */
+export interface Round {
+  runs: readonly RunResult[];
+  ceilings: Ceilings;
+}
+
+/** The middle value (the mean of the two middle ones for an even count); undefined for none. */
+export function median(values: readonly number[]): number | undefined {
+  const sorted = values.filter(Number.isFinite).sort((a, b) => a - b);
+  if (sorted.length === 0) return undefined;
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/**
+ * The targets over several rounds: each round's figure and their median, judged on the median.
+ * On a host whose speed drifts between the Baedal and the Restate runs of one round, a single
+ * round can land on either side of a target; the median of several is the figure to read.
+ */
+export function roundsText(rounds: readonly Round[]): string {
+  const lines: string[] = [];
+  const processCounts = [...new Set(rounds.flatMap((r) => r.runs.filter((x) => x.system === 'baedal').map((x) => x.processes)))].sort((a, b) => a - b);
+  const row = (label: string, values: (number | undefined)[], digits: number, unit: string, target?: { text: string; ok: (m: number) => boolean }) => {
+    const known = values.filter((x): x is number => x !== undefined);
+    if (known.length === 0) return;
+    const m = median(known)!;
+    const each = values.map((x) => (x === undefined ? '-' : `${f(x, digits)}${unit}`)).join(', ');
+    lines.push(`  ${label}: ${each} → median ${f(m, digits)}${unit}${target ? ` (target ${target.text})${mark(target.ok(m))}` : ''}`);
+  };
+  for (const n of processCounts) {
+    const label = systemLabel({ system: 'baedal', processes: n });
+    const pick = (r: Round, conc: number) => r.runs.find((x) => x.system === 'baedal' && x.processes === n && x.concurrency === conc);
+    const restate64 = (r: Round) => r.runs.find((x) => x.system === 'restate' && x.concurrency === 64);
+    row(`${label} commands/s at concurrency 64`, rounds.map((r) => pick(r, 64)?.load.commandsPerS), 0, '');
+    row(
+      `${label} / Restate at concurrency 64`,
+      rounds.map((r) => {
+        const b = pick(r, 64);
+        const s = restate64(r);
+        return b && s ? b.load.commandsPerS / s.load.commandsPerS : undefined;
+      }),
+      2,
+      '×',
+      { text: '≥ 2.5×', ok: (m) => m >= 2.5 },
+    );
+    row(
+      `${label} / PostgreSQL ceiling at concurrency 64`,
+      rounds.map((r) => {
+        const b = pick(r, 64);
+        return b && r.ceilings.postgres ? b.load.commandsPerS / r.ceilings.postgres.perS : undefined;
+      }),
+      2,
+      '',
+      { text: '≥ 0.45', ok: (m) => m >= 0.45 },
+    );
+    row(`${label} p50 at concurrency 1`, rounds.map((r) => pick(r, 1)?.load.latencyMs.overall.p50), 2, ' ms', { text: '≤ 3 ms', ok: (m) => m <= 3 });
+    row(`${label} p99 at concurrency 16`, rounds.map((r) => pick(r, 16)?.load.latencyMs.overall.p99), 1, ' ms', { text: '≤ 50 ms', ok: (m) => m <= 50 });
+    const concurrencies = [...new Set(rounds.flatMap((r) => r.runs.filter((x) => x.system === 'baedal' && x.processes === n).map((x) => x.concurrency)))].sort((a, b) => a - b);
+    for (const conc of concurrencies) {
+      row(
+        `${label} view lag p99 at concurrency ${conc}`,
+        rounds.map((r) => {
+          const x = pick(r, conc);
+          return x?.viewLag.available ? x.viewLag.p99Ms : undefined;
+        }),
+        0,
+        ' ms',
+      );
+    }
+  }
+  const restate = rounds.map((r) => r.runs.find((x) => x.system === 'restate' && x.concurrency === 64)?.load.commandsPerS);
+  row('Restate commands/s at concurrency 64', restate, 0, '');
+  return lines.join('\n');
+}

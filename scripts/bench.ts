@@ -11,7 +11,7 @@ import pg from 'pg';
 import { bullmqCeiling, postgresCeiling } from '../bench/ceilings.ts';
 import { cpuSnapshot, cpuUse, rssSlopeMbPer10Min, RunSampler, type CpuSnapshot, type Watched } from '../bench/measure.ts';
 import { freePort, httpStatus, ProcessGroup, waitUntil, type Managed } from '../bench/processes.ts';
-import { ceilingsText, resultsTable, rssText, runLine, systemLabel, targetsText, type Ceilings, type RunResult, type System } from '../bench/report.ts';
+import { ceilingsText, resultsTable, roundsText, rssText, runLine, systemLabel, targetsText, type Ceilings, type Round, type RunResult, type System } from '../bench/report.ts';
 import { ensureRestateInstalled, restateVersions, startRestate } from '../bench/restate-stack.ts';
 import type { LoadSummary } from './load/runner.ts';
 import { signToken } from './load/tokens.ts';
@@ -38,6 +38,8 @@ service, PostgreSQL, Redis and the load generator, memory, view lag, and ratios 
   --restate-partitions <n> partitions of Restate's fresh cluster                 (default: one per core)
   --restate-notifications  Restate also records a notification per status change, as Baedal does
                          (off by default: the comparison is against the leaner, faster Restate)
+  --rounds <n>           the whole sequence (ceilings, Baedal, Restate) n times, then each
+                         target's figure per round and the median, judged on the median  (default 1)
   --quick                a ~1.5 minute smoke: 4 s runs, 1 s warm-up, 3 s ceilings
   --soak <s>             one long run instead (Baedal, 1 process, concurrency 16) printing memory
                          every 30 s, and table growth at the end
@@ -65,6 +67,7 @@ const v = commandLine('bench', USAGE, {
   'restate-partitions': { type: 'string' },
   'restate-notifications': { type: 'boolean', default: false },
   quick: { type: 'boolean', default: false },
+  rounds: { type: 'string', default: '1' },
   soak: { type: 'string' },
   out: { type: 'string' },
   'cpu-prof': { type: 'string' },
@@ -89,7 +92,9 @@ const opts = {
   stores: wholeNumber('stores', v.stores!, 1),
   restatePartitions: wholeNumber('restate-partitions', v['restate-partitions'] ?? String(availableParallelism()), 1),
   restateNotifications: v['restate-notifications']!,
+  rounds: wholeNumber('rounds', v.rounds!, 1),
 };
+if (soakS !== undefined && opts.rounds > 1) usageError('--soak is one long run; it takes no --rounds');
 
 const SECRET = 'baedal-bench-secret-0123456789';
 const DATABASE_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/baedal_bench';
@@ -527,25 +532,38 @@ async function main(): Promise<void> {
     return;
   }
 
-  const ceilings = opts.ceilings ? await measureCeilings() : {};
-  const runs: RunResult[] = [];
-  if (opts.targets.includes('baedal')) runs.push(...(await benchBaedal(gateway)));
-  if (opts.targets.includes('restate')) runs.push(...(await benchRestate(gateway)));
+  const rounds: Round[] = [];
+  for (let k = 1; k <= opts.rounds; k++) {
+    const of = opts.rounds > 1 ? ` — round ${k} of ${opts.rounds}` : '';
+    if (of) say(`\n════ round ${k} of ${opts.rounds} ════`);
+    const ceilings = opts.ceilings ? await measureCeilings() : {};
+    const runs: RunResult[] = [];
+    if (opts.targets.includes('baedal')) runs.push(...(await benchBaedal(gateway)));
+    if (opts.targets.includes('restate')) runs.push(...(await benchRestate(gateway)));
+    rounds.push({ runs, ceilings });
 
-  say(`\n══ results (${opts.durationS} s measured per run after ${opts.warmupS} s of warm-up; ${opts.stores} stores; 85 % full lifecycles, 10 % cancelled after pay, 5 % rejected) ══\n`);
-  say(resultsTable(runs));
-  say('\nceilings, measured in this run:');
-  say(ceilingsText(ceilings));
-  if (runs.some((r) => r.system === 'baedal')) {
-    say('\ntargets:');
-    say(targetsText(runs, ceilings));
+    say(`\n══ results${of} (${opts.durationS} s measured per run after ${opts.warmupS} s of warm-up; ${opts.stores} stores; 85 % full lifecycles, 10 % cancelled after pay, 5 % rejected) ══\n`);
+    say(resultsTable(runs));
+    say('\nceilings, measured in this run:');
+    say(ceilingsText(ceilings));
+    if (runs.some((r) => r.system === 'baedal')) {
+      say(`\ntargets${of}:`);
+      say(targetsText(runs, ceilings));
+    }
   }
+  if (rounds.length > 1 && rounds.some((r) => r.runs.some((x) => x.system === 'baedal'))) {
+    say(`\n══ over the ${rounds.length} rounds: each round's figure, and the median the targets are judged on ══\n`);
+    say(roundsText(rounds));
+  }
+  const runs = rounds.flatMap((r) => r.runs);
   const wrong = runs.filter((r) => r.load.verify && r.load.verify.mismatches > 0);
   const errors = runs.filter((r) => r.load.errors.total > 0);
   for (const r of errors) say(`\n${systemLabel(r)} at concurrency ${r.concurrency} had ${r.load.errors.total} errors: ${JSON.stringify(r.load.errors.byKind)}`);
   say(`\nfinished in ${((performance.now() - started) / 1000).toFixed(0)} s; load average now ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
   if (v.out) {
-    writeFileSync(v.out, `${JSON.stringify({ machine, options: opts, ceilings, runs }, null, 2)}\n`);
+    // One round keeps the shape of earlier results files; several add them all under `rounds`.
+    const figures = rounds.length === 1 ? { ceilings: rounds[0]!.ceilings, runs } : { rounds };
+    writeFileSync(v.out, `${JSON.stringify({ machine, options: opts, ...figures }, null, 2)}\n`);
     say(`every figure written to ${v.out}`);
   }
   if (wrong.length) {

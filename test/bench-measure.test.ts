@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { largestLagMs } from '../bench/measure.ts';
+import { median, roundsText, type Round, type RunResult } from '../bench/report.ts';
 
 /** The benchmark reads view lag from whatever GET /views/_status answers: units must come out right. */
 describe('bench: reading view lag', () => {
@@ -19,5 +20,50 @@ describe('bench: reading view lag', () => {
   it('ignores counts that merely mention a lag', () => {
     expect(largestLagMs({ lagEvents: 900, lagSeconds: 0.01 })).to.equal(10);
     expect(largestLagMs({ views: [] })).to.equal(undefined);
+  });
+});
+
+describe('bench: several rounds, judged on the median', () => {
+  /** A run with only the figures the summary reads. */
+  const run = (system: 'baedal' | 'restate', processes: number, concurrency: number, commandsPerS: number, p50 = 2, p99 = 30, lag?: number) =>
+    ({
+      system,
+      processes,
+      concurrency,
+      load: { commandsPerS, latencyMs: { overall: { p50, p99 } } },
+      viewLag: lag === undefined ? { available: false, samples: 0, maxMs: NaN, p99Ms: NaN } : { available: true, samples: 10, maxMs: lag, p99Ms: lag },
+    }) as unknown as RunResult;
+  const round = (baedal64: number, restate64: number, postgres: number, p50: number, p99: number, lag16: number): Round => ({
+    runs: [
+      run('baedal', 1, 1, 300, p50, 10, 30),
+      run('baedal', 1, 16, 1000, 10, p99, lag16),
+      run('baedal', 1, 64, baedal64, 30, 80, 200),
+      run('restate', 1, 64, restate64),
+    ],
+    ceilings: { postgres: { perS: postgres } as NonNullable<Round['ceilings']['postgres']> },
+  });
+
+  it('takes the middle value, or the mean of the two middle ones', () => {
+    expect(median([3, 1, 2])).to.equal(2);
+    expect(median([4, 1, 3, 2])).to.equal(2.5);
+    expect(median([])).to.equal(undefined);
+  });
+
+  it("lists each round's ratio and judges the median, not the best or the worst round", () => {
+    // Ratios 2.4, 2.7, 3.4: one round short of 2.5×, the median over it.
+    const text = roundsText([round(1200, 500, 2000, 2.7, 36, 82), round(2025, 750, 2700, 3.1, 37, 90), round(2040, 600, 3000, 1.9, 26, 81)]);
+    expect(text).to.include('Baedal ×1 / Restate at concurrency 64: 2.40×, 2.70×, 3.40× → median 2.70× (target ≥ 2.5×)  ✓');
+    expect(text).to.include('Baedal ×1 / PostgreSQL ceiling at concurrency 64: 0.60, 0.75, 0.68 → median 0.68 (target ≥ 0.45)  ✓');
+    expect(text).to.include('Baedal ×1 p50 at concurrency 1: 2.70 ms, 3.10 ms, 1.90 ms → median 2.70 ms (target ≤ 3 ms)  ✓');
+    expect(text).to.include('Baedal ×1 p99 at concurrency 16: 36.0 ms, 37.0 ms, 26.0 ms → median 36.0 ms (target ≤ 50 ms)  ✓');
+    expect(text).to.include('Baedal ×1 view lag p99 at concurrency 16: 82 ms, 90 ms, 81 ms → median 82 ms');
+    expect(text).to.include('Restate commands/s at concurrency 64: 500, 750, 600 → median 600');
+  });
+
+  it('marks a target missed when the median misses it, even if one round met it', () => {
+    const text = roundsText([round(1200, 500, 2000, 3.5, 60, 82), round(1300, 600, 2000, 3.2, 55, 82), round(1900, 700, 2000, 2.0, 40, 82)]);
+    expect(text).to.include('→ median 2.40× (target ≥ 2.5×)  ✗');
+    expect(text).to.include('→ median 3.20 ms (target ≤ 3 ms)  ✗');
+    expect(text).to.include('→ median 55.0 ms (target ≤ 50 ms)  ✗');
   });
 });
