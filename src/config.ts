@@ -40,6 +40,12 @@ const schema = z
     ROLE: z.enum(['all', 'api', 'worker']).default('all'),
     /** BullMQ key prefix; the braces make it a Redis Cluster hash tag, as BullMQ requires. */
     QUEUE_PREFIX: z.string().min(1).default('{baedal}'),
+    /**
+     * How long an idle keep-alive connection stays open. Longer than the idle timeout of the load
+     * balancer in front (60 s for most), so the balancer, not the service, closes idle connections:
+     * otherwise a request it sends as the service closes the socket fails (a 502, ECONNRESET).
+     */
+    HTTP_KEEP_ALIVE_TIMEOUT_MS: ms(65_000),
     BODY_LIMIT: z.string().regex(/^\d+(b|kb|mb)$/i, 'e.g. 64kb').default('64kb'),
     DATABASE_POOL_SIZE: ms(10),
     /** Longest wait for a pooled connection (all busy) or a new one; then the request answers 503. */

@@ -25,6 +25,9 @@ async function main(): Promise<void> {
       const host = address.includes(':') ? `[${address}]` : address;
       log.info({ host: address, port, role: config.ROLE }, `Baedal listening on http://${host}:${port}`);
     });
+    // Node's 5 s default would close idle connections before a load balancer does (see config.ts).
+    listening.keepAliveTimeout = config.HTTP_KEEP_ALIVE_TIMEOUT_MS;
+    listening.headersTimeout = config.HTTP_KEEP_ALIVE_TIMEOUT_MS + 1000;
     server = listening;
   } else {
     log.info({ role: config.ROLE }, 'Baedal worker started');
