@@ -115,14 +115,14 @@ export class EventBus {
       // A group's batches are applied one at a time across all replicas. Each replica publishes
       // the events it committed, and behind a load balancer one order's events come from every
       // replica: concurrent batches would hold the same orders, and all but one would be undone by
-      // the checkpoint check and read again. Waiting jobs are taken along once the lock is held.
-      const process = (job: { data: EventBatch }) =>
-        db.exclusively(`baedal:events:${group.name}`, async () => {
-          const refs = await this.withWaiting(queue, job.data.refs);
-          const applied = await deliver(db, group, refs, log);
-          opts.onDelivered?.(group.name, refs.length);
-          return applied;
-        });
+      // the checkpoint check and read again. The waiting jobs are taken along before the lock is
+      // taken: the lock's connection never waits on Redis.
+      const process = async (job: { data: EventBatch }) => {
+        const refs = await this.withWaiting(queue, job.data.refs);
+        const applied = await db.exclusively(`baedal:events:${group.name}`, () => deliver(db, group, refs, log));
+        opts.onDelivered?.(group.name, refs.length);
+        return applied;
+      };
       const worker = new Worker<EventBatch>(queueNameOf(group.name), process, {
         connection: bullConnection(this.opts.redisUrl, false),
         prefix: this.opts.prefix,
