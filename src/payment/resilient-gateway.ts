@@ -70,6 +70,18 @@ export function createResilientGateway(inner: PaymentGateway, opts: ResilienceOp
     }),
   );
 
+  /**
+   * The breaker's state as callers should act on it. cockatiel moves an open breaker to half-open
+   * only inside a call made after `halfOpenAfter`; a caller that fails fast on "open" without
+   * calling would keep it open for ever once nothing else calls the gateway. So an open breaker
+   * whose wait is over reads as half-open: the next call is the probe.
+   */
+  function breakerState(): BreakerState {
+    const state = breaker.state;
+    if (state === CircuitState.Open && now() - openedAt >= opts.halfOpenAfterMs) return 'half-open';
+    return STATE_NAMES[state];
+  }
+
   const retryAfterSeconds = () => {
     if (breaker.state !== CircuitState.Open) return 1;
     return Math.max(1, Math.ceil((openedAt + opts.halfOpenAfterMs - now()) / 1000));
@@ -95,7 +107,7 @@ export function createResilientGateway(inner: PaymentGateway, opts: ResilienceOp
     charge: (req) => run((signal) => inner.charge(req, signal)),
     refund: (req) => run((signal) => inner.refund(req, signal)),
     lookup: (key) => run((signal) => inner.lookup(key, signal)),
-    breakerState: () => STATE_NAMES[breaker.state],
+    breakerState,
     retryAfterSeconds,
   };
 }
