@@ -3,6 +3,8 @@
  * the same tick) travel together in one statement, so round trips per request fall as load rises.
  * At most `maxInFlight` batches run at once; at low load a request waits one tick at most.
  * Requests with the same `key` never share a batch (one transition per order per statement).
+ * With `alone`, a batch that fails is run again one request at a time, so one bad request fails
+ * only itself, not the others that shared its statement.
  */
 export class Batcher<In, Out> {
   private queue: { input: In; resolve: (out: Out) => void; reject: (err: unknown) => void }[] = [];
@@ -11,7 +13,7 @@ export class Batcher<In, Out> {
 
   constructor(
     private readonly run: (inputs: In[]) => Promise<Out[]>,
-    private readonly opts: { maxBatch: number; maxInFlight: number; key?: (input: In) => string },
+    private readonly opts: { maxBatch: number; maxInFlight: number; key?: (input: In) => string; alone?: boolean },
   ) {}
 
   submit(input: In): Promise<Out> {
@@ -49,7 +51,10 @@ export class Batcher<In, Out> {
       this.run(batch.map((e) => e.input))
         .then(
           (outs) => batch.forEach((e, i) => e.resolve(outs[i]!)),
-          (err: unknown) => batch.forEach((e) => e.reject(err)),
+          async (err: unknown) => {
+            if (!this.opts.alone || batch.length === 1) return batch.forEach((e) => e.reject(err));
+            await Promise.all(batch.map((e) => this.run([e.input]).then(([out]) => e.resolve(out!), e.reject)));
+          },
         )
         .finally(() => {
           this.inFlight -= 1;

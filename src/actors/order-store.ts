@@ -37,7 +37,7 @@ export class OrderStore {
   private readonly commits: Batcher<Transition, Committed | undefined>;
 
   constructor(
-    private readonly db: Database,
+    db: Database,
     private readonly opts: OrderStoreOptions,
   ) {
     this.loads = new Batcher(
@@ -48,7 +48,7 @@ export class OrderStore {
       },
       { maxBatch: opts.maxBatch, maxInFlight: opts.maxInFlight },
     );
-    this.commits = new Batcher((ts) => this.commitBatch(ts), { maxBatch: opts.maxBatch, maxInFlight: opts.maxInFlight, key: (t) => t.orderId });
+    this.commits = new Batcher((ts) => commitTransitions(db, ts), { maxBatch: opts.maxBatch, maxInFlight: opts.maxInFlight, key: (t) => t.orderId, alone: true });
   }
 
   /**
@@ -126,13 +126,4 @@ export class OrderStore {
     this.cache.delete(orderId);
   }
 
-  private async commitBatch(ts: Transition[]): Promise<(Committed | undefined)[]> {
-    try {
-      return await commitTransitions(this.db, ts);
-    } catch (err) {
-      // One bad transition must not fail the others that shared its statement.
-      if (ts.length === 1) throw err;
-      return Promise.all(ts.map(async (t) => (await commitTransitions(this.db, [t]))[0]));
-    }
-  }
 }

@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import type { DataSource } from 'typeorm';
 import type { Config } from '../config.ts';
-import { createDataSource, ensureDatabase, migrate, whenDatabaseAnswers } from '../db/data-source.ts';
+import { createDataSource, ensureDatabase, initialize, migrate, whenDatabaseAnswers } from '../db/data-source.ts';
 import { Database } from '../db/pg.ts';
 import type { Logger } from '../log.ts';
 import { createRuntimeMetrics, observe, type RuntimeMetrics } from '../metrics.ts';
@@ -110,21 +110,15 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
     waiting,
   );
   const db = await whenDatabaseAnswers(
-    async () => {
-      const source = createDataSource(config.DATABASE_URL, config.DATABASE_POOL_SIZE, {
-        connectMs: config.DATABASE_CONNECT_TIMEOUT_MS,
-        statementMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
-        lockMs: config.DATABASE_LOCK_TIMEOUT_MS,
-        idleInTransactionMs: config.DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS,
-      });
-      try {
-        return await source.initialize();
-      } catch (err) {
-        // The pool TypeORM made before its first connection failed: closed before the next try.
-        await (source.driver as unknown as { master?: { end(): Promise<void> } }).master?.end().catch(() => undefined);
-        throw err;
-      }
-    },
+    () =>
+      initialize(
+        createDataSource(config.DATABASE_URL, config.DATABASE_POOL_SIZE, {
+          connectMs: config.DATABASE_CONNECT_TIMEOUT_MS,
+          statementMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
+          lockMs: config.DATABASE_LOCK_TIMEOUT_MS,
+          idleInTransactionMs: config.DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS,
+        }),
+      ),
     untilDeadline(),
     waiting,
   );

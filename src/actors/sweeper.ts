@@ -139,16 +139,11 @@ export class Sweeper {
    */
   private async lease(name: string, ms: number, opts: { renewable: boolean } = { renewable: true }): Promise<boolean> {
     const rows = await this.opts.db.query(
-      opts.renewable
-        ? `INSERT INTO leases (name, holder, until) VALUES ($1, $2, now() + make_interval(secs => $3::float8 / 1000))
-           ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, until = EXCLUDED.until
-           WHERE leases.until < now() OR leases.holder = EXCLUDED.holder
-           RETURNING 1`
-        : `INSERT INTO leases (name, holder, until) VALUES ($1, $2, now() + make_interval(secs => $3::float8 / 1000))
-           ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, until = EXCLUDED.until
-           WHERE leases.until < now()
-           RETURNING 1`,
-      [name, this.holder, ms],
+      `INSERT INTO leases (name, holder, until) VALUES ($1, $2, now() + make_interval(secs => $3::float8 / 1000))
+       ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, until = EXCLUDED.until
+       WHERE leases.until < now() OR ($4::boolean AND leases.holder = EXCLUDED.holder)
+       RETURNING 1`,
+      [name, this.holder, ms, opts.renewable],
     );
     return rows.length > 0;
   }

@@ -47,13 +47,24 @@ export function createDataSource(databaseUrl: string, poolSize = 10, bounds?: Da
  */
 export async function migrate(databaseUrl: string): Promise<string[]> {
   // Two connections: runMigrations holds the advisory lock on one while the migrations use another.
-  const source = createDataSource(databaseUrl, 2);
+  const source = await initialize(createDataSource(databaseUrl, 2));
   try {
-    await source.initialize();
     return await runMigrations(source);
   } finally {
-    if (source.isInitialized) await source.destroy();
-    else await (source.driver as unknown as { master?: { end(): Promise<void> } }).master?.end().catch(() => undefined);
+    await source.destroy();
+  }
+}
+
+/**
+ * Connects a DataSource; if its first connection fails, the pool TypeORM made for it is closed
+ * before the error is thrown (a caller that tries again makes a new one).
+ */
+export async function initialize(source: DataSource): Promise<DataSource> {
+  try {
+    return await source.initialize();
+  } catch (err) {
+    await (source.driver as unknown as { master?: { end(): Promise<void> } }).master?.end().catch(() => undefined);
+    throw err;
   }
 }
 

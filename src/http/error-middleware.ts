@@ -81,18 +81,14 @@ function fromHttpError(err: { status?: unknown; type?: unknown; message?: unknow
 function databaseUnavailable(err: unknown): DomainError | undefined {
   const code = sqlState(err);
   const message = err instanceof Error ? err.message : '';
-  if (code === '57014' || code === '55P03') {
-    // statement_timeout, lock_timeout (DATABASE_STATEMENT_TIMEOUT_MS, DATABASE_LOCK_TIMEOUT_MS)
-    return new DomainError('database_unavailable', 'the database did not answer in time; retry shortly', { timeout: code === '55P03' ? 'lock' : 'statement' });
-  }
+  // A bound of DATABASE_*_TIMEOUT_MS: statement_timeout, lock_timeout, or the pool's wait for a connection.
+  const timeout =
+    code === '57014' ? 'statement' : code === '55P03' ? 'lock' : /timeout exceeded when trying to connect/.test(message) ? 'connect' : undefined;
+  if (timeout) return new DomainError('database_unavailable', 'the database did not answer in time; retry shortly', { timeout });
   const away =
     (code !== undefined && (/^(08|57P0|53300)/.test(code) || code === '55000')) ||
     (code === 'ECONNREFUSED' || code === 'ECONNRESET') ||
     /^Connection terminated/.test(message);
-  if (/timeout exceeded when trying to connect/.test(message)) {
-    // DATABASE_CONNECT_TIMEOUT_MS: every pooled connection stayed busy, or a new one did not open.
-    return new DomainError('database_unavailable', 'the database did not answer in time; retry shortly', { timeout: 'connect' });
-  }
   return away ? new DomainError('database_unavailable', 'the database is unavailable for a moment; retry shortly', {}) : undefined;
 }
 

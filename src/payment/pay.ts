@@ -104,18 +104,7 @@ export function createPay(deps: PayDeps): PayCommand {
    * order moved on; 'in-progress' when an attempt is already in flight (the in-flight index, or a
    * concurrent attempt that took the same number).
    */
-  const attempts = new Batcher<AttemptRequest, Attempt | 'in-progress' | undefined>(
-    async (requests) => {
-      try {
-        return await startAttempts(requests);
-      } catch (err) {
-        // One bad request must not fail the others that shared its statement.
-        if (requests.length === 1) throw err;
-        return Promise.all(requests.map(async (r) => (await startAttempts([r]))[0]));
-      }
-    },
-    { ...deps.batch, key: (r) => r.orderId },
-  );
+  const attempts = new Batcher<AttemptRequest, Attempt | 'in-progress' | undefined>(startAttempts, { ...deps.batch, key: (r) => r.orderId, alone: true });
 
   async function startAttempts(requests: readonly AttemptRequest[]): Promise<(Attempt | 'in-progress' | undefined)[]> {
     const rows = await db.query<{ id: string; key: string | null; n: number | null }>(START_ATTEMPTS, [
