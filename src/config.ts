@@ -83,11 +83,15 @@ const schema = z
     STORE_ACCEPT_TIMEOUT_MS: ms(10 * 60_000),
     /** An order not paid by then is cancelled. */
     UNPAID_ORDER_TIMEOUT_MS: ms(15 * 60_000),
-    /** An event a consumer has not applied this long after it happened is sent to it again. */
-    OWED_AFTER_MS: ms(10_000),
+    /** Partitions the journal's events are split into (by order id); fixed once events exist. */
+    EVENT_PARTITIONS: z.coerce.number().int().min(1).max(1024).default(32),
+    /** A replica's lease on its event partitions; one that dies frees them after this long. */
+    EVENTS_LEASE_MS: z.coerce.number().int().min(500).default(5000),
+    /** How often an owner reads its partitions (and retries owed orders) without being woken. */
+    EVENTS_POLL_MS: ms(2000),
     /** How long committed events wait to travel together in one job (0: next tick only). */
     EVENTS_LINGER_MS: z.coerce.number().int().min(0).max(1000).default(20),
-    /** How often each replica sweeps for owed events and overdue work. */
+    /** How often each replica sweeps for overdue work. */
     SWEEP_INTERVAL_MS: ms(2000),
     /** Delivered notifications are kept this many days (the feed of GET /notifications). */
     NOTIFICATION_RETENTION_DAYS: ms(30),
@@ -96,12 +100,6 @@ const schema = z
     /** How long a replica holds a work item (refund, notification, timer) before another may take it. */
     WORK_LEASE_MS: ms(10_000),
     WORKER_CONCURRENCY: ms(8),
-    /**
-     * Event batches one replica applies at once. One keeps the events of an order in one batch
-     * (no two deliveries racing for its checkpoint) and lets batches grow with the load; replicas
-     * add parallelism.
-     */
-    EVENTS_CONCURRENCY: ms(1),
     /** How long a worker holds a job before BullMQ deems it stalled (its replica died) and redelivers it. */
     JOB_LOCK_MS: z.coerce.number().int().min(1000).default(10_000),
     /** Bound of the whole shutdown after SIGTERM: HTTP drain, in-flight jobs, connections; then exit 0. */

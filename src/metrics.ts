@@ -1,6 +1,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { Database } from './db/pg.ts';
 import type { WorkKind } from './actors/work.ts';
+import { groupBacklog } from './actors/partitions.ts';
 import type { BreakerState } from './payment/resilient-gateway.ts';
 
 /** The runtime's metrics; the HTTP app adds its own to the same registry. */
@@ -14,6 +15,8 @@ export interface RuntimeMetrics {
   staleWrites: Counter;
   /** Events this replica's workers took from the queues and delivered to a consumer group. */
   eventsDelivered: Counter<'group'>;
+  /** Events this replica applied, per partition (its share of the partitions' events). */
+  eventsApplied: Counter<'partition'>;
 }
 
 export function createRuntimeMetrics(): RuntimeMetrics {
@@ -46,8 +49,14 @@ export function createRuntimeMetrics(): RuntimeMetrics {
     }),
     eventsDelivered: new Counter({
       name: 'baedal_events_delivered_total',
-      help: "Journaled events this replica's workers took from the event queue and delivered to a consumer group (each replica's share of the consuming)",
+      help: "Journaled events this replica read from the partitions it owns and applied for a consumer group (each replica's share of the consuming)",
       labelNames: ['group'] as const,
+      registers: [registry],
+    }),
+    eventsApplied: new Counter({
+      name: 'baedal_events_applied_total',
+      help: 'Journaled events this replica applied, per event partition (it applies only the partitions it holds a lease on)',
+      labelNames: ['partition'] as const,
       registers: [registry],
     }),
   };
@@ -61,6 +70,10 @@ export interface ObservedSources {
   backlog(): Promise<Record<string, number>>;
   /** Age in seconds of the oldest waiting job per queue (0 when none waits). */
   oldestJobAge(): Promise<Record<string, number>>;
+  /** Event partitions this replica holds. */
+  partitionsOwned(): number;
+  /** The consumer group whose backlog the journal gauges show. */
+  group: string;
 }
 
 /** Gauges read at scrape time. A source that does not answer leaves its gauge out of that scrape. */
@@ -98,7 +111,7 @@ export function observe(metrics: RuntimeMetrics, sources: ObservedSources): void
     registers: [registry],
     async collect() {
       const rows = await sources.db
-        .query<{ consumer: string; n: number }>('SELECT consumer, count(*)::int AS n FROM consumer_failures GROUP BY consumer')
+        .query<{ consumer: string; n: number }>('SELECT consumer, count(*)::int AS n FROM consumer_failures WHERE attempts > 0 GROUP BY consumer')
         .catch(() => undefined);
       if (!rows) return;
       this.reset();
@@ -107,11 +120,19 @@ export function observe(metrics: RuntimeMetrics, sources: ObservedSources): void
   });
   new Gauge({
     name: 'baedal_events_unsettled',
-    help: 'Journaled events not yet applied by every consumer (or not yet confirmed so by the sweeper)',
+    help: "Journaled events the consumers have not applied yet: past their partitions' positions (at most 10,000 counted per partition)",
     registers: [registry],
     async collect() {
-      const [row] = await sources.db.query<{ n: number }>('SELECT count(*)::int AS n FROM order_journal WHERE settled_at IS NULL').catch(() => []);
-      if (row) this.set(row.n);
+      const backlog = await groupBacklog(sources.db, sources.group).catch(() => undefined);
+      if (backlog) this.set(backlog.behind);
+    },
+  });
+  new Gauge({
+    name: 'baedal_event_partitions_owned',
+    help: 'Event partitions this replica holds a lease on (and applies the events of)',
+    registers: [registry],
+    collect() {
+      this.set(sources.partitionsOwned());
     },
   });
   new Gauge({
@@ -130,10 +151,8 @@ export function observe(metrics: RuntimeMetrics, sources: ObservedSources): void
     help: 'Age of the oldest journaled event some consumer has not applied yet (0 when all are settled)',
     registers: [registry],
     async collect() {
-      const [row] = await sources.db
-        .query<{ age: number }>(`SELECT coalesce(extract(epoch FROM now() - min(at)), 0)::float8 AS age FROM order_journal WHERE settled_at IS NULL`)
-        .catch(() => []);
-      if (row) this.set(Math.max(0, row.age));
+      const backlog = await groupBacklog(sources.db, sources.group).catch(() => undefined);
+      if (backlog) this.set(backlog.oldest ? Math.max(0, (Date.now() - backlog.oldest.getTime()) / 1000) : 0);
     },
   });
   new Gauge({

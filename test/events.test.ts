@@ -1,12 +1,23 @@
 import { expect } from 'chai';
-import { deliver } from '../src/actors/consumers.ts';
+import { applyPartitions, type ConsumerGroup } from '../src/actors/consumers.ts';
 import { createLogger } from '../src/log.ts';
 import { commandRequest, eventually, request, sharedSystem, startInstance, startSystem, type AppInstance, type Parties, type TestSystem } from './support/system.ts';
 
 const log = createLogger('silent');
 
+/** Events of the order past the group's positions, and (consumer, order) pairs owed on their own. */
+async function pending(sys: TestSystem, orderId: string): Promise<{ behind: number; owed: string[] }> {
+  const [{ behind }] = await sys.runtime.db.query(
+    `SELECT count(*)::int AS behind FROM order_journal j JOIN consumer_positions p ON p.grp = 'events' AND p.part = j.part
+     WHERE j.order_id = $1 AND (j.tx, j.pos) > (p.tx, p.pos)`,
+    [orderId],
+  );
+  const owed = (await sys.runtime.db.query('SELECT consumer FROM consumer_failures WHERE order_id = $1 ORDER BY consumer', [orderId])).map((r: { consumer: string }) => r.consumer);
+  return { behind, owed };
+}
+
 /** The journal is the outbox: each consumer applies every event once, in order, whatever the delivery does. */
-describe('events: journal, consumers and the owed-event sweeper', function () {
+describe('events: journal, partitions and consumers', function () {
   this.timeout(40_000);
   let sys: TestSystem;
   let p: Parties;
@@ -18,15 +29,10 @@ describe('events: journal, consumers and the owed-event sweeper', function () {
     p = await sys.newParties();
   });
 
-  const checkpoints = async (orderId: string) =>
-    Object.fromEntries(
-      (await sys.runtime.db.query('SELECT consumer, seq FROM consumer_checkpoints WHERE order_id = $1', [orderId])).map((r: { consumer: string; seq: number }) => [
-        r.consumer,
-        r.seq,
-      ]),
-    );
   const feedOf = async (orderId: string) =>
     ((await sys.request('GET', '/notifications?limit=200', { token: p.customer })).body as { orderId: string; seq: number }[]).filter((n) => n.orderId === orderId);
+  const viewVersion = async (orderId: string) =>
+    ((await sys.runtime.db.query('SELECT seq FROM view_customer_orders WHERE order_id = $1', [orderId]))[0] as { seq: number } | undefined)?.seq ?? 0;
 
   it('journals each event once with its envelope, and every consumer applies it', async () => {
     const order = await sys.placeOrder(p);
@@ -41,20 +47,16 @@ describe('events: journal, consumers and the owed-event sweeper', function () {
       expect(e).to.have.all.keys('eventId', 'seq', 'type', 'data', 'occurredAt', 'at', 'causationId', 'actor');
       expect(e.actor.sub).to.be.oneOf([p.customerId, p.storeId]);
     }
-    const expected = Object.fromEntries(sys.runtime.consumers.map((c) => [c.name, 3]));
-    await eventually(async () => {
-      const now = await checkpoints(order.id);
-      return Object.keys(expected).every((name) => now[name] === 3);
-    }, 'every consumer to reach seq 3');
-    expect(await checkpoints(order.id)).to.deep.equal(expected);
-    // Once every consumer has applied them, the sweeper marks the events settled.
-    await eventually(async () => {
-      const [{ n }] = await sys.runtime.db.query('SELECT count(*)::int AS n FROM order_journal WHERE order_id = $1 AND settled_at IS NULL', [order.id]);
-      return n === 0;
-    }, 'the events to be settled', 15_000);
+    // The events lie in the order's partition, and the group's position there passes all three.
+    const parts = await sys.runtime.db.query('SELECT DISTINCT part FROM order_journal WHERE order_id = $1', [order.id]);
+    expect(parts.map((r: { part: number }) => r.part)).to.deep.equal([sys.runtime.bus.partitionOf(order.id)]);
+    await eventually(async () => (await pending(sys, order.id)).behind === 0, 'the group to pass the events');
+    expect(await pending(sys, order.id)).to.deep.equal({ behind: 0, owed: [] });
+    expect(await viewVersion(order.id)).to.equal(3);
+    expect((await feedOf(order.id)).map((n) => n.seq).sort()).to.deep.equal([1, 2, 3]);
   });
 
-  it('an event whose publication was lost (a crash after commit, Redis away) is re-sent by the sweeper and applied once', async () => {
+  it("an event whose wake-up was lost (a crash after commit, Redis away) is applied once by its owner's poll", async () => {
     const publish = sys.runtime.bus.publish;
     sys.runtime.bus.publish = () => {}; // commits happen, nothing reaches Redis
     let order;
@@ -68,37 +70,65 @@ describe('events: journal, consumers and the owed-event sweeper', function () {
     const feed = await eventually(async () => {
       const f = await feedOf(order.id);
       return f.length === 2 && f;
-    }, 'the sweeper to re-send the owed events (after OWED_AFTER_MS)', 15_000);
+    }, "the owner's poll to apply the events (EVENTS_POLL_MS)", 15_000);
     expect(feed.map((n) => n.seq).sort()).to.deep.equal([1, 2]);
   });
 
-  it('duplicate and reordered deliveries change nothing: the checkpoint reads on from the journal', async () => {
-    const order = await sys.placeOrder(p);
-    await sys.drive(p, order.id, ['pay', 'accept']);
-    const notifier = sys.runtime.consumers.find((c) => c.name === 'notifier')!;
-    await eventually(async () => (await feedOf(order.id)).length === 3, 'the three notifications');
-    const before = await sys.runtime.db.query('SELECT id, seq FROM notifications WHERE order_id = $1 ORDER BY seq, id', [order.id]);
-    // Seq 3, then 2, then 3 again, then 1, some at the same time.
-    expect(await deliver(sys.runtime.pg, notifier, [{ orderId: order.id, seq: 3 }], log)).to.equal(0);
-    await Promise.all([
-      deliver(sys.runtime.pg, notifier, [{ orderId: order.id, seq: 2 }], log),
-      deliver(sys.runtime.pg, notifier, [{ orderId: order.id, seq: 3 }], log),
-      deliver(sys.runtime.pg, notifier, [{ orderId: order.id, seq: 1 }], log),
-    ]);
-    expect(await sys.runtime.db.query('SELECT id, seq FROM notifications WHERE order_id = $1 ORDER BY seq, id', [order.id])).to.deep.equal(before);
-    expect((await checkpoints(order.id)).notifier).to.equal(3);
+  it('deliveries racing over the same partitions apply each event once (the positions decide)', async () => {
+    // An API-only system: events are journaled, nobody consumes them until the race below.
+    const own = await startSystem({ name: 'race', env: { ROLE: 'api' } });
+    try {
+      const q = await own.newParties();
+      const orders = [];
+      for (let i = 0; i < 6; i += 1) orders.push(await own.placeOrder(q));
+      for (const o of orders.slice(0, 3)) await own.drive(q, o.id, ['pay', 'accept']);
+      const group: ConsumerGroup = { name: 'events', consumers: own.runtime.consumers };
+      const parts = [...new Set(orders.map((o) => own.runtime.bus.partitionOf(o.id)))];
+      // Events become readable once every transaction older than theirs has ended (on the whole server).
+      await eventually(async () => {
+        const [row] = await own.runtime.db.query('SELECT bool_and(tx < pg_snapshot_xmin(pg_current_snapshot())) AS visible FROM order_journal WHERE order_id = ANY($1::uuid[])', [
+          orders.map((o) => o.id),
+        ]);
+        return row.visible;
+      }, 'the events to be readable');
+      // Five deliveries of the same partitions at once, some with small batches.
+      const results = await Promise.all([1, 2, 50, 50, 3].map((limitPerPart) => applyPartitions(own.runtime.pg, group, parts, { limitPerPart, log })));
+      for (let rounds = 0; rounds < 20; rounds += 1) {
+        const more = await applyPartitions(own.runtime.pg, group, parts, { limitPerPart: 50, log });
+        if (more.byPart.size === 0) break;
+      }
+      expect(results.some((r) => r.applied > 0)).to.equal(true);
+      for (const o of orders) expect(await pending(own, o.id)).to.deep.equal({ behind: 0, owed: [] });
+      // Once each: one customer notification per event, views at each order's version.
+      const [{ n }] = await own.runtime.db.query("SELECT count(*)::int AS n FROM notifications WHERE order_id = ANY($1::uuid[]) AND to_role = 'customer'", [orders.map((o) => o.id)]);
+      expect(n).to.equal(3 + 3 * 3);
+      const views = await own.runtime.db.query('SELECT order_id, seq FROM view_customer_orders WHERE order_id = ANY($1::uuid[])', [orders.map((o) => o.id)]);
+      expect(new Map(views.map((v: { order_id: string; seq: number }) => [v.order_id, v.seq]))).to.deep.equal(new Map(orders.map((o, i) => [o.id, i < 3 ? 3 : 1])));
+    } finally {
+      await own.close();
+    }
   });
 
-  it('a consumer that misses events catches up from the journal in order, even when the newest arrives first', async () => {
+  it('an order a consumer owes on its own is caught up from its first owed event, and the events the group passed meanwhile are owed too', async () => {
     const order = await sys.placeOrder(p);
     await sys.drive(p, order.id, ['pay', 'accept']);
-    const view = sys.runtime.consumers.find((c) => c.name === 'view.deliveries')!;
-    await eventually(async () => (await checkpoints(order.id))['view.deliveries'] === 3, 'the view to apply the events');
-    await sys.runtime.db.query("DELETE FROM consumer_checkpoints WHERE consumer = 'view.deliveries' AND order_id = $1", [order.id]);
+    await eventually(async () => (await pending(sys, order.id)).behind === 0, 'the group to pass the events');
+    // As after a failure on seq 4: the view owes the order from there (backing off for an hour).
+    await sys.runtime.db.query(
+      `INSERT INTO consumer_failures (consumer, order_id, part, seq, upto, attempts, error, first_failed_at, last_failed_at, origin)
+       VALUES ('view.deliveries', $1, $2, 4, 3, 1, 'test', now(), now() + interval '1 hour', 'failure')`,
+      [order.id, sys.runtime.bus.partitionOf(order.id)],
+    );
     await sys.drive(p, order.id, ['start-cooking', 'finish-cooking']);
-    // Deliver only the newest event: seq 1..5 are applied from the journal, in order.
-    await deliver(sys.runtime.pg, view, [{ orderId: order.id, seq: 5 }], log);
-    expect((await checkpoints(order.id))['view.deliveries']).to.be.at.least(5);
+    // The group passes seq 4 and 5 but the view skips them: they become owed (upto moves on).
+    await eventually(async () => (await pending(sys, order.id)).behind === 0, 'the group to pass seq 4 and 5');
+    const [owed] = await sys.runtime.db.query("SELECT seq, upto FROM consumer_failures WHERE consumer = 'view.deliveries' AND order_id = $1", [order.id]);
+    expect(owed).to.deep.equal({ seq: 4, upto: 5 });
+    expect((await sys.request('GET', `/deliveries?area=${p.area}`, { token: p.rider })).body.map((d: { orderId: string }) => d.orderId)).to.not.include(order.id);
+    // The operator's replay applies 4 and 5, in order, from the journal; the owed row goes.
+    const replay = await sys.request('POST', '/admin/failed-events/replay', { token: p.admin, body: { orderId: order.id } });
+    expect(replay.status).to.equal(200);
+    expect(await pending(sys, order.id)).to.deep.equal({ behind: 0, owed: [] });
     const offered = (await sys.request('GET', `/deliveries?area=${p.area}`, { token: p.rider })).body;
     expect(offered.map((d: { orderId: string; itemsCount: number }) => [d.orderId, d.itemsCount])).to.deep.equal([[order.id, 2]]);
   });
@@ -119,7 +149,10 @@ describe('events: journal, consumers and the owed-event sweeper', function () {
       ]);
       await eventually(async () => (await feedOf(healthy.id)).length === 2, "the healthy order's notifications");
       // The other consumer applied the poisoned order's events: it is offered to riders.
-      await eventually(async () => (await checkpoints(poisoned.id))['view.deliveries'] === 5, 'the deliveries view to apply the poisoned order');
+      await eventually(async () => {
+        const offered = (await sys.request('GET', `/deliveries?area=${p.area}`, { token: p.rider })).body as { orderId: string }[];
+        return offered.some((d) => d.orderId === poisoned.id);
+      }, 'the deliveries view to apply the poisoned order');
       const failed = await eventually(async () => {
         const res = await sys.request('GET', '/admin/failed-events', { token: p.admin });
         return res.body.consumers.find((f: { orderId: string }) => f.orderId === poisoned.id);
@@ -158,38 +191,28 @@ describe('events: journal, consumers and the owed-event sweeper', function () {
   });
 });
 
-describe('events: a consumer that fell behind catches up in large batches', function () {
+describe('events: a replica that starts behind catches up in large batches', function () {
   this.timeout(40_000);
 
-  it('a worker takes the jobs waiting behind its own and applies them as one batch, each event once', async () => {
-    // An API-only instance commits and publishes; no worker consumes yet, so jobs pile up.
-    const sys = await startSystem({ name: 'coalesce', env: { ROLE: 'api' } });
+  it('takes the partitions and applies what was journaled before it came, each event once, in few batches', async () => {
+    // An API-only instance commits; no replica consumes yet.
+    const sys = await startSystem({ name: 'catch_up', env: { ROLE: 'api' } });
     let worker: AppInstance | undefined;
     try {
       const p = await sys.newParties();
       const orders = [];
-      for (let i = 0; i < 8; i += 1) orders.push(await sys.placeOrder(p));
-      const refs = (await sys.runtime.db.query('SELECT order_id, seq FROM order_journal ORDER BY at')).map((r: { order_id: string; seq: number }) => ({ orderId: r.order_id, seq: r.seq }));
-      // One job per event, as a slow consumer would find them.
-      for (const ref of refs) await sys.runtime.bus.send('events', [ref]);
-      const queue = sys.runtime.bus.queues.get('events')!;
-      const waiting = await queue.getWaitingCount();
-      expect(waiting).to.be.at.least(refs.length);
-
+      for (let i = 0; i < 12; i += 1) orders.push(await sys.placeOrder(p));
+      expect((await pending(sys, orders[0]!.id)).behind).to.equal(1);
       worker = await startInstance({ gatewayUrl: sys.gateway.url, queuePrefix: sys.queuePrefix, env: { DATABASE_URL: sys.databaseUrl, ROLE: 'worker' } });
-      await eventually(async () => (await queue.getWaitingCount()) === 0 && (await queue.getActiveCount()) === 0, 'the queue to drain');
-      // Far fewer jobs ran than were waiting: the others were taken along as one batch.
-      const completed = await queue.getCompletedCount();
-      expect(completed, `${completed} jobs ran for ${waiting} waiting`).to.be.below(waiting / 2);
-      for (const order of orders) {
-        await eventually(async () => {
-          const rows = await sys.runtime.db.query("SELECT seq FROM consumer_checkpoints WHERE order_id = $1 AND consumer = 'notifier'", [order.id]);
-          return rows[0]?.seq === 1;
-        }, `order ${order.id} to be applied`);
-      }
-      // Applied once: one customer notification per event, however many times it was queued.
+      expect(worker.runtime.bus.owned()).to.have.length(32);
+      for (const order of orders) await eventually(async () => (await pending(sys, order.id)).behind === 0, `order ${order.id} to be applied`);
+      // Applied once: one customer notification per event.
       const [n] = await sys.runtime.db.query("SELECT count(*)::int AS n FROM notifications WHERE order_id = ANY($1::uuid[]) AND to_role = 'customer'", [orders.map((o) => o.id)]);
       expect(n.n).to.equal(orders.length);
+      const metrics = (await request(worker.baseUrl, 'GET', '/metrics')).body as string;
+      const applied = [...metrics.matchAll(/^baedal_events_applied_total\{partition="\d+"\} (\d+)$/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
+      expect(applied).to.equal(orders.length);
+      expect(metrics).to.match(/^baedal_event_partitions_owned 32$/m);
     } finally {
       await worker?.close();
       await sys.close();
@@ -197,28 +220,25 @@ describe('events: a consumer that fell behind catches up in large batches', func
   });
 });
 
-describe('events: the sweeper and a consumer that is behind', function () {
-  this.timeout(40_000);
+describe('events: replicas share the partitions', function () {
+  this.timeout(60_000);
 
-  it('does not send again what is still waiting in a backed-up queue, and sends it once the queue lost it', async () => {
-    // API only: events are published, nobody consumes them, and the sweeper runs only when called.
-    const sys = await startSystem({ name: 'sweep_behind', env: { ROLE: 'api' } });
+  it('a second replica takes half the partitions; when it leaves, the first takes them back and nothing is lost', async () => {
+    const sys = await startSystem({ name: 'share' });
     try {
+      const second = await sys.startReplica();
+      const both = () => [sys.runtime.bus.owned(), second.runtime.bus.owned()];
+      await eventually(async () => both().every((o) => o.length === 16), 'each replica to hold 16 partitions', 15_000);
+      const [a, b] = both();
+      expect([...a!, ...b!].sort((x, y) => x - y)).to.deep.equal([...Array(32).keys()]);
       const p = await sys.newParties();
-      const order = await sys.placeOrder(p);
-      const queue = sys.runtime.bus.queues.get('events')!;
-      await eventually(async () => (await queue.getWaitingCount()) > 0, 'the event to be queued');
-      // Older than OWED_AFTER_MS (2 s here), and waiting in the queue for more than a second.
-      await eventually(async () => {
-        const [row] = await sys.runtime.db.query(`SELECT now() - at > interval '2.5 seconds' AS old FROM order_journal WHERE order_id = $1`, [order.id]);
-        return row.old;
-      }, 'the event to be owed for longer than OWED_AFTER_MS');
-      expect(await sys.runtime.sweeper.sweepEvents()).to.deep.equal({ resent: 0 });
-      expect(await queue.getWaitingCount()).to.equal(1);
-      // Redis loses the queue: the same event is now owed and nowhere else.
-      await queue.drain();
-      expect(await sys.runtime.sweeper.sweepEvents()).to.deep.equal({ resent: 1 });
-      expect(await queue.getWaitingCount()).to.equal(1);
+      const orders = [];
+      for (let i = 0; i < 10; i += 1) orders.push(await sys.placeOrder(p));
+      for (const o of orders) await eventually(async () => (await pending(sys, o.id)).behind === 0, 'every order applied');
+      await second.close();
+      await eventually(async () => sys.runtime.bus.owned().length === 32, 'the first replica to take every partition back', 15_000);
+      const later = await sys.placeOrder(p);
+      await eventually(async () => (await pending(sys, later.id)).behind === 0, 'a new order applied after the hand-over');
     } finally {
       await sys.close();
     }

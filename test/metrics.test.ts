@@ -51,7 +51,7 @@ describe('metrics', () => {
       const series = `baedal_commands_total{command="${command}",outcome="ok"}`;
       expect(value(after, series) - value(before, series), command).to.equal(1);
     }
-    expect(after).to.match(/^baedal_queue_backlog\{queue="events-events"\} \d+/m);
+    expect(after).to.match(/^baedal_queue_backlog\{queue="events"\} \d+/m);
     expect(after).to.match(/^baedal_queue_oldest_job_age_seconds\{queue="work"\} [\d.]+/m);
     expect(after).to.match(/^baedal_journal_oldest_unsettled_seconds [\d.e+-]+$/m);
     expect(after).to.match(/^baedal_payment_breaker_state\{state="closed"\} 1$/m);

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { deliver } from '../src/actors/consumers.ts';
+import { applyPartitions } from '../src/actors/consumers.ts';
 import { runWork } from '../src/actors/work.ts';
 import { createLogger } from '../src/log.ts';
 import { moneyOf, sagaSpec } from './support/saga.ts';
@@ -134,11 +134,14 @@ describe('saga: compensation, counted on the gateway ledger', function () {
     const [refund] = await sys.runtime.db.query('SELECT idempotency_key FROM refunds WHERE order_id = $1', [order.id]);
     const log = createLogger('silent');
     const kind = sys.runtime.kinds.find((k) => k.name === 'refund')!;
-    // Two workers take the same prompt at once; every consumer gets the cancel event twice.
+    // Two workers take the same prompt at once; two deliveries read the cancel's partition at once.
+    const group = { name: 'events', consumers: sys.runtime.consumers };
+    const part = [sys.runtime.bus.partitionOf(order.id)];
     await Promise.all([
       runWork(kind, [refund.idempotency_key], { leaseMs: 4000, prompt: sys.runtime.work, log }),
       runWork(kind, [refund.idempotency_key], { leaseMs: 4000, prompt: sys.runtime.work, log }),
-      ...sys.runtime.consumers.flatMap((c) => [deliver(sys.runtime.pg, c, [{ orderId: order.id, seq: 3 }], log), deliver(sys.runtime.pg, c, [{ orderId: order.id, seq: 3 }], log)]),
+      applyPartitions(sys.runtime.pg, group, part, { limitPerPart: 50, log }),
+      applyPartitions(sys.runtime.pg, group, part, { limitPerPart: 50, log }),
     ]);
     await spec.then({ status: 'cancelled', charges: 1, refunds: 1, refund: 'refunded', notified: 'cancelled' });
     const feed = (await sys.request('GET', '/notifications', { token: p.customer })).body as { orderId: string; seq: number }[];

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { deliver, type EventRef } from '../src/actors/consumers.ts';
+import { applyPartitions, type EventRef } from '../src/actors/consumers.ts';
 import { createLogger } from '../src/log.ts';
 import { eventually, startSystem, type Parties, type TestSystem } from './support/system.ts';
 import { expectedViews, shuffled, statusOfScript, viewTables, type ScriptedOrder, type Step } from './support/views.ts';
@@ -60,13 +60,13 @@ describe('views: customer, store, rider and dispatch read models', function () {
   /** Waits until every view consumer has applied every event of the scripted orders. */
   async function settled(): Promise<void> {
     await eventually(async () => {
-      const rows = await sys.runtime.db.query(
-        `SELECT count(*)::int AS n FROM orders o CROSS JOIN unnest($2::text[]) AS k(consumer)
-         JOIN consumer_checkpoints cp ON cp.consumer = k.consumer AND cp.order_id = o.id AND cp.seq = o.version
-         WHERE o.id = ANY($1::uuid[])`,
-        [script.map((o) => o.orderId), VIEW_CONSUMERS],
+      const [row] = await sys.runtime.db.query(
+        `SELECT (SELECT count(*) FROM order_journal j JOIN consumer_positions p ON p.grp = 'events' AND p.part = j.part
+                 WHERE j.order_id = ANY($1::uuid[]) AND (j.tx, j.pos) > (p.tx, p.pos))::int
+              + (SELECT count(*) FROM consumer_failures WHERE order_id = ANY($1::uuid[]))::int AS owed`,
+        [script.map((o) => o.orderId)],
       );
-      return rows[0].n === script.length * VIEW_CONSUMERS.length;
+      return row.owed === 0;
     }, 'every view to apply every scripted event', 20_000);
   }
 
@@ -172,42 +172,42 @@ describe('views: customer, store, rider and dispatch read models', function () {
     }
   });
 
-  it('the same events delivered again, twice, concurrently and out of order, change no view', async () => {
+  it('the same partitions read again, several times at once, change no view', async () => {
+    await settled();
     const before = await viewTables(sys.runtime.pg);
-    const refs: EventRef[] = [];
-    for (const o of script) for (let seq = 1; seq <= (await version(o.orderId)); seq += 1) refs.push({ orderId: o.orderId, seq });
-    const views = sys.runtime.consumers.filter((c) => VIEW_CONSUMERS.includes(c.name));
-    expect(views.map((c) => c.name).sort()).to.deep.equal([...VIEW_CONSUMERS].sort());
-    let applied = 0;
-    await Promise.all(
-      views.map(async (view) => {
-        const counts = await Promise.all([
-          deliver(sys.runtime.pg, view, shuffled(refs), log),
-          deliver(sys.runtime.pg, view, shuffled(refs), log),
-          ...shuffled(refs).map((r) => deliver(sys.runtime.pg, view, [r], log)),
-        ]);
-        applied += counts.reduce((x, y) => x + y, 0);
-      }),
-    );
-    expect(applied).to.equal(0);
+    const group = { name: 'events', consumers: sys.runtime.consumers.filter((c) => VIEW_CONSUMERS.includes(c.name)) };
+    expect(group.consumers.map((c) => c.name).sort()).to.deep.equal([...VIEW_CONSUMERS].sort());
+    const parts = [...new Set(script.map((o) => sys.runtime.bus.partitionOf(o.orderId)))];
+    const runs = await Promise.all([1, 5, 50, 50].map((limitPerPart) => applyPartitions(sys.runtime.pg, group, parts, { limitPerPart, log })));
+    sys.runtime.bus.wake(parts);
+    expect(runs.reduce((n, r) => n + r.applied, 0)).to.equal(0);
     expect(await viewTables(sys.runtime.pg)).to.deep.equal(before);
     expect((await sys.runtime.db.query('SELECT count(*)::int AS n FROM consumer_failures')).at(0).n).to.equal(0);
   });
 
-  it('rows keyed by an order never move backwards: with their checkpoints lost, a shuffled replay of old events changes nothing', async () => {
+  it('rows keyed by an order never move backwards: a replay of old events from a lost position changes nothing', async () => {
+    await settled();
     const before = await viewTables(sys.runtime.pg);
     const rowViews = ['view.customer-orders', 'view.store-orders', 'view.deliveries'];
-    await sys.runtime.db.query('DELETE FROM consumer_checkpoints WHERE consumer = ANY($1::text[]) AND order_id = ANY($2::uuid[])', [rowViews, script.map((o) => o.orderId)]);
-    const refs: EventRef[] = [];
-    for (const o of script) for (let seq = 1; seq <= (await version(o.orderId)); seq += 1) refs.push({ orderId: o.orderId, seq });
-    for (const view of sys.runtime.consumers.filter((c) => rowViews.includes(c.name))) {
-      // One event at a time, oldest ones among them: each replays the order's journal up to it.
-      for (const chunk of [shuffled(refs).slice(0, refs.length / 2), shuffled(refs)]) {
-        await Promise.all(chunk.map((r) => deliver(sys.runtime.pg, view, [r], log)));
-        expect(await viewTables(sys.runtime.pg), view.name).to.deep.equal(before);
+    // A group whose positions are at the very start: it reads every old event again.
+    const replay = { name: `replay-${Date.now()}`, consumers: sys.runtime.consumers.filter((c) => rowViews.includes(c.name)) };
+    await sys.runtime.db.query(`INSERT INTO consumer_positions (grp, part, tx, pos) SELECT $1, part, '0', 0 FROM event_partitions`, [replay.name]);
+    try {
+      const parts = [...new Set(script.map((o) => sys.runtime.bus.partitionOf(o.orderId)))];
+      // Small batches, so an order's old events arrive across batches, and two replays at once.
+      for (let round = 0; round < 200; round += 1) {
+        const [x, y] = await Promise.all([applyPartitions(sys.runtime.pg, replay, parts, { limitPerPart: 2, log }), applyPartitions(sys.runtime.pg, replay, parts, { limitPerPart: 3, log })]);
+        expect(await viewTables(sys.runtime.pg)).to.deep.equal(before);
+        if (x.byPart.size === 0 && y.byPart.size === 0) break;
       }
+      const [{ n }] = await sys.runtime.db.query(
+        `SELECT count(*)::int AS n FROM order_journal j JOIN consumer_positions p ON p.grp = $1 AND p.part = j.part WHERE j.part = ANY($2::smallint[]) AND (j.tx, j.pos) > (p.tx, p.pos)`,
+        [replay.name, parts],
+      );
+      expect(n, 'events the replay did not reach').to.equal(0);
+    } finally {
+      await sys.runtime.db.query('DELETE FROM consumer_positions WHERE grp = $1', [replay.name]);
     }
-    await settled();
   });
 
   describe('access', () => {

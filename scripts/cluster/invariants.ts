@@ -31,7 +31,7 @@ export const nothingOwed = (o: OwedNow): boolean => Object.values(o).every((n) =
 /** What is owed right now, across the cluster (read from PostgreSQL: the work is durable there). */
 export async function owedNow(db: pg.Pool): Promise<OwedNow> {
   const { rows } = await db.query<OwedNow>(`
-    SELECT (SELECT count(*)::int FROM order_journal WHERE settled_at IS NULL) AS "unsettledEvents",
+    SELECT (SELECT count(*)::int FROM order_journal j JOIN consumer_positions p ON p.part = j.part WHERE (j.tx, j.pos) > (p.tx, p.pos)) AS "unsettledEvents",
            (SELECT count(*)::int FROM consumer_failures) AS "failedEvents",
            (SELECT count(*)::int FROM refunds WHERE status = 'pending') AS "refundsPending",
            (SELECT count(*)::int FROM notifications WHERE delivered_at IS NULL) AS "notificationsUndelivered",
@@ -46,7 +46,8 @@ export async function owedNow(db: pg.Pool): Promise<OwedNow> {
  */
 export async function owedKeys(db: pg.Pool): Promise<Set<string>> {
   const { rows } = await db.query<{ key: string }>(`
-    SELECT 'event ' || order_id || '/' || seq AS key FROM order_journal WHERE settled_at IS NULL
+    SELECT 'event ' || j.order_id || '/' || j.seq AS key FROM order_journal j JOIN consumer_positions p ON p.part = j.part WHERE (j.tx, j.pos) > (p.tx, p.pos)
+    UNION ALL SELECT 'owed ' || consumer || ' ' || order_id FROM consumer_failures
     UNION ALL SELECT 'refund ' || idempotency_key FROM refunds WHERE status = 'pending'
     UNION ALL SELECT 'notification ' || id FROM notifications WHERE delivered_at IS NULL
     UNION ALL SELECT 'timer ' || id FROM timers WHERE due_at IS NOT NULL AND due_at <= now()`);

@@ -7,7 +7,7 @@ export interface OrderEvent extends JournalEntry {
   orderId: string;
 }
 
-/** Points at one journaled event; what travels over BullMQ (ids only, no personal data). */
+/** Points at one journaled event. */
 export interface EventRef {
   orderId: string;
   seq: number;
@@ -23,7 +23,7 @@ export interface OrderEvents<S> {
 
 /**
  * One data-modifying statement (INSERT, UPDATE, DELETE) a consumer wants run together with its
- * checkpoint. Statements of a batch are joined into one statement (as CTEs), so they must not
+ * position. Statements of a batch are joined into one statement (as CTEs), so they must not
  * depend on each other's results, and they number their parameters from $1 as if alone.
  */
 export interface Effect {
@@ -45,10 +45,10 @@ export interface Planned<S> {
 
 /**
  * Something that reacts to order events: a saga step, a view, a notifier. It folds each order's
- * events in seq order (a pure `plan`) into its effects; the runtime writes them with its
- * checkpoint (last applied seq and state per order) in one statement, so a repeated or reordered
- * delivery is harmless and nothing grows per event. Consumers are independent: each has its own
- * checkpoint and failures, and falls back to a statement of its own when a shared one fails.
+ * events in seq order (a pure `plan`) into its effects; the runtime writes them with the position
+ * its group reached, in one statement, so a repeated delivery is harmless and nothing grows per
+ * event. What it keeps about an order between events (`state`) is folded again from the order's
+ * earlier events in the journal, so nothing but the position is stored.
  */
 export interface Consumer<S = unknown> {
   name: string;
@@ -58,67 +58,44 @@ export interface Consumer<S = unknown> {
 export type AnyConsumer = Consumer<any>;
 
 /**
- * Consumers that share one queue and, when all goes well, one transaction per batch: one read of
- * the journal and their checkpoints, each consumer's statements, one checkpoint write. When one of
- * them fails on a batch, each is applied on its own (and then order by order), so a failing
- * consumer never holds back another.
+ * Consumers that read the journal together: one position per partition, one read and, when all
+ * goes well, one statement per batch for all of them. A consumer that fails on an order owes that
+ * order's events on its own (`consumer_failures`) and is retried with backoff, so it never holds
+ * back the others or other orders.
  */
 export interface ConsumerGroup {
   name: string;
   consumers: readonly AnyConsumer[];
-  /**
-   * The group holds every consumer of the service: once it has applied an event, nobody owes it,
-   * and the same transaction marks it settled (the sweeper then never has to look at it).
-   */
-  settles?: boolean;
 }
-
-const consumersOf = (target: AnyConsumer | ConsumerGroup): readonly AnyConsumer[] => ('consumers' in target ? target.consumers : [target]);
-
-interface Row extends Partial<JournalRow> {
-  cp_order_id: string;
-  cps: Record<string, [number, unknown]>;
-}
-
-/** Thrown when the journal does not continue where the checkpoint stopped (must not happen). */
-class CheckpointGap extends Error {}
 
 /** SQLSTATEs raised by `baedal_fail()` inside a batch statement (see the migration that creates it). */
-const CHECKPOINT_MOVED = 'BAE01';
+const POSITION_MOVED = 'BAE01';
 const EFFECT_REFUSED = 'BAE02';
 
 /** Another delivery applied some of the same events first: read again and apply what is left. */
-const isCheckpointMoved = (err: unknown) => (err as { code?: unknown } | null)?.code === CHECKPOINT_MOVED;
+const isPositionMoved = (err: unknown) => (err as { code?: unknown } | null)?.code === POSITION_MOVED;
 
-/** How often a batch is read again after another delivery moved its checkpoints first. */
+/** How often a batch is read again after another delivery moved its positions first. */
 const CONFLICT_RETRIES = 12;
 
-const READ_OWED = `
-  WITH b AS (SELECT * FROM unnest($2::uuid[], $3::int[]) AS b(order_id, upto)),
-  c AS (
-    SELECT b.order_id, b.upto,
-           coalesce(jsonb_object_agg(cp.consumer, jsonb_build_array(cp.seq, cp.state)) FILTER (WHERE cp.consumer IS NOT NULL), '{}') AS cps,
-           CASE WHEN count(cp.consumer) < $4 THEN 0 ELSE min(cp.seq) END AS low
-    FROM b LEFT JOIN consumer_checkpoints cp ON cp.order_id = b.order_id AND cp.consumer = ANY($1::text[])
-    GROUP BY b.order_id, b.upto
-  )
-  SELECT c.order_id AS cp_order_id, c.cps, ${JOURNAL_COLUMNS}
-  FROM c LEFT JOIN order_journal j ON j.order_id = c.order_id AND j.seq > c.low AND j.seq <= c.upto
-  ORDER BY c.order_id, j.seq`;
+/** Thrown when an order's journal is not 1, 2, … without gaps (must not happen). */
+class JournalGap extends Error {}
+
+/** A statement that must touch exactly `expect` rows, or the batch read something that moved. */
+interface Guard {
+  text: string;
+  params: readonly unknown[];
+  expect: number;
+}
 
 /**
- * One statement for a whole batch: every consumer's effects as CTEs, then its checkpoints, each
- * written only if it is still what the batch was read at (`expected`; 0: none yet), the failures
- * of those orders cleared, and the events every consumer has now applied settled. If another
- * delivery moved a checkpoint first, or an effect's guard fails, `baedal_fail()` raises and
- * nothing of the statement remains. Returns the text, the parameters, and which `src` value in
- * the result carries the rows of each returning effect.
+ * One statement for a whole batch: every consumer's effects as CTEs, then the guards (positions,
+ * owed orders), each of which must touch exactly the rows it expects. If one does not (another
+ * delivery moved first), or an effect's guard fails, `baedal_fail()` raises and nothing of the
+ * statement remains. Returns the text, the parameters, and which `src` value in the result carries
+ * the rows of each returning effect.
  */
-function compose(
-  effects: readonly Effect[],
-  checkpoints: readonly { consumer: string; order_id: string; expected: number; seq: number; state: unknown }[],
-  settled: readonly [string, number][],
-): { text: string; params: unknown[]; returning: number[] } {
+function compose(effects: readonly Effect[], guards: readonly Guard[]): { text: string; params: unknown[]; returning: number[] } {
   const params: unknown[] = [];
   const add = (value: unknown) => {
     params.push(value);
@@ -127,10 +104,13 @@ function compose(
   const ctes: string[] = [];
   const outputs: string[] = [];
   const returning: number[] = [];
-  effects.forEach((effect, i) => {
+  const cte = (name: string, text: string, values: readonly unknown[]) => {
     const offset = params.length;
-    params.push(...effect.params);
-    ctes.push(`e${i} AS (${effect.text.replace(/\$(\d+)/g, (_, n: string) => `$${Number(n) + offset}`)})`);
+    params.push(...values);
+    ctes.push(`${name} AS (${text.replace(/\$(\d+)/g, (_, n: string) => `$${Number(n) + offset}`)})`);
+  };
+  effects.forEach((effect, i) => {
+    cte(`e${i}`, effect.text, effect.params);
     if (effect.returning) {
       returning.push(i);
       outputs.push(`SELECT ${i} AS src, to_jsonb(e${i}.*) AS row FROM e${i}`);
@@ -139,123 +119,415 @@ function compose(
       outputs.push(`SELECT -1 AS src, to_jsonb(baedal_fail('${EFFECT_REFUSED}', ${add(effect.failIf.message)})) AS row FROM e${i} WHERE ${effect.failIf.where}`);
     }
   });
-  const input = add(JSON.stringify(checkpoints));
-  ctes.push(`cp_input AS (
-    SELECT * FROM jsonb_to_recordset(${input}::jsonb) AS i(consumer text, order_id uuid, expected int, seq int, state jsonb)
-  ), cp_moved AS (
-    UPDATE consumer_checkpoints c SET seq = i.seq, state = i.state, updated_at = now()
-    FROM cp_input i WHERE i.expected > 0 AND c.consumer = i.consumer AND c.order_id = i.order_id AND c.seq = i.expected
-      AND c.consumer = ANY (ARRAY(SELECT consumer FROM cp_input)) AND c.order_id = ANY (ARRAY(SELECT order_id FROM cp_input))
-    RETURNING 1
-  ), cp_created AS (
-    INSERT INTO consumer_checkpoints (consumer, order_id, seq, state)
-    SELECT consumer, order_id, seq, state FROM cp_input WHERE expected = 0
-    ON CONFLICT (consumer, order_id) DO UPDATE SET seq = EXCLUDED.seq, state = EXCLUDED.state, updated_at = now()
-    WHERE consumer_checkpoints.seq = 0
-    RETURNING 1
-  ), cp_cleared AS (
-    DELETE FROM consumer_failures f USING cp_input i WHERE f.consumer = i.consumer AND f.order_id = i.order_id
-      AND f.order_id = ANY (ARRAY(SELECT order_id FROM cp_input))
-  )`);
-  outputs.push(
-    `SELECT -1 AS src, to_jsonb(baedal_fail('${CHECKPOINT_MOVED}', 'another delivery moved a checkpoint first')) AS row
-     WHERE (SELECT count(*) FROM cp_moved) + (SELECT count(*) FROM cp_created) <> ${add(checkpoints.length)}::int`,
-  );
-  if (settled.length > 0) {
-    const ids = add(settled.map(([id]) => id));
-    const upto = add(settled.map(([, seq]) => seq));
-    ctes.push(`settled AS (
-      UPDATE order_journal j SET settled_at = now() FROM unnest(${ids}::uuid[], ${upto}::int[]) AS s(order_id, upto)
-      WHERE j.order_id = ANY (${ids}::uuid[]) AND j.order_id = s.order_id AND j.seq <= s.upto AND j.settled_at IS NULL
-    )`);
+  const checks: string[] = [];
+  guards.forEach((guard, i) => {
+    cte(`g${i}`, guard.text, guard.params);
+    checks.push(`(SELECT count(*) FROM g${i}) <> ${add(guard.expect)}::int`);
+  });
+  if (checks.length > 0) {
+    outputs.push(
+      `SELECT -1 AS src, to_jsonb(baedal_fail('${POSITION_MOVED}', 'another delivery moved a position or an owed order first')) AS row WHERE ${checks.join(' OR ')}`,
+    );
   }
+  if (outputs.length === 0) outputs.push('SELECT -1 AS src, NULL::jsonb AS row WHERE false');
   return { text: `WITH ${ctes.join(',\n')}\n${outputs.join('\nUNION ALL\n')}`, params, returning };
 }
 
+/** One consumer's share of a batch: the events `from..upto` of one order. */
+interface Unit {
+  consumer: AnyConsumer;
+  orderId: string;
+  from: number;
+  upto: number;
+}
+
+interface Owed {
+  consumer: string;
+  seq: number;
+  upto: number;
+  version: number;
+}
+
+interface HistoryRow extends JournalRow {
+  passed: boolean | null;
+  owed: Owed[] | null;
+}
+
+/** Every event of each order up to `upto` (all of them when null), with the orders' owed rows. */
+interface History {
+  events: Map<string, (OrderEvent & { passed: boolean })[]>;
+  owed: Map<string, Owed>;
+}
+
+const ownedKey = (consumer: string, orderId: string) => `${consumer}\u0000${orderId}`;
+
 /**
- * Applies, in one transaction, every event of the referenced orders up to the referenced seq that
- * each consumer has not applied yet: read from the journal after its checkpoint, so a lost or
- * reordered message never leaves a gap, and a repeated one changes nothing. The checkpoints are
- * written last, checked against what was read: a delivery that lost a race to another rolls back
- * and reads again. Returns the number of (consumer, event) pairs applied.
+ * Reads the orders' journals (the earlier events fold the consumers' state) and the orders the
+ * consumers owe on their own. `passed`: the group's position in the event's partition is at or
+ * past it.
  */
-export async function applyEvents(db: Database, target: AnyConsumer | ConsumerGroup, refs: readonly EventRef[]): Promise<number> {
-  const consumers = consumersOf(target);
-  const upto = new Map<string, number>();
-  for (const r of refs) upto.set(r.orderId, Math.max(upto.get(r.orderId) ?? 0, r.seq));
-  if (upto.size === 0) return 0;
-  const orderIds = [...upto.keys()].sort();
-  const seqs = orderIds.map((id) => upto.get(id)!);
-  const names = consumers.map((c) => c.name);
-  for (let attempt = 1; ; attempt += 1) {
-    const rows = await db.query<Row>(READ_OWED, [names, orderIds, seqs, names.length]);
-    const batches = consumers.map(() => [] as (OrderEvents<unknown> & { from: number })[]);
-    for (const row of rows) {
-      if (row.seq == null) continue; // nothing new for this order
-      consumers.forEach((consumer, k) => {
-        const [from, state] = row.cps[consumer.name] ?? [0, null];
-        if (row.seq! <= from) return;
-        const batch = batches[k]!;
-        let current = batch.at(-1);
-        if (!current || current.orderId !== row.cp_order_id) {
-          current = { orderId: row.cp_order_id, state: state ?? null, events: [], from };
-          batch.push(current);
-        }
-        const expected = current.from + current.events.length + 1;
-        if (row.seq !== expected) throw new CheckpointGap(`${consumer.name}: order ${row.cp_order_id} has seq ${row.seq} where ${expected} was due`);
-        current.events.push({ ...toJournalEntry(row as JournalRow), orderId: row.cp_order_id });
-      });
+async function readHistory(db: Database, group: ConsumerGroup, upto: Map<string, number | null>): Promise<History> {
+  const ids = [...upto.keys()];
+  const rows = await db.query<HistoryRow>(
+    `SELECT ${JOURNAL_COLUMNS}, (j.tx, j.pos) <= (p.tx, p.pos) AS passed,
+            CASE WHEN j.seq = 1 THEN (SELECT jsonb_agg(jsonb_build_object('consumer', f.consumer, 'seq', f.seq, 'upto', f.upto, 'version', f.version))
+                                      FROM consumer_failures f WHERE f.order_id = j.order_id AND f.consumer = ANY($4::text[])) END AS owed
+     FROM unnest($1::uuid[], $2::int[]) AS u(order_id, upto)
+     JOIN order_journal j ON j.order_id = u.order_id AND (u.upto IS NULL OR j.seq <= u.upto)
+     LEFT JOIN consumer_positions p ON p.grp = $3 AND p.part = j.part
+     ORDER BY j.order_id, j.seq`,
+    [ids, ids.map((id) => upto.get(id) ?? null), group.name, group.consumers.map((c) => c.name)],
+  );
+  const events = new Map<string, (OrderEvent & { passed: boolean })[]>();
+  const owed = new Map<string, Owed>();
+  for (const row of rows) {
+    const list = events.get(row.order_id) ?? [];
+    if (row.seq !== list.length + 1) throw new JournalGap(`order ${row.order_id} has seq ${row.seq} where ${list.length + 1} was due`);
+    list.push({ ...toJournalEntry(row), orderId: row.order_id, passed: row.passed === true });
+    events.set(row.order_id, list);
+    for (const o of row.owed ?? []) owed.set(ownedKey(o.consumer, row.order_id), o);
+  }
+  return { events, owed };
+}
+
+interface PlannedUnits {
+  effects: Effect[];
+  /** Journal events the units cover (each consumer's count). */
+  events: number;
+  plans: Planned<unknown>[];
+}
+
+/**
+ * Plans the units of each consumer: its state per order folded from the events before `from`,
+ * then its effects for `from..upto`. Throws what a consumer's plan throws.
+ */
+function planUnits(units: readonly Unit[], history: History): PlannedUnits {
+  const byConsumer = new Map<AnyConsumer, Unit[]>();
+  for (const u of units) byConsumer.set(u.consumer, [...(byConsumer.get(u.consumer) ?? []), u]);
+  const out: PlannedUnits = { effects: [], events: 0, plans: [] };
+  for (const [consumer, mine] of byConsumer) {
+    const journal = (u: Unit) => history.events.get(u.orderId) ?? [];
+    const earlier = mine.map((u) => journal(u).slice(0, u.from - 1));
+    const folding = mine.map((u, i) => ({ orderId: u.orderId, state: null, events: earlier[i]! })).filter((b) => b.events.length > 0);
+    const folded = folding.length > 0 ? consumer.plan(folding).states : [];
+    let k = 0;
+    const batch = mine.map((u, i) => {
+      const state = earlier[i]!.length > 0 ? (folded[k++] ?? null) : null;
+      const now = journal(u).slice(u.from - 1, u.upto);
+      if (now.length !== u.upto - u.from + 1) throw new JournalGap(`${consumer.name}: order ${u.orderId} has no events ${u.from}..${u.upto}`);
+      out.events += now.length;
+      return { orderId: u.orderId, state, events: now };
+    });
+    const planned = consumer.plan(batch);
+    out.plans.push(planned);
+    out.effects.push(...planned.effects);
+  }
+  return out;
+}
+
+/** The after-commit calls of planned units, each with the rows its returning effects gave. */
+function afterCommit(planned: PlannedUnits, returned: readonly { src: number; row: Record<string, unknown> }[]): (() => void)[] {
+  const calls: (() => void)[] = [];
+  let offset = 0;
+  for (const plan of planned.plans) {
+    const srcs = plan.effects.map((e, j) => (e.returning ? offset + j : -1)).filter((src) => src >= 0);
+    offset += plan.effects.length;
+    if (plan.afterCommit) {
+      const rows = srcs.map((src) => returned.filter((r) => r.src === src).map((r) => r.row));
+      calls.push(() => plan.afterCommit!(rows));
     }
-    if (batches.every((b) => b.length === 0)) return 0;
-    const after: (() => void)[] = [];
-    // Per order, the seq every consumer of the group has reached once this batch commits.
-    const settledUpto = new Map<string, number>();
-    if ('consumers' in target && target.settles) {
-      // Only orders this batch writes checkpoints for (the others are left to the sweeper).
-      const touched = new Set(batches.flatMap((b) => b.map((o) => o.orderId)));
-      for (const row of rows) {
-        if (!touched.has(row.cp_order_id)) continue;
-        const reached = consumers.map((c) => {
-          const k = consumers.indexOf(c);
-          const mine = batches[k]!.find((b) => b.orderId === row.cp_order_id);
-          return mine ? mine.from + mine.events.length : (row.cps[c.name]?.[0] ?? 0);
-        });
-        settledUpto.set(row.cp_order_id, Math.min(...reached));
-      }
-    }
+  }
+  return calls;
+}
+
+/** Runs planned units with their guards as one statement; then their after-commit calls. */
+async function commit(db: Database, planned: PlannedUnits, guards: readonly Guard[]): Promise<void> {
+  const statement = compose(planned.effects, guards);
+  const returned = await db.query<{ src: number; row: Record<string, unknown> }>(statement.text, statement.params);
+  for (const call of afterCommit(planned, returned)) call();
+}
+
+/** Thrown inside a dry run to roll it back. */
+class DryRun extends Error {}
+
+/**
+ * The units that fail on their own: a plan that throws, or effects that PostgreSQL refuses (tried
+ * in transactions that are rolled back, halving the units until each failing one stands alone).
+ * Only runs after a batch failed, so its cost is paid by failures alone.
+ */
+async function failingUnits(db: Database, units: readonly Unit[], history: History): Promise<Map<Unit, unknown>> {
+  const failing = new Map<Unit, unknown>();
+  const planned = new Map<Unit, PlannedUnits>();
+  for (const u of units) {
     try {
-      const checkpoints: { consumer: string; order_id: string; expected: number; seq: number; state: unknown }[] = [];
-      const planned: { effects: Effect[]; afterCommit?: Planned<unknown>['afterCommit'] }[] = [];
-      for (const [k, consumer] of consumers.entries()) {
-        const batch = batches[k]!;
-        if (batch.length === 0) continue;
-        const result = consumer.plan(batch);
-        planned.push(result);
-        batch.forEach((b, i) =>
-          checkpoints.push({ consumer: consumer.name, order_id: b.orderId, expected: b.from, seq: b.from + b.events.length, state: result.states[i] ?? null }),
-        );
-      }
-      const settled = [...settledUpto].filter(([, seq]) => seq > 0);
-      const statement = compose(planned.flatMap((p) => p.effects), checkpoints, settled);
-      const returned = await db.query<{ src: number; row: Record<string, unknown> }>(statement.text, statement.params);
-      // Hand each consumer the rows of its own returning effects.
-      let next = 0;
-      for (const p of planned) {
-        const mine = p.effects.map((e) => (e.returning ? statement.returning[next++]! : -1));
-        if (p.afterCommit) {
-          const rows = mine.filter((src) => src >= 0).map((src) => returned.filter((r) => r.src === src).map((r) => r.row));
-          after.push(() => p.afterCommit!(rows));
+      planned.set(u, planUnits([u], history));
+    } catch (err) {
+      failing.set(u, err);
+    }
+  }
+  const tryRun = async (some: readonly Unit[]): Promise<void> => {
+    if (some.length === 0) return;
+    const effects = some.flatMap((u) => planned.get(u)!.effects);
+    try {
+      await db.transaction(async (tx) => {
+        if (effects.length > 0) {
+          const statement = compose(effects, []);
+          await tx.query(statement.text, statement.params);
         }
+        throw new DryRun();
+      });
+    } catch (err) {
+      if (err instanceof DryRun) return;
+      if (!isApplicationError(err)) throw err;
+      if (some.length === 1) {
+        failing.set(some[0]!, err);
+        return;
+      }
+      const half = Math.ceil(some.length / 2);
+      await tryRun(some.slice(0, half));
+      await tryRun(some.slice(half));
+    }
+  };
+  await tryRun(units.filter((u) => planned.has(u)));
+  return failing;
+}
+
+export interface PartitionsApplied {
+  /** Journal events read past the positions, per partition. */
+  byPart: Map<number, number>;
+  /** Partitions that had more than one batch holds: read them again. */
+  more: number[];
+  /** (consumer, event) pairs applied. */
+  applied: number;
+}
+
+interface BatchRow {
+  part: number;
+  version: number;
+  order_id: string;
+  seq: number;
+  tx: string;
+  pos: string;
+}
+
+/**
+ * The next events of each partition after the group's position, oldest first, from transactions
+ * that every snapshot sees as finished (older than the oldest one still running): a transaction
+ * that commits later can never write an event behind a position already passed.
+ */
+const READ_BATCH = `
+  SELECT p.part::int AS part, p.version, b.order_id, b.seq, b.tx::text AS tx, b.pos::text AS pos
+  FROM consumer_positions p
+  CROSS JOIN LATERAL (
+    SELECT j.order_id, j.seq, j.tx, j.pos FROM order_journal j
+    WHERE j.part = p.part AND (j.tx, j.pos) > (p.tx, p.pos) AND j.tx < pg_snapshot_xmin(pg_current_snapshot())
+    ORDER BY j.tx, j.pos LIMIT $3
+  ) b
+  WHERE p.grp = $1 AND p.part = ANY($2::smallint[])
+  ORDER BY p.part, b.tx, b.pos`;
+
+const MOVE_POSITIONS = `
+  UPDATE consumer_positions c SET tx = i.tx::xid8, pos = i.pos, version = c.version + 1, updated_at = now()
+  FROM jsonb_to_recordset($1::jsonb) AS i(part smallint, version int, tx text, pos bigint)
+  WHERE c.grp = $2 AND c.part = i.part AND c.version = i.version
+  RETURNING 1`;
+
+/** An owed order whose newer events the group passed: they are owed too (the row moves with them). */
+const OWE_MORE = `
+  UPDATE consumer_failures f SET upto = greatest(f.upto, i.upto), version = f.version + 1
+  FROM jsonb_to_recordset($1::jsonb) AS i(consumer text, order_id uuid, version int, upto int)
+  WHERE f.consumer = i.consumer AND f.order_id = i.order_id AND f.version = i.version
+  RETURNING 1`;
+
+const NEWLY_OWED = `
+  INSERT INTO consumer_failures (consumer, order_id, part, seq, upto, attempts, error, first_failed_at, last_failed_at, origin)
+  SELECT i.consumer, i.order_id, p.part, i.seq, i.upto, 1, i.error, now(), now(), 'failure'
+  FROM jsonb_to_recordset($1::jsonb) AS i(consumer text, order_id uuid, seq int, upto int, error text)
+  JOIN LATERAL (SELECT j.part FROM order_journal j WHERE j.order_id = i.order_id AND j.seq = i.seq) p ON true
+  ON CONFLICT (consumer, order_id) DO NOTHING
+  RETURNING 1`;
+
+const json = (rows: unknown[]) => JSON.stringify(rows);
+
+/**
+ * Applies, for each partition, the next events after the group's position (at most
+ * `limitPerPart`), in one statement with the new positions. A consumer that owes an order on its
+ * own (it failed on it, or it is being rebuilt) skips that order's events, which become owed too.
+ * When the batch fails for a consumer's reason, the failing (consumer, order) units are found and
+ * owed on their own, and the rest is applied. Positions are checked against what was read: a
+ * delivery that lost a race (two replicas during a hand-over) reads again.
+ */
+export async function applyPartitions(
+  db: Database,
+  group: ConsumerGroup,
+  parts: readonly number[],
+  opts: { limitPerPart: number; log: Logger },
+): Promise<PartitionsApplied> {
+  if (parts.length === 0) return { byPart: new Map(), more: [], applied: 0 };
+  for (let attempt = 1; ; attempt += 1) {
+    const rows = await db.query<BatchRow>(READ_BATCH, [group.name, parts, opts.limitPerPart]);
+    if (rows.length === 0) return { byPart: new Map(), more: [], applied: 0 };
+    const ends = new Map<number, { version: number; tx: string; pos: string; n: number }>();
+    const range = new Map<string, { lo: number; hi: number }>();
+    for (const r of rows) {
+      const end = ends.get(r.part);
+      ends.set(r.part, { version: r.version, tx: r.tx, pos: r.pos, n: (end?.n ?? 0) + 1 });
+      const o = range.get(r.order_id);
+      range.set(r.order_id, { lo: Math.min(o?.lo ?? r.seq, r.seq), hi: Math.max(o?.hi ?? r.seq, r.seq) });
+    }
+    const history = await readHistory(db, group, new Map([...range].map(([id, r]) => [id, r.hi])));
+    const units: Unit[] = [];
+    const skipped: { consumer: string; order_id: string; version: number; upto: number }[] = [];
+    for (const consumer of group.consumers) {
+      for (const [orderId, { lo, hi }] of range) {
+        const owed = history.owed.get(ownedKey(consumer.name, orderId));
+        if (owed) skipped.push({ consumer: consumer.name, order_id: orderId, version: owed.version, upto: hi });
+        else units.push({ consumer, orderId, from: lo, upto: hi });
+      }
+    }
+    const positions = [...ends].map(([part, e]) => ({ part, version: e.version, tx: e.tx, pos: e.pos }));
+    const guards = (failed: { unit: Unit; err: unknown }[]): Guard[] => {
+      const out: Guard[] = [{ text: MOVE_POSITIONS, params: [json(positions), group.name], expect: positions.length }];
+      if (skipped.length > 0) out.push({ text: OWE_MORE, params: [json(skipped)], expect: skipped.length });
+      if (failed.length > 0) {
+        const owed = failed.map(({ unit, err }) => ({ consumer: unit.consumer.name, order_id: unit.orderId, seq: unit.from, upto: unit.upto, error: describe(err).slice(0, 2000) }));
+        out.push({ text: NEWLY_OWED, params: [json(owed)], expect: owed.length });
+      }
+      return out;
+    };
+    const result = (applied: number): PartitionsApplied => ({
+      byPart: new Map([...ends].map(([part, e]) => [part, e.n])),
+      more: [...ends].filter(([, e]) => e.n >= opts.limitPerPart).map(([part]) => part),
+      applied,
+    });
+    try {
+      let planned: PlannedUnits | undefined;
+      try {
+        planned = planUnits(units, history);
+        await commit(db, planned, guards([]));
+        return result(planned.events);
+      } catch (err) {
+        if (!isApplicationError(err)) throw err;
+        // Some consumer failed on some order: owe those units on their own, apply the rest.
+        const failing = await failingUnits(db, units, history);
+        if (failing.size === 0) throw err;
+        for (const [unit, why] of failing) {
+          opts.log.warn({ err: describe(why), consumer: unit.consumer.name, orderId: unit.orderId }, 'consumer failed on an order; it stays owed');
+        }
+        const rest = units.filter((u) => !failing.has(u));
+        planned = planUnits(rest, history);
+        await commit(db, planned, guards([...failing].map(([unit, e]) => ({ unit, err: e }))));
+        return result(planned.events);
       }
     } catch (err) {
-      if ((isCheckpointMoved(err) || isConflict(err)) && attempt < CONFLICT_RETRIES) {
+      if ((isPositionMoved(err) || isConflict(err)) && attempt < CONFLICT_RETRIES) {
         await new Promise((resolve) => setTimeout(resolve, Math.random() * 5 * attempt));
         continue;
       }
       throw err;
     }
-    for (const run of after) run();
-    return batches.reduce((n, b) => n + b.reduce((m, o) => m + o.events.length, 0), 0);
+  }
+}
+
+interface OwedRow {
+  consumer: string;
+  order_id: string;
+  seq: number;
+  version: number;
+}
+
+/** An owed order applied: the row goes, if nothing moved it meanwhile. */
+const OWED_DONE = `
+  DELETE FROM consumer_failures f USING jsonb_to_recordset($1::jsonb) AS i(consumer text, order_id uuid, version int)
+  WHERE f.consumer = i.consumer AND f.order_id = i.order_id AND f.version = i.version
+  RETURNING 1`;
+
+/** Retried as far as the group got, and failed again: attempts count on, with backoff. */
+const OWED_FAILED = `
+  UPDATE consumer_failures f SET attempts = f.attempts + 1, error = i.error, last_failed_at = now(), version = f.version + 1, origin = 'failure'
+  FROM jsonb_to_recordset($1::jsonb) AS i(consumer text, order_id uuid, version int, error text)
+  WHERE f.consumer = i.consumer AND f.order_id = i.order_id AND f.version = i.version`;
+
+export interface OwedFilter {
+  /** Only owed orders in these partitions (an owner's). */
+  parts?: readonly number[];
+  consumer?: string;
+  orderId?: string;
+  /** Orders a rebuild owes are left to the rebuild while it runs (its lease is held); it passes true. */
+  rebuild?: boolean;
+  /** Retry even those whose backoff has not run out (an operator's replay). */
+  now?: boolean;
+  limit: number;
+}
+
+/**
+ * Retries the orders consumers owe on their own (they failed on them, or are being rebuilt), as far
+ * as the group's positions got: from the first owed event to the last one the group passed (the
+ * group's own reading applies the later ones once the order is no longer owed). Each applied order's
+ * row goes in the statement that applies it, checked against its version, so an order whose newer
+ * events the group passed meanwhile is read again. Returns how many owed orders were done, failed
+ * again, and whether more were due than `limit`.
+ */
+export async function retryOwed(db: Database, group: ConsumerGroup, filter: OwedFilter, log: Logger): Promise<{ done: number; failed: number; more: boolean; events: number }> {
+  const names = group.consumers.map((c) => c.name).filter((n) => !filter.consumer || n === filter.consumer);
+  for (let attempt = 1; ; attempt += 1) {
+    const rows = await db.query<OwedRow>(
+      `SELECT f.consumer, f.order_id, f.seq, f.version FROM consumer_failures f
+       WHERE f.consumer = ANY($1::text[]) AND ($2::smallint[] IS NULL OR f.part = ANY($2::smallint[])) AND ($3::uuid IS NULL OR f.order_id = $3)
+         AND ($4::boolean OR f.attempts = 0 OR f.last_failed_at < now() - least(interval '5 minutes', interval '1 second' * power(2, least(f.attempts, 12))))
+         AND ($5::boolean OR f.origin <> 'rebuild' OR NOT EXISTS (SELECT 1 FROM leases l WHERE l.name = 'views-rebuild' AND l.until > now()))
+       ORDER BY f.order_id LIMIT $6`,
+      [names, filter.parts ?? null, filter.orderId ?? null, filter.now ?? false, filter.rebuild ?? false, filter.limit],
+    );
+    if (rows.length === 0) return { done: 0, failed: 0, more: false, events: 0 };
+    const history = await readHistory(db, group, new Map(rows.map((r) => [r.order_id, null])));
+    const byName = new Map(group.consumers.map((c) => [c.name, c]));
+    const units: (Unit & { version: number })[] = [];
+    const done: { consumer: string; order_id: string; version: number }[] = [];
+    for (const r of rows) {
+      const consumer = byName.get(r.consumer);
+      if (!consumer) continue;
+      // The events the group's position passed; the others are read by the group once the row goes.
+      const passed = (history.events.get(r.order_id) ?? []).filter((e) => e.passed).length;
+      done.push({ consumer: r.consumer, order_id: r.order_id, version: r.version });
+      if (passed >= r.seq) units.push({ consumer, orderId: r.order_id, from: r.seq, upto: passed, version: r.version });
+    }
+    const key = (u: { consumer: string; order_id: string }) => ownedKey(u.consumer, u.order_id);
+    try {
+      let failed: { unit: (typeof units)[number]; err: unknown }[] = [];
+      let planned: PlannedUnits;
+      try {
+        planned = planUnits(units, history);
+      } catch (err) {
+        planned = { effects: [], events: 0, plans: [] };
+        failed = [{ unit: units[0]!, err }];
+      }
+      try {
+        if (failed.length > 0) throw failed[0]!.err;
+        await commit(db, planned, [{ text: OWED_DONE, params: [json(done)], expect: done.length }]);
+      } catch (err) {
+        if (!isApplicationError(err)) throw err;
+        const failing = await failingUnits(db, units, history);
+        if (failing.size === 0) throw err;
+        failed = [...failing].map(([unit, e]) => ({ unit: unit as (typeof units)[number], err: e }));
+        const bad = new Set(failed.map((f) => ownedKey(f.unit.consumer.name, f.unit.orderId)));
+        const rest = units.filter((u) => !bad.has(ownedKey(u.consumer.name, u.orderId)));
+        planned = planUnits(rest, history);
+        const stillDone = done.filter((d) => !bad.has(key(d)));
+        const again = failed.map(({ unit, err: e }) => ({ consumer: unit.consumer.name, order_id: unit.orderId, version: unit.version, error: describe(e).slice(0, 2000) }));
+        const guards: Guard[] = [{ text: `${OWED_FAILED} RETURNING 1`, params: [json(again)], expect: again.length }];
+        if (stillDone.length > 0) guards.push({ text: OWED_DONE, params: [json(stillDone)], expect: stillDone.length });
+        await commit(db, planned, guards);
+        for (const f of failed) log.warn({ err: describe(f.err), consumer: f.unit.consumer.name, orderId: f.unit.orderId }, 'consumer failed again on an owed order');
+      }
+      return { done: done.length - failed.length, failed: failed.length, more: rows.length >= filter.limit, events: planned.events };
+    } catch (err) {
+      if ((isPositionMoved(err) || isConflict(err)) && attempt < CONFLICT_RETRIES) {
+        await new Promise((resolve) => setTimeout(resolve, Math.random() * 5 * attempt));
+        continue;
+      }
+      throw err;
+    }
   }
 }
 
@@ -265,70 +537,17 @@ function isConflict(err: unknown): boolean {
   return code === '40P01' || code === '40001';
 }
 
-/**
- * Delivers a batch to a consumer or a group. When it fails as a whole, each consumer of a group is
- * tried on its own, then each order on its own, so one poisoned order cannot hold back the others;
- * the orders that still fail are recorded in `consumer_failures` (visible to operators, retried
- * later by the sweeper) instead of failing the job. Infrastructure errors (PostgreSQL unreachable)
- * and lost races that kept repeating propagate, so the job is retried.
- */
-export async function deliver(db: Database, target: AnyConsumer | ConsumerGroup, refs: readonly EventRef[], log: Logger): Promise<number> {
-  try {
-    return await applyEvents(db, target, refs);
-  } catch (err) {
-    if (isCheckpointMoved(err) && new Set(refs.map((r) => r.orderId)).size > 1) {
-      // Some orders of the batch keep moving under it (another delivery, a rebuild, live traffic):
-      // halve the batch until they are on their own, so the rest is not held back by them.
-      const orders = [...new Set(refs.map((r) => r.orderId))].sort();
-      const first = new Set(orders.slice(0, Math.ceil(orders.length / 2)));
-      return (
-        (await deliver(db, target, refs.filter((r) => first.has(r.orderId)), log)) +
-        (await deliver(db, target, refs.filter((r) => !first.has(r.orderId)), log))
-      );
-    }
-    if (!isApplicationError(err)) throw err;
-    const consumers = consumersOf(target);
-    if (consumers.length > 1) {
-      let applied = 0;
-      for (const consumer of consumers) applied += await deliver(db, consumer, refs, log);
-      return applied;
-    }
-    const consumer = consumers[0]!;
-    const byOrder = new Map<string, EventRef[]>();
-    for (const r of refs) byOrder.set(r.orderId, [...(byOrder.get(r.orderId) ?? []), r]);
-    if (byOrder.size === 1) {
-      const [orderId, orderRefs] = [...byOrder][0]!;
-      await recordFailure(db, consumer.name, orderId, err);
-      log.warn({ err: describe(err), consumer: consumer.name, orderId }, 'consumer failed on an order; it stays owed');
-      return 0;
-    }
-    let applied = 0;
-    for (const orderRefs of byOrder.values()) applied += await deliver(db, consumer, orderRefs, log);
-    return applied;
-  }
-}
-
-/** Errors that belong to one batch's data or code, as opposed to PostgreSQL being unreachable. */
+/** Errors that belong to one batch's data or code, as opposed to PostgreSQL being unreachable or a lost race. */
 function isApplicationError(err: unknown): boolean {
-  if (isCheckpointMoved(err) || isConflict(err)) return false;
+  if (isPositionMoved(err) || isConflict(err) || err instanceof JournalGap) return false;
   const code = (err as { code?: unknown } | null)?.code;
-  if (typeof code === 'string' && /^(08|53|57P)/.test(code)) return false; // connection, resources, shutdown
+  if (typeof code === 'string' && /^(08|53|57)/.test(code)) return false; // connection, resources, shutdown, cancelled
   if (typeof code === 'string' && /^(ECONN|ETIMEDOUT|EPIPE)/.test(code)) return false;
+  if (code === '55P03') return false; // lock timeout
   if (err instanceof Error && /Connection terminated|timeout exceeded when trying to connect/i.test(err.message)) return false;
   return true;
 }
 
 function describe(err: unknown): string {
   return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
-}
-
-/** Records that the consumer is stuck on the order: `seq` is the first event it still owes. */
-async function recordFailure(db: Database, consumer: string, orderId: string, err: unknown): Promise<void> {
-  await db.query(
-    `INSERT INTO consumer_failures (consumer, order_id, seq, attempts, error, first_failed_at, last_failed_at)
-     VALUES ($1, $2, coalesce((SELECT seq FROM consumer_checkpoints WHERE consumer = $1 AND order_id = $2), 0) + 1, 1, $3, now(), now())
-     ON CONFLICT (consumer, order_id) DO UPDATE SET seq = EXCLUDED.seq, attempts = consumer_failures.attempts + 1,
-       error = EXCLUDED.error, last_failed_at = now()`,
-    [consumer, orderId, describe(err).slice(0, 2000)],
-  );
 }

@@ -1,69 +1,182 @@
-import { Queue, Worker, type Job } from 'bullmq';
+import { Queue, Worker } from 'bullmq';
+import { Redis } from 'ioredis';
 import type { Database } from '../db/pg.ts';
 import type { Logger } from '../log.ts';
-import { deliver, type ConsumerGroup, type EventRef } from './consumers.ts';
-import { bullConnection, JOB_OPTIONS, within } from './queues.ts';
+import { applyPartitions, retryOwed, type ConsumerGroup, type EventRef } from './consumers.ts';
+import { groupBacklog, PartitionLeases, partitionOf, type LeaseTick } from './partitions.ts';
+import { bullConnection, within } from './queues.ts';
 
-export interface EventBatch {
-  refs: EventRef[];
+/** A wake-up: these partitions have new events (the owner reads them from its positions). */
+export interface Wake {
+  parts: number[];
 }
 
 export interface EventBusOptions {
+  db: Database;
   redisUrl: string;
   prefix: string;
-  /** One queue per group; a group's consumers apply a batch together. */
-  groups: readonly ConsumerGroup[];
+  /** The consumers; one position per partition for all of them. */
+  group: ConsumerGroup;
+  /** How many partitions the events are split into (fixed once events exist). */
+  partitions: number;
   log: Logger;
-  /** Most refs per job. */
-  batchSize?: number;
-  /** How long the first event of a batch waits for others before the batch is sent. */
+  /** How long events committed close together wait to travel in one wake-up. */
   lingerMs?: number;
+  /** A partition's lease: a replica that dies frees its partitions after this long. */
+  leaseMs: number;
+  /** How often leases are renewed and rebalanced (and producers learn the owners). */
+  renewMs: number;
+  /** How often an owner reads its partitions and its owed orders without being woken. */
+  pollMs: number;
+  /** Most events read per batch, over all the partitions of the batch. */
+  batchEvents?: number;
+  /** This replica consumes (ROLE all or worker); otherwise it only produces. */
+  consumes: boolean;
+  onApplied?: (part: number, events: number) => void;
 }
 
-/** Seconds the oldest waiting job of a queue has waited (0 when none waits). */
-export async function oldestWaiting(queue: Queue): Promise<number> {
-  const [job] = await queue.getJobs(['waiting'], 0, 0, true);
-  return job ? Math.max(0, (Date.now() - job.timestamp) / 1000) : 0;
-}
+/** Queue name of a replica's wake-ups. */
+export const wakeQueueName = (holder: string) => `events-${holder}`;
 
-/** Most waiting jobs, and events, a worker takes along with its own job (see `withWaiting`). */
-const COALESCE_JOBS = 50;
-const COALESCE_MAX = 2000;
-
-/** Queue name of a consumer group. */
-export const queueNameOf = (group: string) => `events-${group.replaceAll('.', '-')}`;
+const BATCH_EVENTS = 2000;
+/** Owed orders retried per statement. */
+const OWED_BATCH = 200;
 
 /**
- * Carries journaled events to every consumer through BullMQ. Events committed close together
- * travel in one job per consumer (refs only: consumers read the journal). Publishing happens after
- * the commit and is best effort: the sweeper re-sends whatever a consumer still owes.
+ * Carries journaled events to the consumers. The journal's events are split into partitions by
+ * order id; each partition is consumed by one replica at a time under a lease (see
+ * `PartitionLeases`), which reads it from its position and applies batches across all its
+ * partitions in one statement each. After a commit, the replica that wrote the events sends a
+ * wake-up naming their partitions to each owner's BullMQ queue (one job per owner per linger);
+ * its own partitions it wakes in-process. A wake-up is only a hint: the positions are in
+ * PostgreSQL, so a lost wake-up (Redis flushed, an owner that died) only delays events until the
+ * owner's next poll, or until a new owner takes the partition and reads on from its position.
  */
 export class EventBus {
-  readonly queues = new Map<string, Queue<EventBatch>>();
-  private readonly workers: Worker<EventBatch>[] = [];
-  private pending: EventRef[] = [];
+  readonly leases: PartitionLeases;
+  private readonly producer: Redis;
+  private readonly queues = new Map<string, Queue<Wake>>();
+  private worker: Worker<Wake> | undefined;
+  private owners = new Map<number, string>();
+  private pendingParts = new Set<number>();
   private scheduled = false;
-  private readonly batchSize: number;
-  private inflight = new Set<Promise<void>>();
+  private readonly inflight = new Set<Promise<unknown>>();
+  private readonly dirty = new Set<number>();
+  private pumping: Promise<void> | undefined;
+  private owedDue = false;
+  private timers: NodeJS.Timeout[] = [];
+  private ticking: Promise<unknown> | undefined;
+  private stopped = false;
+  private started = false;
+  private lastTick: LeaseTick | undefined;
 
   constructor(private readonly opts: EventBusOptions) {
-    this.batchSize = opts.batchSize ?? 500;
-    for (const g of opts.groups) {
-      this.queues.set(
-        g.name,
-        new Queue<EventBatch>(queueNameOf(g.name), { connection: bullConnection(opts.redisUrl, true), prefix: opts.prefix, defaultJobOptions: JOB_OPTIONS }),
-      );
-    }
-    for (const q of this.queues.values()) q.on('error', (err) => opts.log.warn({ err: err.message, queue: q.name }, 'event queue error'));
+    this.leases = new PartitionLeases({ db: opts.db, partitions: opts.partitions, leaseMs: opts.leaseMs, consumes: opts.consumes });
+    // One connection for every owner's queue: producers fail fast while Redis is away (the owner's poll has the events).
+    this.producer = new Redis(opts.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: true });
+    this.producer.on('error', (err) => opts.log.debug({ err: err.message }, 'event producer connection error'));
   }
 
-  /** Hands a committed event to every group's queue, batched with others of the same tick. */
-  publish(ref: EventRef): void {
-    this.pending.push(ref);
-    if (this.pending.length >= this.batchSize) {
-      this.flush();
-      return;
+  get holder(): string {
+    return this.leases.holder;
+  }
+
+  /** Partitions this replica holds now. */
+  owned(): number[] {
+    return [...this.leases.owned()].sort((a, b) => a - b);
+  }
+
+  /** The partition an order's events go to. */
+  partitionOf(orderId: string): number {
+    return partitionOf(orderId, this.opts.partitions);
+  }
+
+  /** Owner of each partition, as this replica last learnt it. */
+  ownersNow(): ReadonlyMap<number, string> {
+    const out = new Map(this.owners);
+    for (const p of this.leases.owned()) out.set(p, this.holder);
+    return out;
+  }
+
+  /** Starts taking part: leases, the wake-up worker, the polls. Producers learn the owners too. */
+  async start(): Promise<void> {
+    if (this.started) return;
+    this.started = true;
+    await this.producer.connect().catch((err: Error) => this.opts.log.warn({ err: err.message }, 'Redis is not reachable yet; events wait for the poll'));
+    if (this.opts.consumes) {
+      this.worker = new Worker<Wake>(wakeQueueName(this.holder), async (job) => this.wake(job.data.parts), {
+        connection: bullConnection(this.opts.redisUrl, false),
+        prefix: this.opts.prefix,
+        concurrency: 1,
+      });
+      this.worker.on('error', (err) => this.opts.log.warn({ err: err.message }, 'event wake-up worker error'));
     }
+    await this.tick().catch((err: Error) => this.opts.log.warn({ err: err.message }, 'could not take partitions yet'));
+    this.every(this.opts.renewMs, () => this.tick());
+    if (this.opts.consumes) {
+      this.every(this.opts.pollMs, async () => {
+        this.owedDue = true;
+        this.wake(this.owned());
+      });
+    }
+  }
+
+  private every(ms: number, fn: () => Promise<unknown> | void): void {
+    const run = () => {
+      if (this.stopped) return;
+      const timer = setTimeout(async () => {
+        try {
+          await fn();
+        } catch (err) {
+          this.opts.log.warn({ err: (err as Error).message }, 'event partition upkeep failed; will try again');
+        }
+        run();
+      }, ms * (0.8 + Math.random() * 0.4));
+      this.timers.push(timer);
+      if (this.timers.length > 16) this.timers = this.timers.slice(-8);
+    };
+    run();
+  }
+
+  /** Renews and rebalances the leases; catches up on partitions just taken, hands back the extra. */
+  async tick(): Promise<LeaseTick> {
+    const run = (async () => {
+      const t = await this.leases.tick({ keep: this.stopped });
+      this.owners = t.owners;
+      this.lastTick = t;
+      if (t.released.length > 0) {
+        // Stop reading them first, so the next owner starts where this replica's last batch ended.
+        await this.pumping;
+        await this.leases.release(t.released);
+        this.opts.log.info({ released: t.released, live: t.live }, 'handed event partitions to other replicas');
+      }
+      if (t.acquired.length > 0) {
+        this.opts.log.info({ acquired: t.acquired, live: t.live }, 'took event partitions');
+        this.owedDue = true;
+        this.wake(t.acquired);
+      }
+      for (const holder of t.gone) void this.forget(holder);
+      return t;
+    })();
+    this.ticking = run;
+    try {
+      return await run;
+    } finally {
+      if (this.ticking === run) this.ticking = undefined;
+    }
+  }
+
+  /** The wake-up queue of a replica that is gone: nobody will read it again. */
+  private async forget(holder: string): Promise<void> {
+    const queue = this.queueOf(holder);
+    this.queues.delete(holder);
+    await queue.obliterate({ force: true }).catch(() => undefined);
+    await queue.close().catch(() => undefined);
+  }
+
+  /** Hands a committed event to its partition's owner (batched with others of the same linger). */
+  publish(ref: EventRef): void {
+    this.pendingParts.add(this.partitionOf(ref.orderId));
     if (this.scheduled) return;
     this.scheduled = true;
     const linger = this.opts.lingerMs ?? 0;
@@ -73,129 +186,129 @@ export class EventBus {
 
   private flush(): void {
     this.scheduled = false;
-    if (this.pending.length === 0) return;
-    const refs = this.pending;
-    this.pending = [];
-    const sending = this.sendToAll(refs).finally(() => this.inflight.delete(sending));
-    this.inflight.add(sending);
-  }
-
-  private async sendToAll(refs: EventRef[]): Promise<void> {
-    await Promise.all(
-      [...this.queues.keys()].map((group) =>
-        this.send(group, refs).catch((err: Error) =>
-          this.opts.log.warn({ err: err.message, group, events: refs.length }, 'could not enqueue events; the sweeper will re-send them'),
-        ),
-      ),
-    );
-  }
-
-  /** The group a consumer belongs to (or the group of that name). */
-  groupOf(name: string): ConsumerGroup | undefined {
-    return this.opts.groups.find((g) => g.name === name || g.consumers.some((c) => c.name === name));
-  }
-
-  /** Enqueues refs for a consumer's group (the sweeper's re-send, or an operator's replay). */
-  async send(consumerOrGroup: string, refs: readonly EventRef[]): Promise<void> {
-    const group = this.groupOf(consumerOrGroup);
-    const queue = group && this.queues.get(group.name);
-    if (!queue) throw new Error(`no consumer named ${consumerOrGroup}`);
-    const jobs = [];
-    for (let i = 0; i < refs.length; i += this.batchSize) {
-      jobs.push({ name: 'events', data: { refs: refs.slice(i, i + this.batchSize) } });
+    if (this.pendingParts.size === 0) return;
+    const byOwner = new Map<string, number[]>();
+    for (const p of this.pendingParts) {
+      const owner = this.leases.holds(p) ? this.holder : this.owners.get(p);
+      if (owner) byOwner.set(owner, [...(byOwner.get(owner) ?? []), p]);
     }
-    if (jobs.length > 0) await queue.addBulk(jobs);
+    this.pendingParts.clear();
+    for (const [owner, parts] of byOwner) {
+      if (owner === this.holder) {
+        this.wake(parts);
+        continue;
+      }
+      const sending = this.queueOf(owner)
+        .add('wake', { parts }, { removeOnComplete: true, removeOnFail: true })
+        .catch((err: Error) => this.opts.log.debug({ err: err.message, owner }, 'could not wake the owner; its poll will find the events'))
+        .finally(() => this.inflight.delete(sending));
+      this.inflight.add(sending);
+    }
   }
 
-  /** Starts one worker per group queue on this replica. */
-  startWorkers(db: Database, opts: { concurrency: number; lockMs: number; onDelivered?: (group: string, events: number) => void }): void {
-    for (const group of this.opts.groups) {
-      const log = this.opts.log.child({ group: group.name });
-      const queue = this.queues.get(group.name)!;
-      // A group's batches are applied one at a time across all replicas. Each replica publishes
-      // the events it committed, and behind a load balancer one order's events come from every
-      // replica: concurrent batches would hold the same orders, and all but one would be undone by
-      // the checkpoint check and read again. The waiting jobs are taken along before the lock is
-      // taken: the lock's connection never waits on Redis.
-      const process = async (job: { data: EventBatch }) => {
-        const refs = await this.withWaiting(queue, job.data.refs);
-        const applied = await db.exclusively(`baedal:events:${group.name}`, () => deliver(db, group, refs, log));
-        opts.onDelivered?.(group.name, refs.length);
-        return applied;
-      };
-      const worker = new Worker<EventBatch>(queueNameOf(group.name), process, {
-        connection: bullConnection(this.opts.redisUrl, false),
-        prefix: this.opts.prefix,
-        concurrency: opts.concurrency,
-        lockDuration: opts.lockMs,
-        stalledInterval: Math.max(1000, Math.floor(opts.lockMs / 2)),
-      });
-      worker.on('failed', (job, err) => log.warn({ err: err.message, jobId: job?.id, attempts: job?.attemptsMade }, 'event job failed'));
-      worker.on('error', (err) => log.warn({ err: err.message }, 'event worker error'));
-      this.workers.push(worker);
+  private queueOf(holder: string): Queue<Wake> {
+    let queue = this.queues.get(holder);
+    if (!queue) {
+      queue = new Queue<Wake>(wakeQueueName(holder), { connection: this.producer, prefix: this.opts.prefix });
+      queue.on('error', (err) => this.opts.log.debug({ err: err.message, holder }, 'wake-up queue error'));
+      this.queues.set(holder, queue);
+    }
+    return queue;
+  }
+
+  /** Marks partitions as having new events, and reads them if this replica holds them. */
+  wake(parts: readonly number[]): void {
+    for (const p of parts) if (this.leases.holds(p)) this.dirty.add(p);
+    if (this.pumping || this.stopped || (this.dirty.size === 0 && !this.owedDue)) return;
+    this.pumping = this.pump().finally(() => {
+      this.pumping = undefined;
+      if ((this.dirty.size > 0 || this.owedDue) && !this.stopped) this.wake([]);
+    });
+  }
+
+  /** Applies batches until the woken partitions are read to their end; retries owed orders when due. */
+  private async pump(): Promise<void> {
+    const limit = this.opts.batchEvents ?? BATCH_EVENTS;
+    while (!this.stopped) {
+      const parts = [...this.dirty].filter((p) => this.leases.holds(p));
+      this.dirty.clear();
+      const owed = this.owedDue;
+      this.owedDue = false;
+      if (parts.length === 0 && !owed) return;
+      try {
+        if (parts.length > 0) {
+          const result = await applyPartitions(this.opts.db, this.opts.group, parts, {
+            limitPerPart: Math.max(50, Math.ceil(limit / parts.length)),
+            log: this.opts.log,
+          });
+          for (const [part, n] of result.byPart) this.opts.onApplied?.(part, n);
+          for (const p of result.more) this.dirty.add(p);
+        }
+        if (owed && this.leases.owned().size > 0) {
+          const r = await retryOwed(this.opts.db, this.opts.group, { parts: this.owned(), limit: OWED_BATCH }, this.opts.log);
+          if (r.more) this.owedDue = true;
+        }
+      } catch (err) {
+        // PostgreSQL away, or races that kept repeating: the poll comes back to these partitions.
+        this.opts.log.warn({ err: (err as Error).message, parts }, 'could not apply events now; will try again');
+        for (const p of parts) this.dirty.add(p);
+        if (owed) this.owedDue = true;
+        await new Promise((resolve) => setTimeout(resolve, 250));
+        return;
+      }
     }
   }
 
   /**
-   * When the consumers fall behind, jobs of a few events each pile up, and applying them one by
-   * one costs a statement each: the backlog would only grow. So a worker that takes a job also
-   * takes the jobs waiting behind it (the oldest first, up to `COALESCE_MAX` events) and applies
-   * them as one batch. Removing a waiting job is atomic in Redis, so each goes to one worker; if
-   * this replica dies before its batch commits, those events are still unsettled in the journal
-   * and the sweeper sends them again, as for any lost job.
+   * An operator's replay: the owed orders (of one consumer, or one order) are retried now, as far
+   * as the partitions' positions got, without waiting for their backoff. Any replica may do it.
    */
-  private async withWaiting(queue: Queue<EventBatch>, refs: EventRef[]): Promise<EventRef[]> {
-    const waiting = await queue.getJobs(['waiting'], 0, COALESCE_JOBS - 1, true).catch(() => []);
-    if (waiting.length === 0) return refs;
-    const taken: Job<EventBatch>[] = [];
-    let size = refs.length;
-    for (const next of waiting) {
-      if (!next?.data?.refs || size + next.data.refs.length > COALESCE_MAX) break;
-      taken.push(next);
-      size += next.data.refs.length;
+  async replayOwed(filter: { consumer?: string; orderId?: string }): Promise<{ done: number; failed: number }> {
+    let done = 0;
+    let failed = 0;
+    for (;;) {
+      const r = await retryOwed(this.opts.db, this.opts.group, { ...filter, now: true, limit: OWED_BATCH }, this.opts.log);
+      done += r.done;
+      failed += r.failed;
+      if (!r.more || r.done === 0) return { done, failed };
     }
-    // Removed all at once; a job another worker took meanwhile fails to go, and stays its.
-    const removed = await Promise.all(taken.map((job) => job.remove().then(() => true, () => false)));
-    return refs.concat(...taken.filter((_, i) => removed[i]).map((job) => job.data.refs));
   }
 
-  /**
-   * Whether a group's consumers are behind: its oldest waiting job has waited longer than `ms`.
-   * Events they still owe are then in the queue, not lost, and sending them again would only
-   * add to the backlog.
-   */
-  async behind(group: string, ms: number): Promise<boolean> {
-    const queue = this.queues.get(group);
-    if (!queue) return false;
-    return (await oldestWaiting(queue)) * 1000 > ms;
+  /** Resolves once the woken partitions are applied (tests, the rebuild). */
+  async idle(): Promise<void> {
+    while (this.pumping) await this.pumping;
   }
 
-  /** Waiting + active jobs per group queue (the backlog the autoscaler can follow). */
+  /** Events not applied yet, over the partitions (the backlog an autoscaler can follow). */
   async backlog(): Promise<Record<string, number>> {
-    const out: Record<string, number> = {};
-    for (const [group, queue] of this.queues) {
-      const counts = await queue.getJobCounts('waiting', 'active', 'prioritized');
-      out[queueNameOf(group)] = (counts.waiting ?? 0) + (counts.active ?? 0) + (counts.prioritized ?? 0);
-    }
-    return out;
+    return { events: (await groupBacklog(this.opts.db, this.opts.group.name)).behind };
   }
 
-  /** Age in seconds of the oldest waiting job per group queue. */
-  async oldestJobAge(): Promise<Record<string, number>> {
-    const out: Record<string, number> = {};
-    for (const [group, queue] of this.queues) out[queueNameOf(group)] = await oldestWaiting(queue);
-    return out;
+  /** What the last lease tick saw (for /readyz and metrics). */
+  state(): { holder: string; owned: number[]; live: number } {
+    return { holder: this.holder, owned: this.owned(), live: this.lastTick?.live ?? 0 };
   }
 
-  /** Stops the workers (in-flight jobs get `graceMs`, then are handed back), flushes, closes the queues. */
+  /**
+   * Stops reading (a batch under way finishes within `graceMs`), hands the partitions back so the
+   * other replicas take them at once, and closes the queues. Idempotent.
+   */
   async close(graceMs: number): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const t of this.timers) clearTimeout(t);
     this.flush();
-    await Promise.all(
-      this.workers.map(async (w) => {
-        if ((await within(w.close(), graceMs)) === 'timeout') await w.close(true);
-      }),
-    );
+    if (this.worker) {
+      const worker = this.worker;
+      if ((await within(worker.close(), graceMs)) === 'timeout') await worker.close(true);
+    }
+    await within(Promise.all([this.pumping, this.ticking]), graceMs);
+    if (this.opts.consumes && this.started) {
+      await this.leases.leave().catch((err: Error) => this.opts.log.warn({ err: err.message }, 'could not hand back event partitions; they free themselves when the lease runs out'));
+      await this.forget(this.holder);
+    }
     await within(Promise.all(this.inflight), graceMs);
-    await Promise.all([...this.queues.values()].map((q) => q.close()));
+    await Promise.all([...this.queues.values()].map((q) => q.close().catch(() => undefined)));
+    this.producer.disconnect();
   }
 }

@@ -163,7 +163,7 @@ export function createOrderSteps(deps: OrderActorDeps) {
     deferred: (() => void)[],
   ): Promise<{ version: number; at: Date } | undefined> {
     const t = transitionOf(row, decided, by, causationId);
-    const committed = await commitTransition(tx, t);
+    const committed = await commitTransition(tx, t, store.partitions);
     if (!committed) return undefined;
     deferred.push(() => {
       store.remember(t, committed);

@@ -14,6 +14,7 @@ import {
   type OrderTimerDelay,
   type OrderTimerEvent,
 } from '../machines/order.machine.ts';
+import { partitionOf } from './partitions.ts';
 import type { Role } from './principal.ts';
 
 export interface OrderRow {
@@ -154,7 +155,7 @@ const COMMIT_BATCH = `
     SELECT * FROM jsonb_to_recordset($1::jsonb) AS i(
       id uuid, from_version int, version int, status text, snapshot jsonb, customer_id text, store_id text,
       rider_id text, area text, at timestamptz, event_id uuid, type text, data jsonb, actor jsonb, causation_id text,
-      attempt_key text, charge_id text, charge_amount int, refund_key text)
+      attempt_key text, charge_id text, charge_amount int, refund_key text, part smallint)
   ), paying AS (
     -- The orders of payments being recorded, locked first: their version then decides alone.
     SELECT o.id, CASE WHEN o.machine_id = $4::text AND o.machine_version = $5::int THEN o.version ELSE -1 END AS version
@@ -190,8 +191,8 @@ const COMMIT_BATCH = `
   ), written AS (
     SELECT id FROM changed UNION ALL SELECT id FROM created
   ), ins_journal AS (
-    INSERT INTO order_journal (order_id, seq, event_id, type, data, actor, causation_id, at)
-    SELECT i.id, i.version, i.event_id, i.type, i.data, i.actor, i.causation_id, i.at FROM input i JOIN written w ON w.id = i.id
+    INSERT INTO order_journal (order_id, seq, event_id, type, data, actor, causation_id, at, part)
+    SELECT i.id, i.version, i.event_id, i.type, i.data, i.actor, i.causation_id, i.at, i.part FROM input i JOIN written w ON w.id = i.id
   ), ins_refunds AS (
     INSERT INTO refunds (idempotency_key, order_id, charge_id, amount, reason, status, requested_at, due_at)
     SELECT r.key, r.order_id, r.charge_id, r.amount, r.reason, 'pending', r.at, r.at
@@ -216,7 +217,7 @@ const COMMIT_BATCH = `
  * id and version, or undefined when the order moved on meanwhile (the caller judges again).
  * The transitions must be on different orders.
  */
-export async function commitTransitions(sql: Sql, ts: readonly Transition[]): Promise<(Committed | undefined)[]> {
+export async function commitTransitions(sql: Sql, ts: readonly Transition[], partitions: number): Promise<(Committed | undefined)[]> {
   const rows = ts.map((t) => {
     const ctx = t.snapshot.context;
     return {
@@ -239,6 +240,7 @@ export async function commitTransitions(sql: Sql, ts: readonly Transition[]): Pr
       charge_id: t.payment?.chargeId ?? null,
       charge_amount: t.payment?.amount ?? null,
       refund_key: t.payment?.refundKey ?? null,
+      part: partitionOf(t.orderId, partitions),
     };
   });
   const refunds = ts.flatMap((t) =>
@@ -263,8 +265,8 @@ export async function commitTransitions(sql: Sql, ts: readonly Transition[]): Pr
 }
 
 /** Persists one transition; undefined when the order moved on meanwhile. */
-export async function commitTransition(sql: Sql, t: Transition): Promise<Committed | undefined> {
-  const [committed] = await commitTransitions(sql, [t]);
+export async function commitTransition(sql: Sql, t: Transition, partitions: number): Promise<Committed | undefined> {
+  const [committed] = await commitTransitions(sql, [t], partitions);
   return committed;
 }
 

@@ -18,6 +18,8 @@ export interface OrderStoreOptions {
   maxBatch: number;
   /** Most statements of each kind on their way at once. */
   maxInFlight: number;
+  /** Event partitions: each journal row is written with its order's partition. */
+  partitions: number;
   /** Called when a write is refused because another writer moved the order first. */
   onStaleWrite?: () => void;
 }
@@ -48,7 +50,7 @@ export class OrderStore {
       },
       { maxBatch: opts.maxBatch, maxInFlight: opts.maxInFlight },
     );
-    this.commits = new Batcher((ts) => commitTransitions(db, ts), { maxBatch: opts.maxBatch, maxInFlight: opts.maxInFlight, key: (t) => t.orderId, alone: true });
+    this.commits = new Batcher((ts) => commitTransitions(db, ts, opts.partitions), { maxBatch: opts.maxBatch, maxInFlight: opts.maxInFlight, key: (t) => t.orderId, alone: true });
   }
 
   /**
@@ -58,6 +60,11 @@ export class OrderStore {
    * cache, so it comes back when the traffic changes.
    */
   private staleRate = 0;
+
+  /** The event partitions the journal is split into. */
+  get partitions(): number {
+    return this.opts.partitions;
+  }
 
   /** Records whether a write judged on a cached entry went through. */
   noteOutcome(cached: boolean, written: boolean): void {

@@ -15,7 +15,9 @@ import { refundWork } from '../payment/refund.work.ts';
 import { createResilientGateway, type ResilientGateway } from '../payment/resilient-gateway.ts';
 import { viewConsumers } from '../views/registry.ts';
 import type { AnyConsumer, ConsumerGroup } from './consumers.ts';
-import { EventBus, oldestWaiting } from './event-bus.ts';
+import { EventBus } from './event-bus.ts';
+import { oldestWaiting } from './work-queue.ts';
+import { ensurePartitions, EVENTS_GROUP } from './partitions.ts';
 import { within } from './queues.ts';
 import { createOrderActors, createOrderSteps, type OrderActors } from './order-actor.ts';
 import { OrderStore } from './order-store.ts';
@@ -55,11 +57,12 @@ export type RuntimeConfig = Pick<
   | 'NOTIFY_RETRY_MAX_MS'
   | 'STORE_ACCEPT_TIMEOUT_MS'
   | 'UNPAID_ORDER_TIMEOUT_MS'
-  | 'OWED_AFTER_MS'
+  | 'EVENT_PARTITIONS'
+  | 'EVENTS_LEASE_MS'
+  | 'EVENTS_POLL_MS'
   | 'SWEEP_INTERVAL_MS'
   | 'WORK_LEASE_MS'
   | 'EVENTS_LINGER_MS'
-  | 'EVENTS_CONCURRENCY'
   | 'NOTIFICATION_RETENTION_DAYS'
   | 'IDEMPOTENCY_KEY_TTL_HOURS'
 >;
@@ -163,18 +166,30 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
       .finally(() => (sending -= 1));
   };
   // One queue and, per batch, one transaction for every consumer (each falls back to its own on failure).
-  const groups: ConsumerGroup[] = [{ name: 'events', consumers: [notifierConsumer(sendNow, config.WORK_LEASE_MS), ...viewConsumers(pg)], settles: true }];
-  const consumers: AnyConsumer[] = groups.flatMap((g) => g.consumers);
+  const group: ConsumerGroup = { name: EVENTS_GROUP, consumers: [notifierConsumer(sendNow, config.WORK_LEASE_MS), ...viewConsumers(pg)] };
+  const consumers: AnyConsumer[] = [...group.consumers];
+  await ensurePartitions(pg, config.EVENT_PARTITIONS, [group.name]);
   const bus = new EventBus({
+    db: pg,
     redisUrl: config.REDIS_URL,
     prefix: config.QUEUE_PREFIX,
-    groups,
+    group,
+    partitions: config.EVENT_PARTITIONS,
     lingerMs: config.EVENTS_LINGER_MS,
+    leaseMs: config.EVENTS_LEASE_MS,
+    renewMs: Math.max(200, Math.floor(config.EVENTS_LEASE_MS / 5)),
+    pollMs: config.EVENTS_POLL_MS,
+    consumes: config.ROLE !== 'api',
     log: log.child({ part: 'events' }),
+    onApplied: (part, events) => {
+      metrics.eventsApplied.inc({ partition: String(part) }, events);
+      metrics.eventsDelivered.inc({ group: group.name }, events);
+    },
   });
 
   const store = new OrderStore(pg, {
     cacheSize: config.ORDER_CACHE_SIZE,
+    partitions: config.EVENT_PARTITIONS,
     maxBatch: config.GROUP_COMMIT_MAX,
     maxInFlight: config.GROUP_COMMIT_IN_FLIGHT,
     onStaleWrite: () => metrics.staleWrites.inc(),
@@ -210,14 +225,11 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
   ];
   const sweeper = new Sweeper({
     db: pg,
-    bus,
-    consumers: consumers.map((c) => c.name),
     kinds,
     prompt: work,
     log: log.child({ part: 'sweeper' }),
-    owedAfterMs: config.OWED_AFTER_MS,
     intervalMs: config.SWEEP_INTERVAL_MS,
-    workGraceMs: Math.min(5000, config.OWED_AFTER_MS),
+    workGraceMs: Math.min(5000, config.WORK_LEASE_MS / 2),
     leaseMs: config.WORK_LEASE_MS,
     retention: { notificationDays: config.NOTIFICATION_RETENTION_DAYS, idempotencyKeyHours: config.IDEMPOTENCY_KEY_TTL_HOURS, closedTimerHours: 24 },
   });
@@ -226,15 +238,13 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
     breakerState: () => payments.breakerState(),
     kinds,
     backlog: async () => ({ ...(await bus.backlog()), work: await work.backlog() }),
-    oldestJobAge: async () => ({ ...(await bus.oldestJobAge()), work: await oldestWaiting(work.queue) }),
+    oldestJobAge: async () => ({ work: await oldestWaiting(work.queue) }),
+    partitionsOwned: () => bus.owned().length,
+    group: group.name,
   });
 
+  await bus.start();
   if (config.ROLE !== 'api') {
-    bus.startWorkers(pg, {
-      concurrency: config.EVENTS_CONCURRENCY,
-      lockMs: config.JOB_LOCK_MS,
-      onDelivered: (group, events) => metrics.eventsDelivered.inc({ group }, events),
-    });
     work.startWorker(kinds, { concurrency: config.WORKER_CONCURRENCY, lockMs: config.JOB_LOCK_MS, leaseMs: config.WORK_LEASE_MS });
     sweeper.start();
   }

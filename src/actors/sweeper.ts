@@ -1,22 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import type { Database } from '../db/pg.ts';
 import type { Logger } from '../log.ts';
-import type { EventRef } from './consumers.ts';
-import type { EventBus } from './event-bus.ts';
 import { runWork, type WorkKind, type WorkPrompt } from './work.ts';
-
-/** A group whose oldest waiting job is older than this is behind, not missing events. */
-const BEHIND_MS = 1000;
 
 export interface SweeperOptions {
   db: Database;
-  bus: EventBus;
-  consumers: readonly string[];
   kinds: readonly WorkKind[];
   prompt: WorkPrompt;
   log: Logger;
-  /** An event still owed to a consumer this long after it happened is sent again. */
-  owedAfterMs: number;
   /** How often each replica looks. */
   intervalMs: number;
   /** Work overdue by this much was not prompted (lost job, dead replica): the sweeper does it. */
@@ -39,11 +30,10 @@ export interface RetentionRules {
 const RETENTION_BATCH = 5000;
 
 /**
- * The backstop that makes "delayed, never lost" true. On every replica, every interval:
- * - events the journal holds that some consumer has not applied after `owedAfterMs` are sent to
- *   that consumer again (a Redis flush, a job out of attempts, a crash before publishing); events
- *   every consumer has applied are marked settled, so the next look is cheap;
- * - work items overdue and held by nobody are done here and now.
+ * The backstop that makes "delayed, never lost" true for durable work: every interval, each replica
+ * does the work items that are overdue and held by nobody (a lost job, a dead replica; the rows'
+ * leases keep two replicas off one item). Events need no sweep: each partition's owner reads on
+ * from its position.
  */
 export class Sweeper {
   private timer: NodeJS.Timeout | undefined;
@@ -81,13 +71,12 @@ export class Sweeper {
   }
 
   /** One full pass; returns what it did (tests call it directly). */
-  async sweep(): Promise<{ resent: number; work: number }> {
-    const { resent } = await this.sweepEvents();
+  async sweep(): Promise<{ work: number }> {
     const work = await this.sweepWork();
     // Once an hour across the replicas, the replica that ran it last included: a lease its holder
     // could renew would let that replica scan the tables on every sweep.
     if (await this.lease('retention', 3600_000, { renewable: false })) await this.retain();
-    return { resent, work };
+    return { work };
   }
 
   /**
@@ -131,7 +120,6 @@ export class Sweeper {
     return deleted;
   }
 
-  /** Takes a named lease for `ms` so only one replica does a pass at a time. */
   /**
    * Takes the lease `name` for `ms`: true when this replica may do the task now. A renewable lease
    * (the sweeps) stays with its holder while it keeps sweeping; one that is not (retention) is
@@ -146,62 +134,6 @@ export class Sweeper {
       [name, this.holder, ms, opts.renewable],
     );
     return rows.length > 0;
-  }
-
-  async sweepEvents(): Promise<{ resent: number }> {
-    if (!(await this.lease('owed-events', this.opts.intervalMs * 2))) return { resent: 0 };
-    // For each unsettled event: the consumers that still owe it. Events every consumer has applied
-    // are settled at once; those older than the bound are sent again to whoever still owes them
-    // (skipping a consumer that failed on the order recently: it is retried with backoff).
-    const rows = await this.opts.db.query<{ order_id: string; seq: number; owed_to: string[] }>(
-      `WITH candidates AS (
-         SELECT j.order_id, j.seq FROM order_journal j
-         WHERE j.settled_at IS NULL AND j.at < now() - interval '1 second'
-         ORDER BY j.at LIMIT 5000
-       ), owing AS (
-         SELECT c.order_id, c.seq,
-                coalesce(array_agg(k.consumer) FILTER (WHERE coalesce(cp.seq, 0) < c.seq), '{}') AS owed_to,
-                bool_or(coalesce(cp.seq, 0) < c.seq AND f.order_id IS NOT NULL
-                        AND f.last_failed_at > now() - least(interval '5 minutes', interval '1 second' * power(2, least(f.attempts, 12)))) AS backing_off
-         FROM candidates c
-         CROSS JOIN unnest($1::text[]) AS k(consumer)
-         LEFT JOIN consumer_checkpoints cp ON cp.consumer = k.consumer AND cp.order_id = c.order_id
-         LEFT JOIN consumer_failures f ON f.consumer = k.consumer AND f.order_id = c.order_id
-         GROUP BY c.order_id, c.seq
-       ), settle AS (
-         UPDATE order_journal j SET settled_at = now() FROM owing o
-         WHERE j.order_id = o.order_id AND j.seq = o.seq AND cardinality(o.owed_to) = 0
-       )
-       SELECT o.order_id, o.seq, o.owed_to FROM owing o JOIN order_journal j ON j.order_id = o.order_id AND j.seq = o.seq
-       WHERE cardinality(o.owed_to) > 0 AND NOT coalesce(o.backing_off, false) AND j.at < now() - make_interval(secs => $2::float8 / 1000)`,
-      [this.opts.consumers, this.opts.owedAfterMs],
-    );
-    // Per group: its consumers read on from their own checkpoints, so one ref serves them all.
-    const byGroup = new Map<string, Map<string, EventRef>>();
-    for (const r of rows) {
-      for (const consumer of r.owed_to) {
-        const group = this.opts.bus.groupOf(consumer)?.name ?? consumer;
-        const refs = byGroup.get(group) ?? new Map<string, EventRef>();
-        refs.set(`${r.order_id}/${r.seq}`, { orderId: r.order_id, seq: r.seq });
-        byGroup.set(group, refs);
-      }
-    }
-    let resent = 0;
-    for (const [group, refs] of byGroup) {
-      try {
-        // Consumers that are behind still have these events in their queue: wait for them.
-        if (await this.opts.bus.behind(group, BEHIND_MS)) {
-          this.opts.log.debug({ group, owed: refs.size }, 'consumers are behind; not re-sending what they still owe');
-          continue;
-        }
-        await this.opts.bus.send(group, [...refs.values()]);
-        resent += refs.size;
-      } catch (err) {
-        this.opts.log.warn({ err: (err as Error).message, group }, 'could not re-send owed events');
-      }
-    }
-    if (resent > 0) this.opts.log.info({ resent, groups: [...byGroup.keys()] }, 're-sent events still owed to consumers');
-    return { resent };
   }
 
   async sweepWork(): Promise<number> {

@@ -6,6 +6,12 @@ import { runWork, type WorkKind, type WorkPrompt } from './work.ts';
 
 export const WORK_QUEUE = 'work';
 
+/** Seconds the oldest waiting job of a queue has waited (0 when none waits). */
+export async function oldestWaiting(queue: Queue): Promise<number> {
+  const [job] = await queue.getJobs(['waiting'], 0, 0, true);
+  return job ? Math.max(0, (Date.now() - job.timestamp) / 1000) : 0;
+}
+
 interface WorkJob {
   kind: string;
   keys: string[];

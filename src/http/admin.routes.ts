@@ -75,17 +75,9 @@ export function adminRoutes(deps: { pg: Database; bus: EventBus; kinds: readonly
       async handle(ctx, { body, principal }) {
         requireAdmin(principal);
         const rows = await failures(body);
-        const byConsumer = new Map<string, EventRef[]>();
-        for (const f of rows) {
-          // The consumer reads on from its checkpoint: the order's current version covers every owed event.
-          const [order] = await deps.pg.query<{ version: number }>('SELECT version FROM orders WHERE id = $1', [f.order_id]);
-          if (order) byConsumer.set(f.consumer, [...(byConsumer.get(f.consumer) ?? []), { orderId: f.order_id, seq: order.version }]);
-        }
-        await deps.pg.query(
-          `UPDATE consumer_failures SET last_failed_at = '-infinity' WHERE ($1::text IS NULL OR consumer = $1) AND ($2::uuid IS NULL OR order_id = $2)`,
-          [body.consumer ?? null, body.orderId ?? null],
-        );
-        for (const [consumer, refs] of byConsumer) await deps.bus.send(consumer, refs);
+        await deps.bus.replayOwed(body);
+        const byConsumer = new Map<string, number>();
+        for (const f of rows) byConsumer.set(f.consumer, (byConsumer.get(f.consumer) ?? 0) + 1);
         const work: Record<string, number> = {};
         if (!body.consumer && !body.orderId) {
           for (const kind of deps.kinds) {
@@ -95,7 +87,7 @@ export function adminRoutes(deps: { pg: Database; bus: EventBus; kinds: readonly
             work[kind.name] = due.length;
           }
         }
-        ctx.body = { events: Object.fromEntries([...byConsumer].map(([c, refs]) => [c, refs.length])), work };
+        ctx.body = { events: Object.fromEntries(byConsumer), work };
       },
     }),
   ];

@@ -1,4 +1,6 @@
-import { deliver } from '../actors/consumers.ts';
+import { randomUUID } from 'node:crypto';
+import { retryOwed } from '../actors/consumers.ts';
+import { EVENTS_GROUP, partitionSql } from '../actors/partitions.ts';
 import type { Database } from '../db/pg.ts';
 import type { Logger } from '../log.ts';
 import { viewConsumers } from './registry.ts';
@@ -25,36 +27,45 @@ export interface RebuildOptions {
   log: Logger;
 }
 
+/** How long the rebuild's claim on its owed orders lasts without renewal (live owners take over after). */
+const REBUILD_LEASE_MS = 60_000;
+
 /**
- * Empties the views, in one transaction: their tables, their checkpoints and their recorded
- * failures. It locks the views' tables, then `consumer_checkpoints`, in the order a delivery takes
- * them (it writes the views in registry order and its checkpoints last): a delivery half-way
- * through finishes first, one that starts after waits at its first view statement, and none can
- * deadlock with the reset. Plain reads of other tables go on; deliveries pause for the moment
- * this takes.
+ * Empties the views, in one transaction: their tables and their owed orders; then every order is
+ * owed to them from its first event (origin 'rebuild'), and the group's positions are bumped so a
+ * live batch read before the reset reads again instead of writing to the emptied views. It locks
+ * the views' tables first, in the order a delivery writes them; a deadlock with a delivery is
+ * resolved by PostgreSQL and the reset runs again. While the rebuild's lease is held, the live
+ * owners leave the rebuild's owed orders to it.
  */
-export async function resetViews(db: Database, views: readonly ViewDefinition[], ordersTotal: number, attempt = 1): Promise<void> {
+export async function resetViews(db: Database, views: readonly ViewDefinition[], ordersTotal: number, holder: string, attempt = 1): Promise<void> {
   try {
-    await reset(db, views, ordersTotal);
+    await reset(db, views, ordersTotal, holder);
   } catch (err) {
-    // A delivery that took a view's table lock before this reset asked for it can deadlock with
-    // it; PostgreSQL then gives one of the two up. If it is the reset, it simply runs again.
-    if ((err as { code?: unknown }).code === '40P01' && attempt < 5) return resetViews(db, views, ordersTotal, attempt + 1);
+    if ((err as { code?: unknown }).code === '40P01' && attempt < 5) return resetViews(db, views, ordersTotal, holder, attempt + 1);
     throw err;
   }
 }
 
-async function reset(db: Database, views: readonly ViewDefinition[], ordersTotal: number): Promise<void> {
+async function reset(db: Database, views: readonly ViewDefinition[], ordersTotal: number, holder: string): Promise<void> {
   const consumers = views.map((v) => consumerNameOf(v.name));
   const tables = views.flatMap((v) => v.tables);
   await db.transaction(async (tx) => {
-    // In the order deliveries take them (view tables in registry order, checkpoints last), so a
-    // delivery half-way through finishes first and none can deadlock with the reset.
     await tx.query(`LOCK TABLE ${tables.map((t) => `"${t}"`).join(', ')} IN ACCESS EXCLUSIVE MODE`);
-    await tx.query('LOCK TABLE consumer_checkpoints IN EXCLUSIVE MODE');
-    await tx.query('DELETE FROM consumer_checkpoints WHERE consumer = ANY($1::text[])', [consumers]);
     await tx.query('DELETE FROM consumer_failures WHERE consumer = ANY($1::text[])', [consumers]);
     await tx.query(`TRUNCATE ${tables.map((t) => `"${t}"`).join(', ')}`);
+    await tx.query(
+      `INSERT INTO consumer_failures (consumer, order_id, part, seq, upto, attempts, error, first_failed_at, last_failed_at, origin)
+       SELECT c, o.id, ${partitionSql('o.id', '(SELECT count(*) FROM event_partitions)')}, 1, o.version, 0, 'owed to a rebuild', now(), now(), 'rebuild'
+       FROM orders o CROSS JOIN unnest($1::text[]) AS c`,
+      [consumers],
+    );
+    await tx.query('UPDATE consumer_positions SET version = version + 1 WHERE grp = $1', [EVENTS_GROUP]);
+    await tx.query(
+      `INSERT INTO leases (name, holder, until) VALUES ('views-rebuild', $1, now() + make_interval(secs => $2::float8 / 1000))
+       ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, until = EXCLUDED.until`,
+      [holder, REBUILD_LEASE_MS],
+    );
     await tx.query(
       `INSERT INTO view_status (view, rebuild_started_at, rebuild_updated_at, rebuild_finished_at, rebuild_orders_done, rebuild_orders_total)
        SELECT v, now(), now(), NULL, 0, $2 FROM unnest($1::text[]) AS v
@@ -66,43 +77,47 @@ async function reset(db: Database, views: readonly ViewDefinition[], ordersTotal
 }
 
 /**
- * Rebuilds views from the journal while the service keeps running: empties them, then walks every
- * order (by id, `batchOrders` at a time) and delivers it to each view's consumer up to its current
- * version, through the same code and the same checkpoint as live delivery. Live events and the
- * replay meet at the per-order checkpoint: whichever writes it second rolls back, reads again, finds the events
- * applied and applies only what is newer, so the result equals what the live views would be.
- * Orders placed during the rebuild reach the views live, or through the walk, or both (harmless).
+ * Rebuilds views from the journal while the service keeps running: empties them and owes them
+ * every order (`resetViews`), then applies the owed orders, `batchOrders` at a time, through the
+ * views' own code, as far as live delivery's positions got (live delivery applies the rest as it
+ * reads on). An order that gets new events meanwhile meets the rebuild at its owed row, whose
+ * version both check, so the result equals what the live views would be. If the rebuild stops,
+ * its lease runs out and the partitions' owners finish it.
  */
 export async function rebuildViews(db: Database, views: readonly ViewDefinition[], opts: RebuildOptions): Promise<RebuildResult> {
   const batchOrders = opts.batchOrders ?? 500;
   const started = performance.now();
   const names = views.map((v) => v.name);
+  const holder = `rebuild-${randomUUID()}`;
   const [{ n: ordersTotal }] = (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM orders')) as [{ n: number }];
-  await resetViews(db, views, ordersTotal);
-  const consumers = viewConsumers(db, views);
+  await resetViews(db, views, ordersTotal, holder);
+  const group = { name: EVENTS_GROUP, consumers: viewConsumers(db, views) };
   const progress: RebuildProgress = { ordersDone: 0, ordersTotal, eventsApplied: 0, elapsedMs: 0 };
   opts.onProgress?.({ ...progress });
-  let after: string | null = null;
+  let unitsDone = 0;
   for (;;) {
-    const orders: { id: string; version: number }[] = await db.query<{ id: string; version: number }>(
-      'SELECT id, version FROM orders WHERE $1::uuid IS NULL OR id > $1::uuid ORDER BY id LIMIT $2',
-      [after, batchOrders],
-    );
-    if (orders.length === 0) break;
-    const refs = orders.map((o) => ({ orderId: o.id, seq: o.version }));
-    progress.eventsApplied += await deliver(db, { name: 'rebuild', consumers }, refs, opts.log);
-    after = orders.at(-1)!.id;
-    progress.ordersDone += orders.length;
+    const r = await retryOwed(db, group, { rebuild: true, limit: batchOrders * views.length }, opts.log);
+    if (r.done + r.failed === 0) break;
+    unitsDone += r.done + r.failed;
+    progress.eventsApplied += r.events;
+    progress.ordersDone = Math.min(ordersTotal, Math.floor(unitsDone / views.length));
     progress.elapsedMs = performance.now() - started;
-    await db.query('UPDATE view_status SET rebuild_updated_at = now(), rebuild_orders_done = $2 WHERE view = ANY($1::text[])', [names, progress.ordersDone]);
+    await db.query(
+      `WITH renewed AS (UPDATE leases SET until = now() + make_interval(secs => $3::float8 / 1000) WHERE name = 'views-rebuild' AND holder = $4)
+       UPDATE view_status SET rebuild_updated_at = now(), rebuild_orders_done = $2 WHERE view = ANY($1::text[])`,
+      [names, progress.ordersDone, REBUILD_LEASE_MS, holder],
+    );
     opts.onProgress?.({ ...progress });
   }
+  progress.ordersDone = ordersTotal;
   await db.query(
-    'UPDATE view_status SET rebuild_updated_at = now(), rebuild_finished_at = now(), rebuild_needed = false, rebuild_orders_done = $2 WHERE view = ANY($1::text[])',
-    [names, progress.ordersDone],
+    `WITH done AS (DELETE FROM leases WHERE name = 'views-rebuild' AND holder = $3)
+     UPDATE view_status SET rebuild_updated_at = now(), rebuild_finished_at = now(), rebuild_needed = false, rebuild_orders_done = $2 WHERE view = ANY($1::text[])`,
+    [names, progress.ordersDone, holder],
   );
-  const [{ n: failedOrders }] = (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM consumer_failures WHERE consumer = ANY($1::text[])', [
-    views.map((v) => consumerNameOf(v.name)),
-  ])) as [{ n: number }];
+  const [{ n: failedOrders }] = (await db.query<{ n: number }>(
+    'SELECT count(DISTINCT order_id)::int AS n FROM consumer_failures WHERE consumer = ANY($1::text[]) AND attempts > 0',
+    [views.map((v) => consumerNameOf(v.name))],
+  )) as [{ n: number }];
   return { ...progress, elapsedMs: performance.now() - started, views: names, failedOrders };
 }

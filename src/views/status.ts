@@ -1,5 +1,6 @@
 import { Gauge, type Registry } from 'prom-client';
 import type { Database } from '../db/pg.ts';
+import { EVENTS_GROUP } from '../actors/partitions.ts';
 import { consumerNameOf } from './view.ts';
 
 export interface ViewRebuild {
@@ -15,7 +16,7 @@ export interface ViewRebuild {
 export interface ViewState {
   view: string;
   consumer: string;
-  /** Journaled events the view has not applied yet (among the unsettled ones the measure scans). */
+  /** Journaled events the view has not applied yet (at most the measure's scan limit per partition). */
   eventsBehind: number;
   /** How old the oldest of those events is; 0 when the view is caught up. */
   lagSeconds: number;
@@ -29,7 +30,7 @@ export interface ViewState {
 
 export interface ViewsStatus {
   measuredAt: string;
-  /** False when there were more unsettled events than the measure scans: `eventsBehind` and `lagSeconds` are then lower bounds. */
+  /** False when a partition had more events behind than the measure scans: `eventsBehind` and `lagSeconds` are then lower bounds. */
   complete: boolean;
   views: ViewState[];
 }
@@ -47,7 +48,7 @@ interface Row {
   oldest: Date | null;
   lag_seconds: number;
   measured_at: Date;
-  unsettled: number;
+  incomplete: boolean;
   applied_at: Date | null;
   rebuild_needed: boolean | null;
   rebuild_started_at: Date | null;
@@ -58,43 +59,47 @@ interface Row {
 }
 
 /**
- * Measures how far each view trails the journal, cheaply: only events not yet settled (applied by
- * every consumer, as the sweeper marks them) can be owed, and the partial index on them is in time
- * order. A view's lag is the age of the oldest of those its checkpoint has not reached. It looks at
- * the `scanLimit` oldest and the `scanLimit` newest: a view that stopped shows among the first, a
- * view that keeps up but trails by a moment among the last. With more unsettled events than that
- * (the sweeper behind), both figures are lower bounds and `complete` is false.
+ * Measures how far each view trails the journal, cheaply: the events past the group's position in
+ * each partition (an index probe per partition when it keeps up, at most `scanLimit` read per
+ * partition), plus the events of orders the view owes on its own (it failed on them, or is being
+ * rebuilt). A view's lag is the age of the oldest of those. When a partition has more than
+ * `scanLimit` events behind, both figures are lower bounds and `complete` is false.
  */
 export async function measureViews(db: Database, views: readonly string[], scanLimit = 10_000): Promise<ViewsStatus> {
   const rows = await db.query<Row>(
-    `WITH oldest AS (
-       SELECT j.order_id, j.seq, j.at FROM order_journal j WHERE j.settled_at IS NULL ORDER BY j.at LIMIT $2
-     ), newest AS (
-       SELECT j.order_id, j.seq, j.at FROM order_journal j WHERE j.settled_at IS NULL ORDER BY j.at DESC LIMIT $2
-     ), unsettled AS (
-       SELECT * FROM oldest UNION SELECT * FROM newest
+    `WITH g AS (
+       SELECT coalesce(sum(b.n), 0)::int AS behind, min(b.oldest) AS oldest, coalesce(bool_or(b.n >= $2), false) AS full
+       FROM consumer_positions p
+       CROSS JOIN LATERAL (
+         SELECT count(*) AS n, min(x.at) AS oldest FROM (
+           SELECT j.at FROM order_journal j WHERE j.part = p.part AND (j.tx, j.pos) > (p.tx, p.pos) ORDER BY j.tx, j.pos LIMIT $2
+         ) x
+       ) b
+       WHERE p.grp = $3
+     ), f AS (
+       SELECT consumer, order_id, seq FROM consumer_failures WHERE consumer = ANY(ARRAY(SELECT 'view.' || v FROM unnest($1::text[]) AS v)) LIMIT $2
      ), owed AS (
-       SELECT k.view, u.at
-       FROM unsettled u CROSS JOIN unnest($1::text[]) AS k(view)
-       LEFT JOIN consumer_checkpoints cp ON cp.consumer = 'view.' || k.view AND cp.order_id = u.order_id
-       WHERE coalesce(cp.seq, 0) < u.seq
+       SELECT f.consumer, count(*)::int AS n, min(j.at) AS oldest
+       FROM f JOIN order_journal j ON j.order_id = f.order_id AND j.seq >= f.seq
+       JOIN consumer_positions p ON p.grp = $3 AND p.part = j.part AND (j.tx, j.pos) <= (p.tx, p.pos)
+       GROUP BY f.consumer
      )
-     SELECT k.view, count(o.at)::int AS behind, min(o.at) AS oldest,
-            coalesce(greatest(0, extract(epoch FROM now() - min(o.at))), 0)::float8 AS lag_seconds,
-            now() AS measured_at, (SELECT count(*)::int FROM oldest) AS unsettled,
+     SELECT k.view, g.behind + coalesce(o.n, 0) AS behind, least(g.oldest, o.oldest) AS oldest,
+            coalesce(greatest(0, extract(epoch FROM now() - least(g.oldest, o.oldest))), 0)::float8 AS lag_seconds,
+            now() AS measured_at, (g.full OR (SELECT count(*) FROM f) >= $2) AS incomplete,
             s.applied_at, s.rebuild_needed, s.rebuild_started_at, s.rebuild_updated_at, s.rebuild_finished_at,
             s.rebuild_orders_done, s.rebuild_orders_total
      FROM unnest($1::text[]) WITH ORDINALITY AS k(view, n)
-     LEFT JOIN owed o ON o.view = k.view
+     CROSS JOIN g
+     LEFT JOIN owed o ON o.consumer = 'view.' || k.view
      LEFT JOIN view_status s ON s.view = k.view
-     GROUP BY k.view, k.n, s.view
      ORDER BY k.n`,
-    [views, scanLimit],
+    [views, scanLimit, EVENTS_GROUP],
   );
   const measuredAt = rows[0]?.measured_at ?? new Date();
   return {
     measuredAt: measuredAt.toISOString(),
-    complete: (rows[0]?.unsettled ?? 0) < scanLimit,
+    complete: !(rows[0]?.incomplete ?? false),
     views: rows.map((r) => ({
       view: r.view,
       consumer: consumerNameOf(r.view),

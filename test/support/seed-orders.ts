@@ -1,3 +1,4 @@
+import { partitionSql } from '../../src/actors/partitions.ts';
 import { randomUUID } from 'node:crypto';
 import { initialTransition, transition } from 'xstate';
 import { emittedEvents } from '../../src/actors/order-repository.ts';
@@ -89,8 +90,8 @@ export async function seedOrders(db: Sql, orders: readonly ScriptedOrder[], now 
       [JSON.stringify(orderRows), ORDER_MACHINE_ID, ORDER_MACHINE_VERSION],
     );
     await db.query(
-      `INSERT INTO order_journal (order_id, seq, event_id, type, data, actor, at)
-       SELECT r.order_id, r.seq, r.event_id, r.type, r.data, r.actor, r.at
+      `INSERT INTO order_journal (order_id, seq, event_id, type, data, actor, at, part)
+       SELECT r.order_id, r.seq, r.event_id, r.type, r.data, r.actor, r.at, ${partitionSql('r.order_id', '(SELECT count(*) FROM event_partitions)')}
        FROM jsonb_to_recordset($1::jsonb) AS r(order_id uuid, seq int, event_id uuid, type text, data jsonb, actor jsonb, at timestamptz)`,
       [JSON.stringify(journalRows)],
     );
