@@ -79,7 +79,7 @@ describe('events: journal, partitions and consumers', function () {
     const own = await startSystem({ name: 'race', env: { ROLE: 'api' } });
     try {
       const q = await own.newParties();
-      const orders = [];
+      const orders: { id: string }[] = [];
       for (let i = 0; i < 6; i += 1) orders.push(await own.placeOrder(q));
       for (const o of orders.slice(0, 3)) await own.drive(q, o.id, ['pay', 'accept']);
       const group: ConsumerGroup = { name: 'events', consumers: own.runtime.consumers };

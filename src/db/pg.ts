@@ -68,32 +68,6 @@ export class Database implements Sql {
     }
   }
 
-  /**
-   * Runs `fn` while this process holds the PostgreSQL advisory lock named `name`: callers with the
-   * same name, in any replica, run one at a time (the others wait for the lock). The lock is a
-   * session lock on a pooled connection of its own, so `fn` uses the pool as usual and may run
-   * any number of statements and transactions. A replica that dies holding the lock releases it
-   * with its connection. Waiting for it is bounded like any lock wait (`lock_timeout`).
-   */
-  async exclusively<T>(name: string, fn: () => Promise<T>): Promise<T> {
-    const client = await this.pool.connect();
-    let broken: Error | undefined;
-    try {
-      await client.query(statement('SELECT pg_advisory_lock(hashtextextended($1, 0))', [name]));
-    } catch (err) {
-      client.release(isConnectionError(err) ? (err as Error) : undefined);
-      throw err;
-    }
-    try {
-      return await fn();
-    } finally {
-      await client.query(statement('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [name])).catch((err: Error) => {
-        broken = err; // dropping the connection releases the lock
-      });
-      client.release(broken);
-    }
-  }
-
   /** Runs `fn` in one transaction on one pooled client; rolls back on any error. */
   async transaction<T>(fn: (tx: Sql) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
