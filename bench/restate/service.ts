@@ -11,6 +11,8 @@
 // which the Restate ingress forwards to the handler.
 //
 //   PORT=9080 PAYMENT_URL=http://127.0.0.1:4010 AUTH_SECRET=... [NOTIFICATIONS=on] node --import tsx bench/restate/service.ts
+// First: the SDK needs Promise.withResolvers, which Node 20 lacks.
+import './node20.ts';
 import * as restate from '@restatedev/restate-sdk';
 import { jwtVerify } from 'jose';
 
