@@ -57,8 +57,10 @@ export interface RestateOptions {
    * costs it about 40 % of its throughput; a partition per core is the fair opponent.
    */
   partitions: number;
-  /** A notification per status change, as Baedal's notifications view records (more work for Restate). */
+  /** A notification per status change recorded in a per-customer object, as Baedal's notifications feed records it. */
   notifications: boolean;
+  /** Where the service POSTs each status change's notifications (as Baedal's NOTIFY_WEBHOOK_URL); none when unset. */
+  webhookUrl?: string;
   nodeArgs?: readonly string[];
 }
 
@@ -83,7 +85,15 @@ export async function startRestate(group: ProcessGroup, opts: RestateOptions): P
     },
   });
   const service = group.start('restate-service', process.execPath, [...(opts.nodeArgs ?? []), '--import', 'tsx', join(RESTATE_PROJECT, 'service.ts')], {
-    env: { ...process.env, PORT: String(servicePort), PAYMENT_URL: opts.paymentUrl, AUTH_SECRET: opts.secret, NOTIFICATIONS: opts.notifications ? 'on' : 'off', RESTATE_LOGGING: 'ERROR' },
+    env: {
+      ...process.env,
+      PORT: String(servicePort),
+      PAYMENT_URL: opts.paymentUrl,
+      AUTH_SECRET: opts.secret,
+      NOTIFICATIONS: opts.notifications ? 'on' : 'off',
+      NOTIFY_WEBHOOK_URL: opts.webhookUrl ?? '',
+      RESTATE_LOGGING: 'ERROR',
+    },
   });
   const stop = async () => {
     await service.stop();

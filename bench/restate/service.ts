@@ -4,15 +4,21 @@
 // does not allow (409), with the same rules, roles and gateway calls as the Baedal API:
 //   - pay charges the fake payment gateway over HTTP inside ctx.run (idempotency key per order);
 //   - reject and cancel after pay send a one-way refund, as Baedal's refund consumer does;
-//   - with NOTIFICATIONS=on, every status change also sends a one-way notification to the
-//     customer's notifications object, as Baedal's notifications view records one. Off by default,
-//     so the comparison is against the leaner (faster) Restate.
+//   - with NOTIFY_WEBHOOK_URL set, every status change sends a one-way call to the Notifier
+//     service, which POSTs the same notifications as Baedal's (one per recipient, same body, same
+//     `Idempotency-Key` derived from the event and recipient) to the webhook, each inside ctx.run:
+//     durable and retried until the webhook answers 2xx, as Baedal's delivery is. Event ids are
+//     UUIDv7 stamped with the status change's time, so a receiver can tell the delivery lag;
+//   - with NOTIFICATIONS=on, every status change is also recorded in the customer's Notifications
+//     object, as Baedal's notifications feed records it.
 // Callers sign in as with Baedal: `Authorization: Bearer <HS256 JWT>` with `sub` and `role`,
 // which the Restate ingress forwards to the handler.
 //
-//   PORT=9080 PAYMENT_URL=http://127.0.0.1:4010 AUTH_SECRET=... [NOTIFICATIONS=on] node --import tsx bench/restate/service.ts
+//   PORT=9080 PAYMENT_URL=http://127.0.0.1:4010 AUTH_SECRET=... [NOTIFY_WEBHOOK_URL=http://...] [NOTIFICATIONS=on] \
+//     node --import tsx bench/restate/service.ts
 // First: the SDK needs Promise.withResolvers, which Node 20 lacks.
 import './node20.ts';
+import { createHash } from 'node:crypto';
 import * as restate from '@restatedev/restate-sdk';
 import { jwtVerify } from 'jose';
 
@@ -25,6 +31,9 @@ if (!AUTH_SECRET || AUTH_SECRET.length < 16) {
 }
 const SECRET = new TextEncoder().encode(AUTH_SECRET);
 const NOTIFY = process.env.NOTIFICATIONS === 'on';
+const WEBHOOK_URL = process.env.NOTIFY_WEBHOOK_URL || undefined;
+/** Deadline of one webhook call (Baedal's NOTIFY_TIMEOUT_MS default). */
+const WEBHOOK_TIMEOUT_MS = 5000;
 /** Kept per customer; older notifications are dropped (a retention rule, as any view needs). */
 const NOTIFICATIONS_KEPT = 50;
 
@@ -162,6 +171,92 @@ const payments = restate.service({
   },
 });
 
+type RecipientRole = 'customer' | 'store' | 'rider';
+
+/** The webhook's body, as Baedal sends it. */
+interface NotificationMessage {
+  notificationId: string;
+  eventId: string;
+  orderId: string;
+  status: Status;
+  to: { role: RecipientRole; id: string };
+  text: string;
+}
+
+/** The same id for the same message every time (Baedal's rule): the receiver deduplicates on it. */
+function notificationId(eventId: string, role: RecipientRole): string {
+  const hex = createHash('md5').update(`${eventId}:${role}`).digest('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
+}
+
+/** A UUIDv7 for a status change at `ms`: the time in its first 48 bits, the rest from Restate's deterministic random. */
+function eventIdAt(ctx: restate.ObjectContext, ms: number): string {
+  const r = ctx.rand.uuidv4().replaceAll('-', '');
+  const t = Math.floor(ms).toString(16).padStart(12, '0');
+  const variant = ((Number.parseInt(r[16]!, 16) & 0x3) | 0x8).toString(16);
+  return `${t.slice(0, 8)}-${t.slice(8, 12)}-7${r.slice(13, 16)}-${variant}${r.slice(17, 20)}-${r.slice(20, 32)}`;
+}
+
+const money = (amount: number) => amount.toLocaleString('en-US');
+const refundText = (o: Order) => (o.refund ? ` Your payment of ${money(o.refund.amount)} will be refunded.` : '');
+const CUSTOMER_TEXT: Record<Status, (o: Order) => string> = {
+  awaitingPayment: () => 'Your order is placed and waiting for payment.',
+  paid: () => 'Payment received; the store is looking at your order.',
+  accepted: () => 'The store accepted your order.',
+  rejected: (o) => `The store could not take your order.${refundText(o)}`,
+  cooking: () => 'The store started cooking your order.',
+  cooked: () => 'Your order is cooked and waiting for a rider.',
+  cancelled: (o) => `Your order was cancelled.${refundText(o)}`,
+  pickedUp: () => 'A rider picked up your order.',
+  delivered: () => 'Your order was delivered. Enjoy!',
+};
+
+/**
+ * Who hears of a status change, and what (Baedal's rule): the customer of every one; the store when
+ * the order reaches it (paid) or leaves it (cancelled after payment); the rider when the delivery is
+ * confirmed or an order they picked is cancelled. A store that rejects is not told of its own reject.
+ */
+function messagesOf(eventId: string, before: Order | null, after: Order): NotificationMessage[] {
+  const short = after.id.slice(0, 8);
+  const to: { role: RecipientRole; id: string; text: string }[] = [{ role: 'customer', id: after.customerId, text: CUSTOMER_TEXT[after.status](after) }];
+  if (after.status === 'paid') {
+    to.push({ role: 'store', id: after.storeId, text: `New paid order ${short} (${after.items.reduce((n, i) => n + i.qty, 0)} items): accept or reject it.` });
+  }
+  if (after.status === 'cancelled' && before) {
+    if (before.status !== 'awaitingPayment') to.push({ role: 'store', id: after.storeId, text: `Order ${short} was cancelled by the customer.` });
+    if (before.riderId) to.push({ role: 'rider', id: before.riderId, text: `Order ${short} was cancelled.` });
+  }
+  if (after.status === 'delivered' && after.riderId) to.push({ role: 'rider', id: after.riderId, text: `The customer confirmed delivery of order ${short}. Thank you!` });
+  return to.map((r) => ({ notificationId: notificationId(eventId, r.role), eventId, orderId: after.id, status: after.status, to: { role: r.role, id: r.id }, text: r.text }));
+}
+
+async function post(m: NotificationMessage): Promise<void> {
+  const res = await fetch(WEBHOOK_URL!, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'idempotency-key': m.notificationId },
+    body: JSON.stringify(m),
+    signal: AbortSignal.timeout(WEBHOOK_TIMEOUT_MS),
+  });
+  await res.arrayBuffer();
+  if (!res.ok) throw new Error(`webhook answered ${res.status}`);
+}
+
+/** Delivers a status change's notifications, each POST journaled by ctx.run and retried by Restate until it answers 2xx. */
+const notifier = restate.service({
+  name: 'Notifier',
+  handlers: {
+    deliver: async (ctx: restate.Context, messages: NotificationMessage[]) => {
+      for (const m of messages) await ctx.run(`notify ${m.to.role}`, () => post(m));
+    },
+  },
+});
+
+/** Records and sends what a status change owes the parties (each part only when it is switched on). */
+function notify(ctx: restate.ObjectContext, before: Order | null, after: Order, ms: number): void {
+  if (NOTIFY) ctx.objectSendClient(notifications, after.customerId).add({ orderId: after.id, status: after.status, at: after.updatedAt });
+  if (WEBHOOK_URL) ctx.serviceSendClient(notifier).deliver(messagesOf(eventIdAt(ctx, ms), before, after));
+}
+
 async function command(ctx: restate.ObjectContext, type: Command, input: { reason?: unknown } | undefined): Promise<ReturnType<typeof view>> {
   const who = await principalOf(ctx);
   const order = await ctx.get<Order>('order');
@@ -173,7 +268,8 @@ async function command(ctx: restate.ObjectContext, type: Command, input: { reaso
   }
   if (type === 'reject' && (typeof input?.reason !== 'string' || input.reason.length === 0)) fail(400, 'invalid_body', 'reject needs a reason');
 
-  const next: Order = { ...order, status: t.to, version: order.version + 1, updatedAt: new Date(await ctx.date.now()).toISOString() };
+  const now = await ctx.date.now();
+  const next: Order = { ...order, status: t.to, version: order.version + 1, updatedAt: new Date(now).toISOString() };
   if (type === 'pay') {
     const charge = await ctx.run('charge', () => gateway('/charges', { orderId: order.id, amount: order.total, idempotencyKey: `order-${order.id}-charge` }));
     if (charge.status === 402) fail(402, 'payment_declined', 'the card was declined');
@@ -187,7 +283,7 @@ async function command(ctx: restate.ObjectContext, type: Command, input: { reaso
     ctx.serviceSendClient(payments).refund({ orderId: order.id, chargeId: order.chargeId, amount: order.total });
   }
   ctx.set('order', next);
-  if (NOTIFY) ctx.objectSendClient(notifications, order.customerId).add({ orderId: order.id, status: next.status, at: next.updatedAt });
+  notify(ctx, order, next, now);
   return view(next);
 }
 
@@ -215,7 +311,8 @@ const order = restate.object({
         if (!food || !Number.isInteger(qty) || qty < 1) return fail(422, 'unprocessable', `${foodId} is not on the menu of ${input.storeId}`);
         return { foodId, name: food.name, qty, price: food.price };
       });
-      const now = new Date(await ctx.date.now()).toISOString();
+      const ms = await ctx.date.now();
+      const now = new Date(ms).toISOString();
       const placed: Order = {
         id: ctx.key,
         status: 'awaitingPayment',
@@ -233,7 +330,7 @@ const order = restate.object({
         updatedAt: now,
       };
       ctx.set('order', placed);
-      if (NOTIFY) ctx.objectSendClient(notifications, who.sub).add({ orderId: placed.id, status: placed.status, at: now });
+      notify(ctx, null, placed, ms);
       return view(placed);
     },
     pay: handler('pay'),
@@ -253,6 +350,6 @@ const order = restate.object({
   },
 });
 
-const port = await restate.serve({ services: [order, store, notifications, payments], port: PORT });
+const port = await restate.serve({ services: [order, store, notifications, payments, notifier], port: PORT });
 console.log(`Restate order service endpoint listening on ${port}`);
 for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => process.exit(0));
