@@ -57,6 +57,10 @@ describe('load generator (npm run load)', function () {
     expect(s.errors, JSON.stringify(s.errors)).to.deep.include({ total: 0 });
     expect(s.lifecycles.completed).to.be.greaterThan(0);
     expect(s.commands).to.be.at.least(s.lifecycles.completed * 3);
+    // Every command answered 2xx in any phase, by command (what the benchmark's notification check counts from).
+    expect(s.commandsAllPhases.place).to.be.at.least(s.lifecycles.completedAllPhases);
+    expect(s.commandsAllPhases.pay).to.be.at.least(s.lifecycles.completedAllPhases);
+    expect(Object.values(s.commandsAllPhases).reduce((sum, n) => sum + n, 0)).to.be.at.least(s.commands);
     expect(s.verify).to.not.equal(null);
     expect(s.verify!.mismatches, JSON.stringify(s.verify!.examples)).to.equal(0);
     expect(s.verify!.checked).to.equal(s.lifecycles.completedAllPhases);
@@ -75,6 +79,8 @@ describe('load generator (npm run load)', function () {
     const s = summaryOf(run);
     expect(s.errors.byKind['503 payment_unavailable'], JSON.stringify(s.errors)).to.be.greaterThan(0);
     expect(Object.keys(s.errors.byCommand)).to.deep.equal(['pay']);
+    expect(s.commandsAllPhases.place).to.be.greaterThan(0);
+    expect(s.commandsAllPhases.pay).to.equal(0);
     expect(s.lifecycles.completed).to.equal(0);
     expect(s.lifecycles.abandoned).to.equal(s.errors.total);
     expect(s.verify).to.deep.include({ checked: 0, mismatches: 0 });

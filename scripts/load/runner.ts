@@ -49,6 +49,8 @@ export interface LoadSummary {
   /** Commands answered 2xx within the measured window (place counts as a command). */
   commands: number;
   commandsPerS: number;
+  /** Commands answered 2xx in every phase (warm-up and drain included), by command: what the run changed. */
+  commandsAllPhases: Record<CommandName, number>;
   lifecycles: {
     /** Lifecycles whose last command was answered within the measured window. */
     completed: number;
@@ -124,6 +126,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadSummary> {
     const finishedByKind: Record<LifecycleKind, number> = { full: 0, cancel: 0, reject: 0 };
     const finished: Finished[] = [];
     let measuredCommands = 0;
+    const okByCommand = Object.fromEntries(COMMAND_NAMES.map((name) => [name, 0])) as Record<CommandName, number>;
     let measuredLifecycles = 0;
     let abandoned = 0;
     // For the progress line: everything answered, whatever the phase.
@@ -176,6 +179,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadSummary> {
       o.onAnswer?.(name, call, res);
       const ok = res.status >= 200 && res.status < 300;
       if (ok) {
+        okByCommand[name]++;
         if (phase === 'measure') {
           latencies.record(name, ms);
           measuredCommands++;
@@ -258,6 +262,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadSummary> {
       runId: o.runId,
       commands: measuredCommands,
       commandsPerS: measuredCommands / measuredS,
+      commandsAllPhases: okByCommand,
       lifecycles: {
         completed: measuredLifecycles,
         perS: measuredLifecycles / measuredS,
