@@ -2,6 +2,7 @@
 import type { LoadSummary } from '../scripts/load/runner.ts';
 import type { Ceiling } from './ceilings.ts';
 import type { CpuUse, RssTrack, ViewLag } from './measure.ts';
+import type { Deliveries } from './webhooks.ts';
 
 export type System = 'baedal' | 'restate' | 'bare';
 
@@ -11,6 +12,8 @@ export interface RunResult {
   /** Service processes (Baedal replicas); 1 for Restate and the bare server. */
   processes: number;
   concurrency: number;
+  /** Whether the service delivered its notifications to the webhook receiver in this run. */
+  webhooks: boolean;
   load: LoadSummary;
   cpu: CpuUse & {
     /** CPU ms per command of: the service processes (Baedal) or restate-server + its service endpoint (Restate). */
@@ -18,10 +21,14 @@ export interface RunResult {
     postgresMsPerCommand: number;
     redisMsPerCommand: number;
     gatewayMsPerCommand: number;
+    /** The webhook receiver (NaN when webhooks were off). */
+    receiverMsPerCommand: number;
     loadGeneratorMsPerCommand: number;
   };
   rss: RssTrack[];
   viewLag: ViewLag;
+  /** What arrived at the webhook receiver, when webhooks were on. */
+  deliveries?: Deliveries;
 }
 
 export interface Ceilings {
@@ -43,11 +50,28 @@ export function systemLabel(r: Pick<RunResult, 'system' | 'processes'>): string 
 export function runLine(r: RunResult): string {
   const l = r.load;
   const check = !l.verify ? 'no final check' : l.verify.mismatches === 0 ? `final check ok (${l.verify.checked})` : `FINAL CHECK: ${l.verify.mismatches} of ${l.verify.checked} in the wrong state`;
+  const d = r.deliveries;
+  const webhooks = !r.webhooks
+    ? 'webhooks off'
+    : !d
+      ? 'webhooks on'
+      : `webhooks on: ${d.complete ? `every notification arrived (${count(d.distinct)})` : `ONLY ${count(d.distinct)} OF ${count(d.expected)} NOTIFICATIONS ARRIVED`}, delivery lag p99 ${d.lag.available ? `${f(d.lag.p99Ms, 0)} ms` : (d.lag.note ?? 'n/a')}`;
   return (
     `  → ${f(l.commandsPerS, 0)} commands/s, ${f(l.lifecycles.perS)} lifecycles/s, p50/p95/p99 ${f(l.latencyMs.overall.p50)}/${f(l.latencyMs.overall.p95)}/${f(l.latencyMs.overall.p99)} ms, ` +
-    `errors ${l.errors.total}, ${check}; CPU ms/command: service ${f(r.cpu.serviceMsPerCommand, 2)}, PostgreSQL ${f(r.cpu.postgresMsPerCommand, 2)}, load generator ${f(r.cpu.loadGeneratorMsPerCommand, 2)}`
+    `errors ${l.errors.total}, ${check}; ${webhooks}; CPU ms/command: service ${f(r.cpu.serviceMsPerCommand, 2)}, PostgreSQL ${f(r.cpu.postgresMsPerCommand, 2)}, ` +
+    `${r.webhooks ? `receiver ${f(r.cpu.receiverMsPerCommand, 2)}, ` : ''}load generator ${f(r.cpu.loadGeneratorMsPerCommand, 2)}`
   );
 }
+
+const count = (n: number) => n.toLocaleString('en-US');
+/** Says next to a figure whether notifications were delivered to the webhook receiver in its run. */
+export const webhooksTag = (on: boolean) => (on ? '[webhooks on]' : '[webhooks off]');
+/** What Baedal must reach against Restate at concurrency 64, each doing the same work. */
+export const RESTATE_RATIO_TARGET = { on: 2, off: 2.5 } as const;
+/** Baedal with webhooks on against itself with them off, back to back in one run. */
+export const WEBHOOKS_ON_OFF_TARGET = 0.85;
+/** Delivery lag p99 at half the top rate (concurrency 16, as for the view lag). */
+export const DELIVERY_LAG_TARGET_MS = 500;
 
 /** Cores kept busy during the run by processes this benchmark does not account for: other work on the machine. */
 export function othersCores(r: RunResult): number {
@@ -57,15 +81,16 @@ export function othersCores(r: RunResult): number {
 
 export function resultsTable(runs: readonly RunResult[]): string {
   const lines: string[] = [];
-  lines.push('system      conc  commands/s  lifecycles/s   p50 ms   p95 ms   p99 ms  errors  wrong state');
+  const hooks = (r: RunResult) => pad(r.webhooks ? 'on' : 'off', 8);
+  lines.push('system      conc  webhooks  commands/s  lifecycles/s   p50 ms   p95 ms   p99 ms  errors  wrong state');
   for (const r of runs) {
     const l = r.load;
     lines.push(
-      `${systemLabel(r).padEnd(10)} ${pad(String(r.concurrency), 5)} ${pad(f(l.commandsPerS, 0), 11)} ${pad(f(l.lifecycles.perS), 13)} ${pad(f(l.latencyMs.overall.p50), 8)} ${pad(f(l.latencyMs.overall.p95), 8)} ${pad(f(l.latencyMs.overall.p99), 8)} ${pad(String(l.errors.total), 7)} ${pad(l.verify ? String(l.verify.mismatches) : 'n/a', 12)}`,
+      `${systemLabel(r).padEnd(10)} ${pad(String(r.concurrency), 5)} ${hooks(r)} ${pad(f(l.commandsPerS, 0), 11)} ${pad(f(l.lifecycles.perS), 13)} ${pad(f(l.latencyMs.overall.p50), 8)} ${pad(f(l.latencyMs.overall.p95), 8)} ${pad(f(l.latencyMs.overall.p99), 8)} ${pad(String(l.errors.total), 7)} ${pad(l.verify ? String(l.verify.mismatches) : 'n/a', 12)}`,
     );
   }
   lines.push('');
-  lines.push('CPU ms per command  service  PostgreSQL  Redis  gateway  load gen   cores busy (others)   RSS MB start→end (max)   view lag max / p99 ms');
+  lines.push('CPU ms per command  webhooks  service  PostgreSQL  Redis  gateway  receiver  load gen   cores busy (others)   RSS MB start→end (max)   view lag max / p99 ms');
   for (const r of runs) {
     const rss =
       r.rss
@@ -76,8 +101,20 @@ export function resultsTable(runs: readonly RunResult[]): string {
         .join(' + ') || '-';
     const lag = r.viewLag.available ? `${f(r.viewLag.maxMs, 0)} / ${f(r.viewLag.p99Ms, 0)}` : (r.viewLag.note ?? 'n/a');
     lines.push(
-      `${`${systemLabel(r)} c${r.concurrency}`.padEnd(18)} ${pad(f(r.cpu.serviceMsPerCommand, 2), 8)} ${pad(f(r.cpu.postgresMsPerCommand, 2), 11)} ${pad(f(r.cpu.redisMsPerCommand, 2), 6)} ${pad(f(r.cpu.gatewayMsPerCommand, 2), 8)} ${pad(f(r.cpu.loadGeneratorMsPerCommand, 2), 9)} ${pad(f(r.cpu.machineBusyCores, 2), 11)} (${f(othersCores(r), 2)})   ${pad(rss, 24)}   ${lag}`,
+      `${`${systemLabel(r)} c${r.concurrency}`.padEnd(18)} ${hooks(r)} ${pad(f(r.cpu.serviceMsPerCommand, 2), 8)} ${pad(f(r.cpu.postgresMsPerCommand, 2), 11)} ${pad(f(r.cpu.redisMsPerCommand, 2), 6)} ${pad(f(r.cpu.gatewayMsPerCommand, 2), 8)} ${pad(f(r.cpu.receiverMsPerCommand, 2), 9)} ${pad(f(r.cpu.loadGeneratorMsPerCommand, 2), 9)} ${pad(f(r.cpu.machineBusyCores, 2), 11)} (${f(othersCores(r), 2)})   ${pad(rss, 24)}   ${lag}`,
     );
+  }
+  const delivered = runs.filter((r) => r.deliveries);
+  if (delivered.length) {
+    lines.push('');
+    lines.push('notifications       expected   arrived  repeats  waited s   delivery lag p50 / p99 / max ms (samples)');
+    for (const r of delivered) {
+      const d = r.deliveries!;
+      const lag = d.lag.available ? `${f(d.lag.p50Ms, 0)} / ${f(d.lag.p99Ms, 0)} / ${f(d.lag.maxMs, 0)} (${count(d.lag.samples)})` : (d.lag.note ?? 'n/a');
+      lines.push(
+        `${`${systemLabel(r)} c${r.concurrency}`.padEnd(18)} ${pad(count(d.expected), 9)} ${pad(count(d.distinct), 9)} ${pad(count(d.received - d.distinct), 8)} ${pad(f(d.waitedS, 1), 9)}   ${lag}${d.complete ? '' : '   ✗ not all arrived'}`,
+      );
+    }
   }
   return lines.join('\n');
 }
@@ -104,24 +141,46 @@ const mark = (ok: boolean | undefined) => (ok === undefined ? '' : ok ? '  ✓' 
 export function targetsText(runs: readonly RunResult[], c: Ceilings): string {
   const lines: string[] = [];
   const baedal = runs.filter((r) => r.system === 'baedal');
-  const restate64 = runs.find((r) => r.system === 'restate' && r.concurrency === 64);
+  const restate64 = (webhooks: boolean) => runs.find((r) => r.system === 'restate' && r.concurrency === 64 && r.webhooks === webhooks);
   const at = (conc: number) => baedal.filter((r) => r.concurrency === conc);
+  const label = (r: RunResult) => `${systemLabel(r)} ${webhooksTag(r.webhooks)}`;
   for (const r of at(64)) {
     const x = r.load.commandsPerS;
     const parts: string[] = [];
-    if (restate64) parts.push(`Restate ×${f(x / restate64.load.commandsPerS, 2)} (target ≥ 2.5)${mark(x / restate64.load.commandsPerS >= 2.5)}`);
-    else parts.push('Restate: not run (npm run bench -- --targets baedal,restate)');
+    const restate = restate64(r.webhooks);
+    const target = RESTATE_RATIO_TARGET[r.webhooks ? 'on' : 'off'];
+    if (restate) parts.push(`Restate ${webhooksTag(r.webhooks)} ×${f(x / restate.load.commandsPerS, 2)} (target ≥ ${target})${mark(x / restate.load.commandsPerS >= target)}`);
+    else parts.push(`Restate ${webhooksTag(r.webhooks)}: not run (npm run bench -- --targets baedal,restate)`);
     if (c.postgres) parts.push(`PostgreSQL ceiling ×${f(x / c.postgres.perS, 2)} (target ≥ 0.45)${mark(x / c.postgres.perS >= 0.45)}`);
     if (c.bareHttp) parts.push(`bare HTTP ×${f(x / c.bareHttp.load.commandsPerS, 2)} (as close to 1 as can be)`);
     if (c.bullmq) parts.push(`BullMQ ×${f(x / c.bullmq.perS, 2)}`);
-    lines.push(`  ${systemLabel(r)} at concurrency 64, ${f(x, 0)} commands/s against: ${parts.join('; ')}`);
+    lines.push(`  ${label(r)} at concurrency 64, ${f(x, 0)} commands/s against: ${parts.join('; ')}`);
   }
-  for (const r of at(1)) lines.push(`  ${systemLabel(r)} p50 at concurrency 1: ${f(r.load.latencyMs.overall.p50, 2)} ms (target ≤ 3 ms)${mark(r.load.latencyMs.overall.p50 <= 3)}`);
-  for (const r of at(16)) lines.push(`  ${systemLabel(r)} p99 at concurrency 16: ${f(r.load.latencyMs.overall.p99, 1)} ms (target ≤ 50 ms)${mark(r.load.latencyMs.overall.p99 <= 50)}`);
+  for (const on of at(64).filter((r) => r.webhooks)) {
+    const off = at(64).find((r) => !r.webhooks && r.processes === on.processes);
+    if (!off) continue;
+    const ratio = on.load.commandsPerS / off.load.commandsPerS;
+    lines.push(
+      `  ${systemLabel(on)} at concurrency 64 with webhooks on / off: ${f(on.load.commandsPerS, 0)} / ${f(off.load.commandsPerS, 0)} = ${f(ratio, 2)} (target ≥ ${WEBHOOKS_ON_OFF_TARGET})${mark(ratio >= WEBHOOKS_ON_OFF_TARGET)}`,
+    );
+  }
+  for (const r of at(1)) lines.push(`  ${label(r)} p50 at concurrency 1: ${f(r.load.latencyMs.overall.p50, 2)} ms (target ≤ 3 ms)${mark(r.load.latencyMs.overall.p50 <= 3)}`);
+  for (const r of at(16)) lines.push(`  ${label(r)} p99 at concurrency 16: ${f(r.load.latencyMs.overall.p99, 1)} ms (target ≤ 50 ms)${mark(r.load.latencyMs.overall.p99 <= 50)}`);
   for (const r of baedal) {
-    if (r.viewLag.available) lines.push(`  ${systemLabel(r)} view lag p99 at concurrency ${r.concurrency}: ${f(r.viewLag.p99Ms, 0)} ms (target ≤ 100 ms at half the top rate)`);
+    if (r.viewLag.available) lines.push(`  ${label(r)} view lag p99 at concurrency ${r.concurrency}: ${f(r.viewLag.p99Ms, 0)} ms (target ≤ 100 ms at half the top rate)`);
   }
   if (baedal.length && !baedal.some((r) => r.viewLag.available)) lines.push(`  view lag: ${baedal[0]!.viewLag.note ?? 'n/a'}`);
+  for (const r of baedal) {
+    const d = r.deliveries;
+    if (!d) continue;
+    const lag = d.lag.available ? `${f(d.lag.p99Ms, 0)} ms` : (d.lag.note ?? 'n/a');
+    const judged = r.concurrency === 16 && d.lag.available ? mark(d.lag.p99Ms <= DELIVERY_LAG_TARGET_MS) : '';
+    lines.push(`  ${systemLabel(r)} notification delivery lag p99 at concurrency ${r.concurrency}: ${lag} (target ≤ ${DELIVERY_LAG_TARGET_MS} ms at half the top rate)${judged}`);
+  }
+  for (const r of runs) {
+    const d = r.deliveries;
+    if (d && !d.complete) lines.push(`  ${systemLabel(r)} at concurrency ${r.concurrency}: ${count(d.expected - d.distinct)} of ${count(d.expected)} notifications never arrived  ✗`);
+  }
   return lines.join('\n');
 }
 
@@ -156,11 +215,14 @@ export function median(values: readonly number[]): number | undefined {
 /**
  * The targets over several rounds: each round's figure and their median, judged on the median.
  * On a host whose speed drifts between the Baedal and the Restate runs of one round, a single
- * round can land on either side of a target; the median of several is the figure to read.
+ * round can land on either side of a target; the median of several is the figure to read. Each
+ * figure says whether webhooks were on, and Baedal is compared with Restate with the same setting.
  */
 export function roundsText(rounds: readonly Round[]): string {
   const lines: string[] = [];
-  const processCounts = [...new Set(rounds.flatMap((r) => r.runs.filter((x) => x.system === 'baedal').map((x) => x.processes)))].sort((a, b) => a - b);
+  const all = rounds.flatMap((r) => r.runs);
+  const processCounts = [...new Set(all.filter((x) => x.system === 'baedal').map((x) => x.processes))].sort((a, b) => a - b);
+  const modes = [true, false].filter((w) => all.some((x) => x.webhooks === w));
   const row = (label: string, values: (number | undefined)[], digits: number, unit: string, target?: { text: string; ok: (m: number) => boolean }) => {
     const known = values.filter((x): x is number => x !== undefined);
     if (known.length === 0) return;
@@ -168,48 +230,75 @@ export function roundsText(rounds: readonly Round[]): string {
     const each = values.map((x) => (x === undefined ? '-' : `${f(x, digits)}${unit}`)).join(', ');
     lines.push(`  ${label}: ${each} → median ${f(m, digits)}${unit}${target ? ` (target ${target.text})${mark(target.ok(m))}` : ''}`);
   };
+  const restate64 = (r: Round, webhooks: boolean) => r.runs.find((x) => x.system === 'restate' && x.concurrency === 64 && x.webhooks === webhooks);
   for (const n of processCounts) {
-    const label = systemLabel({ system: 'baedal', processes: n });
-    const pick = (r: Round, conc: number) => r.runs.find((x) => x.system === 'baedal' && x.processes === n && x.concurrency === conc);
-    const restate64 = (r: Round) => r.runs.find((x) => x.system === 'restate' && x.concurrency === 64);
-    row(`${label} commands/s at concurrency 64`, rounds.map((r) => pick(r, 64)?.load.commandsPerS), 0, '');
-    row(
-      `${label} / Restate at concurrency 64`,
-      rounds.map((r) => {
-        const b = pick(r, 64);
-        const s = restate64(r);
-        return b && s ? b.load.commandsPerS / s.load.commandsPerS : undefined;
-      }),
-      2,
-      '×',
-      { text: '≥ 2.5×', ok: (m) => m >= 2.5 },
-    );
-    row(
-      `${label} / PostgreSQL ceiling at concurrency 64`,
-      rounds.map((r) => {
-        const b = pick(r, 64);
-        return b && r.ceilings.postgres ? b.load.commandsPerS / r.ceilings.postgres.perS : undefined;
-      }),
-      2,
-      '',
-      { text: '≥ 0.45', ok: (m) => m >= 0.45 },
-    );
-    row(`${label} p50 at concurrency 1`, rounds.map((r) => pick(r, 1)?.load.latencyMs.overall.p50), 2, ' ms', { text: '≤ 3 ms', ok: (m) => m <= 3 });
-    row(`${label} p99 at concurrency 16`, rounds.map((r) => pick(r, 16)?.load.latencyMs.overall.p99), 1, ' ms', { text: '≤ 50 ms', ok: (m) => m <= 50 });
-    const concurrencies = [...new Set(rounds.flatMap((r) => r.runs.filter((x) => x.system === 'baedal' && x.processes === n).map((x) => x.concurrency)))].sort((a, b) => a - b);
-    for (const conc of concurrencies) {
+    const pick = (r: Round, conc: number, webhooks: boolean) => r.runs.find((x) => x.system === 'baedal' && x.processes === n && x.concurrency === conc && x.webhooks === webhooks);
+    for (const webhooks of modes) {
+      const label = `${systemLabel({ system: 'baedal', processes: n })} ${webhooksTag(webhooks)}`;
+      const restateTarget = RESTATE_RATIO_TARGET[webhooks ? 'on' : 'off'];
+      row(`${label} commands/s at concurrency 64`, rounds.map((r) => pick(r, 64, webhooks)?.load.commandsPerS), 0, '');
       row(
-        `${label} view lag p99 at concurrency ${conc}`,
+        `${label} / Restate ${webhooksTag(webhooks)} at concurrency 64`,
         rounds.map((r) => {
-          const x = pick(r, conc);
-          return x?.viewLag.available ? x.viewLag.p99Ms : undefined;
+          const b = pick(r, 64, webhooks);
+          const s = restate64(r, webhooks);
+          return b && s ? b.load.commandsPerS / s.load.commandsPerS : undefined;
         }),
-        0,
-        ' ms',
+        2,
+        '×',
+        { text: `≥ ${restateTarget}×`, ok: (m) => m >= restateTarget },
+      );
+      row(
+        `${label} / PostgreSQL ceiling at concurrency 64`,
+        rounds.map((r) => {
+          const b = pick(r, 64, webhooks);
+          return b && r.ceilings.postgres ? b.load.commandsPerS / r.ceilings.postgres.perS : undefined;
+        }),
+        2,
+        '',
+        { text: '≥ 0.45', ok: (m) => m >= 0.45 },
+      );
+      row(`${label} p50 at concurrency 1`, rounds.map((r) => pick(r, 1, webhooks)?.load.latencyMs.overall.p50), 2, ' ms', { text: '≤ 3 ms', ok: (m) => m <= 3 });
+      row(`${label} p99 at concurrency 16`, rounds.map((r) => pick(r, 16, webhooks)?.load.latencyMs.overall.p99), 1, ' ms', { text: '≤ 50 ms', ok: (m) => m <= 50 });
+      const concurrencies = [...new Set(all.filter((x) => x.system === 'baedal' && x.processes === n && x.webhooks === webhooks).map((x) => x.concurrency))].sort((a, b) => a - b);
+      for (const conc of concurrencies) {
+        row(
+          `${label} view lag p99 at concurrency ${conc}`,
+          rounds.map((r) => {
+            const x = pick(r, conc, webhooks);
+            return x?.viewLag.available ? x.viewLag.p99Ms : undefined;
+          }),
+          0,
+          ' ms',
+        );
+      }
+      for (const conc of concurrencies) {
+        row(
+          `${label} notification delivery lag p99 at concurrency ${conc}`,
+          rounds.map((r) => {
+            const lag = pick(r, conc, webhooks)?.deliveries?.lag;
+            return lag?.available ? lag.p99Ms : undefined;
+          }),
+          0,
+          ' ms',
+          conc === 16 ? { text: `≤ ${DELIVERY_LAG_TARGET_MS} ms`, ok: (m) => m <= DELIVERY_LAG_TARGET_MS } : undefined,
+        );
+      }
+    }
+    if (modes.length === 2) {
+      row(
+        `${systemLabel({ system: 'baedal', processes: n })} webhooks on / off at concurrency 64`,
+        rounds.map((r) => {
+          const on = pick(r, 64, true);
+          const off = pick(r, 64, false);
+          return on && off ? on.load.commandsPerS / off.load.commandsPerS : undefined;
+        }),
+        2,
+        '',
+        { text: `≥ ${WEBHOOKS_ON_OFF_TARGET}`, ok: (m) => m >= WEBHOOKS_ON_OFF_TARGET },
       );
     }
   }
-  const restate = rounds.map((r) => r.runs.find((x) => x.system === 'restate' && x.concurrency === 64)?.load.commandsPerS);
-  row('Restate commands/s at concurrency 64', restate, 0, '');
+  for (const webhooks of modes) row(`Restate ${webhooksTag(webhooks)} commands/s at concurrency 64`, rounds.map((r) => restate64(r, webhooks)?.load.commandsPerS), 0, '');
   return lines.join('\n');
 }

@@ -1,6 +1,7 @@
 // The benchmark: the service in processes of its own (1, then 2 behind the load generator's
-// round-robin), the fake payment gateway, and the load generator (scripts/load.ts), against a
-// fresh database, at several concurrencies; plus, in the same run, the ceilings it sits under.
+// round-robin), the fake payment gateway, a webhook receiver for its notifications, and the load
+// generator (scripts/load.ts), against a fresh database, at several concurrencies; plus, in the
+// same run, the ceilings it sits under.
 // `npm run bench -- --help` says how; docs/benchmarks.md has the figures.
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -13,6 +14,7 @@ import { cpuSnapshot, cpuUse, rssSlopeMbPer10Min, RunSampler, type CpuSnapshot, 
 import { freePort, httpStatus, ProcessGroup, waitUntil, type Managed } from '../bench/processes.ts';
 import { ceilingsText, resultsTable, roundsText, rssText, runLine, systemLabel, targetsText, type Ceilings, type Round, type RunResult, type System } from '../bench/report.ts';
 import { ensureRestateInstalled, restateVersions, startRestate } from '../bench/restate-stack.ts';
+import { collectDeliveries, journalEventTimes, uuidV7EventTimes, WebhookReceiver, type EventTimes } from '../bench/webhooks.ts';
 import type { LoadSummary } from './load/runner.ts';
 import { signToken } from './load/tokens.ts';
 import { commandLine, usageError as refuse } from '../src/cli.ts';
@@ -20,12 +22,15 @@ import { deleteKeys, onServer } from './cluster/infra.ts';
 
 const USAGE = `usage: npm run bench -- [options]        (npm run bench:restate = --targets restate)
 
-Starts the fake payment gateway, the service (1 process, then 2) and the load generator as separate
-processes against a fresh database (baedal_bench, dropped and re-created) and a queue prefix of its
-own, runs the mixed lifecycle load at each concurrency, and measures in the same run the ceilings it
-sits under: PostgreSQL transactions/s of one command's shape (pg, pool 8), BullMQ jobs/s, and a bare
-Node HTTP server under the same load generator. Prints commands/s, latency, CPU per command of the
-service, PostgreSQL, Redis and the load generator, memory, view lag, and ratios to the ceilings.
+Starts the fake payment gateway, a webhook receiver, the service (1 process, then 2; its
+notifications delivered to the receiver through NOTIFY_WEBHOOK_URL) and the load generator as
+separate processes against a fresh database (baedal_bench, dropped and re-created) and a queue
+prefix of its own, runs the mixed lifecycle load at each concurrency, and measures in the same run
+the ceilings it sits under: PostgreSQL transactions/s of one command's shape (pg, pool 8), BullMQ
+jobs/s, and a bare Node HTTP server under the same load generator. Prints commands/s, latency, CPU
+per command of the service, PostgreSQL, Redis, the gateway, the receiver and the load generator,
+memory, view lag, whether every notification arrived and their delivery lag, and ratios to the
+ceilings. Restate (--targets restate) delivers the same notifications to the same receiver.
 
   --targets <list>       baedal, restate, or both (back to back)                 (default baedal)
   --concurrency <list>   virtual users per run                                   (default 1,16,64)
@@ -36,8 +41,13 @@ service, PostgreSQL, Redis and the load generator, memory, view lag, and ratios 
   --no-ceilings          skip the ceilings
   --stores <n>           stores the orders are spread over                       (default 10)
   --restate-partitions <n> partitions of Restate's fresh cluster                 (default: one per core)
-  --restate-notifications  Restate also records a notification per status change, as Baedal does
-                         (off by default: the comparison is against the leaner, faster Restate)
+  --webhooks <list>      notification delivery: on (the service POSTs every notification to the
+                         receiver), off (no NOTIFY_WEBHOOK_URL: recorded and logged only, the
+                         figure before webhooks were measured), or on,off (each target run both
+                         ways, back to back)                                     (default on)
+  --no-webhooks          the same as --webhooks off
+  --restate-notifications  Restate also records each status change's notification in a
+                         per-customer object, as Baedal's notifications feed does   (default off)
   --rounds <n>           the whole sequence (ceilings, Baedal, Restate) n times, then each
                          target's figure per round and the median, judged on the median  (default 1)
   --quick                a ~1.5 minute smoke: 4 s runs, 1 s warm-up, 3 s ceilings
@@ -66,6 +76,8 @@ const v = commandLine('bench', USAGE, {
   stores: { type: 'string', default: '10' },
   'restate-partitions': { type: 'string' },
   'restate-notifications': { type: 'boolean', default: false },
+  webhooks: { type: 'string' },
+  'no-webhooks': { type: 'boolean', default: false },
   quick: { type: 'boolean', default: false },
   rounds: { type: 'string', default: '1' },
   soak: { type: 'string' },
@@ -81,6 +93,13 @@ const list = (name: string, raw: string) => raw.split(',').map((s) => wholeNumbe
 const targets = v.targets!.split(',').map((s) => s.trim());
 for (const t of targets) if (t !== 'baedal' && t !== 'restate') usageError(`--targets takes baedal and/or restate, not "${t}"`);
 const soakS = v.soak === undefined ? undefined : wholeNumber('soak', v.soak, 10);
+if (v['no-webhooks'] && v.webhooks !== undefined) usageError('give --webhooks or --no-webhooks, not both');
+const webhookModes = (v['no-webhooks'] ? 'off' : (v.webhooks ?? 'on')).split(',').map((s) => {
+  const mode = s.trim();
+  if (mode !== 'on' && mode !== 'off') usageError(`--webhooks takes on and/or off, not "${mode}"`);
+  return mode === 'on';
+});
+if (new Set(webhookModes).size !== webhookModes.length) usageError('--webhooks names each of on and off once at most');
 const opts = {
   targets,
   concurrency: list('concurrency', v.concurrency!),
@@ -92,9 +111,12 @@ const opts = {
   stores: wholeNumber('stores', v.stores!, 1),
   restatePartitions: wholeNumber('restate-partitions', v['restate-partitions'] ?? String(availableParallelism()), 1),
   restateNotifications: v['restate-notifications']!,
+  /** Delivery settings to measure, in order: true = webhooks on. */
+  webhooks: webhookModes,
   rounds: wholeNumber('rounds', v.rounds!, 1),
 };
 if (soakS !== undefined && opts.rounds > 1) usageError('--soak is one long run; it takes no --rounds');
+if (soakS !== undefined && opts.webhooks.length > 1) usageError('--soak is one long run; give --webhooks on or off');
 
 const SECRET = 'baedal-bench-secret-0123456789';
 const DATABASE_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/baedal_bench';
@@ -219,7 +241,7 @@ async function startGateway(): Promise<{ url: string; process: Managed }> {
   return { url, process: gateway };
 }
 
-async function startService(n: number, gatewayUrl: string): Promise<{ url: string; process: Managed }> {
+async function startService(n: number, gatewayUrl: string, webhookUrl: string | undefined): Promise<{ url: string; process: Managed }> {
   const port = await freePort();
   const service = group.start(`service-${n}`, process.execPath, [...NODE_ARGS, '--import', 'tsx', 'src/main.ts'], {
     env: {
@@ -233,6 +255,7 @@ async function startService(n: number, gatewayUrl: string): Promise<{ url: strin
       PAYMENT_URL: gatewayUrl,
       LOG_LEVEL: 'warn',
       RATE_LIMIT_PER_MIN: '0',
+      ...(webhookUrl && { NOTIFY_WEBHOOK_URL: webhookUrl }),
     },
   });
   const url = `http://127.0.0.1:${port}`;
@@ -270,6 +293,8 @@ interface LoadRun {
   /** Memory is tracked for these. */
   memoryOf: Managed[];
   gateway?: Managed;
+  /** With webhooks on: the receiver the service delivers to, and where the events' times are read. */
+  webhooks?: { receiver: WebhookReceiver; eventTimes: EventTimes };
   viewStatusUrls: string[];
   onRss?: (elapsedS: number, mb: Record<string, number>) => void;
   /** Called as the measured window opens and closes. */
@@ -303,6 +328,8 @@ async function measure(run: LoadRun): Promise<RunResult> {
     run.onRss,
   );
   let sampled: ReturnType<RunSampler['stop']> | undefined;
+  const receiver = run.webhooks?.receiver;
+  await receiver?.reset();
   const loadGenerator = group.start(`load-${target}-c${run.concurrency}`, process.execPath, args, {
     finishes: true,
     onStdoutLine: (line) => {
@@ -311,10 +338,12 @@ async function measure(run: LoadRun): Promise<RunResult> {
       if (msg.event === 'measure') {
         before = cpuSnapshot(watched);
         sampler.start();
+        void receiver?.window('open');
         run.onWindow?.('measure');
       } else if (msg.event === 'drain') {
         after = cpuSnapshot(watched);
         sampled = sampler.stop();
+        void receiver?.window('close');
         run.onWindow?.('drain');
       } else if (msg.commandsPerS !== undefined) summary = msg as LoadSummary;
     },
@@ -323,12 +352,15 @@ async function measure(run: LoadRun): Promise<RunResult> {
   watched = [
     ...run.servers.map((m) => ({ name: `server:${m.name}`, pid: m.pid })),
     ...(run.gateway ? [{ name: 'gateway', pid: run.gateway.pid }] : []),
+    ...(receiver ? [{ name: 'receiver', pid: receiver.process.pid }] : []),
     { name: 'load generator', pid: loadGenerator.pid },
   ];
   const { code } = await loadGenerator.exited;
   if (!summary || !before || !after || !sampled) {
     throw new Error(`the load generator exited (code ${code}) without a summary; its last lines:\n${indent(loadGenerator.tail(30))}`);
   }
+  const deliveries = run.webhooks && (await collectDeliveries(run.webhooks.receiver, summary, run.webhooks.eventTimes));
+  if (deliveries && deliveries.waitedS > 2) say(`    (the last notifications arrived ${deliveries.waitedS.toFixed(1)} s after the load generator finished)`);
   const use = cpuUse(before, after);
   const commands = summary.commands;
   const perCommand = (seconds: number) => (commands ? (seconds * 1000) / commands : NaN);
@@ -339,6 +371,7 @@ async function measure(run: LoadRun): Promise<RunResult> {
     system: run.system,
     processes: run.system === 'baedal' ? run.servers.length : 1,
     concurrency: run.concurrency,
+    webhooks: run.webhooks !== undefined,
     load: summary,
     cpu: {
       ...use,
@@ -346,10 +379,12 @@ async function measure(run: LoadRun): Promise<RunResult> {
       postgresMsPerCommand: perCommand(use.postgres),
       redisMsPerCommand: perCommand(use.redis),
       gatewayMsPerCommand: perCommand(use.byName.gateway ?? NaN),
+      receiverMsPerCommand: perCommand(use.byName.receiver ?? NaN),
       loadGeneratorMsPerCommand: perCommand(use.byName['load generator'] ?? NaN),
     },
     rss: sampled.rss,
     viewLag: sampled.viewLag,
+    ...(deliveries && { deliveries }),
   };
 }
 
@@ -387,79 +422,94 @@ async function measureCeilings(): Promise<Ceilings> {
   return { postgres, bullmq, bareHttp };
 }
 
-async function benchBaedal(gateway: { url: string; process: Managed }): Promise<RunResult[]> {
+/** The run's webhook setting: the receiver and where the events' times come from, or none (webhooks off). */
+const webhooksFor = (on: boolean, receiver: WebhookReceiver | undefined, eventTimes: EventTimes) => (on && receiver ? { receiver, eventTimes } : undefined);
+const webhooksText = (on: boolean) => (on ? 'webhooks on: every notification POSTed to the receiver' : 'webhooks off: notifications recorded, not delivered');
+
+async function benchBaedal(gateway: { url: string; process: Managed }, receiver: WebhookReceiver | undefined): Promise<RunResult[]> {
   const runs: RunResult[] = [];
   for (const n of opts.processes) {
-    say(`\n── Baedal, ${n} service process${n > 1 ? 'es (the load generator spreads requests over them round-robin)' : ''} ──`);
-    const services: { url: string; process: Managed }[] = [];
-    // One at a time: the first applies the migrations.
-    for (let i = 1; i <= n; i++) services.push(await startService(i, gateway.url));
-    for (const concurrency of opts.concurrency) {
-      say(`  concurrency ${concurrency}: ${opts.warmupS} s warm-up, ${opts.durationS} s measured`);
-      await vacuum.now();
-      const result = await measure({
-        system: 'baedal',
-        urls: services.map((s) => s.url),
-        concurrency,
-        durationS: opts.durationS,
-        warmupS: opts.warmupS,
-        servers: services.map((s) => s.process),
-        memoryOf: services.map((s) => s.process),
-        gateway: gateway.process,
-        viewStatusUrls: services.map((s) => s.url),
-      });
-      runs.push(result);
-      say(runLine(result));
-      const waited = await settle(services.map((s) => s.process));
-      if (waited > 2) say(`    (the service took ${waited.toFixed(1)} s to go idle after the run)`);
+    // Each process count with webhooks on and off back to back, so their ratio is of the same minutes.
+    for (const on of opts.webhooks) {
+      const webhooks = webhooksFor(on, receiver, journalEventTimes(DATABASE_URL));
+      say(`\n── Baedal, ${n} service process${n > 1 ? 'es (the load generator spreads requests over them round-robin)' : ''}; ${webhooksText(on)} ──`);
+      const services: { url: string; process: Managed }[] = [];
+      // One at a time: the first applies the migrations.
+      for (let i = 1; i <= n; i++) services.push(await startService(i, gateway.url, webhooks?.receiver.notifyUrl));
+      for (const concurrency of opts.concurrency) {
+        say(`  concurrency ${concurrency}: ${opts.warmupS} s warm-up, ${opts.durationS} s measured`);
+        await vacuum.now();
+        const result = await measure({
+          system: 'baedal',
+          urls: services.map((s) => s.url),
+          concurrency,
+          durationS: opts.durationS,
+          warmupS: opts.warmupS,
+          servers: services.map((s) => s.process),
+          memoryOf: services.map((s) => s.process),
+          gateway: gateway.process,
+          webhooks,
+          viewStatusUrls: services.map((s) => s.url),
+        });
+        runs.push(result);
+        say(runLine(result));
+        const waited = await settle(services.map((s) => s.process));
+        if (waited > 2) say(`    (the service took ${waited.toFixed(1)} s to go idle after the run)`);
+      }
+      for (const s of services.reverse()) await s.process.stop(30_000);
     }
-    for (const s of services.reverse()) await s.process.stop(30_000);
   }
   return runs;
 }
 
-async function benchRestate(gateway: { url: string; process: Managed }): Promise<RunResult[]> {
+async function benchRestate(gateway: { url: string; process: Managed }, receiver: WebhookReceiver | undefined): Promise<RunResult[]> {
   ensureRestateInstalled(say);
   const versions = restateVersions();
-  say(
-    `\n── Restate ${versions.server} (SDK ${versions.sdk}): one virtual object per order, same lifecycle; ${opts.restatePartitions} partition${opts.restatePartitions > 1 ? 's' : ''}, notifications ${opts.restateNotifications ? 'on' : 'off'} ──`,
-  );
-  const stack = await startRestate(group, {
-    paymentUrl: gateway.url,
-    secret: SECRET,
-    partitions: opts.restatePartitions,
-    notifications: opts.restateNotifications,
-    nodeArgs: NODE_ARGS,
-  });
-  scratchDirs.add(stack.dataDir);
   const runs: RunResult[] = [];
-  try {
-    for (const concurrency of opts.concurrency) {
-      say(`  concurrency ${concurrency}: ${opts.warmupS} s warm-up, ${opts.durationS} s measured`);
-      const result = await measure({
-        system: 'restate',
-        urls: [stack.ingressUrl],
-        concurrency,
-        durationS: opts.durationS,
-        warmupS: opts.warmupS,
-        servers: [stack.server, stack.service],
-        memoryOf: [stack.server, stack.service],
-        gateway: gateway.process,
-        viewStatusUrls: [],
-      });
-      runs.push(result);
-      say(runLine(result));
-      await settle([stack.server, stack.service]);
+  for (const on of opts.webhooks) {
+    const webhooks = webhooksFor(on, receiver, uuidV7EventTimes);
+    say(
+      `\n── Restate ${versions.server} (SDK ${versions.sdk}): one virtual object per order, same lifecycle; ${opts.restatePartitions} partition${opts.restatePartitions > 1 ? 's' : ''}; ${webhooksText(on)}${opts.restateNotifications ? '; notifications also recorded per customer' : ''} ──`,
+    );
+    const stack = await startRestate(group, {
+      paymentUrl: gateway.url,
+      secret: SECRET,
+      partitions: opts.restatePartitions,
+      notifications: opts.restateNotifications,
+      ...(webhooks && { webhookUrl: webhooks.receiver.notifyUrl }),
+      nodeArgs: NODE_ARGS,
+    });
+    scratchDirs.add(stack.dataDir);
+    try {
+      for (const concurrency of opts.concurrency) {
+        say(`  concurrency ${concurrency}: ${opts.warmupS} s warm-up, ${opts.durationS} s measured`);
+        const result = await measure({
+          system: 'restate',
+          urls: [stack.ingressUrl],
+          concurrency,
+          durationS: opts.durationS,
+          warmupS: opts.warmupS,
+          servers: [stack.server, stack.service],
+          memoryOf: [stack.server, stack.service],
+          gateway: gateway.process,
+          webhooks,
+          viewStatusUrls: [],
+        });
+        runs.push(result);
+        say(runLine(result));
+        await settle([stack.server, stack.service]);
+      }
+    } finally {
+      await stack.stop();
     }
-  } finally {
-    await stack.stop();
   }
   return runs;
 }
 
-async function soak(gateway: { url: string; process: Managed }, seconds: number): Promise<{ result: RunResult; tables: TableGrowth[] }> {
-  say(`\n── soak: Baedal, 1 process, concurrency 16, ${seconds} s measured; memory every 30 s ──`);
-  const service = await startService(1, gateway.url);
+async function soak(gateway: { url: string; process: Managed }, receiver: WebhookReceiver | undefined, seconds: number): Promise<{ result: RunResult; tables: TableGrowth[] }> {
+  const webhooks = webhooksFor(opts.webhooks[0]!, receiver, journalEventTimes(DATABASE_URL));
+  say(`\n── soak: Baedal, 1 process, concurrency 16, ${seconds} s measured; memory every 30 s; ${webhooksText(webhooks !== undefined)} ──`);
+  const service = await startService(1, gateway.url, webhooks?.receiver.notifyUrl);
   let before: ReturnType<typeof tableStats> | undefined;
   let after: ReturnType<typeof tableStats> | undefined;
   let nextPrint = 0;
@@ -472,6 +522,7 @@ async function soak(gateway: { url: string; process: Managed }, seconds: number)
     servers: [service.process],
     memoryOf: [service.process],
     gateway: gateway.process,
+    webhooks,
     viewStatusUrls: [service.url],
     onRss: (elapsed, mb) => {
       if (elapsed + 0.5 < nextPrint) return;
@@ -515,10 +566,12 @@ async function main(): Promise<void> {
   say(`Baedal benchmark — ${machine.date}; ${machine.nproc} cores (${machine.cpu}), ${machine.memoryGiB} GiB, Node ${machine.node}, PostgreSQL ${machine.postgres}, Redis ${machine.redis}`);
   say(`load average at the start: ${machine.loadAverageAtStart} (anything above 0 is other work on this machine); logs in ${LOG_DIR} (kept if the run fails)`);
   const gateway = await startGateway();
+  // One receiver for every run, Baedal's and Restate's alike.
+  const receiver = opts.webhooks.includes(true) ? await WebhookReceiver.start(group) : undefined;
   await vacuum.start();
 
   if (soakS !== undefined) {
-    const { result, tables } = await soak(gateway, soakS);
+    const { result, tables } = await soak(gateway, receiver, soakS);
     if (vacuum.enabled) say(`\n${vacuum.passes} VACUUM (ANALYZE) passes during the soak`);
     say(`\n${resultsTable([result])}`);
     say('\nmemory over the run:');
@@ -529,6 +582,7 @@ async function main(): Promise<void> {
       say(`  ${t.table.padEnd(28)} ${String(t.inserted).padStart(10)} ${String(t.deleted).padStart(9)} ${(((t.inserted - t.deleted) * 1000) / Math.max(1, result.load.commands)).toFixed(1).padStart(19)} ${String(t.live).padStart(11)} ${(t.bytes / 2 ** 20).toFixed(1).padStart(9)}`);
     }
     if (v.out) writeFileSync(v.out, `${JSON.stringify({ machine, soak: result, tables }, null, 2)}\n`);
+    if (reportLostNotifications([result])) process.exitCode = 1;
     return;
   }
 
@@ -538,8 +592,8 @@ async function main(): Promise<void> {
     if (of) say(`\n════ round ${k} of ${opts.rounds} ════`);
     const ceilings = opts.ceilings ? await measureCeilings() : {};
     const runs: RunResult[] = [];
-    if (opts.targets.includes('baedal')) runs.push(...(await benchBaedal(gateway)));
-    if (opts.targets.includes('restate')) runs.push(...(await benchRestate(gateway)));
+    if (opts.targets.includes('baedal')) runs.push(...(await benchBaedal(gateway, receiver)));
+    if (opts.targets.includes('restate')) runs.push(...(await benchRestate(gateway, receiver)));
     rounds.push({ runs, ceilings });
 
     say(`\n══ results${of} (${opts.durationS} s measured per run after ${opts.warmupS} s of warm-up; ${opts.stores} stores; 85 % full lifecycles, 10 % cancelled after pay, 5 % rejected) ══\n`);
@@ -570,6 +624,17 @@ async function main(): Promise<void> {
     for (const r of wrong) console.error(`${systemLabel(r)} at concurrency ${r.concurrency}: ${r.load.verify!.mismatches} lifecycles ended in the wrong state, e.g. ${JSON.stringify(r.load.verify!.examples.slice(0, 3))}`);
     process.exitCode = 1;
   }
+  if (reportLostNotifications(runs)) process.exitCode = 1;
+}
+
+/** Runs whose notifications did not all reach the receiver, on stderr; true if there were any. */
+function reportLostNotifications(runs: readonly RunResult[]): boolean {
+  const lost = runs.filter((r) => r.deliveries && !r.deliveries.complete);
+  for (const r of lost) {
+    const d = r.deliveries!;
+    console.error(`${systemLabel(r)} at concurrency ${r.concurrency}: ${d.expected - d.distinct} of the ${d.expected} notifications its commands owe never reached the webhook receiver (waited ${d.waitedS.toFixed(0)} s)`);
+  }
+  return lost.length > 0;
 }
 
 main().then(() => finish(Number(process.exitCode ?? 0)), fail);
