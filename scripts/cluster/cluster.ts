@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import type { CpuLimits } from '../../bench/cpu-limit.ts';
 import { freePort, httpStatus, ProcessGroup, waitUntil, type Managed, type StartOptions } from '../../bench/processes.ts';
 import type { LedgerCharge, LedgerRefund } from '../../src/payment/fake-gateway.ts';
 import { deleteKeys, onServer } from './infra.ts';
@@ -20,6 +21,10 @@ export interface ClusterOptions {
   onCrash?: (name: string, how: string, tail: string) => void;
   /** Node options of the replicas (e.g. --cpu-prof). */
   nodeArgs?: string[];
+  /** What node runs as a replica: the sources through tsx by default, or the compiled service (`dist/main.js`). */
+  serviceArgs?: string[];
+  /** Each replica in a CPU-quota cgroup of its own (named as the replica), as a pod with `limits.cpu`. */
+  cpuLimits?: CpuLimits;
 }
 
 export interface Ledger {
@@ -117,7 +122,9 @@ export class Cluster {
   /** Starts replica `name` (a new one, or a dead one again), waits until it is ready, and puts it behind the proxy. */
   async startReplica(name = `replica-${this.replicas.size + 1}`, env: Record<string, string> = {}): Promise<Replica> {
     const port = await freePort();
-    const child = this.group.start(name, process.execPath, [...(this.opts.nodeArgs ?? []), '--import', 'tsx', 'src/main.ts'], {
+    const nodeArgs = [...(this.opts.nodeArgs ?? []), ...(this.opts.serviceArgs ?? ['--import', 'tsx', 'src/main.ts'])];
+    const { command, args } = this.opts.cpuLimits?.wrap(name, process.execPath, nodeArgs) ?? { command: process.execPath, args: nodeArgs };
+    const child = this.group.start(name, command, args, {
       env: {
         ...process.env,
         NODE_ENV: 'production',
@@ -137,6 +144,7 @@ export class Cluster {
     });
     const url = `http://127.0.0.1:${port}`;
     await waitUntil(async () => (await httpStatus(`${url}/readyz`)) === 200, `${name} to be ready`, 60_000, child);
+    this.opts.cpuLimits?.verify(name, child.pid);
     const replica = { name, url, port, process: child };
     this.replicas.set(name, replica);
     this.proxy.set(name, port);
