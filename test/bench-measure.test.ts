@@ -1,5 +1,7 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
-import { largestLagMs } from '../bench/measure.ts';
+import { largestLagMs, RunSampler } from '../bench/measure.ts';
 import { median, roundsText, targetsText, type Round, type RunResult } from '../bench/report.ts';
 
 /** The benchmark reads view lag from whatever GET /views/_status answers: units must come out right. */
@@ -20,6 +22,55 @@ describe('bench: reading view lag', () => {
   it('ignores counts that merely mention a lag', () => {
     expect(largestLagMs({ lagEvents: 900, lagSeconds: 0.01 })).to.equal(10);
     expect(largestLagMs({ views: [] })).to.equal(undefined);
+  });
+});
+
+describe('bench: sampling view lag while a run is measured', () => {
+  /** A stand-in for GET /views/_status answering `answers` in turn (a status, or a lag in seconds), then the last one. */
+  async function statusServer(answers: (number | { lagSeconds: number })[]) {
+    let n = 0;
+    const server = http.createServer((_req, res) => {
+      const a = answers[Math.min(n++, answers.length - 1)]!;
+      if (typeof a === 'number') res.writeHead(a).end('{}');
+      else res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ views: [{ view: 'v', lagSeconds: a.lagSeconds }] }));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, asked: () => n };
+  }
+
+  it('skips an answer that failed (a replica at its CPU limit answering 500 once) and keeps sampling', async () => {
+    const s = await statusServer([500, 503, { lagSeconds: 0.2 }]);
+    try {
+      const sampler = new RunSampler([], [s.url], 'token');
+      sampler.start();
+      const deadline = Date.now() + 10_000;
+      while (s.asked() < 5 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+      const { viewLag } = sampler.stop();
+      expect(viewLag.available).to.equal(true);
+      expect(viewLag.maxMs).to.equal(200);
+    } finally {
+      s.server.close();
+    }
+  });
+
+  it('says which answers it got when no sample succeeded, and stops asking a service without the route', async () => {
+    const failing = await statusServer([500]);
+    const missing = await statusServer([404]);
+    try {
+      const a = new RunSampler([], [failing.url], 'token');
+      const b = new RunSampler([], [missing.url], 'token');
+      a.start();
+      b.start();
+      const deadline = Date.now() + 10_000;
+      while ((failing.asked() < 3 || missing.asked() < 1) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+      await new Promise((resolve) => setTimeout(resolve, 600)); // two more sampling periods: the 404 must not be asked again
+      expect(a.stop().viewLag.note).to.match(/^n\/a: GET \/views\/_status answered 500 \(\d+×\)$/);
+      expect(b.stop().viewLag.note).to.equal('n/a: the service has no GET /views/_status');
+      expect(missing.asked()).to.equal(1);
+    } finally {
+      failing.server.close();
+      missing.server.close();
+    }
   });
 });
 
