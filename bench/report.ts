@@ -2,6 +2,7 @@
 import type { LoadSummary } from '../scripts/load/runner.ts';
 import type { Ceiling } from './ceilings.ts';
 import type { CpuUse, RssTrack, ViewLag } from './measure.ts';
+import type { ScalingFigures } from './scaling.ts';
 import type { Deliveries } from './webhooks.ts';
 
 export type System = 'baedal' | 'restate' | 'bare';
@@ -29,6 +30,8 @@ export interface RunResult {
   viewLag: ViewLag;
   /** What arrived at the webhook receiver, when webhooks were on. */
   deliveries?: Deliveries;
+  /** Baedal: each replica's share of the work and the ratios' inputs (bench/scaling.ts). */
+  scaling?: ScalingFigures;
 }
 
 export interface Ceilings {

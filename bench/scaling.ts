@@ -272,6 +272,8 @@ export interface ReplicaFigures {
 export interface ScalingFigures {
   replicas: number;
   concurrency: number;
+  /** What else sets the run apart (e.g. "webhooks on"): the table compares only runs alike in it. */
+  variant?: string;
   /** Cores each replica was limited to; undefined for none. */
   cpuPerReplica?: number;
   commandsPerS: number;
@@ -292,6 +294,7 @@ export interface ScalingFigures {
 
 export interface ScalingInput {
   concurrency: number;
+  variant?: string;
   cpuPerReplica?: number;
   load: { commands: number; commandsPerS: number; p99Ms: number; errors: number };
   /** The measured window's length and the CPU seconds each replica (by name) and PostgreSQL used in it. */
@@ -333,6 +336,7 @@ export function scalingFigures(x: ScalingInput): ScalingFigures {
   return {
     replicas: sample.perReplica.length,
     concurrency: x.concurrency,
+    ...(x.variant !== undefined && { variant: x.variant }),
     ...(x.cpuPerReplica !== undefined && { cpuPerReplica: x.cpuPerReplica }),
     commandsPerS: x.load.commandsPerS,
     p99Ms: x.load.p99Ms,
@@ -462,4 +466,30 @@ export function scalingTable(rows: readonly ScalingRow[], indent = '  '): string
     );
   }
   return lines.join('\n');
+}
+
+/**
+ * The scaling tables of one or several rounds, one per concurrency: with one round its rows, with
+ * several the median of each figure over the rounds.
+ */
+export function scalingTables(rounds: readonly (readonly ScalingFigures[])[]): string {
+  const all = rounds.flat();
+  const concurrencies = [...new Set(all.map((s) => s.concurrency))].sort((a, b) => a - b);
+  const variants = [...new Set(all.map((s) => s.variant))];
+  const limit = all.find((s) => s.cpuPerReplica !== undefined)?.cpuPerReplica;
+  const out: string[] = [];
+  for (const conc of concurrencies) {
+    for (const variant of variants) {
+      const alike = (s: ScalingFigures) => s.concurrency === conc && s.variant === variant;
+      const perRound = rounds.map((r) => scalingRows(r.filter(alike))).filter((r) => r.length > 0);
+      if (perRound.length === 0) continue;
+      const rows = perRound.length === 1 ? perRound[0]! : medianRows(perRound);
+      const base = rows[0]?.replicas ?? 1;
+      out.push(
+        `at concurrency ${conc}${variant ? `, ${variant}` : ''}, ${limit === undefined ? 'no CPU limit' : `${limit} core per replica`}${perRound.length > 1 ? `, median of ${perRound.length} rounds` : ''} (ratios to ${base} replica${base > 1 ? 's' : ''}; CPU per command of all replicas together):`,
+        scalingTable(rows),
+      );
+    }
+  }
+  return out.join('\n');
 }

@@ -9,12 +9,16 @@ import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Redis } from 'ioredis';
 import pg from 'pg';
+import { readAutoscaling } from '../bench/autoscaler.ts';
 import { bullmqCeiling, postgresCeiling } from '../bench/ceilings.ts';
+import { buildService, SERVICE_MAIN } from '../bench/compiled.ts';
+import { CpuLimitError, CpuLimits, parseCores } from '../bench/cpu-limit.ts';
 import { cpuSnapshot, cpuUse, rssSlopeMbPer10Min, RunSampler, type CpuSnapshot, type Watched } from '../bench/measure.ts';
 import { freePort, httpStatus, ProcessGroup, waitUntil, type Managed } from '../bench/processes.ts';
 import { ceilingsText, resultsTable, roundsText, rssText, runLine, systemLabel, targetsText, type Ceilings, type Round, type RunResult, type System } from '../bench/report.ts';
 import { ensureRestateInstalled, restateVersions, startRestate } from '../bench/restate-stack.ts';
 import { collectDeliveries, journalEventTimes, uuidV7EventTimes, WebhookReceiver, type EventTimes } from '../bench/webhooks.ts';
+import { describeReplicas, ScalingSampler, scalingFigures, scalingTables } from '../bench/scaling.ts';
 import type { LoadSummary } from './load/runner.ts';
 import { signToken } from './load/tokens.ts';
 import { commandLine, usageError as refuse } from '../src/cli.ts';
@@ -22,19 +26,26 @@ import { deleteKeys, onServer } from './cluster/infra.ts';
 
 const USAGE = `usage: npm run bench -- [options]        (npm run bench:restate = --targets restate)
 
-Starts the fake payment gateway, a webhook receiver, the service (1 process, then 2; its
-notifications delivered to the receiver through NOTIFY_WEBHOOK_URL) and the load generator as
-separate processes against a fresh database (baedal_bench, dropped and re-created) and a queue
-prefix of its own, runs the mixed lifecycle load at each concurrency, and measures in the same run
-the ceilings it sits under: PostgreSQL transactions/s of one command's shape (pg, pool 8), BullMQ
-jobs/s, and a bare Node HTTP server under the same load generator. Prints commands/s, latency, CPU
-per command of the service, PostgreSQL, Redis, the gateway, the receiver and the load generator,
-memory, view lag, whether every notification arrived and their delivery lag, and ratios to the
-ceilings. Restate (--targets restate) delivers the same notifications to the same receiver.
+Builds the service (npm run build) and starts the fake payment gateway, a webhook receiver, the
+compiled service (node dist/main.js, production settings; 1 process, then 2; its notifications
+delivered to the receiver through NOTIFY_WEBHOOK_URL) and the load generator as separate processes
+against a fresh database (baedal_bench, dropped and re-created) and a queue prefix of its own, runs
+the mixed lifecycle load at each concurrency, and measures in the same run the ceilings it sits
+under: PostgreSQL transactions/s of one command's shape (pg, pool 8), BullMQ jobs/s, and a bare
+Node HTTP server under the same load generator. Prints commands/s, latency, CPU per command of the
+service, PostgreSQL, Redis, the gateway, the receiver and the load generator, memory, view lag,
+whether every notification arrived and their delivery lag, and ratios to the ceilings. Restate
+(--targets restate) delivers the same notifications to the same receiver. With several process
+counts, the scaling table (per process count: commands/s, p99, service and PostgreSQL CPU per
+command, each with its ratio to the fewest processes, view lag, CPU % of the pod's request and the
+HPA's decision) and each process's share of the commands and events.
 
   --targets <list>       baedal, restate, or both (back to back)                 (default baedal)
   --concurrency <list>   virtual users per run                                   (default 1,16,64)
   --processes <list>     Baedal service processes per run                        (default 1,2)
+  --cpu-per-replica <cores> each Baedal service process in a CPU-quota cgroup of its own, as a
+                         pod with limits.cpu: cores (0.25) or millicores (250m); cgroup v1 or v2,
+                         whichever the host has; exit 2 when cgroups cannot be written (default: no limit)
   --duration <s>         measured seconds per run                                (default 20)
   --warmup <s>           unmeasured seconds before each run                      (default 3)
   --ceiling-duration <s> measured seconds of each ceiling                        (default 8)
@@ -69,6 +80,7 @@ const v = commandLine('bench', USAGE, {
   targets: { type: 'string', default: 'baedal' },
   concurrency: { type: 'string', default: '1,16,64' },
   processes: { type: 'string', default: '1,2' },
+  'cpu-per-replica': { type: 'string' },
   duration: { type: 'string' },
   warmup: { type: 'string' },
   'ceiling-duration': { type: 'string' },
@@ -117,6 +129,8 @@ const opts = {
 };
 if (soakS !== undefined && opts.rounds > 1) usageError('--soak is one long run; it takes no --rounds');
 if (soakS !== undefined && opts.webhooks.length > 1) usageError('--soak is one long run; give --webhooks on or off');
+const cpuPerReplica = v['cpu-per-replica'] === undefined ? undefined : parseCores(v['cpu-per-replica']);
+if (v['cpu-per-replica'] !== undefined && cpuPerReplica === undefined) usageError(`--cpu-per-replica takes cores (0.25) or millicores (250m; at least 10m), not "${v['cpu-per-replica']}"`);
 
 const SECRET = 'baedal-bench-secret-0123456789';
 const DATABASE_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/baedal_bench';
@@ -134,6 +148,19 @@ const PROGRESS_S = soakS === undefined ? 5 : 30;
 
 const say = (line = '') => process.stdout.write(`${line}\n`);
 const indent = (text: string, by = '    ') => text.replace(/^/gm, by);
+const AUTOSCALING = readAutoscaling();
+
+/** Each service process's CPU limit (a cgroup each); a host that cannot set them stops here, before anything starts. */
+const limits = (() => {
+  if (cpuPerReplica === undefined) return undefined;
+  try {
+    return CpuLimits.open(cpuPerReplica, { group: `baedal-bench-${TAG}` });
+  } catch (err) {
+    if (!(err instanceof CpuLimitError)) throw err;
+    console.error(`bench: ${err.message}\n(run it as root on a host with the cpu controller, or without --cpu-per-replica)`);
+    return process.exit(2);
+  }
+})();
 
 // ── every way out stops every process ────────────────────────────────────────────────────────
 const group = new ProcessGroup(LOG_DIR, (m, how) => {
@@ -147,6 +174,7 @@ function finish(code: number, message?: string): Promise<void> {
   finishing ??= (async () => {
     if (message) console.error(message);
     await group.stopAll(15_000).catch((err: unknown) => console.error(`stopping the processes: ${String(err)}`));
+    for (const left of (await limits?.remove()) ?? []) console.error(`could not remove the cgroup ${left}`);
     await cleanUp().catch((err: unknown) => console.error(`cleaning up: ${String(err)}`));
     for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });
     if (code === 0) rmSync(LOG_DIR, { recursive: true, force: true });
@@ -160,7 +188,10 @@ process.on('SIGINT', () => void finish(130, '\ninterrupted: stopping every proce
 process.on('SIGTERM', () => void finish(143, '\nterminated: stopping every process the benchmark started'));
 process.on('uncaughtException', fail);
 process.on('unhandledRejection', fail);
-process.on('exit', () => group.killAllNow());
+process.on('exit', () => {
+  group.killAllNow();
+  limits?.removeSync();
+});
 
 async function cleanUp(): Promise<void> {
   if (databaseCreated) await dropDatabase();
@@ -243,7 +274,10 @@ async function startGateway(): Promise<{ url: string; process: Managed }> {
 
 async function startService(n: number, gatewayUrl: string, webhookUrl: string | undefined): Promise<{ url: string; process: Managed }> {
   const port = await freePort();
-  const service = group.start(`service-${n}`, process.execPath, [...NODE_ARGS, '--import', 'tsx', 'src/main.ts'], {
+  const name = `service-${n}`;
+  const nodeArgs = [...NODE_ARGS, SERVICE_MAIN];
+  const { command, args } = limits?.wrap(name, process.execPath, nodeArgs) ?? { command: process.execPath, args: nodeArgs };
+  const service = group.start(name, command, args, {
     env: {
       ...process.env,
       NODE_ENV: 'production',
@@ -260,6 +294,7 @@ async function startService(n: number, gatewayUrl: string, webhookUrl: string | 
   });
   const url = `http://127.0.0.1:${port}`;
   await waitUntil(async () => (await httpStatus(`${url}/readyz`)) === 200, `${service.name} to be ready`, 60_000, service);
+  limits?.verify(name, service.pid);
   return { url, process: service };
 }
 
@@ -439,6 +474,10 @@ async function benchBaedal(gateway: { url: string; process: Managed }, receiver:
       for (const concurrency of opts.concurrency) {
         say(`  concurrency ${concurrency}: ${opts.warmupS} s warm-up, ${opts.durationS} s measured`);
         await vacuum.now();
+        const sampler = new ScalingSampler(
+          services.map((s) => ({ name: s.process.name, url: s.url })),
+          limits ? { throttling: (name) => limits.throttling(name) } : {},
+        );
         const result = await measure({
           system: 'baedal',
           urls: services.map((s) => s.url),
@@ -450,9 +489,25 @@ async function benchBaedal(gateway: { url: string; process: Managed }, receiver:
           gateway: gateway.process,
           webhooks,
           viewStatusUrls: services.map((s) => s.url),
+          onWindow: (phase) => (phase === 'measure' ? sampler.open() : sampler.close()),
+        });
+        result.scaling = scalingFigures({
+          concurrency,
+          variant: webhooksText(on).split(':')[0]!,
+          ...(cpuPerReplica !== undefined && { cpuPerReplica }),
+          load: { commands: result.load.commands, commandsPerS: result.load.commandsPerS, p99Ms: result.load.latencyMs.overall.p99, errors: result.load.errors.total },
+          cpu: {
+            seconds: result.cpu.seconds,
+            replicaSeconds: Object.fromEntries(services.map((s) => [s.process.name, result.cpu.byName[`server:${s.process.name}`] ?? NaN])),
+            postgresSeconds: result.cpu.postgres,
+          },
+          sample: await sampler.result(),
+          ...(result.viewLag.available && { viewLag: { p99Ms: result.viewLag.p99Ms, from: `GET /views/_status, ${result.viewLag.samples} samples` } }),
+          autoscaling: AUTOSCALING,
         });
         runs.push(result);
         say(runLine(result));
+        if (n > 1 || limits) say(describeReplicas(result.scaling, AUTOSCALING));
         const waited = await settle(services.map((s) => s.process));
         if (waited > 2) say(`    (the service took ${waited.toFixed(1)} s to go idle after the run)`);
       }
@@ -565,6 +620,8 @@ async function main(): Promise<void> {
   const machine = await machineHeader();
   say(`Baedal benchmark — ${machine.date}; ${machine.nproc} cores (${machine.cpu}), ${machine.memoryGiB} GiB, Node ${machine.node}, PostgreSQL ${machine.postgres}, Redis ${machine.redis}`);
   say(`load average at the start: ${machine.loadAverageAtStart} (anything above 0 is other work on this machine); logs in ${LOG_DIR} (kept if the run fails)`);
+  say(`building the service (npm run build) … ${buildService().seconds.toFixed(1)} s; each service process runs node dist/main.js`);
+  if (limits) say(`CPU limit: ${limits.describe()}; the ceilings, Restate, the gateway and the load generator run without one`);
   const gateway = await startGateway();
   // One receiver for every run, Baedal's and Restate's alike.
   const receiver = opts.webhooks.includes(true) ? await WebhookReceiver.start(group) : undefined;
@@ -600,6 +657,11 @@ async function main(): Promise<void> {
     say(resultsTable(runs));
     say('\nceilings, measured in this run:');
     say(ceilingsText(ceilings));
+    const scaling = runs.flatMap((r) => (r.scaling ? [r.scaling] : []));
+    if (new Set(scaling.map((s) => s.replicas)).size > 1 || (limits && scaling.length)) {
+      say(`\nscaling${of}, ${opts.durationS} s measured per run:`);
+      say(indent(scalingTables([scaling]), '  '));
+    }
     if (runs.some((r) => r.system === 'baedal')) {
       say(`\ntargets${of}:`);
       say(targetsText(runs, ceilings));
@@ -608,6 +670,11 @@ async function main(): Promise<void> {
   if (rounds.length > 1 && rounds.some((r) => r.runs.some((x) => x.system === 'baedal'))) {
     say(`\n══ over the ${rounds.length} rounds: each round's figure, and the median the targets are judged on ══\n`);
     say(roundsText(rounds));
+    const scaling = rounds.map((r) => r.runs.flatMap((x) => (x.scaling ? [x.scaling] : [])));
+    if (scaling.some((s) => s.length > 0)) {
+      say('\nscaling, each figure the median over the rounds (ratios: each round\'s, then their median):');
+      say(indent(scalingTables(scaling), '  '));
+    }
   }
   const runs = rounds.flatMap((r) => r.runs);
   const wrong = runs.filter((r) => r.load.verify && r.load.verify.mismatches > 0);
