@@ -106,7 +106,8 @@ function describe(err: unknown): string {
         : e.code === 'EBUSY'
           ? ' (cgroup v2 enables a controller only for a group with no processes of its own)'
           : '';
-  return `${e.code ?? 'error'}: ${e.message}${hint}`;
+  const message = e.code && e.message.startsWith(`${e.code}:`) ? e.message : `${e.code ?? 'error'}: ${e.message}`;
+  return `${message}${hint}`;
 }
 
 /** Runs `fn` on `path`, turning a failure into a CpuLimitError naming the path. */

@@ -158,6 +158,7 @@ const limits = (() => {
   } catch (err) {
     if (!(err instanceof CpuLimitError)) throw err;
     console.error(`bench: ${err.message}\n(run it as root on a host with the cpu controller, or without --cpu-per-replica)`);
+    rmSync(LOG_DIR, { recursive: true, force: true });
     return process.exit(2);
   }
 })();

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -208,4 +208,29 @@ describe('CPU limit per replica: a real cgroup on this machine', function () {
     expect(existsSync(limits.dir)).to.equal(false);
     limits = undefined;
   });
+});
+
+describe('CPU limit per replica: never a run without the limit asked for', function () {
+  this.timeout(60_000);
+  /** The script as a user who may not write cgroups: `nobody` when the tests run as root. */
+  const unprivileged = (script: string, args: string[]) => {
+    const node = [process.execPath, '--import', 'tsx', script, ...args];
+    const [command, ...rest] = process.getuid?.() === 0 ? ['runuser', '-u', 'nobody', '--', ...node] : node;
+    return spawnSync(command!, rest, { encoding: 'utf8', timeout: 50_000 });
+  };
+
+  for (const [script, args] of [
+    ['scripts/demo-scale.ts', ['--steps', '1']],
+    ['scripts/bench.ts', ['--cpu-per-replica', '250m', '--no-ceilings']],
+  ] as const) {
+    it(`${script} exits 2 naming the cgroup path and the reason, before starting anything`, function () {
+      if (process.getuid?.() === 0 && spawnSync('runuser', ['--help']).error) this.skip();
+      const res = unprivileged(script, [...args]);
+      expect(res.status, res.stdout + res.stderr).to.equal(2);
+      // A path under the cgroup mount and why: EACCES here (not root); elsewhere EROFS, or no cpu controller.
+      expect(res.stderr).to.match(/cannot limit CPU per replica: \/sys\/fs\/cgroup\S*: \S/);
+      // Nothing ran: no build, no database, no replica (each of which prints a line first).
+      expect(res.stdout).to.not.match(/building|ready|Baedal benchmark/);
+    });
+  }
 });
