@@ -1,6 +1,6 @@
 // The service as production runs it: compiled by `npm run build` into dist/ and started as
 // `node dist/main.js` (no tsx, no TypeScript at run time), for the benchmark and the scaling demo.
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -9,10 +9,27 @@ const ROOT = fileURLToPath(new URL('../', import.meta.url));
 /** What node runs as the service once built. */
 export const SERVICE_MAIN = join(ROOT, 'dist', 'main.js');
 
-/** Runs `npm run build` (scripts/build.ts): dist/ afresh from the sources. Throws with its output when it fails. */
-export function buildService(): { seconds: number } {
+/**
+ * Runs `npm run build` (scripts/build.ts): dist/ afresh from the sources. Throws with its output
+ * when it fails. Asynchronous, so that a Ctrl-C meanwhile is handled at once (tsx kills a script
+ * that does not acknowledge a signal within 30 ms) and the build is stopped with the caller.
+ */
+export async function buildService(): Promise<{ seconds: number }> {
   const started = performance.now();
-  const run = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'scripts', 'build.ts')], { cwd: ROOT, encoding: 'utf8' });
-  if (run.status !== 0) throw new Error(`npm run build failed (exit ${run.status ?? run.signal}):\n${run.stdout}${run.stderr}`);
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'scripts', 'build.ts')], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const stop = () => child.kill();
+  process.once('exit', stop);
+  let output = '';
+  child.stdout.on('data', (c: Buffer) => (output += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (output += c.toString()));
+  try {
+    const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
+      child.once('error', reject);
+      child.once('exit', (c, s) => resolve([c, s]));
+    });
+    if (code !== 0) throw new Error(`npm run build failed (exit ${code ?? signal}):\n${output}`);
+  } finally {
+    process.removeListener('exit', stop);
+  }
   return { seconds: (performance.now() - started) / 1000 };
 }

@@ -175,7 +175,7 @@ export class CpuLimits {
   /** How the limit reads: `0.25 core (cgroup v1, cpu.cfs_quota_us 25000 per 100000 µs, under /sys/fs/cgroup/cpu/…)`. */
   describe(): string {
     const how = this.layout.version === 1 ? `cpu.cfs_quota_us ${this.quotaUs} per cpu.cfs_period_us ${PERIOD_US}` : `cpu.max "${this.quotaUs} ${PERIOD_US}"`;
-    return `${this.cores} core${this.cores === 1 ? '' : 's'} per replica (cgroup v${this.layout.version}, ${how}, groups under ${this.dir})`;
+    return `${this.cores} core${this.cores > 1 ? 's' : ''} per replica (cgroup v${this.layout.version}, ${how}, groups under ${this.dir})`;
   }
 
   /** The directory of replica `name`'s group. */

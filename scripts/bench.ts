@@ -621,7 +621,7 @@ async function main(): Promise<void> {
   const machine = await machineHeader();
   say(`Baedal benchmark — ${machine.date}; ${machine.nproc} cores (${machine.cpu}), ${machine.memoryGiB} GiB, Node ${machine.node}, PostgreSQL ${machine.postgres}, Redis ${machine.redis}`);
   say(`load average at the start: ${machine.loadAverageAtStart} (anything above 0 is other work on this machine); logs in ${LOG_DIR} (kept if the run fails)`);
-  say(`building the service (npm run build) … ${buildService().seconds.toFixed(1)} s; each service process runs node dist/main.js`);
+  say(`building the service (npm run build) … ${(await buildService()).seconds.toFixed(1)} s; each service process runs node dist/main.js`);
   if (limits) say(`CPU limit: ${limits.describe()}; the ceilings, Restate, the gateway and the load generator run without one`);
   const gateway = await startGateway();
   // One receiver for every run, Baedal's and Restate's alike.

@@ -109,7 +109,10 @@ process.on('exit', () => {
   cluster.killAllNow();
   limits?.removeSync();
 });
-process.on('SIGINT', () => void shutdown(130));
+process.on('SIGINT', () => {
+  say('\ninterrupted: stopping the replicas, dropping the database, removing the cgroups');
+  void shutdown(130);
+});
 process.on('SIGTERM', () => void shutdown(143));
 
 async function runStep(replicas: number, n: number): Promise<ScalingFigures & { p50Ms: number }> {
@@ -166,7 +169,7 @@ try {
   say(`demo:scale — ${steps.join(' → ')} replicas, ${concurrency} virtual users, ${warmupS} s warm-up + ${durationS} s measured per step`);
   say(`CPU limit: ${limits ? limits.describe() : 'none (--cpu-per-replica none): every replica may use every core'}`);
   say(`autoscaler (k8s/hpa.yaml, k8s/keda): CPU ${AUTOSCALING.cpuTargetPercent} % of a ${AUTOSCALING.cpuRequestCores * 1000}m request, backlog ${AUTOSCALING.backlogTarget} jobs per replica (${AUTOSCALING.backlogQuery}), ${AUTOSCALING.min}..${AUTOSCALING.max} replicas`);
-  say(`building the service (npm run build) … ${buildService().seconds.toFixed(1)} s; the replicas run node dist/main.js`);
+  say(`building the service (npm run build) … ${(await buildService()).seconds.toFixed(1)} s; the replicas run node dist/main.js`);
   await cluster.start();
   // Without autovacuum (some development hosts turn it off) the tables bloat and the service's
   // cached plans stay those of empty tables, and each step would be slower for that alone.
@@ -214,6 +217,7 @@ try {
   if (v.json) say(JSON.stringify({ autoscaling: AUTOSCALING, cpuPerReplica: cores ?? null, steps: results, invariants: report }));
   await shutdown(report.ok ? 0 : 1, !report.ok);
 } catch (err) {
-  console.error(`demo:scale failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+  // Once shutting down (Ctrl-C, a crash), what fails meanwhile is its consequence, not news.
+  if (!shuttingDown) console.error(`demo:scale failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
   await shutdown(err instanceof CpuLimitError ? 2 : 1, true);
 }
