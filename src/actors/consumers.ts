@@ -149,7 +149,7 @@ interface Owed {
 }
 
 interface HistoryRow extends JournalRow {
-  passed: boolean | null;
+  passed?: boolean | null;
   owed: Owed[] | null;
 }
 
@@ -168,7 +168,7 @@ const ownedKey = (consumer: string, orderId: string) => `${consumer}\u0000${orde
  */
 async function readHistory(db: Database, group: ConsumerGroup, upto: Map<string, number | null>): Promise<History> {
   const ids = [...upto.keys()];
-  const rows = await db.query<HistoryRow>(
+  return historyOf(await db.query<HistoryRow>(
     `SELECT ${JOURNAL_COLUMNS}, (j.tx, j.pos) <= (p.tx, p.pos) AS passed,
             CASE WHEN j.seq = 1 THEN (SELECT jsonb_agg(jsonb_build_object('consumer', f.consumer, 'seq', f.seq, 'upto', f.upto, 'version', f.version))
                                       FROM consumer_failures f WHERE f.order_id = j.order_id AND f.consumer = ANY($4::text[])) END AS owed
@@ -177,7 +177,11 @@ async function readHistory(db: Database, group: ConsumerGroup, upto: Map<string,
      LEFT JOIN consumer_positions p ON p.grp = $3 AND p.part = j.part
      ORDER BY j.order_id, j.seq`,
     [ids, ids.map((id) => upto.get(id) ?? null), group.name, group.consumers.map((c) => c.name)],
-  );
+  ));
+}
+
+/** The orders' events (in order, checked for gaps) and owed rows, from rows of the journal. */
+function historyOf(rows: readonly HistoryRow[]): History {
   const events = new Map<string, (OrderEvent & { passed: boolean })[]>();
   const owed = new Map<string, Owed>();
   for (const row of rows) {
@@ -301,30 +305,47 @@ export interface PartitionsApplied {
   applied: number;
 }
 
-interface BatchRow {
-  part: number;
-  version: number;
-  order_id: string;
-  seq: number;
-  tx: string;
-  pos: string;
+interface BatchRow extends HistoryRow {
+  /** Set on the rows of the batch (the others are the orders' earlier events). */
+  b_part: number | null;
+  b_version: number | null;
+  b_tx: string | null;
+  b_pos: string | null;
 }
 
 /**
- * The next events of each partition after the group's position, oldest first, from transactions
- * that every snapshot sees as finished (older than the oldest one still running): a transaction
- * that commits later can never write an event behind a position already passed.
+ * One read per batch: the next events of each partition after the group's position, oldest first,
+ * from transactions that every snapshot sees as finished (older than the oldest one still
+ * running: a transaction that commits later can never write an event behind a position already
+ * passed); and every event of their orders up to them (the earlier ones fold the consumers'
+ * state), with the orders' owed rows. The batch's rows carry their partition and position.
  */
 const READ_BATCH = `
-  SELECT p.part::int AS part, p.version, b.order_id, b.seq, b.tx::text AS tx, b.pos::text AS pos
-  FROM consumer_positions p
-  CROSS JOIN LATERAL (
-    SELECT j.order_id, j.seq, j.tx, j.pos FROM order_journal j
-    WHERE j.part = p.part AND (j.tx, j.pos) > (p.tx, p.pos) AND j.tx < pg_snapshot_xmin(pg_current_snapshot())
-    ORDER BY j.tx, j.pos LIMIT $3
-  ) b
-  WHERE p.grp = $1 AND p.part = ANY($2::smallint[])
-  ORDER BY p.part, b.tx, b.pos`;
+  WITH b AS (
+    SELECT p.part, p.version, x.order_id, x.seq, x.tx, x.pos
+    FROM consumer_positions p
+    CROSS JOIN LATERAL (
+      SELECT j.order_id, j.seq, j.tx, j.pos FROM order_journal j
+      WHERE j.part = p.part AND (j.tx, j.pos) > (p.tx, p.pos) AND j.tx < pg_snapshot_xmin(pg_current_snapshot())
+      ORDER BY j.tx, j.pos LIMIT $3
+    ) x
+    WHERE p.grp = $1 AND p.part = ANY($2::smallint[])
+  ), u AS (
+    SELECT order_id, max(seq) AS hi FROM b GROUP BY order_id
+  )
+  SELECT ${JOURNAL_COLUMNS}, b.part::int AS b_part, b.version AS b_version, b.tx::text AS b_tx, b.pos::text AS b_pos,
+         CASE WHEN j.seq = 1 THEN (SELECT jsonb_agg(jsonb_build_object('consumer', f.consumer, 'seq', f.seq, 'upto', f.upto, 'version', f.version))
+                                   FROM consumer_failures f WHERE f.order_id = j.order_id AND f.consumer = ANY($4::text[])) END AS owed
+  FROM u JOIN order_journal j ON j.order_id = u.order_id AND j.seq <= u.hi
+  LEFT JOIN b ON b.order_id = j.order_id AND b.seq = j.seq
+  ORDER BY j.order_id, j.seq`;
+
+/** Whether position (tx, pos) comes after (tx2, pos2). */
+const after = (tx: string, pos: string, tx2: string, pos2: string) => {
+  const a = BigInt(tx);
+  const b = BigInt(tx2);
+  return a > b || (a === b && BigInt(pos) > BigInt(pos2));
+};
 
 const MOVE_POSITIONS = `
   UPDATE consumer_positions c SET tx = i.tx::xid8, pos = i.pos, version = c.version + 1, updated_at = now()
@@ -365,17 +386,19 @@ export async function applyPartitions(
 ): Promise<PartitionsApplied> {
   if (parts.length === 0) return { byPart: new Map(), more: [], applied: 0 };
   for (let attempt = 1; ; attempt += 1) {
-    const rows = await db.query<BatchRow>(READ_BATCH, [group.name, parts, opts.limitPerPart]);
+    const rows = await db.query<BatchRow>(READ_BATCH, [group.name, parts, opts.limitPerPart, group.consumers.map((c) => c.name)]);
     if (rows.length === 0) return { byPart: new Map(), more: [], applied: 0 };
     const ends = new Map<number, { version: number; tx: string; pos: string; n: number }>();
     const range = new Map<string, { lo: number; hi: number }>();
     for (const r of rows) {
-      const end = ends.get(r.part);
-      ends.set(r.part, { version: r.version, tx: r.tx, pos: r.pos, n: (end?.n ?? 0) + 1 });
+      if (r.b_part === null) continue;
+      const end = ends.get(r.b_part);
+      const later = !end || after(r.b_tx!, r.b_pos!, end.tx, end.pos);
+      ends.set(r.b_part, { version: r.b_version!, tx: later ? r.b_tx! : end.tx, pos: later ? r.b_pos! : end.pos, n: (end?.n ?? 0) + 1 });
       const o = range.get(r.order_id);
       range.set(r.order_id, { lo: Math.min(o?.lo ?? r.seq, r.seq), hi: Math.max(o?.hi ?? r.seq, r.seq) });
     }
-    const history = await readHistory(db, group, new Map([...range].map(([id, r]) => [id, r.hi])));
+    const history = historyOf(rows);
     const units: Unit[] = [];
     const skipped: { consumer: string; order_id: string; version: number; upto: number }[] = [];
     for (const consumer of group.consumers) {

@@ -63,6 +63,7 @@ export class EventBus {
   private readonly inflight = new Set<Promise<unknown>>();
   private readonly dirty = new Set<number>();
   private pumping: Promise<void> | undefined;
+  private lingering: NodeJS.Timeout | undefined;
   private owedDue = false;
   private timers: NodeJS.Timeout[] = [];
   private ticking: Promise<unknown> | undefined;
@@ -216,13 +217,28 @@ export class EventBus {
     return queue;
   }
 
-  /** Marks partitions as having new events, and reads them if this replica holds them. */
+  /**
+   * Marks partitions as having new events, and reads them if this replica holds them. The read
+   * waits `lingerMs` first, so the wake-ups of every replica's commits of that moment make one
+   * batch (one read and one write for all of them); what arrives while a batch is applied is read
+   * right after it.
+   */
   wake(parts: readonly number[]): void {
     for (const p of parts) if (this.leases.holds(p)) this.dirty.add(p);
-    if (this.pumping || this.stopped || (this.dirty.size === 0 && !this.owedDue)) return;
+    if (this.pumping || this.lingering || this.stopped || (this.dirty.size === 0 && !this.owedDue)) return;
+    const linger = this.opts.lingerMs ?? 0;
+    if (linger <= 0) return this.startPump();
+    this.lingering = setTimeout(() => {
+      this.lingering = undefined;
+      this.startPump();
+    }, linger);
+  }
+
+  private startPump(): void {
+    if (this.pumping || this.stopped) return;
     this.pumping = this.pump().finally(() => {
       this.pumping = undefined;
-      if ((this.dirty.size > 0 || this.owedDue) && !this.stopped) this.wake([]);
+      if ((this.dirty.size > 0 || this.owedDue) && !this.stopped) this.startPump();
     });
   }
 
@@ -274,11 +290,6 @@ export class EventBus {
     }
   }
 
-  /** Resolves once the woken partitions are applied (tests, the rebuild). */
-  async idle(): Promise<void> {
-    while (this.pumping) await this.pumping;
-  }
-
   /** Events not applied yet, over the partitions (the backlog an autoscaler can follow). */
   async backlog(): Promise<Record<string, number>> {
     return { events: (await groupBacklog(this.opts.db, this.opts.group.name)).behind };
@@ -297,6 +308,7 @@ export class EventBus {
     if (this.stopped) return;
     this.stopped = true;
     for (const t of this.timers) clearTimeout(t);
+    clearTimeout(this.lingering);
     this.flush();
     if (this.worker) {
       const worker = this.worker;

@@ -23,11 +23,13 @@ export function viewsAmong(consumers: readonly { name: string }[]): ViewDefiniti
 
 /**
  * Notes in `view_status` when each view last applied events. Outside the view's transaction and
- * at most once a second per view and process, so it costs the write path nothing measurable and
- * no two batches ever wait for each other on it; the time it shows is right to within a second.
+ * at most once a second per process, for every view that applied events since, in one statement:
+ * it costs the write path nothing measurable and no two batches ever wait for each other on it;
+ * the time it shows is right to within a second.
  */
 export class AppliedRecorder {
-  private readonly last = new Map<string, number>();
+  private readonly noted = new Set<string>();
+  private timer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly db: Database,
@@ -52,17 +54,24 @@ export class AppliedRecorder {
   }
 
   private note(view: string): void {
-    const now = Date.now();
-    if (now - (this.last.get(view) ?? Number.NEGATIVE_INFINITY) < this.everyMs) return;
-    this.last.set(view, now);
+    this.noted.add(view);
+    if (this.timer) return;
+    this.timer = setTimeout(() => this.flush(), this.everyMs);
+    this.timer.unref();
+  }
+
+  private flush(): void {
+    this.timer = undefined;
+    const views = [...this.noted];
+    this.noted.clear();
     this.db
       .query(
-        `INSERT INTO view_status (view, applied_at) VALUES ($1, now())
+        `INSERT INTO view_status (view, applied_at) SELECT v, now() FROM unnest($1::text[]) AS v
          ON CONFLICT (view) DO UPDATE SET applied_at = greatest(view_status.applied_at, EXCLUDED.applied_at)`,
-        [view],
+        [views],
       )
-      // Best effort: the next batch notes it again (a closing pool, a database that went away).
-      .catch(() => this.last.delete(view));
+      // Best effort: the next batch notes them again (a closing pool, a database that went away).
+      .catch(() => undefined);
   }
 }
 
