@@ -79,6 +79,8 @@ const schema = z
     NOTIFY_WEBHOOK_URL: z.url().optional(),
     NOTIFY_TIMEOUT_MS: ms(5000),
     NOTIFY_RETRY_MAX_MS: ms(60_000),
+    /** Orders one customer may have waiting for payment at once; the next POST /orders answers 429. */
+    MAX_UNPAID_ORDERS_PER_CUSTOMER: ms(10),
     /** A paid order the store has not accepted by then is rejected and refunded. */
     STORE_ACCEPT_TIMEOUT_MS: ms(10 * 60_000),
     /** An order not paid by then is cancelled. */

@@ -17,6 +17,7 @@ export type ErrorCode =
   | 'free_order'
   | 'total_too_large'
   | 'rate_limited'
+  | 'too_many_unpaid_orders'
   | 'payment_declined'
   | 'payment_unavailable'
   | 'payment_in_progress'
@@ -98,6 +99,13 @@ export class TotalTooLargeError extends DomainError {
 export class RateLimitedError extends DomainError {
   constructor(readonly retryAfterSeconds: number, details: Record<string, unknown> = {}) {
     super('rate_limited', `too many requests: try again in ${retryAfterSeconds} s`, details);
+  }
+}
+
+/** The customer already has the most orders waiting for payment that one customer may have. */
+export class TooManyUnpaidOrdersError extends DomainError {
+  constructor(max: number) {
+    super('too_many_unpaid_orders', `you already have ${max} orders waiting for payment: pay or cancel one first`, { max });
   }
 }
 

@@ -8,7 +8,7 @@ import { commandRequest, eventually, startSystem, type Parties, type TestSystem 
 const { prepareValue } = createRequire(import.meta.url)('pg/lib/utils.js') as { prepareValue(v: unknown): string | null };
 
 /** Tables that grow with the traffic: no statement of the service may read them whole. */
-const BIG = ['orders', 'order_journal', 'notifications', 'timers', 'payment_attempts', 'refunds', 'view_customer_orders', 'view_store_orders', 'view_deliveries'];
+const BIG = ['orders', 'order_journal', 'notifications', 'timers', 'payment_attempts', 'refunds', 'view_customer_orders', 'view_store_orders', 'view_deliveries', 'customer_unpaid_orders'];
 const ORDERS = 20_000;
 
 /**
@@ -64,6 +64,7 @@ describe('statement plans on large tables', function () {
     await db.query(`
       INSERT INTO view_deliveries (order_id, store_id, area, items_count, cooked_at, withdrawn_at, seq)
       SELECT id, store_id, area, 1, created_at, created_at, 5 FROM orders WHERE snapshot = '{}'`);
+    await db.query(`INSERT INTO customer_unpaid_orders (customer_id, unpaid) SELECT 'c' || i, i % 3 FROM generate_series(1, ${ORDERS}) AS i`);
     await db.query('ANALYZE');
     explain = new pg.Client({ connectionString: sys.databaseUrl, options: '-c plan_cache_mode=force_generic_plan' });
     await explain.connect();

@@ -1,7 +1,15 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { initialTransition } from 'xstate';
 import type { Database, Sql } from '../db/pg.ts';
-import { AlreadyPickedError, DomainError, InvalidTransitionError, NotFoundError, StaleVersionError, UnprocessableError } from '../errors.ts';
+import {
+  AlreadyPickedError,
+  DomainError,
+  InvalidTransitionError,
+  NotFoundError,
+  StaleVersionError,
+  TooManyUnpaidOrdersError,
+  UnprocessableError,
+} from '../errors.ts';
 import {
   accepts,
   allowedCommands,
@@ -163,7 +171,10 @@ export function createOrderSteps(deps: OrderActorDeps) {
     deferred: (() => void)[],
   ): Promise<{ version: number; at: Date } | undefined> {
     const t = transitionOf(row, decided, by, causationId);
-    const committed = await commitTransition(tx, t, store.partitions);
+    let committed = await commitTransition(tx, t, store.rules);
+    // A new order admitted on a count another statement was creating: its next statement sees it.
+    if (t.unwritten === 'retry') committed = await commitTransition(tx, t, store.rules);
+    if (t.unwritten === 'too-many') throw new TooManyUnpaidOrdersError(store.rules.maxUnpaidOrders);
     if (!committed) return undefined;
     deferred.push(() => {
       store.remember(t, committed);
@@ -220,7 +231,10 @@ export function createOrderSteps(deps: OrderActorDeps) {
   /** Places a new order (version 0 → 1) through the batched commit. */
   async function create(decided: { next: OrderSnapshot; event: OrderDomainEvent }, orderId: string, by: Actor, causationId: string | null) {
     const t = transitionOf({ id: orderId, version: 0 }, decided, by, causationId);
-    const committed = await store.commit(t);
+    let committed = await store.commit(t);
+    // A new order admitted on a count another statement was creating: its next statement sees it.
+    if (t.unwritten === 'retry') committed = await store.commit(t);
+    if (t.unwritten === 'too-many') throw new TooManyUnpaidOrdersError(store.rules.maxUnpaidOrders);
     if (!committed) throw new DomainError('internal', `order ${orderId} already existed`);
     afterCommit(orderId, committed.version, t);
     return { version: committed.version, at: t.at };

@@ -131,6 +131,20 @@ export interface Transition {
    * which happened once the statement ran (`gone`: the attempt was no longer pending).
    */
   payment?: { attemptKey: string; chargeId: string; amount: number; refundKey: string; outcome?: 'charged' | 'orphaned' | 'gone' };
+  /**
+   * For a new order that was not written, why (set once the statement ran): its customer already
+   * has the most unpaid orders allowed (`too-many`), or the count was being created by another
+   * statement at the same moment (`retry`: judged again, it is decided on that count).
+   */
+  unwritten?: 'too-many' | 'retry';
+}
+
+/** Rules the statement that writes orders enforces. */
+export interface CommitRules {
+  /** Event partitions: each journal row is written with its order's partition. */
+  partitions: number;
+  /** Orders in `awaitingPayment` one customer may have at once (MAX_UNPAID_ORDERS_PER_CUSTOMER). */
+  maxUnpaidOrders: number;
 }
 
 export interface Committed {
@@ -176,17 +190,52 @@ const COMMIT_BATCH = `
     SELECT i.refund_key, i.id, i.charge_id, i.charge_amount, 'orphaned', 'pending', now(), now()
     FROM input i JOIN orphaned o ON o.idempotency_key = i.attempt_key
     ON CONFLICT DO NOTHING
+  ), prior AS (
+    -- The status each order had at the version its transition was judged on: whenever the write
+    -- below succeeds, this statement's snapshot holds that version (versions only grow).
+    SELECT o.id, o.status FROM orders o WHERE o.id = ANY (ARRAY(SELECT id FROM input WHERE from_version > 0))
   ), changed AS (
     UPDATE orders o SET version = i.version, status = i.status, snapshot = i.snapshot, rider_id = i.rider_id, updated_at = i.at
     FROM input i WHERE o.id = i.id AND o.id = ANY (ARRAY(SELECT id FROM input)) AND i.from_version > 0 AND o.version = i.from_version
       -- A snapshot of another machine version is never overwritten by one judged with this build.
       AND o.machine_id = $4::text AND o.machine_version = $5::int
       AND (i.attempt_key IS NULL OR i.attempt_key IN (SELECT idempotency_key FROM charged))
-    RETURNING o.id
+    RETURNING o.id, o.customer_id, o.status
+  ), freed AS (
+    -- Orders that stopped waiting for payment (paid, cancelled, expired) give their customer's slot back.
+    SELECT c.customer_id, count(*)::int AS n FROM changed c JOIN prior p ON p.id = c.id
+    WHERE p.status = 'awaitingPayment' AND c.status <> 'awaitingPayment'
+    GROUP BY c.customer_id
+  ), new_orders AS (
+    SELECT i.id, i.customer_id, row_number() OVER (PARTITION BY i.customer_id ORDER BY i.at, i.id) AS rank
+    FROM input i WHERE i.from_version = 0
+  ), slots AS (
+    -- The unpaid-order counts of the customers concerned, locked. Reading all of freed first runs
+    -- the order writes above, so every statement locks order rows before counts: one lock order.
+    SELECT s.customer_id, s.unpaid FROM customer_unpaid_orders s
+    WHERE s.customer_id = ANY (ARRAY(SELECT customer_id FROM new_orders UNION SELECT customer_id FROM freed))
+    ORDER BY s.customer_id FOR UPDATE OF s
+  ), admitted AS (
+    -- New orders in the order they came, while the customer's count stays within the limit ($6).
+    SELECT p.id, p.customer_id FROM new_orders p
+    LEFT JOIN slots s ON s.customer_id = p.customer_id
+    LEFT JOIN freed f ON f.customer_id = p.customer_id
+    WHERE coalesce(s.unpaid, 0) - coalesce(f.n, 0) + p.rank <= $6::int
+  ), counted AS (
+    -- A customer's first count is inserted; when another statement inserted it meanwhile (it was
+    -- not there to lock), the condition re-checks the limit on the count that statement wrote.
+    INSERT INTO customer_unpaid_orders AS s (customer_id, unpaid)
+    SELECT d.customer_id, sum(d.delta)::int
+    FROM (SELECT customer_id, 1 AS delta FROM admitted UNION ALL SELECT customer_id, -n FROM freed) d
+    GROUP BY d.customer_id
+    ON CONFLICT (customer_id) DO UPDATE SET unpaid = greatest(0, s.unpaid + excluded.unpaid)
+      WHERE s.unpaid + excluded.unpaid <= $6::int OR excluded.unpaid <= 0
+    RETURNING s.customer_id
   ), created AS (
     INSERT INTO orders (id, machine_id, machine_version, version, status, snapshot, customer_id, store_id, rider_id, area, created_at, updated_at)
     SELECT i.id, $4::text, $5::int, i.version, i.status, i.snapshot, i.customer_id, i.store_id, NULL, i.area, i.at, i.at
-    FROM input i WHERE i.from_version = 0
+    FROM input i JOIN admitted a ON a.id = i.id
+    WHERE a.customer_id IN (SELECT customer_id FROM counted)
     RETURNING id
   ), written AS (
     SELECT id FROM changed UNION ALL SELECT id FROM created
@@ -209,7 +258,11 @@ const COMMIT_BATCH = `
     UPDATE timers tm SET due_at = NULL, lease_until = NULL, fired_at = now(), outcome = 'moved-on'
     FROM changed c WHERE tm.order_id = c.id AND tm.order_id = ANY (ARRAY(SELECT id FROM changed)) AND tm.due_at IS NOT NULL
   )
-  SELECT id, 'written' AS what FROM written UNION ALL SELECT order_id, 'orphaned' FROM orphaned`;
+  SELECT id, 'written' AS what FROM written
+  UNION ALL SELECT order_id, 'orphaned' FROM orphaned
+  -- A new order not written: over the limit, or admitted on a count another statement was creating.
+  UNION ALL SELECT p.id, CASE WHEN p.id IN (SELECT id FROM admitted) THEN 'retry' ELSE 'too-many' END
+    FROM new_orders p WHERE p.id NOT IN (SELECT id FROM created)`;
 
 /**
  * Persists transitions in one statement (see COMMIT_BATCH): the snapshot with its new version,
@@ -217,7 +270,7 @@ const COMMIT_BATCH = `
  * id and version, or undefined when the order moved on meanwhile (the caller judges again).
  * The transitions must be on different orders.
  */
-export async function commitTransitions(sql: Sql, ts: readonly Transition[], partitions: number): Promise<(Committed | undefined)[]> {
+export async function commitTransitions(sql: Sql, ts: readonly Transition[], rules: CommitRules): Promise<(Committed | undefined)[]> {
   const rows = ts.map((t) => {
     const ctx = t.snapshot.context;
     return {
@@ -240,7 +293,7 @@ export async function commitTransitions(sql: Sql, ts: readonly Transition[], par
       charge_id: t.payment?.chargeId ?? null,
       charge_amount: t.payment?.amount ?? null,
       refund_key: t.payment?.refundKey ?? null,
-      part: partitionOf(t.orderId, partitions),
+      part: partitionOf(t.orderId, rules.partitions),
     };
   });
   const refunds = ts.flatMap((t) =>
@@ -249,24 +302,27 @@ export async function commitTransitions(sql: Sql, ts: readonly Transition[], par
   const timers = ts.flatMap((t) =>
     t.timers.map((tm) => ({ id: tm.id, order_id: t.orderId, version: t.fromVersion + 1, event: tm.event, fire_at: tm.fireAt.toISOString() })),
   );
-  const result = await sql.query<{ id: string; what: 'written' | 'orphaned' }>(COMMIT_BATCH, [
+  const result = await sql.query<{ id: string; what: 'written' | 'orphaned' | 'too-many' | 'retry' }>(COMMIT_BATCH, [
     JSON.stringify(rows),
     JSON.stringify(refunds),
     JSON.stringify(timers),
     ORDER_MACHINE_ID,
     ORDER_MACHINE_VERSION,
+    rules.maxUnpaidOrders,
   ]);
+  const what = new Map(result.map((r) => [r.id, r.what]));
   const ok = new Set(result.filter((r) => r.what === 'written').map((r) => r.id));
-  const orphaned = new Set(result.filter((r) => r.what === 'orphaned').map((r) => r.id));
   for (const t of ts) {
-    if (t.payment) t.payment.outcome = ok.has(t.orderId) ? 'charged' : orphaned.has(t.orderId) ? 'orphaned' : 'gone';
+    const outcome = what.get(t.orderId);
+    if (t.payment) t.payment.outcome = outcome === 'written' ? 'charged' : outcome === 'orphaned' ? 'orphaned' : 'gone';
+    t.unwritten = outcome === 'too-many' || outcome === 'retry' ? outcome : undefined;
   }
   return rows.map((r) => (ok.has(r.id) ? { eventId: r.event_id, version: r.version } : undefined));
 }
 
 /** Persists one transition; undefined when the order moved on meanwhile. */
-export async function commitTransition(sql: Sql, t: Transition, partitions: number): Promise<Committed | undefined> {
-  const [committed] = await commitTransitions(sql, [t], partitions);
+export async function commitTransition(sql: Sql, t: Transition, rules: CommitRules): Promise<Committed | undefined> {
+  const [committed] = await commitTransitions(sql, [t], rules);
   return committed;
 }
 

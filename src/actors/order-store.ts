@@ -1,7 +1,7 @@
 import type { Database } from '../db/pg.ts';
 import { ORDER_MACHINE_ID, ORDER_MACHINE_VERSION, type OrderSnapshot } from '../machines/order.machine.ts';
 import { Batcher } from './batcher.ts';
-import { commitTransitions, restoreSnapshot, type Committed, type OrderRow, type Transition } from './order-repository.ts';
+import { commitTransitions, restoreSnapshot, type CommitRules, type Committed, type OrderRow, type Transition } from './order-repository.ts';
 
 /** An order as a command step works on it: its row and its restored machine snapshot. */
 export interface LoadedOrder {
@@ -11,15 +11,13 @@ export interface LoadedOrder {
   cached: boolean;
 }
 
-export interface OrderStoreOptions {
+export interface OrderStoreOptions extends CommitRules {
   /** Orders kept in memory per replica; 0 turns the cache off. */
   cacheSize: number;
   /** Most transitions (or loads) in one statement. */
   maxBatch: number;
   /** Most statements of each kind on their way at once. */
   maxInFlight: number;
-  /** Event partitions: each journal row is written with its order's partition. */
-  partitions: number;
   /** Called when a write is refused because another writer moved the order first. */
   onStaleWrite?: () => void;
 }
@@ -37,6 +35,8 @@ export class OrderStore {
   private readonly cache = new Map<string, { row: OrderRow; snapshot: OrderSnapshot }>();
   private readonly loads: Batcher<string, OrderRow | undefined>;
   private readonly commits: Batcher<Transition, Committed | undefined>;
+  /** What the statement that writes orders enforces (also for writes inside a caller's transaction). */
+  readonly rules: CommitRules;
 
   constructor(
     db: Database,
@@ -50,7 +50,8 @@ export class OrderStore {
       },
       { maxBatch: opts.maxBatch, maxInFlight: opts.maxInFlight },
     );
-    this.commits = new Batcher((ts) => commitTransitions(db, ts, opts.partitions), { maxBatch: opts.maxBatch, maxInFlight: opts.maxInFlight, key: (t) => t.orderId, alone: true });
+    this.rules = { partitions: opts.partitions, maxUnpaidOrders: opts.maxUnpaidOrders };
+    this.commits = new Batcher((ts) => commitTransitions(db, ts, this.rules), { maxBatch: opts.maxBatch, maxInFlight: opts.maxInFlight, key: (t) => t.orderId, alone: true });
   }
 
   /**
@@ -100,7 +101,7 @@ export class OrderStore {
     if (committed) this.remember(t, committed);
     else {
       this.cache.delete(t.orderId);
-      if (!t.payment) this.opts.onStaleWrite?.();
+      if (!t.payment && !t.unwritten) this.opts.onStaleWrite?.();
     }
     return committed;
   }

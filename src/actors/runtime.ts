@@ -60,6 +60,7 @@ export type RuntimeConfig = Pick<
   | 'EVENT_PARTITIONS'
   | 'EVENTS_LEASE_MS'
   | 'EVENTS_POLL_MS'
+  | 'MAX_UNPAID_ORDERS_PER_CUSTOMER'
   | 'SWEEP_INTERVAL_MS'
   | 'WORK_LEASE_MS'
   | 'EVENTS_LINGER_MS'
@@ -192,6 +193,7 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
     partitions: config.EVENT_PARTITIONS,
     maxBatch: config.GROUP_COMMIT_MAX,
     maxInFlight: config.GROUP_COMMIT_IN_FLIGHT,
+    maxUnpaidOrders: config.MAX_UNPAID_ORDERS_PER_CUSTOMER,
     onStaleWrite: () => metrics.staleWrites.inc(),
   });
   const steps = createOrderSteps({

@@ -23,6 +23,7 @@ export const STATUS_OF: Record<ErrorCode, number> = {
   free_order: 422,
   total_too_large: 422,
   rate_limited: 429,
+  too_many_unpaid_orders: 429,
   internal: 500,
   not_implemented: 501,
   payment_unavailable: 503,

@@ -135,7 +135,7 @@ export function orderRoutes(deps: { actors: OrderActors; pg: Database; commands?
       responses: {
         201: { description: 'the new order (or, for a repeated Idempotency-Key, the order it created)', schema: OrderSchema, headers: { ...ETAG, Location: 'the order URL' } },
       },
-      errors: [400, 401, 403, 404, 413, 415, 422],
+      errors: [400, 401, 403, 404, 413, 415, 422, 429],
       async handle(ctx, { body, principal }) {
         const key = ctx.get('idempotency-key') || undefined;
         if (key !== undefined && key.length > 200) {

@@ -138,6 +138,8 @@ export const TEST_ENV: Record<string, string> = {
   BODY_LIMIT: '16kb',
   // Off, so tests are not throttled; the rate-limit tests turn it on.
   RATE_LIMIT_PER_MIN: '0',
+  // Tests leave many orders of one customer unpaid; the unpaid-order tests set their own limit.
+  MAX_UNPAID_ORDERS_PER_CUSTOMER: '1000',
 };
 
 export interface InstanceOptions {

@@ -1,0 +1,27 @@
+import type { MigrationInterface, QueryRunner } from 'typeorm';
+
+/**
+ * How many orders each customer has waiting for payment, kept by the statement that writes
+ * orders (src/actors/order-repository.ts): a placement takes a slot only while the count is under
+ * MAX_UNPAID_ORDERS_PER_CUSTOMER, and an order that leaves `awaitingPayment` (paid, cancelled,
+ * expired) gives its slot back. One row per customer, locked by the statement that changes it,
+ * so the limit holds across replicas and concurrent requests.
+ */
+export class UnpaidOrders1768100000000 implements MigrationInterface {
+  name = 'UnpaidOrders1768100000000';
+
+  async up(q: QueryRunner): Promise<void> {
+    await q.query(`
+      CREATE TABLE customer_unpaid_orders (
+        customer_id text    PRIMARY KEY,
+        unpaid      integer NOT NULL
+      )`);
+    await q.query(`
+      INSERT INTO customer_unpaid_orders (customer_id, unpaid)
+      SELECT customer_id, count(*)::int FROM orders WHERE status = 'awaitingPayment' GROUP BY customer_id`);
+  }
+
+  async down(q: QueryRunner): Promise<void> {
+    await q.query('DROP TABLE IF EXISTS customer_unpaid_orders');
+  }
+}
