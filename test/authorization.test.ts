@@ -8,7 +8,8 @@ import { commandBody, MENU, sharedSystem, type ApiResponse, type Parties, type T
  * documentation and the behaviour cannot drift: every cell is one request against the service.
  */
 
-type Outcome = 'allowed' | '401' | '403' | '404';
+/** `no customer` and `delivery`: served to a rider, without the customer (and, for `delivery`, with the address line). */
+type Outcome = 'allowed' | 'no customer' | 'delivery' | '401' | '403' | '404';
 type Caller = 'anonymous' | Role;
 interface Cell {
   own?: Outcome;
@@ -24,11 +25,11 @@ interface Row {
 }
 
 const CALLERS: readonly Caller[] = ['anonymous', 'customer', 'store', 'rider', 'admin'];
-const OUTCOME = /^(allowed|401|403|404)$/;
+const OUTCOME = /^(allowed|no customer|delivery|401|403|404)$/;
 
 function parseCell(text: string, where: string): Cell {
   if (OUTCOME.test(text)) return { any: text as Outcome };
-  const match = /^own: (allowed|401|403|404), other: (allowed|401|403|404)$/.exec(text);
+  const match = /^own: (allowed|no customer|delivery|401|403|404), other: (allowed|no customer|delivery|401|403|404)$/.exec(text);
   if (!match) throw new Error(`${where}: cannot read the cell "${text}"`);
   return { own: match[1] as Outcome, other: match[2] as Outcome };
 }
@@ -86,6 +87,8 @@ describe('authorization matrix (README.md "Authorization and limits")', () => {
   let p: Parties;
   /** Callers of each role who are not the parties of `p`. */
   let strangers: Record<Role, string>;
+  /** The customers of the orders the matrix makes: no answer to a rider may name them. */
+  let customerIds: string[];
 
   before(async () => {
     sys = await sharedSystem();
@@ -93,6 +96,9 @@ describe('authorization matrix (README.md "Authorization and limits")', () => {
     p = await sys.newParties();
     const other = await sys.newParties();
     strangers = { customer: other.customer, store: other.store, rider: other.rider, admin: other.admin };
+    customerIds = [p.customerId, other.customerId];
+    // Orders of the parties in the states a rider can see, so the lists a rider reads hold them.
+    for (const state of ['cooked', 'pickedUp', 'delivered']) await newOrderIn(state);
   });
 
   it('covers every route of the app, and every route it names exists', () => {
@@ -127,9 +133,27 @@ describe('authorization matrix (README.md "Authorization and limits")', () => {
     return sys.request(method, concrete, { token, body });
   }
 
-  function expectOutcome(res: ApiResponse, outcome: Outcome, what: string): void {
-    if (outcome === 'allowed') {
+  /** What a rider is served of an order (`GET /orders/:id`) or of its journal (`/events`). */
+  function expectRiderView(path: string, body: any, outcome: 'no customer' | 'delivery', what: string): void {
+    const line = outcome === 'delivery' ? '1 Teheran-ro' : null;
+    if (path.endsWith('/events')) {
+      const placed = (body as { type: string; data: any; actor: { sub: string | null; role: string } }[]).find((e) => e.type === 'OrderPlaced')!;
+      expect(placed.data, what).to.deep.include({ storeId: p.storeId, address: { area: p.area, line } });
+      expect(placed.data.items, what).to.have.length.greaterThan(0);
+      expect(placed.data, what).not.to.have.property('customerId');
+      expect(placed.actor, what).to.deep.equal({ sub: null, role: 'customer' });
+      const paid = (body as { type: string; data: any }[]).find((e) => e.type === 'OrderPaid')!;
+      expect(paid.data, what).not.to.have.property('chargeId');
+    } else {
+      expect(body, what).to.deep.include({ customerId: null, address: { area: p.area, line }, chargeId: null, refund: null, reason: null });
+      expect(body.items, what).to.have.length.greaterThan(0);
+    }
+  }
+
+  function expectOutcome(res: ApiResponse, outcome: Outcome, what: string, path: string): void {
+    if (outcome === 'allowed' || outcome === 'no customer' || outcome === 'delivery') {
       expect(res.status, `${what}: ${JSON.stringify(res.body).slice(0, 300)}`).to.be.within(200, 299);
+      if (outcome !== 'allowed') expectRiderView(path, res.body, outcome, what);
       return;
     }
     expect(res.status, `${what}: ${JSON.stringify(res.body).slice(0, 300)}`).to.equal(Number(outcome));
@@ -161,7 +185,12 @@ describe('authorization matrix (README.md "Authorization and limits")', () => {
               expect(order.riderId, `README line ${row.line}: "rider own" needs an order a rider picked`).to.equal(p.riderId);
             }
             const res = await call(route.method, route.path, tokenOf(caller, relation), orderId);
-            expectOutcome(res, outcome, `${title}: ${caller}${caller === 'anonymous' || caller === 'admin' ? '' : ` (${relation})`}`);
+            const what = `${title}: ${caller}${caller === 'anonymous' || caller === 'admin' ? '' : ` (${relation})`}`;
+            expectOutcome(res, outcome, what, route.path);
+            if (caller === 'rider') {
+              const text = typeof res.body === 'string' ? res.body : JSON.stringify(res.body);
+              for (const id of customerIds) expect(text, `${what}: an answer to a rider names a customer`).not.to.include(id);
+            }
           }
         }
       });

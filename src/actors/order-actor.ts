@@ -32,7 +32,6 @@ import {
   readJournal,
   restoreSnapshot,
   type Actor,
-  type JournalEntry,
   type OrderRow,
   type RefundIntent,
   type TimerIntent,
@@ -41,6 +40,7 @@ import {
 import { REFUND_JOIN, refundViewOf, viewOf, type OrderView, type RefundColumns, type RefundView } from './order-view.ts';
 import type { OrderStore } from './order-store.ts';
 import { canSee, requireRole, type Principal, type Role } from './principal.ts';
+import { journalShownTo, orderShownTo, type JournalAnswer } from './privacy.ts';
 import { menuLookup, priceItems, type MenuLookup, type PlaceOrder } from './pricing.ts';
 import type { WorkPrompt } from './work.ts';
 
@@ -336,9 +336,9 @@ export function createOrderActors(steps: OrderSteps, pay: PayCommand) {
   }
 
   async function command(who: Principal, orderId: string, request: CommandRequest, ctx: CommandContext = {}): Promise<OrderView> {
-    if (request.type === 'pay') return pay(who, orderId, ctx);
+    if (request.type === 'pay') return orderShownTo(who, await pay(who, orderId, ctx));
     const event = machineEvent(who, request);
-    return steps.step(
+    const order = await steps.step(
       orderId,
       (found) => {
         const row = requireVisible(who, found, orderId, request.type);
@@ -350,6 +350,7 @@ export function createOrderActors(steps: OrderSteps, pay: PayCommand) {
       who,
       ctx.causationId ?? null,
     );
+    return orderShownTo(who, order);
   }
 
   /**
@@ -394,12 +395,12 @@ export function createOrderActors(steps: OrderSteps, pay: PayCommand) {
     if (!row || !canSee(who, { customerId: row.customer_id, storeId: row.store_id, riderId: row.rider_id, status: row.status })) {
       throw new NotFoundError('order', orderId);
     }
-    return viewOf(restoreSnapshot(row), row, refundViewOf(row));
+    return orderShownTo(who, viewOf(restoreSnapshot(row), row, refundViewOf(row)));
   }
 
-  async function events(who: Principal, orderId: string): Promise<JournalEntry[]> {
+  async function events(who: Principal, orderId: string): Promise<JournalAnswer[]> {
     await steps.visibleRow(who, orderId);
-    return readJournal(db, orderId);
+    return journalShownTo(who, await readJournal(db, orderId));
   }
 
   /** The caller's orders, newest first: a customer's own, a store's incoming, a rider's picked and pickable. */
@@ -435,7 +436,7 @@ export function createOrderActors(steps: OrderSteps, pay: PayCommand) {
        ORDER BY o.created_at DESC, o.id LIMIT ${param(filter.limit)}`,
       params,
     );
-    return rows.map((row) => viewOf(restoreSnapshot(row), row, refundViewOf(row)));
+    return rows.map((row) => orderShownTo(who, viewOf(restoreSnapshot(row), row, refundViewOf(row))));
   }
 
   return { place, command, fireTimer, get, events, list, clock };

@@ -13,12 +13,14 @@ export interface OrderView {
   id: string;
   status: OrderStatus;
   version: number;
-  customerId: string;
+  /** Null for a rider, who never sees who the customer is (src/actors/privacy.ts). */
+  customerId: string | null;
   storeId: string;
   riderId: string | null;
   items: OrderItem[];
   total: number;
-  address: Address;
+  /** `line` is null for a rider who is not delivering the order now. */
+  address: { area: Address['area']; line: Address['line'] | null };
   allowed: OrderCommand[];
   chargeId: string | null;
   refund: RefundView | null;

@@ -122,14 +122,17 @@ export const OrderSchema = z.object({
   id: z.uuid(),
   status: z.enum(ORDER_STATUSES),
   version: z.number().int().describe('increments with every transition; also sent as the ETag'),
-  customerId: z.string(),
+  customerId: z.string().nullable().describe('null for a rider: riders never see who the customer is'),
   storeId: z.string(),
   riderId: z.string().nullable(),
   items: z.array(OrderItemSchema),
   total: z.number().int(),
-  address: AddressSchema,
+  address: z.object({
+    area: z.string(),
+    line: z.string().nullable().describe('null for a rider, except the rider delivering the order (picked, not yet delivered)'),
+  }),
   allowed: z.array(z.enum(ORDER_COMMANDS)).describe('the commands the order accepts now'),
-  chargeId: z.string().nullable(),
+  chargeId: z.string().nullable().describe('null for a rider'),
   refund: z
     .object({
       status: z.enum(['pending', 'refunded']),
@@ -153,7 +156,9 @@ export const JournalSchema = z.array(
     occurredAt: Timestamp,
     at: Timestamp.describe('same as occurredAt'),
     causationId: z.string().nullable().describe('the request (X-Request-Id) or timer that caused the event'),
-    actor: z.object({ sub: z.string(), role: z.string() }).describe('who issued the command: the token subject and role, or the service'),
+    actor: z
+      .object({ sub: z.string().nullable().describe("null for a customer's command read by a rider"), role: z.string() })
+      .describe('who issued the command: the token subject and role, or the service'),
   }),
 );
 
