@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { MAX_ORDER_TOTAL } from '../src/actors/pricing.ts';
 import { duplicateKeyPath, mediaTypeProblem } from '../src/http/json-body.ts';
+import { text } from '../src/http/schemas.ts';
 import { captureLog } from './support/capture-log.ts';
 import { MENU, request, serveApp, sharedSystem, type ApiResponse, type Parties, type TestSystem } from './support/system.ts';
 
@@ -219,6 +220,72 @@ describe('the HTTP edge', () => {
       const res = await sys.request('POST', '/orders', { token: p.customer, body: placeBody({ address: { area: p.area, line: '  2 Gangnam-daero  ' } }) });
       expect(res.status).to.equal(201);
       expect(res.body.address.line).to.equal('2 Gangnam-daero');
+    });
+  });
+
+  describe('invisible and direction-changing characters in free text', () => {
+    /** Each reads as nothing, or changes how the text around it reads, or breaks a line in a log. */
+    const HIDDEN: Record<string, string> = {
+      'U+0085 (next line, C1)': '\u0085',
+      'U+009B (control sequence introducer, C1)': '\u009b',
+      'U+2028 (line separator)': '\u2028',
+      'U+2029 (paragraph separator)': '\u2029',
+      'U+202A (left-to-right embedding)': '\u202a',
+      'U+202E (right-to-left override)': '\u202e',
+      'U+2066 (left-to-right isolate)': '\u2066',
+      'U+2069 (pop directional isolate)': '\u2069',
+      'U+200F (right-to-left mark)': '\u200f',
+      'U+200B (zero-width space)': '\u200b',
+      'U+00AD (soft hyphen)': '\u00ad',
+      'U+FEFF (byte order mark)': '\ufeff',
+      'U+E0041 (tag character)': '\u{e0041}',
+    };
+
+    it('the one text rule refuses each, anywhere in the text, and normalises what it accepts to NFC', () => {
+      const rule = text(50);
+      for (const [name, c] of Object.entries(HIDDEN)) {
+        for (const value of [`a${c}b`, `${c}ab`, `ab${c}`]) expect(rule.safeParse(value).success, `${name} in ${JSON.stringify(value)}`).to.equal(false);
+      }
+      // Decomposed "é" (e + combining acute) is stored as the one code point that reads the same.
+      expect(rule.parse(' Cafe\u0301 ')).to.equal('Caf\u00e9');
+      expect(rule.parse('\u1100\u1161')).to.equal('\uac00'); // Hangul jamo composed into a syllable
+      expect(rule.parse('Bibimbap 🍚 비빔밥')).to.equal('Bibimbap 🍚 비빔밥');
+    });
+
+    it('refuses each in a menu name, an address line and a reason with 400 naming the field, and changes nothing', async () => {
+      const order = await sys.placeOrder(p);
+      await sys.drive(p, order.id, ['pay']);
+      for (const [name, c] of Object.entries(HIDDEN)) {
+        const menu = await sys.request('PUT', `/stores/${p.storeId}/menu`, { token: p.store, body: [{ foodId: 'bibimbap', name: `Bibim${c}bap`, price: 1, available: true }] });
+        expectError(menu, 400, 'invalid_body');
+        expect(menu.body.error.details.issues.map((i: { field: string }) => i.field), name).to.deep.equal(['body.0.name']);
+        const placed = await sys.request('POST', '/orders', { token: p.customer, body: placeBody({ address: { area: p.area, line: `1 Teheran${c}-ro` } }) });
+        expectError(placed, 400, 'invalid_body');
+        expect(placed.body.error.details.issues.map((i: { field: string }) => i.field), name).to.deep.equal(['body.address.line']);
+        expectError(await sys.request('POST', `/orders/${order.id}/reject`, { token: p.store, body: { reason: `out of${c} rice` } }), 400, 'invalid_body');
+        expectError(await sys.request('POST', `/orders/${order.id}/cancel`, { token: p.customer, body: { reason: `changed${c} my mind` } }), 400, 'invalid_body');
+      }
+      expect((await sys.request('GET', `/stores/${p.storeId}/menu`, { token: p.store })).body).to.deep.equal([...MENU].sort((a, b) => a.foodId.localeCompare(b.foodId)));
+      expect(await myOrders()).to.equal(1);
+      expect((await sys.request('GET', `/orders/${order.id}`, { token: p.customer })).body).to.deep.include({ status: 'paid', reason: null });
+    });
+
+    it('stores menu names, address lines and reasons NFC-normalised', async () => {
+      const menu = await sys.request('PUT', `/stores/${p.storeId}/menu`, { token: p.store, body: [{ foodId: 'creme', name: 'Cre\u0300me bru\u0302le\u0301e', price: 1000, available: true }] });
+      expect(menu.status).to.equal(200);
+      expect((await sys.request('GET', `/stores/${p.storeId}/menu`, { token: p.customer })).body[0].name).to.equal('Cr\u00e8me br\u00fbl\u00e9e');
+      const placed = await sys.request('POST', '/orders', {
+        token: p.customer,
+        body: placeBody({ items: [{ foodId: 'creme', qty: 1 }], address: { area: p.area, line: '3 Rue de l\u2019E\u0301glise' } }),
+      });
+      expect(placed.status, JSON.stringify(placed.body)).to.equal(201);
+      expect(placed.body.address.line).to.equal('3 Rue de l\u2019\u00c9glise');
+      expect(placed.body.items[0].name).to.equal('Cr\u00e8me br\u00fbl\u00e9e');
+      const cancelled = await sys.request('POST', `/orders/${placed.body.id}/cancel`, { token: p.customer, body: { reason: 'de\u0301ja\u0300 vu' } });
+      expect(cancelled.status).to.equal(200);
+      expect((await sys.request('GET', `/orders/${placed.body.id}`, { token: p.customer })).body.reason).to.equal('d\u00e9j\u00e0 vu');
+      const events = (await sys.request('GET', `/orders/${placed.body.id}/events`, { token: p.customer })).body as { type: string; data: any }[];
+      expect(events.find((e) => e.type === 'OrderCancelled')!.data.reason).to.equal('d\u00e9j\u00e0 vu');
     });
   });
 

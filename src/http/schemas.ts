@@ -10,19 +10,33 @@ export const ID_RULE = '1-100 of A-Z a-z 0-9 . _ : @ -';
 
 export const idString = (what: string) => z.string().regex(ID_PATTERN, `must be ${ID_RULE}`).describe(what);
 
-/** C0 controls (NUL included) and DEL; a lone UTF-16 surrogate is matched by the second regex. */
-const CONTROL = /[\u0000-\u001f\u007f]/;
+/** Control characters: C0 (NUL, newline, …), DEL and C1 (U+0080–U+009F, such as U+0085 and U+009B). */
+const CONTROL = /\p{Cc}/u;
+/** Line and paragraph separators (U+2028, U+2029): line breaks to JavaScript and to many logs. */
+const SEPARATOR = /[\u2028\u2029]/;
+/**
+ * Format characters (Unicode category Cf): invisible, and some change how the text around them
+ * reads: bidi embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069), marks (U+200E,
+ * U+200F), zero-width characters (U+200B–U+200D), the soft hyphen, the BOM (U+FEFF), tag characters.
+ */
+const FORMAT = /\p{Cf}/u;
 // With the u flag a surrogate pair is one code point, so this matches only an unpaired half.
 const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
 
-/** Single-line free text: trimmed, 1 to `max` UTF-16 units, no control characters, well-formed. */
+/**
+ * Single-line free text, the one rule of every text field (names, address lines, reasons): visible
+ * characters only (no control, separator or format character), well-formed, NFC-normalised (one
+ * spelling for what reads the same), trimmed, then 1 to `max` UTF-16 units.
+ */
 export const text = (max: number) =>
   z
     .string()
     .max(max * 4, `must be at most ${max} characters`)
-    .refine((v) => !CONTROL.test(v), 'must not contain control characters (NUL, newline, …)')
+    .refine((v) => !CONTROL.test(v), 'must not contain control characters (NUL, newline, U+0085, …)')
+    .refine((v) => !SEPARATOR.test(v), 'must not contain line or paragraph separators (U+2028, U+2029)')
+    .refine((v) => !FORMAT.test(v), 'must not contain invisible format characters (bidi controls U+202A–U+202E and U+2066–U+2069, zero-width characters, BOM, …)')
     .refine((v) => !LONE_SURROGATE.test(v), 'must not contain a lone UTF-16 surrogate')
-    .transform((v) => v.trim())
+    .transform((v) => v.normalize('NFC').trim())
     .pipe(z.string().min(1, 'must not be empty').max(max, `must be at most ${max} characters`));
 
 /** Bounds of a menu and an order; also in the README ("Authorization and limits"). */
