@@ -4,6 +4,7 @@ import { createLogger } from '../src/log.ts';
 import { commandRequest, eventually, request, sharedSystem, startInstance, startSystem, type AppInstance, type Parties, type TestSystem } from './support/system.ts';
 
 const log = createLogger('silent');
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** Events of the order past the group's positions, and (consumer, order) pairs owed on their own. */
 async function pending(sys: TestSystem, orderId: string): Promise<{ behind: number; owed: string[] }> {
@@ -44,7 +45,7 @@ describe('events: journal, partitions and consumers', function () {
       [3, 'OrderAccepted'],
     ]);
     for (const e of journal) {
-      expect(e).to.have.all.keys('eventId', 'seq', 'type', 'data', 'occurredAt', 'at', 'causationId', 'actor');
+      expect(e).to.have.all.keys('eventId', 'seq', 'type', 'data', 'occurredAt', 'at', 'causationId', 'clientRequestId', 'actor');
       expect(e.actor.sub).to.be.oneOf([p.customerId, p.storeId]);
     }
     // The events lie in the order's partition, and the group's position there passes all three.
@@ -174,10 +175,10 @@ describe('events: journal, partitions and consumers', function () {
     expect(after.body.consumers.filter((f: { orderId: string }) => f.orderId === poisoned.id)).to.deep.equal([]);
   });
 
-  it('records who issued each command, and as causation the request id that carried it', async () => {
+  it("records who issued each command, as causation the service's id of the request, and the client's X-Request-Id beside it", async () => {
     const order = await sys.placeOrder(p);
     const paid = await sys.request('POST', `/orders/${order.id}/pay`, { ...commandRequest(p, 'pay'), headers: { 'x-request-id': 'trace-pay-1' } });
-    expect(paid.headers.get('x-request-id')).to.equal('trace-pay-1');
+    expect(paid.headers.get('x-request-id')).to.match(UUID);
     const accepted = await sys.request('POST', `/orders/${order.id}/accept`, commandRequest(p, 'accept'));
     const journal = (await sys.request('GET', `/orders/${order.id}/events`, { token: p.store })).body;
     expect(journal.map((e: { actor: unknown }) => e.actor)).to.deep.equal([
@@ -185,9 +186,38 @@ describe('events: journal, partitions and consumers', function () {
       { sub: p.customerId, role: 'customer' },
       { sub: p.storeId, role: 'store' },
     ]);
-    expect(journal[0].causationId).to.be.a('string');
-    expect(journal[1].causationId).to.equal('trace-pay-1');
-    expect(journal[2].causationId).to.equal(accepted.headers.get('x-request-id'));
+    expect(journal[0].causationId).to.match(UUID);
+    expect(journal[1]).to.deep.include({ causationId: paid.headers.get('x-request-id'), clientRequestId: 'trace-pay-1' });
+    expect(journal[2]).to.deep.include({ causationId: accepted.headers.get('x-request-id'), clientRequestId: null });
+  });
+
+  it("never takes a client's X-Request-Id as a causation id: not another request's, not a timer's", async () => {
+    const other = await sys.newParties();
+    const theirs = await sys.placeOrder(other);
+    const cancelled = await sys.request('POST', `/orders/${theirs.id}/cancel`, { token: other.customer, body: {}, headers: { 'x-request-id': 'shared-id-1' } });
+    const mine = await sys.placeOrder(p);
+    // The same id sent by another customer, and a timer's id: each is only that client's label.
+    const timerId = `${mine.id}:1:payment-timeout`;
+    const paid = await sys.request('POST', `/orders/${mine.id}/pay`, { token: p.customer, headers: { 'x-request-id': timerId } });
+    const accepted = await sys.request('POST', `/orders/${mine.id}/accept`, { token: p.store, headers: { 'x-request-id': 'shared-id-1' } });
+    for (const res of [cancelled, paid, accepted]) expect(res.status, JSON.stringify(res.body)).to.equal(200);
+    const theirJournal = (await sys.request('GET', `/orders/${theirs.id}/events`, { token: other.customer })).body;
+    const myJournal = (await sys.request('GET', `/orders/${mine.id}/events`, { token: p.customer })).body;
+    expect(theirJournal[1]).to.deep.include({ type: 'OrderCancelled', causationId: cancelled.headers.get('x-request-id'), clientRequestId: 'shared-id-1' });
+    expect(myJournal[1]).to.deep.include({ type: 'OrderPaid', causationId: paid.headers.get('x-request-id'), clientRequestId: timerId });
+    expect(myJournal[2]).to.deep.include({ type: 'OrderAccepted', causationId: accepted.headers.get('x-request-id'), clientRequestId: 'shared-id-1' });
+    const causes = [theirJournal[1].causationId, myJournal[1].causationId, myJournal[2].causationId];
+    for (const c of causes) expect(c).to.match(UUID);
+    expect(new Set(causes).size).to.equal(3);
+    // A rider reading a journal sees the request ids of its own commands only.
+    await sys.request('POST', `/orders/${mine.id}/start-cooking`, commandRequest(p, 'start-cooking'));
+    await sys.request('POST', `/orders/${mine.id}/finish-cooking`, commandRequest(p, 'finish-cooking'));
+    expect((await sys.request('POST', `/orders/${mine.id}/pick`, { token: p.rider, headers: { 'x-request-id': 'rider-trace' } })).status).to.equal(200);
+    const asRider = (await sys.request('GET', `/orders/${mine.id}/events`, { token: p.rider })).body as { type: string; clientRequestId: string | null }[];
+    expect(asRider.map((e) => e.clientRequestId)).to.deep.equal([null, null, null, null, null, 'rider-trace']);
+    // Nothing a client sent names a journaled cause.
+    const [{ n }] = await sys.runtime.db.query(`SELECT count(*)::int AS n FROM order_journal WHERE causation_id IN ('shared-id-1', $1)`, [timerId]);
+    expect(n).to.equal(0);
   });
 });
 

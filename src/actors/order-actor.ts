@@ -32,6 +32,7 @@ import {
   readJournal,
   restoreSnapshot,
   type Actor,
+  type Cause,
   type OrderRow,
   type RefundIntent,
   type TimerIntent,
@@ -73,8 +74,8 @@ export const COMMAND_ROLE: Record<OrderCommand, Role> = {
 export interface CommandContext {
   /** `If-Match`: the version the caller last saw. */
   expectedVersion?: number;
-  /** The request id: the causation id of the event the command records. */
-  causationId?: string;
+  /** The request's ids: the service's (the causation id of the event the command records) and the client's. */
+  cause?: Cause;
 }
 
 export interface OrderActorDeps {
@@ -95,6 +96,9 @@ export interface OrderActorDeps {
 const MAX_ATTEMPTS = 12;
 
 const SYSTEM_TIMER: Actor = { sub: 'timer', role: 'system' };
+
+/** A command sent without a request behind it (tests, scripts). */
+export const NO_CAUSE: Cause = { causationId: null, clientRequestId: null };
 
 export type OrderSteps = ReturnType<typeof createOrderSteps>;
 
@@ -143,7 +147,7 @@ export function createOrderSteps(deps: OrderActorDeps) {
     row: Pick<OrderRow, 'id' | 'version'>,
     decided: { next: OrderSnapshot; event: OrderDomainEvent },
     by: Actor,
-    causationId: string | null,
+    cause: Cause,
   ): Transition {
     const at = clock();
     return {
@@ -152,7 +156,7 @@ export function createOrderSteps(deps: OrderActorDeps) {
       snapshot: decided.next,
       event: decided.event,
       by,
-      causationId,
+      cause,
       at,
       ...intentsOf(row.id, row.version + 1, decided.next, decided.event, at, deps.delays),
     };
@@ -167,10 +171,10 @@ export function createOrderSteps(deps: OrderActorDeps) {
     row: Pick<OrderRow, 'id' | 'version'>,
     decided: { next: OrderSnapshot; event: OrderDomainEvent },
     by: Actor,
-    causationId: string | null,
+    cause: Cause,
     deferred: (() => void)[],
   ): Promise<{ version: number; at: Date } | undefined> {
-    const t = transitionOf(row, decided, by, causationId);
+    const t = transitionOf(row, decided, by, cause);
     let committed = await commitTransition(tx, t, store.rules);
     // A new order admitted on a count another statement was creating: its next statement sees it.
     if (t.unwritten === 'retry') committed = await commitTransition(tx, t, store.rules);
@@ -198,7 +202,7 @@ export function createOrderSteps(deps: OrderActorDeps) {
     check: (row: OrderRow | undefined) => OrderRow,
     decideFor: (row: OrderRow, snapshot: OrderSnapshot) => { next: OrderSnapshot; event: OrderDomainEvent },
     by: Actor,
-    causationId: string | null,
+    cause: Cause,
     opts: { fresh?: boolean } = {},
   ): Promise<OrderView> {
     let fresh = opts.fresh ?? false;
@@ -216,7 +220,7 @@ export function createOrderSteps(deps: OrderActorDeps) {
         }
         throw err;
       }
-      const t = transitionOf(row, decided, by, causationId);
+      const t = transitionOf(row, decided, by, cause);
       const committed = await store.commit(t);
       store.noteOutcome(loaded!.cached, committed !== undefined);
       if (committed) {
@@ -229,8 +233,8 @@ export function createOrderSteps(deps: OrderActorDeps) {
   }
 
   /** Places a new order (version 0 → 1) through the batched commit. */
-  async function create(decided: { next: OrderSnapshot; event: OrderDomainEvent }, orderId: string, by: Actor, causationId: string | null) {
-    const t = transitionOf({ id: orderId, version: 0 }, decided, by, causationId);
+  async function create(decided: { next: OrderSnapshot; event: OrderDomainEvent }, orderId: string, by: Actor, cause: Cause) {
+    const t = transitionOf({ id: orderId, version: 0 }, decided, by, cause);
     let committed = await store.commit(t);
     // A new order admitted on a count another statement was creating: its next statement sees it.
     if (t.unwritten === 'retry') committed = await store.commit(t);
@@ -257,7 +261,7 @@ export function createOrderActors(steps: OrderSteps, pay: PayCommand) {
     who: Principal,
     input: PlaceOrder,
     idempotencyKey?: string,
-    causationId?: string,
+    cause: Cause = NO_CAUSE,
   ): Promise<{ order: OrderView; replayed: boolean }> {
     requireRole(who, 'customer', 'place an order');
     const requestHash = createHash('sha256').update(JSON.stringify(input)).digest('hex');
@@ -279,8 +283,8 @@ export function createOrderActors(steps: OrderSteps, pay: PayCommand) {
       const decided = { next: snapshot, event };
       const saved =
         sql === db
-          ? await steps.create(decided, orderId, who, causationId ?? null)
-          : await steps.persistIn(sql, { id: orderId, version: 0 }, decided, who, causationId ?? null, deferred);
+          ? await steps.create(decided, orderId, who, cause)
+          : await steps.persistIn(sql, { id: orderId, version: 0 }, decided, who, cause, deferred);
       if (!saved) throw new DomainError('internal', `order ${orderId} already existed`);
       return viewOf(snapshot, { id: orderId, version: saved.version, created_at: saved.at, updated_at: saved.at }, null);
     };
@@ -348,7 +352,7 @@ export function createOrderActors(steps: OrderSteps, pay: PayCommand) {
       },
       (_row, snapshot) => steps.decide(snapshot, event, request.type),
       who,
-      ctx.causationId ?? null,
+      ctx.cause ?? NO_CAUSE,
     );
     return orderShownTo(who, order);
   }
@@ -371,7 +375,7 @@ export function createOrderActors(steps: OrderSteps, pay: PayCommand) {
           return steps.decide(snapshot, { type: timer.event }, timer.event);
         },
         SYSTEM_TIMER,
-        timer.id,
+        { causationId: timer.id, clientRequestId: null },
         { fresh: true },
       );
       return 'fired';

@@ -32,6 +32,16 @@ export interface OrderRow {
   updated_at: Date;
 }
 
+/**
+ * What caused a journaled event. `causationId` is chosen by the service: the id it gave the request
+ * (a UUID), or the id of the timer that fired. `clientRequestId` is the `X-Request-Id` the client
+ * sent, kept beside it for the client's own tracing and never trusted as an identity.
+ */
+export interface Cause {
+  causationId: string | null;
+  clientRequestId: string | null;
+}
+
 /** Who caused a journaled event: a caller of the API, or the service itself (a timer). */
 export interface Actor {
   sub: string;
@@ -119,8 +129,8 @@ export interface Transition {
   snapshot: OrderSnapshot;
   event: OrderDomainEvent;
   by: Actor;
-  /** The request or event that caused this one. */
-  causationId: string | null;
+  /** What caused it: the server's id of the request, or the timer that fired; and the client's own request id. */
+  cause: Cause;
   at: Date;
   refunds: readonly RefundIntent[];
   timers: readonly TimerIntent[];
@@ -168,7 +178,7 @@ const COMMIT_BATCH = `
   WITH input AS (
     SELECT * FROM jsonb_to_recordset($1::jsonb) AS i(
       id uuid, from_version int, version int, status text, snapshot jsonb, customer_id text, store_id text,
-      rider_id text, area text, at timestamptz, event_id uuid, type text, data jsonb, actor jsonb, causation_id text,
+      rider_id text, area text, at timestamptz, event_id uuid, type text, data jsonb, actor jsonb, causation_id text, client_request_id text,
       attempt_key text, charge_id text, charge_amount int, refund_key text, part smallint)
   ), paying AS (
     -- The orders of payments being recorded, locked first: their version then decides alone.
@@ -240,8 +250,8 @@ const COMMIT_BATCH = `
   ), written AS (
     SELECT id FROM changed UNION ALL SELECT id FROM created
   ), ins_journal AS (
-    INSERT INTO order_journal (order_id, seq, event_id, type, data, actor, causation_id, at, part)
-    SELECT i.id, i.version, i.event_id, i.type, i.data, i.actor, i.causation_id, i.at, i.part FROM input i JOIN written w ON w.id = i.id
+    INSERT INTO order_journal (order_id, seq, event_id, type, data, actor, causation_id, client_request_id, at, part)
+    SELECT i.id, i.version, i.event_id, i.type, i.data, i.actor, i.causation_id, i.client_request_id, i.at, i.part FROM input i JOIN written w ON w.id = i.id
   ), ins_refunds AS (
     INSERT INTO refunds (idempotency_key, order_id, charge_id, amount, reason, status, requested_at, due_at)
     SELECT r.key, r.order_id, r.charge_id, r.amount, r.reason, 'pending', r.at, r.at
@@ -288,7 +298,8 @@ export async function commitTransitions(sql: Sql, ts: readonly Transition[], rul
       type: t.event.type,
       data: t.event.data,
       actor: { sub: t.by.sub, role: t.by.role },
-      causation_id: t.causationId,
+      causation_id: t.cause.causationId,
+      client_request_id: t.cause.clientRequestId,
       attempt_key: t.payment?.attemptKey ?? null,
       charge_id: t.payment?.chargeId ?? null,
       charge_amount: t.payment?.amount ?? null,
@@ -335,6 +346,8 @@ export interface JournalEntry {
   /** Same as occurredAt; kept for clients of the first API version. */
   at: string;
   causationId: string | null;
+  /** The `X-Request-Id` the client sent with the command, if any (not an identity: any client may send any). */
+  clientRequestId: string | null;
   actor: Actor;
 }
 
@@ -346,10 +359,11 @@ export interface JournalRow {
   data: Record<string, unknown>;
   actor: Actor;
   causation_id: string | null;
+  client_request_id: string | null;
   at: Date;
 }
 
-export const JOURNAL_COLUMNS = 'j.event_id, j.order_id, j.seq, j.type, j.data, j.actor, j.causation_id, j.at';
+export const JOURNAL_COLUMNS = 'j.event_id, j.order_id, j.seq, j.type, j.data, j.actor, j.causation_id, j.client_request_id, j.at';
 
 export const toJournalEntry = (r: JournalRow): JournalEntry => ({
   eventId: r.event_id,
@@ -359,6 +373,7 @@ export const toJournalEntry = (r: JournalRow): JournalEntry => ({
   occurredAt: r.at.toISOString(),
   at: r.at.toISOString(),
   causationId: r.causation_id,
+  clientRequestId: r.client_request_id,
   actor: r.actor,
 });
 

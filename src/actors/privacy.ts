@@ -55,7 +55,14 @@ export function journalShownTo(who: Principal, entries: JournalEntry[]): Journal
         data[key] = value;
       }
     }
-    // A customer's command is told by its role alone: a rider never learns the customer's id.
-    return { ...e, data, actor: e.actor.role === 'customer' ? { sub: null, role: 'customer' } : e.actor };
+    // A customer's command is told by its role alone: a rider never learns the customer's id, nor
+    // another party's own request ids.
+    const own = e.actor.role === 'rider' && e.actor.sub === who.sub;
+    return {
+      ...e,
+      data,
+      actor: e.actor.role === 'customer' ? { sub: null, role: 'customer' } : e.actor,
+      clientRequestId: own ? e.clientRequestId : null,
+    };
   });
 }

@@ -7,8 +7,9 @@ import { Views1766000000000 } from './migrations/1766000000000-views.ts';
 import { BatchGuard1767000000000 } from './migrations/1767000000000-batch-guard.ts';
 import { Partitions1768000000000 } from './migrations/1768000000000-partitions.ts';
 import { UnpaidOrders1768100000000 } from './migrations/1768100000000-unpaid-orders.ts';
+import { ClientRequestId1768200000000 } from './migrations/1768200000000-client-request-id.ts';
 
-export const MIGRATIONS = [InitialSchema1764000000000, Saga1765000000000, Views1766000000000, BatchGuard1767000000000, Partitions1768000000000, UnpaidOrders1768100000000];
+export const MIGRATIONS = [InitialSchema1764000000000, Saga1765000000000, Views1766000000000, BatchGuard1767000000000, Partitions1768000000000, UnpaidOrders1768100000000, ClientRequestId1768200000000];
 
 /** Any number of replicas may start at once; this lock lets exactly one run migrations at a time. */
 const MIGRATION_LOCK_KEY = 0x6ba3da1;

@@ -34,20 +34,24 @@ export interface ErrorBody {
   error: { code: ErrorCode; message: string; details: Record<string, unknown> };
 }
 
-/** An incoming request id is echoed only when it is this tame; otherwise a fresh one is made. */
+/** A client's request id is kept only when it is this tame. */
 const REQUEST_ID = /^[A-Za-z0-9._:@-]{1,128}$/;
 
 /**
- * Gives every request an id: a sane incoming `X-Request-Id` (a proxy's) or a new UUID, answered in
- * `X-Request-Id` and kept on `ctx.state.requestId` for logs and the journal. JSON answers get
+ * Gives every request an id of the service's own (a UUID), answered in `X-Request-Id` and kept on
+ * `ctx.state.requestId`: the causation id of what the request does, and the key to its log lines.
+ * The client's `X-Request-Id` (a proxy's or an app's), when tame, is kept beside it as
+ * `ctx.state.clientRequestId` for their own tracing; any client can send any id, so it is never
+ * used as an identity. JSON answers get
  * `X-Content-Type-Options: nosniff` and, unless the route chose its own caching for public data,
  * `Cache-Control: no-store`: they may hold personal data that no cache should keep.
  */
 export function requestContext(): Middleware {
   return async (ctx, next) => {
     const incoming = ctx.get('x-request-id');
-    const requestId = REQUEST_ID.test(incoming) ? incoming : randomUUID();
+    const requestId = randomUUID();
     ctx.state.requestId = requestId;
+    if (REQUEST_ID.test(incoming)) ctx.state.clientRequestId = incoming;
     ctx.set('X-Request-Id', requestId);
     await next();
     if (/json/i.test(ctx.response.type)) {
@@ -135,9 +139,10 @@ export function errorMiddleware(log: Logger): Middleware {
       err = new DomainError('internal', 'internal error');
     }
     const requestId = String(ctx.state.requestId ?? '');
+    const clientRequestId = ctx.state.clientRequestId ?? null;
     let body: ErrorBody;
     if (err.code === 'internal') {
-      log.error({ err: caught ?? err, requestId, method: ctx.method, route: ctx.state.route ?? null }, 'request failed');
+      log.error({ err: caught ?? err, requestId, clientRequestId, method: ctx.method, route: ctx.state.route ?? null }, 'request failed');
       body = { error: { code: 'internal', message: 'internal error', details: { requestId } } };
     } else {
       body = { error: { code: err.code, message: err.message, details: err.details } };
@@ -146,7 +151,7 @@ export function errorMiddleware(log: Logger): Middleware {
     if (err instanceof PaymentUnavailableError || err instanceof RateLimitedError) ctx.set('Retry-After', String(err.retryAfterSeconds));
     if (err.code === 'database_unavailable') {
       ctx.set('Retry-After', '1');
-      log.warn({ err: (caught as Error).message, requestId, method: ctx.method, route: ctx.state.route ?? null }, 'database unavailable');
+      log.warn({ err: (caught as Error).message, requestId, clientRequestId, method: ctx.method, route: ctx.state.route ?? null }, 'database unavailable');
     }
     ctx.body = body;
   };

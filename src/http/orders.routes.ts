@@ -1,5 +1,6 @@
 import type { Context } from 'koa';
 import type { CommandRequest, OrderActors, OrderView } from '../actors/order-actor.ts';
+import type { Cause } from '../actors/order-repository.ts';
 import type { Counter } from 'prom-client';
 import type { Database } from '../db/pg.ts';
 import { DomainError } from '../errors.ts';
@@ -86,7 +87,7 @@ function commandRoute(actors: OrderActors, type: OrderCommand, commands?: Comman
       const order = await counted(commands, type, () =>
         actors.command(principal, params.id, request, {
           expectedVersion: expectedVersion(ctx.get('if-match')),
-          causationId: requestIdOf(ctx),
+          cause: causeOf(ctx),
         }),
       );
       sendOrder(ctx, order);
@@ -114,10 +115,14 @@ function toCommand(type: OrderCommand, body: Record<string, unknown>): CommandRe
   }
 }
 
-/** The request id the edge assigned (X-Request-Id), recorded as the causation id of what the request does. */
-export function requestIdOf(ctx: Context): string | undefined {
-  const id = ctx.state.requestId;
-  return typeof id === 'string' ? id : undefined;
+/**
+ * What the journal records as the cause of what the request does: the id the service gave the
+ * request (the causation id), and the client's own `X-Request-Id` beside it, never as an identity.
+ */
+export function causeOf(ctx: Context): Cause {
+  const own = ctx.state.requestId;
+  const client = ctx.state.clientRequestId;
+  return { causationId: typeof own === 'string' ? own : null, clientRequestId: typeof client === 'string' ? client : null };
 }
 
 export function orderRoutes(deps: { actors: OrderActors; pg: Database; commands?: CommandCounter }): Route[] {
@@ -143,7 +148,7 @@ export function orderRoutes(deps: { actors: OrderActors; pg: Database; commands?
             issues: [{ field: 'header.idempotency-key', message: 'too long' }],
           });
         }
-        const { order, replayed } = await counted(commands, 'place', () => actors.place(principal, body, key, requestIdOf(ctx)));
+        const { order, replayed } = await counted(commands, 'place', () => actors.place(principal, body, key, causeOf(ctx)));
         ctx.set('Location', `/orders/${order.id}`);
         if (replayed) ctx.set('Idempotent-Replayed', 'true');
         sendOrder(ctx, order, 201);

@@ -169,7 +169,14 @@ export const JournalSchema = z.array(
     data: z.record(z.string(), z.unknown()),
     occurredAt: Timestamp,
     at: Timestamp.describe('same as occurredAt'),
-    causationId: z.string().nullable().describe('the request (X-Request-Id) or timer that caused the event'),
+    causationId: z
+      .string()
+      .nullable()
+      .describe("what caused the event, as the service names it: the id it gave the request (the X-Request-Id of its answer), or the timer that fired"),
+    clientRequestId: z
+      .string()
+      .nullable()
+      .describe('the X-Request-Id the client sent with the command, if any: for its own tracing, not an identity'),
     actor: z
       .object({ sub: z.string().nullable().describe("null for a customer's command read by a rider"), role: z.string() })
       .describe('who issued the command: the token subject and role, or the service'),

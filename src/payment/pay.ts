@@ -1,5 +1,5 @@
-import { requireVisible, type CommandContext, type OrderSteps, type OrderView, type PayCommand } from '../actors/order-actor.ts';
-import { refundKey as orderRefundKey, type OrderRow } from '../actors/order-repository.ts';
+import { NO_CAUSE, requireVisible, type CommandContext, type OrderSteps, type OrderView, type PayCommand } from '../actors/order-actor.ts';
+import { refundKey as orderRefundKey, type Cause, type OrderRow } from '../actors/order-repository.ts';
 import type { LoadedOrder } from '../actors/order-store.ts';
 import { Batcher } from '../actors/batcher.ts';
 import { refundViewOf, viewOf } from '../actors/order-view.ts';
@@ -154,10 +154,10 @@ export function createPay(deps: PayDeps): PayCommand {
    * still pending); if a concurrent command moved it on (cancel, the unpaid-order timer), the same
    * statement marks the attempt orphaned and records the refund of its charge instead.
    */
-  async function recordCharge(who: Principal, loaded: LoadedOrder, attempt: Attempt, chargeId: string, amount: number, causationId: string | null): Promise<OrderView> {
+  async function recordCharge(who: Principal, loaded: LoadedOrder, attempt: Attempt, chargeId: string, amount: number, cause: Cause): Promise<OrderView> {
     const orderId = loaded.row.id;
     const decided = steps.decide(loaded.snapshot, { type: 'pay', chargeId }, 'pay');
-    const t = steps.transitionOf(loaded.row, decided, who, causationId);
+    const t = steps.transitionOf(loaded.row, decided, who, cause);
     const refundKey = orderRefundKey(orderId, chargeId);
     t.payment = { attemptKey: attempt.key, chargeId, amount, refundKey };
     const committed = await steps.store.commit(t);
@@ -212,7 +212,7 @@ export function createPay(deps: PayDeps): PayCommand {
         }
         throw err;
       }
-      return recordCharge(who, loaded, attempt, chargeId, amount, ctx.causationId ?? null);
+      return recordCharge(who, loaded, attempt, chargeId, amount, ctx.cause ?? NO_CAUSE);
     }
   };
 }
