@@ -1,4 +1,4 @@
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { within } from './actors/queues.ts';
 import { startRuntime } from './actors/runtime.ts';
@@ -18,6 +18,8 @@ async function main(): Promise<void> {
 
   let server: Server | undefined;
   let stopping = false;
+  /** Answers not yet finished, so shutdown can close their connections once they are. */
+  const inFlight = new Set<ServerResponse>();
   if (config.ROLE !== 'worker') {
     const { koa } = createApp({ ...runtime, log, ...appSettings(config), stopping: () => stopping });
     const listening = koa.listen(config.PORT, config.HOST, () => {
@@ -28,6 +30,10 @@ async function main(): Promise<void> {
     // Node's 5 s default would close idle connections before a load balancer does (see config.ts).
     listening.keepAliveTimeout = config.HTTP_KEEP_ALIVE_TIMEOUT_MS;
     listening.headersTimeout = config.HTTP_KEEP_ALIVE_TIMEOUT_MS + 1000;
+    listening.on('request', (_req: IncomingMessage, res: ServerResponse) => {
+      inFlight.add(res);
+      res.once('close', () => inFlight.delete(res));
+    });
     server = listening;
   } else {
     log.info({ role: config.ROLE }, 'Baedal worker started');
@@ -45,13 +51,20 @@ async function main(): Promise<void> {
       process.exit(0);
     }, config.SHUTDOWN_TIMEOUT_MS).unref();
     if (server) {
-      // Stop taking requests; in-flight ones get half the budget, then their connections are cut.
+      // Stop taking connections and close the idle ones now; a busy one closes after its answer
+      // (each answer from now on says Connection: close). Requests in flight get half the budget,
+      // then their connections are cut.
       const closed = new Promise<void>((resolve) => server!.close(() => resolve()));
       server.closeIdleConnections();
+      for (const res of inFlight) {
+        // An answer already on its way when the signal came went out without Connection: close.
+        if (res.headersSent) res.once('finish', () => res.socket?.end());
+      }
       if ((await within(closed, left() / 2)) === 'timeout') {
         log.warn('requests still in flight at half the shutdown budget; closing their connections');
         server.closeAllConnections();
       }
+      log.info({ tookMs: config.SHUTDOWN_TIMEOUT_MS - left() }, 'HTTP connections closed');
     }
     await runtime.close(Math.max(0, left() - 1000));
     log.info({ tookMs: config.SHUTDOWN_TIMEOUT_MS - left() }, 'stopped');

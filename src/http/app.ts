@@ -56,6 +56,21 @@ export function appSettings(config: Config): AppSettings {
   };
 }
 
+/**
+ * Once the process is shutting down, every answer says `Connection: close`, so Node closes its
+ * connection after it: a client keeping a connection busy cannot hold the shutdown open, and it
+ * learns to send its next request elsewhere. Outermost, so it applies to every answer, errors too.
+ */
+function closeWhenStopping(stopping: () => boolean): Koa.Middleware {
+  return async (ctx, next) => {
+    try {
+      await next();
+    } finally {
+      if (stopping()) ctx.set('Connection', 'close');
+    }
+  };
+}
+
 export interface App {
   koa: Koa;
   routes: readonly Route[];
@@ -96,6 +111,7 @@ export function createApp(deps: AppDeps): App {
 
   const koa = new Koa({ proxy: true });
   koa.on('error', (err: unknown) => deps.log.debug({ err }, 'koa error event'));
+  if (deps.stopping) koa.use(closeWhenStopping(deps.stopping));
   koa.use(requestContext());
   // Outside the error middleware, so it counts the status the client gets.
   koa.use(metrics.middleware);
