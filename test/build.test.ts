@@ -4,11 +4,10 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { Redis } from 'ioredis';
 import { assetFiles } from '../scripts/build.ts';
 import { ROOT } from './support/manifests.ts';
 import { freePort } from './support/service-process.ts';
-import { AUTH_SECRET, TEST_REDIS_URL, eventually, request, resetDatabase } from './support/system.ts';
+import { AUTH_SECRET, TEST_REDIS_URL, eventually, removeQueueKeys, request, resetDatabase, testDatabaseUrl } from './support/system.ts';
 
 const DIST = join(ROOT, 'dist');
 /** Entry points: loading them starts a server or touches PostgreSQL. */
@@ -189,7 +188,7 @@ describe('npm run build: the compiled tree the image runs', function () {
   });
 
   it('dist/migrate.js: several at once on a new database all exit 0, and exactly one applies the migrations', async () => {
-    const url = `postgres://postgres@127.0.0.1:5432/baedal_build_${process.pid}`;
+    const url = testDatabaseUrl('build');
     await resetDatabase(url);
     try {
       const env = plainNodeEnv({ NODE_ENV: 'test', DATABASE_URL: url, AUTH_SECRET, LOG_LEVEL: 'info' });
@@ -205,7 +204,7 @@ describe('npm run build: the compiled tree the image runs', function () {
   });
 
   it('node dist/main.js serves /readyz and the state chart, and exits 0 on SIGTERM', async () => {
-    const url = `postgres://postgres@127.0.0.1:5432/baedal_build_${process.pid}`;
+    const url = testDatabaseUrl('build');
     await resetDatabase(url);
     const port = await freePort();
     const base = `http://127.0.0.1:${port}`;
@@ -237,13 +236,7 @@ describe('npm run build: the compiled tree the image runs', function () {
     } finally {
       service.child.kill('SIGKILL');
       await resetDatabase(url);
-      const redis = new Redis(TEST_REDIS_URL);
-      try {
-        const keys = await redis.keys(`${queuePrefix}*`);
-        if (keys.length > 0) await redis.del(...keys);
-      } finally {
-        redis.disconnect();
-      }
+      await removeQueueKeys(queuePrefix);
     }
   });
 

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { formatChaos, runChaos, type ChaosReport } from '../scripts/cluster/chaos.ts';
-import { TEST_DATABASE_URL, TEST_REDIS_URL } from './support/system.ts';
+import { TEST_REDIS_URL, testDatabaseUrl } from './support/system.ts';
 
 /** Seconds of the short chaos run inside `npm test`; `npm run test:chaos` runs the long one. */
 const SECONDS = Number(process.env.CHAOS_TEST_SECONDS ?? 25);
@@ -12,7 +12,7 @@ describe(`chaos, short run (${SECONDS} s; npm run test:chaos for the long one)`,
   before(async () => {
     const lines: string[] = [];
     report = await runChaos({
-      databaseUrl: `${TEST_DATABASE_URL}_chaos`,
+      databaseUrl: testDatabaseUrl('chaos'),
       redisUrl: TEST_REDIS_URL,
       replicas: 3,
       seconds: SECONDS,

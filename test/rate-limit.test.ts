@@ -3,7 +3,7 @@ import { expect } from 'chai';
 import { Redis } from 'ioredis';
 import { captureLog } from './support/capture-log.ts';
 import { startServiceProcess, type ServiceProcess } from './support/service-process.ts';
-import { MENU, request, serveApp, sharedSystem, type ApiResponse, type TestSystem } from './support/system.ts';
+import { MENU, request, serveApp, sharedSystem, TEST_REDIS_URL, type ApiResponse, type TestSystem } from './support/system.ts';
 
 describe('rate limit', () => {
   let sys: TestSystem;
@@ -15,6 +15,7 @@ describe('rate limit', () => {
     this.timeout(90_000);
     const LIMIT = 5;
     let replicas: ServiceProcess[] = [];
+    const storeId = `rl-store-${randomUUID().slice(0, 8)}`;
 
     before(async () => {
       const env = { RATE_LIMIT_PER_MIN: String(LIMIT), ROLE: 'api' };
@@ -27,6 +28,14 @@ describe('rate limit', () => {
       for (const replica of replicas) {
         replica.child.kill('SIGTERM');
         await replica.exited;
+      }
+      // The counters the tests made (they would expire within their minute).
+      const redis = new Redis(TEST_REDIS_URL);
+      try {
+        const identities = [`store:${storeId}`, `store:${storeId}-2`, `customer:${storeId}`];
+        await redis.del(...['read', 'write'].flatMap((kind) => identities.map((id) => `baedal:rate:${kind}:${id}`)));
+      } finally {
+        redis.disconnect();
       }
     });
 
@@ -42,7 +51,6 @@ describe('rate limit', () => {
       Promise.all(Array.from({ length: count }, (_, i) => send(replicas[i % replicas.length]!.baseUrl)));
 
     it('accepts at most the limit per token in sum over both, then answers 429 with Retry-After', async () => {
-      const storeId = `rl-store-${randomUUID().slice(0, 8)}`;
       const store = await sys.token('store', storeId);
       const answers = await burst(3 * LIMIT, (baseUrl) => request(baseUrl, 'GET', `/stores/${storeId}/menu`, { token: store }));
       const accepted = answers.filter((r) => r.status === 200);

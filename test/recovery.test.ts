@@ -7,7 +7,7 @@ import { RoundRobinProxy } from '../scripts/cluster/proxy.ts';
 import { runLoad } from '../scripts/load/runner.ts';
 import { MENU } from '../scripts/load/scenario.ts';
 import { signToken } from '../scripts/load/tokens.ts';
-import { commandRequest, eventually, request, startSystem, TEST_DATABASE_URL, TEST_REDIS_URL, type Parties, type TestSystem } from './support/system.ts';
+import { commandRequest, eventually, request, startSystem, TEST_DATABASE_URL, TEST_REDIS_URL, testDatabaseUrl, type Parties, type TestSystem } from './support/system.ts';
 
 /** The production defaults the bound rests on: WORK_LEASE_MS 10 s, SWEEP_INTERVAL_MS 2 s, JOB_LOCK_MS 10 s. */
 const RECOVERY_BOUND_MS = 15_000;
@@ -36,7 +36,7 @@ describe('recovery of a replica cluster (production settings)', function () {
   };
 
   it(`kill -9 of the replica in the middle of a refund: another replica completes it within ${RECOVERY_BOUND_MS / 1000} s, once`, async () => {
-    cluster = new Cluster({ databaseUrl: `${TEST_DATABASE_URL}_recovery`, redisUrl: TEST_REDIS_URL });
+    cluster = new Cluster({ databaseUrl: testDatabaseUrl('recovery'), redisUrl: TEST_REDIS_URL });
     await cluster.start();
     // Each replica reaches the gateway through a proxy of its own, so the test sees which one calls.
     const gatewayPort = Number(new URL(cluster.gatewayUrl).port);
@@ -91,7 +91,7 @@ describe('recovery of a replica cluster (production settings)', function () {
   });
 
   it('SIGTERM under load: the replica exits 0 within SHUTDOWN_TIMEOUT_MS, and nothing it accepted is lost', async () => {
-    cluster = new Cluster({ databaseUrl: `${TEST_DATABASE_URL}_recovery`, redisUrl: TEST_REDIS_URL });
+    cluster = new Cluster({ databaseUrl: testDatabaseUrl('recovery'), redisUrl: TEST_REDIS_URL });
     await cluster.start();
     await Promise.all([cluster.startReplica('replica-1', { LOG_LEVEL: 'info' }), cluster.startReplica('replica-2')]);
     const acknowledged: Acknowledged[] = [];

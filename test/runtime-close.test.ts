@@ -5,7 +5,7 @@ import { startRuntime } from '../src/actors/runtime.ts';
 import { loadConfig } from '../src/config.ts';
 import type { PaymentGateway } from '../src/payment/payment-gateway.ts';
 import { captureLog } from './support/capture-log.ts';
-import { sharedSystem, TEST_DATABASE_URL, TEST_REDIS_URL } from './support/system.ts';
+import { removeQueueKeys, sharedSystem, TEST_DATABASE_URL, TEST_REDIS_URL } from './support/system.ts';
 
 describe('runtime close()', function () {
   this.timeout(30_000);
@@ -14,11 +14,12 @@ describe('runtime close()', function () {
   });
 
   it('releases every connection and timer, so the process exits by itself (regression: the worker Redis connection leaked)', async () => {
+    const prefix = `{baedal-close-${randomUUID()}}`;
     const script = `
       import { startRuntime } from './src/actors/runtime.ts';
       import { loadConfig } from './src/config.ts';
       import { createLogger } from './src/log.ts';
-      const config = loadConfig({ DATABASE_URL: ${JSON.stringify(TEST_DATABASE_URL)}, REDIS_URL: ${JSON.stringify(TEST_REDIS_URL)}, QUEUE_PREFIX: '{baedal-close-${randomUUID()}}' });
+      const config = loadConfig({ DATABASE_URL: ${JSON.stringify(TEST_DATABASE_URL)}, REDIS_URL: ${JSON.stringify(TEST_REDIS_URL)}, QUEUE_PREFIX: '${prefix}' });
       const payments = { charge: async () => ({ chargeId: 'x' }), refund: async () => ({ refundId: 'x' }) };
       const runtime = await startRuntime({ config, log: createLogger('silent'), payments });
       await runtime.close();
@@ -37,6 +38,7 @@ describe('runtime close()', function () {
       });
     });
     if (exit === 'hung') child.kill('SIGKILL');
+    await removeQueueKeys(prefix);
     expect(exit, output).to.equal(0);
     expect(output).to.include('closed');
   });
@@ -47,7 +49,8 @@ describe('runtime start', function () {
 
   it("warns when PostgreSQL's autovacuum is off (and only then): the service would slow down over time", async () => {
     const captured = captureLog('warn');
-    const config = loadConfig({ DATABASE_URL: TEST_DATABASE_URL, REDIS_URL: TEST_REDIS_URL, QUEUE_PREFIX: `{baedal-start-${randomUUID()}}`, ROLE: 'api' });
+    const prefix = `{baedal-start-${randomUUID()}}`;
+    const config = loadConfig({ DATABASE_URL: TEST_DATABASE_URL, REDIS_URL: TEST_REDIS_URL, QUEUE_PREFIX: prefix, ROLE: 'api' });
     const payments = { charge: async () => ({ chargeId: 'x' }), refund: async () => ({ refundId: 'x' }) } as unknown as PaymentGateway;
     const runtime = await startRuntime({ config, log: captured.log, payments });
     try {
@@ -56,6 +59,7 @@ describe('runtime start', function () {
       expect(warnings, `autovacuum is ${autovacuum} on this server`).to.have.length(autovacuum === 'on' ? 0 : 1);
     } finally {
       await runtime.close();
+      await removeQueueKeys(prefix);
     }
   });
 });

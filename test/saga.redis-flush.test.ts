@@ -1,30 +1,39 @@
 import { expect } from 'chai';
 import { Redis } from 'ioredis';
 import { moneyOf } from './support/saga.ts';
-import { commandRequest, eventually, startSystem, TEST_REDIS_URL, type Parties, type TestSystem } from './support/system.ts';
+import { randomUUID } from 'node:crypto';
+import { commandRequest, eventually, removeQueueKeys, startSystem, TEST_REDIS_URL, type Parties, type TestSystem } from './support/system.ts';
 import { startWebhookReceiver } from './support/webhook.ts';
 
-/** Redis holds only prompts: losing all of it delays refunds and notifications, never drops or doubles them. */
+/**
+ * Redis holds only prompts: losing all of it delays refunds and notifications, never drops or
+ * doubles them. The service's whole Redis state is its queue prefix; the test removes every key of
+ * it (what a Redis restarted without its data is to the service) and touches nothing else in the
+ * Redis it was given, which others may share.
+ */
 describe('saga: Redis flushed in the middle of a burst', function () {
   this.timeout(90_000);
-  const redisUrl = new URL(TEST_REDIS_URL);
-  redisUrl.pathname = '/5'; // a database of its own, so FLUSHDB touches nothing else
   let sys: TestSystem;
   let hook: Awaited<ReturnType<typeof startWebhookReceiver>>;
   let redis: Redis;
   let p: Parties;
+  /** A key of someone else's in the same Redis: the flushes must leave it alone. */
+  const bystander = `{baedal-bystander-${randomUUID()}}:key`;
+  const flush = async () => {
+    expect(await removeQueueKeys(sys.queuePrefix)).to.be.greaterThan(0);
+  };
 
   before(async () => {
     hook = await startWebhookReceiver();
-    redis = new Redis(redisUrl.toString());
-    await redis.flushdb();
-    sys = await startSystem({ name: 'flush', env: { REDIS_URL: redisUrl.toString(), NOTIFY_WEBHOOK_URL: hook.url } });
+    redis = new Redis(TEST_REDIS_URL);
+    await redis.set(bystander, 'still here');
+    sys = await startSystem({ name: 'flush', env: { NOTIFY_WEBHOOK_URL: hook.url } });
     p = await sys.newParties();
   });
   after(async () => {
     await sys?.close();
     await hook?.close();
-    await redis?.flushdb();
+    await redis?.del(bystander);
     redis?.disconnect();
   });
 
@@ -38,7 +47,7 @@ describe('saga: Redis flushed in the middle of a burst', function () {
       for (const command of ['pay', 'accept', 'cancel']) {
         if (i === 8 && command === 'accept' && !flushed) {
           flushed = true;
-          expect(await redis.flushdb()).to.equal('OK');
+          await flush();
         }
         const res = await sys.request('POST', `/orders/${orderId}/${command}`, commandRequest(p, command));
         expect(res.status, `${command}: ${JSON.stringify(res.body)}`).to.equal(200);
@@ -47,7 +56,7 @@ describe('saga: Redis flushed in the middle of a burst', function () {
     await Promise.all(orders.map((o, i) => drive(o.id, i)));
     expect(flushed).to.equal(true);
     await eventually(async () => (await sys.runtime.work.queue.getDelayedCount()) > 0, 'retries to wait as delayed jobs');
-    expect(await redis.flushdb()).to.equal('OK');
+    await flush();
     hook.setDown(false);
 
     const ids = orders.map((o) => o.id);
@@ -85,5 +94,6 @@ describe('saga: Redis flushed in the middle of a burst', function () {
       );
       return n === 0 && owed === 0;
     }, 'every consumer to have applied every event', 20_000);
+    expect(await redis.get(bystander), "another's key in the same Redis").to.equal('still here');
   });
 });

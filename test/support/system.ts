@@ -16,10 +16,27 @@ import { createHttpPaymentGateway } from '../../src/payment/payment-gateway.ts';
 import type { NotificationTransport } from '../../src/notifications/transports.ts';
 import { COMMAND_ROLE, type OrderView } from '../../src/actors/order-actor.ts';
 import type { OrderCommand } from '../../src/machines/order.machine.ts';
+import { deleteKeys } from '../../scripts/cluster/infra.ts';
 
 /** A database of this run's own, so concurrent runs on one machine cannot disturb each other. */
 export const TEST_DATABASE_URL = process.env.TEST_DATABASE_URL ?? `postgres://postgres@127.0.0.1:5432/baedal_test_${process.pid}`;
+/** The Redis (and its database number) of this run; each system keeps its keys under a queue prefix of its own. */
 export const TEST_REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+/**
+ * Another database of the run, on the same server as TEST_DATABASE_URL and named after it
+ * (`<its name>_<suffix>`): the only databases a test may create, and it drops them.
+ */
+export function testDatabaseUrl(suffix: string): string {
+  const url = new URL(TEST_DATABASE_URL);
+  url.pathname = `${url.pathname}_${suffix}`;
+  return url.toString();
+}
+
+/** Removes every key of a queue prefix from the run's Redis: what a test created there, it removes. */
+export function removeQueueKeys(prefix: string, redisUrl = TEST_REDIS_URL): Promise<number> {
+  return deleteKeys(redisUrl, prefix);
+}
 export const AUTH_SECRET = 'test-secret-at-least-16-chars';
 
 export interface ApiResponse<T = any> {
@@ -242,12 +259,10 @@ export async function startSystem(opts: SystemOptions = {}): Promise<TestSystem>
   const queuePrefix = `{baedal-test-${randomUUID()}}`;
   let databaseUrl = TEST_DATABASE_URL;
   if (opts.name) {
-    const url = new URL(TEST_DATABASE_URL);
-    url.pathname = `${url.pathname}_${opts.name}`;
-    databaseUrl = url.toString();
+    databaseUrl = testDatabaseUrl(opts.name);
     await resetDatabase(databaseUrl);
   }
-  const env = { ...TEST_ENV, DATABASE_URL: databaseUrl, ...opts.env };
+  const env: Record<string, string> = { ...TEST_ENV, DATABASE_URL: databaseUrl, ...opts.env };
   const main = await startInstance({ gatewayUrl: gateway.url, queuePrefix, env, transport: opts.transport });
   const replicas: AppInstance[] = [];
 
@@ -319,6 +334,8 @@ export async function startSystem(opts: SystemOptions = {}): Promise<TestSystem>
       for (const replica of replicas) await replica.close();
       await main.close();
       await gateway.close();
+      // Its queues, jobs and locks: nothing of the system stays in Redis.
+      await removeQueueKeys(queuePrefix, env.REDIS_URL ?? TEST_REDIS_URL);
       if (opts.name) await resetDatabase(databaseUrl);
     },
   };
