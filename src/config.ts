@@ -72,6 +72,12 @@ const schema = z
     PAYMENT_BREAKER_HALF_OPEN_MS: ms(10_000),
     /** A payment attempt still pending this long after it started is reconciled with the gateway. */
     PAYMENT_RECONCILE_AFTER_MS: ms(10_000),
+    /**
+     * How long a replica's lease lasts without renewal (renewed three times as often): a replica
+     * that dies is known gone after this, and its payments in flight are reconciled (and may be
+     * retried) at once.
+     */
+    REPLICA_LEASE_MS: z.coerce.number().int().min(500).max(60_000).default(3000),
     /** A charge the gateway does not know this long after the attempt started never happened. */
     PAYMENT_SETTLE_MS: ms(60_000),
     REFUND_RETRY_MAX_MS: ms(60_000),

@@ -78,19 +78,38 @@ describe('saga: compensation, counted on the gateway ledger', function () {
     expect(new Set(keys.map((k: { idempotency_key: string }) => k.idempotency_key)).size).to.equal(2);
   });
 
-  it('given a lost answer (charged, then timed out), when reconciled, then that charge is refunded and a new pay keeps one', async () => {
+  it('given a lost answer (charged, then timed out), when reconciled, then the order is paid with that charge, once', async () => {
     const { p, order } = await spec.given([]);
     await sys.setGatewayBehaviour({ answerDelayMs: 3000 }); // longer than PAYMENT_TIMEOUT_MS
     const lost = await sys.request('POST', `/orders/${order.id}/pay`, { token: p.customer });
     expect(lost.status).to.equal(503);
     expect(lost.headers.get('retry-after')).to.match(/^\d+$/);
-    expect((await sys.request('GET', `/orders/${order.id}`, { token: p.customer })).body.status).to.equal('awaitingPayment');
     await sys.setGatewayBehaviour({ answerDelayMs: 0 });
-    // The unknown attempt is reconciled (lookup by key finds the charge the order never took).
-    await eventually(async () => moneyOf(await sys.ledger(), order.id).refunds.length === 1, 'the lost charge to be refunded', 15_000);
-    await spec.when('pay');
-    const { ledger } = await spec.then({ status: 'paid', charges: 2, refunds: 1 });
+    // The unknown attempt is reconciled: the gateway has its charge, and the order still waits for one.
+    const { ledger } = await spec.then({ status: 'paid', charges: 1, refunds: 0, notified: 'paid' });
+    const journal = (await sys.request('GET', `/orders/${order.id}/events`, { token: p.customer })).body as { type: string; data: any; actor: unknown; causationId: string }[];
+    const paid = journal.find((e) => e.type === 'OrderPaid')!;
+    expect(paid.data.chargeId).to.equal(moneyOf(ledger, order.id).charges[0]!.chargeId);
+    expect(paid.actor).to.deep.equal({ sub: p.customerId, role: 'customer' });
+    expect(paid.causationId, 'caused by the attempt that charged').to.equal(moneyOf(ledger, order.id).charges[0]!.idempotencyKey);
+    const [attempt] = await sys.runtime.db.query('SELECT status FROM payment_attempts WHERE order_id = $1', [order.id]);
+    expect(attempt.status).to.equal('charged');
+  });
+
+  it('given a lost answer, when the customer pays again at once, then no second charge: the order is paid with the first', async () => {
+    const { p, order } = await spec.given([]);
+    await sys.setGatewayBehaviour({ answerDelayMs: 3000 });
+    expect((await sys.request('POST', `/orders/${order.id}/pay`, { token: p.customer })).status).to.equal(503);
+    await sys.setGatewayBehaviour({ answerDelayMs: 0 });
+    // The retry either takes the undecided attempt over (same key: the gateway returns its charge)
+    // or waits for its reconciliation; either way it is answered with the order paid.
+    const again = await sys.request('POST', `/orders/${order.id}/pay`, { token: p.customer });
+    if (again.status === 200) expect(again.body.status).to.equal('paid');
+    else expect(again.body.error, JSON.stringify(again.body)).to.deep.include({ code: 'invalid_transition', details: { command: 'pay', status: 'paid', allowed: ['accept', 'reject', 'cancel'] } });
+    const { ledger } = await spec.then({ status: 'paid', charges: 1, refunds: 0 });
     expect(moneyOf(ledger, order.id).kept).to.have.length(1);
+    const keys = await sys.runtime.db.query('SELECT status FROM payment_attempts WHERE order_id = $1 ORDER BY n', [order.id]);
+    expect(keys.map((k: { status: string }) => k.status)).to.deep.equal(['charged']);
   });
 
   it('a refund whose gateway call fails twice first is made once, after retries', async () => {

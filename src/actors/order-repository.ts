@@ -136,9 +136,10 @@ export interface Transition {
   timers: readonly TimerIntent[];
   /**
    * For `pay`: the payment attempt whose charge this transition records. The statement writes the
-   * order only together with the attempt (still pending, order still at `fromVersion`); if the
-   * order moved on it marks the attempt orphaned and records its refund instead. `outcome` says
-   * which happened once the statement ran (`gone`: the attempt was no longer pending).
+   * order only together with the attempt (still undecided: pending or unknown, order still at
+   * `fromVersion`); if the order moved on it marks the attempt orphaned and records its refund
+   * instead. `outcome` says which happened once the statement ran (`gone`: the attempt was decided
+   * already, by another caller or by reconciliation).
    */
   payment?: { attemptKey: string; chargeId: string; amount: number; refundKey: string; outcome?: 'charged' | 'orphaned' | 'gone' };
   /**
@@ -188,12 +189,12 @@ const COMMIT_BATCH = `
   ), charged AS (
     UPDATE payment_attempts a SET status = 'charged', charge_id = i.charge_id, decided_at = now(), due_at = NULL, lease_until = NULL
     FROM input i JOIN paying p ON p.id = i.id AND p.version = i.from_version
-    WHERE a.idempotency_key = i.attempt_key AND a.status = 'pending'
+    WHERE a.idempotency_key = i.attempt_key AND a.status IN ('pending', 'unknown')
     RETURNING a.idempotency_key
   ), orphaned AS (
     UPDATE payment_attempts a SET status = 'orphaned', charge_id = i.charge_id, decided_at = now(), due_at = NULL, lease_until = NULL
     FROM input i JOIN paying p ON p.id = i.id AND p.version <> i.from_version
-    WHERE a.idempotency_key = i.attempt_key AND a.status = 'pending'
+    WHERE a.idempotency_key = i.attempt_key AND a.status IN ('pending', 'unknown')
     RETURNING a.order_id, a.idempotency_key
   ), orphan_refunds AS (
     INSERT INTO refunds (idempotency_key, order_id, charge_id, amount, reason, status, requested_at, due_at)

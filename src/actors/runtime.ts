@@ -10,7 +10,7 @@ import { notifierConsumer } from '../notifications/notifier.consumer.ts';
 import { logTransport, webhookTransport, type NotificationTransport } from '../notifications/transports.ts';
 import { createPay } from '../payment/pay.ts';
 import type { PaymentGateway } from '../payment/payment-gateway.ts';
-import { paymentReconciliation } from '../payment/reconcile.work.ts';
+import { handOverAbandoned, paymentReconciliation } from '../payment/reconcile.work.ts';
 import { refundWork } from '../payment/refund.work.ts';
 import { createResilientGateway, type ResilientGateway } from '../payment/resilient-gateway.ts';
 import { viewConsumers } from '../views/registry.ts';
@@ -21,6 +21,7 @@ import { ensurePartitions, EVENTS_GROUP } from './partitions.ts';
 import { within } from './queues.ts';
 import { createOrderActors, createOrderSteps, type OrderActors } from './order-actor.ts';
 import { OrderStore } from './order-store.ts';
+import { ReplicaLease } from './replica-lease.ts';
 import { batchedMenuLookup } from './pricing.ts';
 import { Sweeper } from './sweeper.ts';
 import { timerWork } from './timers.work.ts';
@@ -51,6 +52,7 @@ export type RuntimeConfig = Pick<
   | 'PAYMENT_BREAKER_HALF_OPEN_MS'
   | 'PAYMENT_RECONCILE_AFTER_MS'
   | 'PAYMENT_SETTLE_MS'
+  | 'REPLICA_LEASE_MS'
   | 'REFUND_RETRY_MAX_MS'
   | 'NOTIFY_WEBHOOK_URL'
   | 'NOTIFY_TIMEOUT_MS'
@@ -205,19 +207,34 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
     publish: (ref) => bus.publish(ref),
     prompt: work,
   });
+  // This replica's lease: payment attempts name it, and each renewal hands the attempts of replicas
+  // whose lease lapsed to reconciliation.
+  const replica = new ReplicaLease({
+    db: pg,
+    leaseMs: config.REPLICA_LEASE_MS,
+    log: log.child({ part: 'replica' }),
+    onRenewed: async () => {
+      const keys = await handOverAbandoned(pg, work);
+      if (keys.length > 0) log.warn({ attempts: keys }, 'payments of a replica that is gone handed to reconciliation');
+    },
+  });
+  await replica.start();
   const pay = createPay({
     steps,
     payments,
     prompt: work,
     batch: { maxBatch: config.GROUP_COMMIT_MAX, maxInFlight: config.GROUP_COMMIT_IN_FLIGHT },
     reconcileAfterMs: config.PAYMENT_RECONCILE_AFTER_MS,
+    replica: replica.id,
+    // A reconciliation holds an attempt for one gateway lookup at most.
+    waitForReconciliationMs: config.PAYMENT_TIMEOUT_MS + 1000,
     onOutcome: (outcome) => metrics.payments.inc({ outcome }),
   });
   const actors = createOrderActors(steps, pay);
 
   const kinds: WorkKind[] = [
     refundWork(pg, payments, config.REFUND_RETRY_MAX_MS, (row) => metrics.refunds.inc({ reason: row.reason })),
-    paymentReconciliation(pg, payments, work, { settleMs: config.PAYMENT_SETTLE_MS, retryMaxMs: config.REFUND_RETRY_MAX_MS }),
+    paymentReconciliation(pg, payments, work, steps, { settleMs: config.PAYMENT_SETTLE_MS, retryMaxMs: config.REFUND_RETRY_MAX_MS }),
     notifications,
     timerWork(pg, async (timer) => {
       const outcome = await actors.fireTimer(timer);
@@ -255,6 +272,16 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
   const close = (graceMs = config.SHUTDOWN_TIMEOUT_MS) =>
     (closing ??= (async () => {
       const steps: [string, () => Promise<unknown>][] = [
+        // Payments still waiting for the gateway (their requests were cut) are reconciled at once,
+        // by another replica, and the lease goes: nothing of this replica is left in flight.
+        [
+          'payments',
+          async () => {
+            const keys = await pay.handOver();
+            if (keys.length > 0) log.warn({ attempts: keys }, 'payments in flight at shutdown handed to reconciliation');
+            await replica.end();
+          },
+        ],
         ['sweeper', () => sweeper.stop()],
         // Both drain at once, so the grace period is spent once.
         ['workers', () => Promise.all([bus.close(graceMs), work.close(graceMs)])],

@@ -8,8 +8,9 @@ import { BatchGuard1767000000000 } from './migrations/1767000000000-batch-guard.
 import { Partitions1768000000000 } from './migrations/1768000000000-partitions.ts';
 import { UnpaidOrders1768100000000 } from './migrations/1768100000000-unpaid-orders.ts';
 import { ClientRequestId1768200000000 } from './migrations/1768200000000-client-request-id.ts';
+import { ReplicaLeases1768300000000 } from './migrations/1768300000000-replica-leases.ts';
 
-export const MIGRATIONS = [InitialSchema1764000000000, Saga1765000000000, Views1766000000000, BatchGuard1767000000000, Partitions1768000000000, UnpaidOrders1768100000000, ClientRequestId1768200000000];
+export const MIGRATIONS = [InitialSchema1764000000000, Saga1765000000000, Views1766000000000, BatchGuard1767000000000, Partitions1768000000000, UnpaidOrders1768100000000, ClientRequestId1768200000000, ReplicaLeases1768300000000];
 
 /** Any number of replicas may start at once; this lock lets exactly one run migrations at a time. */
 const MIGRATION_LOCK_KEY = 0x6ba3da1;

@@ -23,6 +23,10 @@ export interface PayDeps {
   batch: { maxBatch: number; maxInFlight: number };
   /** When an attempt still pending is deemed abandoned and handed to reconciliation. */
   reconcileAfterMs: number;
+  /** This replica, as its lease names it: the attempts it calls the gateway for carry it. */
+  replica: string;
+  /** The longest a pay waits for a reconciliation of the order's earlier attempt to finish. */
+  waitForReconciliationMs: number;
   /** Counts outcomes for /metrics. */
   onOutcome?: (outcome: 'charged' | 'declined' | 'failed' | 'unknown' | 'orphaned' | 'breaker-open') => void;
 }
@@ -34,6 +38,16 @@ interface Attempt {
   n: number;
 }
 
+/** What recording an attempt found: the attempt to call for, or why there is none. */
+type Started =
+  | Attempt
+  /** Another attempt of the order is in flight on a live replica. */
+  | 'in-progress'
+  /** The order's earlier attempt was abandoned and is being reconciled (or was just taken over): judge again shortly. */
+  | { wait: string }
+  /** The order moved on since it was judged. */
+  | undefined;
+
 interface AttemptRequest {
   orderId: string;
   /** The version the payment was judged on. */
@@ -43,9 +57,12 @@ interface AttemptRequest {
 
 /*
  * Records a payment attempt for each order still at its judged version (input arrays: order ids,
- * versions, amounts). The orders' row locks last this one statement: they order the attempts after
- * a payment being recorded. Per judged order it returns the attempt, or a null key when an attempt
- * is already in flight (a conflict on the in-flight index or on the attempt's number).
+ * versions, amounts), as the attempt of this replica ($7). The orders' row locks last this one
+ * statement: they order the attempts after a payment being recorded. An order whose earlier
+ * attempt is undecided (pending or unknown) gets no new one: while that attempt's replica holds its
+ * lease, it is in flight (a null key); once its replica is gone or its caller gave up, this pay
+ * takes it over with its idempotency key, so the gateway charges at most once for both, unless a
+ * reconciliation holds it now (then `wait` names it).
  */
 const START_ATTEMPTS = `
   WITH input AS (
@@ -54,31 +71,59 @@ const START_ATTEMPTS = `
     SELECT o.id FROM orders o JOIN input i ON i.id = o.id AND o.version = i.version
     WHERE o.id = ANY ($1::uuid[]) AND o.machine_id = $5::text AND o.machine_version = $6::int
     ORDER BY o.id FOR UPDATE OF o
+  ), open AS (
+    SELECT DISTINCT ON (a.order_id) a.order_id, a.idempotency_key, a.status, a.replica, a.due_at,
+      (a.status = 'unknown' OR NOT EXISTS (SELECT 1 FROM replica_leases r WHERE r.replica = a.replica AND r.until > now())) AS abandoned
+    FROM payment_attempts a
+    WHERE a.order_id = ANY (ARRAY(SELECT id FROM judged)) AND a.status IN ('pending', 'unknown')
+    ORDER BY a.order_id, a.n DESC
+  ), taken AS (
+    -- Conditions on what was read: if another pay took it over first, or a reconciliation claimed
+    -- it, since this statement's snapshot, the row re-read under its lock no longer matches.
+    UPDATE payment_attempts a SET status = 'pending', replica = $7, due_at = now() + make_interval(secs => $4::float8 / 1000),
+      decided_at = NULL, last_error = NULL
+    FROM open o
+    WHERE a.idempotency_key = o.idempotency_key AND o.abandoned
+      AND a.status = o.status AND a.replica IS NOT DISTINCT FROM o.replica AND a.due_at IS NOT DISTINCT FROM o.due_at
+      AND (a.lease_until IS NULL OR a.lease_until < now())
+    RETURNING a.order_id, a.idempotency_key, a.n
   ), numbered AS (
-    SELECT j.id, coalesce((SELECT max(a.n) FROM payment_attempts a WHERE a.order_id = j.id), 0) + 1 AS n FROM judged j
+    SELECT j.id, coalesce((SELECT max(a.n) FROM payment_attempts a WHERE a.order_id = j.id), 0) + 1 AS n
+    FROM judged j WHERE j.id NOT IN (SELECT order_id FROM open)
   ), started AS (
-    INSERT INTO payment_attempts (idempotency_key, order_id, n, amount, status, started_at, due_at)
+    INSERT INTO payment_attempts (idempotency_key, order_id, n, amount, status, started_at, due_at, replica)
     SELECT 'order-' || x.id::text || '-charge-' || x.n, x.id, x.n, i.amount, 'pending', now(),
-           now() + make_interval(secs => $4::float8 / 1000)
+           now() + make_interval(secs => $4::float8 / 1000), $7
     FROM numbered x JOIN input i ON i.id = x.id
     ON CONFLICT DO NOTHING
     RETURNING order_id, idempotency_key, n
   )
-  SELECT j.id, s.idempotency_key AS key, s.n FROM judged j LEFT JOIN started s ON s.order_id = j.id`;
+  SELECT j.id, coalesce(s.idempotency_key, t.idempotency_key) AS key, coalesce(s.n, t.n) AS n,
+    CASE WHEN o.abandoned THEN o.idempotency_key END AS wait
+  FROM judged j
+  LEFT JOIN started s ON s.order_id = j.id
+  LEFT JOIN taken t ON t.order_id = j.id
+  LEFT JOIN open o ON o.order_id = j.id`;
+
+/** Pay, and what the runtime does with this replica's payments at shutdown. */
+export type Pay = PayCommand & { handOver(): Promise<string[]> };
 
 /**
  * Pays an order without holding anything while the gateway works:
  * 1. judge (may this customer pay now?) and record a payment attempt with its own idempotency
  *    key, in one statement checked against the order's version (shared with the payments of the
- *    moment); a second attempt while one is in flight is refused (409 payment_in_progress) by a
- *    unique index, never charged;
+ *    moment); a second attempt while one is in flight on a live replica is refused (409
+ *    payment_in_progress), never charged;
  * 2. call the gateway with no transaction and no row lock open (behind the circuit breaker);
  * 3. record the outcome in one statement: the order becomes paid if it is still where it was
  *    judged; if a concurrent command moved it on (cancel), the charge is refunded instead.
- * An attempt whose outcome is unknown (timeout, lost answer, crash) is left to reconciliation,
- * which asks the gateway by idempotency key and refunds a charge the order did not take.
+ * An attempt whose outcome is unknown (timeout, lost answer, its replica gone) is left to
+ * reconciliation, which asks the gateway by idempotency key: a charge the order can still take
+ * pays it, any other is refunded. A retried pay meanwhile does not start a second charge: it waits
+ * (bounded) while a reconciliation holds the attempt, and otherwise takes the attempt over with its
+ * key, so the gateway returns the charge it made or makes it once.
  */
-export function createPay(deps: PayDeps): PayCommand {
+export function createPay(deps: PayDeps): Pay {
   const { steps, payments } = deps;
   const db = steps.db;
   const outcome = (o: Parameters<NonNullable<PayDeps['onOutcome']>>[0]) => deps.onOutcome?.(o);
@@ -100,33 +145,37 @@ export function createPay(deps: PayDeps): PayCommand {
 
   /**
    * Records attempts if their orders are still at the judged versions, those of the moment in one
-   * statement (one commit instead of one per payment). Per order: the attempt; undefined when the
-   * order moved on; 'in-progress' when an attempt is already in flight (the in-flight index, or a
-   * concurrent attempt that took the same number).
+   * statement (one commit instead of one per payment). Per order, see `Started`.
    */
-  const attempts = new Batcher<AttemptRequest, Attempt | 'in-progress' | undefined>(startAttempts, { ...deps.batch, key: (r) => r.orderId, alone: true });
+  const attempts = new Batcher<AttemptRequest, Started>(startAttempts, { ...deps.batch, key: (r) => r.orderId, alone: true });
 
-  async function startAttempts(requests: readonly AttemptRequest[]): Promise<(Attempt | 'in-progress' | undefined)[]> {
-    const rows = await db.query<{ id: string; key: string | null; n: number | null }>(START_ATTEMPTS, [
+  async function startAttempts(requests: readonly AttemptRequest[]): Promise<Started[]> {
+    const rows = await db.query<{ id: string; key: string | null; n: number | null; wait: string | null }>(START_ATTEMPTS, [
       requests.map((r) => r.orderId),
       requests.map((r) => r.version),
       requests.map((r) => r.amount),
       deps.reconcileAfterMs,
       ORDER_MACHINE_ID,
       ORDER_MACHINE_VERSION,
+      deps.replica,
     ]);
     const byId = new Map(rows.map((r) => [r.id, r]));
-    return requests.map((r) => {
+    return requests.map((r): Started => {
       const row = byId.get(r.orderId);
       if (!row) return undefined;
-      return row.key === null ? 'in-progress' : { key: row.key, n: row.n! };
+      if (row.key !== null) return { key: row.key, n: row.n! };
+      return row.wait !== null ? { wait: row.wait } : 'in-progress';
     });
   }
 
-  async function startAttempt(row: OrderRow, amount: number): Promise<Attempt | undefined> {
-    const attempt = await attempts.submit({ orderId: row.id, version: row.version, amount });
-    if (attempt === 'in-progress') throw new PaymentInProgressError(row.id);
-    return attempt;
+  /** The order as it is now, if the attempt `key` is what paid it: a retry then answers as the pay would have. */
+  async function paidBy(who: Principal, orderId: string, key: string): Promise<OrderView | undefined> {
+    const [attempt] = await db.query<{ status: string }>('SELECT status FROM payment_attempts WHERE idempotency_key = $1', [key]);
+    if (attempt?.status !== 'charged') return undefined;
+    const now = await steps.store.load(orderId, true);
+    if (!now || statusOf(now.snapshot) === 'awaitingPayment') return undefined;
+    requireVisible(who, now.row, orderId, 'pay');
+    return viewOf(now.snapshot, now.row, null);
   }
 
   /** Closes an attempt that certainly charged nothing. */
@@ -176,14 +225,29 @@ export function createPay(deps: PayDeps): PayCommand {
       Object.assign(refused.details, { refund: refundViewOf({ refund_status: 'pending', refund_amount: amount, refund_id: null, refunded_at: null }) });
       throw refused;
     }
-    // Reconciliation judged the attempt abandoned and took over its charge: it refunds it.
+    // Someone else decided the attempt first: reconciliation, or a retry that took it over (same
+    // key, so the same charge). If it paid the order, so did this call.
+    const paid = await paidBy(who, orderId, attempt.key);
+    if (paid) return paid;
     outcome('unknown');
     throw new PaymentUnavailableError('the payment took too long and is being reversed', 5, false);
   }
 
-  return async function pay(who, orderId, ctx) {
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  async function pay(who: Principal, orderId: string, ctx: CommandContext): Promise<OrderView> {
+    const waitUntil = Date.now() + deps.waitForReconciliationMs;
+    let waitedFor: string | undefined;
     for (let fresh = false; ; fresh = true) {
-      const loaded = await judge(who, orderId, ctx, fresh);
+      let loaded: LoadedOrder;
+      try {
+        loaded = await judge(who, orderId, ctx, fresh);
+      } catch (err) {
+        // The earlier attempt this pay waited for paid the order meanwhile: that is this pay's answer.
+        const paid = err instanceof InvalidTransitionError && waitedFor ? await paidBy(who, orderId, waitedFor) : undefined;
+        if (paid) return paid;
+        throw err;
+      }
       const row = loaded.row;
       // Fail fast while the breaker is open: no attempt is recorded, nothing is called.
       if (payments.breakerState() === 'open') {
@@ -191,28 +255,59 @@ export function createPay(deps: PayDeps): PayCommand {
         throw new PaymentUnavailableError('the circuit breaker is open', payments.retryAfterSeconds(), true, true);
       }
       const amount = loaded.snapshot.context.total;
-      const attempt = await startAttempt(row, amount);
-      steps.store.noteOutcome(loaded.cached, attempt !== undefined);
-      if (!attempt) continue; // the order moved on between reading and recording: judge again
-
-      let chargeId: string;
-      try {
-        ({ chargeId } = await payments.charge({ orderId, amount, idempotencyKey: attempt.key }));
-      } catch (err) {
-        if (err instanceof PaymentDeclinedError) {
-          await settle(attempt.key, 'declined', null);
-          outcome('declined');
-        } else if (err instanceof PaymentUnavailableError && err.notAttempted) {
-          await settle(attempt.key, 'failed', err.message);
-          outcome(payments.breakerState() === 'open' ? 'breaker-open' : 'failed');
-        } else {
-          await unknown(attempt.key, err instanceof Error ? err.message : String(err));
-          outcome('unknown');
-          if (!(err instanceof PaymentUnavailableError)) throw new PaymentUnavailableError('unexpected gateway failure');
-        }
-        throw err;
+      const started = await attempts.submit({ orderId: row.id, version: row.version, amount });
+      steps.store.noteOutcome(loaded.cached, started !== undefined);
+      if (started === undefined) continue; // the order moved on between reading and recording: judge again
+      if (started === 'in-progress') throw new PaymentInProgressError(row.id);
+      if ('wait' in started) {
+        // A reconciliation holds the earlier attempt: its answer decides whether to charge at all.
+        if (Date.now() >= waitUntil) throw new PaymentInProgressError(row.id);
+        waitedFor = started.wait;
+        await sleep(100);
+        continue;
       }
-      return recordCharge(who, loaded, attempt, chargeId, amount, ctx.cause ?? NO_CAUSE);
+      return call(who, loaded, started, amount, ctx);
     }
-  };
+  }
+
+  /** Charges for a recorded attempt (no transaction, no lock open) and records the outcome. */
+  async function call(who: Principal, loaded: LoadedOrder, attempt: Attempt, amount: number, ctx: CommandContext): Promise<OrderView> {
+    const orderId = loaded.row.id;
+    let chargeId: string;
+    try {
+      ({ chargeId } = await payments.charge({ orderId, amount, idempotencyKey: attempt.key }));
+    } catch (err) {
+      if (err instanceof PaymentDeclinedError) {
+        await settle(attempt.key, 'declined', null);
+        outcome('declined');
+      } else if (err instanceof PaymentUnavailableError && err.notAttempted) {
+        await settle(attempt.key, 'failed', err.message);
+        outcome(payments.breakerState() === 'open' ? 'breaker-open' : 'failed');
+      } else {
+        await unknown(attempt.key, err instanceof Error ? err.message : String(err));
+        outcome('unknown');
+        if (!(err instanceof PaymentUnavailableError)) throw new PaymentUnavailableError('unexpected gateway failure');
+      }
+      throw err;
+    }
+    return recordCharge(who, loaded, attempt, chargeId, amount, ctx.cause ?? NO_CAUSE);
+  }
+
+  /**
+   * At shutdown: the attempts of this replica still waiting for the gateway will not be recorded
+   * by this process. They are handed to reconciliation now (and a retried pay may take them over)
+   * instead of holding their orders until PAYMENT_RECONCILE_AFTER_MS. Answers their keys.
+   */
+  async function handOver(): Promise<string[]> {
+    const rows = await db.query<{ key: string }>(
+      `UPDATE payment_attempts SET status = 'unknown', due_at = now(), last_error = 'its replica stopped before the gateway answered'
+       WHERE replica = $1 AND status = 'pending' RETURNING idempotency_key AS key`,
+      [deps.replica],
+    );
+    const keys = rows.map((r) => r.key);
+    if (keys.length > 0) deps.prompt.schedule('payment-reconcile', keys);
+    return keys;
+  }
+
+  return Object.assign(pay, { handOver });
 }

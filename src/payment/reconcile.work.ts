@@ -1,7 +1,9 @@
+import type { OrderSteps } from '../actors/order-actor.ts';
 import { refundKey } from '../actors/order-repository.ts';
 import { cappedBackoff, WorkTable, type WorkColumns, type WorkKind, type WorkPrompt } from '../actors/work.ts';
 import type { Database } from '../db/pg.ts';
-import type { PaymentGateway } from './payment-gateway.ts';
+import { accepts } from '../machines/order.machine.ts';
+import type { FoundCharge, PaymentGateway } from './payment-gateway.ts';
 
 export interface AttemptRow extends WorkColumns {
   idempotency_key: string;
@@ -11,6 +13,8 @@ export interface AttemptRow extends WorkColumns {
   status: 'pending' | 'charged' | 'declined' | 'failed' | 'unknown' | 'orphaned';
   charge_id: string | null;
   started_at: Date;
+  /** The replica that called the gateway for it (null for attempts older than replica leases). */
+  replica: string | null;
 }
 
 export interface ReconcileOptions {
@@ -22,13 +26,33 @@ export interface ReconcileOptions {
 
 /**
  * Settles payment attempts whose outcome nobody recorded (the caller timed out, lost the answer,
- * or its process died): asks the gateway by the attempt's idempotency key. No charge after the
- * settle window: the attempt failed. A charge: the order never took it (it would have marked the
- * attempt charged in the same transaction), so it is refunded. The status check in each UPDATE
- * makes this and a late pay outcome exclude each other: whichever records first wins.
+ * or its replica stopped or died): asks the gateway by the attempt's idempotency key. No charge
+ * after the settle window: the attempt failed. A charge: if the order still waits for payment it
+ * takes the charge (it becomes paid, as the pay would have made it, and nobody is charged twice),
+ * otherwise the charge is refunded. The attempt's status is checked in the statement that records
+ * either, so this and a late pay outcome (or a retry that took the attempt over) exclude each
+ * other: whichever records first wins.
  */
-export function paymentReconciliation(db: Database, payments: PaymentGateway, prompt: WorkPrompt, opts: ReconcileOptions): WorkKind<AttemptRow> {
+export function paymentReconciliation(db: Database, payments: PaymentGateway, prompt: WorkPrompt, steps: OrderSteps, opts: ReconcileOptions): WorkKind<AttemptRow> {
   const now = opts.now ?? Date.now;
+
+  /** Pays the order with the charge found, if it still can take it. False when it cannot. */
+  async function payWith(row: AttemptRow, found: FoundCharge): Promise<boolean> {
+    const loaded = await steps.store.load(row.order_id, true);
+    if (!loaded || !accepts(loaded.snapshot, 'pay')) return false;
+    const decided = steps.decide(loaded.snapshot, { type: 'pay', chargeId: found.chargeId }, 'pay');
+    // The customer's pay, completed: its cause is the attempt that charged.
+    const customer = { sub: loaded.snapshot.context.customerId, role: 'customer' as const };
+    const t = steps.transitionOf(loaded.row, decided, customer, { causationId: row.idempotency_key, clientRequestId: null });
+    const key = refundKey(row.order_id, found.chargeId);
+    t.payment = { attemptKey: row.idempotency_key, chargeId: found.chargeId, amount: found.amount, refundKey: key };
+    const committed = await steps.store.commit(t);
+    if (committed) steps.afterCommit(row.order_id, committed.version, t);
+    // The order moved on meanwhile: the same statement recorded the refund.
+    else if (t.payment.outcome === 'orphaned') prompt.schedule('refund', [key]);
+    return true;
+  }
+
   return {
     name: 'payment-reconcile',
     table: new WorkTable<AttemptRow>(db, 'payment_attempts', 'idempotency_key', 'text', (r) => r.idempotency_key),
@@ -42,7 +66,8 @@ export function paymentReconciliation(db: Database, payments: PaymentGateway, pr
       if (!found) {
         const age = now() - row.started_at.getTime();
         if (age < opts.settleMs) {
-          // A slow gateway may still record the request; look again once it cannot any more.
+          // A slow gateway may still record the request; look again once it cannot any more. A
+          // retried pay meanwhile takes the attempt over with its key, so it cannot charge twice.
           return { retryInMs: Math.min(opts.settleMs - age + 100, cappedBackoff(row.attempts, 1000, opts.retryMaxMs)), error: 'no charge at the gateway yet' };
         }
         await db.query(
@@ -52,6 +77,7 @@ export function paymentReconciliation(db: Database, payments: PaymentGateway, pr
         );
         return;
       }
+      if (await payWith(row, found)) return;
       const key = refundKey(row.order_id, found.chargeId);
       const [orphaned] = await db.query<{ n: number }>(
         `WITH orphan AS (
@@ -68,4 +94,20 @@ export function paymentReconciliation(db: Database, payments: PaymentGateway, pr
       if (orphaned && orphaned.n > 0) prompt.schedule('refund', [key]);
     },
   };
+}
+
+/**
+ * Hands the attempts of replicas whose lease lapsed (they died calling the gateway) to
+ * reconciliation at once: undecided, due now. Run after each renewal of this replica's lease.
+ */
+export async function handOverAbandoned(db: Database, prompt: WorkPrompt): Promise<string[]> {
+  const rows = await db.query<{ key: string }>(
+    `UPDATE payment_attempts a SET status = 'unknown', due_at = now(), last_error = 'its replica is gone'
+     WHERE a.status = 'pending' AND a.replica IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM replica_leases r WHERE r.replica = a.replica AND r.until > now())
+     RETURNING a.idempotency_key AS key`,
+  );
+  const keys = rows.map((r) => r.key);
+  if (keys.length > 0) prompt.schedule('payment-reconcile', keys);
+  return keys;
 }
