@@ -1,4 +1,4 @@
-import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Database } from './db/pg.ts';
 import type { WorkKind } from './actors/work.ts';
 import { groupBacklog } from './actors/partitions.ts';
@@ -17,7 +17,14 @@ export interface RuntimeMetrics {
   eventsDelivered: Counter<'group'>;
   /** Events this replica applied, per partition (its share of the partitions' events). */
   eventsApplied: Counter<'partition'>;
+  /** Payment gateway calls (charge, refund, lookup) as the service waits for them: retries included, breaker in front. */
+  paymentDuration: Histogram<'operation' | 'outcome'>;
+  /** Webhook requests carrying notifications (one message each, or an array with NOTIFY_BATCH=1). */
+  notificationDelivery: Histogram<'outcome'>;
 }
+
+/** Seconds, from a millisecond to ten seconds: partner calls on a kept-alive connection up to a deadline. */
+const PARTNER_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 export function createRuntimeMetrics(): RuntimeMetrics {
   const registry = new Registry();
@@ -57,6 +64,20 @@ export function createRuntimeMetrics(): RuntimeMetrics {
       name: 'baedal_events_applied_total',
       help: 'Journaled events this replica applied, per event partition (it applies only the partitions it holds a lease on)',
       labelNames: ['partition'] as const,
+      registers: [registry],
+    }),
+    paymentDuration: new Histogram({
+      name: 'baedal_payment_duration_seconds',
+      help: 'Payment gateway calls by operation (charge, refund, lookup) and outcome (ok, declined, rejected, unavailable, timeout, breaker-open), retries included',
+      labelNames: ['operation', 'outcome'] as const,
+      buckets: PARTNER_BUCKETS,
+      registers: [registry],
+    }),
+    notificationDelivery: new Histogram({
+      name: 'baedal_notification_delivery_duration_seconds',
+      help: 'Webhook requests carrying notifications, by outcome (delivered: 2xx, refused: another status, timeout, unreachable)',
+      labelNames: ['outcome'] as const,
+      buckets: PARTNER_BUCKETS,
       registers: [registry],
     }),
   };

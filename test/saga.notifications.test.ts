@@ -50,9 +50,12 @@ describe('saga: notifications through a webhook', function () {
     expect(Object.keys(message).sort()).to.deep.equal(['eventId', 'notificationId', 'orderId', 'status', 'text', 'to']);
 
     // GET /notifications shows each party its own messages with their delivery state.
-    const store = (await sys.request('GET', '/notifications', { token: p.store })).body as { orderId: string; status: string; delivery: { state: string } }[];
+    // (The receiver has the messages a moment before the service records their delivery.)
+    const store = await eventually(async () => {
+      const all = (await sys.request('GET', '/notifications', { token: p.store })).body as { orderId: string; status: string; delivery: { state: string } }[];
+      return all.every((n) => n.delivery.state === 'delivered') && all;
+    }, "the store's deliveries recorded");
     expect(store.map((n) => `${n.orderId}:${n.status}`)).to.have.members([`${delivered.id}:paid`, `${cancelled.id}:paid`, `${cancelled.id}:cancelled`]);
-    expect(store.every((n) => n.delivery.state === 'delivered')).to.equal(true);
     const rider = (await sys.request('GET', '/notifications', { token: p.rider })).body as { status: string }[];
     expect(rider.map((n) => n.status)).to.deep.equal(['delivered']);
   });
@@ -72,8 +75,10 @@ describe('saga: notifications through a webhook', function () {
     await eventually(async () => forOrder(order.id).length === 6, 'every message once the webhook is back', 20_000);
     const ids = forOrder(order.id).map((n) => n.notificationId);
     expect(new Set(ids).size).to.equal(ids.length);
-    const feed = (await sys.request('GET', '/notifications', { token: p.customer })).body as { notificationId: string; delivery: { state: string } }[];
-    expect(feed.every((n) => n.delivery.state === 'delivered')).to.equal(true);
+    const feed = await eventually(async () => {
+      const all = (await sys.request('GET', '/notifications', { token: p.customer })).body as { notificationId: string; delivery: { state: string } }[];
+      return all.every((n) => n.delivery.state === 'delivered') && all;
+    }, 'the deliveries recorded');
     expect(feed.map((n) => n.notificationId)).to.have.members(forOrder(order.id).filter((n) => n.to.role === 'customer').map((n) => n.notificationId));
   });
 });

@@ -57,6 +57,9 @@ export type RuntimeConfig = Pick<
   | 'NOTIFY_WEBHOOK_URL'
   | 'NOTIFY_TIMEOUT_MS'
   | 'NOTIFY_RETRY_MAX_MS'
+  | 'NOTIFY_CONCURRENCY'
+  | 'NOTIFY_BATCH'
+  | 'NOTIFY_BATCH_MAX'
   | 'STORE_ACCEPT_TIMEOUT_MS'
   | 'UNPAID_ORDER_TIMEOUT_MS'
   | 'EVENT_PARTITIONS'
@@ -146,6 +149,7 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
     breakerFailures: config.PAYMENT_BREAKER_FAILURES,
     halfOpenAfterMs: config.PAYMENT_BREAKER_HALF_OPEN_MS,
     onStateChange: (state) => breakerLog.warn({ state }, `payment circuit breaker is ${state}`),
+    onCall: (operation, outcome, seconds) => metrics.paymentDuration.observe({ operation, outcome }, seconds),
   });
 
   // Fail fast rather than queue commands while Redis is away: callers degrade, nothing waits forever.
@@ -154,7 +158,16 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
   await redis.connect().catch((err: Error) => log.warn({ err: err.message }, 'Redis is not reachable yet'));
 
   const work = new WorkQueue({ redisUrl: config.REDIS_URL, prefix: config.QUEUE_PREFIX, log });
-  const notify = transport ?? (config.NOTIFY_WEBHOOK_URL ? webhookTransport(config.NOTIFY_WEBHOOK_URL, config.NOTIFY_TIMEOUT_MS) : logTransport(log.child({ part: 'notify' })));
+  const ownTransport =
+    transport === undefined && config.NOTIFY_WEBHOOK_URL
+      ? webhookTransport(config.NOTIFY_WEBHOOK_URL, {
+          timeoutMs: config.NOTIFY_TIMEOUT_MS,
+          concurrency: config.NOTIFY_CONCURRENCY,
+          batchMax: config.NOTIFY_BATCH ? config.NOTIFY_BATCH_MAX : undefined,
+          onRequest: (outcome, seconds) => metrics.notificationDelivery.observe({ outcome }, seconds),
+        })
+      : undefined;
+  const notify = transport ?? ownTransport ?? logTransport(log.child({ part: 'notify' }));
   const notifications = notificationDelivery(pg, notify, config.NOTIFY_RETRY_MAX_MS);
   const workLog = log.child({ part: 'work' });
   let sending = 0;
@@ -285,6 +298,8 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
         ['sweeper', () => sweeper.stop()],
         // Both drain at once, so the grace period is spent once.
         ['workers', () => Promise.all([bus.close(graceMs), work.close(graceMs)])],
+        // Webhook requests on their way finish (each within NOTIFY_TIMEOUT_MS); what is not sent stays owed.
+        ['notifications', () => ownTransport?.close?.() ?? Promise.resolve()],
         ['redis', () => redis.quit().catch(() => redis.disconnect())],
         ['database', () => db.destroy()],
       ];

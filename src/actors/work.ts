@@ -37,6 +37,12 @@ export interface WorkKind<Row extends WorkColumns = any> {
   completeMany?(rows: Row[]): Promise<void>;
   /** Delay before retry number `attempts` + 1 when perform threw. */
   backoffMs(attempts: number): number;
+  /**
+   * Items of one run performed at once (default 16, or the caller's). A kind whose perform only
+   * queues the item for something that bounds its own concurrency (the webhook's pool) takes the
+   * whole run at once.
+   */
+  concurrency?: number;
 }
 
 export class WorkTable<Row extends WorkColumns> {
@@ -82,14 +88,16 @@ export class WorkTable<Row extends WorkColumns> {
     return rows.map((r) => r.key);
   }
 
-  /** Releases the lease and sets when to try again. */
-  async retryLater(key: string, error: string, delayMs: number): Promise<Date> {
-    const [row] = await this.db.query<{ due_at: Date }>(
-      `UPDATE ${this.table} SET lease_until = NULL, last_error = $2, due_at = now() + make_interval(secs => $3::float8 / 1000)
-       WHERE ${this.keyColumn} = $1::${this.keyType} AND due_at IS NOT NULL RETURNING due_at`,
-      [key, error.slice(0, 2000), delayMs],
+  /** Releases the leases and sets when to try each item again, in one statement; returns when each is due. */
+  async retryLater(items: readonly { key: string; error: string; delayMs: number }[]): Promise<{ key: string; due_at: Date }[]> {
+    if (items.length === 0) return [];
+    return this.db.query<{ key: string; due_at: Date }>(
+      `UPDATE ${this.table} AS w SET lease_until = NULL, last_error = r.error, due_at = now() + make_interval(secs => r.delay_ms / 1000)
+       FROM unnest($1::${this.keyType}[], $2::text[], $3::float8[]) AS r(key, error, delay_ms)
+       WHERE w.${this.keyColumn} = r.key AND w.due_at IS NOT NULL
+       RETURNING w.${this.keyColumn}::text AS key, w.due_at`,
+      [items.map((i) => i.key), items.map((i) => i.error.slice(0, 2000)), items.map((i) => i.delayMs)],
     );
-    return row?.due_at ?? new Date(Date.now() + delayMs);
   }
 
   /** Makes items due now again (an operator's replay). */
@@ -147,7 +155,10 @@ export async function runWork(
   return runClaimed(kind, rows, opts);
 }
 
-/** Performs items this replica holds the lease of (claimed, or written already leased). */
+/**
+ * Performs items this replica holds the lease of (claimed, or written already leased), then
+ * records the retries of the run in one statement and its successes in another (`completeMany`).
+ */
 export async function runClaimed<Row extends WorkColumns>(
   kind: WorkKind<Row>,
   rows: readonly Row[],
@@ -155,29 +166,30 @@ export async function runClaimed<Row extends WorkColumns>(
 ): Promise<number> {
   const queue = [...rows];
   const done: Row[] = [];
-  const workers = Array.from({ length: Math.min(opts.concurrency ?? 16, queue.length) }, async () => {
+  const retries: { key: string; attempts: number; error: string; delayMs: number }[] = [];
+  const workers = Array.from({ length: Math.min(kind.concurrency ?? opts.concurrency ?? 16, queue.length) }, async () => {
     for (let row = queue.shift(); row; row = queue.shift()) {
-      const key = kind.table.keyOf(row);
       let retry: Retry | undefined;
       try {
         retry = (await kind.perform(row)) ?? undefined;
-        if (!retry) done.push(row);
       } catch (err) {
         retry = { retryInMs: kind.backoffMs(row.attempts), error: err instanceof Error ? err.message : String(err) };
       }
-      if (retry) {
-        opts.log.warn({ kind: kind.name, key, attempts: row.attempts, error: retry.error }, 'work not done; will retry');
-        try {
-          const dueAt = await kind.table.retryLater(key, retry.error, retry.retryInMs);
-          opts.prompt.schedule(kind.name, [key], dueAt);
-        } catch (err) {
-          // The lease runs out and the sweeper takes the item again.
-          opts.log.error({ err, kind: kind.name, key }, 'could not record a retry');
-        }
-      }
+      if (retry) retries.push({ key: kind.table.keyOf(row), attempts: row.attempts, error: retry.error, delayMs: retry.retryInMs });
+      else done.push(row);
     }
   });
   await Promise.all(workers);
+  if (retries.length > 0) {
+    const [first] = retries;
+    opts.log.warn({ kind: kind.name, items: retries.length, key: first!.key, attempts: first!.attempts, error: first!.error }, 'work not done; will retry');
+    try {
+      for (const { key, due_at } of await kind.table.retryLater(retries)) opts.prompt.schedule(kind.name, [key], due_at);
+    } catch (err) {
+      // The leases run out and the sweeper takes the items again.
+      opts.log.error({ err, kind: kind.name, items: retries.length }, 'could not record retries');
+    }
+  }
   // If this fails the items stay leased and owed: done again after the lease (their keys make it harmless).
   if (kind.completeMany && done.length > 0) await kind.completeMany(done);
   return rows.length;

@@ -1,3 +1,4 @@
+import { Batcher } from '../actors/batcher.ts';
 import { cappedBackoff, WorkTable, type WorkColumns, type WorkKind } from '../actors/work.ts';
 import type { Database } from '../db/pg.ts';
 import type { NotificationTransport } from './transports.ts';
@@ -16,12 +17,29 @@ export interface NotificationRow extends WorkColumns {
   transport: string | null;
 }
 
-/** Delivers owed notifications through the transport; a failure is retried with capped backoff, never dropped. */
+/**
+ * Delivers owed notifications through the transport; a failure is retried with capped backoff,
+ * never dropped. A run hands all its messages to the transport at once (the webhook bounds its
+ * own concurrency per endpoint), and the deliveries of runs that finish together are recorded by
+ * one statement.
+ */
 export function notificationDelivery(db: Database, transport: NotificationTransport, retryMaxMs: number): WorkKind<NotificationRow> {
+  const delivered = new Batcher<string, void>(
+    async (ids) => {
+      await db.query(
+        `UPDATE notifications SET delivered_at = now(), transport = $2, due_at = NULL, lease_until = NULL, last_error = NULL
+         WHERE id = ANY($1::uuid[])`,
+        [ids, transport.name],
+      );
+      return ids.map(() => undefined);
+    },
+    { maxBatch: 2000, maxInFlight: 1 },
+  );
   return {
     name: 'notification',
     table: new WorkTable<NotificationRow>(db, 'notifications', 'id', 'uuid', (r) => r.id),
     backoffMs: (attempts) => cappedBackoff(attempts, 500, retryMaxMs),
+    concurrency: Number.POSITIVE_INFINITY,
     async perform(row) {
       await transport.send({
         notificationId: row.id,
@@ -33,11 +51,7 @@ export function notificationDelivery(db: Database, transport: NotificationTransp
       });
     },
     async completeMany(rows) {
-      await db.query(
-        `UPDATE notifications SET delivered_at = now(), transport = $2, due_at = NULL, lease_until = NULL, last_error = NULL
-         WHERE id = ANY($1::uuid[])`,
-        [rows.map((r) => r.id), transport.name],
-      );
+      await Promise.all(rows.map((r) => delivered.submit(r.id)));
     },
   };
 }

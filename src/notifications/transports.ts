@@ -1,3 +1,6 @@
+import { createHash } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
+import { Pool } from 'undici';
 import type { Logger } from '../log.ts';
 
 /** The message a transport carries, as the webhook's JSON body. */
@@ -14,34 +17,164 @@ export interface NotificationMessage {
 export interface NotificationTransport {
   name: 'webhook' | 'log';
   send(message: NotificationMessage): Promise<void>;
+  /** Closes what the transport holds open (connections); idempotent. */
+  close?(): Promise<void>;
+}
+
+/** How one webhook request ended: a 2xx, another status, no answer in time, or no connection. */
+export type WebhookOutcome = 'delivered' | 'refused' | 'timeout' | 'unreachable';
+
+export interface WebhookOptions {
+  /** Deadline of one request (connecting, sending, the answer): NOTIFY_TIMEOUT_MS. */
+  timeoutMs: number;
+  /** Requests on their way to the endpoint at once, and so its most open connections: NOTIFY_CONCURRENCY. */
+  concurrency: number;
+  /** When set, one POST carries a JSON array of up to this many messages (NOTIFY_BATCH, NOTIFY_BATCH_MAX). */
+  batchMax?: number;
+  /** Called once per request with its outcome, its duration and how many messages it carried. */
+  onRequest?: (outcome: WebhookOutcome, seconds: number, messages: number) => void;
+}
+
+class WebhookError extends Error {
+  constructor(
+    message: string,
+    readonly outcome: Exclude<WebhookOutcome, 'delivered'>,
+  ) {
+    super(message);
+  }
 }
 
 /**
- * POSTs each message as JSON to a webhook (the exercise's KakaoTalk). Any 2xx is a delivery;
- * anything else, a timeout or a refused connection is a failure to retry. The notificationId
- * is also sent as `Idempotency-Key`, so a receiver can drop a repeat.
+ * POSTs messages as JSON to a webhook (the exercise's KakaoTalk). Any 2xx is a delivery; anything
+ * else, a timeout or a refused connection is a failure to retry. The notificationId is also sent as
+ * `Idempotency-Key`, so a receiver can drop a repeat.
+ *
+ * Sends queue per endpoint and leave through a pool of kept-alive connections, at most
+ * `concurrency` requests at once; messages queued in the same moment wait for a free slot rather
+ * than opening more connections. With `batchMax`, a request carries every message waiting (up
+ * to `batchMax`) as one JSON array, and its answer decides for all of them; the
+ * `Idempotency-Key` of such a request is a digest of the ids it carries, and a receiver drops
+ * repeats by each element's notificationId.
  */
-export function webhookTransport(url: string, timeoutMs: number): NotificationTransport {
+export function webhookTransport(url: string, opts: WebhookOptions): NotificationTransport {
+  const target = new URL(url);
+  const path = `${target.pathname}${target.search}`;
+  const pool = new Pool(target.origin, {
+    connections: opts.concurrency,
+    connectTimeout: opts.timeoutMs,
+    // Backstops: the deadline below ends a request first.
+    headersTimeout: opts.timeoutMs + 1000,
+    bodyTimeout: opts.timeoutMs + 1000,
+  });
+  const deadlines = new Deadlines(opts.timeoutMs);
+  let queue: { message: NotificationMessage; resolve: () => void; reject: (err: Error) => void }[] = [];
+  let active = 0;
+  let scheduled = false;
+  let closed = false;
+
+  async function post(messages: readonly NotificationMessage[]): Promise<void> {
+    const single = opts.batchMax === undefined;
+    const key = single ? messages[0]!.notificationId : batchKey(messages);
+    const started = performance.now();
+    let outcome: WebhookOutcome = 'delivered';
+    try {
+      const signal = deadlines.signal();
+      let res: Awaited<ReturnType<typeof pool.request>>;
+      try {
+        res = await pool.request({
+          path,
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'idempotency-key': key },
+          body: JSON.stringify(single ? messages[0] : messages),
+          signal,
+        });
+        await res.body.dump();
+      } catch (err) {
+        if (signal.aborted) throw new WebhookError(`webhook did not answer within ${opts.timeoutMs} ms`, 'timeout');
+        const code = (err as { code?: unknown }).code;
+        throw new WebhookError(`webhook unreachable${typeof code === 'string' ? ` (${code})` : `: ${(err as Error).message}`}`, 'unreachable');
+      }
+      if (res.statusCode < 200 || res.statusCode > 299) throw new WebhookError(`webhook answered ${res.statusCode}`, 'refused');
+    } catch (err) {
+      outcome = err instanceof WebhookError ? err.outcome : 'unreachable';
+      throw err;
+    } finally {
+      opts.onRequest?.(outcome, (performance.now() - started) / 1000, messages.length);
+    }
+  }
+
+  function pump(): void {
+    while (active < opts.concurrency && queue.length > 0) {
+      const batch = opts.batchMax === undefined ? queue.splice(0, 1) : queue.splice(0, opts.batchMax);
+      active += 1;
+      post(batch.map((b) => b.message))
+        .then(
+          () => batch.forEach((b) => b.resolve()),
+          (err: Error) => batch.forEach((b) => b.reject(err)),
+        )
+        .finally(() => {
+          active -= 1;
+          pump();
+        });
+    }
+  }
+
   return {
     name: 'webhook',
-    async send(message) {
-      let res: Response;
-      try {
-        res = await fetch(url, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', 'idempotency-key': message.notificationId },
-          body: JSON.stringify(message),
-          signal: AbortSignal.timeout(timeoutMs),
+    send(message) {
+      if (closed) return Promise.reject(new Error('webhook transport closed'));
+      return new Promise<void>((resolve, reject) => {
+        queue.push({ message, resolve, reject });
+        // The messages of this moment leave together: in batch mode, in one request.
+        if (scheduled) return;
+        scheduled = true;
+        setImmediate(() => {
+          scheduled = false;
+          pump();
         });
-        await res.arrayBuffer();
-      } catch (err) {
-        const cause = (err as { cause?: { code?: unknown } }).cause?.code;
-        throw new Error(`webhook unreachable${typeof cause === 'string' ? ` (${cause})` : `: ${(err as Error).message}`}`);
-      }
-      if (!res.ok) throw new Error(`webhook answered ${res.status}`);
+      });
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      const waiting = queue;
+      queue = [];
+      for (const w of waiting) w.reject(new Error('webhook transport closed'));
+      await pool.close().catch(() => pool.destroy());
     },
   };
 }
+
+/** The key of a batch request: the same messages in the same order give the same key. */
+function batchKey(messages: readonly NotificationMessage[]): string {
+  const hash = createHash('sha256');
+  for (const m of messages) hash.update(m.notificationId);
+  return `batch-${hash.digest('hex').slice(0, 32)}`;
+}
+
+/**
+ * Request deadlines, one abort signal per tenth of a second of start times: the requests started
+ * in the same 100 ms share a signal that aborts `timeoutMs` (+ up to 100 ms) later. A timer and a
+ * controller per request cost more than the request itself on a kept-alive connection.
+ */
+class Deadlines {
+  private current: { until: number; controller: AbortController } | undefined;
+
+  constructor(private readonly timeoutMs: number) {}
+
+  signal(): AbortSignal {
+    const now = Date.now();
+    if (!this.current || now >= this.current.until) {
+      const controller = new AbortController();
+      setMaxListeners(0, controller.signal);
+      setTimeout(() => controller.abort(), this.timeoutMs + BUCKET_MS).unref();
+      this.current = { until: now + BUCKET_MS, controller };
+    }
+    return this.current.controller.signal;
+  }
+}
+
+const BUCKET_MS = 100;
 
 /** Writes each message to the log: the transport when no webhook is configured. */
 export function logTransport(log: Logger): NotificationTransport {

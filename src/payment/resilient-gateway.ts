@@ -11,10 +11,20 @@ import {
   timeout,
   wrap,
 } from 'cockatiel';
-import { PaymentUnavailableError } from '../errors.ts';
+import { PaymentDeclinedError, PaymentUnavailableError } from '../errors.ts';
 import type { PaymentGateway } from './payment-gateway.ts';
 
 export type BreakerState = 'closed' | 'open' | 'half-open';
+
+export type PaymentOperation = 'charge' | 'refund' | 'lookup';
+
+/**
+ * How a gateway call ended for the caller: `ok` (an answer, a lookup that found nothing included),
+ * `declined` (402), `rejected` (another 4xx: the request's fault, not retried), `unavailable`
+ * (network errors, 5xx or 429 until the retries ran out), `timeout` (PAYMENT_TIMEOUT_MS passed),
+ * `breaker-open` (refused at once, no call made).
+ */
+export type PaymentCallOutcome = 'ok' | 'declined' | 'rejected' | 'unavailable' | 'timeout' | 'breaker-open';
 
 export interface ResilienceOptions {
   /** Deadline of one whole call, retries included (PAYMENT_TIMEOUT_MS). */
@@ -26,6 +36,8 @@ export interface ResilienceOptions {
   /** How long the breaker stays open before it lets one probe call through. */
   halfOpenAfterMs: number;
   onStateChange?: (state: BreakerState) => void;
+  /** Called after every call with its operation, outcome and duration (retries and waits included). */
+  onCall?: (operation: PaymentOperation, outcome: PaymentCallOutcome, seconds: number) => void;
   now?: () => number;
 }
 
@@ -87,27 +99,43 @@ export function createResilientGateway(inner: PaymentGateway, opts: ResilienceOp
     return Math.max(1, Math.ceil((openedAt + opts.halfOpenAfterMs - now()) / 1000));
   };
 
-  async function run<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  async function run<T>(operation: PaymentOperation, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const started = performance.now();
+    let outcome: PaymentCallOutcome = 'ok';
     try {
       // A signal per call: cockatiel's default is one shared signal, which many concurrent calls
       // would each add a listener to.
       return await policy.execute(({ signal }) => fn(signal), new AbortController().signal);
     } catch (err) {
       if (err instanceof BrokenCircuitError) {
+        outcome = 'breaker-open';
         throw new PaymentUnavailableError('the circuit breaker is open', retryAfterSeconds(), true, true);
       }
       if (err instanceof TaskCancelledError) {
+        outcome = 'timeout';
         throw new PaymentUnavailableError(`timed out after ${opts.timeoutMs} ms`, retryAfterSeconds());
       }
+      outcome = outcomeOf(err);
       throw err;
+    } finally {
+      opts.onCall?.(operation, outcome, (performance.now() - started) / 1000);
     }
   }
 
   return {
-    charge: (req) => run((signal) => inner.charge(req, signal)),
-    refund: (req) => run((signal) => inner.refund(req, signal)),
-    lookup: (key) => run((signal) => inner.lookup(key, signal)),
+    charge: (req) => run('charge', (signal) => inner.charge(req, signal)),
+    refund: (req) => run('refund', (signal) => inner.refund(req, signal)),
+    lookup: (key) => run('lookup', (signal) => inner.lookup(key, signal)),
     breakerState,
     retryAfterSeconds,
   };
+}
+
+function outcomeOf(err: unknown): PaymentCallOutcome {
+  if (err instanceof PaymentDeclinedError) return 'declined';
+  if (err instanceof PaymentUnavailableError) {
+    if (!err.transient) return 'rejected';
+    return /timed out/.test(err.message) ? 'timeout' : 'unavailable';
+  }
+  return 'unavailable';
 }
