@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { commandRequest, eventually, request, sharedSystem, startSystem, type Parties, type TestSystem } from './support/system.ts';
+import { startWebhookReceiver } from './support/webhook.ts';
 
 /** /metrics tells the truth: real statuses by route template, commands by outcome, queues and the saga's state. */
 describe('metrics', () => {
@@ -72,6 +73,71 @@ describe('metrics', () => {
       expect(await eventually(async () => (await count()) >= 2 && count(), 'the two events to be counted as delivered')).to.equal(2);
     } finally {
       await own.close();
+    }
+  });
+
+  it('times the calls to partners: payment gateway calls by operation and outcome, webhook requests by outcome', async function () {
+    this.timeout(60_000);
+    const hook = await startWebhookReceiver();
+    // One failed call opens the breaker, so the breaker-open outcome is one refused pay away.
+    const own = await startSystem({ name: 'partner_histograms', env: { NOTIFY_WEBHOOK_URL: hook.url, PAYMENT_BREAKER_FAILURES: '1' } });
+    try {
+      const q = await own.newParties();
+      const scrapeOwn = async () => (await request<string>(own.baseUrl, 'GET', '/metrics')).body;
+      const payment = (operation: string, outcome: string) => `baedal_payment_duration_seconds_count{operation="${operation}",outcome="${outcome}"}`;
+      const webhook = (outcome: string) => `baedal_notification_delivery_duration_seconds_count{outcome="${outcome}"}`;
+      const pay = async (orderId: string) => (await own.request('POST', `/orders/${orderId}/pay`, commandRequest(q, 'pay'))).status;
+
+      // charge ok, then a cancel's refund ok
+      const paid = await own.placeOrder(q);
+      await own.drive(q, paid.id, ['pay', 'cancel']);
+      await eventually(async () => value(await scrapeOwn(), payment('refund', 'ok')) === 1, 'the refund timed');
+      const paidToCancelLater = await own.placeOrder(q);
+      await own.drive(q, paidToCancelLater.id, ['pay']);
+      // declined
+      await own.setGatewayBehaviour({ decline: true });
+      expect(await pay((await own.placeOrder(q)).id)).to.equal(402);
+      // unavailable (5xx after the retries), which opens the breaker: the refund of a cancel is then
+      // refused without a call (pay itself fails fast before calling, and is counted elsewhere)
+      await own.setGatewayBehaviour({ decline: false, failRate: 1 });
+      expect(await pay((await own.placeOrder(q)).id)).to.equal(503);
+      await own.drive(q, paidToCancelLater.id, ['cancel']);
+      await eventually(async () => value(await scrapeOwn(), payment('refund', 'breaker-open')) >= 1, 'a refund refused by the open breaker');
+      await own.setGatewayBehaviour({ failRate: 0 });
+      await eventually(async () => value(await scrapeOwn(), payment('refund', 'ok')) === 2, 'the refund done once the breaker lets it through');
+      // a lost answer: the charge times out, and reconciliation looks it up later
+      await eventually(async () => own.runtime.payments.breakerState() !== 'open', 'the breaker to let a probe through');
+      await own.setGatewayBehaviour({ answerDelayMs: 5000 });
+      expect(await pay((await own.placeOrder(q)).id)).to.equal(503);
+      await own.setGatewayBehaviour({ answerDelayMs: 0 });
+      await eventually(async () => value(await scrapeOwn(), payment('lookup', 'ok')) >= 1, 'the reconciliation lookup timed', 20_000);
+
+      // webhook: delivered, then refused while it is down
+      await eventually(async () => value(await scrapeOwn(), webhook('delivered')) >= 2, 'deliveries timed');
+      hook.setDown(true);
+      await own.placeOrder(q);
+      await eventually(async () => value(await scrapeOwn(), webhook('refused')) >= 1, 'a refused delivery timed');
+      hook.setDown(false);
+
+      const text = await scrapeOwn();
+      expect(value(text, payment('charge', 'ok'))).to.equal(2);
+      expect(value(text, payment('charge', 'declined'))).to.equal(1);
+      expect(value(text, payment('charge', 'unavailable'))).to.equal(1);
+      expect(value(text, payment('charge', 'timeout'))).to.equal(1);
+      expect(value(text, payment('refund', 'ok'))).to.equal(2);
+      expect(value(text, payment('refund', 'breaker-open'))).to.be.at.least(1);
+      // The timeout waited for the deadline (PAYMENT_TIMEOUT_MS, 2 s): its sum says so, its buckets below 1 s are empty.
+      expect(value(text, 'baedal_payment_duration_seconds_sum{operation="charge",outcome="timeout"}')).to.be.within(1.9, 5);
+      expect(value(text, 'baedal_payment_duration_seconds_bucket{le="1",operation="charge",outcome="timeout"}')).to.equal(0);
+      expect(value(text, 'baedal_payment_duration_seconds_bucket{le="+Inf",operation="charge",outcome="timeout"}')).to.equal(1);
+      // Every webhook request is counted once, under the outcome the receiver gave it.
+      const requests = hook.requests.length;
+      expect(value(text, webhook('delivered')) + value(text, webhook('refused'))).to.equal(requests);
+      expect(value(text, webhook('refused'))).to.equal(hook.refused());
+      expect(value(text, 'baedal_notification_delivery_duration_seconds_bucket{le="+Inf",outcome="delivered"}')).to.equal(value(text, webhook('delivered')));
+    } finally {
+      await own.close();
+      await hook.close();
     }
   });
 

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { PaymentUnavailableError } from '../src/errors.ts';
+import { PaymentDeclinedError, PaymentUnavailableError } from '../src/errors.ts';
 import type { PaymentGateway } from '../src/payment/payment-gateway.ts';
 import { createResilientGateway } from '../src/payment/resilient-gateway.ts';
 import { eventually } from './support/system.ts';
@@ -51,5 +51,57 @@ describe('payment circuit breaker, as callers read it', () => {
     await gateway.charge({ orderId: 'o', amount: 1, idempotencyKey: 'probe' }).catch(() => undefined);
     expect(gateway.breakerState()).to.equal('open');
     expect(gateway.retryAfterSeconds()).to.equal(1);
+  });
+});
+
+/** What baedal_payment_duration_seconds is fed: every call's operation and outcome, as the caller saw it. */
+describe('payment gateway calls, as the duration histogram classifies them', () => {
+  it('ok, declined, rejected (a 4xx), unavailable (after the retries), timeout and breaker-open', async () => {
+    let behaviour: 'ok' | 'declined' | 'rejected' | 'unavailable' | 'slow' = 'ok';
+    let calls = 0;
+    const inner: PaymentGateway = {
+      async charge(req, signal) {
+        calls += 1;
+        if (behaviour === 'declined') throw new PaymentDeclinedError({ orderId: req.orderId });
+        if (behaviour === 'rejected') throw new PaymentUnavailableError('unexpected status 400', 5, false);
+        if (behaviour === 'unavailable') throw new PaymentUnavailableError('gateway answered 503');
+        if (behaviour === 'slow') await new Promise((resolve) => signal?.addEventListener('abort', resolve));
+        return { chargeId: 'ch' };
+      },
+      refund: async () => ({ refundId: 'r' }),
+      lookup: async () => null,
+    };
+    const seen: string[] = [];
+    const gateway = createResilientGateway(inner, {
+      timeoutMs: 100,
+      retries: 1,
+      breakerFailures: 2,
+      halfOpenAfterMs: 60_000,
+      onCall: (operation, outcome, seconds) => {
+        expect(seconds).to.be.at.least(0);
+        seen.push(`${operation}:${outcome}`);
+      },
+    });
+    const charge = () => gateway.charge({ orderId: 'o', amount: 1, idempotencyKey: 'k' }).catch(() => undefined);
+    await charge();
+    await gateway.refund({ chargeId: 'ch', amount: 1, idempotencyKey: 'r' });
+    await gateway.lookup('k');
+    for (const b of ['declined', 'rejected', 'unavailable', 'slow'] as const) {
+      behaviour = b;
+      await charge();
+    }
+    const before = calls;
+    await charge();
+    expect(calls, 'the open breaker made no call').to.equal(before);
+    expect(seen).to.deep.equal([
+      'charge:ok',
+      'refund:ok',
+      'lookup:ok',
+      'charge:declined',
+      'charge:rejected',
+      'charge:unavailable',
+      'charge:timeout',
+      'charge:breaker-open',
+    ]);
   });
 });
