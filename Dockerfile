@@ -52,6 +52,7 @@ RUN node --input-type=module -e " \
       for (const f of modules) await import('./dist/' + f); \
       console.log('loaded ' + modules.length + ' modules'); \
       process.exit(0);" \
+ && node dist/main.js --help >/dev/null \
  && node dist/migrate.js --help >/dev/null \
  && node dist/tools/scripts/payment-gateway.js --help >/dev/null
 EXPOSE 3000

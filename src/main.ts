@@ -2,12 +2,22 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { within } from './actors/queues.ts';
 import { startRuntime } from './actors/runtime.ts';
+import { commandLine } from './cli.ts';
 import { loadConfigOrExit } from './config.ts';
 import { appSettings, createApp } from './http/app.ts';
 import { createLogger } from './log.ts';
 import { createHttpPaymentGateway } from './payment/payment-gateway.ts';
 
+const USAGE = `usage: node dist/main.js   (from a checkout: npm start, which builds dist/ when it is stale)
+
+Runs the Baedal service in the foreground: the HTTP API and, unless ROLE=api, the event workers,
+durable work and the sweeper. SIGTERM or SIGINT drains it and exits 0 within SHUTDOWN_TIMEOUT_MS;
+exits 1 when PostgreSQL stays unreachable for STARTUP_WAIT_MS, 2 on an invalid configuration.
+Configuration comes from the environment (every variable is in README.md, Configuration), e.g.
+PORT, HOST, DATABASE_URL, REDIS_URL, PAYMENT_URL, AUTH_SECRET, NOTIFY_WEBHOOK_URL, ROLE, LOG_LEVEL.`;
+
 async function main(): Promise<void> {
+  commandLine('baedal', USAGE, {});
   const config = loadConfigOrExit();
   const log = createLogger(config.LOG_LEVEL);
   if (config.usingDevSecret) {

@@ -1,10 +1,11 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { builtinModules } from 'node:module';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { assetFiles } from '../scripts/build.ts';
+import { assetFiles, staleReason } from '../scripts/build.ts';
 import { ROOT } from './support/manifests.ts';
 import { freePort } from './support/service-process.ts';
 import { AUTH_SECRET, TEST_REDIS_URL, eventually, removeQueueKeys, request, resetDatabase, testDatabaseUrl } from './support/system.ts';
@@ -54,6 +55,48 @@ async function exitWithin(c: Child, ms: number, what: string): Promise<number | 
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** The processes under `pid` (children, grandchildren, …) with their command lines, from /proc. */
+function descendants(pid: number): { pid: number; cmdline: string }[] {
+  const parents = new Map<number, number[]>();
+  for (const entry of readdirSync('/proc').filter((e) => /^\d+$/.test(e))) {
+    try {
+      // The command name in field 2 may hold spaces and parentheses: read after its last ')'.
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      parents.set(ppid, [...(parents.get(ppid) ?? []), Number(entry)]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const out: { pid: number; cmdline: string }[] = [];
+  const visit = (p: number) => {
+    for (const child of parents.get(p) ?? []) {
+      try {
+        out.push({ pid: child, cmdline: readFileSync(`/proc/${child}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ') });
+      } catch {
+        continue;
+      }
+      visit(child);
+    }
+  };
+  visit(pid);
+  return out;
+}
+
+/** The service's environment for a test run: its own database and queue prefix. */
+function serviceEnv(url: string, port: number, queuePrefix: string): NodeJS.ProcessEnv {
+  return plainNodeEnv({
+    NODE_ENV: 'test',
+    HOST: '127.0.0.1',
+    PORT: String(port),
+    DATABASE_URL: url,
+    REDIS_URL: TEST_REDIS_URL,
+    QUEUE_PREFIX: queuePrefix,
+    AUTH_SECRET,
+    LOG_LEVEL: 'warn',
+  });
 }
 
 // --- Dockerfile, read the way the builder reads it (continuations joined, comments dropped) ---
@@ -209,19 +252,7 @@ describe('npm run build: the compiled tree the image runs', function () {
     const port = await freePort();
     const base = `http://127.0.0.1:${port}`;
     const queuePrefix = `{baedal-build-${randomUUID()}}`;
-    const service = run(
-      ['dist/main.js'],
-      plainNodeEnv({
-        NODE_ENV: 'test',
-        HOST: '127.0.0.1',
-        PORT: String(port),
-        DATABASE_URL: url,
-        REDIS_URL: TEST_REDIS_URL,
-        QUEUE_PREFIX: queuePrefix,
-        AUTH_SECRET,
-        LOG_LEVEL: 'warn',
-      }),
-    );
+    const service = run(['dist/main.js'], serviceEnv(url, port, queuePrefix));
     try {
       await eventually(async () => {
         if (service.child.exitCode !== null) throw new Error(`exited early:\n${service.output()}`);
@@ -235,6 +266,72 @@ describe('npm run build: the compiled tree the image runs', function () {
       expect(await exitWithin(service, 30_000, 'dist/main.js after SIGTERM'), service.output()).to.equal(0);
     } finally {
       service.child.kill('SIGKILL');
+      await resetDatabase(url);
+      await removeQueueKeys(queuePrefix);
+    }
+  });
+
+  it('node dist/main.js --help prints the usage and exits 0, without starting', () => {
+    const help = spawnSync(process.execPath, ['dist/main.js', '--help'], { cwd: ROOT, env: plainNodeEnv({ DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none' }), encoding: 'utf8', timeout: 15_000 });
+    expect(help.status, help.stderr).to.equal(0);
+    expect(help.stdout).to.match(/^usage: node dist\/main\.js/);
+    expect(help.stdout).to.include('NOTIFY_WEBHOOK_URL');
+    expect(help.stderr).to.equal('');
+    const bad = spawnSync(process.execPath, ['dist/main.js', '--port', '1'], { cwd: ROOT, env: plainNodeEnv(), encoding: 'utf8', timeout: 15_000 });
+    expect(bad.status).to.equal(2);
+    expect(bad.stderr).to.include("Unknown option '--port'");
+  });
+
+  it('npm start -- --help prints the usage and exits 0, without building or starting', () => {
+    // dist/ made stale: a start would build first.
+    utimesSync(join(DIST, '.built'), 1000, 1000);
+    const stamp = statSync(join(DIST, '.built')).mtimeMs;
+    expect(staleReason()).to.match(/changed after the last build/);
+    const help = spawnSync('npm', ['start', '--', '--help'], { cwd: ROOT, env: plainNodeEnv(), encoding: 'utf8', timeout: 30_000 });
+    expect(help.status, help.stderr).to.equal(0);
+    expect(help.stdout).to.include('usage: npm start');
+    expect(help.stdout).to.include('node dist/main.js');
+    expect(help.stdout).to.include('DATABASE_URL');
+    expect(statSync(join(DIST, '.built')).mtimeMs, 'dist/ untouched').to.equal(stamp);
+  });
+
+  it('npm start builds a stale dist/, runs it compiled (node dist/main.js, no tsx), serves, and stops cleanly on Ctrl-C', async () => {
+    const url = testDatabaseUrl('build');
+    await resetDatabase(url);
+    const port = await freePort();
+    const queuePrefix = `{baedal-build-${randomUUID()}}`;
+    // dist/ made stale: npm start builds first.
+    utimesSync(join(DIST, '.built'), 1000, 1000);
+    expect(staleReason()).to.not.equal(undefined);
+    // A process group of its own, as a terminal gives a command: Ctrl-C signals the whole group.
+    const npm = spawn('npm', ['start'], { cwd: ROOT, env: { ...serviceEnv(url, port, queuePrefix), LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    let output = '';
+    npm.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+    npm.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+    const c: Child = { child: npm, output: () => output, exited: new Promise((resolve) => npm.once('exit', (code) => resolve(code))) };
+    let servicePid: number | undefined;
+    try {
+      await eventually(async () => {
+        if (npm.exitCode !== null) throw new Error(`exited early:\n${output}`);
+        return (await request(`http://127.0.0.1:${port}`, 'GET', '/readyz')).status === 200;
+      }, 'npm start to build and be ready', 90_000);
+      expect(output).to.match(/start: \S+ changed after the last build; building \(npm run build\)/);
+      expect(staleReason(), 'built').to.equal(undefined);
+      const tree = descendants(npm.pid!);
+      const services = tree.filter((p) => / dist\/main\.js$/.test(p.cmdline));
+      expect(services, tree.map((p) => p.cmdline).join('\n')).to.have.length(1);
+      expect(services[0]!.cmdline, 'plain node').to.equal(`${process.execPath} dist/main.js`);
+      expect(tree.some((p) => /src\/main\.ts/.test(p.cmdline)), 'nothing runs the TypeScript sources').to.equal(false);
+      servicePid = services[0]!.pid;
+      process.kill(-npm.pid!, 'SIGINT');
+      await exitWithin(c, 30_000, 'npm start after Ctrl-C');
+      await eventually(async () => !existsSync(`/proc/${servicePid}`), 'the service process to be gone');
+      // The service drained and stopped by itself (npm reports the signal, not the service's exit code).
+      expect(output).to.match(/"msg":"shutting down"/);
+      expect(output).to.match(/"msg":"stopped"/);
+    } finally {
+      for (const p of descendants(npm.pid!)) process.kill(p.pid, 'SIGKILL');
+      npm.kill('SIGKILL');
       await resetDatabase(url);
       await removeQueueKeys(queuePrefix);
     }
@@ -255,6 +352,39 @@ describe('npm run build: the compiled tree the image runs', function () {
     } finally {
       gateway.child.kill('SIGKILL');
     }
+  });
+
+  it('dist/ counts as stale without a finished build, or when a source or a build input changed after it', () => {
+    const root = mkdtempSync(join(tmpdir(), 'baedal-stale-'));
+    try {
+      mkdirSync(join(root, 'src', 'http'), { recursive: true });
+      writeFileSync(join(root, 'src', 'main.ts'), '');
+      writeFileSync(join(root, 'src', 'http', 'app.ts'), '');
+      writeFileSync(join(root, 'tsconfig.json'), '{}');
+      const at = (path: string, seconds: number) => utimesSync(join(root, path), seconds, seconds);
+      for (const path of ['src', 'src/main.ts', 'src/http', 'src/http/app.ts', 'tsconfig.json']) at(path, 1000);
+      expect(staleReason(root)).to.equal('dist/ has no finished build');
+      mkdirSync(join(root, 'dist'));
+      writeFileSync(join(root, 'dist', '.built'), '');
+      at('dist/.built', 2000);
+      expect(staleReason(root)).to.equal(undefined);
+      at('src/http/app.ts', 3000);
+      expect(staleReason(root)).to.equal(join('src', 'http', 'app.ts') + ' changed after the last build');
+      at('src/http/app.ts', 1000);
+      rmSync(join(root, 'src', 'main.ts')); // a deleted module changes its folder
+      at('src', 3000);
+      expect(staleReason(root)).to.equal('src changed after the last build');
+      at('src', 1000);
+      at('tsconfig.json', 3000);
+      expect(staleReason(root)).to.equal('tsconfig.json changed after the last build');
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  it('a build leaves dist/ current (npm start and npm run up then run it without building)', () => {
+    expect(existsSync(join(DIST, '.built'))).to.equal(true);
+    expect(staleReason()).to.equal(undefined);
   });
 
   describe('Dockerfile (no Docker engine here: checked against the build output)', () => {

@@ -12,10 +12,12 @@ const COMMANDS = [
   'scripts/demo-scale.ts',
   'scripts/load.ts',
   'scripts/payment-gateway.ts',
+  'scripts/start.ts',
   'scripts/statechart.ts',
   'scripts/token.ts',
   'scripts/up.ts',
   'scripts/views-rebuild.ts',
+  'src/main.ts',
   'src/migrate.ts',
 ];
 /** Scripts that do not answer --help yet; each must leave this list once it does. */
