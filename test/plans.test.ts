@@ -80,7 +80,9 @@ describe('statement plans on large tables', function () {
       if (!seen.has(text)) seen.set(text, params);
     };
     try {
-      // Real traffic: each kind of lifecycle, its consumers and work, a sweep, and the reads.
+      // Real traffic: each kind of lifecycle, its consumers and work (a refund failing once, so a
+      // retry is recorded), a sweep, and the reads.
+      await sys.setGatewayBehaviour({ failNextRefunds: 3 }); // the call's own retries (PAYMENT_RETRIES) included
       for (const script of [['pay', 'accept', 'start-cooking', 'finish-cooking', 'pick', 'confirm-delivery'], ['pay', 'cancel'], ['pay', 'reject']]) {
         const order = await sys.placeOrder(p);
         for (const command of script) expect((await sys.request('POST', `/orders/${order.id}/${command}`, commandRequest(p, command))).status).to.equal(200);
@@ -88,6 +90,7 @@ describe('statement plans on large tables', function () {
         await sys.request('GET', `/orders/${order.id}/events`, { token: p.customer });
       }
       await eventually(async () => (await sys.runtime.db.query(`SELECT count(*)::int AS n FROM refunds WHERE status = 'pending'`))[0].n === 0, 'the refunds');
+      expect([...seen.keys()].some((t) => /SET lease_until = NULL, last_error = r\.error/.test(t)), 'a retry recorded').to.equal(true);
       for (const path of ['/orders', '/notifications', `/views/customers/${p.customerId}/orders`, `/views/stores/${p.storeId}/orders`, `/deliveries?area=${p.area}`]) {
         const token = path.startsWith('/deliveries') ? p.rider : path.includes('/stores/') ? p.store : p.customer;
         expect((await sys.request('GET', path, { token })).status, path).to.equal(200);
