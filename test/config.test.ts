@@ -21,6 +21,18 @@ describe('configuration', () => {
       .and.matches(/REDIS_URL/);
   });
 
+  it('delivers one notification per POST through 16 connections by default; NOTIFY_BATCH takes 0 or 1 only', () => {
+    expect(loadConfig({})).to.include({ NOTIFY_CONCURRENCY: 16, NOTIFY_BATCH: false, NOTIFY_BATCH_MAX: 100 });
+    expect(loadConfig({ NOTIFY_BATCH: '1', NOTIFY_BATCH_MAX: '20', NOTIFY_CONCURRENCY: '4' })).to.include({ NOTIFY_BATCH: true, NOTIFY_BATCH_MAX: 20, NOTIFY_CONCURRENCY: 4 });
+    expect(loadConfig({ NOTIFY_BATCH: '0' }).NOTIFY_BATCH).to.equal(false);
+    expect(() => loadConfig({ NOTIFY_BATCH: 'yes', NOTIFY_CONCURRENCY: '0', NOTIFY_BATCH_MAX: '-1' }))
+      .to.throw(ConfigError)
+      .with.property('message')
+      .that.matches(/NOTIFY_BATCH: must be 0 or 1/)
+      .and.matches(/NOTIFY_CONCURRENCY/)
+      .and.matches(/NOTIFY_BATCH_MAX/);
+  });
+
   it('requires AUTH_SECRET in production', () => {
     expect(() => loadConfig({ NODE_ENV: 'production' })).to.throw(ConfigError, /AUTH_SECRET is required/);
     expect(loadConfig({ NODE_ENV: 'production', AUTH_SECRET: 'a-long-enough-secret' }).usingDevSecret).to.equal(false);
