@@ -80,9 +80,10 @@ describe('statement plans on large tables', function () {
       if (!seen.has(text)) seen.set(text, params);
     };
     try {
-      // Real traffic: each kind of lifecycle, its consumers and work (a refund failing once, so a
-      // retry is recorded), a sweep, and the reads.
-      await sys.setGatewayBehaviour({ failNextRefunds: 3 }); // the call's own retries (PAYMENT_RETRIES) included
+      // Real traffic: each kind of lifecycle, its consumers and work (a refund failing, so a retry
+      // is recorded), a sweep, and the reads. The first 6 refund requests fail: of the two refund
+      // calls (cancel, reject; 3 tries each with PAYMENT_RETRIES), one fails whole however they interleave.
+      await sys.setGatewayBehaviour({ failNextRefunds: 6 });
       for (const script of [['pay', 'accept', 'start-cooking', 'finish-cooking', 'pick', 'confirm-delivery'], ['pay', 'cancel'], ['pay', 'reject']]) {
         const order = await sys.placeOrder(p);
         for (const command of script) expect((await sys.request('POST', `/orders/${order.id}/${command}`, commandRequest(p, command))).status).to.equal(200);
