@@ -188,4 +188,40 @@ describe('notification delivery: pooled connections, bounded concurrency, batche
       expect(hook.accepted.filter((m) => m.notificationId === id)).to.have.length(1);
     });
   });
+
+  describe('a webhook that answers too late', () => {
+    let hook: Receiver;
+    let sys: TestSystem;
+    before(async () => {
+      // Answers after 3 s; the service gives each request 400 ms.
+      hook = await startWebhookReceiver({ holdMs: 3000 });
+      sys = await startSystem({ name: 'notify_slow', env: { NOTIFY_WEBHOOK_URL: hook.url, NOTIFY_TIMEOUT_MS: '400', NOTIFY_RETRY_MAX_MS: '300' } });
+    });
+    after(async () => {
+      await sys?.close();
+      await hook?.close();
+    });
+
+    it('abandons a request at NOTIFY_TIMEOUT_MS, times it as a timeout, and tries again', async () => {
+      const p = await sys.newParties();
+      const order = await sys.placeOrder(p);
+      const [id] = await owedIds(sys, [order.id], 1);
+      const row = await eventually(async () => {
+        const [r] = await sys.runtime.pg.query<{ attempts: number; last_error: string | null; delivered_at: Date | null }>(
+          'SELECT attempts, last_error, delivered_at FROM notifications WHERE id = $1',
+          [id],
+        );
+        return r && r.attempts >= 2 && r;
+      }, 'a second attempt after the first timed out');
+      expect(row.last_error).to.equal('webhook did not answer within 400 ms');
+      expect(row.delivered_at).to.equal(null);
+      const text = (await sys.request<string>('GET', '/metrics')).body;
+      const series = (name: string) => Number(new RegExp(`^${name}\\{outcome="timeout"\\} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
+      const count = series('baedal_notification_delivery_duration_seconds_count');
+      expect(count).to.be.at.least(1);
+      // Each abandoned at 400–500 ms (deadlines are shared per tenth of a second), not at the receiver's 3 s.
+      const mean = series('baedal_notification_delivery_duration_seconds_sum') / count;
+      expect(mean).to.be.within(0.38, 1.5);
+    });
+  });
 });

@@ -163,7 +163,7 @@ class Deadlines {
   constructor(private readonly timeoutMs: number) {}
 
   signal(): AbortSignal {
-    const now = Date.now();
+    const now = performance.now(); // monotonic: a clock set back must not stretch a bucket
     if (!this.current || now >= this.current.until) {
       const controller = new AbortController();
       setMaxListeners(0, controller.signal);
