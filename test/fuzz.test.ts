@@ -5,7 +5,7 @@ import { COMMAND_ROLE } from '../src/actors/order-actor.ts';
 import type { Role } from '../src/actors/principal.ts';
 import { signToken } from '../src/http/auth.ts';
 import type { Route } from '../src/http/route.ts';
-import type { OrderCommand } from '../src/machines/order.machine.ts';
+import type { OrderCommand } from '../src/machines/order/contract.ts';
 import { AUTH_SECRET, MENU, sharedSystem, type Parties, type TestSystem } from './support/system.ts';
 
 /**

@@ -7,9 +7,11 @@ import { expect } from 'chai';
 import Koa from 'koa';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { createStatechartRouter, renderStatechartPage } from '../src/http/statechart.routes.ts';
-import { orderGraph } from '../src/machines/order.graph.ts';
+import { orderV1 } from '../src/machines/order/v1.ts';
 import { SVG_PATH } from '../scripts/statechart.ts';
 import { sharedSystem, type Parties, type TestSystem } from './support/system.ts';
+
+const orderGraph = orderV1.graph;
 
 // Debian's chromium, driven by playwright-core; never a downloaded browser.
 const CHROMIUM = '/usr/bin/chromium';
@@ -121,7 +123,7 @@ describe('state chart in a real browser', function () {
 
     before(async () => {
       const koa = new Koa();
-      koa.use(createStatechartRouter().routes());
+      koa.use(createStatechartRouter({ db: (await sharedSystem()).runtime.pg }).routes());
       server = createServer(koa.callback());
       await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
       baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -221,7 +223,10 @@ describe('state chart in a real browser', function () {
       const graph = await fetch(`${baseUrl}/machines/order`);
       expect(graph.status).to.equal(200);
       expect(graph.headers.get('content-type')).to.match(/^application\/json/);
-      expect(await graph.json()).to.deep.equal(JSON.parse(JSON.stringify(orderGraph)));
+      const { versions, ...drawn } = await graph.json();
+      expect(drawn).to.deep.equal(JSON.parse(JSON.stringify(orderGraph)));
+      expect(versions).to.have.length(1);
+      expect(versions[0]).to.include({ version: 1, current: true, known: true });
 
       const html = await fetch(`${baseUrl}/statechart?orderId=anything`);
       expect(html.status).to.equal(200);

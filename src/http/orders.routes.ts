@@ -4,7 +4,7 @@ import type { Cause } from '../actors/order-repository.ts';
 import type { Counter } from 'prom-client';
 import type { Database } from '../db/pg.ts';
 import { DomainError } from '../errors.ts';
-import { ORDER_COMMANDS, type OrderCommand } from '../machines/order.machine.ts';
+import { ORDER_COMMANDS, type OrderCommand } from '../machines/order/contract.ts';
 import { listNotifications } from '../notifications/feed.ts';
 import { defineRoute, type Route } from './route.ts';
 import {
