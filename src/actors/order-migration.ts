@@ -179,8 +179,10 @@ export async function migrateOrders(db: Database, machines: OrderMachines, opts:
       unrunnable.set(row.v, row.n);
     }
   }
-  report.moves = [...moves.values()].filter((m) => m.orders > 0).sort((a, b) => a.from - b.from || a.state.localeCompare(b.state));
-  report.refusals = [...refusals.values()].sort((a, b) => a.version - b.version || a.state.localeCompare(b.state));
+  // In the order the machines declare their states.
+  const rank = (version: number, state: string) => machines.get(version)?.statuses.indexOf(state) ?? 0;
+  report.moves = [...moves.values()].filter((m) => m.orders > 0).sort((a, b) => a.from - b.from || rank(a.from, a.state) - rank(b.from, b.state) || rank(a.to, a.toState) - rank(b.to, b.toState));
+  report.refusals = [...refusals.values()].sort((a, b) => a.version - b.version || rank(a.version, a.state) - rank(b.version, b.state));
   report.busy = busy;
   report.unrunnable = [...unrunnable].map(([version, orders]) => ({ version, orders })).sort((a, b) => a.version - b.version);
   report.elapsedMs = performance.now() - started;

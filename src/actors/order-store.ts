@@ -111,7 +111,7 @@ export class OrderStore {
         // Least recently used goes first: re-inserting moves the entry to the end.
         this.cache.delete(orderId);
         this.cache.set(orderId, hit);
-        return { ...hit, cached: true };
+        return { ...this.upgraded(hit), cached: true };
       }
     }
     const row = await this.loads.submit(orderId);
@@ -126,11 +126,14 @@ export class OrderStore {
       if (err instanceof MachineVersionAheadError) return { row, cached: false, ahead: err };
       throw err;
     }
-    if (restored.machine.version < this.machines.newest) {
-      const up = this.machines.upgrade(restored.machine, restored.snapshot);
-      if (up.moved) restored = up;
-    }
-    return { row, machine: restored.machine, snapshot: restored.snapshot, cached: false };
+    return { ...this.upgraded({ row, ...restored }), cached: false };
+  }
+
+  /** The order on the newest version, unless its migration refuses its state (its row still says where it is stored). */
+  private upgraded(order: { row: OrderRow; machine: OrderMachineVersion; snapshot: OrderSnapshot }): { row: OrderRow; machine: OrderMachineVersion; snapshot: OrderSnapshot } {
+    if (order.machine.version >= this.machines.newest) return order;
+    const up = this.machines.upgrade(order.machine, order.snapshot);
+    return up.moved ? { row: order.row, machine: up.machine, snapshot: up.snapshot } : order;
   }
 
   /** Writes a transition (with others arriving together); undefined when the order moved on. */
