@@ -80,6 +80,22 @@ describe('order machine versions side by side (a rolling deploy, in process)', f
     expect((await on(v2, placed.body.id, 'cancel')).body).to.include({ status: 'cancelled', machineVersion: 2 });
   });
 
+  it('never lets a replica write back, on version 1, an order machines:migrate moved after it judged it (its cached copy)', async () => {
+    const [a, b] = [await sys.placeOrder(p), await sys.placeOrder(p)];
+    await sys.drive(p, b.id, ['pay']);
+    // Version 1 wrote both last, so it holds them in its cache; then they move without an event.
+    const report = await migrateOrders(sys.runtime.pg, ORDER_MACHINES_V2, { dryRun: false, batch: 500 });
+    expect(report.busy).to.deep.equal([]);
+    for (const [order, command, was] of [[a, 'cancel', 'awaitingPayment'], [a, 'pay', 'awaitingPayment'], [b, 'accept', 'paid']] as const) {
+      const res = await on(sys, order.id, command);
+      expect(res.status, `${command} on version 1: ${JSON.stringify(res.body)}`).to.equal(503);
+      expect(res.body.error.code).to.equal('machine_version_ahead');
+      expect(await stored(order.id)).to.deep.equal({ version: order.id === a.id ? 1 : 2, status: was, machine_version: 2 });
+    }
+    expect((await sys.ledger()).charges.filter((c) => c.orderId === a.id), 'nothing charged').to.have.length(0);
+    expect((await on(v2, a.id, 'cancel')).body).to.include({ status: 'cancelled', machineVersion: 2 });
+  });
+
   it('keeps an order on version 1 while its migration refuses its state, and moves it at its first command in a state it accepts', async () => {
     const refusing = await sys.startReplica({ machines: ORDER_MACHINES_V2_REFUSING_COOKING });
     try {
