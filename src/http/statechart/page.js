@@ -245,9 +245,12 @@ async function showOrderCounts() {
     const res = await fetch('/machines/order', { headers: { Accept: 'application/json' }, cache: 'no-store' });
     if (!res.ok) return;
     const body = await res.json();
-    for (const use of body.versions ?? []) {
-      const slot = document.querySelector(`#versions [data-orders="${use.version}"]`);
-      if (slot) slot.textContent = `${use.orders} orders${use.active === null ? '' : `, ${use.active} active`}`;
+    const uses = new Map((body.versions ?? []).map((use) => [use.version, use]));
+    const count = (n, what) => `${n} ${what}${n === 1 ? '' : 's'}`;
+    for (const slot of document.querySelectorAll('#versions [data-orders]')) {
+      const use = uses.get(Number(slot.dataset.orders));
+      // A version the service lists no orders for is not in use any more.
+      slot.textContent = !use || use.orders === 0 ? 'no orders' : `${count(use.orders, 'order')}${use.active === null ? '' : `, ${use.active} active`}`;
     }
   } catch {
     // No counts: the links still work.
