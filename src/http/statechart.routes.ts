@@ -6,7 +6,7 @@ import { Router } from '@koa/router';
 import type { ELK } from 'elkjs/lib/elk-api.js';
 import type { Context } from 'koa';
 import type { Database } from '../db/pg.ts';
-import { NotFoundError } from '../errors.ts';
+import { DomainError } from '../errors.ts';
 import type { MachineGraph } from '../machines/graph.ts';
 import { orderMachines, type OrderMachines } from '../machines/order/registry.ts';
 import { defineRoute, mountRoutes, type Route } from './route.ts';
@@ -196,7 +196,7 @@ export function statechartRoutes({ db, machines = orderMachines() }: StatechartD
   const pages: PageVersions = { versions: machines.versions.map((v) => v.version), current: machines.newest };
   const versionOf = (requested: number | undefined) => {
     const machine = requested === undefined ? machines.current : machines.get(requested);
-    if (!machine) throw new NotFoundError('machine version', String(requested));
+    if (!machine) throw new DomainError('not_found', `this service does not run version ${requested} of the order machine`, { version: requested });
     return machine;
   };
   // Each version is drawn on its first request and kept (the machines change only with a deploy);
