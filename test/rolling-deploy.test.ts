@@ -9,7 +9,7 @@ import { eventually, request, TEST_DATABASE_URL, TEST_REDIS_URL } from './suppor
 
 /** Preloaded into a replica: it runs the order machine version 2 fixture instead of the shipped version 1. */
 const V2 = './test/fixtures/order-v2.install.ts';
-const LOAD_SECONDS = Number(process.env.ROLLING_TEST_SECONDS ?? 30);
+const LOAD_SECONDS = Number(process.env.ROLLING_TEST_SECONDS ?? 45);
 /** Short enough for unpaid orders placed under version 1 to time out while both versions run. */
 const UNPAID_ORDER_TIMEOUT_MS = 6000;
 
@@ -31,7 +31,13 @@ describe('rolling deploy of order machine version 2 under load (replicas as proc
 
   it('an old replica never writes an order the new one moved; nothing accepted is lost; money, journal and views hold', async () => {
     const databaseUrl = `${TEST_DATABASE_URL}_rolling`;
-    cluster = new Cluster({ databaseUrl, redisUrl: TEST_REDIS_URL, env: { UNPAID_ORDER_TIMEOUT_MS: String(UNPAID_ORDER_TIMEOUT_MS) } });
+    const crashes: string[] = [];
+    cluster = new Cluster({
+      databaseUrl,
+      redisUrl: TEST_REDIS_URL,
+      env: { UNPAID_ORDER_TIMEOUT_MS: String(UNPAID_ORDER_TIMEOUT_MS) },
+      onCrash: (name, how, tail) => crashes.push(`${name} ${how}:\n${tail}`),
+    });
     await cluster.start();
     cluster.proxy.retryVersionAhead = true;
     await cluster.startReplica('replica-1');
@@ -91,6 +97,7 @@ describe('rolling deploy of order machine version 2 under load (replicas as proc
 
     // The old replica goes (SIGTERM, as a rollout does); the load goes on through the new one.
     expect(await cluster.kill('replica-1', 'SIGTERM')).to.deep.equal({ code: 0, signal: null });
+    const atStop = acknowledged.length;
     const migrate = cluster.run('machines-migrate', 'src/machines-migrate.ts', [], {
       preload: [V2],
       env: { ...process.env, DATABASE_URL: databaseUrl, LOG_LEVEL: 'error' },
@@ -100,6 +107,8 @@ describe('rolling deploy of order machine version 2 under load (replicas as proc
     expect(migrated).to.match(/moved \d+ of \d+ orders of older versions/);
 
     const summary = await load;
+    expect(crashes, 'replicas that died').to.deep.equal([]);
+    expect(acknowledged.length - atStop, 'commands the new replica accepted after the old one stopped').to.be.greaterThan(50);
     placing = false;
     await placeUnpaid;
     expect(summary.lifecycles.completedAllPhases, 'lifecycles completed').to.be.greaterThan(50);

@@ -143,7 +143,8 @@ export class RoundRobinProxy {
         return;
       }
       if (err.code === 'ECONNREFUSED') {
-        this.forward(req, res, body, triesLeft - 1);
+        // Nothing was sent: another upstream may take it (not the same one again, as a load balancer marks it down).
+        this.forward(req, res, body, triesLeft - 1, new Set([...avoid, name!]));
         return;
       }
       upstream.counts.requests += 1;
