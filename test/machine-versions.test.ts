@@ -130,10 +130,12 @@ describe('order machine versions', () => {
 
     const invalid: [string, () => unknown, RegExp][] = [
       ['a version without the migration from the one before', () => new OrderMachines([orderV1, orderV2]), /no migration from version 1 to 2/],
+      ['a version without a state the service relies on by name', () => new OrderMachines([defineOrderMachine({ version: 1, machine: setup({}).createMachine({ id: ORDER_MACHINE_ID, initial: 'awaitingPayment', states: { awaitingPayment: { on: { pay: 'cooked' } }, cooked: { type: 'final' } } }), timers: {}, journal: {} })]), /version 1 has no pickedUp/],
       ['versions with a gap', () => new OrderMachines([orderV1, defineOrderMachine({ ...definitionOf(orderV2), version: 3 })]), /not consecutive/],
       ['a migration that forgets a state', () => withMigration({ states: without(migrationV1toV2.states, 'cooked') }), /says nothing of cooked/],
       ['a migration to a state the next version lacks', () => withMigration({ states: { ...migrationV1toV2.states, cooked: 'readyForPickup' } }), /maps cooked to readyForPickup, which version 2 does not have/],
       ['a migration that ends an order without an event', () => withMigration({ states: { ...migrationV1toV2.states, cooking: 'expired' } }), /one is final and the other is not/],
+      ['a migration that renames a state the service relies on by name', () => withMigration({ states: { ...migrationV1toV2.states, accepted: 'cooked' } }), /maps accepted to cooked; a state the service relies on by name keeps its name/],
       ['a migration that refuses without a reason', () => withMigration({ states: { ...migrationV1toV2.states, cooking: { refuse: '' } } }), /refuses cooking without a reason/],
       ['a rename of an event the old version does not take', () => withMigration({ events: { 'no-such-event': 'unpaid-timeout' } }), /renames no-such-event/],
       ['a rename to an event the new version does not take', () => withMigration({ events: { 'payment-timeout': 'payment-timeout' } }), /to payment-timeout, which version 2 does not take/],

@@ -38,6 +38,13 @@ export interface OrderContext extends OrderInput {
   cancelReason: string | null;
 }
 
+/**
+ * States the service outside the machine relies on by name, which every version must have with
+ * this meaning: `awaitingPayment` (the unpaid-order limit counts the orders in it), `cooked` (riders
+ * see an order waiting for one), `pickedUp` (the rider delivering it sees the address line).
+ */
+export const ORDER_CONTRACT_STATES = ['awaitingPayment', 'cooked', 'pickedUp'] as const;
+
 /** Commands the API accepts, named by their route's last segment. */
 export const ORDER_COMMANDS = [
   'pay',

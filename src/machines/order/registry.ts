@@ -1,5 +1,5 @@
 import { DomainError, MachineVersionAheadError } from '../../errors.ts';
-import { ORDER_COMMANDS, ORDER_MACHINE_ID, type OrderContext } from './contract.ts';
+import { ORDER_COMMANDS, ORDER_CONTRACT_STATES, ORDER_MACHINE_ID, type OrderContext } from './contract.ts';
 import type { OrderMachineVersion, OrderSnapshot } from './define.ts';
 import { orderV1 } from './v1.ts';
 
@@ -72,6 +72,10 @@ export class OrderMachines {
     this.byVersion = new Map(this.versions.map((v) => [v.version, v]));
     if (this.byVersion.size !== versions.length) throw new Error('order machines: a version is given twice');
     this.current = this.versions.at(-1)!;
+    for (const v of this.versions) {
+      const missing = ORDER_CONTRACT_STATES.filter((s) => !v.statuses.includes(s));
+      if (missing.length > 0) throw new Error(`order machines: version ${v.version} has no ${missing.join(', ')} (states the service relies on by name)`);
+    }
     const steps = new Map<number, OrderMigration>();
     for (const m of migrations) {
       if (m.to !== m.from + 1) throw new Error(`order machines: a migration goes one version up, not ${m.from} → ${m.to}`);
@@ -180,6 +184,9 @@ function checkMigration(m: OrderMigration, from: OrderMachineVersion, to: OrderM
       throw new Error(`${where}: maps ${state} to ${target}, but one is final and the other is not`);
     }
     if (typeof target !== 'string' && !(typeof target?.refuse === 'string' && target.refuse.length > 0)) throw new Error(`${where}: refuses ${state} without a reason`);
+    if (typeof target === 'string' && target !== state && ((ORDER_CONTRACT_STATES as readonly string[]).includes(state) || (ORDER_CONTRACT_STATES as readonly string[]).includes(target))) {
+      throw new Error(`${where}: maps ${state} to ${target}; a state the service relies on by name keeps its name`);
+    }
   }
   const eventsOf = (v: OrderMachineVersion) => new Set<string>([...ORDER_COMMANDS, ...v.timerEvents]);
   for (const [event, renamed] of Object.entries(m.events ?? {})) {
