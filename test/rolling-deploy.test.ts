@@ -5,7 +5,7 @@ import { runLoad } from '../scripts/load/runner.ts';
 import { MENU } from '../scripts/load/scenario.ts';
 import { signToken } from '../scripts/load/tokens.ts';
 import { ORDER_MACHINES_V2 } from './fixtures/order-v2.ts';
-import { eventually, request, TEST_DATABASE_URL, TEST_REDIS_URL } from './support/system.ts';
+import { eventually, request, TEST_REDIS_URL, testDatabaseUrl } from './support/system.ts';
 
 /** Preloaded into a replica: it runs the order machine version 2 fixture instead of the shipped version 1. */
 const V2 = './test/fixtures/order-v2.install.ts';
@@ -30,7 +30,7 @@ describe('rolling deploy of order machine version 2 under load (replicas as proc
   });
 
   it('an old replica never writes an order the new one moved; nothing accepted is lost; money, journal and views hold', async () => {
-    const databaseUrl = `${TEST_DATABASE_URL}_rolling`;
+    const databaseUrl = testDatabaseUrl('rolling');
     const crashes: string[] = [];
     cluster = new Cluster({
       databaseUrl,
