@@ -3,7 +3,8 @@ import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { ELK as ElkInstance } from 'elkjs/lib/elk-api.js';
-import { orderGraph, toMermaid, type MachineGraph } from '../src/machines/order.graph.ts';
+import { toMermaid, type MachineGraph } from '../src/machines/graph.ts';
+import { orderMachines } from '../src/machines/order/registry.ts';
 import { layoutChart, renderSvg } from '../src/http/statechart/chart.js';
 import { commandLine } from '../src/cli.ts';
 
@@ -13,9 +14,9 @@ const CHART_CSS = new URL('../src/http/statechart/chart.css', import.meta.url);
 
 type ElkConstructor = new () => ElkInstance;
 
-/** The docs files' contents for a graph (the order machine's by default). */
+/** The docs files' contents for a graph (the current order machine's by default). */
 export async function renderStatechartDocs(
-  graph: MachineGraph = orderGraph,
+  graph: MachineGraph = orderMachines().current.graph,
 ): Promise<{ svg: string; mermaid: string }> {
   const ELK = createRequire(import.meta.url)('elkjs/lib/elk.bundled.js') as ElkConstructor;
   const css = await readFile(CHART_CSS, 'utf8');
@@ -26,7 +27,7 @@ export async function renderStatechartDocs(
 
 const USAGE = `usage: npm run statechart
 
-Draws the order machine (src/machines/order.machine.ts) with the same code as GET /statechart and
+Draws the current order machine (src/machines/order/v<N>.ts) with the same code as GET /statechart and
 writes docs/order-lifecycle.svg and docs/order-lifecycle.mmd (Mermaid). Run it after changing the
 machine: a test fails while the committed files differ from what the code draws.`;
 

@@ -1,6 +1,6 @@
 // Rebuilds the read models from the journal: npm run views:rebuild [-- --view NAME] [--batch 500]
 import pg from 'pg';
-import { commandLine, usageError } from '../src/cli.ts';
+import { commandLine, progressBar, usageError } from '../src/cli.ts';
 import { ConfigError, loadConfig } from '../src/config.ts';
 import { Database } from '../src/db/pg.ts';
 import { createLogger } from '../src/log.ts';
@@ -44,30 +44,6 @@ try {
   throw err;
 }
 
-/** One line on stderr: redrawn in place on a terminal, printed at every further 10 % otherwise. */
-function progressBar(label: string) {
-  const tty = process.stderr.isTTY === true;
-  let lastDraw = 0;
-  let lastTenth = -1;
-  return (p: RebuildProgress, final = false) => {
-    const ratio = p.ordersTotal === 0 ? 1 : Math.min(1, p.ordersDone / p.ordersTotal);
-    const width = 30;
-    const filled = Math.round(ratio * width);
-    const line = `${label} [${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${(ratio * 100).toFixed(0).padStart(3)}% ${p.ordersDone}/${p.ordersTotal} orders, ${p.eventsApplied} events, ${(p.elapsedMs / 1000).toFixed(1)} s`;
-    if (tty) {
-      if (!final && Date.now() - lastDraw < 100) return;
-      lastDraw = Date.now();
-      process.stderr.write(`\r${line}\u001b[K${final ? '\n' : ''}`);
-      return;
-    }
-    const tenth = Math.floor(ratio * 10);
-    if (tenth > lastTenth) {
-      lastTenth = tenth;
-      process.stderr.write(`${line}\n`);
-    }
-  };
-}
-
 const pool = new pg.Pool({ connectionString: config.DATABASE_URL, max: 4 });
 const db = new Database(pool);
 let exitCode = 0;
@@ -79,7 +55,9 @@ try {
     console.error('views:rebuild: the database has no view tables yet: start the service once (it migrates), or run `npx tsx src/migrate.ts`');
     exitCode = 1;
   } else {
-    const draw = progressBar(`rebuilding ${views.map((v) => v.name).join(', ')}`);
+    const bar = progressBar(`rebuilding ${views.map((v) => v.name).join(', ')}`);
+    const draw = (p: RebuildProgress, final = false) =>
+      bar(p.ordersDone, p.ordersTotal, `orders, ${p.eventsApplied} events, ${(p.elapsedMs / 1000).toFixed(1)} s`, final);
     const log = createLogger(config.LOG_LEVEL === 'silent' ? 'silent' : 'error');
     const result = await rebuildViews(db, views, { batchOrders: batch, log, onProgress: (p) => draw(p) });
     draw(result, true);

@@ -31,3 +31,31 @@ export function commandLine<const O extends Options>(name: string, usage: string
   }
   return values;
 }
+
+/**
+ * A progress line on stderr, `label [#####-----]  50% done/total detail`: redrawn in place on a
+ * terminal (at most every 100 ms, and once more when `final`), printed at every further 10 %
+ * otherwise (a log, a CI job).
+ */
+export function progressBar(label: string): (done: number, total: number, detail: string, final?: boolean) => void {
+  const tty = process.stderr.isTTY === true;
+  let lastDraw = 0;
+  let lastTenth = -1;
+  return (done, total, detail, final = false) => {
+    const ratio = total === 0 ? 1 : Math.min(1, done / total);
+    const width = 30;
+    const filled = Math.round(ratio * width);
+    const line = `${label} [${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${(ratio * 100).toFixed(0).padStart(3)}% ${done}/${total} ${detail}`;
+    if (tty) {
+      if (!final && Date.now() - lastDraw < 100) return;
+      lastDraw = Date.now();
+      process.stderr.write(`\r${line}\u001b[K${final ? '\n' : ''}`);
+      return;
+    }
+    const tenth = Math.floor(ratio * 10);
+    if (tenth > lastTenth) {
+      lastTenth = tenth;
+      process.stderr.write(`${line}\n`);
+    }
+  };
+}

@@ -24,7 +24,8 @@ export type ErrorCode =
   | 'already_picked'
   | 'internal'
   | 'not_implemented'
-  | 'database_unavailable';
+  | 'database_unavailable'
+  | 'machine_version_ahead';
 
 export class DomainError extends Error {
   constructor(
@@ -144,5 +145,21 @@ export class PaymentInProgressError extends DomainError {
 export class AlreadyPickedError extends DomainError {
   constructor(orderId: string) {
     super('already_picked', 'another rider picked this order first', { orderId });
+  }
+}
+
+/**
+ * The order was moved to a newer version of the order machine than this replica runs (a rolling
+ * deploy is under way): this replica neither judges nor writes it. Nothing was changed; a replica
+ * of the newer version takes the same request.
+ */
+export class MachineVersionAheadError extends DomainError {
+  readonly retryAfterSeconds = 1;
+  constructor(orderId: string, machineVersion: number, newestKnown: number) {
+    super('machine_version_ahead', `order ${orderId} runs version ${machineVersion} of the order machine; this replica runs up to version ${newestKnown}`, {
+      orderId,
+      machineVersion,
+      newestKnown,
+    });
   }
 }

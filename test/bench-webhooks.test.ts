@@ -6,7 +6,7 @@ import { expect } from 'chai';
 import { ProcessGroup } from '../bench/processes.ts';
 import { collectDeliveries, deliveryLag, NOTIFICATIONS_PER_COMMAND, uuidV7Time, WebhookReceiver } from '../bench/webhooks.ts';
 import type { OrderEvent } from '../src/actors/consumers.ts';
-import type { OrderDomainEventType } from '../src/machines/order.machine.ts';
+import type { OrderDomainEventType } from '../src/machines/order/contract.ts';
 import { fold, recipients, type NotifierState } from '../src/notifications/notifier.consumer.ts';
 import type { LoadSummary } from '../scripts/load/runner.ts';
 import { LIFECYCLES, type CommandName } from '../scripts/load/scenario.ts';

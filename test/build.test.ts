@@ -12,7 +12,7 @@ import { AUTH_SECRET, TEST_REDIS_URL, eventually, removeQueueKeys, request, rese
 
 const DIST = join(ROOT, 'dist');
 /** Entry points: loading them starts a server or touches PostgreSQL. */
-const ENTRY_POINTS = ['main.js', 'migrate.js', 'tools/scripts/payment-gateway.js'];
+const ENTRY_POINTS = ['main.js', 'migrate.js', 'machines-migrate.js', 'tools/scripts/payment-gateway.js'];
 /** Browser scripts served by /statechart: they need a DOM. */
 const BROWSER_ONLY = ['http/statechart/page.js'];
 

@@ -1,7 +1,8 @@
 import { expect } from 'chai';
 import { initialTransition, transition } from 'xstate';
-import { restoreSnapshot, type OrderRow } from '../src/actors/order-repository.ts';
-import { orderMachine, sampleEvent, statusOf, type OrderCommand } from '../src/machines/order.machine.ts';
+import type { OrderRow } from '../src/actors/order-repository.ts';
+import { orderMachine, sampleEvent, statusOf } from '../src/machines/order/v1.ts';
+import { type OrderCommand } from '../src/machines/order/contract.ts';
 import { commandRequest, sharedSystem, type AppInstance, type Parties, type TestSystem } from './support/system.ts';
 
 
@@ -58,7 +59,7 @@ describe('concurrency: two app instances, one order', () => {
 
     // Replaying the winners in version order through the machine is valid at every step.
     const [row] = (await sys.runtime.db.query('SELECT o.*, NULL AS refund_id, NULL AS refund_amount FROM orders o WHERE id = $1', [order.id])) as OrderRow[];
-    const stored = restoreSnapshot(row!);
+    const stored = orderMachine.resolveState(row!.snapshot as Parameters<typeof orderMachine.resolveState>[0]);
     let [replay] = initialTransition(orderMachine, stored.context);
     [replay] = transition(orderMachine, replay, { type: 'pay', chargeId: stored.context.chargeId ?? '' });
     for (const win of successes) {

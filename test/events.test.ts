@@ -44,8 +44,10 @@ describe('events: journal, partitions and consumers', function () {
       [2, 'OrderPaid'],
       [3, 'OrderAccepted'],
     ]);
+    expect(journal.map((e: { status: string }) => e.status)).to.deep.equal(['awaitingPayment', 'paid', 'accepted']);
     for (const e of journal) {
-      expect(e).to.have.all.keys('eventId', 'seq', 'type', 'data', 'occurredAt', 'at', 'causationId', 'clientRequestId', 'actor');
+      expect(e).to.have.all.keys('eventId', 'seq', 'type', 'data', 'machineVersion', 'status', 'occurredAt', 'at', 'causationId', 'clientRequestId', 'actor');
+      expect(e.machineVersion).to.equal(1);
       expect(e.actor.sub).to.be.oneOf([p.customerId, p.storeId]);
     }
     // The events lie in the order's partition, and the group's position there passes all three.

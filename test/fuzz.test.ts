@@ -5,7 +5,7 @@ import { COMMAND_ROLE } from '../src/actors/order-actor.ts';
 import type { Role } from '../src/actors/principal.ts';
 import { signToken } from '../src/http/auth.ts';
 import type { Route } from '../src/http/route.ts';
-import type { OrderCommand } from '../src/machines/order.machine.ts';
+import type { OrderCommand } from '../src/machines/order/contract.ts';
 import { AUTH_SECRET, MENU, sharedSystem, type Parties, type TestSystem } from './support/system.ts';
 
 /**
@@ -104,6 +104,7 @@ const QUERY_KEYS: Record<string, { valid: string; bad: fc.Arbitrary<string> }> =
   status: { valid: 'paid', bad: fc.oneof(poisonId, fc.constantFrom('PAID', 'paid ', 'unknown', 'cooked,paid')) },
   area: { valid: 'gangnam', bad: poisonId },
   orderId: { valid: 'anything', bad: poisonId },
+  version: { valid: '1', bad: fc.constantFrom('0', '-1', '1.5', 'abc', '', ' 1', '1 ', '01', '9999999', 'NaN', '0x1', '1e0') },
   limit: { valid: '5', bad: fc.constantFrom('0', '201', '-1', '1.5', 'abc', '', 'NaN', 'Infinity', '1e2', '0x10', ' 5', '5 ', '0005', '99999999999999999999') },
 };
 

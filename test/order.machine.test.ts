@@ -1,21 +1,8 @@
 import { expect } from 'chai';
 import { initialTransition, transition } from 'xstate';
-import {
-  ORDER_COMMANDS,
-  ORDER_STATUSES,
-  ORDER_TIMER_EVENTS,
-  accepts,
-  allowedCommands,
-  orderMachine,
-  sampleEvent,
-  statusOf,
-  transitionOrder,
-  type OrderCommand,
-  type OrderMachineEvent,
-  type OrderSnapshot,
-  type OrderStatus,
-} from '../src/machines/order.machine.ts';
-import { emittedEvents } from '../src/actors/order-repository.ts';
+import { ORDER_STATUSES, ORDER_TIMER_EVENTS, accepts, allowedCommands, orderMachine, sampleEvent, statusOf, transitionOrder, type OrderMachineEvent, type OrderSnapshot, type OrderStatus } from '../src/machines/order/v1.ts';
+import { ORDER_COMMANDS, type OrderCommand } from '../src/machines/order/contract.ts';
+import { emittedEvents } from '../src/machines/order/define.ts';
 import { sampleOrderInput } from './support/fixtures.ts';
 
 const input = sampleOrderInput();

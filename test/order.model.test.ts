@@ -1,16 +1,7 @@
 import { expect } from 'chai';
 import { getShortestPaths, getSimplePaths } from 'xstate/graph';
-import {
-  ORDER_COMMANDS,
-  allowedCommands,
-  orderMachine,
-  sampleEvent,
-  statusOf,
-  type OrderCommand,
-  type OrderInput,
-  type OrderMachineEvent,
-  type OrderSnapshot,
-} from '../src/machines/order.machine.ts';
+import { allowedCommands, orderMachine, sampleEvent, statusOf, type OrderMachineEvent, type OrderSnapshot } from '../src/machines/order/v1.ts';
+import { ORDER_COMMANDS, type OrderCommand, type OrderInput } from '../src/machines/order/contract.ts';
 import { commandRequest, eventually, sharedSystem, type TestSystem } from './support/system.ts';
 
 const input: OrderInput = {

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import pg from 'pg';
-import { STORE_ACCEPT_TIMEOUT_REASON, PAYMENT_TIMEOUT_REASON } from '../src/machines/order.machine.ts';
+import { STORE_ACCEPT_TIMEOUT_REASON, PAYMENT_TIMEOUT_REASON } from '../src/machines/order/v1.ts';
 import { moneyOf } from './support/saga.ts';
 import { startServiceProcess } from './support/service-process.ts';
 import { eventually, request, startSystem, type Parties, type TestSystem } from './support/system.ts';

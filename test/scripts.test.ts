@@ -19,6 +19,7 @@ const COMMANDS = [
   'scripts/views-rebuild.ts',
   'src/main.ts',
   'src/migrate.ts',
+  'src/machines-migrate.ts',
 ];
 /** Scripts that do not answer --help yet; each must leave this list once it does. */
 const WITHOUT_HELP_YET: string[] = [];

@@ -7,9 +7,13 @@ import { expect } from 'chai';
 import Koa from 'koa';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { createStatechartRouter, renderStatechartPage } from '../src/http/statechart.routes.ts';
-import { orderGraph } from '../src/machines/order.graph.ts';
+import { SHIPPED_ORDER_MACHINES } from '../src/machines/order/registry.ts';
+import { orderV1 } from '../src/machines/order/v1.ts';
 import { SVG_PATH } from '../scripts/statechart.ts';
-import { sharedSystem, type Parties, type TestSystem } from './support/system.ts';
+import { ORDER_MACHINES_V2, orderV2 } from './fixtures/order-v2.ts';
+import { sharedSystem, startSystem, type AppInstance, type Parties, type TestSystem } from './support/system.ts';
+
+const orderGraph = orderV1.graph;
 
 // Debian's chromium, driven by playwright-core; never a downloaded browser.
 const CHROMIUM = '/usr/bin/chromium';
@@ -121,7 +125,7 @@ describe('state chart in a real browser', function () {
 
     before(async () => {
       const koa = new Koa();
-      koa.use(createStatechartRouter().routes());
+      koa.use(createStatechartRouter({ db: (await sharedSystem()).runtime.pg }).routes());
       server = createServer(koa.callback());
       await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
       baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -221,7 +225,10 @@ describe('state chart in a real browser', function () {
       const graph = await fetch(`${baseUrl}/machines/order`);
       expect(graph.status).to.equal(200);
       expect(graph.headers.get('content-type')).to.match(/^application\/json/);
-      expect(await graph.json()).to.deep.equal(JSON.parse(JSON.stringify(orderGraph)));
+      const { versions, ...drawn } = await graph.json();
+      expect(drawn).to.deep.equal(JSON.parse(JSON.stringify(orderGraph)));
+      expect(versions).to.have.length(1);
+      expect(versions[0]).to.include({ version: 1, current: true, known: true });
 
       const html = await fetch(`${baseUrl}/statechart?orderId=anything`);
       expect(html.status).to.equal(200);
@@ -243,6 +250,13 @@ describe('state chart in a real browser', function () {
       expect((await fetch(`${baseUrl}/statechart/assets/nope.js`)).status).to.equal(404);
       expect((await fetch(`${baseUrl}/statechart/assets/..%2Fstatechart.routes.ts`)).status).to.equal(404);
     });
+
+    it('draws a version asked for by number and links every version', async () => {
+      const { page } = await openPage(context, `${baseUrl}/statechart?version=1`);
+      expect(await page.locator('#versions a').allTextContents()).to.deep.equal(['version 1 (current)']);
+      expect(await page.locator('#versions a[aria-current="page"]').textContent()).to.equal('version 1 (current)');
+      await page.waitForSelector('#versions [data-orders="1"]:has-text("order")', { timeout: WAIT_MS });
+    });
   });
 
   it('embeds the graph and its names in the page without letting them out of their elements', async () => {
@@ -254,6 +268,67 @@ describe('state chart in a real browser', function () {
     expect(JSON.parse(embedded![1]!)).to.deep.equal(JSON.parse(JSON.stringify(graph)));
     expect(html).to.include('&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;');
     expect(html).not.to.match(/<!--(chart|graph|transitions|machine-info)-->/);
+  });
+
+  describe('a service that runs order machine versions 1 and 2', () => {
+    let system: TestSystem;
+    let v1: AppInstance;
+    let p: Parties;
+
+    before(async () => {
+      system = await startSystem({ name: 'statechart_versions', machines: ORDER_MACHINES_V2 });
+      v1 = await system.startReplica({ machines: SHIPPED_ORDER_MACHINES });
+      p = await system.newParties();
+    });
+    after(async () => {
+      await system?.close();
+    });
+
+    it('draws the current version and links the older one, each with its order counts', async () => {
+      await system.placeOrder(p);
+      const { page, errors } = await openPage(context, `${system.baseUrl}/statechart`);
+      expect(await page.locator('#versions a').allTextContents()).to.deep.equal(['version 1', 'version 2 (current)']);
+      expect(await page.locator('#chart [data-state="expired"]').count()).to.equal(1);
+      expect(await page.locator('#machine-info').textContent()).to.include('(version 2, the current one)');
+      await page.waitForSelector('#versions [data-orders="2"]:has-text("order")', { timeout: WAIT_MS });
+      // The first order of this service's own database, placed on version 2.
+      expect(await page.locator('#versions [data-orders="2"]').textContent()).to.equal('1 order, 1 active');
+      expect(await page.locator('#versions [data-orders="1"]').textContent()).to.equal('no orders');
+      await page.locator('#versions a[data-version="1"]').click();
+      await page.waitForURL(/version=1/, { timeout: WAIT_MS });
+      expect(await page.locator('#chart [data-state="expired"]').count(), 'version 1 has no expired state').to.equal(0);
+      expect(await page.locator('#chart .state[data-state]').count()).to.equal(orderV1.statuses.length);
+      expect(errors).to.deep.equal([]);
+      const missing = await system.request('GET', '/statechart?version=3');
+      expect(missing.status).to.equal(404);
+      expect(missing.body.error.code).to.equal('not_found');
+      expect((await system.request('GET', '/statechart?version=one')).body.error.code).to.equal('invalid_body');
+    });
+
+    it('follows an order on the chart of the version it runs, and moves to the new chart when the order moves', async () => {
+      const placed = await v1.request('POST', '/orders', { token: p.customer, body: { storeId: p.storeId, items: [{ foodId: 'bibimbap', qty: 1 }], address: { area: p.area, line: '1 Teheran-ro' } } });
+      expect(placed.body.machineVersion).to.equal(1);
+      const orderId = placed.body.id as string;
+      // Opened on version 2's chart: the page finds the order on version 1 and draws that one.
+      const { page, errors } = await openPage(context, `${system.baseUrl}/statechart?version=2&orderId=${orderId}#token=${encodeURIComponent(p.customer)}`);
+      await page.waitForURL(/version=1/, { timeout: WAIT_MS });
+      await page.waitForSelector('#chart .state.current[data-state="awaitingPayment"]', { timeout: WAIT_MS });
+      expect(await page.locator('#order-machine').textContent()).to.equal('version 1');
+      expect(await page.locator('#versions a[aria-current="page"]').textContent()).to.equal('version 1');
+
+      // Its next command, on a version 2 replica, moves it to version 2: the page follows.
+      const paid = await system.request('POST', `/orders/${orderId}/pay`, { token: p.customer });
+      expect(paid.body).to.include({ status: 'paid', machineVersion: 2 });
+      await page.waitForURL(/version=2/, { timeout: WAIT_MS });
+      await page.waitForSelector('#chart .state.current[data-state="paid"]', { timeout: WAIT_MS });
+      expect(await page.locator('#order-machine').textContent()).to.equal('version 2');
+      expect(await page.locator('#chart [data-state="expired"]').count()).to.equal(1);
+      const marks = await chartMarks(page);
+      expect(marks.visited).to.deep.equal([orderV2.graph.transitions.find((t) => t.source === 'awaitingPayment' && t.command === 'pay')!.id]);
+      expect(page.url()).not.to.include('token');
+      expect(errors).to.deep.equal([]);
+      await screenshot(page, 'statechart-follow-across-versions');
+    });
   });
 
   describe('GET /statechart?orderId=… on the running system', () => {

@@ -3,33 +3,16 @@ import { createRequire } from 'node:module';
 import { expect } from 'chai';
 import { initialTransition, setup, transition, type AnyStateMachine } from 'xstate';
 import type { ELK } from 'elkjs/lib/elk-api.js';
-import {
-  ORDER_COMMANDS,
-  ORDER_MACHINE_ID,
-  ORDER_MACHINE_VERSION,
-  ORDER_STATUSES,
-  ORDER_TIMER_EVENTS,
-  allowedCommands,
-  timerOf,
-  orderMachine,
-  sampleEvent,
-  statusOf,
-  type OrderCommand,
-  type OrderMachineEvent,
-  type OrderSnapshot,
-  type OrderTimerEvent,
-} from '../src/machines/order.machine.ts';
-import {
-  JOURNAL_EVENT_COMMANDS,
-  machineGraph,
-  orderGraph,
-  toMermaid,
-} from '../src/machines/order.graph.ts';
+import { ORDER_MACHINE_VERSION, ORDER_STATUSES, ORDER_TIMER_EVENTS, allowedCommands, timerOf, orderMachine, sampleEvent, statusOf, type OrderMachineEvent, type OrderSnapshot, type OrderTimerEvent } from '../src/machines/order/v1.ts';
+import { ORDER_COMMANDS, ORDER_MACHINE_ID, type OrderCommand } from '../src/machines/order/contract.ts';
+import { machineGraph, toMermaid } from '../src/machines/graph.ts';
+import { JOURNAL_EVENT_COMMANDS, orderV1 } from '../src/machines/order/v1.ts';
 import { describeState, layoutChart, mainPath, renderSvg, tracePath, type ChartLayout } from '../src/http/statechart/chart.js';
 import { MERMAID_PATH, SVG_PATH, renderStatechartDocs } from '../scripts/statechart.ts';
 import { sampleOrderInput } from './support/fixtures.ts';
 
 const input = sampleOrderInput({ orderId: 'o-graph' });
+const orderGraph = orderV1.graph;
 
 interface Edge {
   source: string;

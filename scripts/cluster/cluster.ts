@@ -119,10 +119,16 @@ export class Cluster {
     return onServer(this.opts.databaseUrl, sql);
   }
 
-  /** Starts replica `name` (a new one, or a dead one again), waits until it is ready, and puts it behind the proxy. */
-  async startReplica(name = `replica-${this.replicas.size + 1}`, env: Record<string, string> = {}): Promise<Replica> {
+  /**
+   * Starts replica `name` (a new one, or a dead one again), waits until it is ready, and puts it
+   * behind the proxy. `preload`: modules loaded before the service's (`node --import`), such as a
+   * test fixture that makes it run another version of the order machine.
+   */
+  async startReplica(name = `replica-${this.replicas.size + 1}`, env: Record<string, string> = {}, preload: readonly string[] = []): Promise<Replica> {
     const port = await freePort();
-    const nodeArgs = [...(this.opts.nodeArgs ?? []), ...(this.opts.serviceArgs ?? ['--import', 'tsx', 'src/main.ts'])];
+    // Preloaded modules go right before the entry script (a TypeScript one needs the default, tsx).
+    const service = this.opts.serviceArgs ?? ['--import', 'tsx', 'src/main.ts'];
+    const nodeArgs = [...(this.opts.nodeArgs ?? []), ...service.slice(0, -1), ...preload.flatMap((m) => ['--import', m]), ...service.slice(-1)];
     const { command, args } = this.opts.cpuLimits?.wrap(name, process.execPath, nodeArgs) ?? { command: process.execPath, args: nodeArgs };
     const child = this.group.start(name, command, args, {
       env: {
@@ -151,9 +157,10 @@ export class Cluster {
     return replica;
   }
 
-  /** Runs a TypeScript script as a process of the cluster's (stopped with the rest), e.g. the load generator. */
-  run(name: string, script: string, args: readonly string[], opts: Omit<StartOptions, 'finishes'> = {}): Managed {
-    return this.group.start(name, process.execPath, ['--import', 'tsx', script, ...args], { ...opts, finishes: true });
+  /** Runs a TypeScript script as a process of the cluster's (stopped with the rest), e.g. the load generator; `preload` as for a replica. */
+  run(name: string, script: string, args: readonly string[], opts: Omit<StartOptions, 'finishes'> & { preload?: readonly string[] } = {}): Managed {
+    const { preload = [], ...start } = opts;
+    return this.group.start(name, process.execPath, ['--import', 'tsx', ...preload.flatMap((m) => ['--import', m]), script, ...args], { ...start, finishes: true });
   }
 
   /** Sends `signal` to a replica and waits for it to exit; it stays out of the proxy until started again. */

@@ -2,7 +2,7 @@ import { isDeepStrictEqual } from 'node:util';
 import type pg from 'pg';
 import { Database, type Sql } from '../../src/db/pg.ts';
 import { createLogger } from '../../src/log.ts';
-import { JOURNAL_EVENT_COMMANDS, orderGraph } from '../../src/machines/order.graph.ts';
+import { orderMachines, type OrderMachines } from '../../src/machines/order/registry.ts';
 import { rebuildViews } from '../../src/views/rebuild.ts';
 import { VIEWS } from '../../src/views/registry.ts';
 import type { Ledger } from './cluster.ts';
@@ -95,17 +95,29 @@ const REFUNDED_END = new Set(['cancelled', 'rejected']);
  * has exactly one kept charge per order that is paid and not refunded, and one refund per other
  * charge, none twice; every view equals a replay of the journal (a rebuild changes nothing); every
  * notification was delivered and reached the webhook.
+ * Histories are judged by the machine version that recorded each event (`machines`: the versions
+ * the cluster ran), an order moving to a newer version between two events as its migration says.
  * The view check rebuilds the views in place: run it on a cluster nobody uses any more.
  */
-export async function checkInvariants(db: pg.Pool, ledger: Ledger, acknowledged: readonly Acknowledged[], webhook: ReadonlyMap<string, number>): Promise<InvariantReport> {
+export async function checkInvariants(
+  db: pg.Pool,
+  ledger: Ledger,
+  acknowledged: readonly Acknowledged[],
+  webhook: ReadonlyMap<string, number>,
+  machines: OrderMachines = orderMachines(),
+): Promise<InvariantReport> {
   const failures: string[] = [];
   const fail = (kind: string, lines: string[]) => {
     if (lines.length === 0) return;
     failures.push(`${kind}: ${lines.length} (${lines.slice(0, 3).join('; ')}${lines.length > 3 ? '; …' : ''})`);
   };
 
-  const journal = (await db.query<{ order_id: string; seq: number; type: string; data: Record<string, unknown> }>('SELECT order_id, seq, type, data FROM order_journal ORDER BY order_id, seq')).rows;
-  const orders = (await db.query<{ id: string; status: string; version: number }>('SELECT id, status, version FROM orders')).rows;
+  const journal = (
+    await db.query<{ order_id: string; seq: number; type: string; data: Record<string, unknown>; machine_version: number; status: string | null }>(
+      'SELECT order_id, seq, type, data, machine_version, status FROM order_journal ORDER BY order_id, seq',
+    )
+  ).rows;
+  const orders = (await db.query<{ id: string; status: string; version: number; machine_version: number }>('SELECT id, status, version, machine_version FROM orders')).rows;
   const byOrder = new Map<string, typeof journal>();
   for (const e of journal) {
     let list = byOrder.get(e.order_id);
@@ -114,12 +126,12 @@ export async function checkInvariants(db: pg.Pool, ledger: Ledger, acknowledged:
   }
 
   // 1. Every acknowledged command, in the journal at the version it answered, once.
-  const commandOf = JOURNAL_EVENT_COMMANDS as Record<string, string | null>;
+  const commandOf = (e: { type: string; machine_version: number }) => machines.get(e.machine_version)?.journal[e.type as keyof typeof machines.current.journal];
   const missing: string[] = [];
   for (const a of acknowledged) {
     const e = byOrder.get(a.orderId)?.[a.version - 1];
     const expected = a.command === 'place' ? null : a.command;
-    if (!e || e.seq !== a.version || commandOf[e.type] !== expected) missing.push(`${a.command} on ${a.orderId} answered version ${a.version}, journal has ${e ? e.type : 'nothing'} there`);
+    if (!e || e.seq !== a.version || commandOf(e) !== expected) missing.push(`${a.command} on ${a.orderId} answered version ${a.version}, journal has ${e ? e.type : 'nothing'} there`);
   }
   fail('acknowledged commands not in the journal as answered', missing);
 
@@ -133,19 +145,31 @@ export async function checkInvariants(db: pg.Pool, ledger: Ledger, acknowledged:
     if (events.some((e, i) => e.seq !== i + 1) || events.length !== o.version) gaps.push(`${o.id}: seqs ${events.map((e) => e.seq).join(',')}, version ${o.version}`);
     const types = events.map((e) => e.type);
     if (new Set(types).size !== types.length) repeated.push(`${o.id}: ${types.join(' → ')}`);
-    let state: string = orderGraph.initial;
-    let ok = types[0] === 'OrderPlaced';
+    let version = events[0]?.machine_version ?? o.machine_version;
+    let state: string | null = machines.get(version)?.initialStatus ?? null;
+    let ok = types[0] === 'OrderPlaced' && state !== null && (events[0]!.status ?? state) === state;
+    // Moves the order to a later machine version as the migrations map its state (never back).
+    const moveTo = (to: number) => {
+      if (to < version) ok = false;
+      else if (to > version && state !== null) state = machines.statusIn(state, version, to);
+      version = to;
+      if (state === null || !machines.get(version)) ok = false;
+    };
     for (const e of events.slice(1)) {
-      const command = commandOf[e.type];
-      const t = orderGraph.transitions.find((x) => x.source === state && x.command === command);
-      if (!t) {
+      if (!ok) break;
+      moveTo(e.machine_version);
+      if (!ok) break;
+      const command = commandOf(e);
+      const t = machines.get(version)!.graph.transitions.find((x) => x.source === state && x.command === command);
+      if (!t || (e.status !== null && e.status !== t.target)) {
         ok = false;
         break;
       }
       state = t.target;
       if (e.type === 'OrderPaid') paidChargeOf.set(o.id, String(e.data.chargeId));
     }
-    if (!ok || state !== o.status) disallowed.push(`${o.id}: ${types.join(' → ')} but status ${o.status}`);
+    if (ok) moveTo(o.machine_version);
+    if (!ok || state !== o.status) disallowed.push(`${o.id}: ${events.map((e) => `${e.type}@v${e.machine_version}`).join(' → ')} but status ${o.status} (machine version ${o.machine_version})`);
   }
   fail('journals with a gap in seq', gaps);
   fail('journals with an event twice', repeated);

@@ -14,7 +14,10 @@ export interface UpstreamCounts {
  * A small round-robin HTTP proxy in front of the replicas, as a Kubernetes Service or an ingress
  * would be: each request goes to the next upstream. A request whose connection is refused (the
  * replica is down, nothing was sent) goes to the next one; one cut after it was sent is answered
- * 502, since the replica may have acted on it. Upstreams come and go while it runs.
+ * 502, since the replica may have acted on it. Upstreams come and go while it runs. With
+ * `retryVersionAhead`, a 503 `machine_version_ahead` (a replica of an older machine version met
+ * an order a newer one moved; it changed nothing) is sent on to the next upstream, as a load
+ * balancer told to retry that answer does during a rolling deploy.
  */
 export class RoundRobinProxy {
   private readonly upstreams = new Map<string, { port: number; agent: http.Agent; counts: UpstreamCounts }>();
@@ -23,6 +26,10 @@ export class RoundRobinProxy {
   private server?: http.Server;
   /** Requests no upstream took (every one refused the connection). */
   unavailable = 0;
+  /** Send a 503 machine_version_ahead answer's request on to the next upstream. */
+  retryVersionAhead = false;
+  /** 503 machine_version_ahead answers, by the upstream that gave them (retried or not). */
+  readonly versionAhead = new Map<string, number>();
 
   /** Adds (or re-adds, after a restart on a new port) the upstream `name`. */
   set(name: string, port: number): void {
@@ -62,9 +69,18 @@ export class RoundRobinProxy {
     return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
   }
 
-  private forward(req: http.IncomingMessage, res: http.ServerResponse, body: Buffer, triesLeft: number): void {
-    const name = this.order[this.next % Math.max(1, this.order.length)];
-    this.next = (this.next + 1) % Math.max(1, this.order.length);
+  /** The next upstream in turn, skipping those in `avoid`. */
+  private pick(avoid: ReadonlySet<string>): string | undefined {
+    for (let i = 0; i < this.order.length; i += 1) {
+      const name = this.order[this.next % this.order.length]!;
+      this.next = (this.next + 1) % this.order.length;
+      if (!avoid.has(name)) return name;
+    }
+    return undefined;
+  }
+
+  private forward(req: http.IncomingMessage, res: http.ServerResponse, body: Buffer, triesLeft: number, avoid: ReadonlySet<string> = new Set()): void {
+    const name = this.pick(avoid);
     const upstream = name === undefined ? undefined : this.upstreams.get(name);
     if (!upstream || triesLeft <= 0) {
       this.unavailable += 1;
@@ -90,6 +106,31 @@ export class RoundRobinProxy {
         land();
         upstream.counts.requests += 1;
         if ((answer.statusCode ?? 0) >= 200 && (answer.statusCode ?? 0) < 300) upstream.counts.ok += 1;
+        if (answer.statusCode === 503) {
+          // Read it whole (it is small) to see whether another replica may take the request.
+          const chunks: Buffer[] = [];
+          answer.on('data', (c: Buffer) => chunks.push(c));
+          answer.on('error', () => res.destroy());
+          answer.on('end', () => {
+            const text = Buffer.concat(chunks);
+            let code: unknown;
+            try {
+              code = (JSON.parse(text.toString('utf8')) as { error?: { code?: unknown } }).error?.code;
+            } catch {
+              code = undefined;
+            }
+            if (code === 'machine_version_ahead') {
+              this.versionAhead.set(name!, (this.versionAhead.get(name!) ?? 0) + 1);
+              if (this.retryVersionAhead && this.order.some((n) => n !== name && !avoid.has(n))) {
+                this.forward(req, res, body, triesLeft, new Set([...avoid, name!]));
+                return;
+              }
+            }
+            res.writeHead(503, answer.headers);
+            res.end(text);
+          });
+          return;
+        }
         res.writeHead(answer.statusCode ?? 502, answer.headers);
         answer.pipe(res);
         answer.on('error', () => res.destroy());
@@ -102,7 +143,8 @@ export class RoundRobinProxy {
         return;
       }
       if (err.code === 'ECONNREFUSED') {
-        this.forward(req, res, body, triesLeft - 1);
+        // Nothing was sent: another upstream may take it (not the same one again, as a load balancer marks it down).
+        this.forward(req, res, body, triesLeft - 1, new Set([...avoid, name!]));
         return;
       }
       upstream.counts.requests += 1;

@@ -1,5 +1,4 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { initialTransition } from 'xstate';
 import type { Database, Sql } from '../db/pg.ts';
 import {
   AlreadyPickedError,
@@ -10,27 +9,13 @@ import {
   TooManyUnpaidOrdersError,
   UnprocessableError,
 } from '../errors.ts';
-import {
-  accepts,
-  allowedCommands,
-  orderMachine,
-  statusOf,
-  type OrderCommand,
-  type OrderDomainEvent,
-  type OrderMachineEvent,
-  type OrderSnapshot,
-  type OrderStatus,
-  type OrderTimerDelay,
-  type OrderTimerEvent,
-  transitionOrder,
-} from '../machines/order.machine.ts';
+import type { OrderCommand, OrderDomainEvent, OrderTimerDelay } from '../machines/order/contract.ts';
+import { emittedEvents, type OrderMachineInput, type OrderMachineVersion, type OrderSnapshot } from '../machines/order/define.ts';
 import type { EventRef } from './consumers.ts';
 import {
   commitTransition,
-  emittedEvents,
   intentsOf,
   readJournal,
-  restoreSnapshot,
   type Actor,
   type Cause,
   type OrderRow,
@@ -39,7 +24,7 @@ import {
   type Transition,
 } from './order-repository.ts';
 import { REFUND_JOIN, refundViewOf, viewOf, type OrderView, type RefundColumns, type RefundView } from './order-view.ts';
-import type { OrderStore } from './order-store.ts';
+import { judgeable, type JudgeableOrder, type OrderStore } from './order-store.ts';
 import { canSee, requireRole, type Principal, type Role } from './principal.ts';
 import { journalShownTo, orderShownTo, type JournalAnswer } from './privacy.ts';
 import { menuLookup, priceItems, type MenuLookup, type PlaceOrder } from './pricing.ts';
@@ -92,6 +77,27 @@ export interface OrderActorDeps {
   prompt: WorkPrompt;
 }
 
+/** What the machine decided: the next snapshot of the machine that judged, and the one event it emitted. */
+export interface Decided {
+  machine: OrderMachineVersion;
+  next: OrderSnapshot;
+  event: OrderDomainEvent;
+}
+
+/** The row's identity as a write checks it: the order's version and the machine version it is stored with. */
+type StoredAt = Pick<OrderRow, 'id' | 'version' | 'machine_version'>;
+
+/** A durable timer due now (a row of `timers`). */
+export interface TimerToFire {
+  id: string;
+  orderId: string;
+  /** The order's version that started it. */
+  version: number;
+  /** The event, named as the machine version that started it knew it. */
+  event: string;
+  machineVersion: number;
+}
+
 /** How often a command judges again after another writer moved the order first. */
 const MAX_ATTEMPTS = 12;
 
@@ -126,14 +132,15 @@ export function createOrderSteps(deps: OrderActorDeps) {
   }
 
   /** Asks the machine; refuses with the allowed list when the state does not take the event. */
-  function decide(snapshot: OrderSnapshot, event: OrderMachineEvent, command: string): { next: OrderSnapshot; event: OrderDomainEvent } {
-    if (!accepts(snapshot, event.type)) throw new InvalidTransitionError(command, statusOf(snapshot), allowedCommands(snapshot));
-    const [next, actions] = transitionOrder(snapshot, event);
+  function decide(order: Pick<JudgeableOrder, 'machine' | 'snapshot'>, event: OrderMachineInput, command: string): Decided {
+    const { machine, snapshot } = order;
+    if (!machine.accepts(snapshot, event.type)) throw new InvalidTransitionError(command, machine.statusOf(snapshot), machine.allowedCommands(snapshot));
+    const [next, actions] = machine.transition(snapshot, event);
     const [domainEvent, ...extra] = emittedEvents(actions);
     if (!domainEvent || extra.length > 0) {
       throw new DomainError('internal', `transition ${event.type} emitted ${actions.length} events instead of one`);
     }
-    return { next, event: domainEvent };
+    return { machine, next, event: domainEvent };
   }
 
   /** Hands the committed event to the bus and prompts the work it recorded. */
@@ -143,22 +150,19 @@ export function createOrderSteps(deps: OrderActorDeps) {
     for (const t of intents.timers) deps.prompt.schedule('timer', [t.id], t.fireAt);
   }
 
-  function transitionOf(
-    row: Pick<OrderRow, 'id' | 'version'>,
-    decided: { next: OrderSnapshot; event: OrderDomainEvent },
-    by: Actor,
-    cause: Cause,
-  ): Transition {
+  function transitionOf(row: StoredAt, decided: Decided, by: Actor, cause: Cause): Transition {
     const at = clock();
     return {
       orderId: row.id,
       fromVersion: row.version,
+      fromMachineVersion: row.machine_version,
+      machine: decided.machine,
       snapshot: decided.next,
       event: decided.event,
       by,
       cause,
       at,
-      ...intentsOf(row.id, row.version + 1, decided.next, decided.event, at, deps.delays),
+      ...intentsOf(row.id, row.version + 1, decided.machine, decided.next, decided.event, at, deps.delays),
     };
   }
 
@@ -168,8 +172,8 @@ export function createOrderSteps(deps: OrderActorDeps) {
    */
   async function persistIn(
     tx: Sql,
-    row: Pick<OrderRow, 'id' | 'version'>,
-    decided: { next: OrderSnapshot; event: OrderDomainEvent },
+    row: StoredAt,
+    decided: Decided,
     by: Actor,
     cause: Cause,
     deferred: (() => void)[],
@@ -187,7 +191,7 @@ export function createOrderSteps(deps: OrderActorDeps) {
     return { version: committed.version, at: t.at };
   }
 
-  function refundOf(decided: { event: OrderDomainEvent }): RefundView | null {
+  function refundOf(decided: Decided): RefundView | null {
     const owed = 'refund' in decided.event.data ? decided.event.data.refund : null;
     return owed ? { status: 'pending', amount: owed.amount, refundId: null, refundedAt: null } : null;
   }
@@ -200,7 +204,7 @@ export function createOrderSteps(deps: OrderActorDeps) {
   async function step(
     orderId: string,
     check: (row: OrderRow | undefined) => OrderRow,
-    decideFor: (row: OrderRow, snapshot: OrderSnapshot) => { next: OrderSnapshot; event: OrderDomainEvent },
+    decideFor: (row: OrderRow, order: JudgeableOrder) => Decided,
     by: Actor,
     cause: Cause,
     opts: { fresh?: boolean } = {},
@@ -208,11 +212,12 @@ export function createOrderSteps(deps: OrderActorDeps) {
     let fresh = opts.fresh ?? false;
     for (let attempt = 1; ; attempt += 1) {
       const loaded = await store.load(orderId, fresh);
-      let decided: { next: OrderSnapshot; event: OrderDomainEvent };
+      let decided: Decided;
       let row: OrderRow;
       try {
         row = check(loaded?.row);
-        decided = decideFor(row, loaded!.snapshot);
+        // Who may see the order is checked first: one that is not yours stays not found.
+        decided = decideFor(row, judgeable(loaded!));
       } catch (err) {
         if (loaded?.cached) {
           fresh = true; // confirm on what PostgreSQL has before refusing
@@ -225,7 +230,7 @@ export function createOrderSteps(deps: OrderActorDeps) {
       store.noteOutcome(loaded!.cached, committed !== undefined);
       if (committed) {
         afterCommit(orderId, committed.version, t);
-        return viewOf(decided.next, { ...row, version: committed.version, updated_at: t.at }, refundOf(decided));
+        return viewOf(decided.machine, decided.next, { ...row, version: committed.version, updated_at: t.at }, refundOf(decided));
       }
       fresh = true;
       if (attempt >= MAX_ATTEMPTS) throw new DomainError('internal', `order ${orderId} kept changing while a command was judged`);
@@ -233,8 +238,8 @@ export function createOrderSteps(deps: OrderActorDeps) {
   }
 
   /** Places a new order (version 0 → 1) through the batched commit. */
-  async function create(decided: { next: OrderSnapshot; event: OrderDomainEvent }, orderId: string, by: Actor, cause: Cause) {
-    const t = transitionOf({ id: orderId, version: 0 }, decided, by, cause);
+  async function create(decided: Decided, orderId: string, by: Actor, cause: Cause) {
+    const t = transitionOf({ id: orderId, version: 0, machine_version: decided.machine.version }, decided, by, cause);
     let committed = await store.commit(t);
     // A new order admitted on a count another statement was creating: its next statement sees it.
     if (t.unwritten === 'retry') committed = await store.commit(t);
@@ -245,7 +250,7 @@ export function createOrderSteps(deps: OrderActorDeps) {
   }
 
   const menus = deps.menus ?? menuLookup(db);
-  return { db, store, menus, clock, visibleRow, decide, transitionOf, persistIn, create, step, afterCommit };
+  return { db, store, machines: store.machines, menus, clock, visibleRow, decide, transitionOf, persistIn, create, step, afterCommit };
 }
 
 export type OrderActors = ReturnType<typeof createOrderActors>;
@@ -270,7 +275,8 @@ export function createOrderActors(steps: OrderSteps, pay: PayCommand) {
       const items = await priceItems(sql, input, sql === db ? steps.menus : undefined);
       const orderId = randomUUID();
       const total = items.reduce((sum, i) => sum + i.lineTotal, 0);
-      const [snapshot, actions] = initialTransition(orderMachine, {
+      const machine = steps.machines.current;
+      const [snapshot, actions] = machine.initial({
         orderId,
         customerId: who.sub,
         storeId: input.storeId,
@@ -280,13 +286,13 @@ export function createOrderActors(steps: OrderSteps, pay: PayCommand) {
       });
       const [event] = emittedEvents(actions);
       if (!event) throw new DomainError('internal', 'the order machine announced no OrderPlaced event');
-      const decided = { next: snapshot, event };
+      const decided = { machine, next: snapshot, event };
       const saved =
         sql === db
           ? await steps.create(decided, orderId, who, cause)
-          : await steps.persistIn(sql, { id: orderId, version: 0 }, decided, who, cause, deferred);
+          : await steps.persistIn(sql, { id: orderId, version: 0, machine_version: machine.version }, decided, who, cause, deferred);
       if (!saved) throw new DomainError('internal', `order ${orderId} already existed`);
-      return viewOf(snapshot, { id: orderId, version: saved.version, created_at: saved.at, updated_at: saved.at }, null);
+      return viewOf(machine, snapshot, { id: orderId, version: saved.version, created_at: saved.at, updated_at: saved.at }, null);
     };
 
     if (idempotencyKey === undefined) {
@@ -321,7 +327,7 @@ export function createOrderActors(steps: OrderSteps, pay: PayCommand) {
   }
 
   /** The machine event for an API command (pay is handled by the payment module). */
-  function machineEvent(who: Principal, request: Exclude<CommandRequest, { type: 'pay' }>): OrderMachineEvent {
+  function machineEvent(who: Principal, request: Exclude<CommandRequest, { type: 'pay' }>): OrderMachineInput {
     switch (request.type) {
       case 'pick':
         return { type: 'pick', riderId: who.sub };
@@ -350,7 +356,7 @@ export function createOrderActors(steps: OrderSteps, pay: PayCommand) {
         if (ctx.expectedVersion !== undefined && ctx.expectedVersion !== row.version) throw new StaleVersionError(ctx.expectedVersion, row.version);
         return row;
       },
-      (_row, snapshot) => steps.decide(snapshot, event, request.type),
+      (_row, order) => steps.decide(order, event, request.type),
       who,
       ctx.cause ?? NO_CAUSE,
     );
@@ -359,9 +365,14 @@ export function createOrderActors(steps: OrderSteps, pay: PayCommand) {
 
   /**
    * Fires a durable timer: the event is sent only if the order is still at the version that
-   * started the timer. Returns whether it fired or found the order moved on.
+   * started the timer. The timer names its event as the machine version that started it knew it;
+   * an order moved to a later version since is sent the event under that version's name (the
+   * migrations' renames), and a timer whose event the later version has no equivalent of is
+   * closed as moved on. Returns whether it fired or found the order moved on; throws
+   * `machine_version_ahead` when the order runs a newer version than this replica (the timer
+   * stays due for a replica that runs it).
    */
-  async function fireTimer(timer: { id: string; orderId: string; version: number; event: OrderTimerEvent }): Promise<'fired' | 'moved-on'> {
+  async function fireTimer(timer: TimerToFire): Promise<'fired' | 'moved-on'> {
     class MovedOn extends Error {}
     try {
       await steps.step(
@@ -370,9 +381,10 @@ export function createOrderActors(steps: OrderSteps, pay: PayCommand) {
           if (!row || row.version !== timer.version) throw new MovedOn();
           return row;
         },
-        (_row, snapshot) => {
-          if (!accepts(snapshot, timer.event)) throw new MovedOn();
-          return steps.decide(snapshot, { type: timer.event }, timer.event);
+        (_row, order) => {
+          const event = steps.machines.eventIn(timer.event, timer.machineVersion, order.machine.version);
+          if (event === null || !order.machine.accepts(order.snapshot, event)) throw new MovedOn();
+          return steps.decide(order, { type: event }, event);
         },
         SYSTEM_TIMER,
         { causationId: timer.id, clientRequestId: null },
@@ -385,13 +397,19 @@ export function createOrderActors(steps: OrderSteps, pay: PayCommand) {
     }
   }
 
+  /** The order as the API shows it, judged by its own machine version (a read moves nothing). */
+  function shown(row: OrderRow & RefundColumns): OrderView {
+    const { machine, snapshot } = steps.machines.restore(row);
+    return viewOf(machine, snapshot, row, refundViewOf(row));
+  }
+
   async function readView(sql: Sql, orderId: string): Promise<OrderView> {
     const [row] = await sql.query<OrderRow & RefundColumns>(
       `SELECT o.*, rf.* FROM orders o ${REFUND_JOIN} WHERE o.id = $1`,
       [orderId],
     );
     if (!row) throw new NotFoundError('order', orderId);
-    return viewOf(restoreSnapshot(row), row, refundViewOf(row));
+    return shown(row);
   }
 
   async function get(who: Principal, orderId: string): Promise<OrderView> {
@@ -399,7 +417,7 @@ export function createOrderActors(steps: OrderSteps, pay: PayCommand) {
     if (!row || !canSee(who, { customerId: row.customer_id, storeId: row.store_id, riderId: row.rider_id, status: row.status })) {
       throw new NotFoundError('order', orderId);
     }
-    return orderShownTo(who, viewOf(restoreSnapshot(row), row, refundViewOf(row)));
+    return orderShownTo(who, shown(row));
   }
 
   async function events(who: Principal, orderId: string): Promise<JournalAnswer[]> {
@@ -408,7 +426,7 @@ export function createOrderActors(steps: OrderSteps, pay: PayCommand) {
   }
 
   /** The caller's orders, newest first: a customer's own, a store's incoming, a rider's picked and pickable. */
-  async function list(who: Principal, filter: { status?: OrderStatus; area?: string; limit: number }): Promise<OrderView[]> {
+  async function list(who: Principal, filter: { status?: string; area?: string; limit: number }): Promise<OrderView[]> {
     const where: string[] = [];
     const params: unknown[] = [];
     const param = (v: unknown) => {
@@ -440,7 +458,7 @@ export function createOrderActors(steps: OrderSteps, pay: PayCommand) {
        ORDER BY o.created_at DESC, o.id LIMIT ${param(filter.limit)}`,
       params,
     );
-    return rows.map((row) => orderShownTo(who, viewOf(restoreSnapshot(row), row, refundViewOf(row))));
+    return rows.map((row) => orderShownTo(who, shown(row)));
   }
 
   return { place, command, fireTimer, get, events, list, clock };

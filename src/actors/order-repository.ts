@@ -1,19 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Sql } from '../db/pg.ts';
 import { DomainError } from '../errors.ts';
-import {
-  ORDER_MACHINE_ID,
-  ORDER_MACHINE_VERSION,
-  orderMachine,
-  refundOwed,
-  statusOf,
-  timerOf,
-  type OrderDomainEvent,
-  type OrderDomainEventType,
-  type OrderSnapshot,
-  type OrderTimerDelay,
-  type OrderTimerEvent,
-} from '../machines/order.machine.ts';
+import { isOrderEventType, ORDER_MACHINE_ID, refundOwed, type OrderDomainEvent, type OrderDomainEventType, type OrderTimerDelay } from '../machines/order/contract.ts';
+import type { OrderMachineVersion, OrderSnapshot } from '../machines/order/define.ts';
 import { partitionOf } from './partitions.ts';
 import type { Role } from './principal.ts';
 
@@ -57,26 +46,6 @@ export async function loadOrder(sql: Sql, id: string): Promise<OrderRow | undefi
   return rows[0];
 }
 
-/** Rebuilds the machine snapshot stored with the row, refusing snapshots of another machine version. */
-export function restoreSnapshot(row: OrderRow): OrderSnapshot {
-  if (row.machine_id !== ORDER_MACHINE_ID || row.machine_version !== ORDER_MACHINE_VERSION) {
-    throw new DomainError(
-      'internal',
-      `order ${row.id} was stored by machine ${row.machine_id}@${row.machine_version}; this build runs ${ORDER_MACHINE_ID}@${ORDER_MACHINE_VERSION}`,
-    );
-  }
-  return orderMachine.resolveState(row.snapshot as Parameters<typeof orderMachine.resolveState>[0]);
-}
-
-type EmitAction = { type: string; params?: unknown };
-
-/** The domain events the machine emitted during one transition. */
-export function emittedEvents(actions: readonly EmitAction[]): OrderDomainEvent[] {
-  return actions
-    .filter((a) => a.type === 'xstate.emit')
-    .map((a) => (a.params as { event: OrderDomainEvent }).event);
-}
-
 /** A refund the transition owes, recorded with it and performed later by the refund worker. */
 export interface RefundIntent {
   key: string;
@@ -88,17 +57,19 @@ export interface RefundIntent {
 /** A durable timer the transition starts. */
 export interface TimerIntent {
   id: string;
-  event: OrderTimerEvent;
+  /** The event's name in the machine version that started the timer. */
+  event: string;
   fireAt: Date;
 }
 
 export const refundKey = (orderId: string, chargeId: string) => `order-${orderId}-refund-${chargeId}`;
-export const timerId = (orderId: string, version: number, event: OrderTimerEvent) => `${orderId}:${version}:${event}`;
+export const timerId = (orderId: string, version: number, event: string) => `${orderId}:${version}:${event}`;
 
 /** What the runtime records beside a transition: the machine's intents turned into rows. */
 export function intentsOf(
   orderId: string,
   version: number,
+  machine: OrderMachineVersion,
   snapshot: OrderSnapshot,
   event: OrderDomainEvent,
   at: Date,
@@ -115,7 +86,7 @@ export function intentsOf(
     });
   }
   const timers: TimerIntent[] = [];
-  const timer = timerOf(statusOf(snapshot));
+  const timer = machine.timerOf(machine.statusOf(snapshot));
   if (timer) {
     timers.push({ id: timerId(orderId, version, timer.event), event: timer.event, fireAt: new Date(at.getTime() + delays[timer.delay]) });
   }
@@ -126,6 +97,14 @@ export interface Transition {
   orderId: string;
   /** The version the order had before this transition; 0 when it is being created. */
   fromVersion: number;
+  /**
+   * The machine version the order was stored with before this transition (ignored when it is
+   * being created). The write happens only if the order is still on it: a snapshot another
+   * replica moved to another version is never overwritten by one judged on the old one.
+   */
+  fromMachineVersion: number;
+  /** The machine that judged the transition: the order is stored with its version (a lazy migration when newer). */
+  machine: OrderMachineVersion;
   snapshot: OrderSnapshot;
   event: OrderDomainEvent;
   by: Actor;
@@ -178,13 +157,14 @@ export interface Committed {
 const COMMIT_BATCH = `
   WITH input AS (
     SELECT * FROM jsonb_to_recordset($1::jsonb) AS i(
-      id uuid, from_version int, version int, status text, snapshot jsonb, customer_id text, store_id text,
+      id uuid, from_version int, version int, from_machine_version int, machine_version int, status text, snapshot jsonb, customer_id text, store_id text,
       rider_id text, area text, at timestamptz, event_id uuid, type text, data jsonb, actor jsonb, causation_id text, client_request_id text,
       attempt_key text, charge_id text, charge_amount int, refund_key text, part smallint)
   ), paying AS (
     -- The orders of payments being recorded, locked first: their version then decides alone.
-    SELECT o.id, CASE WHEN o.machine_id = $4::text AND o.machine_version = $5::int THEN o.version ELSE -1 END AS version
-    FROM orders o WHERE o.id = ANY (ARRAY(SELECT id FROM input WHERE attempt_key IS NOT NULL))
+    SELECT o.id, CASE WHEN o.machine_id = $4::text AND o.machine_version = i.from_machine_version THEN o.version ELSE -1 END AS version
+    FROM orders o JOIN input i ON i.id = o.id
+    WHERE o.id = ANY (ARRAY(SELECT id FROM input WHERE attempt_key IS NOT NULL)) AND i.attempt_key IS NOT NULL
     ORDER BY o.id FOR UPDATE OF o
   ), charged AS (
     UPDATE payment_attempts a SET status = 'charged', charge_id = i.charge_id, decided_at = now(), due_at = NULL, lease_until = NULL
@@ -206,10 +186,11 @@ const COMMIT_BATCH = `
     -- below succeeds, this statement's snapshot holds that version (versions only grow).
     SELECT o.id, o.status FROM orders o WHERE o.id = ANY (ARRAY(SELECT id FROM input WHERE from_version > 0))
   ), changed AS (
-    UPDATE orders o SET version = i.version, status = i.status, snapshot = i.snapshot, rider_id = i.rider_id, updated_at = i.at
+    UPDATE orders o SET version = i.version, machine_version = i.machine_version, status = i.status, snapshot = i.snapshot,
+      rider_id = i.rider_id, updated_at = i.at
     FROM input i WHERE o.id = i.id AND o.id = ANY (ARRAY(SELECT id FROM input)) AND i.from_version > 0 AND o.version = i.from_version
-      -- A snapshot of another machine version is never overwritten by one judged with this build.
-      AND o.machine_id = $4::text AND o.machine_version = $5::int
+      -- A snapshot moved to another machine version meanwhile is never overwritten by one judged on the old one.
+      AND o.machine_id = $4::text AND o.machine_version = i.from_machine_version
       AND (i.attempt_key IS NULL OR i.attempt_key IN (SELECT idempotency_key FROM charged))
     RETURNING o.id, o.customer_id, o.status
   ), freed AS (
@@ -227,11 +208,11 @@ const COMMIT_BATCH = `
     WHERE s.customer_id = ANY (ARRAY(SELECT customer_id FROM new_orders UNION SELECT customer_id FROM freed))
     ORDER BY s.customer_id FOR UPDATE OF s
   ), admitted AS (
-    -- New orders in the order they came, while the customer's count stays within the limit ($6).
+    -- New orders in the order they came, while the customer's count stays within the limit ($5).
     SELECT p.id, p.customer_id FROM new_orders p
     LEFT JOIN slots s ON s.customer_id = p.customer_id
     LEFT JOIN freed f ON f.customer_id = p.customer_id
-    WHERE coalesce(s.unpaid, 0) - coalesce(f.n, 0) + p.rank <= $6::int
+    WHERE coalesce(s.unpaid, 0) - coalesce(f.n, 0) + p.rank <= $5::int
   ), counted AS (
     -- A customer's first count is inserted; when another statement inserted it meanwhile (it was
     -- not there to lock), the condition re-checks the limit on the count that statement wrote.
@@ -240,19 +221,20 @@ const COMMIT_BATCH = `
     FROM (SELECT customer_id, 1 AS delta FROM admitted UNION ALL SELECT customer_id, -n FROM freed) d
     GROUP BY d.customer_id
     ON CONFLICT (customer_id) DO UPDATE SET unpaid = greatest(0, s.unpaid + excluded.unpaid)
-      WHERE s.unpaid + excluded.unpaid <= $6::int OR excluded.unpaid <= 0
+      WHERE s.unpaid + excluded.unpaid <= $5::int OR excluded.unpaid <= 0
     RETURNING s.customer_id
   ), created AS (
     INSERT INTO orders (id, machine_id, machine_version, version, status, snapshot, customer_id, store_id, rider_id, area, created_at, updated_at)
-    SELECT i.id, $4::text, $5::int, i.version, i.status, i.snapshot, i.customer_id, i.store_id, NULL, i.area, i.at, i.at
+    SELECT i.id, $4::text, i.machine_version, i.version, i.status, i.snapshot, i.customer_id, i.store_id, NULL, i.area, i.at, i.at
     FROM input i JOIN admitted a ON a.id = i.id
     WHERE a.customer_id IN (SELECT customer_id FROM counted)
     RETURNING id
   ), written AS (
     SELECT id FROM changed UNION ALL SELECT id FROM created
   ), ins_journal AS (
-    INSERT INTO order_journal (order_id, seq, event_id, type, data, actor, causation_id, client_request_id, at, part)
-    SELECT i.id, i.version, i.event_id, i.type, i.data, i.actor, i.causation_id, i.client_request_id, i.at, i.part FROM input i JOIN written w ON w.id = i.id
+    INSERT INTO order_journal (order_id, seq, event_id, type, data, actor, causation_id, client_request_id, at, part, machine_version, status)
+    SELECT i.id, i.version, i.event_id, i.type, i.data, i.actor, i.causation_id, i.client_request_id, i.at, i.part, i.machine_version, i.status
+    FROM input i JOIN written w ON w.id = i.id
   ), ins_refunds AS (
     INSERT INTO refunds (idempotency_key, order_id, charge_id, amount, reason, status, requested_at, due_at)
     SELECT r.key, r.order_id, r.charge_id, r.amount, r.reason, 'pending', r.at, r.at
@@ -260,9 +242,9 @@ const COMMIT_BATCH = `
     JOIN written w ON w.id = r.order_id
     ON CONFLICT DO NOTHING
   ), ins_timers AS (
-    INSERT INTO timers (id, order_id, version, event, fire_at, due_at)
-    SELECT t.id, t.order_id, t.version, t.event, t.fire_at, t.fire_at
-    FROM jsonb_to_recordset($3::jsonb) AS t(id text, order_id uuid, version int, event text, fire_at timestamptz)
+    INSERT INTO timers (id, order_id, version, event, fire_at, due_at, machine_version)
+    SELECT t.id, t.order_id, t.version, t.event, t.fire_at, t.fire_at, t.machine_version
+    FROM jsonb_to_recordset($3::jsonb) AS t(id text, order_id uuid, version int, event text, fire_at timestamptz, machine_version int)
     JOIN written w ON w.id = t.order_id
     ON CONFLICT DO NOTHING
   ), left_timers AS (
@@ -288,8 +270,10 @@ export async function commitTransitions(sql: Sql, ts: readonly Transition[], rul
       id: t.orderId,
       from_version: t.fromVersion,
       version: t.fromVersion + 1,
-      status: statusOf(t.snapshot),
-      snapshot: orderMachine.getPersistedSnapshot(t.snapshot),
+      from_machine_version: t.fromMachineVersion,
+      machine_version: t.machine.version,
+      status: t.machine.statusOf(t.snapshot),
+      snapshot: t.machine.persist(t.snapshot),
       customer_id: ctx.customerId,
       store_id: ctx.storeId,
       rider_id: ctx.riderId,
@@ -312,14 +296,13 @@ export async function commitTransitions(sql: Sql, ts: readonly Transition[], rul
     t.refunds.map((r) => ({ key: r.key, order_id: t.orderId, charge_id: r.chargeId, amount: r.amount, reason: r.reason, at: t.at.toISOString() })),
   );
   const timers = ts.flatMap((t) =>
-    t.timers.map((tm) => ({ id: tm.id, order_id: t.orderId, version: t.fromVersion + 1, event: tm.event, fire_at: tm.fireAt.toISOString() })),
+    t.timers.map((tm) => ({ id: tm.id, order_id: t.orderId, version: t.fromVersion + 1, event: tm.event, fire_at: tm.fireAt.toISOString(), machine_version: t.machine.version })),
   );
   const result = await sql.query<{ id: string; what: 'written' | 'orphaned' | 'too-many' | 'retry' }>(COMMIT_BATCH, [
     JSON.stringify(rows),
     JSON.stringify(refunds),
     JSON.stringify(timers),
     ORDER_MACHINE_ID,
-    ORDER_MACHINE_VERSION,
     rules.maxUnpaidOrders,
   ]);
   const what = new Map(result.map((r) => [r.id, r.what]));
@@ -343,6 +326,10 @@ export interface JournalEntry {
   seq: number;
   type: OrderDomainEventType;
   data: Record<string, unknown>;
+  /** The version of the order machine that recorded the event. */
+  machineVersion: number;
+  /** The order's status right after the event (in that version of the machine). */
+  status: string;
   occurredAt: string;
   /** Same as occurredAt; kept for clients of the first API version. */
   at: string;
@@ -362,21 +349,56 @@ export interface JournalRow {
   causation_id: string | null;
   client_request_id: string | null;
   at: Date;
+  machine_version: number;
+  /** Null in rows journaled before statuses were recorded (all of version 1). */
+  status: string | null;
 }
 
-export const JOURNAL_COLUMNS = 'j.event_id, j.order_id, j.seq, j.type, j.data, j.actor, j.causation_id, j.client_request_id, j.at';
+export const JOURNAL_COLUMNS = 'j.event_id, j.order_id, j.seq, j.type, j.data, j.actor, j.causation_id, j.client_request_id, j.at, j.machine_version, j.status';
+
+/**
+ * The status after each event, for journal rows written before the journal recorded it: all of
+ * them by version 1 of the machine, whose table this is (kept here, frozen, for as long as such
+ * rows may exist; a unit test checks it against version 1).
+ */
+export const UNRECORDED_STATUS_AFTER: Readonly<Record<OrderDomainEventType, string>> = {
+  OrderPlaced: 'awaitingPayment',
+  OrderPaid: 'paid',
+  OrderAccepted: 'accepted',
+  OrderRejected: 'rejected',
+  StoreAcceptTimedOut: 'rejected',
+  CookingStarted: 'cooking',
+  CookingFinished: 'cooked',
+  OrderCancelled: 'cancelled',
+  PaymentTimedOut: 'cancelled',
+  OrderPickedUp: 'pickedUp',
+  OrderDelivered: 'delivered',
+};
 
 export const toJournalEntry = (r: JournalRow): JournalEntry => ({
   eventId: r.event_id,
   seq: r.seq,
   type: r.type,
   data: r.data,
+  machineVersion: r.machine_version,
+  status: r.status ?? UNRECORDED_STATUS_AFTER[r.type] ?? 'unknown',
   occurredAt: r.at.toISOString(),
   at: r.at.toISOString(),
   causationId: r.causation_id,
   clientRequestId: r.client_request_id,
   actor: r.actor,
 });
+
+/**
+ * Refuses an event of a type this build does not know: a newer machine version (a rolling deploy
+ * under way) journaled it. The consumer fails on the order, which stays owed to it until a
+ * replica that knows the type applies it.
+ */
+export function requireKnownEvent(consumer: string, e: Pick<JournalEntry, 'type' | 'seq' | 'machineVersion'> & { orderId: string }): void {
+  if (!isOrderEventType(e.type)) {
+    throw new Error(`${consumer}: order ${e.orderId} has an event ${String(e.type)} (seq ${e.seq}, machine version ${e.machineVersion}) this build does not know; it stays owed until a replica that knows it applies it`);
+  }
+}
 
 export async function readJournal(sql: Sql, orderId: string): Promise<JournalEntry[]> {
   const rows = await sql.query<JournalRow>(`SELECT ${JOURNAL_COLUMNS} FROM order_journal j WHERE j.order_id = $1 ORDER BY j.seq`, [orderId]);

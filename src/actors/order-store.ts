@@ -1,14 +1,36 @@
 import type { Database } from '../db/pg.ts';
-import { ORDER_MACHINE_ID, ORDER_MACHINE_VERSION, type OrderSnapshot } from '../machines/order.machine.ts';
+import { MachineVersionAheadError } from '../errors.ts';
+import { ORDER_MACHINE_ID } from '../machines/order/contract.ts';
+import type { OrderMachineVersion, OrderSnapshot } from '../machines/order/define.ts';
+import type { OrderMachines } from '../machines/order/registry.ts';
 import { Batcher } from './batcher.ts';
-import { commitTransitions, restoreSnapshot, type CommitRules, type Committed, type OrderRow, type Transition } from './order-repository.ts';
+import { commitTransitions, type CommitRules, type Committed, type OrderRow, type Transition } from './order-repository.ts';
 
-/** An order as a command step works on it: its row and its restored machine snapshot. */
-export interface LoadedOrder {
+/** An order a command step can judge: its row, and the machine that judges its next command with its snapshot. */
+export interface JudgeableOrder {
   row: OrderRow;
+  /**
+   * The order's own machine version, or the newest when its next command moves it up (a lazy
+   * migration: the write then stores it with the newest version, if it is still where it was).
+   */
+  machine: OrderMachineVersion;
   snapshot: OrderSnapshot;
   /** Whether it came from this replica's cache (it may be stale: judge, then verify). */
   cached: boolean;
+  ahead?: undefined;
+}
+
+/**
+ * An order as a command step loads it. One stored by a newer machine version than this replica
+ * runs cannot be judged here; the step still checks who may see it first (an order that is not
+ * yours stays not found), then refuses with `ahead`.
+ */
+export type LoadedOrder = JudgeableOrder | { row: OrderRow; cached: false; ahead: MachineVersionAheadError; machine?: undefined; snapshot?: undefined };
+
+/** The loaded order, or its `machine_version_ahead` refusal. */
+export function judgeable(loaded: LoadedOrder): JudgeableOrder {
+  if (loaded.ahead) throw loaded.ahead;
+  return loaded;
 }
 
 export interface OrderStoreOptions extends CommitRules {
@@ -32,7 +54,7 @@ const ORDER_COLUMNS = `id, machine_id, machine_version, version, status, snapsho
  * is confirmed on a fresh read before it is answered.
  */
 export class OrderStore {
-  private readonly cache = new Map<string, { row: OrderRow; snapshot: OrderSnapshot }>();
+  private readonly cache = new Map<string, { row: OrderRow; machine: OrderMachineVersion; snapshot: OrderSnapshot }>();
   private readonly loads: Batcher<string, OrderRow | undefined>;
   private readonly commits: Batcher<Transition, Committed | undefined>;
   /** What the statement that writes orders enforces (also for writes inside a caller's transaction). */
@@ -41,6 +63,7 @@ export class OrderStore {
   constructor(
     db: Database,
     private readonly opts: OrderStoreOptions,
+    readonly machines: OrderMachines,
   ) {
     this.loads = new Batcher(
       async (ids) => {
@@ -76,7 +99,11 @@ export class OrderStore {
     return this.staleRate < 0.3 || Math.random() < 0.1;
   }
 
-  /** The order as this replica last wrote it, or as PostgreSQL has it now. */
+  /**
+   * The order as this replica last wrote it, or as PostgreSQL has it now, ready for its next
+   * command: an order of an older machine version is moved to the newest here, in memory (unless
+   * its migration refuses its state); the command's write stores the move.
+   */
   async load(orderId: string, fresh = false): Promise<LoadedOrder | undefined> {
     if (!fresh && this.trustCache()) {
       const hit = this.cache.get(orderId);
@@ -84,7 +111,7 @@ export class OrderStore {
         // Least recently used goes first: re-inserting moves the entry to the end.
         this.cache.delete(orderId);
         this.cache.set(orderId, hit);
-        return { ...hit, cached: true };
+        return { ...this.upgraded(hit), cached: true };
       }
     }
     const row = await this.loads.submit(orderId);
@@ -92,7 +119,21 @@ export class OrderStore {
       this.cache.delete(orderId);
       return undefined;
     }
-    return { row, snapshot: restoreSnapshot(row), cached: false };
+    let restored;
+    try {
+      restored = this.machines.restore(row);
+    } catch (err) {
+      if (err instanceof MachineVersionAheadError) return { row, cached: false, ahead: err };
+      throw err;
+    }
+    return { ...this.upgraded({ row, ...restored }), cached: false };
+  }
+
+  /** The order on the newest version, unless its migration refuses its state (its row still says where it is stored). */
+  private upgraded(order: { row: OrderRow; machine: OrderMachineVersion; snapshot: OrderSnapshot }): { row: OrderRow; machine: OrderMachineVersion; snapshot: OrderSnapshot } {
+    if (order.machine.version >= this.machines.newest) return order;
+    const up = this.machines.upgrade(order.machine, order.snapshot);
+    return up.moved ? { row: order.row, machine: up.machine, snapshot: up.snapshot } : order;
   }
 
   /** Writes a transition (with others arriving together); undefined when the order moved on. */
@@ -114,9 +155,9 @@ export class OrderStore {
     const row: OrderRow = {
       id: t.orderId,
       machine_id: ORDER_MACHINE_ID,
-      machine_version: ORDER_MACHINE_VERSION,
+      machine_version: t.machine.version,
       version: committed.version,
-      status: String(t.snapshot.value),
+      status: t.machine.statusOf(t.snapshot),
       snapshot: undefined,
       customer_id: ctx.customerId,
       store_id: ctx.storeId,
@@ -126,7 +167,7 @@ export class OrderStore {
       updated_at: t.at,
     };
     this.cache.delete(t.orderId);
-    this.cache.set(t.orderId, { row, snapshot: t.snapshot });
+    this.cache.set(t.orderId, { row, machine: t.machine, snapshot: t.snapshot });
     while (this.cache.size > this.opts.cacheSize) this.cache.delete(this.cache.keys().next().value!);
   }
 

@@ -1,4 +1,5 @@
-import { allowedCommands, statusOf, type Address, type OrderCommand, type OrderItem, type OrderSnapshot, type OrderStatus } from '../machines/order.machine.ts';
+import type { Address, OrderCommand, OrderItem } from '../machines/order/contract.ts';
+import type { OrderMachineVersion, OrderSnapshot } from '../machines/order/define.ts';
 
 export interface RefundView {
   status: 'pending' | 'refunded';
@@ -11,8 +12,11 @@ export interface RefundView {
 /** An order as the API shows it: the snapshot plus what only the row and the refund know. */
 export interface OrderView {
   id: string;
-  status: OrderStatus;
+  /** A state of the order's machine version. */
+  status: string;
   version: number;
+  /** The version of the order machine the order runs (its next command may move it to a newer one). */
+  machineVersion: number;
   /** Null for a rider, who never sees who the customer is (src/actors/privacy.ts). */
   customerId: string | null;
   storeId: string;
@@ -36,19 +40,20 @@ export interface RowMeta {
   updated_at: Date;
 }
 
-export function viewOf(snapshot: OrderSnapshot, row: RowMeta, refund: RefundView | null): OrderView {
+export function viewOf(machine: OrderMachineVersion, snapshot: OrderSnapshot, row: RowMeta, refund: RefundView | null): OrderView {
   const ctx = snapshot.context;
   return {
     id: row.id,
-    status: statusOf(snapshot),
+    status: machine.statusOf(snapshot),
     version: row.version,
+    machineVersion: machine.version,
     customerId: ctx.customerId,
     storeId: ctx.storeId,
     riderId: ctx.riderId,
     items: ctx.items,
     total: ctx.total,
     address: ctx.address,
-    allowed: allowedCommands(snapshot),
+    allowed: machine.allowedCommands(snapshot),
     chargeId: ctx.chargeId,
     refund,
     reason: ctx.rejectReason ?? ctx.cancelReason,

@@ -1,7 +1,7 @@
 import type { Database, Sql } from '../db/pg.ts';
 import { Batcher } from './batcher.ts';
 import { FreeOrderError, StoreNotFoundError, TotalTooLargeError, UnprocessableError } from '../errors.ts';
-import type { Address, OrderItem } from '../machines/order.machine.ts';
+import type { Address, OrderItem } from '../machines/order/contract.ts';
 
 export interface PlaceOrder {
   storeId: string;

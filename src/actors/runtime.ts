@@ -27,6 +27,7 @@ import { Sweeper } from './sweeper.ts';
 import { timerWork } from './timers.work.ts';
 import { WorkQueue } from './work-queue.ts';
 import { runClaimed, type WorkKind } from './work.ts';
+import { orderMachines, type OrderMachines } from '../machines/order/registry.ts';
 
 export type RuntimeConfig = Pick<
   Config,
@@ -88,6 +89,8 @@ export interface Runtime {
   kinds: readonly WorkKind[];
   sweeper: Sweeper;
   metrics: RuntimeMetrics;
+  /** The order machine versions this runtime runs. */
+  machines: OrderMachines;
   /**
    * Stops taking work, lets in-flight jobs finish within `graceMs` (default SHUTDOWN_TIMEOUT_MS;
    * a job still running then is handed back to BullMQ), and closes every connection. Idempotent.
@@ -103,10 +106,12 @@ export interface RuntimeDeps {
   clock?: () => Date;
   /** Replaces the transport NOTIFY_WEBHOOK_URL selects (tests). */
   transport?: NotificationTransport;
+  /** The order machine versions to run (the process's, `orderMachines()`, when absent). */
+  machines?: OrderMachines;
 }
 
 /** Connects to PostgreSQL and Redis, migrates, and starts (unless ROLE=api) the workers and the sweeper. */
-export async function startRuntime({ config, log, payments: gateway, clock, transport }: RuntimeDeps): Promise<Runtime> {
+export async function startRuntime({ config, log, payments: gateway, clock, transport, machines = orderMachines() }: RuntimeDeps): Promise<Runtime> {
   const waiting = (err: Error, pauseMs: number) => log.warn({ err: err.message, retryInMs: pauseMs }, 'PostgreSQL is not available yet; waiting');
   const startupDeadline = Date.now() + config.STARTUP_WAIT_MS;
   const untilDeadline = () => Math.max(0, startupDeadline - Date.now());
@@ -210,7 +215,7 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
     maxInFlight: config.GROUP_COMMIT_IN_FLIGHT,
     maxUnpaidOrders: config.MAX_UNPAID_ORDERS_PER_CUSTOMER,
     onStaleWrite: () => metrics.staleWrites.inc(),
-  });
+  }, machines);
   const steps = createOrderSteps({
     db: pg,
     store,
@@ -313,5 +318,5 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
       }
     })());
 
-  return { db, pg, redis, payments, actors, bus, work, consumers, kinds, sweeper, metrics, close };
+  return { db, pg, redis, payments, actors, bus, work, consumers, kinds, sweeper, metrics, machines, close };
 }

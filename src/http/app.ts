@@ -36,7 +36,8 @@ export interface AppSettings {
 }
 
 export type AppDeps = AppSettings &
-  Pick<Runtime, 'actors' | 'db' | 'pg' | 'redis' | 'payments' | 'bus' | 'work' | 'kinds' | 'consumers'> & {
+  Pick<Runtime, 'actors' | 'db' | 'pg' | 'redis' | 'payments' | 'bus' | 'work' | 'kinds' | 'consumers'> &
+  Partial<Pick<Runtime, 'machines'>> & {
     /** The runtime's registry; the app adds its HTTP metrics to it. */
     metrics?: Runtime['metrics'];
     log: Logger;
@@ -98,7 +99,7 @@ export function createApp(deps: AppDeps): App {
     ...deliveryRoutes({ pg: deps.pg, status: viewStatus }),
     ...viewRoutes({ pg: deps.pg, status: viewStatus }),
     ...adminRoutes({ pg: deps.pg, bus: deps.bus, kinds: deps.kinds, consumers: deps.consumers, prompt: deps.work }),
-    ...statechartRoutes(),
+    ...statechartRoutes({ db: deps.pg, machines: deps.machines }),
   );
   const router = new Router();
   const perMinute = deps.rateLimitPerMin ?? 0;

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Context, Middleware } from 'koa';
-import { DomainError, PaymentUnavailableError, RateLimitedError, type ErrorCode } from '../errors.ts';
+import { DomainError, MachineVersionAheadError, PaymentUnavailableError, RateLimitedError, type ErrorCode } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { sqlState } from '../db/pg.ts';
 
@@ -28,6 +28,7 @@ export const STATUS_OF: Record<ErrorCode, number> = {
   not_implemented: 501,
   payment_unavailable: 503,
   database_unavailable: 503,
+  machine_version_ahead: 503,
 };
 
 export interface ErrorBody {
@@ -148,7 +149,7 @@ export function errorMiddleware(log: Logger): Middleware {
       body = { error: { code: err.code, message: err.message, details: err.details } };
     }
     ctx.status = STATUS_OF[err.code];
-    if (err instanceof PaymentUnavailableError || err instanceof RateLimitedError) ctx.set('Retry-After', String(err.retryAfterSeconds));
+    if (err instanceof PaymentUnavailableError || err instanceof RateLimitedError || err instanceof MachineVersionAheadError) ctx.set('Retry-After', String(err.retryAfterSeconds));
     if (err.code === 'database_unavailable') {
       ctx.set('Retry-After', '1');
       log.warn({ err: (caught as Error).message, requestId, clientRequestId, method: ctx.method, route: ctx.state.route ?? null }, 'database unavailable');

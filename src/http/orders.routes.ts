@@ -4,7 +4,7 @@ import type { Cause } from '../actors/order-repository.ts';
 import type { Counter } from 'prom-client';
 import type { Database } from '../db/pg.ts';
 import { DomainError } from '../errors.ts';
-import { ORDER_COMMANDS, type OrderCommand } from '../machines/order.machine.ts';
+import { ORDER_COMMANDS, type OrderCommand } from '../machines/order/contract.ts';
 import { listNotifications } from '../notifications/feed.ts';
 import { defineRoute, type Route } from './route.ts';
 import {
@@ -68,8 +68,9 @@ type CommandCounter = Pick<Counter<'command' | 'outcome'>, 'inc'>;
 
 function commandRoute(actors: OrderActors, type: OrderCommand, commands?: CommandCounter): Route {
   const body = type === 'reject' ? RejectSchema : type === 'cancel' ? CancelSchema : EmptyBodySchema;
-  const errors = [400, 401, 403, 404, 409, 412, 413, 415];
-  if (type === 'pay') errors.push(402, 503);
+  // 503: machine_version_ahead during a rolling deploy (and payment_unavailable for pay).
+  const errors = [400, 401, 403, 404, 409, 412, 413, 415, 503];
+  if (type === 'pay') errors.push(402);
   return defineRoute({
     method: 'post',
     path: `/orders/:id/${type}`,
@@ -162,7 +163,7 @@ export function orderRoutes(deps: { actors: OrderActors; pg: Database; commands?
       auth: true,
       query: ListOrdersQuery,
       responses: { 200: { description: 'orders', schema: OrderSchema.array() } },
-      errors: [400, 401],
+      errors: [400, 401, 503],
       async handle(ctx, { query, principal }) {
         ctx.body = await actors.list(principal, query);
       },
@@ -175,7 +176,7 @@ export function orderRoutes(deps: { actors: OrderActors; pg: Database; commands?
       auth: true,
       params: OrderParams,
       responses: { 200: { description: 'the order', schema: OrderSchema, headers: ETAG } },
-      errors: [401, 404],
+      errors: [401, 404, 503],
       async handle(ctx, { params, principal }) {
         sendOrder(ctx, await actors.get(principal, params.id));
       },

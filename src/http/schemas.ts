@@ -1,5 +1,9 @@
 import { z } from 'zod';
-import { ORDER_COMMANDS, ORDER_STATUSES } from '../machines/order.machine.ts';
+import { ORDER_COMMANDS } from '../machines/order/contract.ts';
+import { orderMachines } from '../machines/order/registry.ts';
+
+/** The statuses of every order machine version this build runs (the states of the versions). */
+export const ORDER_STATUSES = orderMachines().allStatuses() as [string, ...string[]];
 
 /**
  * The one charset of ids (store, food, area, token `sub`, request ids up to 128): ASCII letters,
@@ -136,6 +140,7 @@ export const OrderSchema = z.object({
   id: z.uuid(),
   status: z.enum(ORDER_STATUSES),
   version: z.number().int().describe('increments with every transition; also sent as the ETag'),
+  machineVersion: z.number().int().describe('the version of the order machine the order runs (GET /machines/order)'),
   customerId: z.string().nullable().describe('null for a rider: riders never see who the customer is'),
   storeId: z.string(),
   riderId: z.string().nullable(),
@@ -167,6 +172,8 @@ export const JournalSchema = z.array(
     seq: z.number().int(),
     type: z.string(),
     data: z.record(z.string(), z.unknown()),
+    machineVersion: z.number().int().describe('the version of the order machine that recorded the event'),
+    status: z.string().describe("the order's status right after the event"),
     occurredAt: Timestamp,
     at: Timestamp.describe('same as occurredAt'),
     causationId: z
@@ -272,10 +279,31 @@ export const MachineGraphSchema = z.object({
     }),
   ),
   journal: z.record(z.string(), z.string().nullable()).describe('journal event type → the command (or timer event) whose transition records it'),
+  versions: z
+    .array(
+      z.object({
+        version: z.number().int(),
+        current: z.boolean().describe('the version new orders start on and others are moved to'),
+        known: z.boolean().describe('whether the replica that answered has this version (an older replica does not know a newer one)'),
+        orders: z.number().int().describe('orders stored with this version'),
+        active: z.number().int().nullable().describe('of those, the ones not in a final state (null for a version the replica does not know)'),
+      }),
+    )
+    .describe('the versions still in use (every version some order is stored with, and the current one), counted at most every 5 s'),
 });
 
+/** A machine version (a whole number from 1); the current one when absent. */
+const MachineVersionParam = z
+  .string()
+  .regex(/^[1-9][0-9]{0,5}$/, 'must be a machine version, a whole number from 1')
+  .transform(Number)
+  .optional()
+  .describe('a version of the order machine (the current one when absent)');
+
+export const MachineGraphQuery = z.object({ version: MachineVersionParam }).strict();
+
 /** The page reads `orderId` itself and shows what the API says about it; nothing else is taken. */
-export const StatechartQuery = z.object({ orderId: idString('an order to follow live').optional() }).strict();
+export const StatechartQuery = z.object({ orderId: idString('an order to follow live').optional(), version: MachineVersionParam }).strict();
 
 /** Visible ASCII: what a header value of this API may hold. */
 const HEADER_VALUE = /^[\x20-\x7e]*$/;

@@ -5,9 +5,12 @@ import { fileURLToPath } from 'node:url';
 import { Router } from '@koa/router';
 import type { ELK } from 'elkjs/lib/elk-api.js';
 import type { Context } from 'koa';
-import { orderGraph, type MachineGraph } from '../machines/order.graph.ts';
+import type { Database } from '../db/pg.ts';
+import { DomainError } from '../errors.ts';
+import type { MachineGraph } from '../machines/graph.ts';
+import { orderMachines, type OrderMachines } from '../machines/order/registry.ts';
 import { defineRoute, mountRoutes, type Route } from './route.ts';
-import { MachineGraphSchema, StatechartQuery } from './schemas.ts';
+import { MachineGraphQuery, MachineGraphSchema, StatechartQuery } from './schemas.ts';
 import { layoutChart, renderSvg } from './statechart/chart.js';
 
 /** Served files: URL name → file. Only these; nothing else on disk is reachable. */
@@ -78,12 +81,21 @@ function fill(html: string, marker: string, content: string): string {
   return html.replace(tag, () => content);
 }
 
+/** The machine versions a page links to: each version this build runs, and which one is current. */
+export interface PageVersions {
+  versions: readonly number[];
+  current: number;
+}
+
 /**
  * The page with the chart already drawn: the same layout (elkjs) and drawing (chart.js) the
  * browser would run, done once on the server, so the first paint shows the chart and needs no
  * script. The page's script then takes the drawn SVG over for following an order.
  */
-export async function renderStatechartPage(graph: MachineGraph = orderGraph): Promise<string> {
+export async function renderStatechartPage(
+  graph: MachineGraph = orderMachines().current.graph,
+  pages: PageVersions = { versions: orderMachines().versions.map((v) => v.version), current: orderMachines().newest },
+): Promise<string> {
   const ElkConstructor = createRequire(import.meta.url)('elkjs/lib/elk.bundled.js') as new () => ELK;
   const layout = await layoutChart(new ElkConstructor(), graph);
   const rows = graph.transitions.map((t) => {
@@ -92,9 +104,15 @@ export async function renderStatechartPage(graph: MachineGraph = orderGraph): Pr
   });
   let html = readFileSync(pageFile('index.html'), 'utf8');
   const info =
-    `Drawn from the ${graph.id} machine in the code (version ${graph.version}): ` +
+    `Drawn from the ${graph.id} machine in the code (version ${graph.version}${graph.version === pages.current ? ', the current one' : ''}): ` +
     `${graph.states.length} states, ${graph.transitions.length} transitions.`;
   html = fill(html, 'machine-info', escapeHtml(info));
+  const links = pages.versions.map((v) => {
+    const label = `version ${v}${v === pages.current ? ' (current)' : ''}`;
+    const shown = v === graph.version ? ' aria-current="page"' : '';
+    return `<li><a href="/statechart?version=${v}" data-version="${v}"${shown}>${escapeHtml(label)}</a> <span class="muted orders" data-orders="${v}"></span></li>`;
+  });
+  html = fill(html, 'versions', links.join(''));
   html = fill(html, 'chart', renderSvg(graph, layout, { interactive: true }).trim());
   html = fill(html, 'transitions', rows.join(''));
   // JSON in a script element: `<` escaped so no string in it can close the element.
@@ -102,24 +120,96 @@ export async function renderStatechartPage(graph: MachineGraph = orderGraph): Pr
   return html;
 }
 
+/** How long the order counts of `GET /machines/order` are kept: counting reads the whole orders table. */
+const COUNTS_TTL_MS = 5000;
+
+/** One machine version as `GET /machines/order` lists it. */
+export interface MachineVersionUse {
+  version: number;
+  /** The version new orders start on and others are moved to (by this replica). */
+  current: boolean;
+  /** Whether this replica has the version's definition (an older replica does not know a newer one). */
+  known: boolean;
+  /** Orders stored with this version. */
+  orders: number;
+  /** Of those, the ones not in a final state (null when this replica does not know the version's states). */
+  active: number | null;
+}
+
 /**
- * `GET /machines/order` (the order machine as a graph) and `GET /statechart` (the page that draws
- * it, optionally following one order), as entries of the app's route table so they are in the
- * OpenAPI document. Nothing here holds order data, so nothing needs a token: the page fetches an
- * order with the user's own token.
+ * The versions still in use, with their order counts: every version some order is stored with,
+ * and the current one. Counted on one statement, at most once per COUNTS_TTL_MS per replica (the
+ * requests of that time share the answer).
  */
-export function statechartRoutes(): Route[] {
-  const graphJson = loaded(Buffer.from(JSON.stringify(orderGraph)));
-  // Drawn on the first request and kept (the machine changes only with a deploy); a failure is
-  // not kept, so the next request tries again.
-  let page: Promise<Loaded> | undefined;
-  const drawnPage = (): Promise<Loaded> => {
-    if (page === undefined) {
-      const drawing = renderStatechartPage().then((html) => loaded(Buffer.from(html)));
-      drawing.catch(() => {
-        if (page === drawing) page = undefined;
+export function versionCounter(db: Database, machines: OrderMachines, ttlMs = COUNTS_TTL_MS): () => Promise<MachineVersionUse[]> {
+  let cached: { at: number; counts: Promise<MachineVersionUse[]> } | undefined;
+  const count = async (): Promise<MachineVersionUse[]> => {
+    const rows = await db.query<{ machine_version: number; status: string; n: number }>(
+      `SELECT machine_version, status, count(*)::int AS n FROM orders WHERE machine_id = 'order' GROUP BY machine_version, status`,
+    );
+    const byVersion = new Map<number, MachineVersionUse>();
+    const entry = (version: number) => {
+      let use = byVersion.get(version);
+      if (!use) {
+        const known = machines.get(version) !== undefined;
+        byVersion.set(version, (use = { version, current: version === machines.newest, known, orders: 0, active: known ? 0 : null }));
+      }
+      return use;
+    };
+    entry(machines.newest);
+    for (const r of rows) {
+      const use = entry(r.machine_version);
+      use.orders += r.n;
+      const machine = machines.get(r.machine_version);
+      if (machine && use.active !== null && !machine.isFinal(r.status)) use.active += r.n;
+    }
+    return [...byVersion.values()].sort((a, b) => a.version - b.version);
+  };
+  return () => {
+    const now = Date.now();
+    if (!cached || now - cached.at > ttlMs) {
+      const counts = count();
+      cached = { at: now, counts };
+      // A failure is not kept: the next request counts again.
+      counts.catch(() => {
+        if (cached?.counts === counts) cached = undefined;
       });
-      page = drawing;
+    }
+    return cached.counts;
+  };
+}
+
+export interface StatechartDeps {
+  /** For the order counts of `GET /machines/order`. */
+  db: Database;
+  machines?: OrderMachines;
+}
+
+/**
+ * `GET /machines/order` (a version of the order machine as a graph, and the versions in use) and
+ * `GET /statechart` (the page that draws it, optionally following one order), as entries of the
+ * app's route table so they are in the OpenAPI document. Nothing here holds order data, so nothing
+ * needs a token: the page fetches an order with the user's own token.
+ */
+export function statechartRoutes({ db, machines = orderMachines() }: StatechartDeps): Route[] {
+  const inUse = versionCounter(db, machines);
+  const pages: PageVersions = { versions: machines.versions.map((v) => v.version), current: machines.newest };
+  const versionOf = (requested: number | undefined) => {
+    const machine = requested === undefined ? machines.current : machines.get(requested);
+    if (!machine) throw new DomainError('not_found', `this service does not run version ${requested} of the order machine`, { version: requested });
+    return machine;
+  };
+  // Each version is drawn on its first request and kept (the machines change only with a deploy);
+  // a failure is not kept, so the next request tries again.
+  const drawn = new Map<number, Promise<Loaded>>();
+  const drawnPage = (graph: MachineGraph): Promise<Loaded> => {
+    let page = drawn.get(graph.version);
+    if (page === undefined) {
+      const drawing = renderStatechartPage(graph, pages).then((html) => loaded(Buffer.from(html)));
+      drawing.catch(() => {
+        if (drawn.get(graph.version) === drawing) drawn.delete(graph.version);
+      });
+      drawn.set(graph.version, (page = drawing));
     }
     return page;
   };
@@ -127,26 +217,31 @@ export function statechartRoutes(): Route[] {
     defineRoute({
       method: 'get',
       path: '/machines/order',
-      summary: 'The order machine as a graph: states, final states, transitions with their commands and guards, and its version.',
+      summary:
+        'The order machine as a graph (states, final states, transitions with their commands and guards; the current version, or ?version=), and the versions still in use with their order counts.',
       tag: 'statechart',
       auth: false,
-      responses: { 200: { description: 'the graph, derived from the machine definition', schema: MachineGraphSchema } },
-      errors: [],
-      async handle(ctx) {
-        send(ctx, 'application/json; charset=utf-8', graphJson);
+      query: MachineGraphQuery,
+      responses: { 200: { description: 'the graph, derived from the machine definition, and the versions in use', schema: MachineGraphSchema } },
+      errors: [400, 404],
+      async handle(ctx, { query }) {
+        const machine = versionOf(query.version);
+        const body = { ...machine.graph, versions: await inUse() };
+        send(ctx, 'application/json; charset=utf-8', loaded(Buffer.from(JSON.stringify(body))));
       },
     }),
     defineRoute({
       method: 'get',
       path: '/statechart',
-      summary: 'The order lifecycle drawn as a state chart; with ?orderId= it follows one order live (token in the URL fragment or pasted).',
+      summary:
+        'The order lifecycle drawn as a state chart (the current machine version, or ?version=); with ?orderId= it follows one order live (token in the URL fragment or pasted), on the chart of the version the order runs.',
       tag: 'statechart',
       auth: false,
       query: StatechartQuery,
       responses: { 200: { description: 'the page', contentType: 'text/html' } },
-      errors: [],
-      async handle(ctx) {
-        send(ctx, 'text/html; charset=utf-8', await drawnPage());
+      errors: [400, 404],
+      async handle(ctx, { query }) {
+        send(ctx, 'text/html; charset=utf-8', await drawnPage(versionOf(query.version).graph));
       },
     }),
   ];
@@ -167,8 +262,8 @@ export function createStatechartAssetsRouter(): Router {
 }
 
 /** The chart on its own (routes and assets), for serving it without the rest of the app. */
-export function createStatechartRouter(): Router {
+export function createStatechartRouter(deps: StatechartDeps): Router {
   const router = createStatechartAssetsRouter();
-  mountRoutes(router, statechartRoutes(), { authSecret: '', bodyLimit: '1kb' });
+  mountRoutes(router, statechartRoutes(deps), { authSecret: '', bodyLimit: '1kb' });
   return router;
 }

@@ -3,14 +3,13 @@ import { z } from 'zod';
 import type { Principal, Role } from '../actors/principal.ts';
 import type { Database } from '../db/pg.ts';
 import { ForbiddenError } from '../errors.ts';
-import { ORDER_STATUSES } from '../machines/order.machine.ts';
 import { customerOrders } from '../views/customer-orders.view.ts';
 import { riderDeliveryCount } from '../views/rider-delivery-counts.view.ts';
 import type { ViewStatusReader } from '../views/status.ts';
 import { storeFoodCounts } from '../views/store-food-counts.view.ts';
 import { STORE_ORDER_STATUSES, storeOrders } from '../views/store-orders.view.ts';
 import { defineRoute, type Route } from './route.ts';
-import { idString, LimitQuery } from './schemas.ts';
+import { idString, LimitQuery, ORDER_STATUSES } from './schemas.ts';
 
 const Timestamp = z.string().describe('ISO 8601 timestamp');
 const Version = z.number().int().describe("the seq of the last event the view applied to the order: equal to the order's version (ETag) once the view has caught up");

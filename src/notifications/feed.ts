@@ -1,13 +1,12 @@
 import type { Database } from '../db/pg.ts';
 import type { Principal } from '../actors/principal.ts';
-import type { OrderStatus } from '../machines/order.machine.ts';
 
 export interface Notification {
   notificationId: string;
   eventId: string;
   orderId: string;
   seq: number;
-  status: OrderStatus;
+  status: string;
   text: string;
   /** Same as text; kept for clients of the first API version. */
   message: string;
@@ -26,7 +25,7 @@ interface Row {
   event_id: string;
   order_id: string;
   seq: number;
-  status: OrderStatus;
+  status: string;
   text: string;
   created_at: Date;
   delivered_at: Date | null;

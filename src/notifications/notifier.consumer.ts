@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { Consumer, OrderEvent, OrderEvents, Planned } from '../actors/consumers.ts';
 import type { NotificationRow } from './delivery.work.ts';
-import { STATUS_AFTER, type OrderDomainEventType, type OrderItem, type RefundDue } from '../machines/order.machine.ts';
+import { requireKnownEvent } from '../actors/order-repository.ts';
+import type { OrderDomainEventType, OrderItem, RefundDue } from '../machines/order/contract.ts';
 
 export type RecipientRole = 'customer' | 'store' | 'rider';
 
@@ -118,6 +119,7 @@ export function notifierConsumer(deliver: (rows: NotificationRow[]) => void, lea
       const states = batch.map((b) => {
         let state = b.state;
         for (const e of b.events) {
+          requireKnownEvent('notifier', e);
           // Parties come from the state before the event (a cancel reaches the rider who had picked).
           const before = e.type === 'OrderPlaced' ? fold(state, e) : state!;
           for (const r of recipients(e, before)) {
@@ -128,7 +130,7 @@ export function notifierConsumer(deliver: (rows: NotificationRow[]) => void, lea
               seq: e.seq,
               toRole: r.role,
               toId: r.id,
-              status: STATUS_AFTER[e.type],
+              status: e.status,
               text: r.text,
               createdAt: e.occurredAt,
             });

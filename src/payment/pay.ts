@@ -1,6 +1,6 @@
 import { NO_CAUSE, requireVisible, type CommandContext, type OrderSteps, type OrderView, type PayCommand } from '../actors/order-actor.ts';
 import { refundKey as orderRefundKey, type Cause, type OrderRow } from '../actors/order-repository.ts';
-import type { LoadedOrder } from '../actors/order-store.ts';
+import { judgeable, type JudgeableOrder } from '../actors/order-store.ts';
 import { Batcher } from '../actors/batcher.ts';
 import { refundViewOf, viewOf } from '../actors/order-view.ts';
 import { requireRole, type Principal } from '../actors/principal.ts';
@@ -12,7 +12,7 @@ import {
   PaymentUnavailableError,
   StaleVersionError,
 } from '../errors.ts';
-import { ORDER_MACHINE_ID, ORDER_MACHINE_VERSION, accepts, allowedCommands, statusOf } from '../machines/order.machine.ts';
+import { ORDER_MACHINE_ID } from '../machines/order/contract.ts';
 import type { ResilientGateway } from './resilient-gateway.ts';
 
 export interface PayDeps {
@@ -52,12 +52,14 @@ interface AttemptRequest {
   orderId: string;
   /** The version the payment was judged on. */
   version: number;
+  /** The machine version the order was stored with when it was judged. */
+  machineVersion: number;
   amount: number;
 }
 
 /*
- * Records a payment attempt for each order still at its judged version (input arrays: order ids,
- * versions, amounts), as the attempt of this replica ($7). The orders' row locks last this one
+ * Records a payment attempt for each order still at its judged version and machine version (input
+ * arrays: order ids, versions, amounts, machine versions), as the attempt of this replica ($7). The orders' row locks last this one
  * statement: they order the attempts after a payment being recorded. An order whose earlier
  * attempt is undecided (pending or unknown) gets no new one: while that attempt's replica holds its
  * lease, it is in flight (a null key); once its replica is gone or its caller gave up, this pay
@@ -66,10 +68,10 @@ interface AttemptRequest {
  */
 const START_ATTEMPTS = `
   WITH input AS (
-    SELECT * FROM unnest($1::uuid[], $2::int[], $3::int[]) AS i(id, version, amount)
+    SELECT * FROM unnest($1::uuid[], $2::int[], $3::int[], $6::int[]) AS i(id, version, amount, machine_version)
   ), judged AS (
-    SELECT o.id FROM orders o JOIN input i ON i.id = o.id AND o.version = i.version
-    WHERE o.id = ANY ($1::uuid[]) AND o.machine_id = $5::text AND o.machine_version = $6::int
+    SELECT o.id FROM orders o JOIN input i ON i.id = o.id AND o.version = i.version AND o.machine_version = i.machine_version
+    WHERE o.id = ANY ($1::uuid[]) AND o.machine_id = $5::text
     ORDER BY o.id FOR UPDATE OF o
   ), open AS (
     SELECT DISTINCT ON (a.order_id) a.order_id, a.idempotency_key, a.status, a.replica, a.due_at,
@@ -129,14 +131,16 @@ export function createPay(deps: PayDeps): Pay {
   const outcome = (o: Parameters<NonNullable<PayDeps['onOutcome']>>[0]) => deps.onOutcome?.(o);
 
   /** May this customer pay now? Judged on this replica's cache; a refusal is confirmed on a fresh read. */
-  async function judge(who: Principal, orderId: string, ctx: CommandContext, fresh: boolean): Promise<LoadedOrder> {
+  async function judge(who: Principal, orderId: string, ctx: CommandContext, fresh: boolean): Promise<JudgeableOrder> {
     const loaded = await steps.store.load(orderId, fresh);
     try {
       const row = requireVisible(who, loaded?.row, orderId, 'pay');
       requireRole(who, 'customer', 'pay');
       if (ctx.expectedVersion !== undefined && ctx.expectedVersion !== row.version) throw new StaleVersionError(ctx.expectedVersion, row.version);
-      if (!accepts(loaded!.snapshot, 'pay')) throw new InvalidTransitionError('pay', statusOf(loaded!.snapshot), allowedCommands(loaded!.snapshot));
-      return loaded!;
+      const order = judgeable(loaded!);
+      const { machine, snapshot } = order;
+      if (!machine.accepts(snapshot, 'pay')) throw new InvalidTransitionError('pay', machine.statusOf(snapshot), machine.allowedCommands(snapshot));
+      return order;
     } catch (err) {
       if (loaded?.cached) return judge(who, orderId, ctx, true);
       throw err;
@@ -156,7 +160,7 @@ export function createPay(deps: PayDeps): Pay {
       requests.map((r) => r.amount),
       deps.reconcileAfterMs,
       ORDER_MACHINE_ID,
-      ORDER_MACHINE_VERSION,
+      requests.map((r) => r.machineVersion),
       deps.replica,
     ]);
     const byId = new Map(rows.map((r) => [r.id, r]));
@@ -173,9 +177,12 @@ export function createPay(deps: PayDeps): Pay {
     const [attempt] = await db.query<{ status: string }>('SELECT status FROM payment_attempts WHERE idempotency_key = $1', [key]);
     if (attempt?.status !== 'charged') return undefined;
     const now = await steps.store.load(orderId, true);
-    if (!now || statusOf(now.snapshot) === 'awaitingPayment') return undefined;
+    if (!now) return undefined;
     requireVisible(who, now.row, orderId, 'pay');
-    return viewOf(now.snapshot, now.row, null);
+    // Moved on to a newer machine version since: a replica that runs it answers the retry.
+    const { machine, snapshot } = judgeable(now);
+    if (machine.statusOf(snapshot) === 'awaitingPayment') return undefined;
+    return viewOf(machine, snapshot, now.row, null);
   }
 
   /** Closes an attempt that certainly charged nothing. */
@@ -203,9 +210,9 @@ export function createPay(deps: PayDeps): Pay {
    * still pending); if a concurrent command moved it on (cancel, the unpaid-order timer), the same
    * statement marks the attempt orphaned and records the refund of its charge instead.
    */
-  async function recordCharge(who: Principal, loaded: LoadedOrder, attempt: Attempt, chargeId: string, amount: number, cause: Cause): Promise<OrderView> {
+  async function recordCharge(who: Principal, loaded: JudgeableOrder, attempt: Attempt, chargeId: string, amount: number, cause: Cause): Promise<OrderView> {
     const orderId = loaded.row.id;
-    const decided = steps.decide(loaded.snapshot, { type: 'pay', chargeId }, 'pay');
+    const decided = steps.decide(loaded, { type: 'pay', chargeId }, 'pay');
     const t = steps.transitionOf(loaded.row, decided, who, cause);
     const refundKey = orderRefundKey(orderId, chargeId);
     t.payment = { attemptKey: attempt.key, chargeId, amount, refundKey };
@@ -213,16 +220,21 @@ export function createPay(deps: PayDeps): Pay {
     if (committed) {
       steps.afterCommit(orderId, committed.version, t);
       outcome('charged');
-      return viewOf(decided.next, { ...loaded.row, version: committed.version, updated_at: t.at }, null);
+      return viewOf(decided.machine, decided.next, { ...loaded.row, version: committed.version, updated_at: t.at }, null);
     }
     if (t.payment.outcome === 'orphaned') {
       // A concurrent command won: the money goes back.
       deps.prompt.schedule('refund', [refundKey]);
       outcome('orphaned');
-      const now = await steps.store.load(orderId, true);
-      const snapshot = now!.snapshot;
-      const refused = new InvalidTransitionError('pay', statusOf(snapshot), allowedCommands(snapshot));
-      Object.assign(refused.details, { refund: refundViewOf({ refund_status: 'pending', refund_amount: amount, refund_id: null, refunded_at: null }) });
+      const refund = refundViewOf({ refund_status: 'pending', refund_amount: amount, refund_id: null, refunded_at: null });
+      const now = (await steps.store.load(orderId, true))!;
+      // Moved to a newer machine version than this replica runs: that replica answers the retry.
+      if (now.ahead) {
+        Object.assign(now.ahead.details, { refund });
+        throw now.ahead;
+      }
+      const refused = new InvalidTransitionError('pay', now.machine.statusOf(now.snapshot), now.machine.allowedCommands(now.snapshot));
+      Object.assign(refused.details, { refund });
       throw refused;
     }
     // Someone else decided the attempt first: reconciliation, or a retry that took it over (same
@@ -239,7 +251,7 @@ export function createPay(deps: PayDeps): Pay {
     const waitUntil = Date.now() + deps.waitForReconciliationMs;
     let waitedFor: string | undefined;
     for (let fresh = false; ; fresh = true) {
-      let loaded: LoadedOrder;
+      let loaded: JudgeableOrder;
       try {
         loaded = await judge(who, orderId, ctx, fresh);
       } catch (err) {
@@ -255,7 +267,7 @@ export function createPay(deps: PayDeps): Pay {
         throw new PaymentUnavailableError('the circuit breaker is open', payments.retryAfterSeconds(), true, true);
       }
       const amount = loaded.snapshot.context.total;
-      const started = await attempts.submit({ orderId: row.id, version: row.version, amount });
+      const started = await attempts.submit({ orderId: row.id, version: row.version, machineVersion: row.machine_version, amount });
       steps.store.noteOutcome(loaded.cached, started !== undefined);
       if (started === undefined) continue; // the order moved on between reading and recording: judge again
       if (started === 'in-progress') throw new PaymentInProgressError(row.id);
@@ -271,7 +283,7 @@ export function createPay(deps: PayDeps): Pay {
   }
 
   /** Charges for a recorded attempt (no transaction, no lock open) and records the outcome. */
-  async function call(who: Principal, loaded: LoadedOrder, attempt: Attempt, amount: number, ctx: CommandContext): Promise<OrderView> {
+  async function call(who: Principal, loaded: JudgeableOrder, attempt: Attempt, amount: number, ctx: CommandContext): Promise<OrderView> {
     const orderId = loaded.row.id;
     let chargeId: string;
     try {

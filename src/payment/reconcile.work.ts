@@ -2,7 +2,8 @@ import type { OrderSteps } from '../actors/order-actor.ts';
 import { refundKey } from '../actors/order-repository.ts';
 import { cappedBackoff, WorkTable, type WorkColumns, type WorkKind, type WorkPrompt } from '../actors/work.ts';
 import type { Database } from '../db/pg.ts';
-import { accepts } from '../machines/order.machine.ts';
+import { MachineVersionAheadError } from '../errors.ts';
+import { judgeable } from '../actors/order-store.ts';
 import type { FoundCharge, PaymentGateway } from './payment-gateway.ts';
 
 export interface AttemptRow extends WorkColumns {
@@ -39,11 +40,14 @@ export function paymentReconciliation(db: Database, payments: PaymentGateway, pr
   /** Pays the order with the charge found, if it still can take it. False when it cannot. */
   async function payWith(row: AttemptRow, found: FoundCharge): Promise<boolean> {
     const loaded = await steps.store.load(row.order_id, true);
-    if (!loaded || !accepts(loaded.snapshot, 'pay')) return false;
-    const decided = steps.decide(loaded.snapshot, { type: 'pay', chargeId: found.chargeId }, 'pay');
+    if (!loaded) return false;
+    // An order moved to a newer machine version than this replica runs: left to a replica that runs it.
+    const order = judgeable(loaded);
+    if (!order.machine.accepts(order.snapshot, 'pay')) return false;
+    const decided = steps.decide(order, { type: 'pay', chargeId: found.chargeId }, 'pay');
     // The customer's pay, completed: its cause is the attempt that charged.
-    const customer = { sub: loaded.snapshot.context.customerId, role: 'customer' as const };
-    const t = steps.transitionOf(loaded.row, decided, customer, { causationId: row.idempotency_key, clientRequestId: null });
+    const customer = { sub: order.snapshot.context.customerId, role: 'customer' as const };
+    const t = steps.transitionOf(order.row, decided, customer, { causationId: row.idempotency_key, clientRequestId: null });
     const key = refundKey(row.order_id, found.chargeId);
     t.payment = { attemptKey: row.idempotency_key, chargeId: found.chargeId, amount: found.amount, refundKey: key };
     const committed = await steps.store.commit(t);
@@ -77,7 +81,13 @@ export function paymentReconciliation(db: Database, payments: PaymentGateway, pr
         );
         return;
       }
-      if (await payWith(row, found)) return;
+      try {
+        if (await payWith(row, found)) return;
+      } catch (err) {
+        // Refunding instead would take away a payment the order can still take: a replica of the newer version decides, a second later.
+        if (err instanceof MachineVersionAheadError) return { retryInMs: 1000, error: err.message };
+        throw err;
+      }
       const key = refundKey(row.order_id, found.chargeId);
       const [orphaned] = await db.query<{ n: number }>(
         `WITH orphan AS (

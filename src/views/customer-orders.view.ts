@@ -1,6 +1,6 @@
 import type { Consumer, Effect, OrderEvent, OrderEvents, Planned } from '../actors/consumers.ts';
 import type { Database } from '../db/pg.ts';
-import { STATUS_AFTER, type OrderStatus } from '../machines/order.machine.ts';
+import { requireKnownEvent } from '../actors/order-repository.ts';
 import { missingPlacement, type ViewDefinition } from './view.ts';
 
 /** What the view keeps about an order: its row, which it rewrites whole after each batch. */
@@ -8,7 +8,7 @@ export interface CustomerOrderState {
   customerId: string;
   storeId: string;
   total: number;
-  status: OrderStatus;
+  status: string;
   riderId: string | null;
   placedAt: string;
   updatedAt: string;
@@ -16,7 +16,7 @@ export interface CustomerOrderState {
 
 export interface CustomerOrder {
   orderId: string;
-  status: OrderStatus;
+  status: string;
   storeId: string;
   total: number;
   riderId: string | null;
@@ -29,12 +29,13 @@ export interface CustomerOrder {
 const NAME = 'customer-orders';
 
 export function foldCustomerOrder(state: CustomerOrderState | null, e: OrderEvent): CustomerOrderState {
+  requireKnownEvent(NAME, e);
   if (e.type === 'OrderPlaced') {
     return {
       customerId: String(e.data.customerId),
       storeId: String(e.data.storeId),
       total: Number(e.data.total),
-      status: STATUS_AFTER.OrderPlaced,
+      status: e.status,
       riderId: null,
       placedAt: e.occurredAt,
       updatedAt: e.occurredAt,
@@ -42,7 +43,7 @@ export function foldCustomerOrder(state: CustomerOrderState | null, e: OrderEven
   }
   if (!state) throw missingPlacement(NAME, e);
   const riderId = e.type === 'OrderPickedUp' ? String(e.data.riderId) : state.riderId;
-  return { ...state, status: STATUS_AFTER[e.type], riderId, updatedAt: e.occurredAt };
+  return { ...state, status: e.status, riderId, updatedAt: e.occurredAt };
 }
 
 /** Every order of each customer with its status: what a customer checks "at any time". */
@@ -81,7 +82,7 @@ export const customerOrdersView: ViewDefinition<CustomerOrderState> = {
 
 interface Row {
   order_id: string;
-  status: OrderStatus;
+  status: string;
   store_id: string;
   total: number;
   rider_id: string | null;

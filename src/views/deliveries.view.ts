@@ -1,6 +1,7 @@
 import type { Consumer, Effect, OrderEvents, Planned } from '../actors/consumers.ts';
 import type { Database } from '../db/pg.ts';
-import type { OrderItem } from '../machines/order.machine.ts';
+import { requireKnownEvent } from '../actors/order-repository.ts';
+import type { OrderItem } from '../machines/order/contract.ts';
 import type { ViewDefinition } from './view.ts';
 
 /** What the view keeps about an order between events: only what a rider may see. */
@@ -38,6 +39,7 @@ function deliveriesConsumer(): Consumer<DeliveryState> {
         let cookedAt: string | undefined;
         let withdrawnAt: string | undefined;
         for (const e of b.events) {
+          requireKnownEvent('deliveries', e);
           if (e.type === 'OrderPlaced') {
             const items = (e.data.items as OrderItem[] | undefined) ?? [];
             const address = e.data.address as { area: string };

@@ -1,4 +1,5 @@
 import type { Consumer, Effect, OrderEvents, Planned } from '../actors/consumers.ts';
+import { requireKnownEvent } from '../actors/order-repository.ts';
 import type { Database } from '../db/pg.ts';
 import { sumByKey, type ViewDefinition } from './view.ts';
 
@@ -23,7 +24,12 @@ export const riderDeliveryCountsView: ViewDefinition<null> = {
       plan(batch: OrderEvents<null>[]): Planned<null> {
         const effects: Effect[] = [];
         const picks: [string, number][] = [];
-        for (const b of batch) for (const e of b.events) if (e.type === 'OrderPickedUp') picks.push([String(e.data.riderId), 1]);
+        for (const b of batch) {
+          for (const e of b.events) {
+            requireKnownEvent(NAME, e);
+            if (e.type === 'OrderPickedUp') picks.push([String(e.data.riderId), 1]);
+          }
+        }
         const sums = sumByKey(picks);
         if (sums.length > 0) {
           effects.push({

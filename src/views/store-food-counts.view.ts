@@ -1,6 +1,7 @@
 import type { Consumer, Effect, OrderEvent, OrderEvents, Planned } from '../actors/consumers.ts';
 import type { Database } from '../db/pg.ts';
-import type { OrderItem } from '../machines/order.machine.ts';
+import { requireKnownEvent } from '../actors/order-repository.ts';
+import type { OrderItem } from '../machines/order/contract.ts';
 import { missingPlacement, sumByKey, type ViewDefinition } from './view.ts';
 
 /** What the view keeps about an order: its store, its quantities, and whether they are counted now. */
@@ -25,6 +26,7 @@ const NAME = 'store-food-counts';
  * rejected (by the store or by the accept timer).
  */
 export function foldFoodCounts(state: FoodCountState | null, e: OrderEvent): { state: FoodCountState; sign: 1 | -1 | 0 } {
+  requireKnownEvent(NAME, e);
   if (e.type === 'OrderPlaced') {
     const items = (e.data.items as OrderItem[] | undefined) ?? [];
     return { state: { storeId: String(e.data.storeId), items: items.map((i) => [i.foodId, i.qty]), counted: false }, sign: 0 };

@@ -1,6 +1,7 @@
 import type { Consumer, Effect, OrderEvent, OrderEvents, Planned } from '../actors/consumers.ts';
 import type { Database } from '../db/pg.ts';
-import { STATUS_AFTER, type OrderItem, type OrderStatus } from '../machines/order.machine.ts';
+import { requireKnownEvent } from '../actors/order-repository.ts';
+import type { OrderItem } from '../machines/order/contract.ts';
 import { missingPlacement, type ViewDefinition } from './view.ts';
 
 export interface StoreOrderItem {
@@ -14,7 +15,7 @@ export interface StoreOrderState {
   storeId: string;
   total: number;
   items: StoreOrderItem[];
-  status: OrderStatus;
+  status: string;
   riderId: string | null;
   /** When the store received the order (it was paid); null before. */
   paidAt: string | null;
@@ -23,7 +24,7 @@ export interface StoreOrderState {
 
 export interface StoreOrder {
   orderId: string;
-  status: OrderStatus;
+  status: string;
   total: number;
   items: StoreOrderItem[];
   riderId: string | null;
@@ -34,19 +35,20 @@ export interface StoreOrder {
 }
 
 /** The statuses an order can have once the store received it. */
-export const STORE_ORDER_STATUSES = ['paid', 'accepted', 'cooking', 'cooked', 'pickedUp', 'delivered', 'cancelled', 'rejected'] as const satisfies readonly OrderStatus[];
+export const STORE_ORDER_STATUSES = ['paid', 'accepted', 'cooking', 'cooked', 'pickedUp', 'delivered', 'cancelled', 'rejected'] as const;
 export type StoreOrderStatus = (typeof STORE_ORDER_STATUSES)[number];
 
 const NAME = 'store-orders';
 
 export function foldStoreOrder(state: StoreOrderState | null, e: OrderEvent): StoreOrderState {
+  requireKnownEvent(NAME, e);
   if (e.type === 'OrderPlaced') {
     const items = (e.data.items as OrderItem[] | undefined) ?? [];
     return {
       storeId: String(e.data.storeId),
       total: Number(e.data.total),
       items: items.map((i) => ({ foodId: i.foodId, name: i.name, qty: i.qty })),
-      status: STATUS_AFTER.OrderPlaced,
+      status: e.status,
       riderId: null,
       paidAt: null,
       updatedAt: e.occurredAt,
@@ -55,7 +57,7 @@ export function foldStoreOrder(state: StoreOrderState | null, e: OrderEvent): St
   if (!state) throw missingPlacement(NAME, e);
   return {
     ...state,
-    status: STATUS_AFTER[e.type],
+    status: e.status,
     riderId: e.type === 'OrderPickedUp' ? String(e.data.riderId) : state.riderId,
     paidAt: e.type === 'OrderPaid' ? e.occurredAt : state.paidAt,
     updatedAt: e.occurredAt,
@@ -98,7 +100,7 @@ export const storeOrdersView: ViewDefinition<StoreOrderState> = {
 
 interface Row {
   order_id: string;
-  status: OrderStatus;
+  status: string;
   total: number;
   items: StoreOrderItem[];
   rider_id: string | null;

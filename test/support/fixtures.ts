@@ -1,4 +1,4 @@
-import type { OrderInput } from '../../src/machines/order.machine.ts';
+import type { OrderInput } from '../../src/machines/order/contract.ts';
 
 /** A placed order's input for pure machine tests: one line of bibimbap in Gangnam. */
 export function sampleOrderInput(overrides: Partial<OrderInput> = {}): OrderInput {

@@ -1,9 +1,10 @@
 import { partitionSql } from '../../src/actors/partitions.ts';
 import { randomUUID } from 'node:crypto';
 import { initialTransition, transition } from 'xstate';
-import { emittedEvents } from '../../src/actors/order-repository.ts';
+import { emittedEvents } from '../../src/machines/order/define.ts';
 import type { Sql } from '../../src/db/pg.ts';
-import { ORDER_MACHINE_ID, ORDER_MACHINE_VERSION, orderMachine, statusOf, type OrderMachineEvent } from '../../src/machines/order.machine.ts';
+import { ORDER_MACHINE_VERSION, orderMachine, statusOf, type OrderMachineEvent } from '../../src/machines/order/v1.ts';
+import { ORDER_MACHINE_ID } from '../../src/machines/order/contract.ts';
 import type { ScriptedOrder, Step } from './views.ts';
 
 function machineEvent(step: Step, order: ScriptedOrder): OrderMachineEvent {

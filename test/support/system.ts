@@ -15,7 +15,8 @@ import { createFakeGateway, type FakeGateway } from '../../src/payment/fake-gate
 import { createHttpPaymentGateway } from '../../src/payment/payment-gateway.ts';
 import type { NotificationTransport } from '../../src/notifications/transports.ts';
 import { COMMAND_ROLE, type OrderView } from '../../src/actors/order-actor.ts';
-import type { OrderCommand } from '../../src/machines/order.machine.ts';
+import type { OrderCommand } from '../../src/machines/order/contract.ts';
+import type { OrderMachines } from '../../src/machines/order/registry.ts';
 import { deleteKeys } from '../../scripts/cluster/infra.ts';
 
 /** A database of this run's own, so concurrent runs on one machine cannot disturb each other. */
@@ -85,8 +86,8 @@ export interface TestSystem extends AppInstance {
   /** Requests that reached the gateway, by kind. */
   gatewayStats(): Promise<{ charges: number; refunds: number; lookups: number }>;
   token(role: Role, sub: string): Promise<string>;
-  /** Another replica sharing the database, the queue and the gateway. */
-  startReplica(): Promise<AppInstance>;
+  /** Another replica sharing the database, the queue and the gateway (running other machines when given). */
+  startReplica(opts?: { machines?: OrderMachines }): Promise<AppInstance>;
   /** Resets the gateway's ledger and behaviour. */
   resetGateway(): Promise<void>;
   setGatewayBehaviour(b: GatewayBehaviour): Promise<void>;
@@ -166,13 +167,15 @@ export interface InstanceOptions {
   env?: Record<string, string>;
   transport?: NotificationTransport;
   clock?: () => Date;
+  /** The order machine versions it runs (the shipped ones when absent). */
+  machines?: OrderMachines;
 }
 
 export async function startInstance(opts: InstanceOptions): Promise<AppInstance> {
   const config = loadConfig({ ...TEST_ENV, QUEUE_PREFIX: opts.queuePrefix, ...opts.env });
   const log = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
   const payments = createHttpPaymentGateway({ baseUrl: opts.gatewayUrl, timeoutMs: config.PAYMENT_TIMEOUT_MS });
-  const runtime = await startRuntime({ config, log, payments, transport: opts.transport, clock: opts.clock });
+  const runtime = await startRuntime({ config, log, payments, transport: opts.transport, clock: opts.clock, machines: opts.machines });
   const { koa, routes } = createApp({ ...runtime, log, ...appSettings(config) });
   const http = createServer(koa.callback());
   const baseUrl = await listen(http);
@@ -252,6 +255,8 @@ export interface SystemOptions {
   name?: string;
   env?: Record<string, string>;
   transport?: NotificationTransport;
+  /** The order machine versions its first instance runs (the shipped ones when absent). */
+  machines?: OrderMachines;
 }
 
 export async function startSystem(opts: SystemOptions = {}): Promise<TestSystem> {
@@ -263,7 +268,7 @@ export async function startSystem(opts: SystemOptions = {}): Promise<TestSystem>
     await resetDatabase(databaseUrl);
   }
   const env: Record<string, string> = { ...TEST_ENV, DATABASE_URL: databaseUrl, ...opts.env };
-  const main = await startInstance({ gatewayUrl: gateway.url, queuePrefix, env, transport: opts.transport });
+  const main = await startInstance({ gatewayUrl: gateway.url, queuePrefix, env, transport: opts.transport, machines: opts.machines });
   const replicas: AppInstance[] = [];
 
   const token = (role: Role, sub: string) => signToken(AUTH_SECRET, { role, sub } satisfies Principal);
@@ -281,8 +286,8 @@ export async function startSystem(opts: SystemOptions = {}): Promise<TestSystem>
     env,
     token,
     gatewayStats: () => gatewayCall('GET', '/_admin/stats'),
-    async startReplica() {
-      const replica = await startInstance({ gatewayUrl: gateway.url, queuePrefix, env, transport: opts.transport });
+    async startReplica(replicaOpts = {}) {
+      const replica = await startInstance({ gatewayUrl: gateway.url, queuePrefix, env, transport: opts.transport, machines: replicaOpts.machines ?? opts.machines });
       replicas.push(replica);
       return replica;
     },

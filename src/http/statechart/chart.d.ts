@@ -1,6 +1,6 @@
 // Types of chart.js, the plain ES module the page and `npm run statechart` share.
 import type { ELK, ElkNode } from 'elkjs/lib/elk-api.js';
-import type { MachineGraph } from '../../machines/order.graph.ts';
+import type { MachineGraph } from '../../machines/graph.ts';
 
 export interface Point {
   x: number;

@@ -16,6 +16,8 @@ const $ = (id) => {
 
 let graph;
 let svg;
+/** The machine versions this page can draw (the links of #versions). */
+let versions = [];
 /** The order being followed; replaced (and the old one abandoned) on every new follow. */
 let following = null;
 
@@ -111,6 +113,7 @@ function showOrder(order, events, trace) {
   const allowed = order.allowed.map((c) => el('span', { class: `command cmd-${c}` }, c));
   $('order-allowed').replaceChildren(...(allowed.length > 0 ? allowed : ['nothing']));
   $('order-version').textContent = String(order.version);
+  $('order-machine').textContent = `version ${order.machineVersion}`;
   $('order-checked').textContent = new Date().toLocaleTimeString();
   const items = trace.steps.map((step, i) => {
     const event = events[i];
@@ -172,6 +175,19 @@ function follow(orderId, token) {
         return again(backoff);
       }
       const order = await res.json();
+      if (order.machineVersion !== graph.version) {
+        // The order runs another version of the machine: draw that one, if this page has it.
+        if (versions.includes(order.machineVersion)) {
+          session.stop();
+          location.assign(pageUrl({ version: order.machineVersion, orderId }));
+          return;
+        }
+        showError(
+          `Order ${orderId} runs version ${order.machineVersion} of the order machine; this chart is version ${graph.version}.`,
+          'The service that drew this page does not have that version yet (a deploy is under way): reload in a moment.',
+        );
+        return again(POLL_MS);
+      }
       if (order.version !== shownVersion) {
         const evRes = await api(`/orders/${id}/events`, token, controller.signal);
         if (!evRes.ok) {
@@ -215,6 +231,32 @@ function follow(orderId, token) {
   tick();
 }
 
+/** This page's address with the given machine version (the one drawn when absent) and order to follow. */
+function pageUrl({ version = graph.version, orderId } = {}) {
+  const params = new URLSearchParams();
+  if (version !== undefined) params.set('version', String(version));
+  if (orderId) params.set('orderId', orderId);
+  return `${location.pathname}?${params}`;
+}
+
+/** Shows how many orders each drawn version has (best effort: the chart works without it). */
+async function showOrderCounts() {
+  try {
+    const res = await fetch('/machines/order', { headers: { Accept: 'application/json' }, cache: 'no-store' });
+    if (!res.ok) return;
+    const body = await res.json();
+    const uses = new Map((body.versions ?? []).map((use) => [use.version, use]));
+    const count = (n, what) => `${n} ${what}${n === 1 ? '' : 's'}`;
+    for (const slot of document.querySelectorAll('#versions [data-orders]')) {
+      const use = uses.get(Number(slot.dataset.orders));
+      // A version the service lists no orders for is not in use any more.
+      slot.textContent = !use || use.orders === 0 ? 'no orders' : `${count(use.orders, 'order')}${use.active === null ? '' : `, ${use.active} active`}`;
+    }
+  } catch {
+    // No counts: the links still work.
+  }
+}
+
 /** Token from `#token=…` (then removed from the address bar and history) or from this tab. */
 function initialToken() {
   const fragment = new URLSearchParams(location.hash.slice(1));
@@ -246,7 +288,7 @@ function wireForm() {
       return;
     }
     sessionStorage.setItem(TOKEN_KEY, tok);
-    history.replaceState(history.state, '', `${location.pathname}?orderId=${encodeURIComponent(id)}`);
+    history.replaceState(history.state, '', pageUrl({ orderId: id }));
     follow(id, tok);
   });
   $('stop').addEventListener('click', () => {
@@ -256,7 +298,7 @@ function wireForm() {
     $('stop').hidden = true;
     $('order').hidden = true;
     highlight(null);
-    history.replaceState(history.state, '', location.pathname);
+    history.replaceState(history.state, '', pageUrl());
   });
 
   if (orderId && token) follow(orderId, token);
@@ -271,11 +313,13 @@ function main() {
     graph = JSON.parse($('machine-graph').textContent);
     svg = $('chart').querySelector('svg.statechart');
     if (!svg) throw new Error('the page arrived without its chart');
+    versions = [...document.querySelectorAll('#versions [data-version]')].map((a) => Number(a.dataset.version));
   } catch (error) {
     showError('Could not read the chart.', 'Reload the page.', String(error?.message ?? error));
     return;
   }
   wireForm();
+  void showOrderCounts();
   document.body.dataset.ready = 'true';
 }
 

@@ -1,50 +1,13 @@
-import { assertEvent, assign, createActor, emit, setup, type ExecutableActionObject, type SnapshotFrom } from 'xstate';
+import { assertEvent, assign, emit, setup, type ExecutableActionObject, type SnapshotFrom } from 'xstate';
+import { ORDER_MACHINE_ID, type OrderCommand, type OrderCommandEvent, type OrderContext, type OrderDomainEvent, type OrderDomainEventType, type OrderInput, type RefundDue } from './contract.ts';
+import { defineOrderMachine } from './define.ts';
 
-/** Bump when a change makes old snapshots unreadable; the runtime refuses snapshots of other versions. */
-export const ORDER_MACHINE_ID = 'order';
+/**
+ * Version 1 of the order machine. A version is never edited once orders run on it: a change that
+ * moves, removes or renames a state or an event is a new version (v2.ts, a copy of this file to
+ * edit) with a migration from this one; see the README, "Changing the machine".
+ */
 export const ORDER_MACHINE_VERSION = 1;
-
-export interface Address {
-  area: string;
-  line: string;
-}
-
-export interface OrderItem {
-  foodId: string;
-  name: string;
-  qty: number;
-  unitPrice: number;
-  lineTotal: number;
-}
-
-export interface OrderInput {
-  orderId: string;
-  customerId: string;
-  storeId: string;
-  items: OrderItem[];
-  total: number;
-  address: Address;
-}
-
-export interface OrderContext extends OrderInput {
-  riderId: string | null;
-  chargeId: string | null;
-  rejectReason: string | null;
-  cancelReason: string | null;
-}
-
-/** Commands the API accepts, named by their route's last segment. */
-export const ORDER_COMMANDS = [
-  'pay',
-  'accept',
-  'reject',
-  'start-cooking',
-  'finish-cooking',
-  'cancel',
-  'pick',
-  'confirm-delivery',
-] as const;
-export type OrderCommand = (typeof ORDER_COMMANDS)[number];
 
 /**
  * Events no caller sends: the runtime raises them when a durable timer of the state fires
@@ -53,38 +16,7 @@ export type OrderCommand = (typeof ORDER_COMMANDS)[number];
 export const ORDER_TIMER_EVENTS = ['payment-timeout', 'store-accept-timeout'] as const;
 export type OrderTimerEvent = (typeof ORDER_TIMER_EVENTS)[number];
 
-export type OrderMachineEvent =
-  | { type: 'pay'; chargeId: string }
-  | { type: 'accept' }
-  | { type: 'reject'; reason: string }
-  | { type: 'start-cooking' }
-  | { type: 'finish-cooking' }
-  | { type: 'cancel'; reason: string | null }
-  | { type: 'pick'; riderId: string }
-  | { type: 'confirm-delivery' }
-  | { type: 'payment-timeout' }
-  | { type: 'store-accept-timeout' };
-
-/** A refund owed to the customer, carried by the event that ends a paid order early. */
-export interface RefundDue {
-  chargeId: string;
-  amount: number;
-}
-
-/** Domain events: exactly one per transition. They are journaled and published through the outbox. */
-export type OrderDomainEvent =
-  | { type: 'OrderPlaced'; data: OrderInput }
-  | { type: 'OrderPaid'; data: { chargeId: string; amount: number } }
-  | { type: 'OrderAccepted'; data: Record<string, never> }
-  | { type: 'OrderRejected'; data: { reason: string; refund: RefundDue | null } }
-  | { type: 'CookingStarted'; data: Record<string, never> }
-  | { type: 'CookingFinished'; data: { area: string } }
-  | { type: 'OrderCancelled'; data: { reason: string | null; refund: RefundDue | null } }
-  | { type: 'OrderPickedUp'; data: { riderId: string } }
-  | { type: 'OrderDelivered'; data: { riderId: string | null } }
-  | { type: 'PaymentTimedOut'; data: { reason: string } }
-  | { type: 'StoreAcceptTimedOut'; data: { reason: string; refund: RefundDue | null } };
-export type OrderDomainEventType = OrderDomainEvent['type'];
+export type OrderMachineEvent = OrderCommandEvent | { type: 'payment-timeout' } | { type: 'store-accept-timeout' };
 
 export const PAYMENT_TIMEOUT_REASON = 'the order was not paid in time';
 export const STORE_ACCEPT_TIMEOUT_REASON = 'the store did not accept the order in time';
@@ -251,33 +183,6 @@ export const ORDER_STATUSES = [
 ] as const;
 export type OrderStatus = (typeof ORDER_STATUSES)[number];
 
-/**
- * The events each state accepts, read once from the machine definition. The machine has no guards
- * (checked here), so what a state accepts depends on the state alone: a lookup replaces
- * `snapshot.can()`, which runs a whole transition each time. A unit test compares the two.
- */
-const ACCEPTED: Record<string, ReadonlySet<string>> = Object.fromEntries(
-  Object.entries(orderMachine.states).map(([key, node]) => {
-    for (const [event, definitions] of node.transitions) {
-      if (definitions.some((d) => d.guard !== undefined)) throw new Error(`order machine: ${key} --${event}--> has a guard; allowed events need can()`);
-    }
-    return [key, new Set(node.transitions.keys())];
-  }),
-);
-const ALLOWED: Record<string, readonly OrderCommand[]> = Object.fromEntries(
-  Object.entries(ACCEPTED).map(([key, events]) => [key, ORDER_COMMANDS.filter((c) => events.has(c))]),
-);
-
-/** Whether the machine takes an event of this type in this snapshot. */
-export function accepts(snapshot: OrderSnapshot, type: OrderMachineEvent['type']): boolean {
-  return ACCEPTED[String(snapshot.value)]?.has(type) ?? false;
-}
-
-/** The commands the machine accepts in this snapshot. */
-export function allowedCommands(snapshot: OrderSnapshot): OrderCommand[] {
-  return [...(ALLOWED[String(snapshot.value)] ?? [])];
-}
-
 /** An event of the given type with placeholder payload, for asking the machine what it accepts. */
 export function sampleEvent(type: OrderCommand): OrderMachineEvent {
   switch (type) {
@@ -310,12 +215,6 @@ export const ORDER_TIMERS = {
   awaitingPayment: { event: 'payment-timeout', delay: 'UNPAID_ORDER_TIMEOUT_MS' },
   paid: { event: 'store-accept-timeout', delay: 'STORE_ACCEPT_TIMEOUT_MS' },
 } as const satisfies Partial<Record<OrderStatus, { event: OrderTimerEvent; delay: string }>>;
-export type OrderTimerDelay = (typeof ORDER_TIMERS)[keyof typeof ORDER_TIMERS]['delay'];
-
-/** The timer the state starts, if any. */
-export function timerOf(status: OrderStatus): { event: OrderTimerEvent; delay: OrderTimerDelay } | undefined {
-  return (ORDER_TIMERS as Partial<Record<OrderStatus, { event: OrderTimerEvent; delay: OrderTimerDelay }>>)[status];
-}
 
 /** The status an order is in right after each domain event; a unit test checks it against the machine. */
 export const STATUS_AFTER: Record<OrderDomainEventType, OrderStatus> = {
@@ -332,61 +231,26 @@ export const STATUS_AFTER: Record<OrderDomainEventType, OrderStatus> = {
   OrderDelivered: 'delivered',
 };
 
-/** The refund an event owes the customer, if any. */
-export function refundOwed(event: OrderDomainEvent): RefundDue | null {
-  switch (event.type) {
-    case 'OrderCancelled':
-    case 'OrderRejected':
-    case 'StoreAcceptTimedOut':
-      return event.data.refund;
-    case 'OrderPlaced':
-    case 'OrderPaid':
-    case 'OrderAccepted':
-    case 'CookingStarted':
-    case 'CookingFinished':
-    case 'OrderPickedUp':
-    case 'OrderDelivered':
-    case 'PaymentTimedOut':
-      return null;
-    default: {
-      const exhaustive: never = event;
-      return exhaustive;
-    }
-  }
-}
+/** Journal event type → the event whose transition emits it (null: the placement). */
+export const JOURNAL_EVENT_COMMANDS = {
+  OrderPlaced: null,
+  OrderPaid: 'pay',
+  OrderAccepted: 'accept',
+  OrderRejected: 'reject',
+  CookingStarted: 'start-cooking',
+  CookingFinished: 'finish-cooking',
+  OrderCancelled: 'cancel',
+  OrderPickedUp: 'pick',
+  OrderDelivered: 'confirm-delivery',
+  PaymentTimedOut: 'payment-timeout',
+  StoreAcceptTimedOut: 'store-accept-timeout',
+} as const satisfies Record<OrderDomainEventType, OrderCommand | OrderTimerEvent | null>;
 
-export function statusOf(snapshot: OrderSnapshot): OrderStatus {
-  return snapshot.value as OrderStatus;
-}
+export const orderV1 = defineOrderMachine({ version: ORDER_MACHINE_VERSION, machine: orderMachine, timers: ORDER_TIMERS, journal: JOURNAL_EVENT_COMMANDS });
 
-/**
- * The machine's next snapshot and the actions it would execute: XState's pure `transition()`,
- * without its cost per call. That function builds a throwaway actor for each transition, and
- * building an actor computes the machine's initial snapshot (a whole initial microstep) only to
- * discard it. The order machine invokes and spawns nothing (checked here), so one inert scope
- * serves every transition; each call gets its own action list. A unit test compares the two.
- */
-type OrderActorScope = Parameters<typeof orderMachine.transition>[2];
-let inertScope: OrderActorScope | undefined;
-export function transitionOrder(snapshot: OrderSnapshot, event: OrderMachineEvent): [OrderSnapshot, ExecutableActionObject[]] {
-  if (!inertScope) {
-    for (const [key, node] of Object.entries(orderMachine.states)) {
-      if (node.invoke.length > 0) throw new Error(`order machine: ${key} invokes an actor; use xstate's transition()`);
-    }
-    const self = createActor(orderMachine, { input: { orderId: '', customerId: '', storeId: '', items: [], total: 0, address: { area: '', line: '' } } });
-    inertScope = {
-      self,
-      id: '',
-      sessionId: '',
-      system: self.system,
-      logger: () => {},
-      defer: () => {},
-      emit: () => {},
-      stopChild: () => {},
-      actionExecutor: () => {},
-    } as unknown as OrderActorScope;
-  }
-  const actions: ExecutableActionObject[] = [];
-  const next = orderMachine.transition(snapshot, event, { ...inertScope, actionExecutor: (action) => void actions.push(action) });
-  return [next, actions];
-}
+// Version 1's own view of the helpers every version has (the runtime uses orderV1, typed for any version).
+export const statusOf = (snapshot: OrderSnapshot): OrderStatus => orderV1.statusOf(snapshot) as OrderStatus;
+export const accepts = (snapshot: OrderSnapshot, type: OrderMachineEvent['type']): boolean => orderV1.accepts(snapshot, type);
+export const allowedCommands = (snapshot: OrderSnapshot): OrderCommand[] => orderV1.allowedCommands(snapshot);
+export const timerOf = (status: OrderStatus) => ORDER_TIMERS[status as keyof typeof ORDER_TIMERS] as (typeof ORDER_TIMERS)[keyof typeof ORDER_TIMERS] | undefined;
+export const transitionOrder = (snapshot: OrderSnapshot, event: OrderMachineEvent) => orderV1.transition(snapshot, event) as [OrderSnapshot, ExecutableActionObject[]];
