@@ -11,7 +11,7 @@ import { adminRoutes } from './admin.routes.ts';
 import { deliveryRoutes } from './deliveries.routes.ts';
 import { orderRoutes } from './orders.routes.ts';
 import { rateLimit } from './rate-limit.ts';
-import { mountRoutes, type Route } from './route.ts';
+import { mountRoutes, ROUTER_OPTIONS, type Route } from './route.ts';
 import { createStatechartAssetsRouter, statechartRoutes } from './statechart.routes.ts';
 import { storeRoutes } from './stores.routes.ts';
 import { systemRoutes } from './system.routes.ts';
@@ -100,7 +100,7 @@ export function createApp(deps: AppDeps): App {
     ...adminRoutes({ pg: deps.pg, bus: deps.bus, kinds: deps.kinds, consumers: deps.consumers, prompt: deps.work }),
     ...statechartRoutes(),
   );
-  const router = new Router();
+  const router = new Router(ROUTER_OPTIONS);
   const perMinute = deps.rateLimitPerMin ?? 0;
   mountRoutes(router, routes, {
     authSecret: deps.authSecret,

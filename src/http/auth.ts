@@ -71,6 +71,7 @@ function refuse(message: string, details: Record<string, unknown> = {}): never {
  */
 export async function verifyToken(rules: TokenRules | string, token: string, now = new Date()): Promise<Principal> {
   const r: TokenRules = typeof rules === 'string' ? { secret: rules, maxTtlSeconds: DEFAULT_MAX_TTL_SECONDS } : rules;
+  requireCompact(token);
   let payload: unknown;
   try {
     ({ payload } = await jwtVerify(token, key(r.secret), {
@@ -98,14 +99,32 @@ export async function verifyToken(rules: TokenRules | string, token: string, now
   return { sub: parsed.data.sub, role: parsed.data.role };
 }
 
+/** Three base64url parts without padding: the only shape of a compact JWS. */
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+
+/**
+ * Whether a part is canonical base64url: what encoding its own bytes gives back. Decoders skip
+ * padding, stray characters and the unused low bits of the last character, so without this one
+ * signature would have many spellings (a token with `=` appended would still verify).
+ */
+const canonical = (part: string) => Buffer.from(part, 'base64url').toString('base64url') === part;
+
 /** The token of `Authorization: Bearer <token>`, or a 401 naming what is wrong. */
 export function bearerToken(header: string): string {
-  const match = /^Bearer +([A-Za-z0-9._~+/=-]+)$/i.exec(header);
+  const match = /^Bearer +(\S+)$/i.exec(header);
   if (!match?.[1]) {
     refuse(header ? 'Authorization must be "Bearer <token>"' : 'a Bearer token is required');
   }
-  if (match[1].length > MAX_TOKEN_LENGTH) refuse(`the token is longer than ${MAX_TOKEN_LENGTH} characters`);
-  return match[1];
+  const token = match[1];
+  if (token.length > MAX_TOKEN_LENGTH) refuse(`the token is longer than ${MAX_TOKEN_LENGTH} characters`);
+  requireCompact(token);
+  return token;
+}
+
+function requireCompact(token: string): void {
+  if (!COMPACT_JWS.test(token) || !token.split('.').every(canonical)) {
+    refuse('the token must be a JWT of three canonical base64url parts (no padding, nothing else)');
+  }
 }
 
 /** How many verified tokens each replica remembers (a client sends the same token again and again). */

@@ -6,7 +6,7 @@ import { Router } from '@koa/router';
 import type { ELK } from 'elkjs/lib/elk-api.js';
 import type { Context } from 'koa';
 import { orderGraph, type MachineGraph } from '../machines/order.graph.ts';
-import { defineRoute, mountRoutes, type Route } from './route.ts';
+import { defineRoute, mountRoutes, ROUTER_OPTIONS, type Route } from './route.ts';
 import { MachineGraphSchema, StatechartQuery } from './schemas.ts';
 import { layoutChart, renderSvg } from './statechart/chart.js';
 
@@ -154,7 +154,7 @@ export function statechartRoutes(): Route[] {
 
 /** The page's static assets (its script, the drawing module it shares with the server, styles). */
 export function createStatechartAssetsRouter(): Router {
-  const router = new Router();
+  const router = new Router(ROUTER_OPTIONS);
   const file = fileCache();
   for (const [name, asset] of Object.entries(ASSETS)) {
     router.get(`/statechart/assets/${name}`, (ctx) => {
