@@ -291,6 +291,8 @@ async function startService(n: number, gatewayUrl: string, webhookUrl: string | 
       PAYMENT_URL: gatewayUrl,
       LOG_LEVEL: 'warn',
       RATE_LIMIT_PER_MIN: '0',
+      // Every client of a run shares 127.0.0.1: the limits are not what is measured.
+      PUBLIC_RATE_LIMIT_PER_MIN: '0',
       ...(webhookUrl && { NOTIFY_WEBHOOK_URL: webhookUrl }),
     },
   });

@@ -27,6 +27,16 @@ const schema = z
     AUTH_MAX_TTL_SECONDS: z.coerce.number().int().min(60).max(30 * 24 * 3600).default(24 * 3600),
     /** Requests per minute per token, for reads and for writes separately; 0 turns the limit off. */
     RATE_LIMIT_PER_MIN: z.coerce.number().int().min(0).max(1_000_000).default(600),
+    /**
+     * Requests per minute per client address that carry no accepted credential: the public routes
+     * (but the probes /healthz and /readyz), unknown routes and refused tokens; 0 turns it off.
+     */
+    PUBLIC_RATE_LIMIT_PER_MIN: z.coerce.number().int().min(0).max(1_000_000).default(300),
+    /**
+     * Proxies in front of the service whose X-Forwarded-For entries are trusted (1 behind the
+     * Ingress): the client address is the entry that many places from the right. 0: the socket's peer.
+     */
+    TRUSTED_PROXY_HOPS: z.coerce.number().int().min(0).max(10).default(0),
     /** When set, GET /metrics needs `Authorization: Bearer <METRICS_TOKEN>`; when unset it is open. */
     METRICS_TOKEN: z.string().min(16, 'METRICS_TOKEN must be at least 16 characters').optional(),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

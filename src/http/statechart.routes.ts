@@ -1,11 +1,11 @@
 import { readFileSync } from 'node:fs';
-import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { Router } from '@koa/router';
 import type { ELK } from 'elkjs/lib/elk-api.js';
 import type { Context } from 'koa';
 import { orderGraph, type MachineGraph } from '../machines/order.graph.ts';
+import { cacheable, sendCacheable, type Cacheable } from './cacheable.ts';
 import { defineRoute, mountRoutes, ROUTER_OPTIONS, type Route } from './route.ts';
 import { MachineGraphSchema, StatechartQuery } from './schemas.ts';
 import { layoutChart, renderSvg } from './statechart/chart.js';
@@ -31,27 +31,13 @@ const PAGE_HEADERS = {
   'X-Content-Type-Options': 'nosniff',
 };
 
-interface Loaded {
-  body: Buffer;
-  etag: string;
-}
+type Loaded = Cacheable;
+const loaded = cacheable;
 
-function loaded(body: Buffer): Loaded {
-  return { body, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"` };
-}
-
-/** Sends a cacheable body that browsers revalidate (If-None-Match → 304). */
+/** Sends a cacheable body that browsers revalidate (If-None-Match → 304), with the page's headers. */
 function send(ctx: Context, type: string, file: Loaded): void {
   ctx.set(PAGE_HEADERS);
-  ctx.set('Cache-Control', 'no-cache');
-  ctx.type = type;
-  ctx.etag = file.etag;
-  ctx.status = 200;
-  if (ctx.fresh) {
-    ctx.status = 304;
-    return;
-  }
-  ctx.body = file.body;
+  sendCacheable(ctx, type, file);
 }
 
 /** Files are read on first request and kept: they change only with a deploy. */

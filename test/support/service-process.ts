@@ -29,8 +29,9 @@ export async function startServiceProcess(opts: { gatewayUrl: string; queuePrefi
       PAYMENT_URL: opts.gatewayUrl,
       QUEUE_PREFIX: opts.queuePrefix,
       LOG_LEVEL: 'info',
-      // Off, so tests are not throttled; the rate-limit tests turn it on.
+      // Off, so tests are not throttled; the rate-limit tests turn them on.
       RATE_LIMIT_PER_MIN: '0',
+      PUBLIC_RATE_LIMIT_PER_MIN: '0',
       ...opts.env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -153,8 +153,9 @@ export const TEST_ENV: Record<string, string> = {
   SWEEP_INTERVAL_MS: '300',
   WORK_LEASE_MS: '4000',
   BODY_LIMIT: '16kb',
-  // Off, so tests are not throttled; the rate-limit tests turn it on.
+  // Off, so tests are not throttled; the rate-limit tests turn them on.
   RATE_LIMIT_PER_MIN: '0',
+  PUBLIC_RATE_LIMIT_PER_MIN: '0',
   // Tests leave many orders of one customer unpaid; the unpaid-order tests set their own limit.
   MAX_UNPAID_ORDERS_PER_CUSTOMER: '1000',
 };
@@ -205,7 +206,7 @@ export interface ServedApp {
  */
 export async function serveApp(
   runtime: Runtime,
-  settings: Partial<AppSettings> = {},
+  settings: Partial<AppSettings> & { stopping?: () => boolean } = {},
   opts: { log?: Logger; prepare?: (koa: Koa) => void } = {},
 ): Promise<ServedApp> {
   const log = opts.log ?? createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
