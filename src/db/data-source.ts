@@ -9,8 +9,9 @@ import { Partitions1768000000000 } from './migrations/1768000000000-partitions.t
 import { UnpaidOrders1768100000000 } from './migrations/1768100000000-unpaid-orders.ts';
 import { ClientRequestId1768200000000 } from './migrations/1768200000000-client-request-id.ts';
 import { ReplicaLeases1768300000000 } from './migrations/1768300000000-replica-leases.ts';
+import { NotificationUuids1768600000000 } from './migrations/1768600000000-notification-uuids.ts';
 
-export const MIGRATIONS = [InitialSchema1764000000000, Saga1765000000000, Views1766000000000, BatchGuard1767000000000, Partitions1768000000000, UnpaidOrders1768100000000, ClientRequestId1768200000000, ReplicaLeases1768300000000];
+export const MIGRATIONS = [InitialSchema1764000000000, Saga1765000000000, Views1766000000000, BatchGuard1767000000000, Partitions1768000000000, UnpaidOrders1768100000000, ClientRequestId1768200000000, ReplicaLeases1768300000000, NotificationUuids1768600000000];
 
 /** Any number of replicas may start at once; this lock lets exactly one run migrations at a time. */
 const MIGRATION_LOCK_KEY = 0x6ba3da1;

@@ -41,6 +41,8 @@ export interface RouteSpec<
    * are checked with their schema in `HEADER_SCHEMAS`.
    */
   headers?: H;
+  /** Whether the route serves a document with an ETag and answers If-None-Match with 304. */
+  conditional?: boolean;
   /** Whether a request must carry a body; when false an absent body is read as `{}`. */
   bodyRequired?: boolean;
   /** Headers the route reads, name → description, for the OpenAPI document. */

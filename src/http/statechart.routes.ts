@@ -116,6 +116,7 @@ export function statechartRoutes(): Route[] {
       summary: 'The order machine as a graph: states, final states, transitions with their commands and guards, and its version.',
       tag: 'statechart',
       auth: false,
+      conditional: true,
       responses: { 200: { description: 'the graph, derived from the machine definition', schema: MachineGraphSchema } },
       errors: [],
       async handle(ctx) {
@@ -129,6 +130,7 @@ export function statechartRoutes(): Route[] {
       tag: 'statechart',
       auth: false,
       query: StatechartQuery,
+      conditional: true,
       responses: { 200: { description: 'the page', contentType: 'text/html' } },
       errors: [],
       async handle(ctx) {

@@ -6,7 +6,7 @@ import { requireStaticToken } from './auth.ts';
 import { cacheable, sendCacheable, type Cacheable } from './cacheable.ts';
 import { buildOpenApi } from './openapi.ts';
 import { defineRoute, type Route } from './route.ts';
-import { HealthSchema, ReadySchema } from './schemas.ts';
+import { HealthSchema, OpenApiDocumentSchema, ReadySchema } from './schemas.ts';
 
 async function reachable(check: () => Promise<unknown>, timeoutMs = 2000): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
@@ -105,7 +105,8 @@ export function systemRoutes(deps: SystemRoutesDeps): Route[] {
       summary: 'This API described as OpenAPI 3.1, generated from the schemas that validate requests.',
       tag: 'system',
       auth: false,
-      responses: { 200: { description: 'the OpenAPI document (ETag; If-None-Match answers 304)' } },
+      conditional: true,
+      responses: { 200: { description: 'the OpenAPI document', schema: OpenApiDocumentSchema } },
       errors: [],
       async handle(ctx) {
         document ??= cacheable(JSON.stringify(buildOpenApi(deps.routes(), { title: 'Baedal API', version: deps.version })));
