@@ -92,7 +92,9 @@ describe('rate limit', () => {
     });
   });
 
-  describe('per client address, for requests without an accepted token', () => {
+  describe('per client address, for requests without an accepted token', function () {
+    // Dozens of requests each, one after another: on a busy machine they take more than the default.
+    this.timeout(60_000);
     const LIMIT = 4;
     let app: ServedApp;
     let metricsApp: ServedApp;

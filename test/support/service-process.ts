@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
+import { contract } from './contract.ts';
 import { TEST_ENV, eventually, request } from './system.ts';
 
 export interface ServiceProcess {
@@ -47,5 +48,6 @@ export async function startServiceProcess(opts: { gatewayUrl: string; queuePrefi
     if (child.exitCode !== null) throw new Error(`service exited early:\n${output}`);
     return (await request(baseUrl, 'GET', '/readyz')).status === 200;
   }, 'the service process to be ready', 30_000);
+  contract.registerServed(baseUrl);
   return { baseUrl, child, exited, output: () => output };
 }

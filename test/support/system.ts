@@ -17,6 +17,7 @@ import type { NotificationTransport } from '../../src/notifications/transports.t
 import { COMMAND_ROLE, type OrderView } from '../../src/actors/order-actor.ts';
 import type { OrderCommand } from '../../src/machines/order.machine.ts';
 import { deleteKeys } from '../../scripts/cluster/infra.ts';
+import { contract } from './contract.ts';
 
 /** A database of this run's own, so concurrent runs on one machine cannot disturb each other. */
 export const TEST_DATABASE_URL = process.env.TEST_DATABASE_URL ?? `postgres://postgres@127.0.0.1:5432/baedal_test_${process.pid}`;
@@ -177,6 +178,7 @@ export async function startInstance(opts: InstanceOptions): Promise<AppInstance>
   const { koa, routes } = createApp({ ...runtime, log, ...appSettings(config) });
   const http = createServer(koa.callback());
   const baseUrl = await listen(http);
+  contract.registerRoutes(baseUrl, routes);
   let closed: Promise<void> | undefined;
   return {
     baseUrl,
@@ -214,6 +216,8 @@ export async function serveApp(
   opts.prepare?.(koa);
   const http = createServer(koa.callback());
   const baseUrl = await listen(http);
+  // Routes a test adds (prepare) are not the API's: such an app's answers are not held to the document.
+  if (!opts.prepare) contract.registerRoutes(baseUrl, routes);
   return {
     baseUrl,
     koa,
@@ -234,7 +238,10 @@ export async function request<T = any>(baseUrl: string, method: string, path: st
   const res = await fetch(`${baseUrl}${path}`, { method, headers, body });
   const text = await res.text();
   let parsed: unknown = text;
-  if ((res.headers.get('content-type') ?? '').includes('json')) parsed = text ? JSON.parse(text) : undefined;
+  const contentType = res.headers.get('content-type') ?? '';
+  if (contentType.includes('json')) parsed = text ? JSON.parse(text) : undefined;
+  // Every answer of a service of this run is held to its OpenAPI document (see contract.ts).
+  await contract.check(baseUrl, { method, path, status: res.status, contentType, body: parsed });
   return { status: res.status, body: parsed as T, headers: res.headers };
 }
 
