@@ -67,6 +67,7 @@ export const MenuItemSchema = z
 export const MenuSchema = z
   .array(MenuItemSchema)
   .max(LIMITS.maxMenuItems)
+  .describe('each foodId once (a repeated one is refused with 400)')
   .superRefine((items, ctx) => {
     const seen = new Set<string>();
     items.forEach((item, index) => {
@@ -86,6 +87,7 @@ export const PlaceOrderSchema = z
       .array(z.object({ foodId: idString('a food on the store menu'), qty: z.number().int().min(1).max(LIMITS.maxQty) }).strict())
       .min(1)
       .max(LIMITS.maxLines)
+      .describe('each foodId once, on one line (a repeated one is refused with 400, not merged)')
       .superRefine((items, ctx) => {
         // Each food once: merged lines would slip past the per-line quantity limit.
         const seen = new Set<string>();
