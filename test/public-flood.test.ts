@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
+import { Redis } from 'ioredis';
 import { flood, type FloodResult } from './support/flood.ts';
 import { startServiceProcess, type ServiceProcess } from './support/service-process.ts';
-import { request, sharedSystem, type Parties, type TestSystem } from './support/system.ts';
+import { request, sharedSystem, TEST_REDIS_URL, type Parties, type TestSystem } from './support/system.ts';
 
 /** Requests per minute per address: the default. Each flood exceeds it, so it is served, then refused. */
 const PUBLIC_LIMIT = 300;
@@ -19,8 +20,14 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
 
+/** Addresses whose counters the test made (its setup's own, 127.0.0.1, included): removed at the end. */
+const used = ['127.0.0.1'];
 /** A loopback address of its own for each flood (any of 127.0.0.0/8 reaches 127.0.0.1): a new client each time. */
-const newLocalAddress = () => `127.${1 + Math.floor(Math.random() * 254)}.${Math.floor(Math.random() * 256)}.${1 + Math.floor(Math.random() * 254)}`;
+const newLocalAddress = () => {
+  const address = `127.${1 + Math.floor(Math.random() * 254)}.${Math.floor(Math.random() * 256)}.${1 + Math.floor(Math.random() * 254)}`;
+  used.push(address);
+  return address;
+};
 
 /**
  * Another user's latency while public routes are flooded: a real service process (its own event
@@ -52,6 +59,12 @@ describe('flooding the public routes', function () {
   after(async () => {
     service?.child.kill('SIGTERM');
     await service?.exited;
+    const redis = new Redis(TEST_REDIS_URL);
+    try {
+      await redis.del(...used.map((a) => `baedal:rate-address:${a}`));
+    } finally {
+      redis.disconnect();
+    }
   });
 
   /**

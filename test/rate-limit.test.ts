@@ -103,13 +103,25 @@ describe('rate limit', () => {
       app = await serveApp(sys.runtime, { publicRateLimitPerMin: LIMIT, trustedProxyHops: 1 });
       metricsApp = await serveApp(sys.runtime, { publicRateLimitPerMin: LIMIT, trustedProxyHops: 1, metricsToken: 'a-metrics-token-0123456789' });
     });
+    /** The client addresses the tests used: their counters are removed at the end. */
+    const used: string[] = [];
     after(async () => {
       await app?.close();
       await metricsApp?.close();
+      const redis = new Redis(TEST_REDIS_URL);
+      try {
+        if (used.length > 0) await redis.del(...used.map((a) => `baedal:rate-address:${a}`));
+      } finally {
+        redis.disconnect();
+      }
     });
 
     /** A client address of this test alone (another run on this Redis uses others). */
-    const newClient = () => `198.18.${Math.floor(Math.random() * 256)}.${Math.floor(Math.random() * 256)}`;
+    const newClient = () => {
+      const address = `198.18.${Math.floor(Math.random() * 256)}.${Math.floor(Math.random() * 256)}`;
+      used.push(address);
+      return address;
+    };
     const from = (client: string, headers: Record<string, string> = {}) => ({ headers: { 'x-forwarded-for': `203.0.113.9, ${client}`, ...headers } });
     const expectLimited = (res: ApiResponse, what: string) => {
       expect(res.status, what).to.equal(429);
@@ -173,6 +185,7 @@ describe('rate limit', () => {
       try {
         // Every request of this test comes from one loopback address of its own.
         const local = `127.${1 + Math.floor(Math.random() * 254)}.${Math.floor(Math.random() * 256)}.${1 + Math.floor(Math.random() * 254)}`;
+        used.push(local);
         const statuses: number[] = [];
         for (let i = 0; i < LIMIT + 2; i += 1) statuses.push(await statusFrom(local, `${direct.baseUrl}/openapi.json`, { 'x-forwarded-for': newClient() }));
         expect(statuses).to.deep.equal([...Array<number>(LIMIT).fill(200), 429, 429]);
