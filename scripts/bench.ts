@@ -3,7 +3,7 @@
 // generator (scripts/load.ts), against a fresh database, at several concurrencies; plus, in the
 // same run, the ceilings it sits under.
 // `npm run bench -- --help` says how; docs/benchmarks.md has the figures.
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -132,7 +132,8 @@ if (soakS !== undefined && opts.webhooks.length > 1) usageError('--soak is one l
 const cpuPerReplica = v['cpu-per-replica'] === undefined ? undefined : parseCores(v['cpu-per-replica']);
 if (v['cpu-per-replica'] !== undefined && cpuPerReplica === undefined) usageError(`--cpu-per-replica takes cores (0.25) or millicores (250m; at least 10m), not "${v['cpu-per-replica']}"`);
 
-const SECRET = 'baedal-bench-secret-0123456789';
+// The service runs with NODE_ENV=production, which refuses a weak or published secret.
+const SECRET = randomBytes(48).toString('base64');
 const DATABASE_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/baedal_bench';
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const TAG = randomUUID().slice(0, 8);
@@ -290,6 +291,8 @@ async function startService(n: number, gatewayUrl: string, webhookUrl: string | 
       PAYMENT_URL: gatewayUrl,
       LOG_LEVEL: 'warn',
       RATE_LIMIT_PER_MIN: '0',
+      // Every client of a run shares 127.0.0.1: the limits are not what is measured.
+      PUBLIC_RATE_LIMIT_PER_MIN: '0',
       ...(webhookUrl && { NOTIFY_WEBHOOK_URL: webhookUrl }),
     },
   });

@@ -4,10 +4,8 @@ import { randomBytes } from 'node:crypto';
 import { formatReport } from './load/report.ts';
 import { runLoad, SetupError } from './load/runner.ts';
 import { TARGET_NAMES, type TargetName } from './load/targets.ts';
+import { DEV_AUTH_SECRET } from '../src/auth-secret.ts';
 import { commandLine, usageError as refuse } from '../src/cli.ts';
-
-/** The service's own default when AUTH_SECRET is unset (see the README's configuration table). */
-const DEV_AUTH_SECRET = 'baedal-development-secret-change-me';
 
 const USAGE = `usage: npm run load -- --url <base URL> [options]
 

@@ -1,17 +1,10 @@
 import { z } from 'zod';
+import { DEV_AUTH_SECRET, secretProblem } from './auth-secret.ts';
 
-const DEV_AUTH_SECRET = 'baedal-development-secret-change-me';
+export { isPublishedSecret } from './auth-secret.ts';
 
 /** A positive whole number from the environment (milliseconds, counts). */
 const ms = (fallback: number) => z.coerce.number().int().positive().default(fallback);
-
-/**
- * Secrets that are published and so never secret: the development default and the placeholder in
- * k8s/secret.yaml (any value starting REPLACE-ME). Production refuses to start with one of them.
- */
-export function isPublishedSecret(secret: string): boolean {
-  return secret === DEV_AUTH_SECRET || /^replace[-_ ]?me/i.test(secret);
-}
 
 /** A host name or an IPv4/IPv6 address to listen on. */
 const HOST_PATTERN = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|[0-9A-Fa-f:.]{2,45})$/;
@@ -34,6 +27,16 @@ const schema = z
     AUTH_MAX_TTL_SECONDS: z.coerce.number().int().min(60).max(30 * 24 * 3600).default(24 * 3600),
     /** Requests per minute per token, for reads and for writes separately; 0 turns the limit off. */
     RATE_LIMIT_PER_MIN: z.coerce.number().int().min(0).max(1_000_000).default(600),
+    /**
+     * Requests per minute per client address that carry no accepted credential: the public routes
+     * (but the probes /healthz and /readyz), unknown routes and refused tokens; 0 turns it off.
+     */
+    PUBLIC_RATE_LIMIT_PER_MIN: z.coerce.number().int().min(0).max(1_000_000).default(300),
+    /**
+     * Proxies in front of the service whose X-Forwarded-For entries are trusted (1 behind the
+     * Ingress): the client address is the entry that many places from the right. 0: the socket's peer.
+     */
+    TRUSTED_PROXY_HOPS: z.coerce.number().int().min(0).max(10).default(0),
     /** When set, GET /metrics needs `Authorization: Bearer <METRICS_TOKEN>`; when unset it is open. */
     METRICS_TOKEN: z.string().min(16, 'METRICS_TOKEN must be at least 16 characters').optional(),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -128,15 +131,10 @@ const schema = z
       ctx.addIssue({ code: 'custom', path: ['WORK_LEASE_MS'], message: 'must exceed PAYMENT_TIMEOUT_MS and NOTIFY_TIMEOUT_MS' });
     }
     if (env.NODE_ENV === 'production' && !env.AUTH_SECRET) {
-      ctx.addIssue({ code: 'custom', path: ['AUTH_SECRET'], message: 'AUTH_SECRET is required when NODE_ENV=production' });
+      ctx.addIssue({ code: 'custom', path: ['AUTH_SECRET'], message: 'AUTH_SECRET is required when NODE_ENV=production; generate one with `openssl rand -base64 48`' });
     }
-    if (env.NODE_ENV === 'production' && env.AUTH_SECRET && isPublishedSecret(env.AUTH_SECRET)) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['AUTH_SECRET'],
-        message: 'AUTH_SECRET is a published placeholder (the development default or the one in k8s/secret.yaml); generate one with `openssl rand -base64 48`',
-      });
-    }
+    const weak = env.NODE_ENV === 'production' && env.AUTH_SECRET ? secretProblem(env.AUTH_SECRET) : undefined;
+    if (weak) ctx.addIssue({ code: 'custom', path: ['AUTH_SECRET'], message: weak });
   });
 
 export type Config = Omit<z.infer<typeof schema>, 'AUTH_SECRET'> & {

@@ -3,6 +3,10 @@ import type { Database } from './db/pg.ts';
 import type { WorkKind } from './actors/work.ts';
 import { groupBacklog } from './actors/partitions.ts';
 import type { BreakerState } from './payment/resilient-gateway.ts';
+import { measuredAtMostEvery } from './measured.ts';
+
+/** Gauges that query PostgreSQL or Redis measure at most this often, however often /metrics is read. */
+export const GAUGE_MAX_AGE_MS = 1000;
 
 /** The runtime's metrics; the HTTP app adds its own to the same registry. */
 export interface RuntimeMetrics {
@@ -97,9 +101,22 @@ export interface ObservedSources {
   group: string;
 }
 
-/** Gauges read at scrape time. A source that does not answer leaves its gauge out of that scrape. */
+/**
+ * Gauges read at scrape time. A source that does not answer leaves its gauge out of that scrape.
+ * Those that query PostgreSQL or Redis measure at most once per GAUGE_MAX_AGE_MS (concurrent
+ * scrapes share one measure), so a flood of /metrics costs the databases nothing more.
+ */
 export function observe(metrics: RuntimeMetrics, sources: ObservedSources): void {
   const { registry } = metrics;
+  // Each source that queries PostgreSQL or Redis, measured at most once per GAUGE_MAX_AGE_MS.
+  const shared = <T>(measure: () => Promise<T>) => measuredAtMostEvery(GAUGE_MAX_AGE_MS, measure);
+  const owedCounts = new Map(sources.kinds.map((kind) => [kind.name, shared(() => kind.table.countOwed())]));
+  const failedEvents = shared(() =>
+    sources.db.query<{ consumer: string; n: number }>('SELECT consumer, count(*)::int AS n FROM consumer_failures WHERE attempts > 0 GROUP BY consumer'),
+  );
+  const backlogOfGroup = shared(() => groupBacklog(sources.db, sources.group));
+  const oldestJobAge = shared(() => sources.oldestJobAge());
+  const queueBacklog = shared(() => sources.backlog());
   new Gauge({
     name: 'baedal_payment_breaker_state',
     help: 'Payment gateway circuit breaker: 1 for the state it is in (closed, open, half-open)',
@@ -118,7 +135,7 @@ export function observe(metrics: RuntimeMetrics, sources: ObservedSources): void
       registers: [registry],
       async collect() {
         for (const kind of sources.kinds) {
-          const counts = await kind.table.countOwed().catch(() => undefined);
+          const counts = await owedCounts.get(kind.name)!().catch(() => undefined);
           if (counts) this.set({ kind: kind.name }, counts[field]);
         }
       },
@@ -131,9 +148,7 @@ export function observe(metrics: RuntimeMetrics, sources: ObservedSources): void
     labelNames: ['consumer'] as const,
     registers: [registry],
     async collect() {
-      const rows = await sources.db
-        .query<{ consumer: string; n: number }>('SELECT consumer, count(*)::int AS n FROM consumer_failures WHERE attempts > 0 GROUP BY consumer')
-        .catch(() => undefined);
+      const rows = await failedEvents().catch(() => undefined);
       if (!rows) return;
       this.reset();
       for (const r of rows) this.set({ consumer: r.consumer }, r.n);
@@ -144,7 +159,7 @@ export function observe(metrics: RuntimeMetrics, sources: ObservedSources): void
     help: "Journaled events the consumers have not applied yet: past their partitions' positions (at most 10,000 counted per partition)",
     registers: [registry],
     async collect() {
-      const backlog = await groupBacklog(sources.db, sources.group).catch(() => undefined);
+      const backlog = await backlogOfGroup().catch(() => undefined);
       if (backlog) this.set(backlog.behind);
     },
   });
@@ -162,7 +177,7 @@ export function observe(metrics: RuntimeMetrics, sources: ObservedSources): void
     labelNames: ['queue'] as const,
     registers: [registry],
     async collect() {
-      const ages = await sources.oldestJobAge().catch(() => undefined);
+      const ages = await oldestJobAge().catch(() => undefined);
       if (!ages) return;
       for (const [queue, age] of Object.entries(ages)) this.set({ queue }, age);
     },
@@ -172,7 +187,7 @@ export function observe(metrics: RuntimeMetrics, sources: ObservedSources): void
     help: 'Age of the oldest journaled event some consumer has not applied yet (0 when all are settled)',
     registers: [registry],
     async collect() {
-      const backlog = await groupBacklog(sources.db, sources.group).catch(() => undefined);
+      const backlog = await backlogOfGroup().catch(() => undefined);
       if (backlog) this.set(backlog.oldest ? Math.max(0, (Date.now() - backlog.oldest.getTime()) / 1000) : 0);
     },
   });
@@ -182,7 +197,7 @@ export function observe(metrics: RuntimeMetrics, sources: ObservedSources): void
     labelNames: ['queue'] as const,
     registers: [registry],
     async collect() {
-      const backlog = await sources.backlog().catch(() => undefined);
+      const backlog = await queueBacklog().catch(() => undefined);
       if (!backlog) return;
       for (const [queue, n] of Object.entries(backlog)) this.set({ queue }, n);
     },

@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { expect } from 'chai';
@@ -34,10 +35,10 @@ describe('configuration of the edge', () => {
   it('refuses, in production, the development secret and the placeholder shipped in k8s/secret.yaml', () => {
     const placeholder = shippedPlaceholder();
     expect(isPublishedSecret(placeholder)).to.equal(true);
-    expect(() => loadConfig({ NODE_ENV: 'production', AUTH_SECRET: placeholder })).to.throw(ConfigError, /published placeholder/);
+    expect(() => loadConfig({ NODE_ENV: 'production', AUTH_SECRET: placeholder })).to.throw(ConfigError, /published example/);
     expect(() => loadConfig({ NODE_ENV: 'production', AUTH_SECRET: 'baedal-development-secret-change-me' })).to.throw(ConfigError, /AUTH_SECRET/);
     expect(() => loadConfig({ NODE_ENV: 'production', AUTH_SECRET: 'replace-me-0123456789abcdef' })).to.throw(ConfigError, /AUTH_SECRET/);
-    expect(loadConfig({ NODE_ENV: 'production', AUTH_SECRET: 'q7Zk2v9pX1mB4nR8sT0wY6uE3aC5dF' }).usingDevSecret).to.equal(false);
+    expect(loadConfig({ NODE_ENV: 'production', AUTH_SECRET: randomBytes(48).toString('base64') }).usingDevSecret).to.equal(false);
     // Outside production the placeholder is only a weak secret, as in development.
     expect(loadConfig({ NODE_ENV: 'development', AUTH_SECRET: placeholder }).AUTH_SECRET).to.equal(placeholder);
   });
@@ -52,6 +53,6 @@ describe('configuration of the edge', () => {
       (err: { code: number; stderr: string }) => err,
     );
     expect(failed.code).to.equal(2);
-    expect(failed.stderr).to.include('AUTH_SECRET').and.include('published placeholder');
+    expect(failed.stderr).to.include('AUTH_SECRET').and.include('published example').and.include('openssl rand -base64 48');
   });
 });

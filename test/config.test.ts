@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { expect } from 'chai';
 import { ConfigError, loadConfig } from '../src/config.ts';
 
@@ -35,6 +36,6 @@ describe('configuration', () => {
 
   it('requires AUTH_SECRET in production', () => {
     expect(() => loadConfig({ NODE_ENV: 'production' })).to.throw(ConfigError, /AUTH_SECRET is required/);
-    expect(loadConfig({ NODE_ENV: 'production', AUTH_SECRET: 'a-long-enough-secret' }).usingDevSecret).to.equal(false);
+    expect(loadConfig({ NODE_ENV: 'production', AUTH_SECRET: randomBytes(48).toString('base64') }).usingDevSecret).to.equal(false);
   });
 });

@@ -70,6 +70,33 @@ describe('the HTTP edge', () => {
       expectError(await request(sys.baseUrl, 'GET', '/statechart/assets/nope.js'), 404, 'not_found');
     });
 
+    it('matches paths case-sensitively and strictly: another spelling of a route is no route (404)', async () => {
+      const order = await sys.placeOrder(p);
+      const spellings: [string, string | undefined][] = [
+        ['/ADMIN/FAILED-EVENTS', p.admin],
+        ['/Admin/failed-events', p.admin],
+        ['/admin/failed-events/', p.admin],
+        ['/ORDERS', p.customer],
+        ['/orders/', p.customer],
+        [`/orders/${order.id}/`, p.customer],
+        [`/orders/${order.id}/EVENTS`, p.customer],
+        ['/HEALTHZ', undefined],
+        ['/readyz/', undefined],
+        ['/OpenAPI.json', undefined],
+        ['/statechart/', undefined],
+        ['/statechart/assets/PAGE.JS', undefined],
+        [`/Stores/${p.storeId}/menu`, p.customer],
+      ];
+      for (const [path, token] of spellings) expectError(await sys.request('GET', path, { token }), 404, 'not_found');
+      // A command under another spelling does nothing either.
+      expectError(await sys.request('POST', `/orders/${order.id}/PAY`, { token: p.customer }), 404, 'not_found');
+      expectError(await sys.request('POST', `/orders/${order.id}/pay/`, { token: p.customer }), 404, 'not_found');
+      expect((await sys.request('GET', `/orders/${order.id}`, { token: p.customer })).body.status).to.equal('awaitingPayment');
+      // The spellings of the table answer.
+      expect((await sys.request('GET', '/admin/failed-events', { token: p.admin })).status).to.equal(200);
+      expect((await request(sys.baseUrl, 'GET', '/healthz')).status).to.equal(200);
+    });
+
     it('JSON answers carry Cache-Control: no-store and nosniff', async () => {
       for (const res of [
         await sys.request('GET', `/stores/${p.storeId}/menu`, { token: p.customer }),

@@ -163,7 +163,8 @@ describe('events: journal, partitions and consumers', function () {
       // Its placement was notified before the poison; it is stuck on the payment (seq 2).
       expect(failed).to.include({ consumer: 'notifier', orderId: poisoned.id, seq: 2 });
       expect(failed.error).to.match(/poisoned order/);
-      expect((await request(sys.baseUrl, 'GET', '/metrics')).body).to.match(/baedal_failed_events\{consumer="notifier"\} [1-9]/);
+      // The gauge measures at most once a second.
+      await eventually(async () => /baedal_failed_events\{consumer="notifier"\} [1-9]/.test((await request<string>(sys.baseUrl, 'GET', '/metrics')).body), 'the failed-events gauge');
       expect((await sys.request('GET', '/admin/failed-events', { token: p.customer })).status).to.equal(403);
     } finally {
       await sys.runtime.db.query('DROP TRIGGER IF EXISTS test_poison ON notifications');

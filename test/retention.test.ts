@@ -33,7 +33,7 @@ describe('retention', () => {
     // An old notification still owed (the webhook never took it) must stay.
     await db.query(
       `INSERT INTO notifications (id, event_id, order_id, seq, to_role, to_id, status, text, created_at, due_at)
-       SELECT md5(random()::text)::uuid, event_id, order_id, seq, 'rider', 'owed', 'cancelled', 'still owed', now() - interval '40 days', now()
+       SELECT gen_random_uuid(), event_id, order_id, seq, 'rider', 'owed', 'cancelled', 'still owed', now() - interval '40 days', now()
        FROM order_journal WHERE order_id = $1 AND seq = 1`,
       [old.id],
     );

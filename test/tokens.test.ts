@@ -73,6 +73,35 @@ describe('tokens', () => {
     expect(res.status).to.equal(401);
   });
 
+  it('refuses a token that is not canonical base64url: padding, stray characters, other spellings of a part (401)', async () => {
+    const good = await sign(base());
+    expect(await status(sys, good)).to.equal(200);
+    const [header, payload, signature] = good.split('.') as [string, string, string];
+    // A 32-byte HS256 signature is 43 characters; the last carries 4 unused bits that decoders ignore.
+    const last = signature.at(-1)!;
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+    const sameBytes = alphabet[(alphabet.indexOf(last) & ~0b1111) | ((alphabet.indexOf(last) + 1) & 0b1111)]!;
+    expect(Buffer.from(`${signature.slice(0, -1)}${sameBytes}`, 'base64url').equals(Buffer.from(signature, 'base64url'))).to.equal(true);
+    const variants: Record<string, string> = {
+      'signature + "="': `${good}=`,
+      'signature + "=="': `${good}==`,
+      'payload padded': `${header}.${payload}${'='.repeat((4 - (payload.length % 4)) % 4 || 4)}.${signature}`,
+      'header + "="': `${header}=.${payload}.${signature}`,
+      'signature in base64 (+ and /)': `${header}.${payload}.${Buffer.from(signature, 'base64url').toString('base64')}`,
+      'unused bits set': `${header}.${payload}.${signature.slice(0, -1)}${sameBytes}`,
+      'a fourth part': `${good}.AAAA`,
+      'a stray ~': `${good}~`,
+    };
+    for (const [what, token] of Object.entries(variants)) {
+      expect(token, what).not.to.equal(good);
+      const res = await sys.request('GET', '/orders', { headers: { authorization: `Bearer ${token}` } });
+      expect(res.status, what).to.equal(401);
+      expect(res.body.error.code, what).to.equal('unauthenticated');
+    }
+    // The canonical token still works after its variants were tried (they are not remembered as it).
+    expect(await status(sys, good)).to.equal(200);
+  });
+
   it('checks iss and aud when they are configured, and the configured lifetime', async () => {
     const good = { ...base(), iss: ISSUER, aud: AUDIENCE };
     expect(await status(strict, await sign(good))).to.equal(200);

@@ -144,6 +144,8 @@ export class Cluster {
         NOTIFY_WEBHOOK_URL: this.webhookUrl,
         LOG_LEVEL: 'warn',
         RATE_LIMIT_PER_MIN: '0',
+        // Every client of a run shares 127.0.0.1: the limits are not what is measured.
+        PUBLIC_RATE_LIMIT_PER_MIN: '0',
         ...this.opts.env,
         ...env,
       },

@@ -9,6 +9,7 @@ import { Partitions1768000000000 } from './migrations/1768000000000-partitions.t
 import { UnpaidOrders1768100000000 } from './migrations/1768100000000-unpaid-orders.ts';
 import { ClientRequestId1768200000000 } from './migrations/1768200000000-client-request-id.ts';
 import { ReplicaLeases1768300000000 } from './migrations/1768300000000-replica-leases.ts';
+import { NotificationUuids1768600000000 } from './migrations/1768600000000-notification-uuids.ts';
 import { MachineVersions1769000000000 } from './migrations/1769000000000-machine-versions.ts';
 
 export const MIGRATIONS = [
@@ -20,6 +21,7 @@ export const MIGRATIONS = [
   UnpaidOrders1768100000000,
   ClientRequestId1768200000000,
   ReplicaLeases1768300000000,
+  NotificationUuids1768600000000,
   MachineVersions1769000000000,
 ];
 

@@ -5,7 +5,7 @@ import type { WorkKind, WorkPrompt } from '../actors/work.ts';
 import type { Database } from '../db/pg.ts';
 import { ForbiddenError } from '../errors.ts';
 import { defineRoute, type Route } from './route.ts';
-import { FailedEventsSchema, ReplaySchema } from './schemas.ts';
+import { FailedEventsSchema, ReplayResultSchema, ReplaySchema } from './schemas.ts';
 
 function requireAdmin(who: Principal): void {
   if (who.role !== 'admin') throw new ForbiddenError('only an admin may see or replay failed events', { role: who.role });
@@ -70,7 +70,7 @@ export function adminRoutes(deps: { pg: Database; bus: EventBus; kinds: readonly
       tag: 'admin',
       auth: true,
       body: ReplaySchema,
-      responses: { 200: { description: 'what was sent again' } },
+      responses: { 200: { description: 'what was sent again', schema: ReplayResultSchema } },
       errors: [400, 401, 403, 413, 415],
       async handle(ctx, { body, principal }) {
         requireAdmin(principal);

@@ -10,8 +10,8 @@ import { createHttpMetrics } from './metrics.ts';
 import { adminRoutes } from './admin.routes.ts';
 import { deliveryRoutes } from './deliveries.routes.ts';
 import { orderRoutes } from './orders.routes.ts';
-import { rateLimit } from './rate-limit.ts';
-import { mountRoutes, type Route } from './route.ts';
+import { addressRateLimit, rateLimit } from './rate-limit.ts';
+import { mountRoutes, ROUTER_OPTIONS, type Route } from './route.ts';
 import { createStatechartAssetsRouter, statechartRoutes } from './statechart.routes.ts';
 import { storeRoutes } from './stores.routes.ts';
 import { systemRoutes } from './system.routes.ts';
@@ -33,6 +33,10 @@ export interface AppSettings {
   rateLimitPerMin?: number;
   /** When set, GET /metrics needs `Authorization: Bearer <metricsToken>`. */
   metricsToken?: string;
+  /** Requests per minute per client address without an accepted credential; absent or 0: no limit. */
+  publicRateLimitPerMin?: number;
+  /** Proxies whose X-Forwarded-For entries are trusted for the client address; absent or 0: the socket's peer. */
+  trustedProxyHops?: number;
 }
 
 export type AppDeps = AppSettings &
@@ -54,6 +58,8 @@ export function appSettings(config: Config): AppSettings {
     authMaxTtlSeconds: config.AUTH_MAX_TTL_SECONDS,
     rateLimitPerMin: config.RATE_LIMIT_PER_MIN,
     metricsToken: config.METRICS_TOKEN,
+    publicRateLimitPerMin: config.PUBLIC_RATE_LIMIT_PER_MIN,
+    trustedProxyHops: config.TRUSTED_PROXY_HOPS,
   };
 }
 
@@ -101,22 +107,28 @@ export function createApp(deps: AppDeps): App {
     ...adminRoutes({ pg: deps.pg, bus: deps.bus, kinds: deps.kinds, consumers: deps.consumers, prompt: deps.work }),
     ...statechartRoutes({ db: deps.pg, machines: deps.machines }),
   );
-  const router = new Router();
+  const router = new Router(ROUTER_OPTIONS);
   const perMinute = deps.rateLimitPerMin ?? 0;
+  const publicPerMinute = deps.publicRateLimitPerMin ?? 0;
+  const limitLog = deps.log.child({ part: 'rate-limit' });
+  const byAddress = publicPerMinute > 0 ? addressRateLimit({ redis: deps.redis, log: limitLog, perMinute: publicPerMinute }) : undefined;
   mountRoutes(router, routes, {
     authSecret: deps.authSecret,
     bodyLimit: deps.bodyLimit,
     tokens: { issuer: deps.authIssuer, audience: deps.authAudience, maxTtlSeconds: deps.authMaxTtlSeconds },
-    afterAuth: perMinute > 0 ? rateLimit({ redis: deps.redis, log: deps.log.child({ part: 'rate-limit' }), perMinute }) : undefined,
+    afterAuth: perMinute > 0 ? rateLimit({ redis: deps.redis, log: limitLog, perMinute }) : undefined,
   });
 
-  const koa = new Koa({ proxy: true });
+  // The client address (ctx.ip): the X-Forwarded-For entry added by the outermost trusted proxy, or the socket's peer.
+  const hops = deps.trustedProxyHops ?? 0;
+  const koa = new Koa({ proxy: hops > 0, maxIpsCount: hops });
   koa.on('error', (err: unknown) => deps.log.debug({ err }, 'koa error event'));
   if (deps.stopping) koa.use(closeWhenStopping(deps.stopping));
   koa.use(requestContext());
   // Outside the error middleware, so it counts the status the client gets.
   koa.use(metrics.middleware);
   koa.use(errorMiddleware(deps.log));
+  if (byAddress) koa.use(byAddress.middleware);
   koa.use(router.routes());
   koa.use(router.allowedMethods());
   koa.use(createStatechartAssetsRouter().routes());

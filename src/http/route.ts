@@ -41,6 +41,8 @@ export interface RouteSpec<
    * are checked with their schema in `HEADER_SCHEMAS`.
    */
   headers?: H;
+  /** Whether the route serves a document with an ETag and answers If-None-Match with 304. */
+  conditional?: boolean;
   /** Whether a request must carry a body; when false an absent body is read as `{}`. */
   bodyRequired?: boolean;
   /** Headers the route reads, name → description, for the OpenAPI document. */
@@ -87,6 +89,13 @@ function parseOrThrow<S extends Schema>(schema: S, value: unknown, where: string
   const list = issues(parsed.error, where);
   throw new DomainError('invalid_body', `invalid ${where}: ${list.map((i) => `${i.field} ${i.message}`).join('; ')}`.slice(0, 1000), { issues: list });
 }
+
+/**
+ * How every router of the API matches paths: case-sensitively (`/ADMIN/FAILED-EVENTS` is no route)
+ * and strictly (`/orders/` is not `/orders`): one resource, one spelling, so a rule keyed on a path
+ * (a proxy's, a cache's, the Ingress's) cannot be stepped around by spelling it otherwise.
+ */
+export const ROUTER_OPTIONS = { sensitive: true, strict: true } as const;
 
 export interface MountOptions {
   authSecret: string;

@@ -14,34 +14,39 @@ export const ID_RULE = '1-100 of A-Z a-z 0-9 . _ : @ -';
 
 export const idString = (what: string) => z.string().regex(ID_PATTERN, `must be ${ID_RULE}`).describe(what);
 
-/** Control characters: C0 (NUL, newline, …), DEL and C1 (U+0080–U+009F, such as U+0085 and U+009B). */
-const CONTROL = /\p{Cc}/u;
-/** Line and paragraph separators (U+2028, U+2029): line breaks to JavaScript and to many logs. */
-const SEPARATOR = /[\u2028\u2029]/;
-/**
- * Format characters (Unicode category Cf): invisible, and some change how the text around them
- * reads: bidi embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069), marks (U+200E,
- * U+200F), zero-width characters (U+200B–U+200D), the soft hyphen, the BOM (U+FEFF), tag characters.
+/*
+ * The rules of free text, each a regular expression with the `u` flag, so the OpenAPI document
+ * states them exactly (JSON Schema patterns are ECMA-262 expressions; with `u`, `.` and a class
+ * take a whole code point and \p{…} names a Unicode category):
+ * - no control character (Cc: C0 with NUL and newline, DEL, C1 such as U+0085 and U+009B);
+ * - no line or paragraph separator (U+2028, U+2029: line breaks to JavaScript and many logs);
+ * - no format character (Cf: invisible, and some change how the text around them reads: bidi
+ *   embeddings, overrides and isolates U+202A–U+202E and U+2066–U+2069, marks, zero-width
+ *   characters, the soft hyphen, the BOM, tags);
+ * - no lone UTF-16 surrogate (Cs: with `u`, an unpaired half is a code point of its own);
+ * - something other than white space;
+ * - at most `max` characters (code points, as JSON Schema and PostgreSQL count them).
  */
-const FORMAT = /\p{Cf}/u;
-// With the u flag a surrogate pair is one code point, so this matches only an unpaired half.
-const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
+const NO_CONTROL = /^\P{Cc}*$/u;
+const NO_SEPARATOR = /^[^\u2028\u2029]*$/u;
+const NO_FORMAT = /^\P{Cf}*$/u;
+const NO_LONE_SURROGATE = /^\P{Cs}*$/u;
+const NOT_BLANK = /\S/u;
+const atMost = (max: number) => new RegExp(`^[\\s\\S]{0,${max}}$`, 'u');
 
-/**
- * Single-line free text, the one rule of every text field (names, address lines, reasons): visible
- * characters only (no control, separator or format character), well-formed, NFC-normalised (one
- * spelling for what reads the same), trimmed, then 1 to `max` UTF-16 units.
- */
+/** Single-line free text, the one rule of every text field (names, address lines, reasons); stored NFC-normalised and trimmed. */
 export const text = (max: number) =>
   z
     .string()
-    .max(max * 4, `must be at most ${max} characters`)
-    .refine((v) => !CONTROL.test(v), 'must not contain control characters (NUL, newline, U+0085, …)')
-    .refine((v) => !SEPARATOR.test(v), 'must not contain line or paragraph separators (U+2028, U+2029)')
-    .refine((v) => !FORMAT.test(v), 'must not contain invisible format characters (bidi controls U+202A–U+202E and U+2066–U+2069, zero-width characters, BOM, …)')
-    .refine((v) => !LONE_SURROGATE.test(v), 'must not contain a lone UTF-16 surrogate')
+    .regex(NO_CONTROL, 'must not contain control characters (NUL, newline, U+0085, …)')
+    .regex(NO_SEPARATOR, 'must not contain line or paragraph separators (U+2028, U+2029)')
+    .regex(NO_FORMAT, 'must not contain invisible format characters (bidi controls U+202A–U+202E and U+2066–U+2069, zero-width characters, BOM, …)')
+    .regex(NO_LONE_SURROGATE, 'must not contain a lone UTF-16 surrogate')
+    .regex(NOT_BLANK, 'must not be empty')
+    .regex(atMost(max), `must be at most ${max} characters`)
+    // One spelling for what reads the same, without the spaces around it.
     .transform((v) => v.normalize('NFC').trim())
-    .pipe(z.string().min(1, 'must not be empty').max(max, `must be at most ${max} characters`));
+    .pipe(z.string());
 
 /** Bounds of a menu and an order; also in the README ("Authorization and limits"). */
 export const LIMITS = {
@@ -66,6 +71,7 @@ export const MenuItemSchema = z
 export const MenuSchema = z
   .array(MenuItemSchema)
   .max(LIMITS.maxMenuItems)
+  .describe('each foodId once (a repeated one is refused with 400)')
   .superRefine((items, ctx) => {
     const seen = new Set<string>();
     items.forEach((item, index) => {
@@ -85,6 +91,7 @@ export const PlaceOrderSchema = z
       .array(z.object({ foodId: idString('a food on the store menu'), qty: z.number().int().min(1).max(LIMITS.maxQty) }).strict())
       .min(1)
       .max(LIMITS.maxLines)
+      .describe('each foodId once, on one line (a repeated one is refused with 400, not merged)')
       .superRefine((items, ctx) => {
         // Each food once: merged lines would slip past the per-line quantity limit.
         const seen = new Set<string>();
@@ -107,13 +114,12 @@ export const OrderParams = z.object({ id: z.uuid().describe('order id') }).stric
 /** The query of a route that takes none: any parameter is refused. */
 export const NoQuery = z.object({}).strict();
 
-/** `?limit=`: plain decimal digits only (no `1e2`, `0x10` or padding), 1 to 200, 50 when absent. */
+/** `?limit=`: 1 to 200 in plain decimal digits (no sign, `1e2`, `0x10` or leading zeros), 50 when absent. */
 const Limit = z
   .string()
-  .regex(/^[0-9]{1,3}$/, 'must be a whole number from 1 to 200')
+  .regex(/^(?:[1-9][0-9]?|1[0-9]{2}|200)$/, 'must be a whole number from 1 to 200')
   .optional()
   .transform((v) => (v === undefined ? 50 : Number(v)))
-  .pipe(z.number().int().min(1, 'must be a whole number from 1 to 200').max(200, 'must be a whole number from 1 to 200'))
   .describe('how many, 1 to 200 (default 50)');
 
 export const ListOrdersQuery = z
@@ -245,6 +251,13 @@ export const ReplaySchema = z
   })
   .strict();
 
+export const ReplayResultSchema = z.object({
+  events: z.record(z.string(), z.number().int()).describe('consumer → orders whose owed events were sent again'),
+  work: z.record(z.string(), z.number().int()).describe('work kind → failing items made due now (only when neither consumer nor orderId is given)'),
+});
+
+export const OpenApiDocumentSchema = z.object({ openapi: z.literal('3.1.0') }).catchall(z.unknown()).describe('this document');
+
 export const HealthSchema = z.object({ status: z.literal('ok') });
 export const ReadySchema = z.object({
   status: z.enum(['ready', 'unavailable', 'stopping']),
@@ -305,8 +318,8 @@ export const MachineGraphQuery = z.object({ version: MachineVersionParam }).stri
 /** The page reads `orderId` itself and shows what the API says about it; nothing else is taken. */
 export const StatechartQuery = z.object({ orderId: idString('an order to follow live').optional(), version: MachineVersionParam }).strict();
 
-/** Visible ASCII: what a header value of this API may hold. */
-const HEADER_VALUE = /^[\x20-\x7e]*$/;
+/** What If-Match may say: `*`, or one order version as an ETag (`"3"`, `W/"3"`, `3`). */
+export const IF_MATCH = /^(?:\*|(?:W\/)?"[0-9]{1,9}"|[0-9]{1,9})$/;
 
 /** Schemas of the request headers routes declare (by lower-case name) in `requestHeaders`. */
 export const HEADER_SCHEMAS: Record<string, z.ZodType> = {
@@ -315,5 +328,9 @@ export const HEADER_SCHEMAS: Record<string, z.ZodType> = {
     .regex(/^[\x21-\x7e]{1,200}$/, 'must be 1-200 visible ASCII characters')
     .optional()
     .describe('a key of your choice; a retry with the same key and body returns the same order'),
-  'if-match': z.string().max(100).regex(HEADER_VALUE, 'must be visible ASCII').optional().describe('an ETag of this API, like "3"'),
+  'if-match': z
+    .string()
+    .regex(IF_MATCH, 'must be an ETag of this API, like "3" (or *)')
+    .optional()
+    .describe('an ETag of this API, like "3" (an order version; W/"3" and 3 are read alike), or * for any version'),
 };

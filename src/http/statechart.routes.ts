@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { Router } from '@koa/router';
@@ -9,7 +8,8 @@ import type { Database } from '../db/pg.ts';
 import { DomainError } from '../errors.ts';
 import type { MachineGraph } from '../machines/graph.ts';
 import { orderMachines, type OrderMachines } from '../machines/order/registry.ts';
-import { defineRoute, mountRoutes, type Route } from './route.ts';
+import { cacheable, sendCacheable, type Cacheable } from './cacheable.ts';
+import { defineRoute, mountRoutes, ROUTER_OPTIONS, type Route } from './route.ts';
 import { MachineGraphQuery, MachineGraphSchema, StatechartQuery } from './schemas.ts';
 import { layoutChart, renderSvg } from './statechart/chart.js';
 
@@ -34,27 +34,13 @@ const PAGE_HEADERS = {
   'X-Content-Type-Options': 'nosniff',
 };
 
-interface Loaded {
-  body: Buffer;
-  etag: string;
-}
+type Loaded = Cacheable;
+const loaded = cacheable;
 
-function loaded(body: Buffer): Loaded {
-  return { body, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"` };
-}
-
-/** Sends a cacheable body that browsers revalidate (If-None-Match → 304). */
+/** Sends a cacheable body that browsers revalidate (If-None-Match → 304), with the page's headers. */
 function send(ctx: Context, type: string, file: Loaded): void {
   ctx.set(PAGE_HEADERS);
-  ctx.set('Cache-Control', 'no-cache');
-  ctx.type = type;
-  ctx.etag = file.etag;
-  ctx.status = 200;
-  if (ctx.fresh) {
-    ctx.status = 304;
-    return;
-  }
-  ctx.body = file.body;
+  sendCacheable(ctx, type, file);
 }
 
 /** Files are read on first request and kept: they change only with a deploy. */
@@ -193,6 +179,7 @@ export interface StatechartDeps {
  */
 export function statechartRoutes({ db, machines = orderMachines() }: StatechartDeps): Route[] {
   const inUse = versionCounter(db, machines);
+  const graphs = new Map<number, { versions: MachineVersionUse[]; body: Loaded }>();
   const pages: PageVersions = { versions: machines.versions.map((v) => v.version), current: machines.newest };
   const versionOf = (requested: number | undefined) => {
     const machine = requested === undefined ? machines.current : machines.get(requested);
@@ -221,13 +208,20 @@ export function statechartRoutes({ db, machines = orderMachines() }: StatechartD
         'The order machine as a graph (states, final states, transitions with their commands and guards; the current version, or ?version=), and the versions still in use with their order counts.',
       tag: 'statechart',
       auth: false,
+      conditional: true,
       query: MachineGraphQuery,
       responses: { 200: { description: 'the graph, derived from the machine definition, and the versions in use', schema: MachineGraphSchema } },
       errors: [400, 404],
       async handle(ctx, { query }) {
         const machine = versionOf(query.version);
-        const body = { ...machine.graph, versions: await inUse() };
-        send(ctx, 'application/json; charset=utf-8', loaded(Buffer.from(JSON.stringify(body))));
+        const versions = await inUse();
+        // Built once per version and count measure (at most one a second), not per request.
+        let built = graphs.get(machine.graph.version);
+        if (built?.versions !== versions) {
+          built = { versions, body: loaded(Buffer.from(JSON.stringify({ ...machine.graph, versions }))) };
+          graphs.set(machine.graph.version, built);
+        }
+        send(ctx, 'application/json; charset=utf-8', built.body);
       },
     }),
     defineRoute({
@@ -238,6 +232,7 @@ export function statechartRoutes({ db, machines = orderMachines() }: StatechartD
       tag: 'statechart',
       auth: false,
       query: StatechartQuery,
+      conditional: true,
       responses: { 200: { description: 'the page', contentType: 'text/html' } },
       errors: [400, 404],
       async handle(ctx, { query }) {
@@ -249,7 +244,7 @@ export function statechartRoutes({ db, machines = orderMachines() }: StatechartD
 
 /** The page's static assets (its script, the drawing module it shares with the server, styles). */
 export function createStatechartAssetsRouter(): Router {
-  const router = new Router();
+  const router = new Router(ROUTER_OPTIONS);
   const file = fileCache();
   for (const [name, asset] of Object.entries(ASSETS)) {
     router.get(`/statechart/assets/${name}`, (ctx) => {

@@ -1,10 +1,12 @@
 import type { Redis } from 'ioredis';
 import type { Registry } from 'prom-client';
 import type { DataSource } from 'typeorm';
+import { measuredAtMostEvery } from '../measured.ts';
 import { requireStaticToken } from './auth.ts';
+import { cacheable, sendCacheable, type Cacheable } from './cacheable.ts';
 import { buildOpenApi } from './openapi.ts';
 import { defineRoute, type Route } from './route.ts';
-import { HealthSchema, ReadySchema } from './schemas.ts';
+import { HealthSchema, OpenApiDocumentSchema, ReadySchema } from './schemas.ts';
 
 async function reachable(check: () => Promise<unknown>, timeoutMs = 2000): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
@@ -34,8 +36,17 @@ export interface SystemRoutesDeps {
   stopping?: () => boolean;
 }
 
+/** Readiness measures PostgreSQL and Redis at most this often; callers in between share the measure. */
+export const READINESS_MAX_AGE_MS = 1000;
+
 export function systemRoutes(deps: SystemRoutesDeps): Route[] {
   const metricsGuard = deps.metricsToken ? requireStaticToken(deps.metricsToken, '/metrics') : undefined;
+  const dependencies = measuredAtMostEvery(READINESS_MAX_AGE_MS, async () => {
+    const [postgres, redis] = await Promise.all([reachable(() => deps.db.query('SELECT 1')), reachable(() => deps.redis.ping())]);
+    return { postgres, redis };
+  });
+  // Built on the first request, once the route table is complete, and kept: it changes only with a deploy.
+  let document: Cacheable | undefined;
   return [
     defineRoute({
       method: 'get',
@@ -52,7 +63,8 @@ export function systemRoutes(deps: SystemRoutesDeps): Route[] {
     defineRoute({
       method: 'get',
       path: '/readyz',
-      summary: 'Readiness: PostgreSQL and Redis are reachable; details show the payment breaker without affecting readiness.',
+      summary:
+        'Readiness: PostgreSQL and Redis are reachable (measured at most once a second, shared by concurrent callers); details show the payment breaker without affecting readiness.',
       tag: 'system',
       auth: false,
       responses: {
@@ -61,7 +73,8 @@ export function systemRoutes(deps: SystemRoutesDeps): Route[] {
       },
       errors: [],
       async handle(ctx) {
-        const [postgres, redis] = await Promise.all([reachable(() => deps.db.query('SELECT 1')), reachable(() => deps.redis.ping())]);
+        const { postgres, redis } = await dependencies();
+        // Read live, not measured: shutting down must turn readiness off at once.
         const stopping = deps.stopping?.() ?? false;
         const ok = postgres && redis && !stopping;
         ctx.status = ok ? 200 : 503;
@@ -92,10 +105,12 @@ export function systemRoutes(deps: SystemRoutesDeps): Route[] {
       summary: 'This API described as OpenAPI 3.1, generated from the schemas that validate requests.',
       tag: 'system',
       auth: false,
-      responses: { 200: { description: 'the OpenAPI document' } },
+      conditional: true,
+      responses: { 200: { description: 'the OpenAPI document', schema: OpenApiDocumentSchema } },
       errors: [],
       async handle(ctx) {
-        ctx.body = buildOpenApi(deps.routes(), { title: 'Baedal API', version: deps.version });
+        document ??= cacheable(JSON.stringify(buildOpenApi(deps.routes(), { title: 'Baedal API', version: deps.version })));
+        sendCacheable(ctx, 'application/json; charset=utf-8', document);
       },
     }),
   ];

@@ -28,9 +28,16 @@ export interface NotificationDraft {
   createdAt: string;
 }
 
-/** The same id for the same message every time: the receiver deduplicates on it. */
+/**
+ * The same id for the same message every time (the receiver deduplicates on it): an RFC 9562
+ * UUID of version 8, whose 122 free bits are those of the MD5 of `<eventId>:<role>` (the hash
+ * ids were always made of; migration 1768600000000 set the same bits on the ids stored before).
+ */
 export function notificationId(eventId: string, role: RecipientRole): string {
-  const hex = createHash('md5').update(`${eventId}:${role}`).digest('hex');
+  const bytes = createHash('md5').update(`${eventId}:${role}`).digest();
+  bytes[6] = (bytes[6]! & 0x0f) | 0x80; // version 8
+  bytes[8] = (bytes[8]! & 0x3f) | 0x80; // variant 10 (RFC 9562)
+  const hex = bytes.toString('hex');
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
 }
 

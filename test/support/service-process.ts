@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
+import { contract } from './contract.ts';
 import { TEST_ENV, eventually, request } from './system.ts';
 
 export interface ServiceProcess {
@@ -29,8 +30,9 @@ export async function startServiceProcess(opts: { gatewayUrl: string; queuePrefi
       PAYMENT_URL: opts.gatewayUrl,
       QUEUE_PREFIX: opts.queuePrefix,
       LOG_LEVEL: 'info',
-      // Off, so tests are not throttled; the rate-limit tests turn it on.
+      // Off, so tests are not throttled; the rate-limit tests turn them on.
       RATE_LIMIT_PER_MIN: '0',
+      PUBLIC_RATE_LIMIT_PER_MIN: '0',
       ...opts.env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -46,5 +48,6 @@ export async function startServiceProcess(opts: { gatewayUrl: string; queuePrefi
     if (child.exitCode !== null) throw new Error(`service exited early:\n${output}`);
     return (await request(baseUrl, 'GET', '/readyz')).status === 200;
   }, 'the service process to be ready', 30_000);
+  contract.registerServed(baseUrl);
   return { baseUrl, child, exited, output: () => output };
 }

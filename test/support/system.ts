@@ -18,6 +18,7 @@ import { COMMAND_ROLE, type OrderView } from '../../src/actors/order-actor.ts';
 import type { OrderCommand } from '../../src/machines/order/contract.ts';
 import type { OrderMachines } from '../../src/machines/order/registry.ts';
 import { deleteKeys } from '../../scripts/cluster/infra.ts';
+import { contract } from './contract.ts';
 
 /** A database of this run's own, so concurrent runs on one machine cannot disturb each other. */
 export const TEST_DATABASE_URL = process.env.TEST_DATABASE_URL ?? `postgres://postgres@127.0.0.1:5432/baedal_test_${process.pid}`;
@@ -154,8 +155,9 @@ export const TEST_ENV: Record<string, string> = {
   SWEEP_INTERVAL_MS: '300',
   WORK_LEASE_MS: '4000',
   BODY_LIMIT: '16kb',
-  // Off, so tests are not throttled; the rate-limit tests turn it on.
+  // Off, so tests are not throttled; the rate-limit tests turn them on.
   RATE_LIMIT_PER_MIN: '0',
+  PUBLIC_RATE_LIMIT_PER_MIN: '0',
   // Tests leave many orders of one customer unpaid; the unpaid-order tests set their own limit.
   MAX_UNPAID_ORDERS_PER_CUSTOMER: '1000',
 };
@@ -179,6 +181,7 @@ export async function startInstance(opts: InstanceOptions): Promise<AppInstance>
   const { koa, routes } = createApp({ ...runtime, log, ...appSettings(config) });
   const http = createServer(koa.callback());
   const baseUrl = await listen(http);
+  contract.registerRoutes(baseUrl, routes);
   let closed: Promise<void> | undefined;
   return {
     baseUrl,
@@ -208,7 +211,7 @@ export interface ServedApp {
  */
 export async function serveApp(
   runtime: Runtime,
-  settings: Partial<AppSettings> = {},
+  settings: Partial<AppSettings> & { stopping?: () => boolean } = {},
   opts: { log?: Logger; prepare?: (koa: Koa) => void } = {},
 ): Promise<ServedApp> {
   const log = opts.log ?? createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
@@ -216,6 +219,8 @@ export async function serveApp(
   opts.prepare?.(koa);
   const http = createServer(koa.callback());
   const baseUrl = await listen(http);
+  // Routes a test adds (prepare) are not the API's: such an app's answers are not held to the document.
+  if (!opts.prepare) contract.registerRoutes(baseUrl, routes);
   return {
     baseUrl,
     koa,
@@ -236,7 +241,10 @@ export async function request<T = any>(baseUrl: string, method: string, path: st
   const res = await fetch(`${baseUrl}${path}`, { method, headers, body });
   const text = await res.text();
   let parsed: unknown = text;
-  if ((res.headers.get('content-type') ?? '').includes('json')) parsed = text ? JSON.parse(text) : undefined;
+  const contentType = res.headers.get('content-type') ?? '';
+  if (contentType.includes('json')) parsed = text ? JSON.parse(text) : undefined;
+  // Every answer of a service of this run is held to its OpenAPI document (see contract.ts).
+  await contract.check(baseUrl, { method, path, status: res.status, contentType, body: parsed });
   return { status: res.status, body: parsed as T, headers: res.headers };
 }
 
