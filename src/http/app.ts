@@ -12,7 +12,7 @@ import { deliveryRoutes } from './deliveries.routes.ts';
 import { orderRoutes } from './orders.routes.ts';
 import { addressRateLimit, rateLimit } from './rate-limit.ts';
 import { mountRoutes, ROUTER_OPTIONS, type Route } from './route.ts';
-import { createStatechartAssetsRouter, statechartRoutes } from './statechart.routes.ts';
+import { statechartRoutes } from './statechart.routes.ts';
 import { storeRoutes } from './stores.routes.ts';
 import { systemRoutes } from './system.routes.ts';
 import { viewRoutes } from './views.routes.ts';
@@ -131,6 +131,5 @@ export function createApp(deps: AppDeps): App {
   if (byAddress) koa.use(byAddress.middleware);
   koa.use(router.routes());
   koa.use(router.allowedMethods());
-  koa.use(createStatechartAssetsRouter().routes());
   return { koa, routes };
 }

@@ -14,11 +14,11 @@ import { MachineGraphQuery, MachineGraphSchema, StatechartQuery } from './schema
 import { layoutChart, renderSvg } from './statechart/chart.js';
 
 /** Served files: URL name → file. Only these; nothing else on disk is reachable. */
-const ASSETS: Record<string, { path: string; type: string }> = {
-  'page.js': { path: pageFile('page.js'), type: 'text/javascript; charset=utf-8' },
-  'chart.js': { path: pageFile('chart.js'), type: 'text/javascript; charset=utf-8' },
-  'page.css': { path: pageFile('page.css'), type: 'text/css; charset=utf-8' },
-  'chart.css': { path: pageFile('chart.css'), type: 'text/css; charset=utf-8' },
+const ASSETS: Record<string, { path: string; type: string; what: string }> = {
+  'page.js': { path: pageFile('page.js'), type: 'text/javascript', what: "the page's script (following an order)" },
+  'chart.js': { path: pageFile('chart.js'), type: 'text/javascript', what: 'the drawing module the page shares with the server' },
+  'page.css': { path: pageFile('page.css'), type: 'text/css', what: "the page's style" },
+  'chart.css': { path: pageFile('chart.css'), type: 'text/css', what: "the chart's style" },
 };
 
 function pageFile(name: string): string {
@@ -178,6 +178,7 @@ export interface StatechartDeps {
  * needs a token: the page fetches an order with the user's own token.
  */
 export function statechartRoutes({ db, machines = orderMachines() }: StatechartDeps): Route[] {
+  const file = fileCache();
   const inUse = versionCounter(db, machines);
   const graphs = new Map<number, { versions: MachineVersionUse[]; body: Loaded }>();
   const pages: PageVersions = { versions: machines.versions.map((v) => v.version), current: machines.newest };
@@ -211,7 +212,8 @@ export function statechartRoutes({ db, machines = orderMachines() }: StatechartD
       conditional: true,
       query: MachineGraphQuery,
       responses: { 200: { description: 'the graph, derived from the machine definition, and the versions in use', schema: MachineGraphSchema } },
-      errors: [400, 404],
+      // 503: the counts of the versions in use are read from PostgreSQL.
+      errors: [400, 404, 503],
       async handle(ctx, { query }) {
         const machine = versionOf(query.version);
         const versions = await inUse();
@@ -239,26 +241,28 @@ export function statechartRoutes({ db, machines = orderMachines() }: StatechartD
         send(ctx, 'text/html; charset=utf-8', await drawnPage(versionOf(query.version).graph));
       },
     }),
+    // The page's static files, one route each (so the document lists them): any other name is no route.
+    ...Object.entries(ASSETS).map(([name, asset]) =>
+      defineRoute({
+        method: 'get',
+        path: `/statechart/assets/${name}`,
+        summary: `The state chart page's ${name}: ${asset.what}.`,
+        tag: 'statechart',
+        auth: false,
+        conditional: true,
+        responses: { 200: { description: name, contentType: asset.type } },
+        errors: [],
+        async handle(ctx) {
+          send(ctx, `${asset.type}; charset=utf-8`, file(asset.path));
+        },
+      }),
+    ),
   ];
 }
 
-/** The page's static assets (its script, the drawing module it shares with the server, styles). */
-export function createStatechartAssetsRouter(): Router {
-  const router = new Router(ROUTER_OPTIONS);
-  const file = fileCache();
-  for (const [name, asset] of Object.entries(ASSETS)) {
-    router.get(`/statechart/assets/${name}`, (ctx) => {
-      // The route template, for the HTTP metrics (they label requests by ctx.state.route).
-      ctx.state.route = '/statechart/assets/:name';
-      send(ctx, asset.type, file(asset.path));
-    });
-  }
-  return router;
-}
-
-/** The chart on its own (routes and assets), for serving it without the rest of the app. */
+/** The chart on its own (the page, its graph and its files), for serving it without the rest of the app. */
 export function createStatechartRouter(deps: StatechartDeps): Router {
-  const router = createStatechartAssetsRouter();
+  const router = new Router(ROUTER_OPTIONS);
   mountRoutes(router, statechartRoutes(deps), { authSecret: '', bodyLimit: '1kb' });
   return router;
 }
