@@ -128,7 +128,7 @@ describe('flooding the public routes', function () {
       results.push(`${c.what}: ${quiet.toFixed(2)} → ${flooded.toFixed(2)} ms (${during.length} samples; flood ${got.sent} requests: ${JSON.stringify(got.statuses)})`);
       expect(flooded, `p50 ${quiet.toFixed(2)} ms quiet, ${flooded.toFixed(2)} ms during the flood`).to.be.at.most(2 * quiet);
       // The flood was a flood: it ran at its rate, and was answered (served, or refused once over the budget).
-      // (At the lowest CPU priority, on a busy machine it may fall short of its rate; it still goes well past the budget.)
+      // (At a low CPU priority, on a busy machine it may fall short of its rate; it still goes past the budget.)
       expect(got.sent, 'requests the flood sent').to.be.at.least(PUBLIC_LIMIT + 50);
       expect(samples.quiet.length, 'quiet samples').to.be.at.least(50);
       expect(samples.flooded.length, 'flooded samples').to.be.at.least(50);

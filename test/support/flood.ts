@@ -34,9 +34,9 @@ export interface FloodResult {
 const WORKER = `
 const { workerData, parentPort } = require('node:worker_threads');
 const http = require('node:http');
-// The lowest CPU priority for this thread (on Linux, nice is per thread): an attacker's client
-// runs on its own machine; here it must not take the CPU from the process measuring or the service.
-try { require('node:os').setPriority(0, 19); } catch {}
+// A lower CPU priority for this thread (on Linux, nice is per thread): an attacker's client runs
+// on its own machine; here it must not take the CPU from the process measuring or the service.
+try { require('node:os').setPriority(0, 10); } catch {}
 const o = workerData;
 const agent = new http.Agent({ keepAlive: true, maxSockets: o.connections, localAddress: o.localAddress });
 const url = new URL(o.path, o.baseUrl);
