@@ -33,7 +33,7 @@ is owed, stops the replicas and checks the invariants (the same as npm run test:
 
   --steps <list>            replica counts, in order                         (default 1,2,3)
   --duration <s>            measured seconds per step                        (default 20)
-  --warmup <s>              unmeasured seconds before each step              (default 3)
+  --warmup <s>              unmeasured seconds before each step              (default 20: at 0.25 core a replica's JIT warm-up takes that long)
   --concurrency <n>         virtual users of the load                        (default 16)
   --cpu-per-replica <cores> each replica's CPU limit, in cores (0.25) or millicores (250m),
                             or "none" for no limit                           (default 0.25)
@@ -48,7 +48,7 @@ controller); the demo never runs the replicas without the limit it was asked for
 const v = commandLine('demo:scale', USAGE, {
   steps: { type: 'string', default: '1,2,3' },
   duration: { type: 'string', default: '20' },
-  warmup: { type: 'string', default: '3' },
+  warmup: { type: 'string', default: '20' },
   concurrency: { type: 'string', default: '16' },
   'cpu-per-replica': { type: 'string', default: '0.25' },
   json: { type: 'boolean', default: false },
