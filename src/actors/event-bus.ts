@@ -9,10 +9,14 @@ import { bullConnection, within } from './queues.ts';
 /** A wake-up: these partitions have new events (the owner reads them from its positions). */
 export interface Wake {
   parts: number[];
+  /** The cluster of the replica that sent it (see cluster-identity.ts). */
+  cluster?: string;
 }
 
 export interface EventBusOptions {
   db: Database;
+  /** This replica's cluster: wake-ups of another cluster are ignored. */
+  cluster?: string;
   redisUrl: string;
   prefix: string;
   /** The consumers; one position per partition for all of them. */
@@ -105,7 +109,13 @@ export class EventBus {
     this.started = true;
     await this.producer.connect().catch((err: Error) => this.opts.log.warn({ err: err.message }, 'Redis is not reachable yet; events wait for the poll'));
     if (this.opts.consumes) {
-      this.worker = new Worker<Wake>(wakeQueueName(this.holder), async (job) => this.wake(job.data.parts), {
+      this.worker = new Worker<Wake>(wakeQueueName(this.holder), async (job) => {
+        if (job.data.cluster && this.opts.cluster && job.data.cluster !== this.opts.cluster) {
+          this.opts.log.error({ jobCluster: job.data.cluster, cluster: this.opts.cluster }, 'a wake-up of another cluster reached this replica: ignored');
+          return;
+        }
+        this.wake(job.data.parts);
+      }, {
         connection: bullConnection(this.opts.redisUrl, false),
         prefix: this.opts.prefix,
         concurrency: 1,
@@ -200,7 +210,7 @@ export class EventBus {
         continue;
       }
       const sending = this.queueOf(owner)
-        .add('wake', { parts }, { removeOnComplete: true, removeOnFail: true })
+        .add('wake', { parts, cluster: this.opts.cluster }, { removeOnComplete: true, removeOnFail: true })
         .catch((err: Error) => this.opts.log.debug({ err: err.message, owner }, 'could not wake the owner; its poll will find the events'))
         .finally(() => this.inflight.delete(sending));
       this.inflight.add(sending);

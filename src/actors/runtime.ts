@@ -15,6 +15,7 @@ import { refundWork } from '../payment/refund.work.ts';
 import { createResilientGateway, type ResilientGateway } from '../payment/resilient-gateway.ts';
 import { viewConsumers } from '../views/registry.ts';
 import type { AnyConsumer, ConsumerGroup } from './consumers.ts';
+import { establishClusterId } from './cluster-identity.ts';
 import { EventBus } from './event-bus.ts';
 import { oldestWaiting } from './work-queue.ts';
 import { ensurePartitions, EVENTS_GROUP } from './partitions.ts';
@@ -161,8 +162,16 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
   const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: true });
   redis.on('error', (err) => log.debug({ err: err.message }, 'redis client error'));
   await redis.connect().catch((err: Error) => log.warn({ err: err.message }, 'Redis is not reachable yet'));
+  let clusterId: string;
+  try {
+    clusterId = await establishClusterId({ db: pg, redis, prefix: config.QUEUE_PREFIX, databaseName: new URL(config.DATABASE_URL).pathname.slice(1) });
+  } catch (err) {
+    redis.disconnect();
+    await db.destroy().catch(() => undefined);
+    throw err;
+  }
 
-  const work = new WorkQueue({ redisUrl: config.REDIS_URL, prefix: config.QUEUE_PREFIX, log });
+  const work = new WorkQueue({ redisUrl: config.REDIS_URL, prefix: config.QUEUE_PREFIX, log, cluster: clusterId });
   const ownTransport =
     transport === undefined && config.NOTIFY_WEBHOOK_URL
       ? webhookTransport(config.NOTIFY_WEBHOOK_URL, {
@@ -192,6 +201,7 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
   await ensurePartitions(pg, config.EVENT_PARTITIONS, [group.name]);
   const bus = new EventBus({
     db: pg,
+    cluster: clusterId,
     redisUrl: config.REDIS_URL,
     prefix: config.QUEUE_PREFIX,
     group,

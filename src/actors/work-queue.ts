@@ -15,6 +15,8 @@ export async function oldestWaiting(queue: Queue): Promise<number> {
 interface WorkJob {
   kind: string;
   keys: string[];
+  /** The cluster that prompted it (see cluster-identity.ts). */
+  cluster?: string;
 }
 
 /**
@@ -29,7 +31,7 @@ export class WorkQueue implements WorkPrompt {
   private scheduled = false;
   private inflight = new Set<Promise<unknown>>();
 
-  constructor(private readonly opts: { redisUrl: string; prefix: string; log: Logger }) {
+  constructor(private readonly opts: { redisUrl: string; prefix: string; log: Logger; cluster?: string }) {
     this.queue = new Queue<WorkJob>(WORK_QUEUE, { connection: bullConnection(opts.redisUrl, true), prefix: opts.prefix, defaultJobOptions: JOB_OPTIONS });
     this.queue.on('error', (err) => opts.log.warn({ err: err.message }, 'work queue error'));
   }
@@ -52,7 +54,7 @@ export class WorkQueue implements WorkPrompt {
       );
       this.pending.clear();
       const adding = this.queue
-        .addBulk(batch.map((b) => ({ name: b.kind, data: { kind: b.kind, keys: b.keys }, opts: { delay: b.delay, jobId: b.jobId } })))
+        .addBulk(batch.map((b) => ({ name: b.kind, data: { kind: b.kind, keys: b.keys, cluster: this.opts.cluster }, opts: { delay: b.delay, jobId: b.jobId } })))
         .catch((err: Error) => this.opts.log.warn({ err: err.message, jobs: batch.length }, 'could not enqueue work; the sweeper will find it overdue'))
         .finally(() => this.inflight.delete(adding));
       this.inflight.add(adding);
@@ -65,6 +67,11 @@ export class WorkQueue implements WorkPrompt {
     this.worker = new Worker<WorkJob>(
       WORK_QUEUE,
       async (job) => {
+        if (job.data.cluster && this.opts.cluster && job.data.cluster !== this.opts.cluster) {
+          // Never done (nor acknowledged) here: it stays retryable for its own cluster's replicas.
+          log.error({ jobCluster: job.data.cluster, cluster: this.opts.cluster }, 'a work job of another cluster reached this replica: its Redis prefix is shared');
+          throw new Error(`work job of cluster ${job.data.cluster} refused by a replica of cluster ${this.opts.cluster}`);
+        }
         const kind = byName.get(job.data.kind);
         if (!kind) throw new Error(`unknown work kind ${job.data.kind}`);
         return runWork(kind, job.data.keys, { leaseMs: opts.leaseMs, prompt: this, log });

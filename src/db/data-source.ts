@@ -11,6 +11,7 @@ import { ClientRequestId1768200000000 } from './migrations/1768200000000-client-
 import { ReplicaLeases1768300000000 } from './migrations/1768300000000-replica-leases.ts';
 import { NotificationUuids1768600000000 } from './migrations/1768600000000-notification-uuids.ts';
 import { MachineVersions1769000000000 } from './migrations/1769000000000-machine-versions.ts';
+import { ClusterIdentity1769100000000 } from './migrations/1769100000000-cluster-identity.ts';
 
 export const MIGRATIONS = [
   InitialSchema1764000000000,
@@ -23,6 +24,7 @@ export const MIGRATIONS = [
   ReplicaLeases1768300000000,
   NotificationUuids1768600000000,
   MachineVersions1769000000000,
+  ClusterIdentity1769100000000,
 ];
 
 /** Any number of replicas may start at once; this lock lets exactly one run migrations at a time. */
