@@ -186,14 +186,25 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
   const workLog = log.child({ part: 'work' });
   let sending = 0;
   // Notifications are sent by the replica that created them, right after the commit; a lost
-  // send (crash, too many at once) is only delayed: the rows stay owed and the sweeper has them.
-  const sendNow = (rows: NotificationRow[]) => {
-    // Too many sends at once: leave these to the sweeper once their lease runs out.
-    if (sending >= config.WORKER_CONCURRENCY * 4) return;
+  // send (crash, too many waiting) is only delayed: the rows stay owed and the sweeper has them.
+  // While the most sends run at once, new rows wait here (bounded) and go with the next free send,
+  // many per run: at the top rate, leaving them to the sweeper's overdue pass let them fall behind.
+  const unsent: NotificationRow[] = [];
+  const WAITING_MAX = 20_000;
+  const SEND_BATCH = 500;
+  const send = (rows: NotificationRow[]) => {
     sending += 1;
     void runClaimed(notifications, rows, { prompt: work, log: workLog })
       .catch((err: Error) => workLog.warn({ err: err.message }, 'notifications not sent now; they stay owed'))
-      .finally(() => (sending -= 1));
+      .finally(() => {
+        sending -= 1;
+        if (unsent.length > 0) send(unsent.splice(0, SEND_BATCH));
+      });
+  };
+  const sendNow = (rows: NotificationRow[]) => {
+    if (sending < config.WORKER_CONCURRENCY * 4) return send(rows);
+    // Past the bound, leave them to the sweeper once their lease runs out.
+    if (unsent.length + rows.length <= WAITING_MAX) unsent.push(...rows);
   };
   // One queue and, per batch, one transaction for every consumer (each falls back to its own on failure).
   const group: ConsumerGroup = { name: EVENTS_GROUP, consumers: [notifierConsumer(sendNow, config.WORK_LEASE_MS), ...viewConsumers(pg)] };
