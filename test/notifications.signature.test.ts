@@ -1,7 +1,12 @@
+import { spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { expect } from 'chai';
 import { sign, verify } from '../src/notifications/signature.ts';
 import { webhookTransport, type NotificationMessage } from '../src/notifications/transports.ts';
+import { freePort } from './support/service-process.ts';
 import { eventually, startSystem, type TestSystem } from './support/system.ts';
 import { startWebhookReceiver, type ReceivedNotification, type ReceivedRequest } from './support/webhook.ts';
 
@@ -212,5 +217,82 @@ describe('signed webhook deliveries, end to end', function () {
     } finally {
       hook.setSecrets(CURRENT);
     }
+  });
+});
+
+/** The README's receiver: the `js` block of its section "Signed webhooks". */
+function readmeReceiver(): string {
+  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+  const section = readme.slice(readme.indexOf('### Signed webhooks'));
+  const block = /```js\n([\s\S]*?)```/.exec(section)?.[1];
+  if (!block) throw new Error('README.md has no js block under "Signed webhooks"');
+  return block;
+}
+
+describe("the README's webhook receiver, run as written", function () {
+  this.timeout(20_000);
+  const NEW = 'whsec-readme-new-4d2f8a1c9e7b3056';
+  const OLD = 'whsec-readme-old-8b6e0d2a4c1f7593';
+  let dir: string;
+  let url: string;
+  let child: ReturnType<typeof spawn> | undefined;
+  let output = '';
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'baedal-readme-receiver-'));
+    writeFileSync(join(dir, 'receiver.mjs'), readmeReceiver());
+    const port = await freePort();
+    url = `http://127.0.0.1:${port}/hook`;
+    // The receiver holds the old secret only: the service in the middle of a rotation signs with both.
+    child = spawn(process.execPath, [join(dir, 'receiver.mjs')], { env: { ...process.env, PORT: String(port), BAEDAL_WEBHOOK_SECRETS: OLD }, stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+    await eventually(async () => {
+      if (child!.exitCode !== null) throw new Error(`the receiver exited: ${output}`);
+      return (await fetch(url, { method: 'POST', body: '{}' })).status === 401;
+    }, 'the README receiver to listen');
+  });
+  after(() => {
+    child?.kill();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const message: NotificationMessage = {
+    notificationId: '00000000-0000-8000-8000-000000000009',
+    eventId: '00000000-0000-4000-8000-000000000001',
+    orderId: '00000000-0000-4000-8000-000000000002',
+    status: 'paid',
+    to: { role: 'store', id: 's-1' },
+    text: 'Order paid — 주문 결제됨',
+  };
+  const post = (body: string, signature?: string) =>
+    fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...(signature && { 'baedal-signature': signature }) }, body }).then((r) => r.status);
+
+  it("takes the service's signed requests, one message or a batch, and refuses unsigned, forged, altered and replayed ones", async () => {
+    const transports = {
+      rotating: webhookTransport(url, { timeoutMs: 2000, concurrency: 1, secrets: [NEW, OLD] }),
+      batch: webhookTransport(url, { timeoutMs: 2000, concurrency: 1, secrets: [NEW, OLD], batchMax: 10 }),
+      otherSecret: webhookTransport(url, { timeoutMs: 2000, concurrency: 1, secrets: [NEW] }),
+      unsigned: webhookTransport(url, { timeoutMs: 2000, concurrency: 1 }),
+    };
+    try {
+      await transports.rotating.send(message);
+      await Promise.all([transports.batch.send(message), transports.batch.send({ ...message, notificationId: '00000000-0000-8000-8000-00000000000a' })]);
+      let refused = await transports.otherSecret.send(message).then(() => 'delivered', (err: Error) => err.message);
+      expect(refused, 'signed with a secret the receiver does not hold').to.equal('webhook answered 401');
+      refused = await transports.unsigned.send(message).then(() => 'delivered', (err: Error) => err.message);
+      expect(refused, 'unsigned').to.equal('webhook answered 401');
+    } finally {
+      await Promise.all(Object.values(transports).map((t) => t.close?.()));
+    }
+    const body = JSON.stringify(message);
+    expect(await post(body, sign(body, OLD)), 'signed now').to.equal(204);
+    expect(await post(JSON.stringify(message, null, 2), sign(body, OLD)), 're-serialized').to.equal(401);
+    expect(await post(body.replace('paid', 'cancelled'), sign(body, OLD)), 'altered').to.equal(401);
+    expect(await post(body, sign(body, OLD, { now: new Date(Date.now() - 301_000) })), 'sent again 5 minutes later').to.equal(401);
+    expect(await post(body, sign(body, OLD, { now: new Date(Date.now() + 301_000) })), 'from a clock 5 minutes ahead').to.equal(401);
+    expect(await post(body, sign(body, OLD, { now: new Date(Date.now() - 60_000) })), 'a clock a minute behind').to.equal(204);
+    expect(await post(body, 'garbage'), 'garbled').to.equal(401);
+    expect(output, 'nothing on its stderr or stdout').to.equal('');
   });
 });
