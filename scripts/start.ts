@@ -20,6 +20,7 @@ environment, validated at start-up (exit 2 naming a bad value); the main variabl
   PAYMENT_URL             the payment gateway
   AUTH_SECRET             the token secret (required when NODE_ENV=production)
   NOTIFY_WEBHOOK_URL      where notifications are POSTed (unset: the log)
+  NOTIFY_WEBHOOK_SECRET   signs each webhook request (Baedal-Signature; set it in production)
   ROLE                    all | api | worker
   LOG_LEVEL               pino level
 Every variable is in README.md, Configuration.`;

@@ -23,6 +23,7 @@ export const PUBLISHED_SECRETS: readonly string[] = [
   'REPLACE-ME-with-output-of-openssl-rand-base64-48', // k8s/secret.yaml
   'dev-only-secret-not-for-production-0123456789abcdef', // compose.yaml
   'test-secret-at-least-16-chars', // the tests
+  'test-webhook-secret-of-the-tests', // the tests' NOTIFY_WEBHOOK_SECRET
   'baedal-bench-secret-0123456789', // an earlier benchmark
   'q7Zk2v9pX1mB4nR8sT0wY6uE3aC5dF', // an earlier test
 ];
@@ -71,22 +72,23 @@ function mostlyRuns(secret: string): boolean {
 const repeated = (secret: string) => /^([\s\S]+?)\1+$/.test(secret);
 
 /**
- * Why `secret` may not sign production tokens, or undefined when it may. Refused: under
+ * Why `secret` may not sign production tokens (or, named `name`, anything else the service signs
+ * in production), or undefined when it may. Refused: under
  * MIN_SECRET_BYTES bytes (UTF-8); under MIN_BITS_PER_CHAR bits of entropy per character; a
  * repetition of a shorter string; mostly runs of equal or consecutive characters; a published
  * secret or a variant of one.
  */
-export function secretProblem(secret: string): string | undefined {
+export function secretProblem(secret: string, name = 'AUTH_SECRET'): string | undefined {
   if (isPublishedSecret(secret)) {
-    return `AUTH_SECRET is a published example (the development default, the k8s/secret.yaml placeholder, or another secret printed in this repository) or a variant of one; ${SECRET_RECIPE}`;
+    return `${name} is a published example (the development default, the k8s/secret.yaml placeholder, or another secret printed in this repository) or a variant of one; ${SECRET_RECIPE}`;
   }
   const bytes = Buffer.byteLength(secret, 'utf8');
-  if (bytes < MIN_SECRET_BYTES) return `AUTH_SECRET is ${bytes} bytes; at least ${MIN_SECRET_BYTES} are required in production; ${SECRET_RECIPE}`;
+  if (bytes < MIN_SECRET_BYTES) return `${name} is ${bytes} bytes; at least ${MIN_SECRET_BYTES} are required in production; ${SECRET_RECIPE}`;
   const bits = charEntropy(secret);
   if (bits < MIN_BITS_PER_CHAR) {
-    return `AUTH_SECRET has low entropy (${bits.toFixed(2)} bits per character, at least ${MIN_BITS_PER_CHAR} required); ${SECRET_RECIPE}`;
+    return `${name} has low entropy (${bits.toFixed(2)} bits per character, at least ${MIN_BITS_PER_CHAR} required); ${SECRET_RECIPE}`;
   }
-  if (repeated(secret)) return `AUTH_SECRET has low entropy (a shorter string repeated); ${SECRET_RECIPE}`;
-  if (mostlyRuns(secret)) return `AUTH_SECRET has low entropy (mostly runs of equal or consecutive characters); ${SECRET_RECIPE}`;
+  if (repeated(secret)) return `${name} has low entropy (a shorter string repeated); ${SECRET_RECIPE}`;
+  if (mostlyRuns(secret)) return `${name} has low entropy (mostly runs of equal or consecutive characters); ${SECRET_RECIPE}`;
   return undefined;
 }

@@ -86,6 +86,22 @@ const schema = z
     REFUND_RETRY_MAX_MS: ms(60_000),
     /** Notifications go to this webhook (POST, JSON); without it they are written to the log. */
     NOTIFY_WEBHOOK_URL: z.url().optional(),
+    /**
+     * Secrets that sign each webhook request (`Baedal-Signature`), comma-separated, the current one
+     * first: one signature per secret, so a receiver holding the old or the new one of a rotation
+     * verifies it. Unset: requests go unsigned.
+     */
+    NOTIFY_WEBHOOK_SECRET: z
+      .string()
+      .transform((value, ctx) => {
+        const secrets = value.split(',').map((s) => s.trim());
+        if (secrets.some((s) => s.length < 16)) {
+          ctx.addIssue({ code: 'custom', message: 'each comma-separated secret must be at least 16 characters (no empty entries); generate one with `openssl rand -base64 48`' });
+          return z.NEVER;
+        }
+        return secrets;
+      })
+      .optional(),
     NOTIFY_TIMEOUT_MS: ms(5000),
     NOTIFY_RETRY_MAX_MS: ms(60_000),
     /** Webhook requests on their way at once per replica (kept-alive connections to the endpoint). */
@@ -135,6 +151,13 @@ const schema = z
     }
     const weak = env.NODE_ENV === 'production' && env.AUTH_SECRET ? secretProblem(env.AUTH_SECRET) : undefined;
     if (weak) ctx.addIssue({ code: 'custom', path: ['AUTH_SECRET'], message: weak });
+    if (env.NODE_ENV === 'production') {
+      const secrets = env.NOTIFY_WEBHOOK_SECRET ?? [];
+      for (const [i, secret] of secrets.entries()) {
+        const problem = secretProblem(secret, secrets.length > 1 ? `NOTIFY_WEBHOOK_SECRET (secret ${i + 1} of ${secrets.length})` : 'NOTIFY_WEBHOOK_SECRET');
+        if (problem) ctx.addIssue({ code: 'custom', path: ['NOTIFY_WEBHOOK_SECRET'], message: problem });
+      }
+    }
   });
 
 export type Config = Omit<z.infer<typeof schema>, 'AUTH_SECRET'> & {

@@ -14,7 +14,8 @@ Runs the Baedal service in the foreground: the HTTP API and, unless ROLE=api, th
 durable work and the sweeper. SIGTERM or SIGINT drains it and exits 0 within SHUTDOWN_TIMEOUT_MS;
 exits 1 when PostgreSQL stays unreachable for STARTUP_WAIT_MS, 2 on an invalid configuration.
 Configuration comes from the environment (every variable is in README.md, Configuration), e.g.
-PORT, HOST, DATABASE_URL, REDIS_URL, PAYMENT_URL, AUTH_SECRET, NOTIFY_WEBHOOK_URL, ROLE, LOG_LEVEL.`;
+PORT, HOST, DATABASE_URL, REDIS_URL, PAYMENT_URL, AUTH_SECRET, NOTIFY_WEBHOOK_URL, NOTIFY_WEBHOOK_SECRET,
+ROLE, LOG_LEVEL.`;
 
 async function main(): Promise<void> {
   commandLine('baedal', USAGE, {});

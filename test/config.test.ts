@@ -34,6 +34,26 @@ describe('configuration', () => {
       .and.matches(/NOTIFY_BATCH_MAX/);
   });
 
+  it('reads NOTIFY_WEBHOOK_SECRET as comma-separated secrets, the current one first, each at least 16 characters', () => {
+    expect(loadConfig({}).NOTIFY_WEBHOOK_SECRET).to.equal(undefined);
+    expect(loadConfig({ NOTIFY_WEBHOOK_SECRET: 'a-webhook-secret-1' }).NOTIFY_WEBHOOK_SECRET).to.deep.equal(['a-webhook-secret-1']);
+    expect(loadConfig({ NOTIFY_WEBHOOK_SECRET: 'new-webhook-secret-2, old-webhook-secret-1' }).NOTIFY_WEBHOOK_SECRET).to.deep.equal(['new-webhook-secret-2', 'old-webhook-secret-1']);
+    for (const bad of ['', 'short', 'a-webhook-secret-1,', 'a-webhook-secret-1,,b-webhook-secret-2', 'a-webhook-secret-1,tiny']) {
+      expect(() => loadConfig({ NOTIFY_WEBHOOK_SECRET: bad }), bad)
+        .to.throw(ConfigError)
+        .with.property('message')
+        .that.matches(/NOTIFY_WEBHOOK_SECRET: each comma-separated secret must be at least 16 characters/);
+    }
+  });
+
+  it('asks of each NOTIFY_WEBHOOK_SECRET in production what it asks of AUTH_SECRET', () => {
+    const production = (secret: string) => () => loadConfig({ NODE_ENV: 'production', AUTH_SECRET: randomBytes(48).toString('base64'), NOTIFY_WEBHOOK_SECRET: secret });
+    const strong = randomBytes(48).toString('base64');
+    expect(production(strong)().NOTIFY_WEBHOOK_SECRET).to.deep.equal([strong]);
+    expect(production('a-webhook-secret-1')).to.throw(ConfigError, /NOTIFY_WEBHOOK_SECRET is 18 bytes; at least 32 are required in production/);
+    expect(production(`${strong},test-webhook-secret-of-the-tests`)).to.throw(ConfigError, /NOTIFY_WEBHOOK_SECRET \(secret 2 of 2\) is a published example/);
+  });
+
   it('requires AUTH_SECRET in production', () => {
     expect(() => loadConfig({ NODE_ENV: 'production' })).to.throw(ConfigError, /AUTH_SECRET is required/);
     expect(loadConfig({ NODE_ENV: 'production', AUTH_SECRET: randomBytes(48).toString('base64') }).usingDevSecret).to.equal(false);

@@ -236,12 +236,14 @@ describe('Kubernetes manifests (k8s/)', () => {
     expect(existsSync(join(ROOT, 'src/migrate.ts')), 'src/migrate.ts compiles to dist/migrate.js').to.equal(true);
   });
 
-  it('configuration: the Secret keeps its placeholder, METRICS_TOKEN comes from it when present', () => {
+  it('configuration: the Secret keeps its placeholder, METRICS_TOKEN and NOTIFY_WEBHOOK_SECRET come from it when present', () => {
     const objects = renders.default();
     const secret = find(objects, 'Secret', 'baedal-secrets');
     expect(secret.stringData.AUTH_SECRET, 'the app refuses this value in production').to.equal(SECRET_PLACEHOLDER);
-    const metricsToken = appContainer(objects).env.find((e: any) => e.name === 'METRICS_TOKEN');
-    expect(metricsToken.valueFrom.secretKeyRef).to.deep.equal({ name: secret.metadata.name, key: 'METRICS_TOKEN', optional: true });
+    for (const name of ['METRICS_TOKEN', 'NOTIFY_WEBHOOK_SECRET']) {
+      const variable = appContainer(objects).env.find((e: any) => e.name === name);
+      expect(variable.valueFrom.secretKeyRef, name).to.deep.equal({ name: secret.metadata.name, key: name, optional: true });
+    }
   });
 
   it('every workload runs compiled JavaScript as a numeric non-root user, never TypeScript through tsx', () => {

@@ -146,6 +146,9 @@ describe('notification delivery: pooled connections, bounded concurrency, batche
       expect(hook.maxInFlight()).to.equal(1);
       for (const r of hook.requests) {
         expect(r.idempotencyKey).to.match(/^batch-[0-9a-f]{32}$/);
+        // The whole array is signed, as sent (the receiver checked it against the raw bytes).
+        expect(r.signature).to.match(/^t=\d+,v1=[0-9a-f]{64}$/);
+        expect(r.verification).to.deep.include({ ok: true });
         for (const m of r.body as ReceivedNotification[]) expect(Object.keys(m).sort()).to.deep.equal(['eventId', 'notificationId', 'orderId', 'status', 'text', 'to']);
       }
       const feed = await eventually(async () => {

@@ -62,4 +62,28 @@ describe('runtime start', function () {
       await removeQueueKeys(prefix);
     }
   });
+
+  it('warns when webhooks are configured without NOTIFY_WEBHOOK_SECRET (unsigned), and not when it is set', async () => {
+    const payments = { charge: async () => ({ chargeId: 'x' }), refund: async () => ({ refundId: 'x' }) } as unknown as PaymentGateway;
+    const unsigned = (lines: Record<string, unknown>[]) => lines.filter((l) => String(l.msg).startsWith('NOTIFY_WEBHOOK_URL is set without NOTIFY_WEBHOOK_SECRET'));
+    for (const secret of [undefined, 'a-webhook-secret-of-this-test']) {
+      const captured = captureLog('warn');
+      const prefix = `{baedal-start-${randomUUID()}}`;
+      const config = loadConfig({
+        DATABASE_URL: TEST_DATABASE_URL,
+        REDIS_URL: TEST_REDIS_URL,
+        QUEUE_PREFIX: prefix,
+        ROLE: 'api',
+        NOTIFY_WEBHOOK_URL: 'http://127.0.0.1:9/hook',
+        ...(secret && { NOTIFY_WEBHOOK_SECRET: secret }),
+      });
+      const runtime = await startRuntime({ config, log: captured.log, payments });
+      try {
+        expect(unsigned(captured.lines()), `NOTIFY_WEBHOOK_SECRET ${secret ?? 'unset'}`).to.have.length(secret ? 0 : 1);
+      } finally {
+        await runtime.close();
+        await removeQueueKeys(prefix);
+      }
+    }
+  });
 });

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import type { CpuLimits } from '../../bench/cpu-limit.ts';
 import { freePort, httpStatus, ProcessGroup, waitUntil, type Managed, type StartOptions } from '../../bench/processes.ts';
+import { SIGNATURE_HEADER, verify } from '../../src/notifications/signature.ts';
 import type { LedgerCharge, LedgerRefund } from '../../src/payment/fake-gateway.ts';
 import { deleteKeys, onServer } from './infra.ts';
 import { RoundRobinProxy } from './proxy.ts';
@@ -39,16 +40,30 @@ export interface Replica {
   process: Managed;
 }
 
-/** A webhook receiver standing in for the messaging provider: counts each notification it receives. */
+/**
+ * A webhook receiver standing in for the messaging provider: counts each notification it receives.
+ * As a production receiver does, it takes only requests whose signature verifies with the
+ * cluster's secret, and answers 401 to the others (counted in `unverified`).
+ */
 class WebhookReceiver {
   /** notificationId (the Idempotency-Key) → times received. */
   readonly received = new Map<string, number>();
+  unverified = 0;
   private server?: http.Server;
+
+  constructor(private readonly secret: string) {}
 
   async listen(): Promise<string> {
     this.server = http.createServer((req, res) => {
-      req.resume();
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
+        const signature = req.headers[SIGNATURE_HEADER.toLowerCase()] as string | undefined;
+        if (!verify(signature, Buffer.concat(chunks), this.secret).ok) {
+          this.unverified += 1;
+          res.writeHead(401).end();
+          return;
+        }
         const key = req.headers['idempotency-key'];
         if (typeof key === 'string') this.received.set(key, (this.received.get(key) ?? 0) + 1);
         res.writeHead(204).end();
@@ -76,9 +91,11 @@ export class Cluster {
   readonly tag = randomUUID().slice(0, 8);
   readonly queuePrefix = `{baedal-cluster-${this.tag}}`;
   readonly secret = randomBytes(32).toString('base64url');
+  /** What the replicas sign their webhook requests with, and the receiver verifies with. */
+  readonly webhookSecret = randomBytes(32).toString('base64url');
   readonly logDir = mkdtempSync(join(tmpdir(), 'baedal-cluster-'));
   readonly proxy = new RoundRobinProxy();
-  readonly webhook = new WebhookReceiver();
+  readonly webhook = new WebhookReceiver(this.webhookSecret);
   readonly replicas = new Map<string, Replica>();
   /** A pool on the cluster's database, for the checks. */
   readonly db: pg.Pool;
@@ -142,6 +159,7 @@ export class Cluster {
         AUTH_SECRET: this.secret,
         PAYMENT_URL: this.gatewayUrl,
         NOTIFY_WEBHOOK_URL: this.webhookUrl,
+        NOTIFY_WEBHOOK_SECRET: this.webhookSecret,
         LOG_LEVEL: 'warn',
         RATE_LIMIT_PER_MIN: '0',
         // Every client of a run shares 127.0.0.1: the limits are not what is measured.

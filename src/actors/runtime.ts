@@ -57,6 +57,7 @@ export type RuntimeConfig = Pick<
   | 'REPLICA_LEASE_MS'
   | 'REFUND_RETRY_MAX_MS'
   | 'NOTIFY_WEBHOOK_URL'
+  | 'NOTIFY_WEBHOOK_SECRET'
   | 'NOTIFY_TIMEOUT_MS'
   | 'NOTIFY_RETRY_MAX_MS'
   | 'NOTIFY_CONCURRENCY'
@@ -172,12 +173,16 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
   }
 
   const work = new WorkQueue({ redisUrl: config.REDIS_URL, prefix: config.QUEUE_PREFIX, log, cluster: clusterId });
+  if (transport === undefined && config.NOTIFY_WEBHOOK_URL && !config.NOTIFY_WEBHOOK_SECRET) {
+    log.warn('NOTIFY_WEBHOOK_URL is set without NOTIFY_WEBHOOK_SECRET: webhook requests go unsigned, and a receiver cannot tell them from forged ones. Set NOTIFY_WEBHOOK_SECRET in production');
+  }
   const ownTransport =
     transport === undefined && config.NOTIFY_WEBHOOK_URL
       ? webhookTransport(config.NOTIFY_WEBHOOK_URL, {
           timeoutMs: config.NOTIFY_TIMEOUT_MS,
           concurrency: config.NOTIFY_CONCURRENCY,
           batchMax: config.NOTIFY_BATCH ? config.NOTIFY_BATCH_MAX : undefined,
+          secrets: config.NOTIFY_WEBHOOK_SECRET,
           onRequest: (outcome, seconds) => metrics.notificationDelivery.observe({ outcome }, seconds),
         })
       : undefined;

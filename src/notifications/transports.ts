@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { Pool } from 'undici';
 import type { Logger } from '../log.ts';
+import { sign } from './signature.ts';
 
 /** The message a transport carries, as the webhook's JSON body. */
 export interface NotificationMessage {
@@ -31,6 +32,11 @@ export interface WebhookOptions {
   concurrency: number;
   /** When set, one POST carries a JSON array of up to this many messages (NOTIFY_BATCH, NOTIFY_BATCH_MAX). */
   batchMax?: number;
+  /**
+   * When set, every request carries `Baedal-Signature` (see signature.ts), one `v1` per secret,
+   * the current one first (NOTIFY_WEBHOOK_SECRET).
+   */
+  secrets?: readonly string[];
   /** Called once per request with its outcome, its duration and how many messages it carried. */
   onRequest?: (outcome: WebhookOutcome, seconds: number, messages: number) => void;
 }
@@ -55,6 +61,9 @@ class WebhookError extends Error {
  * to `batchMax`) as one JSON array, and its answer decides for all of them; the
  * `Idempotency-Key` of such a request is a digest of the ids it carries, and a receiver drops
  * repeats by each element's notificationId.
+ *
+ * With `secrets`, each request is signed over the exact bytes it sends, at the moment it is sent:
+ * a retry carries a fresh timestamp and signature.
  */
 export function webhookTransport(url: string, opts: WebhookOptions): NotificationTransport {
   const target = new URL(url);
@@ -80,15 +89,12 @@ export function webhookTransport(url: string, opts: WebhookOptions): Notificatio
     let outcome: WebhookOutcome = 'delivered';
     try {
       const signal = deadlines.signal();
+      const body = Buffer.from(JSON.stringify(single ? messages[0] : messages));
+      const headers: Record<string, string> = { 'content-type': 'application/json', 'idempotency-key': key };
+      if (opts.secrets) headers['baedal-signature'] = sign(body, opts.secrets);
       let res: Awaited<ReturnType<typeof pool.request>>;
       try {
-        res = await pool.request({
-          path,
-          method: 'POST',
-          headers: { 'content-type': 'application/json', 'idempotency-key': key },
-          body: JSON.stringify(single ? messages[0] : messages),
-          signal,
-        });
+        res = await pool.request({ path, method: 'POST', headers, body, signal });
         await res.body.dump();
       } catch (err) {
         if (signal.aborted) throw new WebhookError(`webhook did not answer within ${opts.timeoutMs} ms`, 'timeout');

@@ -40,6 +40,8 @@ export function removeQueueKeys(prefix: string, redisUrl = TEST_REDIS_URL): Prom
   return deleteKeys(redisUrl, prefix);
 }
 export const AUTH_SECRET = 'test-secret-at-least-16-chars';
+/** What every system of the tests signs its webhook requests with; the test receiver verifies with it. */
+export const WEBHOOK_SECRET = 'test-webhook-secret-of-the-tests';
 
 export interface ApiResponse<T = any> {
   status: number;
@@ -141,6 +143,8 @@ export const TEST_ENV: Record<string, string> = {
   DATABASE_URL: TEST_DATABASE_URL,
   REDIS_URL: TEST_REDIS_URL,
   AUTH_SECRET,
+  // Every webhook request of the tests is signed, and the receiver (webhook.ts) refuses one that does not verify.
+  NOTIFY_WEBHOOK_SECRET: WEBHOOK_SECRET,
   JOB_LOCK_MS: '3000',
   SHUTDOWN_TIMEOUT_MS: '5000',
   PAYMENT_TIMEOUT_MS: '2000',

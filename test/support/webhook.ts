@@ -1,7 +1,9 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
+import { SIGNATURE_HEADER, verify, type Secrets, type VerifyResult } from '../../src/notifications/signature.ts';
 import type { NotificationMessage } from '../../src/notifications/transports.ts';
+import { WEBHOOK_SECRET } from './system.ts';
 
 export type ReceivedNotification = NotificationMessage;
 
@@ -14,15 +16,27 @@ export interface ReceivedRequest {
   /** Which connection it came on (1, 2, … in the order they were opened). */
   socket: number;
   answered: number;
+  /** The bytes of the body as they arrived, and when. */
+  raw: Buffer;
+  at: Date;
+  /** Its `Baedal-Signature` header. */
+  signature: string | undefined;
+  /** The receiver's check of that signature (undefined when it checks none). */
+  verification: VerifyResult | undefined;
 }
 
 /**
  * A real HTTP webhook receiver that can be "down" (answers 503 without taking the message) and
  * can hold each answer for a while (to see how many requests the service has in flight at once).
  * It takes one message per POST or, as a batch receiver does, a JSON array of them.
+ *
+ * It verifies the `Baedal-Signature` of every request, as a production receiver does, with the
+ * secret the tests' systems sign with (`secrets`: others; null: it checks nothing), and answers
+ * 401 without taking the message when the signature does not verify.
  */
-export async function startWebhookReceiver(opts: { holdMs?: number } = {}) {
+export async function startWebhookReceiver(opts: { holdMs?: number; secrets?: Secrets | null } = {}) {
   let down = false;
+  let secrets = opts.secrets === undefined ? WEBHOOK_SECRET : opts.secrets;
   /** Messages answered 2xx, in arrival order (a repeat would appear twice). */
   const accepted: ReceivedNotification[] = [];
   /** Every POST, answered 2xx or not. */
@@ -38,19 +52,28 @@ export async function startWebhookReceiver(opts: { holdMs?: number } = {}) {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
+      const raw = Buffer.concat(chunks);
+      const at = new Date();
+      const signature = req.headers[SIGNATURE_HEADER.toLowerCase()] as string | undefined;
+      // Checked on arrival, against the bytes as they came: the answer may be held a while.
+      const verification = secrets === null ? undefined : verify(signature, raw, secrets, { now: at });
       const answer = () => {
         inFlight -= 1;
-        const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as ReceivedNotification | ReceivedNotification[];
-        const status = down ? 503 : 204;
+        const body = JSON.parse(raw.toString('utf8')) as ReceivedNotification | ReceivedNotification[];
+        const status = verification?.ok === false ? 401 : down ? 503 : 204;
         requests.push({
           idempotencyKey: req.headers['idempotency-key'] as string | undefined,
           contentType: req.headers['content-type'],
           body,
           socket: socketIds.get(req.socket)!,
           answered: status,
+          raw,
+          at,
+          signature,
+          verification,
         });
-        if (down) refused += 1;
-        else accepted.push(...(Array.isArray(body) ? body : [body]));
+        if (status === 204) accepted.push(...(Array.isArray(body) ? body : [body]));
+        else refused += 1;
         res.writeHead(status).end();
       };
       if (opts.holdMs) setTimeout(answer, opts.holdMs);
@@ -70,6 +93,10 @@ export async function startWebhookReceiver(opts: { holdMs?: number } = {}) {
     maxInFlight: () => maxInFlight,
     setDown(value: boolean) {
       down = value;
+    },
+    /** The secrets it verifies with from now on (null: it checks nothing). */
+    setSecrets(value: Secrets | null) {
+      secrets = value;
     },
     close: () =>
       new Promise<void>((resolve) => {
