@@ -134,6 +134,7 @@ if (v['cpu-per-replica'] !== undefined && cpuPerReplica === undefined) usageErro
 
 // The service runs with NODE_ENV=production, which refuses a weak or published secret.
 const SECRET = randomBytes(48).toString('base64');
+const WEBHOOK_SECRET = randomBytes(32).toString('base64');
 const DATABASE_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/baedal_bench';
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const TAG = randomUUID().slice(0, 8);
@@ -324,7 +325,8 @@ async function startService(n: number, gatewayUrl: string, webhookUrl: string | 
       RATE_LIMIT_PER_MIN: '0',
       // Every client of a run shares 127.0.0.1: the limits are not what is measured.
       PUBLIC_RATE_LIMIT_PER_MIN: '0',
-      ...(webhookUrl && { NOTIFY_WEBHOOK_URL: webhookUrl }),
+      // Signed, as production's deliveries are (the receiver takes them as they come).
+      ...(webhookUrl && { NOTIFY_WEBHOOK_URL: webhookUrl, NOTIFY_WEBHOOK_SECRET: WEBHOOK_SECRET }),
     },
   });
   const url = `http://127.0.0.1:${port}`;
