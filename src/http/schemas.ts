@@ -8,9 +8,12 @@ export const ORDER_STATUSES = orderMachines().allStatuses() as [string, ...strin
 /**
  * The one charset of ids (store, food, area, token `sub`, request ids up to 128): ASCII letters,
  * digits and `. _ : @ -`, 1 to 100 characters. Nothing else reaches PostgreSQL, a log or a URL.
+ * `.` and `..` alone are no ids: as a URL path segment they mean "here" and "up", so a client's
+ * URL library removes them and the id could never be addressed (`/stores/./menu` is `/stores/menu`).
+ * The three branches say "not those two" without a look-ahead, which JSON Schema tools read alike.
  */
-export const ID_PATTERN = /^[A-Za-z0-9._:@-]{1,100}$/;
-export const ID_RULE = '1-100 of A-Z a-z 0-9 . _ : @ -';
+export const ID_PATTERN = /^(?:[A-Za-z0-9_:@-][A-Za-z0-9._:@-]{0,99}|\.[A-Za-z0-9_:@-][A-Za-z0-9._:@-]{0,98}|\.\.[A-Za-z0-9._:@-]{1,98})$/;
+export const ID_RULE = '1-100 of A-Z a-z 0-9 . _ : @ -, other than . and ..';
 
 export const idString = (what: string) => z.string().regex(ID_PATTERN, `must be ${ID_RULE}`).describe(what);
 
