@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { Batcher } from '../../src/actors/batcher.ts';
+import { Batcher } from '../../src/db/batcher.ts';
 
 /** Group commit's batching, on its own (pure code: the statement is a function here). */
 describe('Batcher', () => {

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { MAX_ORDER_TOTAL } from '../../src/actors/pricing.ts';
+import { MAX_ORDER_TOTAL } from '../../src/catalog/pricing.ts';
 import { duplicateKeyPath, mediaTypeProblem } from '../../src/http/json-body.ts';
 import { text } from '../../src/http/schemas.ts';
 import { captureLog } from '../support/capture-log.ts';

@@ -190,6 +190,9 @@ describe('npm run build: the compiled tree the image runs', function () {
     expect(assets).to.include.members(['http/statechart/chart.js', 'http/statechart/page.js', 'http/statechart/index.html']);
     for (const f of assets) expect(readFileSync(join(DIST, f), 'utf8'), f).to.equal(readFileSync(join(ROOT, 'src', f), 'utf8'));
     expect(files).to.include('tools/scripts/payment-gateway.js');
+    // The fake gateway is a development tool (dev/): the service's own tree does not carry it.
+    expect(files.filter((f) => /fake-gateway/.test(f) && !f.startsWith('tools/'))).to.deep.equal([]);
+    expect(files).to.include('tools/dev/fake-gateway.js');
     expect(files.filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts')), 'no TypeScript left in dist/').to.deep.equal([]);
     expect(buildOutput).to.match(/build: dist\/ has \d+ JavaScript files/);
   });

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { startRuntime } from '../../src/actors/runtime.ts';
+import { startRuntime } from '../../src/app.ts';
 import { loadConfig } from '../../src/config.ts';
 import type { PaymentGateway } from '../../src/payment/payment-gateway.ts';
 import { captureLog } from '../support/capture-log.ts';
@@ -16,7 +16,7 @@ describe('runtime close()', function () {
   it('releases every connection and timer, so the process exits by itself (regression: the worker Redis connection leaked)', async () => {
     const prefix = `{baedal-close-${randomUUID()}}`;
     const script = `
-      import { startRuntime } from '../src/actors/runtime.ts';
+      import { startRuntime } from '../src/app.ts';
       import { loadConfig } from '../src/config.ts';
       import { createLogger } from '../src/log.ts';
       const config = loadConfig({ DATABASE_URL: ${JSON.stringify(TEST_DATABASE_URL)}, REDIS_URL: ${JSON.stringify(TEST_REDIS_URL)}, QUEUE_PREFIX: '${prefix}' });

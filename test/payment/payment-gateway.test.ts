@@ -5,7 +5,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { setTimeout as pause } from 'node:timers/promises';
 import { expect } from 'chai';
 import { PaymentDeclinedError, PaymentUnavailableError } from '../../src/errors.ts';
-import { createFakeGateway, type FakeGateway } from '../../src/payment/fake-gateway.ts';
+import { createFakeGateway, type FakeGateway } from '../../dev/fake-gateway.ts';
 import { createHttpPaymentGateway, type PaymentGateway } from '../../src/payment/payment-gateway.ts';
 
 const CLIENT_TIMEOUT_MS = 1_000;

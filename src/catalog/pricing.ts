@@ -1,5 +1,5 @@
 import type { Database, Sql } from '../db/pg.ts';
-import { Batcher } from './batcher.ts';
+import { Batcher } from '../db/batcher.ts';
 import { FreeOrderError, StoreNotFoundError, TotalTooLargeError, UnprocessableError } from '../errors.ts';
 import type { Address, OrderItem } from '../machines/order/contract.ts';
 
