@@ -203,7 +203,7 @@ describe('npm run build: the compiled tree the image runs', function () {
       const loaders = process.execArgv.filter((a) => /^(--import|--loader|--experimental-loader|--require|-r)\b/.test(a));
       if (loaders.length > 0 || /tsx/.test(process.env.NODE_OPTIONS ?? '')) throw new Error('expected plain node, without loaders');
       const modules = ${JSON.stringify(modules)};
-      for (const f of modules) await import('../dist/' + f);
+      for (const f of modules) await import('./dist/' + f);
       console.log('loaded ' + modules.length);
       process.exit(0);`;
     const load = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: ROOT, env: plainNodeEnv(), encoding: 'utf8', timeout: 60_000 });

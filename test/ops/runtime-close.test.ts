@@ -16,9 +16,9 @@ describe('runtime close()', function () {
   it('releases every connection and timer, so the process exits by itself (regression: the worker Redis connection leaked)', async () => {
     const prefix = `{baedal-close-${randomUUID()}}`;
     const script = `
-      import { startRuntime } from '../src/app.ts';
-      import { loadConfig } from '../src/config.ts';
-      import { createLogger } from '../src/log.ts';
+      import { startRuntime } from './src/app.ts';
+      import { loadConfig } from './src/config.ts';
+      import { createLogger } from './src/log.ts';
       const config = loadConfig({ DATABASE_URL: ${JSON.stringify(TEST_DATABASE_URL)}, REDIS_URL: ${JSON.stringify(TEST_REDIS_URL)}, QUEUE_PREFIX: '${prefix}' });
       const payments = { charge: async () => ({ chargeId: 'x' }), refund: async () => ({ refundId: 'x' }) };
       const runtime = await startRuntime({ config, log: createLogger('silent'), payments });
