@@ -15,6 +15,7 @@ RUN --mount=type=cache,target=/root/.npm \
 COPY tsconfig.json tsconfig.build.json tsconfig.build-tools.json ./
 COPY src ./src
 COPY scripts ./scripts
+COPY dev ./dev
 RUN npm run build
 
 # Production dependencies only.

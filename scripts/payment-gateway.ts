@@ -1,7 +1,7 @@
 // The fake payment gateway on its own: npm run payment-gateway (the image: node dist/tools/scripts/payment-gateway.js).
 import { z } from 'zod';
 import { createLogger } from '../src/log.ts';
-import { createFakeGateway } from '../src/payment/fake-gateway.ts';
+import { createFakeGateway } from '../dev/fake-gateway.ts';
 import { commandLine } from '../src/cli.ts';
 
 const USAGE = `usage: npm run payment-gateway   (compiled: node dist/tools/scripts/payment-gateway.js)

@@ -1,7 +1,7 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { within } from './actors/queues.ts';
-import { startRuntime } from './actors/runtime.ts';
+import { startRuntime } from './app.ts';
 import { commandLine } from './cli.ts';
 import { loadConfigOrExit } from './config.ts';
 import { appSettings, createApp } from './http/app.ts';

@@ -8,7 +8,7 @@ import pg from 'pg';
 import type { CpuLimits } from '../../bench/cpu-limit.ts';
 import { freePort, httpStatus, ProcessGroup, waitUntil, type Managed, type StartOptions } from '../../bench/processes.ts';
 import { SIGNATURE_HEADER, verify } from '../../src/notifications/signature.ts';
-import type { LedgerCharge, LedgerRefund } from '../../src/payment/fake-gateway.ts';
+import type { LedgerCharge, LedgerRefund } from '../../dev/fake-gateway.ts';
 import { deleteKeys, onServer } from './infra.ts';
 import { RoundRobinProxy } from './proxy.ts';
 

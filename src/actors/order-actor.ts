@@ -27,7 +27,7 @@ import { REFUND_JOIN, refundViewOf, viewOf, type OrderView, type RefundColumns, 
 import { judgeable, type JudgeableOrder, type OrderStore } from './order-store.ts';
 import { canSee, requireRole, type Principal, type Role } from './principal.ts';
 import { journalShownTo, orderShownTo, type JournalAnswer } from './privacy.ts';
-import { menuLookup, priceItems, type MenuLookup, type PlaceOrder } from './pricing.ts';
+import { menuLookup, priceItems, type MenuLookup, type PlaceOrder } from '../catalog/pricing.ts';
 import type { WorkPrompt } from './work.ts';
 
 export type { OrderView, PlaceOrder, RefundView };

@@ -145,7 +145,7 @@ export interface Committed {
 /*
  * A note on the statements below: a batch arrives as a JSON record set, whose size the planner
  * cannot know. Every table a statement touches is reached through `= ANY (ARRAY(...))` on its key,
- * so the plan is an index scan however large the tables grow (test/plans.test.ts checks it).
+ * so the plan is an index scan however large the tables grow (test/ops/plans.test.ts checks it).
  */
 
 /**

@@ -3,7 +3,7 @@ import { MachineVersionAheadError } from '../errors.ts';
 import { ORDER_MACHINE_ID } from '../machines/order/contract.ts';
 import type { OrderMachineVersion, OrderSnapshot } from '../machines/order/define.ts';
 import type { OrderMachines } from '../machines/order/registry.ts';
-import { Batcher } from './batcher.ts';
+import { Batcher } from '../db/batcher.ts';
 import { commitTransitions, type CommitRules, type Committed, type OrderRow, type Transition } from './order-repository.ts';
 
 /** An order a command step can judge: its row, and the machine that judges its next command with its snapshot. */

@@ -1,6 +1,16 @@
 import Router from '@koa/router';
 import Koa from 'koa';
-import type { Runtime } from '../actors/runtime.ts';
+import type { Redis } from 'ioredis';
+import type { Counter, Registry } from 'prom-client';
+import type { DataSource } from 'typeorm';
+import type { AnyConsumer } from '../actors/consumers.ts';
+import type { EventBus } from '../actors/event-bus.ts';
+import type { OrderActors } from '../actors/order-actor.ts';
+import type { WorkQueue } from '../actors/work-queue.ts';
+import type { WorkKind } from '../actors/work.ts';
+import type { Database } from '../db/pg.ts';
+import type { OrderMachines } from '../machines/order/registry.ts';
+import type { ResilientGateway } from '../payment/resilient-gateway.ts';
 import type { Config } from '../config.ts';
 import type { Logger } from '../log.ts';
 import { viewsAmong } from '../views/registry.ts';
@@ -39,11 +49,27 @@ export interface AppSettings {
   trustedProxyHops?: number;
 }
 
+/**
+ * What the HTTP edge needs of the running service. The composition root (src/app.ts) builds it;
+ * the edge names only the parts, so it never imports the module that wires them.
+ */
+export interface AppParts {
+  actors: OrderActors;
+  db: DataSource;
+  pg: Database;
+  redis: Redis;
+  payments: Pick<ResilientGateway, 'breakerState'>;
+  bus: EventBus;
+  work: WorkQueue;
+  kinds: readonly WorkKind[];
+  consumers: readonly AnyConsumer[];
+  machines?: OrderMachines;
+  /** The runtime's registry (the app adds its HTTP metrics to it) and its command counter. */
+  metrics?: { registry: Registry; commands?: Pick<Counter<'command' | 'outcome'>, 'inc'> };
+}
+
 export type AppDeps = AppSettings &
-  Pick<Runtime, 'actors' | 'db' | 'pg' | 'redis' | 'payments' | 'bus' | 'work' | 'kinds' | 'consumers'> &
-  Partial<Pick<Runtime, 'machines'>> & {
-    /** The runtime's registry; the app adds its HTTP metrics to it. */
-    metrics?: Runtime['metrics'];
+  AppParts & {
     log: Logger;
     /** True once the process is shutting down (readiness turns false first). */
     stopping?: () => boolean;

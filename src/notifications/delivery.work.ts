@@ -1,4 +1,4 @@
-import { Batcher } from '../actors/batcher.ts';
+import { Batcher } from '../db/batcher.ts';
 import { cappedBackoff, WorkTable, type WorkColumns, type WorkKind } from '../actors/work.ts';
 import type { Database } from '../db/pg.ts';
 import type { NotificationTransport } from './transports.ts';

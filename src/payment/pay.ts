@@ -1,7 +1,7 @@
 import { NO_CAUSE, requireVisible, type CommandContext, type OrderSteps, type OrderView, type PayCommand } from '../actors/order-actor.ts';
 import { refundKey as orderRefundKey, type Cause, type OrderRow } from '../actors/order-repository.ts';
 import { judgeable, type JudgeableOrder } from '../actors/order-store.ts';
-import { Batcher } from '../actors/batcher.ts';
+import { Batcher } from '../db/batcher.ts';
 import { refundViewOf, viewOf } from '../actors/order-view.ts';
 import { requireRole, type Principal } from '../actors/principal.ts';
 import type { WorkPrompt } from '../actors/work.ts';

@@ -1,7 +1,7 @@
 // Reads the Kubernetes manifests under k8s/ the way `kubectl apply -k` would, without a cluster or
 // a kustomize binary: a renderer for exactly the kustomization features this repository uses,
 // which refuses any other, and the Kubernetes JSON schemas (kubernetes-models) to validate objects.
-// When kubectl is on PATH, test/k8s.test.ts also compares this renderer with `kubectl kustomize`.
+// When kubectl is on PATH, test/ops/k8s.test.ts also compares this renderer with `kubectl kustomize`.
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';

@@ -1,0 +1,348 @@
+import { Redis } from 'ioredis';
+import type { DataSource } from 'typeorm';
+import type { Config } from './config.ts';
+import { createDataSource, ensureDatabase, initialize, migrate, whenDatabaseAnswers } from './db/data-source.ts';
+import { Database } from './db/pg.ts';
+import type { Logger } from './log.ts';
+import { createRuntimeMetrics, observe, type RuntimeMetrics } from './metrics.ts';
+import { notificationDelivery, type NotificationRow } from './notifications/delivery.work.ts';
+import { notifierConsumer } from './notifications/notifier.consumer.ts';
+import { logTransport, webhookTransport, type NotificationTransport } from './notifications/transports.ts';
+import { createPay } from './payment/pay.ts';
+import type { PaymentGateway } from './payment/payment-gateway.ts';
+import { handOverAbandoned, paymentReconciliation } from './payment/reconcile.work.ts';
+import { refundWork } from './payment/refund.work.ts';
+import { createResilientGateway, type ResilientGateway } from './payment/resilient-gateway.ts';
+import { viewConsumers } from './views/registry.ts';
+import type { AnyConsumer, ConsumerGroup } from './actors/consumers.ts';
+import { establishClusterId } from './actors/cluster-identity.ts';
+import { EventBus } from './actors/event-bus.ts';
+import { oldestWaiting } from './actors/work-queue.ts';
+import { ensurePartitions, EVENTS_GROUP } from './actors/partitions.ts';
+import { within } from './actors/queues.ts';
+import { createOrderActors, createOrderSteps, type OrderActors } from './actors/order-actor.ts';
+import { OrderStore } from './actors/order-store.ts';
+import { ReplicaLease } from './actors/replica-lease.ts';
+import { batchedMenuLookup } from './catalog/pricing.ts';
+import { Sweeper } from './actors/sweeper.ts';
+import { timerWork } from './actors/timers.work.ts';
+import { WorkQueue } from './actors/work-queue.ts';
+import { runClaimed, type WorkKind } from './actors/work.ts';
+import { orderMachines, type OrderMachines } from './machines/order/registry.ts';
+
+export type RuntimeConfig = Pick<
+  Config,
+  | 'DATABASE_URL'
+  | 'DATABASE_POOL_SIZE'
+  | 'DATABASE_CONNECT_TIMEOUT_MS'
+  | 'DATABASE_STATEMENT_TIMEOUT_MS'
+  | 'DATABASE_LOCK_TIMEOUT_MS'
+  | 'DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS'
+  | 'ORDER_CACHE_SIZE'
+  | 'GROUP_COMMIT_MAX'
+  | 'GROUP_COMMIT_IN_FLIGHT'
+  | 'REDIS_URL'
+  | 'QUEUE_PREFIX'
+  | 'WORKER_CONCURRENCY'
+  | 'JOB_LOCK_MS'
+  | 'SHUTDOWN_TIMEOUT_MS'
+  | 'STARTUP_WAIT_MS'
+  | 'ROLE'
+  | 'PAYMENT_TIMEOUT_MS'
+  | 'PAYMENT_RETRIES'
+  | 'PAYMENT_BREAKER_FAILURES'
+  | 'PAYMENT_BREAKER_HALF_OPEN_MS'
+  | 'PAYMENT_RECONCILE_AFTER_MS'
+  | 'PAYMENT_SETTLE_MS'
+  | 'REPLICA_LEASE_MS'
+  | 'REFUND_RETRY_MAX_MS'
+  | 'NOTIFY_WEBHOOK_URL'
+  | 'NOTIFY_WEBHOOK_SECRET'
+  | 'NOTIFY_TIMEOUT_MS'
+  | 'NOTIFY_RETRY_MAX_MS'
+  | 'NOTIFY_CONCURRENCY'
+  | 'NOTIFY_BATCH'
+  | 'NOTIFY_BATCH_MAX'
+  | 'STORE_ACCEPT_TIMEOUT_MS'
+  | 'UNPAID_ORDER_TIMEOUT_MS'
+  | 'EVENT_PARTITIONS'
+  | 'EVENTS_LEASE_MS'
+  | 'EVENTS_POLL_MS'
+  | 'MAX_UNPAID_ORDERS_PER_CUSTOMER'
+  | 'SWEEP_INTERVAL_MS'
+  | 'WORK_LEASE_MS'
+  | 'EVENTS_LINGER_MS'
+  | 'NOTIFICATION_RETENTION_DAYS'
+  | 'IDEMPOTENCY_KEY_TTL_HOURS'
+>;
+
+export interface Runtime {
+  /** TypeORM's DataSource (migrations, ad-hoc queries). */
+  db: DataSource;
+  /** The `pg` pool under it, for the hot paths. */
+  pg: Database;
+  /** For health checks and rate limits; BullMQ keeps connections of its own. */
+  redis: Redis;
+  payments: ResilientGateway;
+  actors: OrderActors;
+  bus: EventBus;
+  work: WorkQueue;
+  consumers: readonly AnyConsumer[];
+  kinds: readonly WorkKind[];
+  sweeper: Sweeper;
+  metrics: RuntimeMetrics;
+  /** The order machine versions this runtime runs. */
+  machines: OrderMachines;
+  /**
+   * Stops taking work, lets in-flight jobs finish within `graceMs` (default SHUTDOWN_TIMEOUT_MS;
+   * a job still running then is handed back to BullMQ), and closes every connection. Idempotent.
+   */
+  close(graceMs?: number): Promise<void>;
+}
+
+export interface RuntimeDeps {
+  config: RuntimeConfig;
+  log: Logger;
+  /** The payment gateway as it is; the runtime wraps it in the circuit breaker. */
+  payments: PaymentGateway;
+  clock?: () => Date;
+  /** Replaces the transport NOTIFY_WEBHOOK_URL selects (tests). */
+  transport?: NotificationTransport;
+  /** The order machine versions to run (the process's, `orderMachines()`, when absent). */
+  machines?: OrderMachines;
+}
+
+/** Connects to PostgreSQL and Redis, migrates, and starts (unless ROLE=api) the workers and the sweeper. */
+export async function startRuntime({ config, log, payments: gateway, clock, transport, machines = orderMachines() }: RuntimeDeps): Promise<Runtime> {
+  const waiting = (err: Error, pauseMs: number) => log.warn({ err: err.message, retryInMs: pauseMs }, 'PostgreSQL is not available yet; waiting');
+  const startupDeadline = Date.now() + config.STARTUP_WAIT_MS;
+  const untilDeadline = () => Math.max(0, startupDeadline - Date.now());
+  const migrated = await whenDatabaseAnswers(
+    async () => {
+      await ensureDatabase(config.DATABASE_URL);
+      return migrate(config.DATABASE_URL);
+    },
+    untilDeadline(),
+    waiting,
+  );
+  const db = await whenDatabaseAnswers(
+    () =>
+      initialize(
+        createDataSource(config.DATABASE_URL, config.DATABASE_POOL_SIZE, {
+          connectMs: config.DATABASE_CONNECT_TIMEOUT_MS,
+          statementMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
+          lockMs: config.DATABASE_LOCK_TIMEOUT_MS,
+          idleInTransactionMs: config.DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS,
+        }),
+      ),
+    untilDeadline(),
+    waiting,
+  );
+  const [vacuum] = (await db.query(`SELECT current_setting('autovacuum') AS autovacuum`)) as { autovacuum: string }[];
+  if (vacuum?.autovacuum !== 'on') {
+    log.warn(
+      { autovacuum: vacuum?.autovacuum },
+      "PostgreSQL's autovacuum is off: the tables will fill with dead rows and their statistics go stale, and the service slows down over time. Turn it on, or run VACUUM (ANALYZE) regularly",
+    );
+  }
+  if (migrated.length > 0) log.info({ migrations: migrated }, 'database migrated');
+  const pg = Database.of(db);
+  const metrics = createRuntimeMetrics();
+
+  const breakerLog = log.child({ part: 'payment-breaker' });
+  const payments = createResilientGateway(gateway, {
+    timeoutMs: config.PAYMENT_TIMEOUT_MS,
+    retries: config.PAYMENT_RETRIES,
+    breakerFailures: config.PAYMENT_BREAKER_FAILURES,
+    halfOpenAfterMs: config.PAYMENT_BREAKER_HALF_OPEN_MS,
+    onStateChange: (state) => breakerLog.warn({ state }, `payment circuit breaker is ${state}`),
+    onCall: (operation, outcome, seconds) => metrics.paymentDuration.observe({ operation, outcome }, seconds),
+  });
+
+  // Fail fast rather than queue commands while Redis is away: callers degrade, nothing waits forever.
+  const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: true });
+  redis.on('error', (err) => log.debug({ err: err.message }, 'redis client error'));
+  await redis.connect().catch((err: Error) => log.warn({ err: err.message }, 'Redis is not reachable yet'));
+  let clusterId: string;
+  try {
+    clusterId = await establishClusterId({ db: pg, redis, prefix: config.QUEUE_PREFIX, databaseName: new URL(config.DATABASE_URL).pathname.slice(1) });
+  } catch (err) {
+    redis.disconnect();
+    await db.destroy().catch(() => undefined);
+    throw err;
+  }
+
+  const work = new WorkQueue({ redisUrl: config.REDIS_URL, prefix: config.QUEUE_PREFIX, log, cluster: clusterId });
+  if (transport === undefined && config.NOTIFY_WEBHOOK_URL && !config.NOTIFY_WEBHOOK_SECRET) {
+    log.warn('NOTIFY_WEBHOOK_URL is set without NOTIFY_WEBHOOK_SECRET: webhook requests go unsigned, and a receiver cannot tell them from forged ones. Set NOTIFY_WEBHOOK_SECRET in production');
+  }
+  const ownTransport =
+    transport === undefined && config.NOTIFY_WEBHOOK_URL
+      ? webhookTransport(config.NOTIFY_WEBHOOK_URL, {
+          timeoutMs: config.NOTIFY_TIMEOUT_MS,
+          concurrency: config.NOTIFY_CONCURRENCY,
+          batchMax: config.NOTIFY_BATCH ? config.NOTIFY_BATCH_MAX : undefined,
+          secrets: config.NOTIFY_WEBHOOK_SECRET,
+          onRequest: (outcome, seconds) => metrics.notificationDelivery.observe({ outcome }, seconds),
+        })
+      : undefined;
+  const notify = transport ?? ownTransport ?? logTransport(log.child({ part: 'notify' }));
+  const notifications = notificationDelivery(pg, notify, config.NOTIFY_RETRY_MAX_MS);
+  const workLog = log.child({ part: 'work' });
+  let sending = 0;
+  // Notifications are sent by the replica that created them, right after the commit; a lost
+  // send (crash, too many waiting) is only delayed: the rows stay owed and the sweeper has them.
+  // While the most sends run at once, new rows wait here (bounded) and go with the next free send,
+  // many per run: at the top rate, leaving them to the sweeper's overdue pass let them fall behind.
+  const unsent: NotificationRow[] = [];
+  const WAITING_MAX = 20_000;
+  const SEND_BATCH = 500;
+  const send = (rows: NotificationRow[]) => {
+    sending += 1;
+    void runClaimed(notifications, rows, { prompt: work, log: workLog })
+      .catch((err: Error) => workLog.warn({ err: err.message }, 'notifications not sent now; they stay owed'))
+      .finally(() => {
+        sending -= 1;
+        if (unsent.length > 0) send(unsent.splice(0, SEND_BATCH));
+      });
+  };
+  const sendNow = (rows: NotificationRow[]) => {
+    if (sending < config.WORKER_CONCURRENCY * 4) return send(rows);
+    // Past the bound, leave them to the sweeper once their lease runs out.
+    if (unsent.length + rows.length <= WAITING_MAX) unsent.push(...rows);
+  };
+  // One queue and, per batch, one transaction for every consumer (each falls back to its own on failure).
+  const group: ConsumerGroup = { name: EVENTS_GROUP, consumers: [notifierConsumer(sendNow, config.WORK_LEASE_MS), ...viewConsumers(pg)] };
+  const consumers: AnyConsumer[] = [...group.consumers];
+  await ensurePartitions(pg, config.EVENT_PARTITIONS, [group.name]);
+  const bus = new EventBus({
+    db: pg,
+    cluster: clusterId,
+    redisUrl: config.REDIS_URL,
+    prefix: config.QUEUE_PREFIX,
+    group,
+    partitions: config.EVENT_PARTITIONS,
+    lingerMs: config.EVENTS_LINGER_MS,
+    leaseMs: config.EVENTS_LEASE_MS,
+    renewMs: Math.max(200, Math.floor(config.EVENTS_LEASE_MS / 5)),
+    pollMs: config.EVENTS_POLL_MS,
+    consumes: config.ROLE !== 'api',
+    log: log.child({ part: 'events' }),
+    onApplied: (part, events) => {
+      metrics.eventsApplied.inc({ partition: String(part) }, events);
+      metrics.eventsDelivered.inc({ group: group.name }, events);
+    },
+  });
+
+  const store = new OrderStore(pg, {
+    cacheSize: config.ORDER_CACHE_SIZE,
+    partitions: config.EVENT_PARTITIONS,
+    maxBatch: config.GROUP_COMMIT_MAX,
+    maxInFlight: config.GROUP_COMMIT_IN_FLIGHT,
+    maxUnpaidOrders: config.MAX_UNPAID_ORDERS_PER_CUSTOMER,
+    onStaleWrite: () => metrics.staleWrites.inc(),
+  }, machines);
+  const steps = createOrderSteps({
+    db: pg,
+    store,
+    menus: batchedMenuLookup(pg, { maxBatch: config.GROUP_COMMIT_MAX, maxInFlight: config.GROUP_COMMIT_IN_FLIGHT }),
+    clock,
+    delays: { STORE_ACCEPT_TIMEOUT_MS: config.STORE_ACCEPT_TIMEOUT_MS, UNPAID_ORDER_TIMEOUT_MS: config.UNPAID_ORDER_TIMEOUT_MS },
+    publish: (ref) => bus.publish(ref),
+    prompt: work,
+  });
+  // This replica's lease: payment attempts name it, and each renewal hands the attempts of replicas
+  // whose lease lapsed to reconciliation.
+  const replica = new ReplicaLease({
+    db: pg,
+    leaseMs: config.REPLICA_LEASE_MS,
+    log: log.child({ part: 'replica' }),
+    onRenewed: async () => {
+      const keys = await handOverAbandoned(pg, work);
+      if (keys.length > 0) log.warn({ attempts: keys }, 'payments of a replica that is gone handed to reconciliation');
+    },
+  });
+  await replica.start();
+  const pay = createPay({
+    steps,
+    payments,
+    prompt: work,
+    batch: { maxBatch: config.GROUP_COMMIT_MAX, maxInFlight: config.GROUP_COMMIT_IN_FLIGHT },
+    reconcileAfterMs: config.PAYMENT_RECONCILE_AFTER_MS,
+    replica: replica.id,
+    // A reconciliation holds an attempt for one gateway lookup at most.
+    waitForReconciliationMs: config.PAYMENT_TIMEOUT_MS + 1000,
+    onOutcome: (outcome) => metrics.payments.inc({ outcome }),
+  });
+  const actors = createOrderActors(steps, pay);
+
+  const kinds: WorkKind[] = [
+    refundWork(pg, payments, config.REFUND_RETRY_MAX_MS, (row) => metrics.refunds.inc({ reason: row.reason })),
+    paymentReconciliation(pg, payments, work, steps, { settleMs: config.PAYMENT_SETTLE_MS, retryMaxMs: config.REFUND_RETRY_MAX_MS }),
+    notifications,
+    timerWork(pg, async (timer) => {
+      const outcome = await actors.fireTimer(timer);
+      metrics.commands.inc({ command: timer.event, outcome: outcome === 'fired' ? 'ok' : 'moved-on' });
+      return outcome;
+    }),
+  ];
+  const sweeper = new Sweeper({
+    db: pg,
+    kinds,
+    prompt: work,
+    log: log.child({ part: 'sweeper' }),
+    intervalMs: config.SWEEP_INTERVAL_MS,
+    workGraceMs: Math.min(5000, config.WORK_LEASE_MS / 2),
+    leaseMs: config.WORK_LEASE_MS,
+    retention: { notificationDays: config.NOTIFICATION_RETENTION_DAYS, idempotencyKeyHours: config.IDEMPOTENCY_KEY_TTL_HOURS, closedTimerHours: 24 },
+  });
+  observe(metrics, {
+    db: pg,
+    breakerState: () => payments.breakerState(),
+    kinds,
+    backlog: async () => ({ ...(await bus.backlog()), work: await work.backlog() }),
+    oldestJobAge: async () => ({ work: await oldestWaiting(work.queue) }),
+    partitionsOwned: () => bus.owned().length,
+    group: group.name,
+  });
+
+  await bus.start();
+  if (config.ROLE !== 'api') {
+    work.startWorker(kinds, { concurrency: config.WORKER_CONCURRENCY, lockMs: config.JOB_LOCK_MS, leaseMs: config.WORK_LEASE_MS });
+    sweeper.start();
+  }
+
+  let closing: Promise<void> | undefined;
+  const close = (graceMs = config.SHUTDOWN_TIMEOUT_MS) =>
+    (closing ??= (async () => {
+      const steps: [string, () => Promise<unknown>][] = [
+        // Payments still waiting for the gateway (their requests were cut) are reconciled at once,
+        // by another replica, and the lease goes: nothing of this replica is left in flight.
+        [
+          'payments',
+          async () => {
+            const keys = await pay.handOver();
+            if (keys.length > 0) log.warn({ attempts: keys }, 'payments in flight at shutdown handed to reconciliation');
+            await replica.end();
+          },
+        ],
+        ['sweeper', () => sweeper.stop()],
+        // Both drain at once, so the grace period is spent once.
+        ['workers', () => Promise.all([bus.close(graceMs), work.close(graceMs)])],
+        // Webhook requests on their way finish (each within NOTIFY_TIMEOUT_MS); what is not sent stays owed.
+        ['notifications', () => ownTransport?.close?.() ?? Promise.resolve()],
+        ['redis', () => redis.quit().catch(() => redis.disconnect())],
+        ['database', () => db.destroy()],
+      ];
+      for (const [name, step] of steps) {
+        try {
+          // Each step is bounded: a dependency that hangs must not hold the process past its budget.
+          if ((await within(step(), graceMs + 2000)) === 'timeout') log.warn({ step: name }, 'shutdown step timed out');
+        } catch (err) {
+          log.error({ err, step: name }, 'shutdown step failed');
+        }
+      }
+    })());
+
+  return { db, pg, redis, payments, actors, bus, work, consumers, kinds, sweeper, metrics, machines, close };
+}

@@ -1,0 +1,89 @@
+import type { Database, Sql } from '../db/pg.ts';
+import { Batcher } from '../db/batcher.ts';
+import { FreeOrderError, StoreNotFoundError, TotalTooLargeError, UnprocessableError } from '../errors.ts';
+import type { Address, OrderItem } from '../machines/order/contract.ts';
+
+export interface PlaceOrder {
+  storeId: string;
+  /** Each food at most once (the API refuses duplicate lines). */
+  items: { foodId: string; qty: number }[];
+  address: Address;
+}
+
+/**
+ * The largest order total accepted. With prices up to 10,000,000, 100 per line and 50 lines a
+ * total could reach 5e10; this bound keeps every amount (order, charge, refund) well inside the
+ * 32-bit integer columns that store it.
+ */
+export const MAX_ORDER_TOTAL = 1_000_000_000;
+
+interface MenuRow {
+  food_id: string;
+  name: string;
+  price: number;
+  available: boolean;
+}
+
+/** The menu lines of these foods at that store (those it has). */
+export type MenuLookup = (storeId: string, foodIds: readonly string[]) => Promise<MenuRow[]>;
+
+const MENU_LINES = 'SELECT food_id, name, price, available FROM menu_items WHERE store_id = $1 AND food_id = ANY($2::text[])';
+
+export const menuLookup =
+  (sql: Sql): MenuLookup =>
+  (storeId, foodIds) =>
+    sql.query<MenuRow>(MENU_LINES, [storeId, foodIds]);
+
+/**
+ * Menu lookups of orders placed at the same moment share one statement (as the menu is now: no
+ * cache, so a price change applies to the next order).
+ */
+export function batchedMenuLookup(db: Database, opts: { maxBatch: number; maxInFlight: number }): MenuLookup {
+  const batcher = new Batcher<{ storeId: string; foodIds: readonly string[] }, MenuRow[]>(
+    async (asks) => {
+      const stores = asks.flatMap((a) => a.foodIds.map(() => a.storeId));
+      const foods = asks.flatMap((a) => a.foodIds);
+      const rows = await db.query<MenuRow & { store_id: string }>(
+        `SELECT m.store_id, m.food_id, m.name, m.price, m.available
+         FROM menu_items m JOIN unnest($1::text[], $2::text[]) AS w(store_id, food_id) ON m.store_id = w.store_id AND m.food_id = w.food_id`,
+        [stores, foods],
+      );
+      return asks.map((a) => rows.filter((r) => r.store_id === a.storeId && a.foodIds.includes(r.food_id)));
+    },
+    opts,
+  );
+  return (storeId, foodIds) => batcher.submit({ storeId, foodIds });
+}
+
+/**
+ * Prices an order from the store's menu as it is now, one line per food as sent. Refuses a store
+ * with no menu (404), foods the store cannot serve (422), and totals that are 0 (nothing to pay:
+ * the gateway refuses a charge of 0) or above MAX_ORDER_TOTAL (422).
+ */
+export async function priceItems(sql: Sql, input: PlaceOrder, lookup: MenuLookup = menuLookup(sql)): Promise<OrderItem[]> {
+  const foodIds = input.items.map((i) => i.foodId);
+  const menu = await lookup(input.storeId, foodIds);
+  const byId = new Map(menu.map((m) => [m.food_id, m]));
+  const unknown = foodIds.filter((id) => !byId.has(id));
+  const unavailable = foodIds.filter((id) => byId.get(id)?.available === false);
+  if (menu.length === 0) {
+    // Only on this unhappy path: is it the foods that are unknown, or the store itself?
+    const [store] = await sql.query<{ has_menu: boolean }>('SELECT EXISTS (SELECT 1 FROM menu_items WHERE store_id = $1) AS has_menu', [input.storeId]);
+    if (!store?.has_menu) throw new StoreNotFoundError(input.storeId);
+  }
+  if (unknown.length > 0 || unavailable.length > 0) {
+    throw new UnprocessableError(`the store cannot serve ${[...unknown, ...unavailable].join(', ')}`, {
+      storeId: input.storeId,
+      unknown,
+      unavailable,
+    });
+  }
+  const items = input.items.map(({ foodId, qty }) => {
+    const food = byId.get(foodId)!;
+    return { foodId, name: food.name, qty, unitPrice: food.price, lineTotal: food.price * qty };
+  });
+  const total = items.reduce((sum, i) => sum + i.lineTotal, 0);
+  if (total === 0) throw new FreeOrderError(input.storeId);
+  if (total > MAX_ORDER_TOTAL) throw new TotalTooLargeError(total, MAX_ORDER_TOTAL);
+  return items;
+}

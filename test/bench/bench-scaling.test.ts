@@ -1,0 +1,168 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { expect } from 'chai';
+import { hpaDecision, proposal, type Autoscaling } from '../../bench/autoscaler.ts';
+import { backlogOf, medianRows, parseExposition, readReplica, ScalingSampler, scalingFigures, scalingRows, scalingTable, windowOf, type ScalingFigures } from '../../bench/scaling.ts';
+
+const AUTOSCALING: Autoscaling = { min: 1, max: 3, cpuTargetPercent: 50, cpuRequestCores: 0.2, backlogTarget: 100, backlogQuery: 'q' };
+
+/** A replica's /metrics as prom-client writes it. */
+function exposition(o: { posts?: number; gets?: number; applied?: Record<string, number>; appliedDeclared?: boolean; delivered?: number; owned?: number; backlog?: Record<string, number>; lag?: Record<string, number> }): string {
+  const lines = [
+    '# HELP baedal_http_requests_total HTTP requests by route template and status',
+    '# TYPE baedal_http_requests_total counter',
+    `baedal_http_requests_total{method="POST",route="/orders/:id/pay",status="200"} ${o.posts ?? 0}`,
+    `baedal_http_requests_total{method="POST",route="/orders/:id/pay",status="409"} 7`,
+    `baedal_http_requests_total{method="GET",route="/metrics",status="200"} ${o.gets ?? 0}`,
+    '# TYPE baedal_events_delivered_total counter',
+    `baedal_events_delivered_total{group="views"} ${o.delivered ?? 0}`,
+    `baedal_events_delivered_total{group="notify"} ${o.delivered ?? 0}`,
+  ];
+  if (o.applied || o.appliedDeclared) lines.push('# HELP baedal_events_applied_total x', '# TYPE baedal_events_applied_total counter');
+  for (const [p, n] of Object.entries(o.applied ?? {})) lines.push(`baedal_events_applied_total{partition="${p}"} ${n}`);
+  if (o.owned !== undefined) lines.push('# TYPE baedal_event_partitions_owned gauge', `baedal_event_partitions_owned ${o.owned}`);
+  for (const [q, n] of Object.entries(o.backlog ?? {})) lines.push(`baedal_queue_backlog{queue="${q}"} ${n}`);
+  for (const [view, s] of Object.entries(o.lag ?? {})) lines.push(`baedal_view_lag_seconds{view="${view}"} ${s}`);
+  return `${lines.join('\n')}\n`;
+}
+
+describe('bench: reading the replicas\' metrics', () => {
+  it('parses samples with labels, escapes, special values and timestamps', () => {
+    const { samples, declared } = parseExposition(
+      ['# TYPE a counter', 'a 3', 'b{x="1",y="say \\"hi\\"\\n"} 2.5 1700000000000', 'c{le="+Inf"} +Inf', 'nonsense line here', ''].join('\n'),
+    );
+    expect([...declared]).to.deep.equal(['a']);
+    expect(samples).to.deep.equal([
+      { name: 'a', labels: {}, value: 3 },
+      { name: 'b', labels: { x: '1', y: 'say "hi"\n' }, value: 2.5 },
+      { name: 'c', labels: { le: '+Inf' }, value: Infinity },
+    ]);
+  });
+
+  it('counts commands answered 2xx (POSTs only), events per partition, partitions owned, backlog and the worst view lag', () => {
+    const r = readReplica(exposition({ posts: 120, gets: 50, applied: { '0': 10, '3': 5 }, delivered: 4, owned: 16, backlog: { events: 3, work: 1 }, lag: { a: 0.02, b: 0.3 } }));
+    expect(r.commandsOk).to.equal(120);
+    expect([...r.appliedByPartition!]).to.deep.equal([['0', 10], ['3', 5]]);
+    expect(r.delivered).to.equal(8);
+    expect(r.partitionsOwned).to.equal(16);
+    expect(r.viewLagS).to.equal(0.3);
+    expect(backlogOf([r, readReplica(exposition({ backlog: { events: 5, work: 0 } }))])).to.equal(6);
+  });
+
+  it('tells a replica without the partitioned metric from one that declares it but applied nothing yet', () => {
+    expect(readReplica(exposition({ delivered: 1 })).appliedByPartition).to.equal(undefined);
+    expect(readReplica(exposition({ appliedDeclared: true })).appliedByPartition?.size).to.equal(0);
+  });
+});
+
+describe('bench: one measured window over the replicas', () => {
+  it('shares by partition: events applied in the window, partitions applied, partitions that moved', () => {
+    const opening = [readReplica(exposition({ posts: 100, applied: { '0': 10, '1': 4 }, owned: 2 })), readReplica(exposition({ posts: 50, applied: {}, owned: 2 }))];
+    const closing = [readReplica(exposition({ posts: 160, applied: { '0': 40, '1': 10 }, owned: 1 })), readReplica(exposition({ posts: 90, applied: { '1': 30, '2': 20 }, owned: 3 }))];
+    const w = windowOf(['r1', 'r2'], opening, closing, {
+      opening: [{ periods: 10, throttled: 1, throttledS: 0.1 }, { periods: 5, throttled: 0, throttledS: 0 }],
+      closing: [{ periods: 60, throttled: 26, throttledS: 1.1 }, { periods: 55, throttled: 5, throttledS: 0.2 }],
+    });
+    expect(w.eventsSource).to.equal('baedal_events_applied_total');
+    expect(w.perReplica).to.deep.equal([
+      { name: 'r1', commands: 60, events: 36, partitionsApplied: 2, partitionsOwned: 1, throttling: { periods: 50, throttled: 25, throttledS: 1 } },
+      { name: 'r2', commands: 40, events: 50, partitionsApplied: 2, partitionsOwned: 3, throttling: { periods: 50, throttled: 5, throttledS: 0.2 } },
+    ]);
+    expect(Object.fromEntries([...w.partitions].map(([p, m]) => [p, Object.fromEntries(m)]))).to.deep.equal({ '0': { r1: 30 }, '1': { r1: 6, r2: 30 }, '2': { r2: 20 } });
+  });
+
+  it('falls back to the events delivered per consumer group when a replica lacks the partitioned metric', () => {
+    const w = windowOf(['r1', 'r2'], [readReplica(exposition({ delivered: 5 })), readReplica(exposition({ delivered: 0 }))], [readReplica(exposition({ delivered: 15 })), readReplica(exposition({ delivered: 30 }))]);
+    expect(w.eventsSource).to.equal('baedal_events_delivered_total');
+    expect(w.perReplica.map((r) => r.events)).to.deep.equal([20, 60]);
+    expect(w.partitions.size).to.equal(0);
+  });
+
+  it('reads every replica at the opening and the closing, and samples backlog and view lag between', async () => {
+    let posts = 0;
+    const server = http.createServer((_req, res) => {
+      posts += 10;
+      res.end(exposition({ posts, delivered: posts, backlog: { events: posts / 10 }, lag: { a: posts / 1000 } }));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const sampler = new ScalingSampler([{ name: 'r1', url }], { everyMs: 20 });
+      sampler.open();
+      const deadline = Date.now() + 5000;
+      while (posts < 60 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+      sampler.close();
+      const s = await sampler.result();
+      expect(s.perReplica[0]!.commands).to.be.greaterThan(0);
+      expect(s.backlog!.samples).to.be.greaterThan(0);
+      expect(s.backlog!.max).to.be.greaterThan(1);
+      expect(s.viewLag!.maxMs).to.be.greaterThan(10);
+    } finally {
+      server.close();
+    }
+  });
+
+  it('fails, naming the replica, when a reading at either end cannot be had', async () => {
+    const sampler = new ScalingSampler([{ name: 'r9', url: 'http://x' }], { fetchText: () => Promise.reject(new Error('ECONNREFUSED')) });
+    sampler.open();
+    sampler.close();
+    let caught: Error | undefined;
+    await sampler.result().catch((err: Error) => (caught = err));
+    expect(caught?.message).to.equal("reading r9's /metrics: ECONNREFUSED");
+  });
+});
+
+describe('bench: the scaling figures and table', () => {
+  const figures = (replicas: number, commandsPerS: number, serviceSeconds: number, postgresSeconds: number, lag?: number): ScalingFigures => {
+    const names = Array.from({ length: replicas }, (_, i) => `r${i + 1}`);
+    return scalingFigures({
+      concurrency: 48,
+      cpuPerReplica: 0.25,
+      load: { commands: commandsPerS * 10, commandsPerS, p99Ms: 50 * replicas, errors: 0 },
+      cpu: { seconds: 10, replicaSeconds: Object.fromEntries(names.map((n) => [n, serviceSeconds / replicas])), postgresSeconds },
+      sample: {
+        perReplica: names.map((name) => ({ name, commands: 100, events: 300 })),
+        eventsSource: 'baedal_events_applied_total',
+        partitions: new Map(names.map((n, i) => [String(i), new Map([[n, 300]])])),
+        ...(lag !== undefined && { viewLag: { p99Ms: lag, maxMs: lag, samples: 10 } }),
+      },
+      autoscaling: AUTOSCALING,
+    });
+  };
+
+  it('adds up the replicas: shares, CPU per command of all of them, cores each, the HPA on the average', () => {
+    const f = figures(2, 600, 5, 3, 120);
+    expect(f.perReplica.map((r) => [r.commandShare, r.eventShare, r.cpuCores])).to.deep.equal([[0.5, 0.5, 0.25], [0.5, 0.5, 0.25]]);
+    expect(f.serviceMsPerCommand).to.be.closeTo(5000 / 6000, 1e-9);
+    expect(f.postgresMsPerCommand).to.be.closeTo(0.5, 1e-9);
+    expect(f.viewLagP99Ms).to.equal(120);
+    expect(f.partitions).to.deep.equal({ count: 2, single: 2, shared: [] });
+    // 0.25 core of a 0.2 core request is 125 %: ceil(2 × 125 ÷ 50) = 5, held to max 3.
+    expect(f.hpa).to.deep.include({ cpuPercentOfRequest: 125, cpuProposal: 5, desired: 3 });
+  });
+
+  it('ratios to the fewest replicas, and the median of each figure over rounds', () => {
+    const round1 = scalingRows([figures(2, 540, 5.4, 3), figures(1, 300, 3, 1.5, 50)]);
+    expect(round1.map((r) => r.replicas)).to.deep.equal([1, 2]);
+    expect(round1[1]!.commandsRatio).to.be.closeTo(1.8, 1e-9);
+    expect(round1[1]!.serviceRatio).to.be.closeTo(1, 1e-9);
+    expect(round1[1]!.postgresRatio).to.be.closeTo(1.0 / 0.9 / 1, 1e-9);
+    const round2 = scalingRows([figures(1, 200, 2, 1), figures(2, 400, 4, 2)]);
+    const round3 = scalingRows([figures(1, 310, 3, 1.5), figures(2, 620, 6.2, 3.1)]);
+    const m = medianRows([round1, round2, round3]);
+    expect(m.map((r) => r.commandsPerS)).to.deep.equal([300, 540]);
+    expect(m[1]!.commandsRatio).to.be.closeTo(2, 1e-9);
+    expect(m[0]!.viewLagP99Ms).to.equal(50);
+    expect(m[1]!.viewLagP99Ms).to.equal(undefined);
+    const table = scalingTable(m);
+    expect(table.split('\n')).to.have.length(3);
+    expect(table).to.match(/^\s+2\s+540\s+2\.00\s/m);
+  });
+
+  it('the HPA rule: no change within 10 % of the target, else ceil(current × metric ÷ target)', () => {
+    expect(proposal(2, 54, 50)).to.equal(2);
+    expect(proposal(2, 80, 50)).to.equal(4);
+    expect(proposal(3, 10, 50)).to.equal(1);
+    expect(hpaDecision(AUTOSCALING, 1, [0.05], { avg: 250, max: 400 })).to.deep.equal({ cpuPercentOfRequest: 25, cpuProposal: 1, backlogAvg: 250, backlogMax: 400, backlogProposal: 3, desired: 3 });
+  });
+});
