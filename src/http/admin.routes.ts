@@ -5,7 +5,8 @@ import type { WorkKind, WorkPrompt } from '../actors/work.ts';
 import type { Database } from '../db/pg.ts';
 import { ForbiddenError } from '../errors.ts';
 import { defineRoute, type Route } from './route.ts';
-import { FailedEventsSchema, ReplayResultSchema, ReplaySchema } from './schemas.ts';
+import { ReplaySchema } from './schemas.ts';
+import { FailedEventsSchema, ReplayResultSchema } from './answer-schemas.ts';
 
 function requireAdmin(who: Principal): void {
   if (who.role !== 'admin') throw new ForbiddenError('only an admin may see or replay failed events', { role: who.role });

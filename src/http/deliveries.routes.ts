@@ -3,7 +3,8 @@ import type { Database } from '../db/pg.ts';
 import { availableDeliveries } from '../views/deliveries.view.ts';
 import type { ViewStatusReader } from '../views/status.ts';
 import { defineRoute, type Route } from './route.ts';
-import { DeliveriesQuery, DeliveriesSchema } from './schemas.ts';
+import { DeliveriesQuery } from './schemas.ts';
+import { DeliveriesSchema } from './answer-schemas.ts';
 import { answerFromView, VIEW_HEADERS } from './views.routes.ts';
 
 export function deliveryRoutes(deps: { pg: Database; status: ViewStatusReader }): Route[] {

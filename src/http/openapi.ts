@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { STATUS_OF } from './error-middleware.ts';
 import { PROBE_PATHS } from './rate-limit.ts';
 import { headersSchemaOf, type Route } from './route.ts';
-import { ErrorSchema } from './schemas.ts';
+import { ErrorSchema } from './answer-schemas.ts';
 
 type JsonSchema = Record<string, unknown>;
 

@@ -7,18 +7,8 @@ import { DomainError } from '../errors.ts';
 import { ORDER_COMMANDS, type OrderCommand } from '../machines/order/contract.ts';
 import { listNotifications } from '../notifications/feed.ts';
 import { defineRoute, type Route } from './route.ts';
-import {
-  CancelSchema,
-  EmptyBodySchema,
-  JournalSchema,
-  LimitQuery,
-  ListOrdersQuery,
-  NotificationsSchema,
-  OrderParams,
-  OrderSchema,
-  PlaceOrderSchema,
-  RejectSchema,
-} from './schemas.ts';
+import { CancelSchema, EmptyBodySchema, LimitQuery, ListOrdersQuery, OrderParams, PlaceOrderSchema, RejectSchema } from './schemas.ts';
+import { JournalSchema, NotificationsSchema, OrderSchema } from './answer-schemas.ts';
 
 const ETAG = { ETag: 'the order version, quoted; send it back as If-Match to guard a command' };
 

@@ -10,7 +10,8 @@ import type { MachineGraph } from '../machines/graph.ts';
 import { orderMachines, type OrderMachines } from '../machines/order/registry.ts';
 import { cacheable, sendCacheable, type Cacheable } from './cacheable.ts';
 import { defineRoute, mountRoutes, ROUTER_OPTIONS, type Route } from './route.ts';
-import { MachineGraphQuery, MachineGraphSchema, StatechartQuery } from './schemas.ts';
+import { MachineGraphQuery, StatechartQuery } from './schemas.ts';
+import { MachineGraphSchema } from './answer-schemas.ts';
 import { layoutChart, renderSvg } from './statechart/chart.js';
 
 /** Served files: URL name → file. Only these; nothing else on disk is reachable. */

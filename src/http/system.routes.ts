@@ -6,7 +6,7 @@ import { requireStaticToken } from './auth.ts';
 import { cacheable, sendCacheable, type Cacheable } from './cacheable.ts';
 import { buildOpenApi } from './openapi.ts';
 import { defineRoute, type Route } from './route.ts';
-import { HealthSchema, OpenApiDocumentSchema, ReadySchema } from './schemas.ts';
+import { HealthSchema, OpenApiDocumentSchema, ReadySchema } from './answer-schemas.ts';
 
 async function reachable(check: () => Promise<unknown>, timeoutMs = 2000): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
