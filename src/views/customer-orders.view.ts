@@ -1,7 +1,7 @@
-import type { Consumer, Effect, OrderEvent, OrderEvents, Planned } from '../actors/consumers.ts';
+import type { OrderEvent } from '../actors/consumers.ts';
 import type { Database } from '../db/pg.ts';
 import { requireKnownEvent } from '../actors/order-repository.ts';
-import { missingPlacement, type ViewDefinition } from './view.ts';
+import { defineView, missingPlacement } from './view.ts';
 
 /** What the view keeps about an order: its row, which it rewrites whole after each batch. */
 export interface CustomerOrderState {
@@ -47,38 +47,27 @@ export function foldCustomerOrder(state: CustomerOrderState | null, e: OrderEven
 }
 
 /** Every order of each customer with its status: what a customer checks "at any time". */
-export const customerOrdersView: ViewDefinition<CustomerOrderState> = {
+export const customerOrdersView = defineView<CustomerOrderState>({
   name: NAME,
   tables: ['view_customer_orders'],
   describe: "each customer's orders with their status, newest first",
-  consumer(): Consumer<CustomerOrderState> {
-    return {
-      name: `view.${NAME}`,
-      plan(batch: OrderEvents<CustomerOrderState>[]): Planned<CustomerOrderState> {
-        const effects: Effect[] = [];
-        const rows: (CustomerOrderState & { orderId: string; seq: number })[] = [];
-        const states = batch.map((b) => {
-          let state = b.state;
-          for (const e of b.events) state = foldCustomerOrder(state, e);
-          if (state && b.events.length > 0) rows.push({ ...state, orderId: b.orderId, seq: b.events.at(-1)!.seq });
-          return state;
-        });
-        if (rows.length > 0) {
-          effects.push({
-            text: `INSERT INTO view_customer_orders (order_id, customer_id, store_id, status, total, rider_id, placed_at, updated_at, seq)
+  fold: foldCustomerOrder,
+  write(orders) {
+    const rows = orders.flatMap(({ state, orderId, seq }) => (state ? [{ ...state, orderId, seq }] : []));
+    if (rows.length === 0) return [];
+    return [
+      {
+        text: `INSERT INTO view_customer_orders (order_id, customer_id, store_id, status, total, rider_id, placed_at, updated_at, seq)
              SELECT r."orderId", r."customerId", r."storeId", r."status", r."total", r."riderId", r."placedAt", r."updatedAt", r."seq"
              FROM jsonb_to_recordset($1::jsonb) AS r("orderId" uuid, "customerId" text, "storeId" text, "status" text, "total" int,
                                                     "riderId" text, "placedAt" timestamptz, "updatedAt" timestamptz, "seq" int)
              ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status, rider_id = EXCLUDED.rider_id, updated_at = EXCLUDED.updated_at, seq = EXCLUDED.seq
              WHERE view_customer_orders.seq < EXCLUDED.seq`,
-            params: [JSON.stringify(rows)],
-          });
-        }
-        return { states, effects };
+        params: [JSON.stringify(rows)],
       },
-    };
+    ];
   },
-};
+});
 
 interface Row {
   order_id: string;

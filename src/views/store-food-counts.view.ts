@@ -1,8 +1,8 @@
-import type { Consumer, Effect, OrderEvent, OrderEvents, Planned } from '../actors/consumers.ts';
+import type { OrderEvent } from '../actors/consumers.ts';
 import type { Database } from '../db/pg.ts';
 import { requireKnownEvent } from '../actors/order-repository.ts';
 import type { OrderItem } from '../machines/order/contract.ts';
-import { missingPlacement, sumByKey, type ViewDefinition } from './view.ts';
+import { defineView, missingPlacement, sumByKey } from './view.ts';
 
 /** What the view keeps about an order: its store, its quantities, and whether they are counted now. */
 export interface FoodCountState {
@@ -58,44 +58,33 @@ export function foldFoodCounts(state: FoodCountState | null, e: OrderEvent): { s
  * added, and taken off again when the order is cancelled or rejected. A batch's changes are summed
  * per (store, food) and written in one statement, in key order so concurrent batches never deadlock.
  */
-export const storeFoodCountsView: ViewDefinition<FoodCountState> = {
+export const storeFoodCountsView = defineView<FoodCountState, [string, number]>({
   name: NAME,
   tables: ['view_store_food_counts'],
   describe: 'per store and food, the quantity received less what was called off',
-  consumer(): Consumer<FoodCountState> {
-    return {
-      name: `view.${NAME}`,
-      plan(batch: OrderEvents<FoodCountState>[]): Planned<FoodCountState> {
-        const effects: Effect[] = [];
-        const deltas: [string, number][] = [];
-        const states = batch.map((b) => {
-          let state = b.state;
-          for (const e of b.events) {
-            const folded = foldFoodCounts(state, e);
-            state = folded.state;
-            if (folded.sign !== 0) for (const [foodId, qty] of state.items) deltas.push([`${state.storeId} ${foodId}`, folded.sign * qty]);
-          }
-          return state;
-        });
-        const sums = sumByKey(deltas);
-        if (sums.length > 0) {
-          const keys = sums.map(([key]) => key.split(' '));
-          effects.push({
-            text: `INSERT INTO view_store_food_counts (store_id, food_id, count)
+  fold(state, e, note) {
+    const folded = foldFoodCounts(state, e);
+    if (folded.sign !== 0) for (const [foodId, qty] of folded.state.items) note([`${folded.state.storeId} ${foodId}`, folded.sign * qty]);
+    return folded.state;
+  },
+  write(orders) {
+    const sums = sumByKey(orders.flatMap((o) => o.notes));
+    if (sums.length === 0) return [];
+    const keys = sums.map(([key]) => key.split(' '));
+    return [
+      {
+        text: `INSERT INTO view_store_food_counts (store_id, food_id, count)
              SELECT d.store_id, d.food_id, d.delta FROM unnest($1::text[], $2::text[], $3::int[]) WITH ORDINALITY AS d(store_id, food_id, delta, n)
              ORDER BY d.n
              ON CONFLICT (store_id, food_id) DO UPDATE SET count = view_store_food_counts.count + EXCLUDED.count
              RETURNING store_id, food_id, count`,
-            params: [keys.map(([s]) => s), keys.map(([, f]) => f), sums.map(([, n]) => n)],
-            // Only a received order is taken off again: a count below 0 means events were lost or applied twice.
-            failIf: { where: 'count < 0', message: `${NAME}: a food count would go below 0` },
-          });
-        }
-        return { states, effects };
+        params: [keys.map(([s]) => s), keys.map(([, f]) => f), sums.map(([, n]) => n)],
+        // Only a received order is taken off again: a count below 0 means events were lost or applied twice.
+        failIf: { where: 'count < 0', message: `${NAME}: a food count would go below 0` },
       },
-    };
+    ];
   },
-};
+});
 
 /** A store's counts per food, by food id; foods whose count is back to 0 are left out. */
 export async function storeFoodCounts(db: Database, storeId: string): Promise<FoodCount[]> {

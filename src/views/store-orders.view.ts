@@ -1,8 +1,8 @@
-import type { Consumer, Effect, OrderEvent, OrderEvents, Planned } from '../actors/consumers.ts';
+import type { OrderEvent } from '../actors/consumers.ts';
 import type { Database } from '../db/pg.ts';
 import { requireKnownEvent } from '../actors/order-repository.ts';
 import type { OrderItem } from '../machines/order/contract.ts';
-import { missingPlacement, type ViewDefinition } from './view.ts';
+import { defineView, missingPlacement } from './view.ts';
 
 export interface StoreOrderItem {
   foodId: string;
@@ -65,38 +65,27 @@ export function foldStoreOrder(state: StoreOrderState | null, e: OrderEvent): St
 }
 
 /** The store's inbox: the orders it received (paid), to accept, reject and cook. */
-export const storeOrdersView: ViewDefinition<StoreOrderState> = {
+export const storeOrdersView = defineView<StoreOrderState>({
   name: NAME,
   tables: ['view_store_orders'],
   describe: 'the orders each store received (from payment on), by status',
-  consumer(): Consumer<StoreOrderState> {
-    return {
-      name: `view.${NAME}`,
-      plan(batch: OrderEvents<StoreOrderState>[]): Planned<StoreOrderState> {
-        const effects: Effect[] = [];
-        const rows: (StoreOrderState & { orderId: string; seq: number })[] = [];
-        const states = batch.map((b) => {
-          let state = b.state;
-          for (const e of b.events) state = foldStoreOrder(state, e);
-          if (state?.paidAt && b.events.length > 0) rows.push({ ...state, orderId: b.orderId, seq: b.events.at(-1)!.seq });
-          return state;
-        });
-        if (rows.length > 0) {
-          effects.push({
-            text: `INSERT INTO view_store_orders (order_id, store_id, status, total, items, rider_id, paid_at, updated_at, seq)
+  fold: foldStoreOrder,
+  write(orders) {
+    const rows = orders.flatMap(({ state, orderId, seq }) => (state?.paidAt ? [{ ...state, orderId, seq }] : []));
+    if (rows.length === 0) return [];
+    return [
+      {
+        text: `INSERT INTO view_store_orders (order_id, store_id, status, total, items, rider_id, paid_at, updated_at, seq)
              SELECT r."orderId", r."storeId", r."status", r."total", r."items", r."riderId", r."paidAt", r."updatedAt", r."seq"
              FROM jsonb_to_recordset($1::jsonb) AS r("orderId" uuid, "storeId" text, "status" text, "total" int, "items" jsonb,
                                                     "riderId" text, "paidAt" timestamptz, "updatedAt" timestamptz, "seq" int)
              ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status, rider_id = EXCLUDED.rider_id, updated_at = EXCLUDED.updated_at, seq = EXCLUDED.seq
              WHERE view_store_orders.seq < EXCLUDED.seq`,
-            params: [JSON.stringify(rows)],
-          });
-        }
-        return { states, effects };
+        params: [JSON.stringify(rows)],
       },
-    };
+    ];
   },
-};
+});
 
 interface Row {
   order_id: string;

@@ -1,4 +1,4 @@
-import type { Consumer, OrderEvent } from '../actors/consumers.ts';
+import type { Consumer, Effect, OrderEvent } from '../actors/consumers.ts';
 
 /**
  * A read model: tables written only by one consumer of the journal, so it can be dropped and
@@ -26,4 +26,47 @@ export function sumByKey<K extends string>(entries: Iterable<[K, number]>): [K, 
   const sums = new Map<K, number>();
   for (const [key, delta] of entries) sums.set(key, (sums.get(key) ?? 0) + delta);
   return [...sums].filter(([, n]) => n !== 0).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+/** One order of a batch, folded: its state after the batch's events, and what its events noted. */
+export interface FoldedOrder<S, N> {
+  orderId: string;
+  state: S | null;
+  /** The seq of the order's last event in the batch. */
+  seq: number;
+  /** In event order: what `fold` noted for each event (a count's change, a time). */
+  notes: N[];
+}
+
+/**
+ * A view from its parts. `fold` takes an order's state through one event, and may `note` what the
+ * event changes (a count's delta, when it was cooked); `write` turns the folded orders of a batch
+ * into its statements. The loop over a batch, the same for every view, is here once.
+ */
+export function defineView<S, N = never>(spec: {
+  name: string;
+  tables: readonly string[];
+  describe: string;
+  fold(state: S | null, e: OrderEvent, note: (n: N) => void): S | null;
+  write(orders: FoldedOrder<S, N>[]): Effect[];
+}): ViewDefinition<S> {
+  return {
+    name: spec.name,
+    tables: spec.tables,
+    describe: spec.describe,
+    consumer: () => ({
+      name: consumerNameOf(spec.name),
+      plan(batch) {
+        const orders = batch.map((b): FoldedOrder<S, N> => {
+          const notes: N[] = [];
+          const note = (n: N) => void notes.push(n);
+          let state = b.state;
+          for (const e of b.events) state = spec.fold(state, e, note);
+          return { orderId: b.orderId, state, seq: b.events.at(-1)?.seq ?? 0, notes };
+        });
+        // Orders without events in the batch keep their state and write nothing.
+        return { states: orders.map((o) => o.state), effects: spec.write(orders.filter((o) => o.seq > 0)) };
+      },
+    }),
+  };
 }
