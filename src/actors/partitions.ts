@@ -181,17 +181,25 @@ export interface GroupBacklog {
   complete: boolean;
 }
 
-/** How far a consumer group trails the journal: one index probe per partition when it keeps up. */
-export async function groupBacklog(db: Database, group: string, scan = 10_000): Promise<GroupBacklog> {
-  const [row] = await db.query<{ behind: number; oldest: Date | null; full: boolean }>(
-    `SELECT coalesce(sum(b.n), 0)::int AS behind, min(b.oldest) AS oldest, coalesce(bool_or(b.n >= $2), false) AS full
+/**
+ * The SELECT of how far a consumer group trails the journal (`behind`, `oldest`, `full`), with the
+ * placeholders of its group and scan limit: one index probe per partition when it keeps up, at
+ * most `scan` events read per partition. Also a part of the views' status statement.
+ */
+export const backlogQuery = (group: string, scan: string) =>
+  `SELECT coalesce(sum(b.n), 0)::int AS behind, min(b.oldest) AS oldest, coalesce(bool_or(b.n >= ${scan}), false) AS full
      FROM consumer_positions p
      CROSS JOIN LATERAL (
        SELECT count(*) AS n, min(x.at) AS oldest FROM (
-         SELECT j.at FROM order_journal j WHERE j.part = p.part AND (j.tx, j.pos) > (p.tx, p.pos) ORDER BY j.tx, j.pos LIMIT $2
+         SELECT j.at FROM order_journal j WHERE j.part = p.part AND (j.tx, j.pos) > (p.tx, p.pos) ORDER BY j.tx, j.pos LIMIT ${scan}
        ) x
      ) b
-     WHERE p.grp = $1`,
+     WHERE p.grp = ${group}`;
+
+/** How far a consumer group trails the journal: one index probe per partition when it keeps up. */
+export async function groupBacklog(db: Database, group: string, scan = 10_000): Promise<GroupBacklog> {
+  const [row] = await db.query<{ behind: number; oldest: Date | null; full: boolean }>(
+    backlogQuery('$1', '$2'),
     [group, scan],
   );
   return { behind: row?.behind ?? 0, oldest: row?.oldest ?? null, complete: !(row?.full ?? false) };

@@ -1,6 +1,6 @@
 import { Gauge, type Registry } from 'prom-client';
 import type { Database } from '../db/pg.ts';
-import { EVENTS_GROUP } from '../actors/partitions.ts';
+import { backlogQuery, EVENTS_GROUP } from '../actors/partitions.ts';
 import { consumerNameOf } from './view.ts';
 
 export interface ViewRebuild {
@@ -67,16 +67,7 @@ interface Row {
  */
 export async function measureViews(db: Database, views: readonly string[], scanLimit = 10_000): Promise<ViewsStatus> {
   const rows = await db.query<Row>(
-    `WITH g AS (
-       SELECT coalesce(sum(b.n), 0)::int AS behind, min(b.oldest) AS oldest, coalesce(bool_or(b.n >= $2), false) AS full
-       FROM consumer_positions p
-       CROSS JOIN LATERAL (
-         SELECT count(*) AS n, min(x.at) AS oldest FROM (
-           SELECT j.at FROM order_journal j WHERE j.part = p.part AND (j.tx, j.pos) > (p.tx, p.pos) ORDER BY j.tx, j.pos LIMIT $2
-         ) x
-       ) b
-       WHERE p.grp = $3
-     ), f AS (
+    `WITH g AS (${backlogQuery('$3', '$2')}), f AS (
        SELECT consumer, order_id, seq FROM consumer_failures WHERE consumer = ANY(ARRAY(SELECT 'view.' || v FROM unnest($1::text[]) AS v)) LIMIT $2
      ), owed AS (
        SELECT f.consumer, count(*)::int AS n, min(j.at) AS oldest
