@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { applyPartitions, type ConsumerGroup } from '../../src/actors/consumers.ts';
 import { createLogger } from '../../src/log.ts';
-import { commandRequest, eventually, request, sharedSystem, startInstance, startSystem, type AppInstance, type Parties, type TestSystem } from '../support/system.ts';
+import { commandRequest, eventually, request, startInstance, startSystem, type AppInstance, type Parties, type TestSystem, withSharedSystem } from '../support/system.ts';
 
 const log = createLogger('silent');
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -22,13 +22,7 @@ describe('events: journal, partitions and consumers', function () {
   this.timeout(40_000);
   let sys: TestSystem;
   let p: Parties;
-  before(async () => {
-    sys = await sharedSystem();
-  });
-  beforeEach(async () => {
-    await sys.resetGateway();
-    p = await sys.newParties();
-  });
+  withSharedSystem({ system: (s) => (sys = s), parties: (x) => (p = x) });
 
   const feedOf = async (orderId: string) =>
     ((await sys.request('GET', '/notifications?limit=200', { token: p.customer })).body as { orderId: string; seq: number }[]).filter((n) => n.orderId === orderId);

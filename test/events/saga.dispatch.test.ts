@@ -1,18 +1,12 @@
 import { expect } from 'chai';
-import { eventually, sharedSystem, type Parties, type TestSystem } from '../support/system.ts';
+import { eventually, type Parties, type TestSystem, withSharedSystem } from '../support/system.ts';
 
 /** Riders see cooked orders by area, without customer data; exactly one wins a pick race. */
 describe('saga: delivery dispatch', function () {
   this.timeout(30_000);
   let sys: TestSystem;
   let p: Parties;
-  before(async () => {
-    sys = await sharedSystem();
-  });
-  beforeEach(async () => {
-    await sys.resetGateway();
-    p = await sys.newParties();
-  });
+  withSharedSystem({ system: (s) => (sys = s), parties: (x) => (p = x) });
 
   const deliveries = async (area: string, token = p.rider) => sys.request('GET', `/deliveries?area=${encodeURIComponent(area)}`, { token });
 

@@ -1,19 +1,12 @@
 import { expect } from 'chai';
 import { signToken } from '../../src/http/auth.ts';
-import { AUTH_SECRET, sharedSystem, request, type Parties, type TestSystem } from '../support/system.ts';
+import { AUTH_SECRET, request, type Parties, type TestSystem, withSharedSystem } from '../support/system.ts';
 
 /** Every error status of the API, each shown to leave the order (or menu) exactly as it was. */
 describe('API errors change nothing', () => {
   let sys: TestSystem;
   let p: Parties;
-
-  before(async () => {
-    sys = await sharedSystem();
-  });
-  beforeEach(async () => {
-    await sys.resetGateway();
-    p = await sys.newParties();
-  });
+  withSharedSystem({ system: (s) => (sys = s), parties: (x) => (p = x) });
 
   async function snapshotOf(orderId: string) {
     const order = await sys.request('GET', `/orders/${orderId}`, { token: p.admin });

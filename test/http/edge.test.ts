@@ -3,7 +3,7 @@ import { MAX_ORDER_TOTAL } from '../../src/catalog/pricing.ts';
 import { duplicateKeyPath, mediaTypeProblem } from '../../src/http/json-body.ts';
 import { text } from '../../src/http/schemas.ts';
 import { captureLog } from '../support/capture-log.ts';
-import { MENU, request, serveApp, sharedSystem, type ApiResponse, type Parties, type TestSystem } from '../support/system.ts';
+import { MENU, request, serveApp, type ApiResponse, type Parties, type TestSystem, withSharedSystem } from '../support/system.ts';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -22,13 +22,7 @@ function expectError(res: ApiResponse, status: number, code: string): void {
 describe('the HTTP edge', () => {
   let sys: TestSystem;
   let p: Parties;
-
-  before(async () => {
-    sys = await sharedSystem();
-  });
-  beforeEach(async () => {
-    p = await sys.newParties();
-  });
+  withSharedSystem({ system: (s) => (sys = s), parties: (x) => (p = x), resetGateway: false });
 
   const placeBody = (over: Record<string, unknown> = {}) => ({
     storeId: p.storeId,

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { commandRequest, eventually, request, sharedSystem, type Parties, type TestSystem } from '../support/system.ts';
+import { commandRequest, eventually, request, type Parties, type TestSystem, withSharedSystem } from '../support/system.ts';
 import { startServiceProcess } from '../support/service-process.ts';
 
 
@@ -8,14 +8,7 @@ describe('crash safety and graceful shutdown of a service process', function () 
   this.timeout(90_000);
   let sys: TestSystem;
   let p: Parties;
-
-  before(async () => {
-    sys = await sharedSystem();
-  });
-  beforeEach(async () => {
-    await sys.resetGateway();
-    p = await sys.newParties();
-  });
+  withSharedSystem({ system: (s) => (sys = s), parties: (x) => (p = x) });
 
   it('SIGTERM lets in-flight requests finish, then exits 0', async () => {
     const service = await startServiceProcess({ gatewayUrl: sys.gateway.url, queuePrefix: sys.queuePrefix });

@@ -1,17 +1,12 @@
 import { expect } from 'chai';
-import { commandRequest, eventually, request, sharedSystem, startSystem, type Parties, type TestSystem } from '../support/system.ts';
+import { commandRequest, eventually, request, startSystem, type Parties, type TestSystem, withSharedSystem } from '../support/system.ts';
 import { startWebhookReceiver } from '../support/webhook.ts';
 
 /** /metrics tells the truth: real statuses by route template, commands by outcome, queues and the saga's state. */
 describe('metrics', () => {
   let sys: TestSystem;
   let p: Parties;
-  before(async () => {
-    sys = await sharedSystem();
-  });
-  beforeEach(async () => {
-    p = await sys.newParties();
-  });
+  withSharedSystem({ system: (s) => (sys = s), parties: (x) => (p = x), resetGateway: false });
 
   const scrape = async () => (await request<string>(sys.baseUrl, 'GET', '/metrics')).body;
   /** The value of one series, 0 when absent. */

@@ -1,15 +1,10 @@
 import { expect } from 'chai';
-import { sharedSystem, type Parties, type TestSystem } from '../support/system.ts';
+import { type Parties, type TestSystem, withSharedSystem } from '../support/system.ts';
 
 describe('POST /orders with Idempotency-Key', () => {
   let sys: TestSystem;
   let p: Parties;
-  before(async () => {
-    sys = await sharedSystem();
-  });
-  beforeEach(async () => {
-    p = await sys.newParties();
-  });
+  withSharedSystem({ system: (s) => (sys = s), parties: (x) => (p = x), resetGateway: false });
 
   const body = (p: Parties, qty = 1) => ({ storeId: p.storeId, items: [{ foodId: 'tteokbokki', qty }], address: { area: p.area, line: '2 Gangnam-daero' } });
   const place = (token: string, b: unknown, key?: string) => sys.request('POST', '/orders', { token, body: b, headers: key ? { 'idempotency-key': key } : {} });

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { moneyOf } from '../support/saga.ts';
 import { startServiceProcess } from '../support/service-process.ts';
-import { eventually, request, sharedSystem, startSystem, type Parties, type TestSystem } from '../support/system.ts';
+import { eventually, request, startSystem, type Parties, type TestSystem, withSharedSystem } from '../support/system.ts';
 
 const timed = async <T>(fn: () => Promise<T>): Promise<{ ms: number; value: T }> => {
   const started = performance.now();
@@ -123,13 +123,7 @@ describe('saga: no orphaned charge', function () {
   this.timeout(90_000);
   let sys: TestSystem;
   let p: Parties;
-  before(async () => {
-    sys = await sharedSystem();
-  });
-  beforeEach(async () => {
-    await sys.resetGateway();
-    p = await sys.newParties();
-  });
+  withSharedSystem({ system: (s) => (sys = s), parties: (x) => (p = x) });
 
   it('a process killed between the gateway charge and its commit, then a cancel: one charge, one refund', async () => {
     const service = await startServiceProcess({ gatewayUrl: sys.gateway.url, queuePrefix: sys.queuePrefix, env: sys.env });

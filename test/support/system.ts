@@ -386,6 +386,23 @@ export function sharedSystem(): Promise<TestSystem> {
   return shared;
 }
 
+/**
+ * The set-up most test files share: the run's shared system for the describe block, and fresh
+ * parties (and, unless `resetGateway: false`, a fake gateway without failures or ledger) before
+ * each test. The callbacks hand them to the block's own variables.
+ */
+export function withSharedSystem(to: { system(sys: TestSystem): void; parties(p: Parties): void; resetGateway?: boolean }): void {
+  let sys: TestSystem;
+  before(async () => {
+    sys = await sharedSystem();
+    to.system(sys);
+  });
+  beforeEach(async () => {
+    if (to.resetGateway !== false) await sys.resetGateway();
+    to.parties(await sys.newParties());
+  });
+}
+
 export async function closeSharedSystem(): Promise<void> {
   if (!shared) return;
   await (await shared).close();
