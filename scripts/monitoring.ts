@@ -77,25 +77,42 @@ export function withVariables(expr: string, values: Record<string, string> = {},
   });
 }
 
+/** A selector of an expression: the metric it names and the labels it matches on. */
+export interface Selector {
+  metric: string;
+  labels: string[];
+}
+
 /**
- * The metric names an expression selects, read with the grammar of Prometheus's own editor (a regex
- * would take label names, functions and words in strings for metrics). Throws on a syntax error,
- * and on a selector without a metric name: every series a query reads is named where it is read.
+ * The selectors of an expression, read with the grammar of Prometheus's own editor (a regex would
+ * take label names, functions and words in strings for metrics). Throws on a syntax error, and on a
+ * selector without a metric name: every series a query reads is named where it is read.
  */
-export function metricNames(expr: string): string[] {
-  const names = new Set<string>();
+export function selectors(expr: string): Selector[] {
+  const found: Selector[] = [];
   const problems: string[] = [];
+  const text = (node: { from: number; to: number }) => expr.slice(node.from, node.to);
   parser.parse(expr).iterate({
-    enter(node) {
-      if (node.type.isError) problems.push(`syntax error at ${node.from}: ${JSON.stringify(expr.slice(Math.max(0, node.from - 10), node.to + 10))}`);
-      if (node.name !== 'VectorSelector') return;
-      const first = node.node.firstChild;
-      if (first?.name === 'Identifier') names.add(expr.slice(first.from, first.to));
-      else problems.push(`a selector without a metric name: ${expr.slice(node.from, node.to)}`);
+    enter(ref) {
+      if (ref.type.isError) problems.push(`syntax error at ${ref.from}: ${JSON.stringify(expr.slice(Math.max(0, ref.from - 10), ref.to + 10))}`);
+      if (ref.name !== 'VectorSelector') return;
+      const first = ref.node.firstChild;
+      if (first?.name !== 'Identifier') {
+        problems.push(`a selector without a metric name: ${text(ref)}`);
+        return;
+      }
+      const matchers = ref.node.getChild('LabelMatchers');
+      const labels = (matchers?.getChildren('UnquotedLabelMatcher') ?? []).map((m) => text(m.getChild('LabelName')!));
+      found.push({ metric: text(first), labels });
     },
   });
   if (problems.length > 0) throw new Error(`${problems.join('; ')} in ${expr}`);
-  return [...names].sort();
+  return found;
+}
+
+/** The metric names an expression reads, sorted, each once. */
+export function metricNames(expr: string): string[] {
+  return [...new Set(selectors(expr).map((s) => s.metric))].sort();
 }
 
 const HEADER = (source: string) =>
