@@ -76,7 +76,7 @@ describe('Kubernetes manifests (k8s/)', () => {
     }
   });
 
-  it('every object of every variant passes the Kubernetes (and KEDA) JSON schemas', async () => {
+  it('every object of every variant passes the Kubernetes (KEDA, Prometheus Operator) JSON schemas', async () => {
     const failures: string[] = [];
     for (const [variant, render] of Object.entries(renders)) {
       const objects = render();
