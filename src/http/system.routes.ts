@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import type { Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import type { DataSource } from 'typeorm';
 import { measuredAtMostEvery } from '../measured.ts';
 import { requireStaticToken } from './auth.ts';
@@ -39,11 +39,58 @@ export interface SystemRoutesDeps {
 /** Readiness measures PostgreSQL and Redis at most this often; callers in between share the measure. */
 export const READINESS_MAX_AGE_MS = 1000;
 
+interface Readiness {
+  postgres: boolean;
+  redis: boolean;
+  stopping: boolean;
+  ok: boolean;
+}
+
+/**
+ * Readiness as metrics too: `baedal_ready` (1 or 0, measured at scrape time as /readyz measures
+ * it) and `baedal_readiness_changes_total`, every change that a probe or a scrape saw. The counter
+ * catches a pod that flaps between two scrapes, which the gauge alone would miss.
+ */
+function withReadinessMetrics(registry: Registry, measure: () => Promise<Readiness>): () => Promise<Readiness> {
+  let last: boolean | undefined;
+  const changes = new Counter({
+    name: 'baedal_readiness_changes_total',
+    help: 'Times readiness (GET /readyz) changed between ready and not ready, as probes and scrapes saw it',
+    registers: [registry],
+    // Measured before it is read, so a scrape that sees a change counts it in the same answer.
+    async collect() {
+      await readiness();
+    },
+  });
+  // The first measure sets the state without counting a change.
+  async function readiness(): Promise<Readiness> {
+    const now = await measure();
+    if (last !== undefined && last !== now.ok) changes.inc();
+    last = now.ok;
+    return now;
+  }
+  new Gauge({
+    name: 'baedal_ready',
+    help: 'Readiness as GET /readyz answers it: 1 when PostgreSQL and Redis are reachable and the process is not shutting down',
+    registers: [registry],
+    async collect() {
+      this.set((await readiness()).ok ? 1 : 0);
+    },
+  });
+  return readiness;
+}
+
 export function systemRoutes(deps: SystemRoutesDeps): Route[] {
   const metricsGuard = deps.metricsToken ? requireStaticToken(deps.metricsToken, '/metrics') : undefined;
   const dependencies = measuredAtMostEvery(READINESS_MAX_AGE_MS, async () => {
     const [postgres, redis] = await Promise.all([reachable(() => deps.db.query('SELECT 1')), reachable(() => deps.redis.ping())]);
     return { postgres, redis };
+  });
+  const readiness = withReadinessMetrics(deps.metrics, async () => {
+    const { postgres, redis } = await dependencies();
+    // Read live, not measured: shutting down must turn readiness off at once.
+    const stopping = deps.stopping?.() ?? false;
+    return { postgres, redis, stopping, ok: postgres && redis && !stopping };
   });
   // Built on the first request, once the route table is complete, and kept: it changes only with a deploy.
   let document: Cacheable | undefined;
@@ -73,10 +120,7 @@ export function systemRoutes(deps: SystemRoutesDeps): Route[] {
       },
       errors: [],
       async handle(ctx) {
-        const { postgres, redis } = await dependencies();
-        // Read live, not measured: shutting down must turn readiness off at once.
-        const stopping = deps.stopping?.() ?? false;
-        const ok = postgres && redis && !stopping;
+        const { postgres, redis, stopping, ok } = await readiness();
         ctx.status = ok ? 200 : 503;
         ctx.body = {
           status: stopping ? 'stopping' : ok ? 'ready' : 'unavailable',

@@ -8,6 +8,9 @@ import { request, sharedSystem, type TestSystem } from '../support/system.ts';
 
 const DEMO_DEPS = join(K8S, 'demo-deps');
 const KEDA = join(K8S, 'keda');
+const MONITORING = join(K8S, 'monitoring');
+/** Files of k8s/monitoring/ that are not manifests: the sources `npm run monitoring` reads, and promtool's tests. */
+const MONITORING_SOURCES = ['alerts.rules.yaml', 'alerts.test.yaml'];
 /** What `kubectl autoscale deployment baedal --cpu-percent=50 --min=1 --max=3` creates (its spec). */
 const KUBECTL_AUTOSCALE_SPEC = {
   scaleTargetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name: 'baedal' },
@@ -21,6 +24,7 @@ const renders = {
   default: () => renderKustomization(K8S),
   keda: () => renderKustomization(K8S, { extraComponents: ['keda'] }),
   demoDeps: () => renderKustomization(DEMO_DEPS),
+  monitoring: () => renderKustomization(MONITORING),
 };
 
 function containers(o: K8sObject): any[] {
@@ -62,15 +66,17 @@ function byIdentity(objects: K8sObject[]): Record<string, K8sObject> {
 
 describe('Kubernetes manifests (k8s/)', () => {
   it('every folder lists each of its manifests in its kustomization, and nothing that is missing', () => {
-    for (const dir of [K8S, KEDA, DEMO_DEPS]) {
+    for (const dir of [K8S, KEDA, DEMO_DEPS, MONITORING]) {
       const [k] = readYaml(join(dir, 'kustomization.yaml'));
       const listed = (k.resources as string[]).filter((r) => r.endsWith('.yaml')).sort();
-      const present = readdirSync(dir).filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml').sort();
+      const present = readdirSync(dir)
+        .filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml' && !(dir === MONITORING && MONITORING_SOURCES.includes(f)))
+        .sort();
       expect(listed, dir).to.deep.equal(present);
     }
   });
 
-  it('every object of every variant passes the Kubernetes (and KEDA) JSON schemas', async () => {
+  it('every object of every variant passes the Kubernetes (KEDA, Prometheus Operator) JSON schemas', async () => {
     const failures: string[] = [];
     for (const [variant, render] of Object.entries(renders)) {
       const objects = render();
@@ -92,7 +98,7 @@ describe('Kubernetes manifests (k8s/)', () => {
     const enabled = kustomization.replace('# components:\n#   - keda\n', 'components:\n  - keda\n');
     expect(enabled, 'k8s/kustomization.yaml has the commented-out component').not.to.equal(kustomization);
     writeFileSync(join(overlay, 'kustomization.yaml'), enabled);
-    for (const [dir, ours] of [[K8S, renders.default()], [DEMO_DEPS, renders.demoDeps()], [overlay, renders.keda()]] as const) {
+    for (const [dir, ours] of [[K8S, renders.default()], [DEMO_DEPS, renders.demoDeps()], [MONITORING, renders.monitoring()], [overlay, renders.keda()]] as const) {
       const run = spawnSync('kubectl', ['kustomize', dir], { encoding: 'utf8' });
       expect(run.status, run.stderr).to.equal(0);
       const theirs = parseAllDocuments(run.stdout).map((d) => d.toJS() as K8sObject);
@@ -207,6 +213,59 @@ describe('Kubernetes manifests (k8s/)', () => {
 
       const pod = find(objects, 'Deployment', 'baedal').spec.template.metadata.annotations;
       expect(pod).to.include({ 'prometheus.io/scrape': 'true', 'prometheus.io/path': '/metrics', 'prometheus.io/port': String(appContainer(objects).ports[0].containerPort) });
+    });
+  });
+
+  describe('monitoring (k8s/monitoring, for the Prometheus Operator)', () => {
+    it('is a kustomization of its own, which `kubectl apply -k k8s` leaves out (its kinds need the Operator)', () => {
+      const [k] = readYaml(join(K8S, 'kustomization.yaml'));
+      expect(k.resources).not.to.include('monitoring');
+      expect(renders.default().some((o) => o.apiVersion.startsWith('monitoring.coreos.com/'))).to.equal(false);
+      const kinds = renders.monitoring().map((o) => `${o.apiVersion} ${o.kind}`).sort();
+      expect(kinds).to.deep.equal(['monitoring.coreos.com/v1 PodMonitor', 'monitoring.coreos.com/v1 PrometheusRule', 'v1 ConfigMap']);
+    });
+
+    it("the PodMonitor scrapes the service's pods, and no other, at the port and path of their metrics, in their namespace", () => {
+      const objects = [...renders.default(), ...renders.demoDeps()];
+      const monitor = find(renders.monitoring(), 'PodMonitor', 'baedal');
+      const app = find(objects, 'Deployment', 'baedal');
+      expect(monitor.metadata.namespace).to.equal(app.metadata.namespace);
+      const selects = (labels: Record<string, string>) => Object.entries<string>(monitor.spec.selector.matchLabels).every(([k, v]) => labels[k] === v);
+      const selected = objects.filter((o) => o.spec?.template?.metadata?.labels && selects(o.spec.template.metadata.labels));
+      expect(selected.map((o) => `${o.kind}/${o.metadata.name}`)).to.deep.equal(['Deployment/baedal']);
+      const [endpoint, ...others] = monitor.spec.podMetricsEndpoints;
+      expect(others).to.deep.equal([]);
+      const port = appContainer(objects).ports.find((p: any) => p.name === endpoint.port);
+      const annotations = app.spec.template.metadata.annotations;
+      expect(String(port.containerPort), 'the port the annotations name').to.equal(annotations['prometheus.io/port']);
+      expect(endpoint.path).to.equal(annotations['prometheus.io/path']);
+    });
+
+    it('the commented-out scrape token, uncommented as the file says, is the Secret key the Deployment gives the app as METRICS_TOKEN', async () => {
+      const text = readFileSync(join(MONITORING, 'podmonitor.yaml'), 'utf8');
+      const block = /^( *)# authorization:\n(?:\1#  .*\n)+/m.exec(text);
+      expect(block, 'podmonitor.yaml has the commented authorization block').to.not.equal(null);
+      const uncommented = text.replace(block![0], block![0].replace(/^( *)# /gm, '$1'));
+      const [monitor] = parseAllDocuments(uncommented).map((d) => d.toJS() as K8sObject);
+      await validateObject(monitor!);
+      const { authorization } = monitor!.spec.podMetricsEndpoints[0];
+      expect(authorization.type).to.equal('Bearer');
+      const fromSecret = appContainer(renders.default()).env.find((e: any) => e.name === 'METRICS_TOKEN').valueFrom.secretKeyRef;
+      expect({ name: authorization.credentials.name, key: authorization.credentials.key }).to.deep.equal({ name: fromSecret.name, key: fromSecret.key });
+    });
+
+    it('the dashboard ConfigMap carries the label the Grafana sidecar looks for, and one dashboard that parses', () => {
+      const configMap = find(renders.monitoring(), 'ConfigMap', 'baedal-dashboard');
+      expect(configMap.metadata.labels).to.include({ grafana_dashboard: '1' });
+      const files = Object.keys(configMap.data);
+      expect(files).to.deep.equal(['baedal.json']);
+      const dashboard = JSON.parse(configMap.data['baedal.json']);
+      expect(dashboard.uid).to.equal('baedal');
+      const datasource = dashboard.templating.list.find((v: any) => v.type === 'datasource');
+      expect(datasource.query, 'a Prometheus data source variable').to.equal('prometheus');
+      for (const panel of dashboard.panels.filter((p: any) => p.type !== 'row')) {
+        expect(panel.datasource, panel.title).to.deep.equal({ type: 'prometheus', uid: `\${${datasource.name}}` });
+      }
     });
   });
 

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { commandRequest, eventually, request, startSystem, type Parties, type TestSystem, withSharedSystem } from '../support/system.ts';
+import { commandRequest, eventually, request, serveApp, startSystem, type Parties, type TestSystem, withSharedSystem } from '../support/system.ts';
 import { startWebhookReceiver } from '../support/webhook.ts';
 
 /** /metrics tells the truth: real statuses by route template, commands by outcome, queues and the saga's state. */
@@ -54,6 +54,32 @@ describe('metrics', () => {
     expect(after).to.match(/^baedal_work_owed\{kind="refund"\} \d+$/m);
     expect(after).to.match(/^baedal_stale_writes_total \d+$/m);
     expect(after).to.match(/^baedal_view_lag_seconds\{view="customer-orders"\} [\d.e+-]+$/m);
+  });
+
+  it('shows readiness (baedal_ready) and counts each change of it, seen by a probe or by a scrape', async () => {
+    let stopping = false;
+    // An edge of its own: a fresh registry, and a shutdown the test can turn on and off.
+    const app = await serveApp(sys.runtime, { stopping: () => stopping });
+    try {
+      const scrapeApp = async () => (await app.request<string>('GET', '/metrics')).body;
+      const readiness = (text: string) => [value(text, 'baedal_ready'), value(text, 'baedal_readiness_changes_total')];
+      const first = await scrapeApp();
+      expect(first).to.match(/^# TYPE baedal_ready gauge$/m);
+      expect(first).to.match(/^# TYPE baedal_readiness_changes_total counter$/m);
+      expect(readiness(first), 'ready, and the first measure is no change').to.deep.equal([1, 0]);
+      stopping = true;
+      // The probe sees it first; the scrape shows it.
+      expect((await app.request('GET', '/readyz')).status).to.equal(503);
+      expect(readiness(await scrapeApp())).to.deep.equal([0, 1]);
+      stopping = false;
+      // A scrape alone measures readiness, and counts what it saw change.
+      expect(readiness(await scrapeApp())).to.deep.equal([1, 2]);
+      expect(readiness(await scrapeApp()), 'no change, nothing counted').to.deep.equal([1, 2]);
+      expect((await app.request('GET', '/readyz')).status).to.equal(200);
+      expect(readiness(await scrapeApp())).to.deep.equal([1, 2]);
+    } finally {
+      await app.close();
+    }
   });
 
   it('counts the events each replica delivered (its share of the consuming)', async () => {

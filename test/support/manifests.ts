@@ -117,9 +117,15 @@ export function renderKustomization(dir: string, opts: { component?: boolean; ex
   return objects;
 }
 
-/** Validates an object against the Kubernetes (or KEDA) JSON schema for its apiVersion and kind. */
+/** The schemas of the custom resources the manifests use, by apiVersion; the others are Kubernetes' own. */
+const CUSTOM_SCHEMAS: Record<string, string> = {
+  'keda.sh/v1alpha1': '@kubernetes-models/keda/keda.sh/v1alpha1',
+  'monitoring.coreos.com/v1': '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1',
+};
+
+/** Validates an object against the Kubernetes (KEDA, Prometheus Operator) JSON schema for its apiVersion and kind. */
 export async function validateObject(o: K8sObject): Promise<void> {
-  const module = o.apiVersion === 'keda.sh/v1alpha1' ? '@kubernetes-models/keda/keda.sh/v1alpha1' : `kubernetes-models/${o.apiVersion}`;
+  const module = CUSTOM_SCHEMAS[o.apiVersion] ?? `kubernetes-models/${o.apiVersion}`;
   const models = (await import(module)) as Record<string, new (data: unknown) => { validate(): void }>;
   const Model = models[o.kind];
   if (!Model) throw new Error(`no schema for ${o.apiVersion} ${o.kind}`);
