@@ -52,7 +52,7 @@ export function tracingEnabled(): boolean {
 }
 
 export { SpanKind };
-export type { Span };
+export type { Context, Span };
 
 export interface SpanOptions {
   kind?: SpanKind;
@@ -155,6 +155,16 @@ export function inSpan<T>(name: string, opts: SpanOptions, fn: (span: Span | und
 export function withSpan<T>(span: Span | undefined, fn: () => T): T {
   if (!span) return fn();
   return context.with(trace.setSpan(context.active(), span), fn);
+}
+
+/** The context active now, to run later work in (undefined when tracing is off). */
+export function activeContext(): Context | undefined {
+  return enabled ? context.active() : undefined;
+}
+
+/** Runs `fn` in a context `activeContext` captured (as is, when there is none). */
+export function withContext<T>(ctx: Context | undefined, fn: () => T): T {
+  return ctx ? context.with(ctx, fn) : fn();
 }
 
 /**

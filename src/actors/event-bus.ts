@@ -226,15 +226,15 @@ export class EventBus {
     }
     this.pendingParts.clear();
     const pendingLinks = this.pendingLinks;
-    this.pendingLinks = new Map();
+    if (pendingLinks.size > 0) this.pendingLinks = new Map();
     for (const [owner, parts] of byOwner) {
       if (owner === this.holder) {
         this.wake(parts);
         continue;
       }
-      const links = parts.flatMap((p) => pendingLinks.get(p) ?? []).slice(0, MAX_LINKS);
+      const links = pendingLinks.size > 0 ? parts.flatMap((p) => pendingLinks.get(p) ?? []).slice(0, MAX_LINKS) : [];
       const sending = this.queueOf(owner)
-        .add('wake', { parts, cluster: this.opts.cluster, ...(links.length > 0 ? { links } : {}) }, { removeOnComplete: true, removeOnFail: true })
+        .add('wake', { parts, cluster: this.opts.cluster, ...(links.length > 0 && { links }) }, { removeOnComplete: true, removeOnFail: true })
         .catch((err: Error) => this.opts.log.debug({ err: err.message, owner }, 'could not wake the owner; its poll will find the events'))
         .finally(() => this.inflight.delete(sending));
       this.inflight.add(sending);
