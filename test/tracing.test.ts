@@ -225,6 +225,9 @@ describe('OpenTelemetry traces (a real OTLP receiver; the compiled service, two 
     expect(seen.placedFood.attributes['baedal.event.seq']).to.equal(1);
     expect(seen.delivery.traceId).to.equal(T);
     expect(seen.webhookRequest.attributes['url.full'] ?? seen.webhookRequest.attributes['http.url']).to.equal(hook.url);
+    // The receiver got the context of that request's span, to join the trace if it traces too.
+    const posted = hook.requests.find((r) => !Array.isArray(r.body) && r.body.notificationId === placedMessage.notificationId && r.answered === 204);
+    expect(parts(posted?.traceparent)).to.deep.equal({ traceId: T, spanId: seen.webhookRequest.spanId });
 
     // The payment, on the other replica: its own request's trace, linked to the placement's.
     const P = seen.paySpan.traceId;
