@@ -26,11 +26,20 @@ export class OtlpSink {
   }
 
   /**
-   * The environment of a traced service process: the standard variables, at their defaults but
-   * the endpoint (OTLP over HTTP with protobuf, batches every 5 s, every trace sampled).
+   * The environment of a traced service process: the endpoint is the sink's; the other standard
+   * variables are the benchmark's own `OTEL_*` when it has them (a sampler to measure, say
+   * `OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.1`), the SDK's
+   * defaults otherwise (OTLP over HTTP with protobuf, batches every 5 s, every trace sampled).
    */
-  serviceEnv(): Record<string, string> {
-    return { OTEL_EXPORTER_OTLP_ENDPOINT: this.base, OTEL_SERVICE_NAME: 'baedal-bench' };
+  serviceEnv(env: NodeJS.ProcessEnv = globalThis.process.env): Record<string, string> {
+    const own = Object.entries(env).filter(([key, value]) => key.startsWith('OTEL_') && !/^OTEL_(EXPORTER_OTLP(_TRACES)?_ENDPOINT|SDK_DISABLED)$/.test(key) && value !== undefined);
+    return { OTEL_SERVICE_NAME: 'baedal-bench', ...(Object.fromEntries(own) as Record<string, string>), OTEL_EXPORTER_OTLP_ENDPOINT: this.base };
+  }
+
+  /** The benchmark's own tracing settings that reach the traced services (for the report), or none. */
+  static settings(env: NodeJS.ProcessEnv = globalThis.process.env): string {
+    const own = Object.entries(env).filter(([key]) => /^OTEL_(TRACES_SAMPLER|TRACES_SAMPLER_ARG|BSP_\w+|EXPORTER_OTLP_PROTOCOL)$/.test(key));
+    return own.length > 0 ? own.map(([k, v]) => `${k}=${v}`).join(' ') : 'the SDK defaults: every trace sampled, OTLP http/protobuf, batches every 5 s';
   }
 
   async reset(): Promise<void> {

@@ -60,8 +60,9 @@ HPA's decision) and each process's share of the commands and events.
   --no-webhooks          the same as --webhooks off
   --tracing <list>       OpenTelemetry traces of the Baedal service processes: off (no
                          OTEL_EXPORTER_OTLP_ENDPOINT), on (OTLP to a sink of the benchmark's own,
-                         in a process of its own, whose CPU is reported), or on,off (each run
-                         both ways, back to back, with the cost of tracing)        (default off)
+                         in a process of its own, whose CPU is reported; the benchmark's own
+                         OTEL_* variables, e.g. a sampler, reach the traced services), or on,off
+                         (each run both ways, back to back, with the cost of tracing) (default off)
   --restate-notifications  Restate also records each status change's notification in a
                          per-customer object, as Baedal's notifications feed does   (default off)
   --rounds <n>           the whole sequence (ceilings, Baedal, Restate) n times, then each
@@ -531,7 +532,7 @@ async function benchBaedal(gateway: { url: string; process: Managed }, receiver:
       const { on } = settings;
       const tracing = settings.traced ? sink : undefined;
       const webhooks = webhooksFor(on, receiver, journalEventTimes(DATABASE_URL));
-      say(`\n── Baedal, ${n} service process${n > 1 ? 'es (the load generator spreads requests over them round-robin)' : ''}; ${webhooksText(on)}${tracing ? '; tracing on: every span exported by OTLP to the sink' : opts.tracing.includes(true) ? '; tracing off' : ''} ──`);
+      say(`\n── Baedal, ${n} service process${n > 1 ? 'es (the load generator spreads requests over them round-robin)' : ''}; ${webhooksText(on)}${tracing ? `; tracing on (${OtlpSink.settings()}), exported by OTLP to the sink` : opts.tracing.includes(true) ? '; tracing off' : ''} ──`);
       const services: { url: string; process: Managed }[] = [];
       // One at a time: the first applies the migrations.
       for (let i = 1; i <= n; i++) services.push(await startService(i, gateway.url, webhooks?.receiver.notifyUrl, tracing));

@@ -46,8 +46,9 @@ export function startTracing(env: NodeJS.ProcessEnv = process.env): Tracing | un
       }),
       // Route spans only: one per middleware of every request would cost more than they tell.
       new KoaInstrumentation({ ignoreLayersType: [KoaLayerType.MIDDLEWARE] }),
-      // Statements of traced work only, never their parameters (they hold personal data).
-      new PgInstrumentation({ requireParentSpan: true, enhancedDatabaseReporting: false }),
+      // Statements of traced work only, never their parameters (they hold personal data); no span
+      // for taking a pooled connection (one per statement, about as many spans again).
+      new PgInstrumentation({ requireParentSpan: true, enhancedDatabaseReporting: false, ignoreConnectSpans: true }),
       new IORedisInstrumentation({ requireParentSpan: true }),
       new UndiciInstrumentation({ requireParentforSpans: true }),
     ],

@@ -59,7 +59,7 @@ describe('cluster identity', function () {
       await first.connect();
       // The other replica's insert, not committed yet: this one's INSERT waits for it, then does nothing.
       await first.query('BEGIN');
-      const [{ id }] = (await first.query<{ id: string }>('INSERT INTO cluster_identity DEFAULT VALUES RETURNING id')).rows;
+      const { id } = (await first.query<{ id: string }>('INSERT INTO cluster_identity DEFAULT VALUES RETURNING id')).rows[0]!;
       const racing = establishClusterId({ db: new Database(pool), redis, prefix, databaseName: 'cluster_race' });
       await eventually(
         // Asked outside the open transaction: it would see the activity as it was when it began.
