@@ -68,7 +68,7 @@ export interface SpanOptions {
   startTime?: number;
 }
 
-/** The W3C traceparent of a span, or undefined for a span that is not recorded or sampled out. */
+/** The W3C traceparent of a span (its sampled flag included), or undefined for none or the API's no-op span. */
 export function traceparentOf(span: Span | undefined): string | undefined {
   if (!span) return undefined;
   const sc = span.spanContext();
