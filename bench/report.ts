@@ -3,6 +3,7 @@ import type { LoadSummary } from '../scripts/load/runner.ts';
 import type { Ceiling } from './ceilings.ts';
 import type { CpuUse, RssTrack, ViewLag } from './measure.ts';
 import type { ScalingFigures } from './scaling.ts';
+import type { SinkStats } from './tracing.ts';
 import type { Deliveries } from './webhooks.ts';
 
 export type System = 'baedal' | 'restate' | 'bare';
@@ -15,6 +16,10 @@ export interface RunResult {
   concurrency: number;
   /** Whether the service delivered its notifications to the webhook receiver in this run. */
   webhooks: boolean;
+  /** Baedal: whether its processes exported traces (to the benchmark's OTLP sink) in this run. */
+  tracing?: boolean;
+  /** With tracing on: what the OTLP sink received over the run (its warm-up included). */
+  exports?: SinkStats;
   load: LoadSummary;
   cpu: CpuUse & {
     /** CPU ms per command of: the service processes (Baedal) or restate-server + its service endpoint (Restate). */
@@ -24,6 +29,8 @@ export interface RunResult {
     gatewayMsPerCommand: number;
     /** The webhook receiver (NaN when webhooks were off). */
     receiverMsPerCommand: number;
+    /** The OTLP sink (absent or NaN when tracing was off). */
+    otlpSinkMsPerCommand?: number;
     loadGeneratorMsPerCommand: number;
   };
   rss: RssTrack[];
@@ -59,16 +66,19 @@ export function runLine(r: RunResult): string {
     : !d
       ? 'webhooks on'
       : `webhooks on: ${d.complete ? `every notification arrived (${count(d.distinct)})` : `ONLY ${count(d.distinct)} OF ${count(d.expected)} NOTIFICATIONS ARRIVED`}, delivery lag p99 ${d.lag.available ? `${f(d.lag.p99Ms, 0)} ms` : (d.lag.note ?? 'n/a')}`;
+  const tracing = r.tracing ? `; tracing on: ${count(r.exports?.exports ?? 0)} OTLP exports, ${f((r.exports?.bytes ?? 0) / 2 ** 20, 1)} MB` : '';
   return (
     `  → ${f(l.commandsPerS, 0)} commands/s, ${f(l.lifecycles.perS)} lifecycles/s, p50/p95/p99 ${f(l.latencyMs.overall.p50)}/${f(l.latencyMs.overall.p95)}/${f(l.latencyMs.overall.p99)} ms, ` +
-    `errors ${l.errors.total}, ${check}; ${webhooks}; CPU ms/command: service ${f(r.cpu.serviceMsPerCommand, 2)}, PostgreSQL ${f(r.cpu.postgresMsPerCommand, 2)}, ` +
-    `${r.webhooks ? `receiver ${f(r.cpu.receiverMsPerCommand, 2)}, ` : ''}load generator ${f(r.cpu.loadGeneratorMsPerCommand, 2)}`
+    `errors ${l.errors.total}, ${check}; ${webhooks}${tracing}; CPU ms/command: service ${f(r.cpu.serviceMsPerCommand, 2)}, PostgreSQL ${f(r.cpu.postgresMsPerCommand, 2)}, ` +
+    `${r.webhooks ? `receiver ${f(r.cpu.receiverMsPerCommand, 2)}, ` : ''}${r.tracing ? `OTLP sink ${f(r.cpu.otlpSinkMsPerCommand, 2)}, ` : ''}load generator ${f(r.cpu.loadGeneratorMsPerCommand, 2)}`
   );
 }
 
 const count = (n: number) => n.toLocaleString('en-US');
 /** Says next to a figure whether notifications were delivered to the webhook receiver in its run. */
 export const webhooksTag = (on: boolean) => (on ? '[webhooks on]' : '[webhooks off]');
+/** Baedal's runs without tracing: the targets are judged on these (a traced run is compared with its untraced twin). */
+const untraced = (r: RunResult) => !r.tracing;
 /** What Baedal must reach against Restate at concurrency 64, each doing the same work. */
 export const RESTATE_RATIO_TARGET = { on: 2, off: 2.5 } as const;
 /** Baedal with webhooks on against itself with them off, back to back in one run. */
@@ -84,8 +94,9 @@ export function othersCores(r: RunResult): number {
 
 export function resultsTable(runs: readonly RunResult[]): string {
   const lines: string[] = [];
-  const hooks = (r: RunResult) => pad(r.webhooks ? 'on' : 'off', 8);
-  lines.push('system      conc  webhooks  commands/s  lifecycles/s   p50 ms   p95 ms   p99 ms  errors  wrong state');
+  const traced = runs.some((r) => r.tracing);
+  const hooks = (r: RunResult) => pad(r.webhooks ? 'on' : 'off', 8) + (traced ? pad(r.tracing ? 'on' : 'off', 8) : '');
+  lines.push(`system      conc  webhooks${traced ? ' tracing' : ''}  commands/s  lifecycles/s   p50 ms   p95 ms   p99 ms  errors  wrong state`);
   for (const r of runs) {
     const l = r.load;
     lines.push(
@@ -93,7 +104,7 @@ export function resultsTable(runs: readonly RunResult[]): string {
     );
   }
   lines.push('');
-  lines.push('CPU ms per command  webhooks  service  PostgreSQL  Redis  gateway  receiver  load gen   cores busy (others)   RSS MB start→end (max)   view lag max / p99 ms');
+  lines.push(`CPU ms per command  webhooks${traced ? ' tracing' : ''}  service  PostgreSQL  Redis  gateway  receiver${traced ? '  OTLP sink' : ''}  load gen   cores busy (others)   RSS MB start→end (max)   view lag max / p99 ms`);
   for (const r of runs) {
     const rss =
       r.rss
@@ -104,7 +115,7 @@ export function resultsTable(runs: readonly RunResult[]): string {
         .join(' + ') || '-';
     const lag = r.viewLag.available ? `${f(r.viewLag.maxMs, 0)} / ${f(r.viewLag.p99Ms, 0)}` : (r.viewLag.note ?? 'n/a');
     lines.push(
-      `${`${systemLabel(r)} c${r.concurrency}`.padEnd(18)} ${hooks(r)} ${pad(f(r.cpu.serviceMsPerCommand, 2), 8)} ${pad(f(r.cpu.postgresMsPerCommand, 2), 11)} ${pad(f(r.cpu.redisMsPerCommand, 2), 6)} ${pad(f(r.cpu.gatewayMsPerCommand, 2), 8)} ${pad(f(r.cpu.receiverMsPerCommand, 2), 9)} ${pad(f(r.cpu.loadGeneratorMsPerCommand, 2), 9)} ${pad(f(r.cpu.machineBusyCores, 2), 11)} (${f(othersCores(r), 2)})   ${pad(rss, 24)}   ${lag}`,
+      `${`${systemLabel(r)} c${r.concurrency}`.padEnd(18)} ${hooks(r)} ${pad(f(r.cpu.serviceMsPerCommand, 2), 8)} ${pad(f(r.cpu.postgresMsPerCommand, 2), 11)} ${pad(f(r.cpu.redisMsPerCommand, 2), 6)} ${pad(f(r.cpu.gatewayMsPerCommand, 2), 8)} ${pad(f(r.cpu.receiverMsPerCommand, 2), 9)}${traced ? ` ${pad(f(r.cpu.otlpSinkMsPerCommand, 2), 10)}` : ''} ${pad(f(r.cpu.loadGeneratorMsPerCommand, 2), 9)} ${pad(f(r.cpu.machineBusyCores, 2), 11)} (${f(othersCores(r), 2)})   ${pad(rss, 24)}   ${lag}`,
     );
   }
   const delivered = runs.filter((r) => r.deliveries);
@@ -143,7 +154,7 @@ const mark = (ok: boolean | undefined) => (ok === undefined ? '' : ok ? '  ✓' 
 /** The issue's targets, each against this run's figures. */
 export function targetsText(runs: readonly RunResult[], c: Ceilings): string {
   const lines: string[] = [];
-  const baedal = runs.filter((r) => r.system === 'baedal');
+  const baedal = runs.filter((r) => r.system === 'baedal' && untraced(r));
   const restate64 = (webhooks: boolean) => runs.find((r) => r.system === 'restate' && r.concurrency === 64 && r.webhooks === webhooks);
   const at = (conc: number) => baedal.filter((r) => r.concurrency === conc);
   const label = (r: RunResult) => `${systemLabel(r)} ${webhooksTag(r.webhooks)}`;
@@ -167,6 +178,10 @@ export function targetsText(runs: readonly RunResult[], c: Ceilings): string {
       `  ${systemLabel(on)} at concurrency 64 with webhooks on / off: ${f(on.load.commandsPerS, 0)} / ${f(off.load.commandsPerS, 0)} = ${f(ratio, 2)} (target ≥ ${WEBHOOKS_ON_OFF_TARGET})${mark(ratio >= WEBHOOKS_ON_OFF_TARGET)}`,
     );
   }
+  for (const on of runs.filter((r) => r.system === 'baedal' && r.tracing)) {
+    const off = baedal.find((r) => r.processes === on.processes && r.concurrency === on.concurrency && r.webhooks === on.webhooks);
+    if (off) lines.push(`  ${label(on)} at concurrency ${on.concurrency}, ${tracingCost(on, off)}`);
+  }
   for (const r of at(1)) lines.push(`  ${label(r)} p50 at concurrency 1: ${f(r.load.latencyMs.overall.p50, 2)} ms (target ≤ 3 ms)${mark(r.load.latencyMs.overall.p50 <= 3)}`);
   for (const r of at(16)) lines.push(`  ${label(r)} p99 at concurrency 16: ${f(r.load.latencyMs.overall.p99, 1)} ms (target ≤ 50 ms)${mark(r.load.latencyMs.overall.p99 <= 50)}`);
   for (const r of baedal) {
@@ -185,6 +200,16 @@ export function targetsText(runs: readonly RunResult[], c: Ceilings): string {
     if (d && !d.complete) lines.push(`  ${systemLabel(r)} at concurrency ${r.concurrency}: ${count(d.expected - d.distinct)} of ${count(d.expected)} notifications never arrived  ✗`);
   }
   return lines.join('\n');
+}
+
+/** What tracing cost a run, against the same run without it. */
+export function tracingCost(on: RunResult, off: RunResult): string {
+  const sCpu = on.cpu.serviceMsPerCommand - off.cpu.serviceMsPerCommand;
+  return (
+    `tracing on / off: ${f(on.load.commandsPerS, 0)} / ${f(off.load.commandsPerS, 0)} commands/s = ${f(on.load.commandsPerS / off.load.commandsPerS, 2)}; ` +
+    `service CPU ${f(on.cpu.serviceMsPerCommand, 2)} / ${f(off.cpu.serviceMsPerCommand, 2)} ms per command (${sCpu >= 0 ? '+' : ''}${f((sCpu / off.cpu.serviceMsPerCommand) * 100, 0)} %); ` +
+    `p99 ${f(on.load.latencyMs.overall.p99)} / ${f(off.load.latencyMs.overall.p99)} ms; OTLP sink ${f(on.cpu.otlpSinkMsPerCommand, 2)} ms per command`
+  );
 }
 
 /**
@@ -223,7 +248,7 @@ export function median(values: readonly number[]): number | undefined {
  */
 export function roundsText(rounds: readonly Round[]): string {
   const lines: string[] = [];
-  const all = rounds.flatMap((r) => r.runs);
+  const all = rounds.flatMap((r) => r.runs).filter(untraced);
   const processCounts = [...new Set(all.filter((x) => x.system === 'baedal').map((x) => x.processes))].sort((a, b) => a - b);
   const modes = [true, false].filter((w) => all.some((x) => x.webhooks === w));
   const row = (label: string, values: (number | undefined)[], digits: number, unit: string, target?: { text: string; ok: (m: number) => boolean }) => {
@@ -235,7 +260,7 @@ export function roundsText(rounds: readonly Round[]): string {
   };
   const restate64 = (r: Round, webhooks: boolean) => r.runs.find((x) => x.system === 'restate' && x.concurrency === 64 && x.webhooks === webhooks);
   for (const n of processCounts) {
-    const pick = (r: Round, conc: number, webhooks: boolean) => r.runs.find((x) => x.system === 'baedal' && x.processes === n && x.concurrency === conc && x.webhooks === webhooks);
+    const pick = (r: Round, conc: number, webhooks: boolean) => r.runs.find((x) => x.system === 'baedal' && untraced(x) && x.processes === n && x.concurrency === conc && x.webhooks === webhooks);
     for (const webhooks of modes) {
       const label = `${systemLabel({ system: 'baedal', processes: n })} ${webhooksTag(webhooks)}`;
       const restateTarget = RESTATE_RATIO_TARGET[webhooks ? 'on' : 'off'];

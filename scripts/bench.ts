@@ -18,6 +18,7 @@ import { freePort, httpStatus, ProcessGroup, waitUntil, type Managed } from '../
 import { ceilingsText, resultsTable, roundsText, rssText, runLine, systemLabel, targetsText, type Ceilings, type Round, type RunResult, type System } from '../bench/report.ts';
 import { ensureRestateInstalled, restateVersions, startRestate } from '../bench/restate-stack.ts';
 import { collectDeliveries, journalEventTimes, uuidV7EventTimes, WebhookReceiver, type EventTimes } from '../bench/webhooks.ts';
+import { OtlpSink, withoutOtel } from '../bench/tracing.ts';
 import { describeReplicas, ScalingSampler, scalingFigures, scalingTables } from '../bench/scaling.ts';
 import type { LoadSummary } from './load/runner.ts';
 import { signToken } from './load/tokens.ts';
@@ -57,6 +58,11 @@ HPA's decision) and each process's share of the commands and events.
                          figure before webhooks were measured), or on,off (each target run both
                          ways, back to back)                                     (default on)
   --no-webhooks          the same as --webhooks off
+  --tracing <list>       OpenTelemetry traces of the Baedal service processes: off (no
+                         OTEL_EXPORTER_OTLP_ENDPOINT), on (OTLP to a sink of the benchmark's own,
+                         in a process of its own, whose CPU is reported; the benchmark's own
+                         OTEL_* variables, e.g. a sampler, reach the traced services), or on,off
+                         (each run both ways, back to back, with the cost of tracing) (default off)
   --restate-notifications  Restate also records each status change's notification in a
                          per-customer object, as Baedal's notifications feed does   (default off)
   --rounds <n>           the whole sequence (ceilings, Baedal, Restate) n times, then each
@@ -90,6 +96,7 @@ const v = commandLine('bench', USAGE, {
   'restate-notifications': { type: 'boolean', default: false },
   webhooks: { type: 'string' },
   'no-webhooks': { type: 'boolean', default: false },
+  tracing: { type: 'string', default: 'off' },
   quick: { type: 'boolean', default: false },
   rounds: { type: 'string', default: '1' },
   soak: { type: 'string' },
@@ -112,6 +119,12 @@ const webhookModes = (v['no-webhooks'] ? 'off' : (v.webhooks ?? 'on')).split(','
   return mode === 'on';
 });
 if (new Set(webhookModes).size !== webhookModes.length) usageError('--webhooks names each of on and off once at most');
+const tracingModes = v.tracing!.split(',').map((s) => {
+  const mode = s.trim();
+  if (mode !== 'on' && mode !== 'off') usageError(`--tracing takes on and/or off, not "${mode}"`);
+  return mode === 'on';
+});
+if (new Set(tracingModes).size !== tracingModes.length) usageError('--tracing names each of on and off once at most');
 const opts = {
   targets,
   concurrency: list('concurrency', v.concurrency!),
@@ -125,10 +138,13 @@ const opts = {
   restateNotifications: v['restate-notifications']!,
   /** Delivery settings to measure, in order: true = webhooks on. */
   webhooks: webhookModes,
+  /** Tracing settings of the Baedal runs, in order: true = spans exported to the OTLP sink. */
+  tracing: tracingModes,
   rounds: wholeNumber('rounds', v.rounds!, 1),
 };
 if (soakS !== undefined && opts.rounds > 1) usageError('--soak is one long run; it takes no --rounds');
 if (soakS !== undefined && opts.webhooks.length > 1) usageError('--soak is one long run; give --webhooks on or off');
+if (soakS !== undefined && opts.tracing.length > 1) usageError('--soak is one long run; give --tracing on or off');
 const cpuPerReplica = v['cpu-per-replica'] === undefined ? undefined : parseCores(v['cpu-per-replica']);
 if (v['cpu-per-replica'] !== undefined && cpuPerReplica === undefined) usageError(`--cpu-per-replica takes cores (0.25) or millicores (250m; at least 10m), not "${v['cpu-per-replica']}"`);
 
@@ -306,14 +322,16 @@ async function startGateway(): Promise<{ url: string; process: Managed }> {
   return { url, process: gateway };
 }
 
-async function startService(n: number, gatewayUrl: string, webhookUrl: string | undefined): Promise<{ url: string; process: Managed }> {
+async function startService(n: number, gatewayUrl: string, webhookUrl: string | undefined, sink?: OtlpSink): Promise<{ url: string; process: Managed }> {
   const port = await freePort();
   const name = `service-${n}`;
   const nodeArgs = [...NODE_ARGS, SERVICE_MAIN];
   const { command, args } = limits?.wrap(name, process.execPath, nodeArgs) ?? { command: process.execPath, args: nodeArgs };
   const service = group.start(name, command, args, {
     env: {
-      ...process.env,
+      // Tracing is on only when asked for: never through an OTEL_* variable of the benchmark's own environment.
+      ...withoutOtel(process.env),
+      ...sink?.serviceEnv(),
       NODE_ENV: 'production',
       PORT: String(port),
       DATABASE_URL,
@@ -367,6 +385,8 @@ interface LoadRun {
   gateway?: Managed;
   /** With webhooks on: the receiver the service delivers to, and where the events' times are read. */
   webhooks?: { receiver: WebhookReceiver; eventTimes: EventTimes };
+  /** With tracing on: the OTLP sink the service processes export to. */
+  tracing?: OtlpSink;
   viewStatusUrls: string[];
   onRss?: (elapsedS: number, mb: Record<string, number>) => void;
   /** Called as the measured window opens and closes. */
@@ -402,6 +422,8 @@ async function measure(run: LoadRun): Promise<RunResult> {
   let sampled: ReturnType<RunSampler['stop']> | undefined;
   const receiver = run.webhooks?.receiver;
   await receiver?.reset();
+  const sink = run.tracing;
+  await sink?.reset();
   const loadGenerator = group.start(`load-${target}-c${run.concurrency}`, process.execPath, args, {
     finishes: true,
     onStdoutLine: (line) => {
@@ -425,6 +447,7 @@ async function measure(run: LoadRun): Promise<RunResult> {
     ...run.servers.map((m) => ({ name: `server:${m.name}`, pid: m.pid })),
     ...(run.gateway ? [{ name: 'gateway', pid: run.gateway.pid }] : []),
     ...(receiver ? [{ name: 'receiver', pid: receiver.process.pid }] : []),
+    ...(sink ? [{ name: 'otlp sink', pid: sink.process.pid }] : []),
     { name: 'load generator', pid: loadGenerator.pid },
   ];
   const { code } = await loadGenerator.exited;
@@ -444,6 +467,8 @@ async function measure(run: LoadRun): Promise<RunResult> {
     processes: run.system === 'baedal' ? run.servers.length : 1,
     concurrency: run.concurrency,
     webhooks: run.webhooks !== undefined,
+    ...(run.system === 'baedal' && { tracing: sink !== undefined }),
+    ...(sink && { exports: await sink.stats() }),
     load: summary,
     cpu: {
       ...use,
@@ -452,6 +477,7 @@ async function measure(run: LoadRun): Promise<RunResult> {
       redisMsPerCommand: perCommand(use.redis),
       gatewayMsPerCommand: perCommand(use.byName.gateway ?? NaN),
       receiverMsPerCommand: perCommand(use.byName.receiver ?? NaN),
+      otlpSinkMsPerCommand: perCommand(use.byName['otlp sink'] ?? NaN),
       loadGeneratorMsPerCommand: perCommand(use.byName['load generator'] ?? NaN),
     },
     rss: sampled.rss,
@@ -498,16 +524,18 @@ async function measureCeilings(): Promise<Ceilings> {
 const webhooksFor = (on: boolean, receiver: WebhookReceiver | undefined, eventTimes: EventTimes) => (on && receiver ? { receiver, eventTimes } : undefined);
 const webhooksText = (on: boolean) => (on ? 'webhooks on: every notification POSTed to the receiver' : 'webhooks off: notifications recorded, not delivered');
 
-async function benchBaedal(gateway: { url: string; process: Managed }, receiver: WebhookReceiver | undefined): Promise<RunResult[]> {
+async function benchBaedal(gateway: { url: string; process: Managed }, receiver: WebhookReceiver | undefined, sink: OtlpSink | undefined): Promise<RunResult[]> {
   const runs: RunResult[] = [];
   for (const n of opts.processes) {
-    // Each process count with webhooks on and off back to back, so their ratio is of the same minutes.
-    for (const on of opts.webhooks) {
+    // Each process count with webhooks (and tracing) on and off back to back, so their ratio is of the same minutes.
+    for (const settings of opts.webhooks.flatMap((on) => opts.tracing.map((traced) => ({ on, traced })))) {
+      const { on } = settings;
+      const tracing = settings.traced ? sink : undefined;
       const webhooks = webhooksFor(on, receiver, journalEventTimes(DATABASE_URL));
-      say(`\n── Baedal, ${n} service process${n > 1 ? 'es (the load generator spreads requests over them round-robin)' : ''}; ${webhooksText(on)} ──`);
+      say(`\n── Baedal, ${n} service process${n > 1 ? 'es (the load generator spreads requests over them round-robin)' : ''}; ${webhooksText(on)}${tracing ? `; tracing on (${OtlpSink.settings()}), exported by OTLP to the sink` : opts.tracing.includes(true) ? '; tracing off' : ''} ──`);
       const services: { url: string; process: Managed }[] = [];
       // One at a time: the first applies the migrations.
-      for (let i = 1; i <= n; i++) services.push(await startService(i, gateway.url, webhooks?.receiver.notifyUrl));
+      for (let i = 1; i <= n; i++) services.push(await startService(i, gateway.url, webhooks?.receiver.notifyUrl, tracing));
       for (const concurrency of opts.concurrency) {
         say(`  concurrency ${concurrency}: ${opts.warmupS} s warm-up, ${opts.durationS} s measured`);
         await vacuum.now();
@@ -525,12 +553,13 @@ async function benchBaedal(gateway: { url: string; process: Managed }, receiver:
           memoryOf: services.map((s) => s.process),
           gateway: gateway.process,
           webhooks,
+          tracing,
           viewStatusUrls: services.map((s) => s.url),
           onWindow: (phase) => (phase === 'measure' ? sampler.open() : sampler.close()),
         });
         result.scaling = scalingFigures({
           concurrency,
-          variant: webhooksText(on).split(':')[0]!,
+          variant: `${webhooksText(on).split(':')[0]!}${tracing ? ', tracing on' : ''}`,
           ...(cpuPerReplica !== undefined && { cpuPerReplica }),
           load: { commands: result.load.commands, commandsPerS: result.load.commandsPerS, p99Ms: result.load.latencyMs.overall.p99, errors: result.load.errors.total },
           cpu: {
@@ -598,10 +627,11 @@ async function benchRestate(gateway: { url: string; process: Managed }, receiver
   return runs;
 }
 
-async function soak(gateway: { url: string; process: Managed }, receiver: WebhookReceiver | undefined, seconds: number): Promise<{ result: RunResult; tables: TableGrowth[] }> {
+async function soak(gateway: { url: string; process: Managed }, receiver: WebhookReceiver | undefined, sink: OtlpSink | undefined, seconds: number): Promise<{ result: RunResult; tables: TableGrowth[] }> {
   const webhooks = webhooksFor(opts.webhooks[0]!, receiver, journalEventTimes(DATABASE_URL));
-  say(`\n── soak: Baedal, 1 process, concurrency 16, ${seconds} s measured; memory every 30 s; ${webhooksText(webhooks !== undefined)} ──`);
-  const service = await startService(1, gateway.url, webhooks?.receiver.notifyUrl);
+  const tracing = opts.tracing[0] ? sink : undefined;
+  say(`\n── soak: Baedal, 1 process, concurrency 16, ${seconds} s measured; memory every 30 s; ${webhooksText(webhooks !== undefined)}${tracing ? '; tracing on' : ''} ──`);
+  const service = await startService(1, gateway.url, webhooks?.receiver.notifyUrl, tracing);
   let before: ReturnType<typeof tableStats> | undefined;
   let after: ReturnType<typeof tableStats> | undefined;
   let nextPrint = 0;
@@ -615,6 +645,7 @@ async function soak(gateway: { url: string; process: Managed }, receiver: Webhoo
     memoryOf: [service.process],
     gateway: gateway.process,
     webhooks,
+    tracing,
     viewStatusUrls: [service.url],
     onRss: (elapsed, mb) => {
       if (elapsed + 0.5 < nextPrint) return;
@@ -662,10 +693,11 @@ async function main(): Promise<void> {
   const gateway = await startGateway();
   // One receiver for every run, Baedal's and Restate's alike.
   const receiver = opts.webhooks.includes(true) ? await WebhookReceiver.start(group) : undefined;
+  const sink = opts.tracing.includes(true) && opts.targets.includes('baedal') ? await OtlpSink.start(group) : undefined;
   await vacuum.start();
 
   if (soakS !== undefined) {
-    const { result, tables } = await soak(gateway, receiver, soakS);
+    const { result, tables } = await soak(gateway, receiver, sink, soakS);
     if (vacuum.enabled) say(`\n${vacuum.passes} VACUUM (ANALYZE) passes during the soak`);
     say(`\n${resultsTable([result])}`);
     say('\nmemory over the run:');
@@ -686,7 +718,7 @@ async function main(): Promise<void> {
     if (of) say(`\n════ round ${k} of ${opts.rounds} ════`);
     const ceilings = opts.ceilings ? await measureCeilings() : {};
     const runs: RunResult[] = [];
-    if (opts.targets.includes('baedal')) runs.push(...(await benchBaedal(gateway, receiver)));
+    if (opts.targets.includes('baedal')) runs.push(...(await benchBaedal(gateway, receiver, sink)));
     if (opts.targets.includes('restate')) runs.push(...(await benchRestate(gateway, receiver)));
     rounds.push({ runs, ceilings });
 

@@ -1,12 +1,6 @@
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { within } from './actors/queues.ts';
-import { startRuntime } from './app.ts';
 import { commandLine } from './cli.ts';
 import { loadConfigOrExit } from './config.ts';
-import { appSettings, createApp } from './http/app.ts';
-import { createLogger } from './log.ts';
-import { createHttpPaymentGateway } from './payment/payment-gateway.ts';
+import { tracingRequested } from './tracing.ts';
 
 const USAGE = `usage: node dist/main.js   (from a checkout: npm start, which builds dist/ when it is stale)
 
@@ -15,74 +9,16 @@ durable work and the sweeper. SIGTERM or SIGINT drains it and exits 0 within SHU
 exits 1 when PostgreSQL stays unreachable for STARTUP_WAIT_MS, 2 on an invalid configuration.
 Configuration comes from the environment (every variable is in README.md, Configuration), e.g.
 PORT, HOST, DATABASE_URL, REDIS_URL, PAYMENT_URL, AUTH_SECRET, NOTIFY_WEBHOOK_URL, NOTIFY_WEBHOOK_SECRET,
-ROLE, LOG_LEVEL.`;
+ROLE, LOG_LEVEL; OTEL_EXPORTER_OTLP_ENDPOINT turns on OpenTelemetry traces (README.md, Traces).`;
 
 async function main(): Promise<void> {
   commandLine('baedal', USAGE, {});
   const config = loadConfigOrExit();
-  const log = createLogger(config.LOG_LEVEL);
-  if (config.usingDevSecret) {
-    log.warn('AUTH_SECRET is not set: using the INSECURE development secret. Set AUTH_SECRET before exposing this service.');
-  }
-  const payments = createHttpPaymentGateway({ baseUrl: config.PAYMENT_URL, timeoutMs: config.PAYMENT_TIMEOUT_MS });
-  const runtime = await startRuntime({ config, log, payments });
-
-  let server: Server | undefined;
-  let stopping = false;
-  /** Answers not yet finished, so shutdown can close their connections once they are. */
-  const inFlight = new Set<ServerResponse>();
-  if (config.ROLE !== 'worker') {
-    const { koa } = createApp({ ...runtime, log, ...appSettings(config), stopping: () => stopping });
-    const listening = koa.listen(config.PORT, config.HOST, () => {
-      const { address, port } = listening.address() as AddressInfo;
-      const host = address.includes(':') ? `[${address}]` : address;
-      log.info({ host: address, port, role: config.ROLE }, `Baedal listening on http://${host}:${port}`);
-    });
-    // Node's 5 s default would close idle connections before a load balancer does (see config.ts).
-    listening.keepAliveTimeout = config.HTTP_KEEP_ALIVE_TIMEOUT_MS;
-    listening.headersTimeout = config.HTTP_KEEP_ALIVE_TIMEOUT_MS + 1000;
-    listening.on('request', (_req: IncomingMessage, res: ServerResponse) => {
-      inFlight.add(res);
-      res.once('close', () => inFlight.delete(res));
-    });
-    server = listening;
-  } else {
-    log.info({ role: config.ROLE }, 'Baedal worker started');
-  }
-
-  const stop = async (signal: string) => {
-    if (stopping) return;
-    stopping = true; // readiness answers 503 from now on
-    const deadline = Date.now() + config.SHUTDOWN_TIMEOUT_MS;
-    const left = () => Math.max(0, deadline - Date.now());
-    log.info({ signal, timeoutMs: config.SHUTDOWN_TIMEOUT_MS }, 'shutting down');
-    // Whatever happens below, the process is gone within the bound; held jobs go back to BullMQ.
-    setTimeout(() => {
-      log.warn('shutdown reached SHUTDOWN_TIMEOUT_MS; exiting, unfinished jobs are handed back');
-      process.exit(0);
-    }, config.SHUTDOWN_TIMEOUT_MS).unref();
-    if (server) {
-      // Stop taking connections and close the idle ones now; a busy one closes after its answer
-      // (each answer from now on says Connection: close). Requests in flight get half the budget,
-      // then their connections are cut.
-      const closed = new Promise<void>((resolve) => server!.close(() => resolve()));
-      server.closeIdleConnections();
-      for (const res of inFlight) {
-        // An answer already on its way when the signal came went out without Connection: close.
-        if (res.headersSent) res.once('finish', () => res.socket?.end());
-      }
-      if ((await within(closed, left() / 2)) === 'timeout') {
-        log.warn('requests still in flight at half the shutdown budget; closing their connections');
-        server.closeAllConnections();
-      }
-      log.info({ tookMs: config.SHUTDOWN_TIMEOUT_MS - left() }, 'HTTP connections closed');
-    }
-    await runtime.close(Math.max(0, left() - 1000));
-    log.info({ tookMs: config.SHUTDOWN_TIMEOUT_MS - left() }, 'stopped');
-    process.exit(0);
-  };
-  process.on('SIGTERM', () => void stop('SIGTERM'));
-  process.on('SIGINT', () => void stop('SIGINT'));
+  // Tracing starts before the service's modules load: its instrumentations patch pg, ioredis and
+  // koa as they are first required. Without an OTLP endpoint the SDK is not even loaded.
+  const tracing = tracingRequested() ? (await import('./tracing-sdk.ts')).startTracing() : undefined;
+  const { serve } = await import('./service.ts');
+  await serve(config, tracing);
 }
 
 main().catch((err: unknown) => {

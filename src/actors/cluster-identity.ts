@@ -15,10 +15,13 @@ export const clusterKey = (prefix: string) => `${prefix}:cluster-id`;
  * When Redis cannot be reached, the check waits for the next start (jobs carry the id meanwhile).
  */
 export async function establishClusterId(opts: { db: Database; redis: Redis; prefix: string; databaseName: string }): Promise<string> {
-  const [row] = await opts.db.query<{ id: string }>(
+  let [row] = await opts.db.query<{ id: string }>(
     `WITH made AS (INSERT INTO cluster_identity DEFAULT VALUES ON CONFLICT (singleton) DO NOTHING RETURNING id)
      SELECT id FROM made UNION ALL SELECT id FROM cluster_identity`,
   );
+  // Another replica's first start inserted it at the same moment: the INSERT waited for it and did
+  // nothing, but this statement's snapshot was taken before it committed. The next statement sees it.
+  if (!row) [row] = await opts.db.query<{ id: string }>('SELECT id FROM cluster_identity');
   const id = row!.id;
   if (opts.redis.status !== 'ready') return id;
   const key = clusterKey(opts.prefix);

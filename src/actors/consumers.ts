@@ -1,10 +1,17 @@
 import type { Database } from '../db/pg.ts';
 import type { Logger } from '../log.ts';
 import { JOURNAL_COLUMNS, toJournalEntry, type JournalEntry, type JournalRow } from './order-repository.ts';
+import { ATTR, endSpan, SpanKind, startSpan, traceparentOf, tracingEnabled, withSpan, type Span } from '../tracing.ts';
 
 /** A journaled event, as consumers see it. */
 export interface OrderEvent extends JournalEntry {
   orderId: string;
+  /**
+   * The trace context the consumer's effects should carry (tracing on): for the events a batch
+   * applies, that of the consumer's span for the event (a child of the span that recorded it);
+   * null when the event was recorded with tracing off.
+   */
+  traceparent?: string | null;
 }
 
 /** Points at one journaled event. */
@@ -149,6 +156,7 @@ interface Owed {
 }
 
 interface HistoryRow extends JournalRow {
+  traceparent: string | null;
   passed?: boolean | null;
   owed: Owed[] | null;
 }
@@ -161,6 +169,9 @@ interface History {
 
 const ownedKey = (consumer: string, orderId: string) => `${consumer}\u0000${orderId}`;
 
+/** The journal's columns as consumers read them: with the trace context each event was recorded in. */
+const EVENT_COLUMNS = `${JOURNAL_COLUMNS}, j.traceparent`;
+
 /**
  * Reads the orders' journals (the earlier events fold the consumers' state) and the orders the
  * consumers owe on their own. `passed`: the group's position in the event's partition is at or
@@ -169,7 +180,7 @@ const ownedKey = (consumer: string, orderId: string) => `${consumer}\u0000${orde
 async function readHistory(db: Database, group: ConsumerGroup, upto: Map<string, number | null>): Promise<History> {
   const ids = [...upto.keys()];
   return historyOf(await db.query<HistoryRow>(
-    `SELECT ${JOURNAL_COLUMNS}, (j.tx, j.pos) <= (p.tx, p.pos) AS passed,
+    `SELECT ${EVENT_COLUMNS}, (j.tx, j.pos) <= (p.tx, p.pos) AS passed,
             CASE WHEN j.seq = 1 THEN (SELECT jsonb_agg(jsonb_build_object('consumer', f.consumer, 'seq', f.seq, 'upto', f.upto, 'version', f.version))
                                       FROM consumer_failures f WHERE f.order_id = j.order_id AND f.consumer = ANY($4::text[])) END AS owed
      FROM unnest($1::uuid[], $2::int[]) AS u(order_id, upto)
@@ -187,7 +198,7 @@ function historyOf(rows: readonly HistoryRow[]): History {
   for (const row of rows) {
     const list = events.get(row.order_id) ?? [];
     if (row.seq !== list.length + 1) throw new JournalGap(`order ${row.order_id} has seq ${row.seq} where ${list.length + 1} was due`);
-    list.push({ ...toJournalEntry(row), orderId: row.order_id, passed: row.passed === true });
+    list.push({ ...toJournalEntry(row), orderId: row.order_id, traceparent: row.traceparent, passed: row.passed === true });
     events.set(row.order_id, list);
     for (const o of row.owed ?? []) owed.set(ownedKey(o.consumer, row.order_id), o);
   }
@@ -205,7 +216,7 @@ interface PlannedUnits {
  * Plans the units of each consumer: its state per order folded from the events before `from`,
  * then its effects for `from..upto`. Throws what a consumer's plan throws.
  */
-function planUnits(units: readonly Unit[], history: History): PlannedUnits {
+function planUnits(units: readonly Unit[], history: History, spans?: ConsumerSpans): PlannedUnits {
   const byConsumer = new Map<AnyConsumer, Unit[]>();
   for (const u of units) byConsumer.set(u.consumer, [...(byConsumer.get(u.consumer) ?? []), u]);
   const out: PlannedUnits = { effects: [], events: 0, plans: [] };
@@ -217,9 +228,11 @@ function planUnits(units: readonly Unit[], history: History): PlannedUnits {
     let k = 0;
     const batch = mine.map((u, i) => {
       const state = earlier[i]!.length > 0 ? (folded[k++] ?? null) : null;
-      const now = journal(u).slice(u.from - 1, u.upto);
-      if (now.length !== u.upto - u.from + 1) throw new JournalGap(`${consumer.name}: order ${u.orderId} has no events ${u.from}..${u.upto}`);
-      out.events += now.length;
+      const slice = journal(u).slice(u.from - 1, u.upto);
+      if (slice.length !== u.upto - u.from + 1) throw new JournalGap(`${consumer.name}: order ${u.orderId} has no events ${u.from}..${u.upto}`);
+      out.events += slice.length;
+      // Each traced event gets the consumer's span; what the consumer records carries that span's context.
+      const now = spans ? slice.map((e) => (e.traceparent ? { ...e, traceparent: spans.start(consumer.name, e) } : e)) : slice;
       return { orderId: u.orderId, state, events: now };
     });
     const planned = consumer.plan(batch);
@@ -249,6 +262,89 @@ async function commit(db: Database, planned: PlannedUnits, guards: readonly Guar
   const statement = compose(planned.effects, guards);
   const returned = await db.query<{ src: number; row: Record<string, unknown> }>(statement.text, statement.params);
   for (const call of afterCommit(planned, returned)) call();
+}
+
+/** Links a batch span keeps at most (each an event's trace). */
+const BATCH_LINKS = 32;
+
+/**
+ * The spans of a batch (tracing on): one for the batch, a root linked to the traces of (some of)
+ * its events, and one per consumer and traced event, a child of the span that recorded the event
+ * and linked to the order's first event (the trace of its placement). They end when the batch's
+ * statement has committed, or failed.
+ */
+class ConsumerSpans {
+  readonly batch: Span | undefined;
+  private readonly spans: Span[] = [];
+  private readonly batchContext: string | undefined;
+  private ended = false;
+
+  constructor(
+    name: string,
+    private readonly history: History,
+    applied: readonly OrderEvent[],
+    /** When the batch was read (epoch milliseconds). */
+    private readonly started: number,
+    attributes: Record<string, number>,
+  ) {
+    this.batch = startSpan(name, {
+      parent: null,
+      startTime: this.started,
+      links: [...new Set(applied.map((e) => e.traceparent))].slice(0, BATCH_LINKS),
+      attributes: { ...attributes, [ATTR.events]: applied.length },
+    });
+    this.batchContext = traceparentOf(this.batch);
+  }
+
+  /** Starts the span of `consumer` applying `e`; answers its traceparent (the event's when none is recorded). */
+  start(consumer: string, e: OrderEvent): string | null | undefined {
+    const placed = this.history.events.get(e.orderId)?.[0]?.traceparent;
+    const span = startSpan(`consume ${consumer}`, {
+      kind: SpanKind.CONSUMER,
+      parent: e.traceparent,
+      links: [placed, this.batchContext],
+      startTime: this.started,
+      attributes: { [ATTR.consumer]: consumer, [ATTR.orderId]: e.orderId, [ATTR.eventType]: e.type, [ATTR.eventSeq]: e.seq },
+    });
+    if (!span) return e.traceparent;
+    this.spans.push(span);
+    return traceparentOf(span) ?? e.traceparent;
+  }
+
+  /** Ends the consumers' spans (failed with `err`, when given); the batch span stays open. */
+  endConsumers(err?: unknown): void {
+    for (const span of this.spans) endSpan(span, err);
+    this.spans.length = 0;
+  }
+
+  /** Ends every span of the batch (failed with `err`, when given); once. */
+  end(err?: unknown): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.endConsumers(err);
+    endSpan(this.batch, err);
+  }
+}
+
+/** The spans of a batch when tracing is on and some of its events were recorded with a trace context. */
+function consumerSpans(name: string, history: History, applied: readonly OrderEvent[], started: number, attributes: Record<string, number>): ConsumerSpans | undefined {
+  if (!tracingEnabled() || !applied.some((e) => e.traceparent)) return undefined;
+  return new ConsumerSpans(name, history, applied, started, attributes);
+}
+
+/** Per order, the events the units cover (from the lowest `from` to the highest `upto`). */
+function rangesOf(units: readonly Unit[]): Map<string, { lo: number; hi: number }> {
+  const ranges = new Map<string, { lo: number; hi: number }>();
+  for (const u of units) {
+    const r = ranges.get(u.orderId);
+    ranges.set(u.orderId, { lo: Math.min(r?.lo ?? u.from, u.from), hi: Math.max(r?.hi ?? u.upto, u.upto) });
+  }
+  return ranges;
+}
+
+/** The events `from..upto` of each order, from its history. */
+function eventsIn(ranges: ReadonlyMap<string, { lo: number; hi: number }>, history: History): OrderEvent[] {
+  return [...ranges].flatMap(([orderId, { lo, hi }]) => (history.events.get(orderId) ?? []).slice(lo - 1, hi));
 }
 
 /** Thrown inside a dry run to roll it back. */
@@ -333,7 +429,7 @@ const READ_BATCH = `
   ), u AS (
     SELECT order_id, max(seq) AS hi FROM b GROUP BY order_id
   )
-  SELECT ${JOURNAL_COLUMNS}, b.part::int AS b_part, b.version AS b_version, b.tx::text AS b_tx, b.pos::text AS b_pos,
+  SELECT ${EVENT_COLUMNS}, b.part::int AS b_part, b.version AS b_version, b.tx::text AS b_tx, b.pos::text AS b_pos,
          CASE WHEN j.seq = 1 THEN (SELECT jsonb_agg(jsonb_build_object('consumer', f.consumer, 'seq', f.seq, 'upto', f.upto, 'version', f.version))
                                    FROM consumer_failures f WHERE f.order_id = j.order_id AND f.consumer = ANY($4::text[])) END AS owed
   FROM u JOIN order_journal j ON j.order_id = u.order_id AND j.seq <= u.hi
@@ -386,6 +482,7 @@ export async function applyPartitions(
 ): Promise<PartitionsApplied> {
   if (parts.length === 0) return { byPart: new Map(), more: [], applied: 0 };
   for (let attempt = 1; ; attempt += 1) {
+    const readAt = Date.now();
     const rows = await db.query<BatchRow>(READ_BATCH, [group.name, parts, opts.limitPerPart, group.consumers.map((c) => c.name)]);
     if (rows.length === 0) return { byPart: new Map(), more: [], applied: 0 };
     const ends = new Map<number, { version: number; tx: string; pos: string; n: number }>();
@@ -423,26 +520,35 @@ export async function applyPartitions(
       more: [...ends].filter(([, e]) => e.n >= opts.limitPerPart).map(([part]) => part),
       applied,
     });
+    const spans = tracingEnabled()
+      ? consumerSpans('events.apply', history, eventsIn(range, history), readAt, { [ATTR.partitions]: ends.size, 'baedal.batch.attempt': attempt })
+      : undefined;
     try {
-      let planned: PlannedUnits | undefined;
-      try {
-        planned = planUnits(units, history);
-        await commit(db, planned, guards([]));
-        return result(planned.events);
-      } catch (err) {
-        if (!isApplicationError(err)) throw err;
-        // Some consumer failed on some order: owe those units on their own, apply the rest.
-        const failing = await failingUnits(db, units, history);
-        if (failing.size === 0) throw err;
-        for (const [unit, why] of failing) {
-          opts.log.warn({ err: describe(why), consumer: unit.consumer.name, orderId: unit.orderId }, 'consumer failed on an order; it stays owed');
+      return await withSpan(spans?.batch, async () => {
+        let planned: PlannedUnits | undefined;
+        try {
+          planned = planUnits(units, history, spans);
+          await commit(db, planned, guards([]));
+          spans?.end();
+          return result(planned.events);
+        } catch (err) {
+          if (!isApplicationError(err)) throw err;
+          spans?.endConsumers(err);
+          // Some consumer failed on some order: owe those units on their own, apply the rest.
+          const failing = await failingUnits(db, units, history);
+          if (failing.size === 0) throw err;
+          for (const [unit, why] of failing) {
+            opts.log.warn({ err: describe(why), consumer: unit.consumer.name, orderId: unit.orderId }, 'consumer failed on an order; it stays owed');
+          }
+          const rest = units.filter((u) => !failing.has(u));
+          planned = planUnits(rest, history, spans);
+          await commit(db, planned, guards([...failing].map(([unit, e]) => ({ unit, err: e }))));
+          spans?.end();
+          return result(planned.events);
         }
-        const rest = units.filter((u) => !failing.has(u));
-        planned = planUnits(rest, history);
-        await commit(db, planned, guards([...failing].map(([unit, e]) => ({ unit, err: e }))));
-        return result(planned.events);
-      }
+      });
     } catch (err) {
+      spans?.end(err);
       if ((isPositionMoved(err) || isConflict(err)) && attempt < CONFLICT_RETRIES) {
         await new Promise((resolve) => setTimeout(resolve, Math.random() * 5 * attempt));
         continue;
@@ -494,6 +600,7 @@ export interface OwedFilter {
 export async function retryOwed(db: Database, group: ConsumerGroup, filter: OwedFilter, log: Logger): Promise<{ done: number; failed: number; more: boolean; events: number }> {
   const names = group.consumers.map((c) => c.name).filter((n) => !filter.consumer || n === filter.consumer);
   for (let attempt = 1; ; attempt += 1) {
+    const readAt = Date.now();
     const rows = await db.query<OwedRow>(
       `SELECT f.consumer, f.order_id, f.seq, f.version FROM consumer_failures f
        WHERE f.consumer = ANY($1::text[]) AND ($2::smallint[] IS NULL OR f.part = ANY($2::smallint[])) AND ($3::uuid IS NULL OR f.order_id = $3)
@@ -516,35 +623,41 @@ export async function retryOwed(db: Database, group: ConsumerGroup, filter: Owed
       if (passed >= r.seq) units.push({ consumer, orderId: r.order_id, from: r.seq, upto: passed, version: r.version });
     }
     const key = (u: { consumer: string; order_id: string }) => ownedKey(u.consumer, u.order_id);
+    const spans = tracingEnabled() ? consumerSpans('events.retry-owed', history, eventsIn(rangesOf(units), history), readAt, { 'baedal.owed': rows.length }) : undefined;
     try {
-      let failed: { unit: (typeof units)[number]; err: unknown }[] = [];
-      let planned: PlannedUnits;
-      try {
-        planned = planUnits(units, history);
-      } catch (err) {
-        planned = { effects: [], events: 0, plans: [] };
-        failed = [{ unit: units[0]!, err }];
-      }
-      try {
-        if (failed.length > 0) throw failed[0]!.err;
-        await commit(db, planned, [{ text: OWED_DONE, params: [json(done)], expect: done.length }]);
-      } catch (err) {
-        if (!isApplicationError(err)) throw err;
-        const failing = await failingUnits(db, units, history);
-        if (failing.size === 0) throw err;
-        failed = [...failing].map(([unit, e]) => ({ unit: unit as (typeof units)[number], err: e }));
-        const bad = new Set(failed.map((f) => ownedKey(f.unit.consumer.name, f.unit.orderId)));
-        const rest = units.filter((u) => !bad.has(ownedKey(u.consumer.name, u.orderId)));
-        planned = planUnits(rest, history);
-        const stillDone = done.filter((d) => !bad.has(key(d)));
-        const again = failed.map(({ unit, err: e }) => ({ consumer: unit.consumer.name, order_id: unit.orderId, version: unit.version, error: describe(e).slice(0, 2000) }));
-        const guards: Guard[] = [{ text: `${OWED_FAILED} RETURNING 1`, params: [json(again)], expect: again.length }];
-        if (stillDone.length > 0) guards.push({ text: OWED_DONE, params: [json(stillDone)], expect: stillDone.length });
-        await commit(db, planned, guards);
-        for (const f of failed) log.warn({ err: describe(f.err), consumer: f.unit.consumer.name, orderId: f.unit.orderId }, 'consumer failed again on an owed order');
-      }
-      return { done: done.length - failed.length, failed: failed.length, more: rows.length >= filter.limit, events: planned.events };
+      return await withSpan(spans?.batch, async () => {
+        let failed: { unit: (typeof units)[number]; err: unknown }[] = [];
+        let planned: PlannedUnits;
+        try {
+          planned = planUnits(units, history, spans);
+        } catch (err) {
+          planned = { effects: [], events: 0, plans: [] };
+          failed = [{ unit: units[0]!, err }];
+        }
+        try {
+          if (failed.length > 0) throw failed[0]!.err;
+          await commit(db, planned, [{ text: OWED_DONE, params: [json(done)], expect: done.length }]);
+        } catch (err) {
+          if (!isApplicationError(err)) throw err;
+          spans?.endConsumers(err);
+          const failing = await failingUnits(db, units, history);
+          if (failing.size === 0) throw err;
+          failed = [...failing].map(([unit, e]) => ({ unit: unit as (typeof units)[number], err: e }));
+          const bad = new Set(failed.map((f) => ownedKey(f.unit.consumer.name, f.unit.orderId)));
+          const rest = units.filter((u) => !bad.has(ownedKey(u.consumer.name, u.orderId)));
+          planned = planUnits(rest, history, spans);
+          const stillDone = done.filter((d) => !bad.has(key(d)));
+          const again = failed.map(({ unit, err: e }) => ({ consumer: unit.consumer.name, order_id: unit.orderId, version: unit.version, error: describe(e).slice(0, 2000) }));
+          const guards: Guard[] = [{ text: `${OWED_FAILED} RETURNING 1`, params: [json(again)], expect: again.length }];
+          if (stillDone.length > 0) guards.push({ text: OWED_DONE, params: [json(stillDone)], expect: stillDone.length });
+          await commit(db, planned, guards);
+          for (const f of failed) log.warn({ err: describe(f.err), consumer: f.unit.consumer.name, orderId: f.unit.orderId }, 'consumer failed again on an owed order');
+        }
+        spans?.end();
+        return { done: done.length - failed.length, failed: failed.length, more: rows.length >= filter.limit, events: planned.events };
+      });
     } catch (err) {
+      spans?.end(err);
       if ((isPositionMoved(err) || isConflict(err)) && attempt < CONFLICT_RETRIES) {
         await new Promise((resolve) => setTimeout(resolve, Math.random() * 5 * attempt));
         continue;

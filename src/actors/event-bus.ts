@@ -5,12 +5,15 @@ import type { Logger } from '../log.ts';
 import { applyPartitions, retryOwed, type ConsumerGroup, type EventRef } from './consumers.ts';
 import { groupBacklog, PartitionLeases, partitionOf, type LeaseTick } from './partitions.ts';
 import { bullConnection, within } from './queues.ts';
+import { activeTraceparent, ATTR, detached, inSpan, SpanKind } from '../tracing.ts';
 
 /** A wake-up: these partitions have new events (the owner reads them from its positions). */
 export interface Wake {
   parts: number[];
   /** The cluster of the replica that sent it (see cluster-identity.ts). */
   cluster?: string;
+  /** Trace contexts of (some of) the commands whose events it announces (tracing on): its span links to them. */
+  links?: string[];
 }
 
 export interface EventBusOptions {
@@ -43,6 +46,8 @@ export interface EventBusOptions {
 export const wakeQueueName = (holder: string) => `events-${holder}`;
 
 const BATCH_EVENTS = 2000;
+/** Trace contexts one wake-up carries at most. */
+const MAX_LINKS = 8;
 /** Owed orders retried per statement. */
 const OWED_BATCH = 200;
 
@@ -63,6 +68,8 @@ export class EventBus {
   private worker: Worker<Wake> | undefined;
   private owners = new Map<number, string>();
   private pendingParts = new Set<number>();
+  /** Per partition, trace contexts of the commits it was woken for since the last flush (tracing on; a few). */
+  private pendingLinks = new Map<number, string[]>();
   private scheduled = false;
   private readonly inflight = new Set<Promise<unknown>>();
   private readonly dirty = new Set<number>();
@@ -114,7 +121,12 @@ export class EventBus {
           this.opts.log.error({ jobCluster: job.data.cluster, cluster: this.opts.cluster }, 'a wake-up of another cluster reached this replica: ignored');
           return;
         }
-        this.wake(job.data.parts);
+        const links = job.data.links;
+        if (!links) return this.wake(job.data.parts);
+        // Only a hint arrives: the span shows which commits woke this owner (their events are applied in a batch of their own).
+        return inSpan('events.wake', { kind: SpanKind.CONSUMER, parent: null, links, attributes: { [ATTR.partitions]: job.data.parts.join(',') } }, async () =>
+          detached(() => this.wake(job.data.parts)),
+        );
       }, {
         connection: bullConnection(this.opts.redisUrl, false),
         prefix: this.opts.prefix,
@@ -187,12 +199,21 @@ export class EventBus {
 
   /** Hands a committed event to its partition's owner (batched with others of the same linger). */
   publish(ref: EventRef): void {
-    this.pendingParts.add(this.partitionOf(ref.orderId));
+    const part = this.partitionOf(ref.orderId);
+    this.pendingParts.add(part);
+    const committer = activeTraceparent();
+    if (committer) {
+      const links = this.pendingLinks.get(part) ?? [];
+      if (links.length < MAX_LINKS) this.pendingLinks.set(part, [...links, committer]);
+    }
     if (this.scheduled) return;
     this.scheduled = true;
     const linger = this.opts.lingerMs ?? 0;
-    if (linger > 0) setTimeout(() => this.flush(), linger);
-    else setImmediate(() => this.flush());
+    // Outside the committing request's span: one wake-up carries the events of many commands.
+    detached(() => {
+      if (linger > 0) setTimeout(() => this.flush(), linger);
+      else setImmediate(() => this.flush());
+    });
   }
 
   private flush(): void {
@@ -204,13 +225,16 @@ export class EventBus {
       if (owner) byOwner.set(owner, [...(byOwner.get(owner) ?? []), p]);
     }
     this.pendingParts.clear();
+    const pendingLinks = this.pendingLinks;
+    if (pendingLinks.size > 0) this.pendingLinks = new Map();
     for (const [owner, parts] of byOwner) {
       if (owner === this.holder) {
         this.wake(parts);
         continue;
       }
+      const links = pendingLinks.size > 0 ? parts.flatMap((p) => pendingLinks.get(p) ?? []).slice(0, MAX_LINKS) : [];
       const sending = this.queueOf(owner)
-        .add('wake', { parts, cluster: this.opts.cluster }, { removeOnComplete: true, removeOnFail: true })
+        .add('wake', { parts, cluster: this.opts.cluster, ...(links.length > 0 && { links }) }, { removeOnComplete: true, removeOnFail: true })
         .catch((err: Error) => this.opts.log.debug({ err: err.message, owner }, 'could not wake the owner; its poll will find the events'))
         .finally(() => this.inflight.delete(sending));
       this.inflight.add(sending);
@@ -246,7 +270,8 @@ export class EventBus {
 
   private startPump(): void {
     if (this.pumping || this.stopped) return;
-    this.pumping = this.pump().finally(() => {
+    // A batch applies many orders' events: it must not run inside the span of whatever woke it.
+    this.pumping = detached(() => this.pump()).finally(() => {
       this.pumping = undefined;
       if ((this.dirty.size > 0 || this.owedDue) && !this.stopped) this.startPump();
     });

@@ -29,6 +29,7 @@ import { canSee, requireRole, type Principal, type Role } from './principal.ts';
 import { journalShownTo, orderShownTo, type JournalAnswer } from './privacy.ts';
 import { menuLookup, priceItems, type MenuLookup, type PlaceOrder } from '../catalog/pricing.ts';
 import type { WorkPrompt } from './work.ts';
+import { activeTraceparent, annotate, ATTR, inSpan } from '../tracing.ts';
 
 export type { OrderView, PlaceOrder, RefundView };
 
@@ -163,6 +164,7 @@ export function createOrderSteps(deps: OrderActorDeps) {
       cause,
       at,
       ...intentsOf(row.id, row.version + 1, decided.machine, decided.next, decided.event, at, deps.delays),
+      traceparent: activeTraceparent(),
     };
   }
 
@@ -262,12 +264,15 @@ export type PayCommand = (who: Principal, orderId: string, ctx: CommandContext) 
 export function createOrderActors(steps: OrderSteps, pay: PayCommand) {
   const { db, clock } = steps;
 
-  async function place(
-    who: Principal,
-    input: PlaceOrder,
-    idempotencyKey?: string,
-    cause: Cause = NO_CAUSE,
-  ): Promise<{ order: OrderView; replayed: boolean }> {
+  function place(who: Principal, input: PlaceOrder, idempotencyKey?: string, cause: Cause = NO_CAUSE): Promise<{ order: OrderView; replayed: boolean }> {
+    return inSpan('order.place', { attributes: { [ATTR.command]: 'place' } }, async (span) => {
+      const placed = await placeOrder(who, input, idempotencyKey, cause);
+      annotate(span, { [ATTR.orderId]: placed.order.id, [ATTR.orderVersion]: placed.order.version, 'baedal.replayed': placed.replayed });
+      return placed;
+    });
+  }
+
+  async function placeOrder(who: Principal, input: PlaceOrder, idempotencyKey: string | undefined, cause: Cause): Promise<{ order: OrderView; replayed: boolean }> {
     requireRole(who, 'customer', 'place an order');
     const requestHash = createHash('sha256').update(JSON.stringify(input)).digest('hex');
     const deferred: (() => void)[] = [];
@@ -345,7 +350,15 @@ export function createOrderActors(steps: OrderSteps, pay: PayCommand) {
     }
   }
 
-  async function command(who: Principal, orderId: string, request: CommandRequest, ctx: CommandContext = {}): Promise<OrderView> {
+  function command(who: Principal, orderId: string, request: CommandRequest, ctx: CommandContext = {}): Promise<OrderView> {
+    return inSpan(`order.${request.type}`, { attributes: { [ATTR.orderId]: orderId, [ATTR.command]: request.type } }, async (span) => {
+      const order = await judged(who, orderId, request, ctx);
+      annotate(span, { [ATTR.orderVersion]: order.version });
+      return order;
+    });
+  }
+
+  async function judged(who: Principal, orderId: string, request: CommandRequest, ctx: CommandContext): Promise<OrderView> {
     if (request.type === 'pay') return orderShownTo(who, await pay(who, orderId, ctx));
     const event = machineEvent(who, request);
     const order = await steps.step(
@@ -372,7 +385,15 @@ export function createOrderActors(steps: OrderSteps, pay: PayCommand) {
    * `machine_version_ahead` when the order runs a newer version than this replica (the timer
    * stays due for a replica that runs it).
    */
-  async function fireTimer(timer: TimerToFire): Promise<'fired' | 'moved-on'> {
+  function fireTimer(timer: TimerToFire): Promise<'fired' | 'moved-on'> {
+    return inSpan('order.timer', { attributes: { [ATTR.orderId]: timer.orderId, [ATTR.command]: timer.event } }, async (span) => {
+      const outcome = await fire(timer);
+      annotate(span, { [ATTR.workOutcome]: outcome });
+      return outcome;
+    });
+  }
+
+  async function fire(timer: TimerToFire): Promise<'fired' | 'moved-on'> {
     class MovedOn extends Error {}
     try {
       await steps.step(

@@ -5,6 +5,7 @@ import { isOrderEventType, ORDER_MACHINE_ID, refundOwed, type OrderDomainEvent, 
 import type { OrderMachineVersion, OrderSnapshot } from '../machines/order/define.ts';
 import { partitionOf } from './partitions.ts';
 import type { Role } from './principal.ts';
+import { variant } from '../db/statement-variant.ts';
 
 export interface OrderRow {
   id: string;
@@ -127,6 +128,11 @@ export interface Transition {
    * statement at the same moment (`retry`: judged again, it is decided on that count).
    */
   unwritten?: 'too-many' | 'retry';
+  /**
+   * The trace context of the span that judged it (only while tracing is on): written with its
+   * journal row, refunds and timers, whose consumers and work then join that trace.
+   */
+  traceparent?: string;
 }
 
 /** Rules the statement that writes orders enforces. */
@@ -258,6 +264,24 @@ const COMMIT_BATCH = `
     FROM new_orders p WHERE p.id NOT IN (SELECT id FROM created)`;
 
 /**
+ * COMMIT_BATCH that also writes each transition's trace context into its journal row, refunds and
+ * timers: sent only for a batch that carries one (tracing on), so with tracing off the statement,
+ * its parameters and its plan are those of COMMIT_BATCH.
+ */
+const COMMIT_BATCH_TRACED = variant(COMMIT_BATCH, [
+  ['client_request_id text,\n      attempt_key text, charge_id text, charge_amount int, refund_key text, part smallint)',
+    'client_request_id text,\n      attempt_key text, charge_id text, charge_amount int, refund_key text, part smallint, traceparent text)'],
+  ["INSERT INTO refunds (idempotency_key, order_id, charge_id, amount, reason, status, requested_at, due_at)\n    SELECT i.refund_key, i.id, i.charge_id, i.charge_amount, 'orphaned', 'pending', now(), now()",
+    "INSERT INTO refunds (idempotency_key, order_id, charge_id, amount, reason, status, requested_at, due_at, traceparent)\n    SELECT i.refund_key, i.id, i.charge_id, i.charge_amount, 'orphaned', 'pending', now(), now(), i.traceparent"],
+  ['INSERT INTO order_journal (order_id, seq, event_id, type, data, actor, causation_id, client_request_id, at, part, machine_version, status)\n    SELECT i.id, i.version, i.event_id, i.type, i.data, i.actor, i.causation_id, i.client_request_id, i.at, i.part, i.machine_version, i.status',
+    'INSERT INTO order_journal (order_id, seq, event_id, type, data, actor, causation_id, client_request_id, at, part, machine_version, status, traceparent)\n    SELECT i.id, i.version, i.event_id, i.type, i.data, i.actor, i.causation_id, i.client_request_id, i.at, i.part, i.machine_version, i.status, i.traceparent'],
+  ["INSERT INTO refunds (idempotency_key, order_id, charge_id, amount, reason, status, requested_at, due_at)\n    SELECT r.key, r.order_id, r.charge_id, r.amount, r.reason, 'pending', r.at, r.at\n    FROM jsonb_to_recordset($2::jsonb) AS r(key text, order_id uuid, charge_id text, amount integer, reason text, at timestamptz)",
+    "INSERT INTO refunds (idempotency_key, order_id, charge_id, amount, reason, status, requested_at, due_at, traceparent)\n    SELECT r.key, r.order_id, r.charge_id, r.amount, r.reason, 'pending', r.at, r.at, r.traceparent\n    FROM jsonb_to_recordset($2::jsonb) AS r(key text, order_id uuid, charge_id text, amount integer, reason text, at timestamptz, traceparent text)"],
+  ['INSERT INTO timers (id, order_id, version, event, fire_at, due_at, machine_version)\n    SELECT t.id, t.order_id, t.version, t.event, t.fire_at, t.fire_at, t.machine_version\n    FROM jsonb_to_recordset($3::jsonb) AS t(id text, order_id uuid, version int, event text, fire_at timestamptz, machine_version int)',
+    'INSERT INTO timers (id, order_id, version, event, fire_at, due_at, machine_version, traceparent)\n    SELECT t.id, t.order_id, t.version, t.event, t.fire_at, t.fire_at, t.machine_version, t.traceparent\n    FROM jsonb_to_recordset($3::jsonb) AS t(id text, order_id uuid, version int, event text, fire_at timestamptz, machine_version int, traceparent text)'],
+]);
+
+/**
  * Persists transitions in one statement (see COMMIT_BATCH): the snapshot with its new version,
  * the journal row, and the refunds and timers each owes. For each transition, its committed event
  * id and version, or undefined when the order moved on meanwhile (the caller judges again).
@@ -290,15 +314,17 @@ export async function commitTransitions(sql: Sql, ts: readonly Transition[], rul
       charge_amount: t.payment?.amount ?? null,
       refund_key: t.payment?.refundKey ?? null,
       part: partitionOf(t.orderId, rules.partitions),
+      ...(t.traceparent ? { traceparent: t.traceparent } : {}),
     };
   });
+  const traced = ts.some((t) => t.traceparent);
   const refunds = ts.flatMap((t) =>
-    t.refunds.map((r) => ({ key: r.key, order_id: t.orderId, charge_id: r.chargeId, amount: r.amount, reason: r.reason, at: t.at.toISOString() })),
+    t.refunds.map((r) => ({ key: r.key, order_id: t.orderId, charge_id: r.chargeId, amount: r.amount, reason: r.reason, at: t.at.toISOString(), ...(t.traceparent ? { traceparent: t.traceparent } : {}) })),
   );
   const timers = ts.flatMap((t) =>
-    t.timers.map((tm) => ({ id: tm.id, order_id: t.orderId, version: t.fromVersion + 1, event: tm.event, fire_at: tm.fireAt.toISOString(), machine_version: t.machine.version })),
+    t.timers.map((tm) => ({ id: tm.id, order_id: t.orderId, version: t.fromVersion + 1, event: tm.event, fire_at: tm.fireAt.toISOString(), machine_version: t.machine.version, ...(t.traceparent ? { traceparent: t.traceparent } : {}) })),
   );
-  const result = await sql.query<{ id: string; what: 'written' | 'orphaned' | 'too-many' | 'retry' }>(COMMIT_BATCH, [
+  const result = await sql.query<{ id: string; what: 'written' | 'orphaned' | 'too-many' | 'retry' }>(traced ? COMMIT_BATCH_TRACED : COMMIT_BATCH, [
     JSON.stringify(rows),
     JSON.stringify(refunds),
     JSON.stringify(timers),

@@ -3,6 +3,7 @@ import { Queue, Worker } from 'bullmq';
 import type { Logger } from '../log.ts';
 import { bullConnection, JOB_OPTIONS, within } from './queues.ts';
 import { runWork, type WorkKind, type WorkPrompt } from './work.ts';
+import { activeTraceparent, ATTR, detached, inSpan, SpanKind } from '../tracing.ts';
 
 export const WORK_QUEUE = 'work';
 
@@ -17,6 +18,8 @@ interface WorkJob {
   keys: string[];
   /** The cluster that prompted it (see cluster-identity.ts). */
   cluster?: string;
+  /** Trace contexts of the spans that prompted it (tracing on; a few at most): the job's span links to them. */
+  links?: string[];
 }
 
 /**
@@ -27,7 +30,7 @@ interface WorkJob {
 export class WorkQueue implements WorkPrompt {
   readonly queue: Queue<WorkJob>;
   private worker: Worker<WorkJob> | undefined;
-  private pending = new Map<string, { kind: string; keys: string[]; delay: number; jobId?: string }>();
+  private pending = new Map<string, { kind: string; keys: string[]; delay: number; jobId?: string; links?: string[] }>();
   private scheduled = false;
   private inflight = new Set<Promise<unknown>>();
 
@@ -45,20 +48,32 @@ export class WorkQueue implements WorkPrompt {
     const entry = this.pending.get(batchKey);
     if (entry) entry.keys.push(...keys);
     else this.pending.set(batchKey, { kind, keys: [...keys], delay: due, jobId: undefined });
+    const prompter = activeTraceparent();
+    if (prompter) {
+      const job = this.pending.get(batchKey)!;
+      if ((job.links ??= []).length < MAX_LINKS) job.links.push(prompter);
+    }
     if (this.scheduled) return;
     this.scheduled = true;
-    setImmediate(() => {
+    // Outside the span that prompted it: the job is shared by the prompts of the moment.
+    detached(() => setImmediate(() => {
       this.scheduled = false;
       const batch = [...this.pending.values()].map((b) =>
         b.delay > 0 ? { ...b, delay: Math.max(0, b.delay - Date.now()), jobId: jobIdOf(b.kind, b.keys, b.delay) } : b,
       );
       this.pending.clear();
       const adding = this.queue
-        .addBulk(batch.map((b) => ({ name: b.kind, data: { kind: b.kind, keys: b.keys, cluster: this.opts.cluster }, opts: { delay: b.delay, jobId: b.jobId } })))
+        .addBulk(
+          batch.map((b) => ({
+            name: b.kind,
+            data: { kind: b.kind, keys: b.keys, cluster: this.opts.cluster, ...(b.links ? { links: b.links } : {}) },
+            opts: { delay: b.delay, jobId: b.jobId },
+          })),
+        )
         .catch((err: Error) => this.opts.log.warn({ err: err.message, jobs: batch.length }, 'could not enqueue work; the sweeper will find it overdue'))
         .finally(() => this.inflight.delete(adding));
       this.inflight.add(adding);
-    });
+    }));
   }
 
   startWorker(kinds: readonly WorkKind[], opts: { concurrency: number; lockMs: number; leaseMs: number }): void {
@@ -74,7 +89,13 @@ export class WorkQueue implements WorkPrompt {
         }
         const kind = byName.get(job.data.kind);
         if (!kind) throw new Error(`unknown work kind ${job.data.kind}`);
-        return runWork(kind, job.data.keys, { leaseMs: opts.leaseMs, prompt: this, log });
+        const run = () => runWork(kind, job.data.keys, { leaseMs: opts.leaseMs, prompt: this, log });
+        if (!job.data.links) return run();
+        return inSpan(
+          'work.job',
+          { kind: SpanKind.CONSUMER, parent: null, links: job.data.links, attributes: { [ATTR.workKind]: kind.name, 'baedal.work.items': job.data.keys.length } },
+          run,
+        );
       },
       {
         connection: bullConnection(this.opts.redisUrl, false),
@@ -101,6 +122,8 @@ export class WorkQueue implements WorkPrompt {
 }
 
 const DELAY_BUCKET_MS = 100;
+/** Trace contexts one job carries at most (the prompts of a busy moment may be many). */
+const MAX_LINKS = 8;
 
 /** A delayed job's id, from its items and when they are due: the same prompt is enqueued once (BullMQ ids may not contain ':'). */
 function jobIdOf(kind: string, keys: readonly string[], dueAt: number): string {

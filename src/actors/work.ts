@@ -1,5 +1,6 @@
 import type { Database } from '../db/pg.ts';
 import type { Logger } from '../log.ts';
+import { activeTraceparent, ATTR, endSpan, startSpan, tracingEnabled, withSpan, type Span } from '../tracing.ts';
 
 /**
  * Durable work: a side effect that must happen once a transaction has recorded it (a refund, a
@@ -15,6 +16,8 @@ export interface WorkColumns {
   lease_until: Date | null;
   attempts: number;
   last_error: string | null;
+  /** The trace context of the span that recorded the item (null when tracing was off). */
+  traceparent?: string | null;
 }
 
 /** What one performed item asks for when it did not finish: when to try again and why. */
@@ -167,16 +170,21 @@ export async function runClaimed<Row extends WorkColumns>(
   const queue = [...rows];
   const done: Row[] = [];
   const retries: { key: string; attempts: number; error: string; delayMs: number }[] = [];
+  // With tracing on, each item is a span in the trace of what recorded it, linked to what prompted this run.
+  const prompter = tracingEnabled() ? activeTraceparent() : undefined;
   const workers = Array.from({ length: Math.min(kind.concurrency ?? opts.concurrency ?? 16, queue.length) }, async () => {
     for (let row = queue.shift(); row; row = queue.shift()) {
+      const span = tracingEnabled() ? itemSpan(kind, row, prompter) : undefined;
       let retry: Retry | undefined;
       try {
-        retry = (await kind.perform(row)) ?? undefined;
+        retry = (await withSpan(span, () => kind.perform(row!))) ?? undefined;
       } catch (err) {
         retry = { retryInMs: kind.backoffMs(row.attempts), error: err instanceof Error ? err.message : String(err) };
       }
       if (retry) retries.push({ key: kind.table.keyOf(row), attempts: row.attempts, error: retry.error, delayMs: retry.retryInMs });
       else done.push(row);
+      if (span) span.setAttribute(ATTR.workOutcome, retry ? 'retry' : 'done');
+      endSpan(span, retry ? new Error(retry.error) : undefined);
     }
   });
   await Promise.all(workers);
@@ -193,4 +201,19 @@ export async function runClaimed<Row extends WorkColumns>(
   // If this fails the items stay leased and owed: done again after the lease (their keys make it harmless).
   if (kind.completeMany && done.length > 0) await kind.completeMany(done);
   return rows.length;
+}
+
+/** The span of one work item: a child of the span that recorded it, linked to what prompted the run. */
+function itemSpan<Row extends WorkColumns>(kind: WorkKind<Row>, row: Row, prompter: string | undefined): Span | undefined {
+  const orderId = (row as { order_id?: unknown }).order_id;
+  return startSpan(`work.${kind.name}`, {
+    parent: row.traceparent ?? null,
+    links: [prompter],
+    attributes: {
+      [ATTR.workKind]: kind.name,
+      [ATTR.workKey]: kind.table.keyOf(row),
+      [ATTR.workAttempt]: row.attempts,
+      ...(typeof orderId === 'string' ? { [ATTR.orderId]: orderId } : {}),
+    },
+  });
 }

@@ -1,3 +1,5 @@
+import { activeContext, withContext, type Context } from '../tracing.ts';
+
 /**
  * Group commit: requests that arrive while the previous batch is on its way to PostgreSQL (or in
  * the same tick) travel together in one statement, so round trips per request fall as load rises.
@@ -7,7 +9,8 @@
  * only itself, not the others that shared its statement.
  */
 export class Batcher<In, Out> {
-  private queue: { input: In; resolve: (out: Out) => void; reject: (err: unknown) => void }[] = [];
+  /** `ctx`: the trace context of the request (tracing on): its batch's statement is traced in the first one's. */
+  private queue: { input: In; ctx: Context | undefined; resolve: (out: Out) => void; reject: (err: unknown) => void }[] = [];
   private inFlight = 0;
   private scheduled = false;
 
@@ -18,7 +21,7 @@ export class Batcher<In, Out> {
 
   submit(input: In): Promise<Out> {
     return new Promise<Out>((resolve, reject) => {
-      this.queue.push({ input, resolve, reject });
+      this.queue.push({ input, ctx: activeContext(), resolve, reject });
       this.pump();
     });
   }
@@ -48,12 +51,12 @@ export class Batcher<In, Out> {
       }
       this.queue = rest;
       this.inFlight += 1;
-      this.run(batch.map((e) => e.input))
+      withContext(batch[0]!.ctx, () => this.run(batch.map((e) => e.input)))
         .then(
           (outs) => batch.forEach((e, i) => e.resolve(outs[i]!)),
           async (err: unknown) => {
             if (!this.opts.alone || batch.length === 1) return batch.forEach((e) => e.reject(err));
-            await Promise.all(batch.map((e) => this.run([e.input]).then(([out]) => e.resolve(out!), e.reject)));
+            await Promise.all(batch.map((e) => withContext(e.ctx, () => this.run([e.input])).then(([out]) => e.resolve(out!), e.reject)));
           },
         )
         .finally(() => {

@@ -12,6 +12,7 @@ import { ReplicaLeases1768300000000 } from './migrations/1768300000000-replica-l
 import { NotificationUuids1768600000000 } from './migrations/1768600000000-notification-uuids.ts';
 import { MachineVersions1769000000000 } from './migrations/1769000000000-machine-versions.ts';
 import { ClusterIdentity1769100000000 } from './migrations/1769100000000-cluster-identity.ts';
+import { TraceContext1769200000000 } from './migrations/1769200000000-trace-context.ts';
 
 export const MIGRATIONS = [
   InitialSchema1764000000000,
@@ -25,6 +26,7 @@ export const MIGRATIONS = [
   NotificationUuids1768600000000,
   MachineVersions1769000000000,
   ClusterIdentity1769100000000,
+  TraceContext1769200000000,
 ];
 
 /** Any number of replicas may start at once; this lock lets exactly one run migrations at a time. */

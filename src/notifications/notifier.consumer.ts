@@ -3,6 +3,7 @@ import type { Consumer, OrderEvent, OrderEvents, Planned } from '../actors/consu
 import type { NotificationRow } from './delivery.work.ts';
 import { requireKnownEvent } from '../actors/order-repository.ts';
 import type { OrderDomainEventType, OrderItem, RefundDue } from '../machines/order/contract.ts';
+import { variant } from '../db/statement-variant.ts';
 
 export type RecipientRole = 'customer' | 'store' | 'rider';
 
@@ -26,6 +27,8 @@ export interface NotificationDraft {
   status: string;
   text: string;
   createdAt: string;
+  /** The notifier's span for the event (tracing on): the delivery joins the event's trace. */
+  traceparent?: string;
 }
 
 /**
@@ -113,6 +116,21 @@ export function fold(state: NotifierState | null, e: OrderEvent): NotifierState 
   }
 }
 
+const INSERT = `INSERT INTO notifications (id, event_id, order_id, seq, to_role, to_id, status, text, created_at, due_at, lease_until, attempts)
+                   SELECT d."id", d."eventId", d."orderId", d."seq", d."toRole", d."toId", d."status", d."text", d."createdAt", now(),
+                          now() + make_interval(secs => $2::float8 / 1000), 1
+                   FROM jsonb_to_recordset($1::jsonb) AS d("id" uuid, "eventId" uuid, "orderId" uuid, "seq" int, "toRole" text, "toId" text,
+                                                            "status" text, "text" text, "createdAt" timestamptz)
+                   ON CONFLICT DO NOTHING
+                   RETURNING *`;
+
+/** INSERT that also records each notification's trace context. */
+const INSERT_TRACED = variant(INSERT, [
+  ['created_at, due_at, lease_until, attempts)', 'created_at, due_at, lease_until, attempts, traceparent)'],
+  ['make_interval(secs => $2::float8 / 1000), 1', 'make_interval(secs => $2::float8 / 1000), 1, d."traceparent"'],
+  ['"text" text, "createdAt" timestamptz)', '"text" text, "createdAt" timestamptz, "traceparent" text)'],
+]);
+
 /**
  * Turns events into notifications (one per recipient). They are written already leased to this
  * replica for `leaseMs`; once committed, `deliver` sends them at once (the rows stay owed until
@@ -140,6 +158,7 @@ export function notifierConsumer(deliver: (rows: NotificationRow[]) => void, lea
               status: e.status,
               text: r.text,
               createdAt: e.occurredAt,
+              ...(e.traceparent ? { traceparent: e.traceparent } : {}),
             });
           }
           state = fold(state, e);
@@ -151,13 +170,8 @@ export function notifierConsumer(deliver: (rows: NotificationRow[]) => void, lea
         states,
         effects: [
           {
-            text: `INSERT INTO notifications (id, event_id, order_id, seq, to_role, to_id, status, text, created_at, due_at, lease_until, attempts)
-                   SELECT d."id", d."eventId", d."orderId", d."seq", d."toRole", d."toId", d."status", d."text", d."createdAt", now(),
-                          now() + make_interval(secs => $2::float8 / 1000), 1
-                   FROM jsonb_to_recordset($1::jsonb) AS d("id" uuid, "eventId" uuid, "orderId" uuid, "seq" int, "toRole" text, "toId" text,
-                                                            "status" text, "text" text, "createdAt" timestamptz)
-                   ON CONFLICT DO NOTHING
-                   RETURNING *`,
+            // With tracing off no draft has a trace context, and the statement is the one without the column.
+            text: drafts.some((d) => d.traceparent) ? INSERT_TRACED : INSERT,
             params: [JSON.stringify(drafts), leaseMs],
             returning: true,
           },

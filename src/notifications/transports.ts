@@ -3,6 +3,7 @@ import { setMaxListeners } from 'node:events';
 import { Pool } from 'undici';
 import type { Logger } from '../log.ts';
 import { sign } from './signature.ts';
+import { activeTraceparent, annotate, ATTR, inSpan, tracingEnabled } from '../tracing.ts';
 
 /** The message a transport carries, as the webhook's JSON body. */
 export interface NotificationMessage {
@@ -76,13 +77,32 @@ export function webhookTransport(url: string, opts: WebhookOptions): Notificatio
     bodyTimeout: opts.timeoutMs + 1000,
   });
   const deadlines = new Deadlines(opts.timeoutMs);
-  let queue: { message: NotificationMessage; resolve: () => void; reject: (err: Error) => void }[] = [];
+  /** Messages waiting for a connection, each with the trace context it was sent from (tracing on). */
+  let queue: { message: NotificationMessage; traceparent: string | undefined; resolve: () => void; reject: (err: Error) => void }[] = [];
   let head = 0;
   let active = 0;
   let scheduled = false;
   let closed = false;
 
-  async function post(messages: readonly NotificationMessage[]): Promise<void> {
+  /** One request, as a span of the first message's trace (linked to the others' in a batch) when tracing is on. */
+  function deliver(batch: readonly { message: NotificationMessage; traceparent: string | undefined }[]): Promise<void> {
+    const messages = batch.map((b) => b.message);
+    if (!tracingEnabled()) return post(messages);
+    const first = batch[0]!.message;
+    return inSpan(
+      'webhook.deliver',
+      {
+        parent: batch[0]!.traceparent ?? null,
+        links: batch.slice(1, 33).map((b) => b.traceparent),
+        attributes: { [ATTR.messages]: batch.length, [ATTR.orderId]: first.orderId, [ATTR.notificationId]: first.notificationId, 'baedal.notification.status': first.status },
+      },
+      async (span) => {
+        await post(messages, (status) => annotate(span, { 'http.response.status_code': status }));
+      },
+    );
+  }
+
+  async function post(messages: readonly NotificationMessage[], answered?: (status: number) => void): Promise<void> {
     const single = opts.batchMax === undefined;
     const key = single ? messages[0]!.notificationId : batchKey(messages);
     const started = performance.now();
@@ -101,6 +121,7 @@ export function webhookTransport(url: string, opts: WebhookOptions): Notificatio
         const code = (err as { code?: unknown }).code;
         throw new WebhookError(`webhook unreachable${typeof code === 'string' ? ` (${code})` : `: ${(err as Error).message}`}`, 'unreachable');
       }
+      answered?.(res.statusCode);
       if (res.statusCode < 200 || res.statusCode > 299) throw new WebhookError(`webhook answered ${res.statusCode}`, 'refused');
     } catch (err) {
       outcome = err instanceof WebhookError ? err.outcome : 'unreachable';
@@ -120,7 +141,7 @@ export function webhookTransport(url: string, opts: WebhookOptions): Notificatio
         head = 0;
       }
       active += 1;
-      post(batch.map((b) => b.message))
+      deliver(batch)
         .then(
           () => batch.forEach((b) => b.resolve()),
           (err: Error) => batch.forEach((b) => b.reject(err)),
@@ -137,7 +158,7 @@ export function webhookTransport(url: string, opts: WebhookOptions): Notificatio
     send(message) {
       if (closed) return Promise.reject(new Error('webhook transport closed'));
       return new Promise<void>((resolve, reject) => {
-        queue.push({ message, resolve, reject });
+        queue.push({ message, traceparent: activeTraceparent(), resolve, reject });
         // The messages of this moment leave together: in batch mode, in one request.
         if (scheduled) return;
         scheduled = true;

@@ -14,6 +14,8 @@ import {
 } from '../errors.ts';
 import { ORDER_MACHINE_ID } from '../machines/order/contract.ts';
 import type { ResilientGateway } from './resilient-gateway.ts';
+import { activeTraceparent, ATTR, inSpan } from '../tracing.ts';
+import { variant } from '../db/statement-variant.ts';
 
 export interface PayDeps {
   steps: OrderSteps;
@@ -55,6 +57,8 @@ interface AttemptRequest {
   /** The machine version the order was stored with when it was judged. */
   machineVersion: number;
   amount: number;
+  /** The pay's trace context (tracing on): a reconciliation of the attempt joins its trace. */
+  traceparent?: string;
 }
 
 /*
@@ -107,6 +111,13 @@ const START_ATTEMPTS = `
   LEFT JOIN taken t ON t.order_id = j.id
   LEFT JOIN open o ON o.order_id = j.id`;
 
+/** START_ATTEMPTS that also records each new attempt's trace context ($8), for batches that carry one (tracing on). */
+const START_ATTEMPTS_TRACED = variant(START_ATTEMPTS, [
+  ['unnest($1::uuid[], $2::int[], $3::int[], $6::int[]) AS i(id, version, amount, machine_version)', 'unnest($1::uuid[], $2::int[], $3::int[], $6::int[], $8::text[]) AS i(id, version, amount, machine_version, traceparent)'],
+  ['INSERT INTO payment_attempts (idempotency_key, order_id, n, amount, status, started_at, due_at, replica)', 'INSERT INTO payment_attempts (idempotency_key, order_id, n, amount, status, started_at, due_at, replica, traceparent)'],
+  ['now() + make_interval(secs => $4::float8 / 1000), $7\n    FROM numbered x', 'now() + make_interval(secs => $4::float8 / 1000), $7, i.traceparent\n    FROM numbered x'],
+]);
+
 /** Pay, and what the runtime does with this replica's payments at shutdown. */
 export type Pay = PayCommand & { handOver(): Promise<string[]> };
 
@@ -154,7 +165,7 @@ export function createPay(deps: PayDeps): Pay {
   const attempts = new Batcher<AttemptRequest, Started>(startAttempts, { ...deps.batch, key: (r) => r.orderId, alone: true });
 
   async function startAttempts(requests: readonly AttemptRequest[]): Promise<Started[]> {
-    const rows = await db.query<{ id: string; key: string | null; n: number | null; wait: string | null }>(START_ATTEMPTS, [
+    const params: unknown[] = [
       requests.map((r) => r.orderId),
       requests.map((r) => r.version),
       requests.map((r) => r.amount),
@@ -162,7 +173,10 @@ export function createPay(deps: PayDeps): Pay {
       ORDER_MACHINE_ID,
       requests.map((r) => r.machineVersion),
       deps.replica,
-    ]);
+    ];
+    const traced = requests.some((r) => r.traceparent);
+    if (traced) params.push(requests.map((r) => r.traceparent ?? null));
+    const rows = await db.query<{ id: string; key: string | null; n: number | null; wait: string | null }>(traced ? START_ATTEMPTS_TRACED : START_ATTEMPTS, params);
     const byId = new Map(rows.map((r) => [r.id, r]));
     return requests.map((r): Started => {
       const row = byId.get(r.orderId);
@@ -267,7 +281,7 @@ export function createPay(deps: PayDeps): Pay {
         throw new PaymentUnavailableError('the circuit breaker is open', payments.retryAfterSeconds(), true, true);
       }
       const amount = loaded.snapshot.context.total;
-      const started = await attempts.submit({ orderId: row.id, version: row.version, machineVersion: row.machine_version, amount });
+      const started = await attempts.submit({ orderId: row.id, version: row.version, machineVersion: row.machine_version, amount, traceparent: activeTraceparent() });
       steps.store.noteOutcome(loaded.cached, started !== undefined);
       if (started === undefined) continue; // the order moved on between reading and recording: judge again
       if (started === 'in-progress') throw new PaymentInProgressError(row.id);
@@ -287,7 +301,11 @@ export function createPay(deps: PayDeps): Pay {
     const orderId = loaded.row.id;
     let chargeId: string;
     try {
-      ({ chargeId } = await payments.charge({ orderId, amount, idempotencyKey: attempt.key }));
+      ({ chargeId } = await inSpan(
+        'payment.charge',
+        { attributes: { [ATTR.orderId]: orderId, [ATTR.paymentKey]: attempt.key, 'baedal.payment.amount': amount } },
+        () => payments.charge({ orderId, amount, idempotencyKey: attempt.key }),
+      ));
     } catch (err) {
       if (err instanceof PaymentDeclinedError) {
         await settle(attempt.key, 'declined', null);

@@ -5,6 +5,7 @@ import type { Database } from '../db/pg.ts';
 import { MachineVersionAheadError } from '../errors.ts';
 import { judgeable } from '../actors/order-store.ts';
 import type { FoundCharge, PaymentGateway } from './payment-gateway.ts';
+import { activeTraceparent } from '../tracing.ts';
 
 export interface AttemptRow extends WorkColumns {
   idempotency_key: string;
@@ -94,12 +95,13 @@ export function paymentReconciliation(db: Database, payments: PaymentGateway, pr
            UPDATE payment_attempts SET status = 'orphaned', charge_id = $2, decided_at = now(), due_at = NULL, lease_until = NULL, last_error = NULL
            WHERE idempotency_key = $1 AND status IN ('pending', 'unknown') RETURNING order_id
          ), refund AS (
-           INSERT INTO refunds (idempotency_key, order_id, charge_id, amount, reason, status, requested_at, due_at)
-           SELECT $3, order_id, $2, $4, 'orphaned', 'pending', now(), now() FROM orphan
+           INSERT INTO refunds (idempotency_key, order_id, charge_id, amount, reason, status, requested_at, due_at, traceparent)
+           SELECT $3, order_id, $2, $4, 'orphaned', 'pending', now(), now(), $5::text FROM orphan
            ON CONFLICT DO NOTHING RETURNING 1
          )
          SELECT count(*)::int AS n FROM refund`,
-        [row.idempotency_key, found.chargeId, key, found.amount],
+        // The refund joins this reconciliation's trace (null with tracing off).
+        [row.idempotency_key, found.chargeId, key, found.amount, activeTraceparent() ?? null],
       );
       if (orphaned && orphaned.n > 0) prompt.schedule('refund', [key]);
     },

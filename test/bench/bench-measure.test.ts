@@ -157,4 +157,16 @@ describe('bench: several rounds, judged on the median', () => {
     const lost = runs.map((r) => (r.webhooks && r.system === 'restate' ? { ...r, deliveries: { ...r.deliveries!, distinct: 7, complete: false } } : r));
     expect(targetsText(lost, {})).to.include('Restate at concurrency 64: 3 of 10 notifications never arrived  ✗');
   });
+  it('with tracing on and off: the targets are judged on the untraced runs, and each traced run is compared with its twin', () => {
+    const withCpu = (r: RunResult, service: number, tracing?: boolean): RunResult =>
+      ({ ...r, ...(tracing !== undefined && { tracing }), cpu: { serviceMsPerCommand: service, otlpSinkMsPerCommand: tracing ? 0.05 : NaN }, load: { ...r.load, latencyMs: { overall: { p50: 2, p99: tracing ? 44 : 40 } } } }) as RunResult;
+    const runs = [withCpu(run('baedal', 1, 64, 1500), 0.8, true), withCpu(run('baedal', 1, 64, 1800), 0.6, false), withCpu(run('restate', 1, 64, 800), 1)];
+    const text = targetsText(runs, {});
+    expect(text).to.include('Baedal ×1 [webhooks off] at concurrency 64, 1800 commands/s against: Restate [webhooks off] ×2.25');
+    expect(text).to.not.include('1500 commands/s against');
+    expect(text).to.include(
+      'Baedal ×1 [webhooks off] at concurrency 64, tracing on / off: 1500 / 1800 commands/s = 0.83; service CPU 0.80 / 0.60 ms per command (+33 %); p99 44.0 / 40.0 ms; OTLP sink 0.05 ms per command',
+    );
+    expect(roundsText([{ runs, ceilings: {} }])).to.include('Baedal ×1 [webhooks off] commands/s at concurrency 64: 1800 → median 1800');
+  });
 });

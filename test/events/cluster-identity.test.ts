@@ -1,8 +1,13 @@
 import { expect } from 'chai';
 import { Queue } from 'bullmq';
-import { clusterKey } from '../../src/actors/cluster-identity.ts';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { randomUUID } from 'node:crypto';
+import { clusterKey, establishClusterId } from '../../src/actors/cluster-identity.ts';
+import { ensureDatabase, migrate } from '../../src/db/data-source.ts';
+import { Database } from '../../src/db/pg.ts';
 import { WORK_QUEUE } from '../../src/actors/work-queue.ts';
-import { eventually, resetDatabase, startInstance, startSystem, testDatabaseUrl, TEST_REDIS_URL, type TestSystem } from '../support/system.ts';
+import { eventually, removeQueueKeys, resetDatabase, startInstance, startSystem, testDatabaseUrl, TEST_REDIS_URL, type TestSystem } from '../support/system.ts';
 
 /** Issue: a replica pointed at another database but sharing Redis silently took that cluster's jobs. */
 describe('cluster identity', function () {
@@ -38,6 +43,39 @@ describe('cluster identity', function () {
     expect(refused, 'the replica started').to.be.instanceOf(Error);
     const [{ id }] = await sys.runtime.db.query('SELECT id FROM cluster_identity');
     expect(refused!.message).to.include(sys.queuePrefix).and.to.include(id).and.to.match(/other_cluster/);
+  });
+
+  // Regression: two replicas starting at once on a new database, one of them failed with "Cannot read properties of undefined (reading 'id')".
+  it('a replica whose first start races another one takes the id the other made', async () => {
+    const url = testDatabaseUrl('cluster_race');
+    const prefix = `{baedal-test-${randomUUID()}}`;
+    await resetDatabase(url);
+    await ensureDatabase(url);
+    await migrate(url);
+    const first = new pg.Client({ connectionString: url });
+    const pool = new pg.Pool({ connectionString: url, max: 2 });
+    const redis = new Redis(TEST_REDIS_URL);
+    try {
+      await first.connect();
+      // The other replica's insert, not committed yet: this one's INSERT waits for it, then does nothing.
+      await first.query('BEGIN');
+      const { id } = (await first.query<{ id: string }>('INSERT INTO cluster_identity DEFAULT VALUES RETURNING id')).rows[0]!;
+      const racing = establishClusterId({ db: new Database(pool), redis, prefix, databaseName: 'cluster_race' });
+      await eventually(
+        // Asked outside the open transaction: it would see the activity as it was when it began.
+        async () => (await pool.query(`SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`)).rowCount === 1,
+        'the racing statement to wait for the insert',
+      );
+      await first.query('COMMIT');
+      expect(await racing).to.equal(id);
+      expect(await redis.get(clusterKey(prefix))).to.equal(id);
+    } finally {
+      await first.end();
+      await pool.end();
+      redis.disconnect();
+      await removeQueueKeys(prefix);
+      await resetDatabase(url);
+    }
   });
 
   it("a work job of another cluster is never done by this cluster's replicas; its own are", async () => {

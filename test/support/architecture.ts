@@ -8,7 +8,7 @@ import { dirname, join, normalize, relative, sep } from 'node:path';
  * docs/architecture.md states the same table.
  */
 export const LAYERS: readonly (readonly string[])[] = [
-  ['auth-secret', 'cli', 'config', 'db', 'errors', 'log', 'measured'],
+  ['auth-secret', 'cli', 'config', 'db', 'errors', 'log', 'measured', 'tracing', 'tracing-sdk'],
   ['machines'],
   ['catalog'],
   ['actors'],
@@ -16,7 +16,8 @@ export const LAYERS: readonly (readonly string[])[] = [
   ['http'],
   ['metrics'],
   ['app'],
-  ['machines-migrate', 'main', 'migrate'],
+  ['machines-migrate', 'migrate', 'service'],
+  ['main'],
 ];
 
 /** The layer whose units are features side by side: none imports another. */

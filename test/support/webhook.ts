@@ -23,6 +23,8 @@ export interface ReceivedRequest {
   signature: string | undefined;
   /** The receiver's check of that signature (undefined when it checks none). */
   verification: VerifyResult | undefined;
+  /** Its W3C `traceparent` header, sent when the service traces. */
+  traceparent: string | undefined;
 }
 
 /**
@@ -71,6 +73,7 @@ export async function startWebhookReceiver(opts: { holdMs?: number; secrets?: Se
           at,
           signature,
           verification,
+          traceparent: req.headers.traceparent as string | undefined,
         });
         if (status === 204) accepted.push(...(Array.isArray(body) ? body : [body]));
         else refused += 1;
