@@ -1,4 +1,5 @@
-import { NO_CAUSE, requireVisible, type CommandContext, type OrderSteps, type OrderView, type PayCommand } from '../actors/order-actor.ts';
+import type { CommandContext, OrderView, PayCommand } from '../actors/order-actor.ts';
+import { NO_CAUSE, requireVisible, type OrderSteps } from '../actors/order-step.ts';
 import { refundKey as orderRefundKey, type Cause, type OrderRow } from '../actors/order-repository.ts';
 import { judgeable, type JudgeableOrder } from '../actors/order-store.ts';
 import { Batcher } from '../db/batcher.ts';

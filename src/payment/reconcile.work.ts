@@ -1,4 +1,4 @@
-import type { OrderSteps } from '../actors/order-actor.ts';
+import type { OrderSteps } from '../actors/order-step.ts';
 import { refundKey } from '../actors/order-repository.ts';
 import { cappedBackoff, WorkTable, type WorkColumns, type WorkKind, type WorkPrompt } from '../actors/work.ts';
 import type { Database } from '../db/pg.ts';

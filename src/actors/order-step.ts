@@ -1,0 +1,191 @@
+import type { Database, Sql } from '../db/pg.ts';
+import { AlreadyPickedError, DomainError, InvalidTransitionError, NotFoundError, TooManyUnpaidOrdersError } from '../errors.ts';
+import type { OrderCommand, OrderDomainEvent, OrderTimerDelay } from '../machines/order/contract.ts';
+import { emittedEvents, type OrderMachineInput, type OrderMachineVersion, type OrderSnapshot } from '../machines/order/define.ts';
+import { menuLookup, type MenuLookup } from '../catalog/pricing.ts';
+import { activeTraceparent } from '../tracing.ts';
+import type { EventRef } from './consumers.ts';
+import { commitTransition, intentsOf, type Actor, type Cause, type OrderRow, type RefundIntent, type TimerIntent, type Transition } from './order-repository.ts';
+import { viewOf, type OrderView, type RefundView } from './order-view.ts';
+import { judgeable, type JudgeableOrder, type OrderStore } from './order-store.ts';
+import { canSee, type Principal } from './principal.ts';
+import type { WorkPrompt } from './work.ts';
+
+export interface OrderActorDeps {
+  db: Database;
+  /** How orders are priced (batched lookups of the menus as they are now). */
+  menus?: MenuLookup;
+  /** Batched, cached reads and writes of orders. */
+  store: OrderStore;
+  clock?: () => Date;
+  /** The durable timers' delays, by configuration variable. */
+  delays: Readonly<Record<OrderTimerDelay, number>>;
+  /** After a commit: the new event goes to the consumers' queues (best effort; the sweeper is the backstop). */
+  publish(ref: EventRef): void;
+  prompt: WorkPrompt;
+}
+
+/** What the machine decided: the next snapshot of the machine that judged, and the one event it emitted. */
+export interface Decided {
+  machine: OrderMachineVersion;
+  next: OrderSnapshot;
+  event: OrderDomainEvent;
+}
+
+/** The row's identity as a write checks it: the order's version and the machine version it is stored with. */
+type StoredAt = Pick<OrderRow, 'id' | 'version' | 'machine_version'>;
+
+/** How often a command judges again after another writer moved the order first. */
+const MAX_ATTEMPTS = 12;
+
+/** A command sent without a request behind it (tests, scripts). */
+export const NO_CAUSE: Cause = { causationId: null, clientRequestId: null };
+
+export type OrderSteps = ReturnType<typeof createOrderSteps>;
+
+/** Who may see an order; a rider who lost a pick race learns that, not "not found". Throws to refuse. */
+export function requireVisible(who: Principal, row: OrderRow | undefined, orderId: string, command?: OrderCommand): OrderRow {
+  if (row && canSee(who, { customerId: row.customer_id, storeId: row.store_id, riderId: row.rider_id, status: row.status })) return row;
+  if (row && command === 'pick' && who.role === 'rider' && row.rider_id !== null) throw new AlreadyPickedError(orderId);
+  throw new NotFoundError('order', orderId);
+}
+
+/**
+ * The actor step, shared by commands, payments and timers: read the order (from this replica's
+ * cache or one batched statement, no lock), let the machine judge, and persist the result with a
+ * version check in one statement shared with the other commands of the moment. When another
+ * replica wrote first, the check fails and the step judges again on fresh state: PostgreSQL is the
+ * single writer per order, and no I/O is ever redone on a retry.
+ */
+export function createOrderSteps(deps: OrderActorDeps) {
+  const { db, store } = deps;
+  const clock = deps.clock ?? (() => new Date());
+
+  /** The order as PostgreSQL has it now, if `who` may see it. */
+  async function visibleRow(who: Principal, orderId: string, command?: OrderCommand): Promise<OrderRow> {
+    return requireVisible(who, (await store.load(orderId, true))?.row, orderId, command);
+  }
+
+  /** Asks the machine; refuses with the allowed list when the state does not take the event. */
+  function decide(order: Pick<JudgeableOrder, 'machine' | 'snapshot'>, event: OrderMachineInput, command: string): Decided {
+    const { machine, snapshot } = order;
+    if (!machine.accepts(snapshot, event.type)) throw new InvalidTransitionError(command, machine.statusOf(snapshot), machine.allowedCommands(snapshot));
+    const [next, actions] = machine.transition(snapshot, event);
+    const [domainEvent, ...extra] = emittedEvents(actions);
+    if (!domainEvent || extra.length > 0) {
+      throw new DomainError('internal', `transition ${event.type} emitted ${actions.length} events instead of one`);
+    }
+    return { machine, next, event: domainEvent };
+  }
+
+  /** Hands the committed event to the bus and prompts the work it recorded. */
+  function afterCommit(orderId: string, version: number, intents: { refunds: readonly RefundIntent[]; timers: readonly TimerIntent[] }): void {
+    deps.publish({ orderId, seq: version });
+    if (intents.refunds.length > 0) deps.prompt.schedule('refund', intents.refunds.map((r) => r.key));
+    for (const t of intents.timers) deps.prompt.schedule('timer', [t.id], t.fireAt);
+  }
+
+  function transitionOf(row: StoredAt, decided: Decided, by: Actor, cause: Cause): Transition {
+    const at = clock();
+    return {
+      orderId: row.id,
+      fromVersion: row.version,
+      fromMachineVersion: row.machine_version,
+      machine: decided.machine,
+      snapshot: decided.next,
+      event: decided.event,
+      by,
+      cause,
+      at,
+      ...intentsOf(row.id, row.version + 1, decided.machine, decided.next, decided.event, at, deps.delays),
+      traceparent: activeTraceparent(),
+    };
+  }
+
+  /**
+   * Persists a decided transition inside the caller's open transaction `tx`; `deferred` collects
+   * what must run after its commit. Undefined when the order moved past `row.version` meanwhile.
+   */
+  async function persistIn(
+    tx: Sql,
+    row: StoredAt,
+    decided: Decided,
+    by: Actor,
+    cause: Cause,
+    deferred: (() => void)[],
+  ): Promise<{ version: number; at: Date } | undefined> {
+    const t = transitionOf(row, decided, by, cause);
+    let committed = await commitTransition(tx, t, store.rules);
+    // A new order admitted on a count another statement was creating: its next statement sees it.
+    if (t.unwritten === 'retry') committed = await commitTransition(tx, t, store.rules);
+    if (t.unwritten === 'too-many') throw new TooManyUnpaidOrdersError(store.rules.maxUnpaidOrders);
+    if (!committed) return undefined;
+    deferred.push(() => {
+      store.remember(t, committed);
+      afterCommit(row.id, committed.version, t);
+    });
+    return { version: committed.version, at: t.at };
+  }
+
+  function refundOf(decided: Decided): RefundView | null {
+    const owed = 'refund' in decided.event.data ? decided.event.data.refund : null;
+    return owed ? { status: 'pending', amount: owed.amount, refundId: null, refundedAt: null } : null;
+  }
+
+  /**
+   * Judges and persists until the result is written. `check` and `decideFor` throw to refuse and
+   * must be pure (no I/O): they run again after a lost race, and a refusal judged on this replica's
+   * cache is confirmed on a fresh read before it is answered.
+   */
+  async function step(
+    orderId: string,
+    check: (row: OrderRow | undefined) => OrderRow,
+    decideFor: (row: OrderRow, order: JudgeableOrder) => Decided,
+    by: Actor,
+    cause: Cause,
+    opts: { fresh?: boolean } = {},
+  ): Promise<OrderView> {
+    let fresh = opts.fresh ?? false;
+    for (let attempt = 1; ; attempt += 1) {
+      const loaded = await store.load(orderId, fresh);
+      let decided: Decided;
+      let row: OrderRow;
+      try {
+        row = check(loaded?.row);
+        // Who may see the order is checked first: one that is not yours stays not found.
+        decided = decideFor(row, judgeable(loaded!));
+      } catch (err) {
+        if (loaded?.cached) {
+          fresh = true; // confirm on what PostgreSQL has before refusing
+          continue;
+        }
+        throw err;
+      }
+      const t = transitionOf(row, decided, by, cause);
+      const committed = await store.commit(t);
+      store.noteOutcome(loaded!.cached, committed !== undefined);
+      if (committed) {
+        afterCommit(orderId, committed.version, t);
+        return viewOf(decided.machine, decided.next, { ...row, version: committed.version, updated_at: t.at }, refundOf(decided));
+      }
+      fresh = true;
+      if (attempt >= MAX_ATTEMPTS) throw new DomainError('internal', `order ${orderId} kept changing while a command was judged`);
+    }
+  }
+
+  /** Places a new order (version 0 → 1) through the batched commit. */
+  async function create(decided: Decided, orderId: string, by: Actor, cause: Cause) {
+    const t = transitionOf({ id: orderId, version: 0, machine_version: decided.machine.version }, decided, by, cause);
+    let committed = await store.commit(t);
+    // A new order admitted on a count another statement was creating: its next statement sees it.
+    if (t.unwritten === 'retry') committed = await store.commit(t);
+    if (t.unwritten === 'too-many') throw new TooManyUnpaidOrdersError(store.rules.maxUnpaidOrders);
+    if (!committed) throw new DomainError('internal', `order ${orderId} already existed`);
+    afterCommit(orderId, committed.version, t);
+    return { version: committed.version, at: t.at };
+  }
+
+  const menus = deps.menus ?? menuLookup(db);
+  return { db, store, machines: store.machines, menus, clock, visibleRow, decide, transitionOf, persistIn, create, step, afterCommit };
+}
+
