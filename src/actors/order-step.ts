@@ -5,7 +5,9 @@ import { emittedEvents, type OrderMachineInput, type OrderMachineVersion, type O
 import { menuLookup, type MenuLookup } from '../catalog/pricing.ts';
 import { activeTraceparent } from '../tracing.ts';
 import type { EventRef } from './consumers.ts';
-import { commitTransition, intentsOf, type Actor, type Cause, type OrderRow, type RefundIntent, type TimerIntent, type Transition } from './order-repository.ts';
+import type { Actor, Cause, OrderRow } from './order-repository.ts';
+import { commitTransition, type Transition } from './order-commit.ts';
+import { intentsOf, type RefundIntent, type TimerIntent } from './order-intents.ts';
 import { viewOf, type OrderView, type RefundView } from './order-view.ts';
 import { judgeable, type JudgeableOrder, type OrderStore } from './order-store.ts';
 import { canSee, type Principal } from './principal.ts';

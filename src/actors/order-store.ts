@@ -4,7 +4,8 @@ import { ORDER_MACHINE_ID } from '../machines/order/contract.ts';
 import type { OrderMachineVersion, OrderSnapshot } from '../machines/order/define.ts';
 import type { OrderMachines } from '../machines/order/registry.ts';
 import { Batcher } from '../db/batcher.ts';
-import { commitTransitions, type CommitRules, type Committed, type OrderRow, type Transition } from './order-repository.ts';
+import type { OrderRow } from './order-repository.ts';
+import { commitTransitions, type CommitRules, type Committed, type Transition } from './order-commit.ts';
 
 /** An order a command step can judge: its row, and the machine that judges its next command with its snapshot. */
 export interface JudgeableOrder {

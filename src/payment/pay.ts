@@ -1,6 +1,7 @@
 import type { CommandContext, OrderView, PayCommand } from '../actors/order-actor.ts';
 import { NO_CAUSE, requireVisible, type OrderSteps } from '../actors/order-step.ts';
-import { refundKey as orderRefundKey, type Cause, type OrderRow } from '../actors/order-repository.ts';
+import type { Cause, OrderRow } from '../actors/order-repository.ts';
+import { refundKey as orderRefundKey } from '../actors/order-intents.ts';
 import { judgeable, type JudgeableOrder } from '../actors/order-store.ts';
 import { Batcher } from '../db/batcher.ts';
 import { refundViewOf, viewOf } from '../actors/order-view.ts';

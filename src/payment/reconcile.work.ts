@@ -1,5 +1,5 @@
 import type { OrderSteps } from '../actors/order-step.ts';
-import { refundKey } from '../actors/order-repository.ts';
+import { refundKey } from '../actors/order-intents.ts';
 import { cappedBackoff, WorkTable, type WorkColumns, type WorkKind, type WorkPrompt } from '../actors/work.ts';
 import type { Database } from '../db/pg.ts';
 import { MachineVersionAheadError } from '../errors.ts';

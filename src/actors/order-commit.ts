@@ -1,0 +1,261 @@
+import { randomUUID } from 'node:crypto';
+import type { Sql } from '../db/pg.ts';
+import { ORDER_MACHINE_ID, type OrderDomainEvent } from '../machines/order/contract.ts';
+import type { OrderMachineVersion, OrderSnapshot } from '../machines/order/define.ts';
+import { partitionOf } from './partitions.ts';
+import { variant } from '../db/statement-variant.ts';
+import type { Actor, Cause } from './order-repository.ts';
+import type { RefundIntent, TimerIntent } from './order-intents.ts';
+
+export interface Transition {
+  orderId: string;
+  /** The version the order had before this transition; 0 when it is being created. */
+  fromVersion: number;
+  /**
+   * The machine version the order was stored with before this transition (ignored when it is
+   * being created). The write happens only if the order is still on it: a snapshot another
+   * replica moved to another version is never overwritten by one judged on the old one.
+   */
+  fromMachineVersion: number;
+  /** The machine that judged the transition: the order is stored with its version (a lazy migration when newer). */
+  machine: OrderMachineVersion;
+  snapshot: OrderSnapshot;
+  event: OrderDomainEvent;
+  by: Actor;
+  /** What caused it: the server's id of the request, or the timer that fired; and the client's own request id. */
+  cause: Cause;
+  at: Date;
+  refunds: readonly RefundIntent[];
+  timers: readonly TimerIntent[];
+  /**
+   * For `pay`: the payment attempt whose charge this transition records. The statement writes the
+   * order only together with the attempt (still undecided: pending or unknown, order still at
+   * `fromVersion`); if the order moved on it marks the attempt orphaned and records its refund
+   * instead. `outcome` says which happened once the statement ran (`gone`: the attempt was decided
+   * already, by another caller or by reconciliation).
+   */
+  payment?: { attemptKey: string; chargeId: string; amount: number; refundKey: string; outcome?: 'charged' | 'orphaned' | 'gone' };
+  /**
+   * For a new order that was not written, why (set once the statement ran): its customer already
+   * has the most unpaid orders allowed (`too-many`), or the count was being created by another
+   * statement at the same moment (`retry`: judged again, it is decided on that count).
+   */
+  unwritten?: 'too-many' | 'retry';
+  /**
+   * The trace context of the span that judged it (only while tracing is on): written with its
+   * journal row, refunds and timers, whose consumers and work then join that trace.
+   */
+  traceparent?: string;
+}
+
+/** Rules the statement that writes orders enforces. */
+export interface CommitRules {
+  /** Event partitions: each journal row is written with its order's partition. */
+  partitions: number;
+  /** Orders in `awaitingPayment` one customer may have at once (MAX_UNPAID_ORDERS_PER_CUSTOMER). */
+  maxUnpaidOrders: number;
+}
+
+export interface Committed {
+  eventId: string;
+  version: number;
+}
+
+/*
+ * A note on the statements below: a batch arrives as a JSON record set, whose size the planner
+ * cannot know. Every table a statement touches is reached through `= ANY (ARRAY(...))` on its key,
+ * so the plan is an index scan however large the tables grow (test/ops/plans.test.ts checks it).
+ */
+
+/**
+ * One statement for a batch of transitions on different orders (group commit): each order's
+ * snapshot is written only if it is still at the version the transition was judged on; journal
+ * rows, refunds and timers follow only for the orders written. Timers of a state the order left
+ * are closed here (the new state's timer is inserted by the same statement, so it stays open).
+ */
+const COMMIT_BATCH = `
+  WITH input AS (
+    SELECT * FROM jsonb_to_recordset($1::jsonb) AS i(
+      id uuid, from_version int, version int, from_machine_version int, machine_version int, status text, snapshot jsonb, customer_id text, store_id text,
+      rider_id text, area text, at timestamptz, event_id uuid, type text, data jsonb, actor jsonb, causation_id text, client_request_id text,
+      attempt_key text, charge_id text, charge_amount int, refund_key text, part smallint)
+  ), paying AS (
+    -- The orders of payments being recorded, locked first: their version then decides alone.
+    SELECT o.id, CASE WHEN o.machine_id = $4::text AND o.machine_version = i.from_machine_version THEN o.version ELSE -1 END AS version
+    FROM orders o JOIN input i ON i.id = o.id
+    WHERE o.id = ANY (ARRAY(SELECT id FROM input WHERE attempt_key IS NOT NULL)) AND i.attempt_key IS NOT NULL
+    ORDER BY o.id FOR UPDATE OF o
+  ), charged AS (
+    UPDATE payment_attempts a SET status = 'charged', charge_id = i.charge_id, decided_at = now(), due_at = NULL, lease_until = NULL
+    FROM input i JOIN paying p ON p.id = i.id AND p.version = i.from_version
+    WHERE a.idempotency_key = i.attempt_key AND a.status IN ('pending', 'unknown')
+    RETURNING a.idempotency_key
+  ), orphaned AS (
+    UPDATE payment_attempts a SET status = 'orphaned', charge_id = i.charge_id, decided_at = now(), due_at = NULL, lease_until = NULL
+    FROM input i JOIN paying p ON p.id = i.id AND p.version <> i.from_version
+    WHERE a.idempotency_key = i.attempt_key AND a.status IN ('pending', 'unknown')
+    RETURNING a.order_id, a.idempotency_key
+  ), orphan_refunds AS (
+    INSERT INTO refunds (idempotency_key, order_id, charge_id, amount, reason, status, requested_at, due_at)
+    SELECT i.refund_key, i.id, i.charge_id, i.charge_amount, 'orphaned', 'pending', now(), now()
+    FROM input i JOIN orphaned o ON o.idempotency_key = i.attempt_key
+    ON CONFLICT DO NOTHING
+  ), prior AS (
+    -- The status each order had at the version its transition was judged on: whenever the write
+    -- below succeeds, this statement's snapshot holds that version (versions only grow).
+    SELECT o.id, o.status FROM orders o WHERE o.id = ANY (ARRAY(SELECT id FROM input WHERE from_version > 0))
+  ), changed AS (
+    UPDATE orders o SET version = i.version, machine_version = i.machine_version, status = i.status, snapshot = i.snapshot,
+      rider_id = i.rider_id, updated_at = i.at
+    FROM input i WHERE o.id = i.id AND o.id = ANY (ARRAY(SELECT id FROM input)) AND i.from_version > 0 AND o.version = i.from_version
+      -- A snapshot moved to another machine version meanwhile is never overwritten by one judged on the old one.
+      AND o.machine_id = $4::text AND o.machine_version = i.from_machine_version
+      AND (i.attempt_key IS NULL OR i.attempt_key IN (SELECT idempotency_key FROM charged))
+    RETURNING o.id, o.customer_id, o.status
+  ), freed AS (
+    -- Orders that stopped waiting for payment (paid, cancelled, expired) give their customer's slot back.
+    SELECT c.customer_id, count(*)::int AS n FROM changed c JOIN prior p ON p.id = c.id
+    WHERE p.status = 'awaitingPayment' AND c.status <> 'awaitingPayment'
+    GROUP BY c.customer_id
+  ), new_orders AS (
+    SELECT i.id, i.customer_id, row_number() OVER (PARTITION BY i.customer_id ORDER BY i.at, i.id) AS rank
+    FROM input i WHERE i.from_version = 0
+  ), slots AS (
+    -- The unpaid-order counts of the customers concerned, locked. Reading all of freed first runs
+    -- the order writes above, so every statement locks order rows before counts: one lock order.
+    SELECT s.customer_id, s.unpaid FROM customer_unpaid_orders s
+    WHERE s.customer_id = ANY (ARRAY(SELECT customer_id FROM new_orders UNION SELECT customer_id FROM freed))
+    ORDER BY s.customer_id FOR UPDATE OF s
+  ), admitted AS (
+    -- New orders in the order they came, while the customer's count stays within the limit ($5).
+    SELECT p.id, p.customer_id FROM new_orders p
+    LEFT JOIN slots s ON s.customer_id = p.customer_id
+    LEFT JOIN freed f ON f.customer_id = p.customer_id
+    WHERE coalesce(s.unpaid, 0) - coalesce(f.n, 0) + p.rank <= $5::int
+  ), counted AS (
+    -- A customer's first count is inserted; when another statement inserted it meanwhile (it was
+    -- not there to lock), the condition re-checks the limit on the count that statement wrote.
+    INSERT INTO customer_unpaid_orders AS s (customer_id, unpaid)
+    SELECT d.customer_id, sum(d.delta)::int
+    FROM (SELECT customer_id, 1 AS delta FROM admitted UNION ALL SELECT customer_id, -n FROM freed) d
+    GROUP BY d.customer_id
+    ON CONFLICT (customer_id) DO UPDATE SET unpaid = greatest(0, s.unpaid + excluded.unpaid)
+      WHERE s.unpaid + excluded.unpaid <= $5::int OR excluded.unpaid <= 0
+    RETURNING s.customer_id
+  ), created AS (
+    INSERT INTO orders (id, machine_id, machine_version, version, status, snapshot, customer_id, store_id, rider_id, area, created_at, updated_at)
+    SELECT i.id, $4::text, i.machine_version, i.version, i.status, i.snapshot, i.customer_id, i.store_id, NULL, i.area, i.at, i.at
+    FROM input i JOIN admitted a ON a.id = i.id
+    WHERE a.customer_id IN (SELECT customer_id FROM counted)
+    RETURNING id
+  ), written AS (
+    SELECT id FROM changed UNION ALL SELECT id FROM created
+  ), ins_journal AS (
+    INSERT INTO order_journal (order_id, seq, event_id, type, data, actor, causation_id, client_request_id, at, part, machine_version, status)
+    SELECT i.id, i.version, i.event_id, i.type, i.data, i.actor, i.causation_id, i.client_request_id, i.at, i.part, i.machine_version, i.status
+    FROM input i JOIN written w ON w.id = i.id
+  ), ins_refunds AS (
+    INSERT INTO refunds (idempotency_key, order_id, charge_id, amount, reason, status, requested_at, due_at)
+    SELECT r.key, r.order_id, r.charge_id, r.amount, r.reason, 'pending', r.at, r.at
+    FROM jsonb_to_recordset($2::jsonb) AS r(key text, order_id uuid, charge_id text, amount integer, reason text, at timestamptz)
+    JOIN written w ON w.id = r.order_id
+    ON CONFLICT DO NOTHING
+  ), ins_timers AS (
+    INSERT INTO timers (id, order_id, version, event, fire_at, due_at, machine_version)
+    SELECT t.id, t.order_id, t.version, t.event, t.fire_at, t.fire_at, t.machine_version
+    FROM jsonb_to_recordset($3::jsonb) AS t(id text, order_id uuid, version int, event text, fire_at timestamptz, machine_version int)
+    JOIN written w ON w.id = t.order_id
+    ON CONFLICT DO NOTHING
+  ), left_timers AS (
+    UPDATE timers tm SET due_at = NULL, lease_until = NULL, fired_at = now(), outcome = 'moved-on'
+    FROM changed c WHERE tm.order_id = c.id AND tm.order_id = ANY (ARRAY(SELECT id FROM changed)) AND tm.due_at IS NOT NULL
+  )
+  SELECT id, 'written' AS what FROM written
+  UNION ALL SELECT order_id, 'orphaned' FROM orphaned
+  -- A new order not written: over the limit, or admitted on a count another statement was creating.
+  UNION ALL SELECT p.id, CASE WHEN p.id IN (SELECT id FROM admitted) THEN 'retry' ELSE 'too-many' END
+    FROM new_orders p WHERE p.id NOT IN (SELECT id FROM created)`;
+
+/**
+ * COMMIT_BATCH that also writes each transition's trace context into its journal row, refunds and
+ * timers: sent only for a batch that carries one (tracing on), so with tracing off the statement,
+ * its parameters and its plan are those of COMMIT_BATCH.
+ */
+const COMMIT_BATCH_TRACED = variant(COMMIT_BATCH, [
+  ['client_request_id text,\n      attempt_key text, charge_id text, charge_amount int, refund_key text, part smallint)',
+    'client_request_id text,\n      attempt_key text, charge_id text, charge_amount int, refund_key text, part smallint, traceparent text)'],
+  ["INSERT INTO refunds (idempotency_key, order_id, charge_id, amount, reason, status, requested_at, due_at)\n    SELECT i.refund_key, i.id, i.charge_id, i.charge_amount, 'orphaned', 'pending', now(), now()",
+    "INSERT INTO refunds (idempotency_key, order_id, charge_id, amount, reason, status, requested_at, due_at, traceparent)\n    SELECT i.refund_key, i.id, i.charge_id, i.charge_amount, 'orphaned', 'pending', now(), now(), i.traceparent"],
+  ['INSERT INTO order_journal (order_id, seq, event_id, type, data, actor, causation_id, client_request_id, at, part, machine_version, status)\n    SELECT i.id, i.version, i.event_id, i.type, i.data, i.actor, i.causation_id, i.client_request_id, i.at, i.part, i.machine_version, i.status',
+    'INSERT INTO order_journal (order_id, seq, event_id, type, data, actor, causation_id, client_request_id, at, part, machine_version, status, traceparent)\n    SELECT i.id, i.version, i.event_id, i.type, i.data, i.actor, i.causation_id, i.client_request_id, i.at, i.part, i.machine_version, i.status, i.traceparent'],
+  ["INSERT INTO refunds (idempotency_key, order_id, charge_id, amount, reason, status, requested_at, due_at)\n    SELECT r.key, r.order_id, r.charge_id, r.amount, r.reason, 'pending', r.at, r.at\n    FROM jsonb_to_recordset($2::jsonb) AS r(key text, order_id uuid, charge_id text, amount integer, reason text, at timestamptz)",
+    "INSERT INTO refunds (idempotency_key, order_id, charge_id, amount, reason, status, requested_at, due_at, traceparent)\n    SELECT r.key, r.order_id, r.charge_id, r.amount, r.reason, 'pending', r.at, r.at, r.traceparent\n    FROM jsonb_to_recordset($2::jsonb) AS r(key text, order_id uuid, charge_id text, amount integer, reason text, at timestamptz, traceparent text)"],
+  ['INSERT INTO timers (id, order_id, version, event, fire_at, due_at, machine_version)\n    SELECT t.id, t.order_id, t.version, t.event, t.fire_at, t.fire_at, t.machine_version\n    FROM jsonb_to_recordset($3::jsonb) AS t(id text, order_id uuid, version int, event text, fire_at timestamptz, machine_version int)',
+    'INSERT INTO timers (id, order_id, version, event, fire_at, due_at, machine_version, traceparent)\n    SELECT t.id, t.order_id, t.version, t.event, t.fire_at, t.fire_at, t.machine_version, t.traceparent\n    FROM jsonb_to_recordset($3::jsonb) AS t(id text, order_id uuid, version int, event text, fire_at timestamptz, machine_version int, traceparent text)'],
+]);
+
+/**
+ * Persists transitions in one statement (see COMMIT_BATCH): the snapshot with its new version,
+ * the journal row, and the refunds and timers each owes. For each transition, its committed event
+ * id and version, or undefined when the order moved on meanwhile (the caller judges again).
+ * The transitions must be on different orders.
+ */
+export async function commitTransitions(sql: Sql, ts: readonly Transition[], rules: CommitRules): Promise<(Committed | undefined)[]> {
+  const rows = ts.map((t) => {
+    const ctx = t.snapshot.context;
+    return {
+      id: t.orderId,
+      from_version: t.fromVersion,
+      version: t.fromVersion + 1,
+      from_machine_version: t.fromMachineVersion,
+      machine_version: t.machine.version,
+      status: t.machine.statusOf(t.snapshot),
+      snapshot: t.machine.persist(t.snapshot),
+      customer_id: ctx.customerId,
+      store_id: ctx.storeId,
+      rider_id: ctx.riderId,
+      area: ctx.address.area,
+      at: t.at.toISOString(),
+      event_id: randomUUID(),
+      type: t.event.type,
+      data: t.event.data,
+      actor: { sub: t.by.sub, role: t.by.role },
+      causation_id: t.cause.causationId,
+      client_request_id: t.cause.clientRequestId,
+      attempt_key: t.payment?.attemptKey ?? null,
+      charge_id: t.payment?.chargeId ?? null,
+      charge_amount: t.payment?.amount ?? null,
+      refund_key: t.payment?.refundKey ?? null,
+      part: partitionOf(t.orderId, rules.partitions),
+      ...(t.traceparent ? { traceparent: t.traceparent } : {}),
+    };
+  });
+  const traced = ts.some((t) => t.traceparent);
+  const refunds = ts.flatMap((t) =>
+    t.refunds.map((r) => ({ key: r.key, order_id: t.orderId, charge_id: r.chargeId, amount: r.amount, reason: r.reason, at: t.at.toISOString(), ...(t.traceparent ? { traceparent: t.traceparent } : {}) })),
+  );
+  const timers = ts.flatMap((t) =>
+    t.timers.map((tm) => ({ id: tm.id, order_id: t.orderId, version: t.fromVersion + 1, event: tm.event, fire_at: tm.fireAt.toISOString(), machine_version: t.machine.version, ...(t.traceparent ? { traceparent: t.traceparent } : {}) })),
+  );
+  const result = await sql.query<{ id: string; what: 'written' | 'orphaned' | 'too-many' | 'retry' }>(traced ? COMMIT_BATCH_TRACED : COMMIT_BATCH, [
+    JSON.stringify(rows),
+    JSON.stringify(refunds),
+    JSON.stringify(timers),
+    ORDER_MACHINE_ID,
+    rules.maxUnpaidOrders,
+  ]);
+  const what = new Map(result.map((r) => [r.id, r.what]));
+  const ok = new Set(result.filter((r) => r.what === 'written').map((r) => r.id));
+  for (const t of ts) {
+    const outcome = what.get(t.orderId);
+    if (t.payment) t.payment.outcome = outcome === 'written' ? 'charged' : outcome === 'orphaned' ? 'orphaned' : 'gone';
+    t.unwritten = outcome === 'too-many' || outcome === 'retry' ? outcome : undefined;
+  }
+  return rows.map((r) => (ok.has(r.id) ? { eventId: r.event_id, version: r.version } : undefined));
+}
+
+/** Persists one transition; undefined when the order moved on meanwhile. */
+export async function commitTransition(sql: Sql, t: Transition, rules: CommitRules): Promise<Committed | undefined> {
+  const [committed] = await commitTransitions(sql, [t], rules);
+  return committed;
+}
