@@ -11,7 +11,7 @@ import {
 } from '../errors.ts';
 import type { OrderCommand, OrderDomainEvent, OrderTimerDelay } from '../machines/order/contract.ts';
 import { emittedEvents, type OrderMachineInput, type OrderMachineVersion, type OrderSnapshot } from '../machines/order/define.ts';
-import type { EventRef } from './consumers.ts';
+import type { EventRef } from './consumers/types.ts';
 import {
   commitTransition,
   intentsOf,
