@@ -14,7 +14,7 @@ import { handOverAbandoned, paymentReconciliation } from './payment/reconcile.wo
 import { refundWork } from './payment/refund.work.ts';
 import { createResilientGateway, type ResilientGateway } from './payment/resilient-gateway.ts';
 import { viewConsumers } from './views/registry.ts';
-import type { AnyConsumer, ConsumerGroup } from './actors/consumers.ts';
+import type { AnyConsumer, ConsumerGroup } from './actors/consumers/types.ts';
 import { establishClusterId } from './actors/cluster-identity.ts';
 import { EventBus } from './actors/event-bus.ts';
 import { oldestWaiting } from './actors/work-queue.ts';

@@ -4,7 +4,7 @@ import type { OrderCommand, OrderDomainEvent, OrderTimerDelay } from '../machine
 import { emittedEvents, type OrderMachineInput, type OrderMachineVersion, type OrderSnapshot } from '../machines/order/define.ts';
 import { menuLookup, type MenuLookup } from '../catalog/pricing.ts';
 import { activeTraceparent } from '../tracing.ts';
-import type { EventRef } from './consumers.ts';
+import type { EventRef } from './consumers/types.ts';
 import type { Actor, Cause, OrderRow } from './order-repository.ts';
 import { commitTransition, type Transition } from './order-commit.ts';
 import { intentsOf, type RefundIntent, type TimerIntent } from './order-intents.ts';

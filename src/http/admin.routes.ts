@@ -1,4 +1,4 @@
-import type { AnyConsumer, EventRef } from '../actors/consumers.ts';
+import type { AnyConsumer, EventRef } from '../actors/consumers/types.ts';
 import type { EventBus } from '../actors/event-bus.ts';
 import type { Principal } from '../actors/principal.ts';
 import type { WorkKind, WorkPrompt } from '../actors/work.ts';

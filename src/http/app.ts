@@ -3,7 +3,7 @@ import Koa from 'koa';
 import type { Redis } from 'ioredis';
 import type { Counter, Registry } from 'prom-client';
 import type { DataSource } from 'typeorm';
-import type { AnyConsumer } from '../actors/consumers.ts';
+import type { AnyConsumer } from '../actors/consumers/types.ts';
 import type { EventBus } from '../actors/event-bus.ts';
 import type { OrderActors } from '../actors/order-actor.ts';
 import type { WorkQueue } from '../actors/work-queue.ts';

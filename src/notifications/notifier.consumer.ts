@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Consumer, OrderEvent, OrderEvents, Planned } from '../actors/consumers.ts';
+import type { Consumer, OrderEvent, OrderEvents, Planned } from '../actors/consumers/types.ts';
 import type { NotificationRow } from './delivery.work.ts';
 import { requireKnownEvent } from '../actors/order-repository.ts';
 import type { OrderDomainEventType, OrderItem, RefundDue } from '../machines/order/contract.ts';

@@ -1,4 +1,4 @@
-import type { Effect } from '../actors/consumers.ts';
+import type { Effect } from '../actors/consumers/types.ts';
 import type { Database } from '../db/pg.ts';
 import { requireKnownEvent } from '../actors/order-repository.ts';
 import type { OrderItem } from '../machines/order/contract.ts';

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { retryOwed } from '../actors/consumers.ts';
+import { retryOwed } from '../actors/consumers/owed.ts';
 import { EVENTS_GROUP, partitionSql } from '../actors/partitions.ts';
 import type { Database } from '../db/pg.ts';
 import type { Logger } from '../log.ts';

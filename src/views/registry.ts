@@ -1,4 +1,4 @@
-import type { AnyConsumer, Consumer } from '../actors/consumers.ts';
+import type { AnyConsumer, Consumer } from '../actors/consumers/types.ts';
 import type { Database } from '../db/pg.ts';
 import { customerOrdersView } from './customer-orders.view.ts';
 import { deliveriesView } from './deliveries.view.ts';

@@ -1,4 +1,4 @@
-import type { OrderEvent } from '../actors/consumers.ts';
+import type { OrderEvent } from '../actors/consumers/types.ts';
 import type { Database } from '../db/pg.ts';
 import { requireKnownEvent } from '../actors/order-repository.ts';
 import type { OrderItem } from '../machines/order/contract.ts';

@@ -1,4 +1,4 @@
-import type { Consumer, Effect, OrderEvent } from '../actors/consumers.ts';
+import type { Consumer, Effect, OrderEvent } from '../actors/consumers/types.ts';
 
 /**
  * A read model: tables written only by one consumer of the journal, so it can be dropped and

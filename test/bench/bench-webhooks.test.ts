@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { expect } from 'chai';
 import { ProcessGroup } from '../../bench/processes.ts';
 import { collectDeliveries, deliveryLag, NOTIFICATIONS_PER_COMMAND, uuidV7Time, WebhookReceiver } from '../../bench/webhooks.ts';
-import type { OrderEvent } from '../../src/actors/consumers.ts';
+import type { OrderEvent } from '../../src/actors/consumers/types.ts';
 import type { OrderDomainEventType } from '../../src/machines/order/contract.ts';
 import { fold, recipients, type NotifierState } from '../../src/notifications/notifier.consumer.ts';
 import type { LoadSummary } from '../../scripts/load/runner.ts';

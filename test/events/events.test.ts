@@ -1,5 +1,6 @@
 import { expect } from 'chai';
-import { applyPartitions, type ConsumerGroup } from '../../src/actors/consumers.ts';
+import { applyPartitions } from '../../src/actors/consumers/apply.ts';
+import type { ConsumerGroup } from '../../src/actors/consumers/types.ts';
 import { createLogger } from '../../src/log.ts';
 import { commandRequest, eventually, request, startInstance, startSystem, type AppInstance, type Parties, type TestSystem, withSharedSystem } from '../support/system.ts';
 

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { setup } from 'xstate';
-import type { OrderEvent } from '../../src/actors/consumers.ts';
+import type { OrderEvent } from '../../src/actors/consumers/types.ts';
 import { toJournalEntry, UNRECORDED_STATUS_AFTER, type JournalRow } from '../../src/actors/order-repository.ts';
 import { ORDER_MACHINE_ID, type OrderDomainEvent } from '../../src/machines/order/contract.ts';
 import { defineOrderMachine, emittedEvents, type OrderMachineVersion, type OrderSnapshot } from '../../src/machines/order/define.ts';

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { applyPartitions } from '../../src/actors/consumers.ts';
+import { applyPartitions } from '../../src/actors/consumers/apply.ts';
 import { runWork } from '../../src/actors/work.ts';
 import { createLogger } from '../../src/log.ts';
 import { moneyOf, sagaSpec } from '../support/saga.ts';

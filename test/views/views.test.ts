@@ -1,5 +1,6 @@
 import { expect } from 'chai';
-import { applyPartitions, type EventRef } from '../../src/actors/consumers.ts';
+import { applyPartitions } from '../../src/actors/consumers/apply.ts';
+import type { EventRef } from '../../src/actors/consumers/types.ts';
 import { createLogger } from '../../src/log.ts';
 import { eventually, startSystem, type Parties, type TestSystem } from '../support/system.ts';
 import { expectedViews, shuffled, statusOfScript, viewTables, type ScriptedOrder, type Step } from '../support/views.ts';

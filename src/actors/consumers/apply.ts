@@ -1,0 +1,173 @@
+import type { Database } from '../../db/pg.ts';
+import type { Logger } from '../../log.ts';
+import { ATTR, tracingEnabled, withSpan } from '../../tracing.ts';
+import { CONFLICT_RETRIES, describe, isApplicationError, isConflict, isPositionMoved } from './errors.ts';
+import { EVENT_COLUMNS, eventsIn, historyOf, ownedKey, type HistoryRow } from './history.ts';
+import { commit, failingUnits, planUnits, type PlannedUnits, type Unit } from './plan.ts';
+import { consumerSpans } from './spans.ts';
+import { json, type Guard } from './statement.ts';
+import type { ConsumerGroup } from './types.ts';
+
+export interface PartitionsApplied {
+  /** Journal events read past the positions, per partition. */
+  byPart: Map<number, number>;
+  /** Partitions that had more than one batch holds: read them again. */
+  more: number[];
+  /** (consumer, event) pairs applied. */
+  applied: number;
+}
+
+interface BatchRow extends HistoryRow {
+  /** Set on the rows of the batch (the others are the orders' earlier events). */
+  b_part: number | null;
+  b_version: number | null;
+  b_tx: string | null;
+  b_pos: string | null;
+}
+
+/**
+ * One read per batch: the next events of each partition after the group's position, oldest first,
+ * from transactions that every snapshot sees as finished (older than the oldest one still
+ * running: a transaction that commits later can never write an event behind a position already
+ * passed); and every event of their orders up to them (the earlier ones fold the consumers'
+ * state), with the orders' owed rows. The batch's rows carry their partition and position.
+ */
+const READ_BATCH = `
+  WITH b AS (
+    SELECT p.part, p.version, x.order_id, x.seq, x.tx, x.pos
+    FROM consumer_positions p
+    CROSS JOIN LATERAL (
+      SELECT j.order_id, j.seq, j.tx, j.pos FROM order_journal j
+      WHERE j.part = p.part AND (j.tx, j.pos) > (p.tx, p.pos) AND j.tx < pg_snapshot_xmin(pg_current_snapshot())
+      ORDER BY j.tx, j.pos LIMIT $3
+    ) x
+    WHERE p.grp = $1 AND p.part = ANY($2::smallint[])
+  ), u AS (
+    SELECT order_id, max(seq) AS hi FROM b GROUP BY order_id
+  )
+  SELECT ${EVENT_COLUMNS}, b.part::int AS b_part, b.version AS b_version, b.tx::text AS b_tx, b.pos::text AS b_pos,
+         CASE WHEN j.seq = 1 THEN (SELECT jsonb_agg(jsonb_build_object('consumer', f.consumer, 'seq', f.seq, 'upto', f.upto, 'version', f.version))
+                                   FROM consumer_failures f WHERE f.order_id = j.order_id AND f.consumer = ANY($4::text[])) END AS owed
+  FROM u JOIN order_journal j ON j.order_id = u.order_id AND j.seq <= u.hi
+  LEFT JOIN b ON b.order_id = j.order_id AND b.seq = j.seq
+  ORDER BY j.order_id, j.seq`;
+
+/** Whether position (tx, pos) comes after (tx2, pos2). */
+const after = (tx: string, pos: string, tx2: string, pos2: string) => {
+  const a = BigInt(tx);
+  const b = BigInt(tx2);
+  return a > b || (a === b && BigInt(pos) > BigInt(pos2));
+};
+
+const MOVE_POSITIONS = `
+  UPDATE consumer_positions c SET tx = i.tx::xid8, pos = i.pos, version = c.version + 1, updated_at = now()
+  FROM jsonb_to_recordset($1::jsonb) AS i(part smallint, version int, tx text, pos bigint)
+  WHERE c.grp = $2 AND c.part = i.part AND c.version = i.version
+  RETURNING 1`;
+
+/** An owed order whose newer events the group passed: they are owed too (the row moves with them). */
+const OWE_MORE = `
+  UPDATE consumer_failures f SET upto = greatest(f.upto, i.upto), version = f.version + 1
+  FROM jsonb_to_recordset($1::jsonb) AS i(consumer text, order_id uuid, version int, upto int)
+  WHERE f.consumer = i.consumer AND f.order_id = i.order_id AND f.version = i.version
+  RETURNING 1`;
+
+const NEWLY_OWED = `
+  INSERT INTO consumer_failures (consumer, order_id, part, seq, upto, attempts, error, first_failed_at, last_failed_at, origin)
+  SELECT i.consumer, i.order_id, p.part, i.seq, i.upto, 1, i.error, now(), now(), 'failure'
+  FROM jsonb_to_recordset($1::jsonb) AS i(consumer text, order_id uuid, seq int, upto int, error text)
+  JOIN LATERAL (SELECT j.part FROM order_journal j WHERE j.order_id = i.order_id AND j.seq = i.seq) p ON true
+  ON CONFLICT (consumer, order_id) DO NOTHING
+  RETURNING 1`;
+
+/**
+ * Applies, for each partition, the next events after the group's position (at most
+ * `limitPerPart`), in one statement with the new positions. A consumer that owes an order on its
+ * own (it failed on it, or it is being rebuilt) skips that order's events, which become owed too.
+ * When the batch fails for a consumer's reason, the failing (consumer, order) units are found and
+ * owed on their own, and the rest is applied. Positions are checked against what was read: a
+ * delivery that lost a race (two replicas during a hand-over) reads again.
+ */
+export async function applyPartitions(
+  db: Database,
+  group: ConsumerGroup,
+  parts: readonly number[],
+  opts: { limitPerPart: number; log: Logger },
+): Promise<PartitionsApplied> {
+  if (parts.length === 0) return { byPart: new Map(), more: [], applied: 0 };
+  for (let attempt = 1; ; attempt += 1) {
+    const readAt = Date.now();
+    const rows = await db.query<BatchRow>(READ_BATCH, [group.name, parts, opts.limitPerPart, group.consumers.map((c) => c.name)]);
+    if (rows.length === 0) return { byPart: new Map(), more: [], applied: 0 };
+    const ends = new Map<number, { version: number; tx: string; pos: string; n: number }>();
+    const range = new Map<string, { lo: number; hi: number }>();
+    for (const r of rows) {
+      if (r.b_part === null) continue;
+      const end = ends.get(r.b_part);
+      const later = !end || after(r.b_tx!, r.b_pos!, end.tx, end.pos);
+      ends.set(r.b_part, { version: r.b_version!, tx: later ? r.b_tx! : end.tx, pos: later ? r.b_pos! : end.pos, n: (end?.n ?? 0) + 1 });
+      const o = range.get(r.order_id);
+      range.set(r.order_id, { lo: Math.min(o?.lo ?? r.seq, r.seq), hi: Math.max(o?.hi ?? r.seq, r.seq) });
+    }
+    const history = historyOf(rows);
+    const units: Unit[] = [];
+    const skipped: { consumer: string; order_id: string; version: number; upto: number }[] = [];
+    for (const consumer of group.consumers) {
+      for (const [orderId, { lo, hi }] of range) {
+        const owed = history.owed.get(ownedKey(consumer.name, orderId));
+        if (owed) skipped.push({ consumer: consumer.name, order_id: orderId, version: owed.version, upto: hi });
+        else units.push({ consumer, orderId, from: lo, upto: hi });
+      }
+    }
+    const positions = [...ends].map(([part, e]) => ({ part, version: e.version, tx: e.tx, pos: e.pos }));
+    const guards = (failed: { unit: Unit; err: unknown }[]): Guard[] => {
+      const out: Guard[] = [{ text: MOVE_POSITIONS, params: [json(positions), group.name], expect: positions.length }];
+      if (skipped.length > 0) out.push({ text: OWE_MORE, params: [json(skipped)], expect: skipped.length });
+      if (failed.length > 0) {
+        const owed = failed.map(({ unit, err }) => ({ consumer: unit.consumer.name, order_id: unit.orderId, seq: unit.from, upto: unit.upto, error: describe(err).slice(0, 2000) }));
+        out.push({ text: NEWLY_OWED, params: [json(owed)], expect: owed.length });
+      }
+      return out;
+    };
+    const result = (applied: number): PartitionsApplied => ({
+      byPart: new Map([...ends].map(([part, e]) => [part, e.n])),
+      more: [...ends].filter(([, e]) => e.n >= opts.limitPerPart).map(([part]) => part),
+      applied,
+    });
+    const spans = tracingEnabled()
+      ? consumerSpans('events.apply', history, eventsIn(range, history), readAt, { [ATTR.partitions]: ends.size, 'baedal.batch.attempt': attempt })
+      : undefined;
+    try {
+      return await withSpan(spans?.batch, async () => {
+        let planned: PlannedUnits | undefined;
+        try {
+          planned = planUnits(units, history, spans);
+          await commit(db, planned, guards([]));
+          spans?.end();
+          return result(planned.events);
+        } catch (err) {
+          if (!isApplicationError(err)) throw err;
+          spans?.endConsumers(err);
+          // Some consumer failed on some order: owe those units on their own, apply the rest.
+          const failing = await failingUnits(db, units, history);
+          if (failing.size === 0) throw err;
+          for (const [unit, why] of failing) {
+            opts.log.warn({ err: describe(why), consumer: unit.consumer.name, orderId: unit.orderId }, 'consumer failed on an order; it stays owed');
+          }
+          const rest = units.filter((u) => !failing.has(u));
+          planned = planUnits(rest, history, spans);
+          await commit(db, planned, guards([...failing].map(([unit, e]) => ({ unit, err: e }))));
+          spans?.end();
+          return result(planned.events);
+        }
+      });
+    } catch (err) {
+      spans?.end(err);
+      if ((isPositionMoved(err) || isConflict(err)) && attempt < CONFLICT_RETRIES) {
+        await new Promise((resolve) => setTimeout(resolve, Math.random() * 5 * attempt));
+        continue;
+      }
+      throw err;
+    }
+  }
+}
