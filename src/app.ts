@@ -1,13 +1,13 @@
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { DataSource } from 'typeorm';
 import type { Config } from './config.ts';
-import { createDataSource, ensureDatabase, initialize, migrate, whenDatabaseAnswers } from './db/data-source.ts';
-import { Database } from './db/pg.ts';
+import type { Database } from './db/pg.ts';
 import type { Logger } from './log.ts';
 import { createRuntimeMetrics, observe, type RuntimeMetrics } from './metrics.ts';
-import { notificationDelivery, type NotificationRow } from './notifications/delivery.work.ts';
+import { notificationDelivery } from './notifications/delivery.work.ts';
 import { notifierConsumer } from './notifications/notifier.consumer.ts';
-import { logTransport, webhookTransport, type NotificationTransport } from './notifications/transports.ts';
+import { notificationTransport, sendAfterCommit } from './notifications/sender.ts';
+import type { NotificationTransport } from './notifications/transports.ts';
 import { createPay } from './payment/pay.ts';
 import type { PaymentGateway } from './payment/payment-gateway.ts';
 import { handOverAbandoned, paymentReconciliation } from './payment/reconcile.work.ts';
@@ -15,20 +15,20 @@ import { refundWork } from './payment/refund.work.ts';
 import { createResilientGateway, type ResilientGateway } from './payment/resilient-gateway.ts';
 import { viewConsumers } from './views/registry.ts';
 import type { AnyConsumer, ConsumerGroup } from './actors/consumers/types.ts';
-import { establishClusterId } from './actors/cluster-identity.ts';
+import { connectPostgres, connectRedis } from './actors/connect.ts';
 import { EventBus } from './actors/event-bus.ts';
 import { oldestWaiting } from './actors/work-queue.ts';
 import { ensurePartitions, EVENTS_GROUP } from './actors/partitions.ts';
-import { within } from './actors/queues.ts';
 import { createOrderActors, type OrderActors } from './actors/order-actor.ts';
 import { createOrderSteps } from './actors/order-step.ts';
 import { OrderStore } from './actors/order-store.ts';
 import { ReplicaLease } from './actors/replica-lease.ts';
+import { runShutdownSteps } from './actors/shutdown-steps.ts';
 import { batchedMenuLookup } from './catalog/pricing.ts';
 import { Sweeper } from './actors/sweeper.ts';
 import { timerWork } from './actors/timers.work.ts';
 import { WorkQueue } from './actors/work-queue.ts';
-import { runClaimed, type WorkKind } from './actors/work.ts';
+import type { WorkKind } from './actors/work.ts';
 import { orderMachines, type OrderMachines } from './machines/order/registry.ts';
 
 export type RuntimeConfig = Pick<
@@ -115,39 +115,7 @@ export interface RuntimeDeps {
 
 /** Connects to PostgreSQL and Redis, migrates, and starts (unless ROLE=api) the workers and the sweeper. */
 export async function startRuntime({ config, log, payments: gateway, clock, transport, machines = orderMachines() }: RuntimeDeps): Promise<Runtime> {
-  const waiting = (err: Error, pauseMs: number) => log.warn({ err: err.message, retryInMs: pauseMs }, 'PostgreSQL is not available yet; waiting');
-  const startupDeadline = Date.now() + config.STARTUP_WAIT_MS;
-  const untilDeadline = () => Math.max(0, startupDeadline - Date.now());
-  const migrated = await whenDatabaseAnswers(
-    async () => {
-      await ensureDatabase(config.DATABASE_URL);
-      return migrate(config.DATABASE_URL);
-    },
-    untilDeadline(),
-    waiting,
-  );
-  const db = await whenDatabaseAnswers(
-    () =>
-      initialize(
-        createDataSource(config.DATABASE_URL, config.DATABASE_POOL_SIZE, {
-          connectMs: config.DATABASE_CONNECT_TIMEOUT_MS,
-          statementMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
-          lockMs: config.DATABASE_LOCK_TIMEOUT_MS,
-          idleInTransactionMs: config.DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS,
-        }),
-      ),
-    untilDeadline(),
-    waiting,
-  );
-  const [vacuum] = (await db.query(`SELECT current_setting('autovacuum') AS autovacuum`)) as { autovacuum: string }[];
-  if (vacuum?.autovacuum !== 'on') {
-    log.warn(
-      { autovacuum: vacuum?.autovacuum },
-      "PostgreSQL's autovacuum is off: the tables will fill with dead rows and their statistics go stale, and the service slows down over time. Turn it on, or run VACUUM (ANALYZE) regularly",
-    );
-  }
-  if (migrated.length > 0) log.info({ migrations: migrated }, 'database migrated');
-  const pg = Database.of(db);
+  const { db, pg } = await connectPostgres(config, log);
   const metrics = createRuntimeMetrics();
 
   const breakerLog = log.child({ part: 'payment-breaker' });
@@ -160,58 +128,15 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
     onCall: (operation, outcome, seconds) => metrics.paymentDuration.observe({ operation, outcome }, seconds),
   });
 
-  // Fail fast rather than queue commands while Redis is away: callers degrade, nothing waits forever.
-  const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: true });
-  redis.on('error', (err) => log.debug({ err: err.message }, 'redis client error'));
-  await redis.connect().catch((err: Error) => log.warn({ err: err.message }, 'Redis is not reachable yet'));
-  let clusterId: string;
-  try {
-    clusterId = await establishClusterId({ db: pg, redis, prefix: config.QUEUE_PREFIX, databaseName: new URL(config.DATABASE_URL).pathname.slice(1) });
-  } catch (err) {
-    redis.disconnect();
-    await db.destroy().catch(() => undefined);
-    throw err;
-  }
+  const { redis, clusterId } = await connectRedis(config, log, { db, pg });
 
   const work = new WorkQueue({ redisUrl: config.REDIS_URL, prefix: config.QUEUE_PREFIX, log, cluster: clusterId });
-  if (transport === undefined && config.NOTIFY_WEBHOOK_URL && !config.NOTIFY_WEBHOOK_SECRET) {
-    log.warn('NOTIFY_WEBHOOK_URL is set without NOTIFY_WEBHOOK_SECRET: webhook requests go unsigned, and a receiver cannot tell them from forged ones. Set NOTIFY_WEBHOOK_SECRET in production');
-  }
-  const ownTransport =
-    transport === undefined && config.NOTIFY_WEBHOOK_URL
-      ? webhookTransport(config.NOTIFY_WEBHOOK_URL, {
-          timeoutMs: config.NOTIFY_TIMEOUT_MS,
-          concurrency: config.NOTIFY_CONCURRENCY,
-          batchMax: config.NOTIFY_BATCH ? config.NOTIFY_BATCH_MAX : undefined,
-          secrets: config.NOTIFY_WEBHOOK_SECRET,
-          onRequest: (outcome, seconds) => metrics.notificationDelivery.observe({ outcome }, seconds),
-        })
-      : undefined;
-  const notify = transport ?? ownTransport ?? logTransport(log.child({ part: 'notify' }));
+  const { notify, own: ownTransport } = notificationTransport(config, log, {
+    transport,
+    onRequest: (outcome, seconds) => metrics.notificationDelivery.observe({ outcome }, seconds),
+  });
   const notifications = notificationDelivery(pg, notify, config.NOTIFY_RETRY_MAX_MS);
-  const workLog = log.child({ part: 'work' });
-  let sending = 0;
-  // Notifications are sent by the replica that created them, right after the commit; a lost
-  // send (crash, too many waiting) is only delayed: the rows stay owed and the sweeper has them.
-  // While the most sends run at once, new rows wait here (bounded) and go with the next free send,
-  // many per run: at the top rate, leaving them to the sweeper's overdue pass let them fall behind.
-  const unsent: NotificationRow[] = [];
-  const WAITING_MAX = 20_000;
-  const SEND_BATCH = 500;
-  const send = (rows: NotificationRow[]) => {
-    sending += 1;
-    void runClaimed(notifications, rows, { prompt: work, log: workLog })
-      .catch((err: Error) => workLog.warn({ err: err.message }, 'notifications not sent now; they stay owed'))
-      .finally(() => {
-        sending -= 1;
-        if (unsent.length > 0) send(unsent.splice(0, SEND_BATCH));
-      });
-  };
-  const sendNow = (rows: NotificationRow[]) => {
-    if (sending < config.WORKER_CONCURRENCY * 4) return send(rows);
-    // Past the bound, leave them to the sweeper once their lease runs out.
-    if (unsent.length + rows.length <= WAITING_MAX) unsent.push(...rows);
-  };
+  const sendNow = sendAfterCommit(notifications, { prompt: work, log, maxSending: config.WORKER_CONCURRENCY * 4 });
   // One queue and, per batch, one transaction for every consumer (each falls back to its own on failure).
   const group: ConsumerGroup = { name: EVENTS_GROUP, consumers: [notifierConsumer(sendNow, config.WORK_LEASE_MS), ...viewConsumers(pg)] };
   const consumers: AnyConsumer[] = [...group.consumers];
@@ -335,14 +260,7 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
         ['redis', () => redis.quit().catch(() => redis.disconnect())],
         ['database', () => db.destroy()],
       ];
-      for (const [name, step] of steps) {
-        try {
-          // Each step is bounded: a dependency that hangs must not hold the process past its budget.
-          if ((await within(step(), graceMs + 2000)) === 'timeout') log.warn({ step: name }, 'shutdown step timed out');
-        } catch (err) {
-          log.error({ err, step: name }, 'shutdown step failed');
-        }
-      }
+      await runShutdownSteps(steps, graceMs, log);
     })());
 
   return { db, pg, redis, payments, actors, bus, work, consumers, kinds, sweeper, metrics, machines, close };

@@ -1,0 +1,116 @@
+import type { Database } from '../db/pg.ts';
+import type { Logger } from '../log.ts';
+import { applyPartitions } from './consumers/apply.ts';
+import { retryOwed } from './consumers/owed.ts';
+import type { ConsumerGroup } from './consumers/types.ts';
+import type { PartitionLeases } from './partitions.ts';
+import { detached } from '../tracing.ts';
+
+const BATCH_EVENTS = 2000;
+/** Owed orders retried per statement. */
+export const OWED_BATCH = 200;
+
+export interface PartitionReaderOptions {
+  db: Database;
+  group: ConsumerGroup;
+  /** Which partitions this replica holds. */
+  leases: PartitionLeases;
+  /** The partitions this replica holds now, in order. */
+  owned: () => number[];
+  log: Logger;
+  /** How long a read waits for more wake-ups to join its batch. */
+  lingerMs?: number;
+  /** Most events read per batch, over all the partitions of the batch. */
+  batchEvents?: number;
+  onApplied?: (part: number, events: number) => void;
+}
+
+/**
+ * The owner's side of the event bus: reads the partitions it holds from their positions and
+ * applies batches across all of them in one statement each, when woken or polled, and retries the
+ * owed orders when due.
+ */
+export class PartitionReader {
+  private readonly dirty = new Set<number>();
+  private pumping: Promise<void> | undefined;
+  private lingering: NodeJS.Timeout | undefined;
+  private owedDue = false;
+  private stopped = false;
+
+  constructor(private readonly opts: PartitionReaderOptions) {}
+
+  /** The batch under way, if any. */
+  get reading(): Promise<void> | undefined {
+    return this.pumping;
+  }
+
+  /** The owed orders are retried with the next batch. */
+  oweRetry(): void {
+    this.owedDue = true;
+  }
+
+  /**
+   * Marks partitions as having new events, and reads them if this replica holds them. The read
+   * waits `lingerMs` first, so the wake-ups of every replica's commits of that moment make one
+   * batch (one read and one write for all of them); what arrives while a batch is applied is read
+   * right after it.
+   */
+  wake(parts: readonly number[]): void {
+    for (const p of parts) if (this.opts.leases.holds(p)) this.dirty.add(p);
+    if (this.pumping || this.lingering || this.stopped || (this.dirty.size === 0 && !this.owedDue)) return;
+    const linger = this.opts.lingerMs ?? 0;
+    if (linger <= 0) return this.startPump();
+    this.lingering = setTimeout(() => {
+      this.lingering = undefined;
+      this.startPump();
+    }, linger);
+  }
+
+  private startPump(): void {
+    if (this.pumping || this.stopped) return;
+    // A batch applies many orders' events: it must not run inside the span of whatever woke it.
+    this.pumping = detached(() => this.pump()).finally(() => {
+      this.pumping = undefined;
+      if ((this.dirty.size > 0 || this.owedDue) && !this.stopped) this.startPump();
+    });
+  }
+
+  /** Applies batches until the woken partitions are read to their end; retries owed orders when due. */
+  private async pump(): Promise<void> {
+    const limit = this.opts.batchEvents ?? BATCH_EVENTS;
+    while (!this.stopped) {
+      const parts = [...this.dirty].filter((p) => this.opts.leases.holds(p));
+      this.dirty.clear();
+      const owed = this.owedDue;
+      this.owedDue = false;
+      if (parts.length === 0 && !owed) return;
+      try {
+        if (parts.length > 0) {
+          const result = await applyPartitions(this.opts.db, this.opts.group, parts, {
+            limitPerPart: Math.max(50, Math.ceil(limit / parts.length)),
+            log: this.opts.log,
+          });
+          for (const [part, n] of result.byPart) this.opts.onApplied?.(part, n);
+          for (const p of result.more) this.dirty.add(p);
+        }
+        if (owed && this.opts.leases.owned().size > 0) {
+          const r = await retryOwed(this.opts.db, this.opts.group, { parts: this.opts.owned(), limit: OWED_BATCH }, this.opts.log);
+          if (r.more) this.owedDue = true;
+        }
+      } catch (err) {
+        // PostgreSQL away, or races that kept repeating: the poll comes back to these partitions.
+        this.opts.log.warn({ err: (err as Error).message, parts }, 'could not apply events now; will try again');
+        for (const p of parts) this.dirty.add(p);
+        if (owed) this.owedDue = true;
+        await new Promise((resolve) => setTimeout(resolve, 250));
+        return;
+      }
+    }
+  }
+
+  /** Reads no more: a batch under way ends after its statement, a lingering read never starts. */
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.lingering);
+  }
+}
