@@ -15,7 +15,7 @@ import { refundWork } from './payment/refund.work.ts';
 import { createResilientGateway, type ResilientGateway } from './payment/resilient-gateway.ts';
 import { viewConsumers } from './views/registry.ts';
 import type { AnyConsumer, ConsumerGroup } from './actors/consumers/types.ts';
-import { connectPostgres, connectRedis } from './actors/connect.ts';
+import { connectPostgres, connectRedis, type PostgresConfig } from './actors/connect.ts';
 import { EventBus } from './actors/event-bus.ts';
 import { oldestWaiting } from './actors/work-queue.ts';
 import { ensurePartitions, EVENTS_GROUP } from './actors/partitions.ts';
@@ -31,51 +31,46 @@ import { WorkQueue } from './actors/work-queue.ts';
 import type { WorkKind } from './actors/work.ts';
 import { orderMachines, type OrderMachines } from './machines/order/registry.ts';
 
-export type RuntimeConfig = Pick<
-  Config,
-  | 'DATABASE_URL'
-  | 'DATABASE_POOL_SIZE'
-  | 'DATABASE_CONNECT_TIMEOUT_MS'
-  | 'DATABASE_STATEMENT_TIMEOUT_MS'
-  | 'DATABASE_LOCK_TIMEOUT_MS'
-  | 'DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS'
-  | 'ORDER_CACHE_SIZE'
-  | 'GROUP_COMMIT_MAX'
-  | 'GROUP_COMMIT_IN_FLIGHT'
-  | 'REDIS_URL'
-  | 'QUEUE_PREFIX'
-  | 'WORKER_CONCURRENCY'
-  | 'JOB_LOCK_MS'
-  | 'SHUTDOWN_TIMEOUT_MS'
-  | 'STARTUP_WAIT_MS'
-  | 'ROLE'
-  | 'PAYMENT_TIMEOUT_MS'
-  | 'PAYMENT_RETRIES'
-  | 'PAYMENT_BREAKER_FAILURES'
-  | 'PAYMENT_BREAKER_HALF_OPEN_MS'
-  | 'PAYMENT_RECONCILE_AFTER_MS'
-  | 'PAYMENT_SETTLE_MS'
-  | 'REPLICA_LEASE_MS'
-  | 'REFUND_RETRY_MAX_MS'
-  | 'NOTIFY_WEBHOOK_URL'
-  | 'NOTIFY_WEBHOOK_SECRET'
-  | 'NOTIFY_TIMEOUT_MS'
-  | 'NOTIFY_RETRY_MAX_MS'
-  | 'NOTIFY_CONCURRENCY'
-  | 'NOTIFY_BATCH'
-  | 'NOTIFY_BATCH_MAX'
-  | 'STORE_ACCEPT_TIMEOUT_MS'
-  | 'UNPAID_ORDER_TIMEOUT_MS'
-  | 'EVENT_PARTITIONS'
-  | 'EVENTS_LEASE_MS'
-  | 'EVENTS_POLL_MS'
-  | 'MAX_UNPAID_ORDERS_PER_CUSTOMER'
-  | 'SWEEP_INTERVAL_MS'
-  | 'WORK_LEASE_MS'
-  | 'EVENTS_LINGER_MS'
-  | 'NOTIFICATION_RETENTION_DAYS'
-  | 'IDEMPOTENCY_KEY_TTL_HOURS'
->;
+/** The settings the runtime reads: connecting to PostgreSQL (connect.ts), and the rest. */
+export type RuntimeConfig = PostgresConfig &
+  Pick<
+    Config,
+    | 'ORDER_CACHE_SIZE'
+    | 'GROUP_COMMIT_MAX'
+    | 'GROUP_COMMIT_IN_FLIGHT'
+    | 'REDIS_URL'
+    | 'QUEUE_PREFIX'
+    | 'WORKER_CONCURRENCY'
+    | 'JOB_LOCK_MS'
+    | 'SHUTDOWN_TIMEOUT_MS'
+    | 'ROLE'
+    | 'PAYMENT_TIMEOUT_MS'
+    | 'PAYMENT_RETRIES'
+    | 'PAYMENT_BREAKER_FAILURES'
+    | 'PAYMENT_BREAKER_HALF_OPEN_MS'
+    | 'PAYMENT_RECONCILE_AFTER_MS'
+    | 'PAYMENT_SETTLE_MS'
+    | 'REPLICA_LEASE_MS'
+    | 'REFUND_RETRY_MAX_MS'
+    | 'NOTIFY_WEBHOOK_URL'
+    | 'NOTIFY_WEBHOOK_SECRET'
+    | 'NOTIFY_TIMEOUT_MS'
+    | 'NOTIFY_RETRY_MAX_MS'
+    | 'NOTIFY_CONCURRENCY'
+    | 'NOTIFY_BATCH'
+    | 'NOTIFY_BATCH_MAX'
+    | 'STORE_ACCEPT_TIMEOUT_MS'
+    | 'UNPAID_ORDER_TIMEOUT_MS'
+    | 'EVENT_PARTITIONS'
+    | 'EVENTS_LEASE_MS'
+    | 'EVENTS_POLL_MS'
+    | 'MAX_UNPAID_ORDERS_PER_CUSTOMER'
+    | 'SWEEP_INTERVAL_MS'
+    | 'WORK_LEASE_MS'
+    | 'EVENTS_LINGER_MS'
+    | 'NOTIFICATION_RETENTION_DAYS'
+    | 'IDEMPOTENCY_KEY_TTL_HOURS'
+  >;
 
 export interface Runtime {
   /** TypeORM's DataSource (migrations, ad-hoc queries). */
