@@ -1,7 +1,7 @@
 import type { Database } from '../../db/pg.ts';
 import type { Logger } from '../../log.ts';
 import { ATTR, tracingEnabled, withSpan } from '../../tracing.ts';
-import { CONFLICT_RETRIES, describe, isApplicationError, isConflict, isPositionMoved } from './errors.ts';
+import { describe, isApplicationError, untilNoLostRace } from './errors.ts';
 import { EVENT_COLUMNS, eventsIn, historyOf, ownedKey, type HistoryRow } from './history.ts';
 import { commit, failingUnits, planUnits, type PlannedUnits, type Unit } from './plan.ts';
 import { consumerSpans } from './spans.ts';
@@ -95,7 +95,7 @@ export async function applyPartitions(
   opts: { limitPerPart: number; log: Logger },
 ): Promise<PartitionsApplied> {
   if (parts.length === 0) return { byPart: new Map(), more: [], applied: 0 };
-  for (let attempt = 1; ; attempt += 1) {
+  return untilNoLostRace(async (attempt) => {
     const readAt = Date.now();
     const rows = await db.query<BatchRow>(READ_BATCH, [group.name, parts, opts.limitPerPart, group.consumers.map((c) => c.name)]);
     if (rows.length === 0) return { byPart: new Map(), more: [], applied: 0 };
@@ -163,11 +163,7 @@ export async function applyPartitions(
       });
     } catch (err) {
       spans?.end(err);
-      if ((isPositionMoved(err) || isConflict(err)) && attempt < CONFLICT_RETRIES) {
-        await new Promise((resolve) => setTimeout(resolve, Math.random() * 5 * attempt));
-        continue;
-      }
       throw err;
     }
-  }
+  });
 }

@@ -1,3 +1,4 @@
+import { ExponentialBackoff, handleWhen, retry } from 'cockatiel';
 /** SQLSTATEs raised by `baedal_fail()` inside a batch statement (see the migration that creates it). */
 export const POSITION_MOVED = 'BAE01';
 export const EFFECT_REFUSED = 'BAE02';
@@ -30,4 +31,19 @@ export function isApplicationError(err: unknown): boolean {
 
 export function describe(err: unknown): string {
   return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+}
+
+/** A batch that lost a race: another delivery moved its positions first, or PostgreSQL gave it up in a deadlock. */
+const lostRace = retry(handleWhen((err) => isPositionMoved(err) || isConflict(err)), {
+  maxAttempts: CONFLICT_RETRIES - 1,
+  // A few milliseconds, more each time and jittered, so the racers stop meeting.
+  backoff: new ExponentialBackoff({ initialDelay: 2, maxDelay: 60 }),
+});
+
+/**
+ * Runs `attempt` (its number from 1) again, reading afresh, while it loses a race: at most
+ * CONFLICT_RETRIES times in all. The consumers' one retry policy; any other error goes out at once.
+ */
+export function untilNoLostRace<T>(attempt: (n: number) => Promise<T>): Promise<T> {
+  return lostRace.execute(({ attempt: retries }) => attempt(retries + 1));
 }

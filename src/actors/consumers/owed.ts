@@ -1,7 +1,7 @@
 import type { Database } from '../../db/pg.ts';
 import type { Logger } from '../../log.ts';
 import { tracingEnabled, withSpan } from '../../tracing.ts';
-import { CONFLICT_RETRIES, describe, isApplicationError, isConflict, isPositionMoved } from './errors.ts';
+import { describe, isApplicationError, untilNoLostRace } from './errors.ts';
 import { eventsIn, ownedKey, readHistory } from './history.ts';
 import { commit, failingUnits, planUnits, rangesOf, type PlannedUnits, type Unit } from './plan.ts';
 import { consumerSpans } from './spans.ts';
@@ -49,7 +49,7 @@ export interface OwedFilter {
  */
 export async function retryOwed(db: Database, group: ConsumerGroup, filter: OwedFilter, log: Logger): Promise<{ done: number; failed: number; more: boolean; events: number }> {
   const names = group.consumers.map((c) => c.name).filter((n) => !filter.consumer || n === filter.consumer);
-  for (let attempt = 1; ; attempt += 1) {
+  return untilNoLostRace(async () => {
     const readAt = Date.now();
     const rows = await db.query<OwedRow>(
       `SELECT f.consumer, f.order_id, f.seq, f.version FROM consumer_failures f
@@ -108,11 +108,7 @@ export async function retryOwed(db: Database, group: ConsumerGroup, filter: Owed
       });
     } catch (err) {
       spans?.end(err);
-      if ((isPositionMoved(err) || isConflict(err)) && attempt < CONFLICT_RETRIES) {
-        await new Promise((resolve) => setTimeout(resolve, Math.random() * 5 * attempt));
-        continue;
-      }
       throw err;
     }
-  }
+  });
 }
