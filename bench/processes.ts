@@ -171,3 +171,15 @@ export function portOpen(port: number): Promise<boolean> {
     socket.once('error', () => resolve(false));
   });
 }
+
+/**
+ * One of the benchmark's own HTTP helpers (the webhook receiver, the OTLP sink): `script` run by
+ * tsx on a free port, answered once its `/_bench/stats` does. Returns its base URL and process.
+ */
+export async function startStatsServer(group: ProcessGroup, name: string, script: string): Promise<{ base: string; child: Managed }> {
+  const port = await freePort();
+  const child = group.start(name, process.execPath, ['--import', 'tsx', script], { env: { ...process.env, PORT: String(port) } });
+  const base = `http://127.0.0.1:${port}`;
+  await waitUntil(async () => (await httpStatus(`${base}/_bench/stats`)) === 200, `the ${name}`, 30_000, child);
+  return { base, child };
+}

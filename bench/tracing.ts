@@ -1,6 +1,6 @@
 // Tracing in the benchmark: the OTLP sink (bench/otlp-sink.ts) in a process of its own, and what
 // a service process needs to export its traces there.
-import { freePort, httpStatus, waitUntil, type Managed, type ProcessGroup } from './processes.ts';
+import { startStatsServer, type Managed, type ProcessGroup } from './processes.ts';
 
 /** What the sink received since its last reset. */
 export interface SinkStats {
@@ -16,13 +16,8 @@ export class OtlpSink {
   ) {}
 
   static async start(group: ProcessGroup): Promise<OtlpSink> {
-    const port = await freePort();
-    const child = group.start('otlp-sink', globalThis.process.execPath, ['--import', 'tsx', 'bench/otlp-sink.ts'], {
-      env: { ...globalThis.process.env, PORT: String(port) },
-    });
-    const sink = new OtlpSink(`http://127.0.0.1:${port}`, child);
-    await waitUntil(async () => (await httpStatus(`${sink.base}/_bench/stats`)) === 200, 'the OTLP sink', 30_000, child);
-    return sink;
+    const { base, child } = await startStatsServer(group, 'otlp-sink', 'bench/otlp-sink.ts');
+    return new OtlpSink(base, child);
   }
 
   /**

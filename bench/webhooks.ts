@@ -5,7 +5,7 @@ import pg from 'pg';
 import type { LoadSummary } from '../scripts/load/runner.ts';
 import type { CommandName } from '../scripts/load/scenario.ts';
 import { percentile } from '../scripts/load/stats.ts';
-import { freePort, httpStatus, waitUntil, type Managed, type ProcessGroup } from './processes.ts';
+import { startStatsServer, type Managed, type ProcessGroup } from './processes.ts';
 
 export interface ReceiverStats {
   /** POSTs answered since the last reset, repeats included. */
@@ -27,13 +27,8 @@ export class WebhookReceiver {
   ) {}
 
   static async start(group: ProcessGroup): Promise<WebhookReceiver> {
-    const port = await freePort();
-    const child = group.start('webhook-receiver', globalThis.process.execPath, ['--import', 'tsx', 'bench/webhook-receiver.ts'], {
-      env: { ...globalThis.process.env, PORT: String(port) },
-    });
-    const receiver = new WebhookReceiver(`http://127.0.0.1:${port}`, child);
-    await waitUntil(async () => (await httpStatus(`${receiver.base}/_bench/stats`)) === 200, 'the webhook receiver', 30_000, child);
-    return receiver;
+    const { base, child } = await startStatsServer(group, 'webhook-receiver', 'bench/webhook-receiver.ts');
+    return new WebhookReceiver(base, child);
   }
 
   /** What the services are given as their webhook (NOTIFY_WEBHOOK_URL). */
