@@ -110,7 +110,7 @@ export interface RuntimeDeps {
 
 /** Connects to PostgreSQL and Redis, migrates, and starts (unless ROLE=api) the workers and the sweeper. */
 export async function startRuntime({ config, log, payments: gateway, clock, transport, machines = orderMachines() }: RuntimeDeps): Promise<Runtime> {
-  const { db, pg } = await connectPostgres(config, log);
+  const { db, pg, whileStarting } = await connectPostgres(config, log);
   const metrics = createRuntimeMetrics();
 
   const breakerLog = log.child({ part: 'payment-breaker' });
@@ -123,7 +123,7 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
     onCall: (operation, outcome, seconds) => metrics.paymentDuration.observe({ operation, outcome }, seconds),
   });
 
-  const { redis, clusterId } = await connectRedis(config, log, { db, pg });
+  const { redis, clusterId } = await connectRedis(config, log, { db, pg, whileStarting });
 
   const work = new WorkQueue({ redisUrl: config.REDIS_URL, prefix: config.QUEUE_PREFIX, log, cluster: clusterId });
   const { notify, own: ownTransport } = notificationTransport(config, log, {
@@ -135,7 +135,7 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
   // One queue and, per batch, one transaction for every consumer (each falls back to its own on failure).
   const group: ConsumerGroup = { name: EVENTS_GROUP, consumers: [notifierConsumer(sendNow, config.WORK_LEASE_MS), ...viewConsumers(pg)] };
   const consumers: AnyConsumer[] = [...group.consumers];
-  await ensurePartitions(pg, config.EVENT_PARTITIONS, [group.name]);
+  await whileStarting(() => ensurePartitions(pg, config.EVENT_PARTITIONS, [group.name]));
   const bus = new EventBus({
     db: pg,
     cluster: clusterId,
@@ -183,7 +183,7 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
       if (keys.length > 0) log.warn({ attempts: keys }, 'payments of a replica that is gone handed to reconciliation');
     },
   });
-  await replica.start();
+  await whileStarting(() => replica.start());
   const pay = createPay({
     steps,
     payments,

@@ -17,33 +17,34 @@ export type PostgresConfig = Pick<
   | 'STARTUP_WAIT_MS'
 >;
 
-/** Waits (up to STARTUP_WAIT_MS) for PostgreSQL, creates the database if need be, migrates it and opens the pool. */
-export async function connectPostgres(config: PostgresConfig, log: Logger): Promise<{ db: DataSource; pg: Database }> {
+/** Runs a start-up step on PostgreSQL, waiting out its unavailability until the start-up deadline. */
+export type WhileStarting = <T>(step: () => Promise<T>) => Promise<T>;
+
+/**
+ * Waits (up to STARTUP_WAIT_MS) for PostgreSQL, creates the database if need be, migrates it and
+ * opens the pool. `whileStarting` runs the later start-up steps under the same deadline, so an
+ * outage that begins in the middle of a start is waited out as one at its beginning is.
+ */
+export async function connectPostgres(config: PostgresConfig, log: Logger): Promise<{ db: DataSource; pg: Database; whileStarting: WhileStarting }> {
   const waiting = (err: Error, pauseMs: number) => log.warn({ err: err.message, retryInMs: pauseMs }, 'PostgreSQL is not available yet; waiting');
   const startupDeadline = Date.now() + config.STARTUP_WAIT_MS;
   const untilDeadline = () => Math.max(0, startupDeadline - Date.now());
-  const migrated = await whenDatabaseAnswers(
-    async () => {
-      await ensureDatabase(config.DATABASE_URL);
-      return migrate(config.DATABASE_URL);
-    },
-    untilDeadline(),
-    waiting,
+  const whileStarting: WhileStarting = (step) => whenDatabaseAnswers(step, untilDeadline(), waiting);
+  const migrated = await whileStarting(async () => {
+    await ensureDatabase(config.DATABASE_URL);
+    return migrate(config.DATABASE_URL);
+  });
+  const db = await whileStarting(() =>
+    initialize(
+      createDataSource(config.DATABASE_URL, config.DATABASE_POOL_SIZE, {
+        connectMs: config.DATABASE_CONNECT_TIMEOUT_MS,
+        statementMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
+        lockMs: config.DATABASE_LOCK_TIMEOUT_MS,
+        idleInTransactionMs: config.DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS,
+      }),
+    ),
   );
-  const db = await whenDatabaseAnswers(
-    () =>
-      initialize(
-        createDataSource(config.DATABASE_URL, config.DATABASE_POOL_SIZE, {
-          connectMs: config.DATABASE_CONNECT_TIMEOUT_MS,
-          statementMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
-          lockMs: config.DATABASE_LOCK_TIMEOUT_MS,
-          idleInTransactionMs: config.DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS,
-        }),
-      ),
-    untilDeadline(),
-    waiting,
-  );
-  const [vacuum] = (await db.query(`SELECT current_setting('autovacuum') AS autovacuum`)) as { autovacuum: string }[];
+  const [vacuum] = (await whileStarting(() => db.query(`SELECT current_setting('autovacuum') AS autovacuum`))) as { autovacuum: string }[];
   if (vacuum?.autovacuum !== 'on') {
     log.warn(
       { autovacuum: vacuum?.autovacuum },
@@ -51,7 +52,7 @@ export async function connectPostgres(config: PostgresConfig, log: Logger): Prom
     );
   }
   if (migrated.length > 0) log.info({ migrations: migrated }, 'database migrated');
-  return { db, pg: Database.of(db) };
+  return { db, pg: Database.of(db), whileStarting };
 }
 
 /**
@@ -61,7 +62,7 @@ export async function connectPostgres(config: PostgresConfig, log: Logger): Prom
 export async function connectRedis(
   config: Pick<Config, 'REDIS_URL' | 'QUEUE_PREFIX' | 'DATABASE_URL'>,
   log: Logger,
-  { db, pg }: { db: DataSource; pg: Database },
+  { db, pg, whileStarting }: { db: DataSource; pg: Database; whileStarting: WhileStarting },
 ): Promise<{ redis: Redis; clusterId: string }> {
   // Fail fast rather than queue commands while Redis is away: callers degrade, nothing waits forever.
   const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: true });
@@ -69,7 +70,7 @@ export async function connectRedis(
   await redis.connect().catch((err: Error) => log.warn({ err: err.message }, 'Redis is not reachable yet'));
   let clusterId: string;
   try {
-    clusterId = await establishClusterId({ db: pg, redis, prefix: config.QUEUE_PREFIX, databaseName: new URL(config.DATABASE_URL).pathname.slice(1) });
+    clusterId = await whileStarting(() => establishClusterId({ db: pg, redis, prefix: config.QUEUE_PREFIX, databaseName: new URL(config.DATABASE_URL).pathname.slice(1) }));
   } catch (err) {
     redis.disconnect();
     await db.destroy().catch(() => undefined);
