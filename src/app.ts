@@ -8,6 +8,7 @@ import { notificationDelivery } from './notifications/delivery.work.ts';
 import { notifierConsumer } from './notifications/notifier.consumer.ts';
 import { notificationTransport, sendAfterCommit } from './notifications/sender.ts';
 import type { NotificationTransport } from './notifications/transports.ts';
+import { chargeGuard } from './payment/charge-guard.ts';
 import { createPay } from './payment/pay.ts';
 import type { PaymentGateway } from './payment/payment-gateway.ts';
 import { handOverAbandoned, paymentReconciliation } from './payment/reconcile.work.ts';
@@ -162,6 +163,8 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
     maxInFlight: config.GROUP_COMMIT_IN_FLIGHT,
     maxUnpaidOrders: config.MAX_UNPAID_ORDERS_PER_CUSTOMER,
     onStaleWrite: () => metrics.staleWrites.inc(),
+    // A pay's charge is written only together with its attempt (src/payment/charge-guard.ts).
+    guard: chargeGuard,
   }, machines);
   const steps = createOrderSteps({
     db: pg,

@@ -1,4 +1,3 @@
-import { StaleVersionError } from '../errors.ts';
 import type { OrderCommand } from '../machines/order/contract.ts';
 import type { OrderMachineInput } from '../machines/order/define.ts';
 import type { PlaceOrder } from '../catalog/pricing.ts';
@@ -6,9 +5,9 @@ import { annotate, ATTR, inSpan } from '../tracing.ts';
 import { createPlacement } from './order-placement.ts';
 import { createOrderQueries } from './order-queries.ts';
 import type { Actor, Cause } from './order-repository.ts';
-import { NO_CAUSE, requireVisible, type OrderSteps } from './order-step.ts';
+import { NO_CAUSE, requireCommand, type OrderSteps } from './order-step.ts';
 import type { OrderView, RefundView } from './order-view.ts';
-import { requireRole, type Principal, type Role } from './principal.ts';
+import type { Principal, Role } from './principal.ts';
 import { orderShownTo } from './privacy.ts';
 
 export type { OrderView, PlaceOrder, RefundView };
@@ -103,12 +102,7 @@ export function createOrderActors(steps: OrderSteps, pay: PayCommand) {
     const event = machineEvent(who, request);
     const order = await steps.step(
       orderId,
-      (found) => {
-        const row = requireVisible(who, found, orderId, request.type);
-        requireRole(who, COMMAND_ROLE[request.type], request.type);
-        if (ctx.expectedVersion !== undefined && ctx.expectedVersion !== row.version) throw new StaleVersionError(ctx.expectedVersion, row.version);
-        return row;
-      },
+      (found) => requireCommand(who, found, orderId, request.type, COMMAND_ROLE[request.type], ctx.expectedVersion),
       (_row, order) => steps.decide(order, event, request.type),
       who,
       ctx.cause ?? NO_CAUSE,

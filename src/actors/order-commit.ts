@@ -28,13 +28,12 @@ export interface Transition {
   refunds: readonly RefundIntent[];
   timers: readonly TimerIntent[];
   /**
-   * For `pay`: the payment attempt whose charge this transition records. The statement writes the
-   * order only together with the attempt (still undecided: pending or unknown, order still at
-   * `fromVersion`); if the order moved on it marks the attempt orphaned and records its refund
-   * instead. `outcome` says which happened once the statement ran (`gone`: the attempt was decided
-   * already, by another caller or by reconciliation).
+   * A condition of the feature that asked for the transition (see CommitGuard): the order is
+   * written only if the guard lets it. `data` is what the guard's statement part reads for it;
+   * `outcome` says what happened once the statement ran: `written`, the guard's own outcome, or
+   * `gone` (the guard neither let it through nor reported anything).
    */
-  payment?: { attemptKey: string; chargeId: string; amount: number; refundKey: string; outcome?: 'charged' | 'orphaned' | 'gone' };
+  guard?: { data: Record<string, unknown>; outcome?: string };
   /**
    * For a new order that was not written, why (set once the statement ran): its customer already
    * has the most unpaid orders allowed (`too-many`), or the count was being created by another
@@ -54,6 +53,8 @@ export interface CommitRules {
   partitions: number;
   /** Orders in `awaitingPayment` one customer may have at once (MAX_UNPAID_ORDERS_PER_CUSTOMER). */
   maxUnpaidOrders: number;
+  /** The statement that writes orders, with the guard of the feature wired in (`commitStatement`). */
+  statement: CommitStatement;
 }
 
 export interface Committed {
@@ -68,39 +69,46 @@ export interface Committed {
  */
 
 /**
+ * A feature's part in the statement that writes orders, for transitions that may be written only
+ * together with a record of the feature's own (a payment's charge). Its CTEs run before any order
+ * is written and read `input` (a guarded transition's `guard` column holds its `guard.data`) and
+ * `$4` (the order machine's id). They must define `guard_passed (id)`, the guarded orders that may
+ * be written, and `guard_outcomes (id, what)`, what happened to the others as the feature names
+ * it. A guard that locks rows locks orders first, in id order: every statement has one lock order.
+ */
+export interface CommitGuard {
+  ctes: string;
+  /** The same CTEs, also writing the trace context (`i.traceparent`) into the rows they insert. */
+  tracedCtes: string;
+}
+
+/** The statement that writes orders, as sent with tracing off and on. */
+export interface CommitStatement {
+  plain: string;
+  traced: string;
+}
+
+/** The guard part of a statement with no guard wired in: nothing passes, nothing is reported. */
+const NO_GUARD_CTES = `guard_passed AS (SELECT NULL::uuid AS id WHERE false),
+  guard_outcomes AS (SELECT NULL::uuid AS id, NULL::text AS what WHERE false)`;
+const NO_GUARD: CommitGuard = { ctes: NO_GUARD_CTES, tracedCtes: NO_GUARD_CTES };
+
+const GUARD_CTES = '/* guard */';
+
+/**
  * One statement for a batch of transitions on different orders (group commit): each order's
- * snapshot is written only if it is still at the version the transition was judged on; journal
- * rows, refunds and timers follow only for the orders written. Timers of a state the order left
- * are closed here (the new state's timer is inserted by the same statement, so it stays open).
+ * snapshot is written only if it is still at the version the transition was judged on (and, for a
+ * guarded transition, if its guard lets it); journal rows, refunds and timers follow only for the
+ * orders written. Timers of a state the order left are closed here (the new state's timer is
+ * inserted by the same statement, so it stays open).
  */
 const COMMIT_BATCH = `
   WITH input AS (
     SELECT * FROM jsonb_to_recordset($1::jsonb) AS i(
       id uuid, from_version int, version int, from_machine_version int, machine_version int, status text, snapshot jsonb, customer_id text, store_id text,
       rider_id text, area text, at timestamptz, event_id uuid, type text, data jsonb, actor jsonb, causation_id text, client_request_id text,
-      attempt_key text, charge_id text, charge_amount int, refund_key text, part smallint)
-  ), paying AS (
-    -- The orders of payments being recorded, locked first: their version then decides alone.
-    SELECT o.id, CASE WHEN o.machine_id = $4::text AND o.machine_version = i.from_machine_version THEN o.version ELSE -1 END AS version
-    FROM orders o JOIN input i ON i.id = o.id
-    WHERE o.id = ANY (ARRAY(SELECT id FROM input WHERE attempt_key IS NOT NULL)) AND i.attempt_key IS NOT NULL
-    ORDER BY o.id FOR UPDATE OF o
-  ), charged AS (
-    UPDATE payment_attempts a SET status = 'charged', charge_id = i.charge_id, decided_at = now(), due_at = NULL, lease_until = NULL
-    FROM input i JOIN paying p ON p.id = i.id AND p.version = i.from_version
-    WHERE a.idempotency_key = i.attempt_key AND a.status IN ('pending', 'unknown')
-    RETURNING a.idempotency_key
-  ), orphaned AS (
-    UPDATE payment_attempts a SET status = 'orphaned', charge_id = i.charge_id, decided_at = now(), due_at = NULL, lease_until = NULL
-    FROM input i JOIN paying p ON p.id = i.id AND p.version <> i.from_version
-    WHERE a.idempotency_key = i.attempt_key AND a.status IN ('pending', 'unknown')
-    RETURNING a.order_id, a.idempotency_key
-  ), orphan_refunds AS (
-    INSERT INTO refunds (idempotency_key, order_id, charge_id, amount, reason, status, requested_at, due_at)
-    SELECT i.refund_key, i.id, i.charge_id, i.charge_amount, 'orphaned', 'pending', now(), now()
-    FROM input i JOIN orphaned o ON o.idempotency_key = i.attempt_key
-    ON CONFLICT DO NOTHING
-  ), prior AS (
+      guard jsonb, part smallint)
+  ), ${GUARD_CTES}, prior AS (
     -- The status each order had at the version its transition was judged on: whenever the write
     -- below succeeds, this statement's snapshot holds that version (versions only grow).
     SELECT o.id, o.status FROM orders o WHERE o.id = ANY (ARRAY(SELECT id FROM input WHERE from_version > 0))
@@ -110,7 +118,7 @@ const COMMIT_BATCH = `
     FROM input i WHERE o.id = i.id AND o.id = ANY (ARRAY(SELECT id FROM input)) AND i.from_version > 0 AND o.version = i.from_version
       -- A snapshot moved to another machine version meanwhile is never overwritten by one judged on the old one.
       AND o.machine_id = $4::text AND o.machine_version = i.from_machine_version
-      AND (i.attempt_key IS NULL OR i.attempt_key IN (SELECT idempotency_key FROM charged))
+      AND (i.guard IS NULL OR o.id IN (SELECT id FROM guard_passed))
     RETURNING o.id, o.customer_id, o.status
   ), freed AS (
     -- Orders that stopped waiting for payment (paid, cancelled, expired) give their customer's slot back.
@@ -171,7 +179,7 @@ const COMMIT_BATCH = `
     FROM changed c WHERE tm.order_id = c.id AND tm.order_id = ANY (ARRAY(SELECT id FROM changed)) AND tm.due_at IS NOT NULL
   )
   SELECT id, 'written' AS what FROM written
-  UNION ALL SELECT order_id, 'orphaned' FROM orphaned
+  UNION ALL SELECT id, what FROM guard_outcomes
   -- A new order not written: over the limit, or admitted on a count another statement was creating.
   UNION ALL SELECT p.id, CASE WHEN p.id IN (SELECT id FROM admitted) THEN 'retry' ELSE 'too-many' END
     FROM new_orders p WHERE p.id NOT IN (SELECT id FROM created)`;
@@ -182,10 +190,7 @@ const COMMIT_BATCH = `
  * its parameters and its plan are those of COMMIT_BATCH.
  */
 const COMMIT_BATCH_TRACED = variant(COMMIT_BATCH, [
-  ['client_request_id text,\n      attempt_key text, charge_id text, charge_amount int, refund_key text, part smallint)',
-    'client_request_id text,\n      attempt_key text, charge_id text, charge_amount int, refund_key text, part smallint, traceparent text)'],
-  ["INSERT INTO refunds (idempotency_key, order_id, charge_id, amount, reason, status, requested_at, due_at)\n    SELECT i.refund_key, i.id, i.charge_id, i.charge_amount, 'orphaned', 'pending', now(), now()",
-    "INSERT INTO refunds (idempotency_key, order_id, charge_id, amount, reason, status, requested_at, due_at, traceparent)\n    SELECT i.refund_key, i.id, i.charge_id, i.charge_amount, 'orphaned', 'pending', now(), now(), i.traceparent"],
+  ['client_request_id text,\n      guard jsonb, part smallint)', 'client_request_id text,\n      guard jsonb, part smallint, traceparent text)'],
   ['INSERT INTO order_journal (order_id, seq, event_id, type, data, actor, causation_id, client_request_id, at, part, machine_version, status)\n    SELECT i.id, i.version, i.event_id, i.type, i.data, i.actor, i.causation_id, i.client_request_id, i.at, i.part, i.machine_version, i.status',
     'INSERT INTO order_journal (order_id, seq, event_id, type, data, actor, causation_id, client_request_id, at, part, machine_version, status, traceparent)\n    SELECT i.id, i.version, i.event_id, i.type, i.data, i.actor, i.causation_id, i.client_request_id, i.at, i.part, i.machine_version, i.status, i.traceparent'],
   ["INSERT INTO refunds (idempotency_key, order_id, charge_id, amount, reason, status, requested_at, due_at)\n    SELECT r.key, r.order_id, r.charge_id, r.amount, r.reason, 'pending', r.at, r.at\n    FROM jsonb_to_recordset($2::jsonb) AS r(key text, order_id uuid, charge_id text, amount integer, reason text, at timestamptz)",
@@ -193,6 +198,11 @@ const COMMIT_BATCH_TRACED = variant(COMMIT_BATCH, [
   ['INSERT INTO timers (id, order_id, version, event, fire_at, due_at, machine_version)\n    SELECT t.id, t.order_id, t.version, t.event, t.fire_at, t.fire_at, t.machine_version\n    FROM jsonb_to_recordset($3::jsonb) AS t(id text, order_id uuid, version int, event text, fire_at timestamptz, machine_version int)',
     'INSERT INTO timers (id, order_id, version, event, fire_at, due_at, machine_version, traceparent)\n    SELECT t.id, t.order_id, t.version, t.event, t.fire_at, t.fire_at, t.machine_version, t.traceparent\n    FROM jsonb_to_recordset($3::jsonb) AS t(id text, order_id uuid, version int, event text, fire_at timestamptz, machine_version int, traceparent text)'],
 ]);
+
+/** The statement that writes orders with `guard` wired in (none: no transition may carry a guard). */
+export function commitStatement(guard: CommitGuard = NO_GUARD): CommitStatement {
+  return { plain: COMMIT_BATCH.replace(GUARD_CTES, guard.ctes), traced: COMMIT_BATCH_TRACED.replace(GUARD_CTES, guard.tracedCtes) };
+}
 
 /**
  * Persists transitions in one statement (see COMMIT_BATCH): the snapshot with its new version,
@@ -222,10 +232,7 @@ export async function commitTransitions(sql: Sql, ts: readonly Transition[], rul
       actor: { sub: t.by.sub, role: t.by.role },
       causation_id: t.cause.causationId,
       client_request_id: t.cause.clientRequestId,
-      attempt_key: t.payment?.attemptKey ?? null,
-      charge_id: t.payment?.chargeId ?? null,
-      charge_amount: t.payment?.amount ?? null,
-      refund_key: t.payment?.refundKey ?? null,
+      guard: t.guard?.data ?? null,
       part: partitionOf(t.orderId, rules.partitions),
       ...(t.traceparent ? { traceparent: t.traceparent } : {}),
     };
@@ -237,7 +244,7 @@ export async function commitTransitions(sql: Sql, ts: readonly Transition[], rul
   const timers = ts.flatMap((t) =>
     t.timers.map((tm) => ({ id: tm.id, order_id: t.orderId, version: t.fromVersion + 1, event: tm.event, fire_at: tm.fireAt.toISOString(), machine_version: t.machine.version, ...(t.traceparent ? { traceparent: t.traceparent } : {}) })),
   );
-  const result = await sql.query<{ id: string; what: 'written' | 'orphaned' | 'too-many' | 'retry' }>(traced ? COMMIT_BATCH_TRACED : COMMIT_BATCH, [
+  const result = await sql.query<{ id: string; what: string }>(traced ? rules.statement.traced : rules.statement.plain, [
     JSON.stringify(rows),
     JSON.stringify(refunds),
     JSON.stringify(timers),
@@ -248,7 +255,7 @@ export async function commitTransitions(sql: Sql, ts: readonly Transition[], rul
   const ok = new Set(result.filter((r) => r.what === 'written').map((r) => r.id));
   for (const t of ts) {
     const outcome = what.get(t.orderId);
-    if (t.payment) t.payment.outcome = outcome === 'written' ? 'charged' : outcome === 'orphaned' ? 'orphaned' : 'gone';
+    if (t.guard) t.guard.outcome = outcome ?? 'gone';
     t.unwritten = outcome === 'too-many' || outcome === 'retry' ? outcome : undefined;
   }
   return rows.map((r) => (ok.has(r.id) ? { eventId: r.event_id, version: r.version } : undefined));

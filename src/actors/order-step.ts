@@ -1,5 +1,6 @@
+import { handleType, retry } from 'cockatiel';
 import type { Database, Sql } from '../db/pg.ts';
-import { AlreadyPickedError, DomainError, InvalidTransitionError, NotFoundError, TooManyUnpaidOrdersError } from '../errors.ts';
+import { AlreadyPickedError, DomainError, InvalidTransitionError, NotFoundError, StaleVersionError, TooManyUnpaidOrdersError } from '../errors.ts';
 import type { OrderCommand, OrderDomainEvent, OrderTimerDelay } from '../machines/order/contract.ts';
 import { emittedEvents, type OrderMachineInput, type OrderMachineVersion, type OrderSnapshot } from '../machines/order/define.ts';
 import { menuLookup, type MenuLookup } from '../catalog/pricing.ts';
@@ -9,8 +10,8 @@ import type { Actor, Cause, OrderRow } from './order-repository.ts';
 import { commitTransition, type Transition } from './order-commit.ts';
 import { intentsOf, type RefundIntent, type TimerIntent } from './order-intents.ts';
 import { viewOf, type OrderView, type RefundView } from './order-view.ts';
-import { judgeable, type JudgeableOrder, type OrderStore } from './order-store.ts';
-import { canSee, type Principal } from './principal.ts';
+import { judgeable, type JudgeableOrder, type LoadedOrder, type OrderStore } from './order-store.ts';
+import { canSee, requireRole, type Principal, type Role } from './principal.ts';
 import type { WorkPrompt } from './work.ts';
 
 export interface OrderActorDeps {
@@ -37,8 +38,11 @@ export interface Decided {
 /** The row's identity as a write checks it: the order's version and the machine version it is stored with. */
 type StoredAt = Pick<OrderRow, 'id' | 'version' | 'machine_version'>;
 
-/** How often a command judges again after another writer moved the order first. */
-const MAX_ATTEMPTS = 12;
+/** A write that found the order moved on: another writer was first, and the step judges again. */
+class MovedOn extends Error {}
+
+/** How a step judges again after another writer moved the order first: at once, on fresh state, 12 times in all at most. */
+const judgedAgain = retry(handleType(MovedOn), { maxAttempts: 11 });
 
 /** A command sent without a request behind it (tests, scripts). */
 export const NO_CAUSE: Cause = { causationId: null, clientRequestId: null };
@@ -50,6 +54,23 @@ export function requireVisible(who: Principal, row: OrderRow | undefined, orderI
   if (row && canSee(who, { customerId: row.customer_id, storeId: row.store_id, riderId: row.rider_id, status: row.status })) return row;
   if (row && command === 'pick' && who.role === 'rider' && row.rider_id !== null) throw new AlreadyPickedError(orderId);
   throw new NotFoundError('order', orderId);
+}
+
+/**
+ * The checks every command makes before the machine judges: who may see the order, who may send
+ * the command, and `If-Match` (the version the caller last saw). Throws to refuse.
+ */
+export function requireCommand(who: Principal, row: OrderRow | undefined, orderId: string, command: OrderCommand, role: Role, expectedVersion?: number): OrderRow {
+  const visible = requireVisible(who, row, orderId, command);
+  requireRole(who, role, command);
+  if (expectedVersion !== undefined && expectedVersion !== visible.version) throw new StaleVersionError(expectedVersion, visible.version);
+  return visible;
+}
+
+/** Refuses, with the commands the order's state allows, when the machine does not take `type` now. */
+export function requireAccepts(order: Pick<JudgeableOrder, 'machine' | 'snapshot'>, type: OrderMachineInput['type'], command: string): void {
+  const { machine, snapshot } = order;
+  if (!machine.accepts(snapshot, type)) throw new InvalidTransitionError(command, machine.statusOf(snapshot), machine.allowedCommands(snapshot));
 }
 
 /**
@@ -71,7 +92,7 @@ export function createOrderSteps(deps: OrderActorDeps) {
   /** Asks the machine; refuses with the allowed list when the state does not take the event. */
   function decide(order: Pick<JudgeableOrder, 'machine' | 'snapshot'>, event: OrderMachineInput, command: string): Decided {
     const { machine, snapshot } = order;
-    if (!machine.accepts(snapshot, event.type)) throw new InvalidTransitionError(command, machine.statusOf(snapshot), machine.allowedCommands(snapshot));
+    requireAccepts(order, event.type, command);
     const [next, actions] = machine.transition(snapshot, event);
     const [domainEvent, ...extra] = emittedEvents(actions);
     if (!domainEvent || extra.length > 0) {
@@ -135,11 +156,62 @@ export function createOrderSteps(deps: OrderActorDeps) {
   }
 
   /**
-   * Judges and persists until the result is written. `check` and `decideFor` throw to refuse and
-   * must be pure (no I/O): they run again after a lost race, and a refusal judged on this replica's
-   * cache is confirmed on a fresh read before it is answered.
+   * Loads the order (this replica's cache unless `fresh`) and judges it. A refusal judged on the
+   * cache is confirmed on what PostgreSQL has before it is answered.
    */
-  async function step(
+  async function judgeOn<J>(orderId: string, fresh: boolean, judge: (loaded: LoadedOrder | undefined) => J): Promise<{ loaded: LoadedOrder | undefined; judged: J }> {
+    const loaded = await store.load(orderId, fresh);
+    try {
+      return { loaded, judged: judge(loaded) };
+    } catch (err) {
+      if (loaded?.cached) return judgeOn(orderId, true, judge);
+      throw err;
+    }
+  }
+
+  /**
+   * The step every command goes through, pay included: load → judge → write. `judge` throws to
+   * refuse and must be pure (no I/O): it runs again after a lost race. `write` persists what was
+   * judged in one statement checked against the order's version, and answers undefined when the
+   * order moved on meanwhile: the step then judges again on fresh state. No I/O is ever redone.
+   */
+  async function run<J, R>(
+    orderId: string,
+    judge: (loaded: LoadedOrder | undefined) => J,
+    write: (judged: J, loaded: LoadedOrder) => Promise<R | undefined>,
+    opts: { fresh?: boolean } = {},
+  ): Promise<R> {
+    try {
+      return await judgedAgain.execute(async ({ attempt }) => {
+        const { loaded, judged } = await judgeOn(orderId, (opts.fresh ?? false) || attempt > 0, judge);
+        // A judge that did not refuse saw the order: it exists.
+        const written = await write(judged, loaded!);
+        store.noteOutcome(loaded!.cached, written !== undefined);
+        if (written === undefined) throw new MovedOn();
+        return written;
+      });
+    } catch (err) {
+      if (err instanceof MovedOn) throw new DomainError('internal', `order ${orderId} kept changing while a command was judged`);
+      throw err;
+    }
+  }
+
+  /**
+   * Writes a decided transition (shared with the other commands of the moment) and hands on what
+   * it owes; `mark` adds to it what a feature's guard needs (a pay's charge). The transition, and
+   * the order as written, or no view when the order had moved on.
+   */
+  async function commitDecided(row: StoredAt & OrderRow, decided: Decided, by: Actor, cause: Cause, mark?: (t: Transition) => void): Promise<{ t: Transition; view?: OrderView }> {
+    const t = transitionOf(row, decided, by, cause);
+    mark?.(t);
+    const committed = await store.commit(t);
+    if (!committed) return { t };
+    afterCommit(row.id, committed.version, t);
+    return { t, view: viewOf(decided.machine, decided.next, { ...row, version: committed.version, updated_at: t.at }, refundOf(decided)) };
+  }
+
+  /** A command or timer: judged by `check` (who may) and `decideFor` (what the machine says), then written. */
+  function step(
     orderId: string,
     check: (row: OrderRow | undefined) => OrderRow,
     decideFor: (row: OrderRow, order: JudgeableOrder) => Decided,
@@ -147,32 +219,16 @@ export function createOrderSteps(deps: OrderActorDeps) {
     cause: Cause,
     opts: { fresh?: boolean } = {},
   ): Promise<OrderView> {
-    let fresh = opts.fresh ?? false;
-    for (let attempt = 1; ; attempt += 1) {
-      const loaded = await store.load(orderId, fresh);
-      let decided: Decided;
-      let row: OrderRow;
-      try {
-        row = check(loaded?.row);
+    return run(
+      orderId,
+      (loaded) => {
         // Who may see the order is checked first: one that is not yours stays not found.
-        decided = decideFor(row, judgeable(loaded!));
-      } catch (err) {
-        if (loaded?.cached) {
-          fresh = true; // confirm on what PostgreSQL has before refusing
-          continue;
-        }
-        throw err;
-      }
-      const t = transitionOf(row, decided, by, cause);
-      const committed = await store.commit(t);
-      store.noteOutcome(loaded!.cached, committed !== undefined);
-      if (committed) {
-        afterCommit(orderId, committed.version, t);
-        return viewOf(decided.machine, decided.next, { ...row, version: committed.version, updated_at: t.at }, refundOf(decided));
-      }
-      fresh = true;
-      if (attempt >= MAX_ATTEMPTS) throw new DomainError('internal', `order ${orderId} kept changing while a command was judged`);
-    }
+        const row = check(loaded?.row);
+        return { row, decided: decideFor(row, judgeable(loaded!)) };
+      },
+      async ({ row, decided }) => (await commitDecided(row, decided, by, cause)).view,
+      opts,
+    );
   }
 
   /** Places a new order (version 0 → 1) through the batched commit. */
@@ -188,6 +244,6 @@ export function createOrderSteps(deps: OrderActorDeps) {
   }
 
   const menus = deps.menus ?? menuLookup(db);
-  return { db, store, machines: store.machines, menus, clock, visibleRow, decide, transitionOf, persistIn, create, step, afterCommit };
+  return { db, store, machines: store.machines, menus, clock, visibleRow, decide, transitionOf, persistIn, create, run, commitDecided, step, afterCommit };
 }
 

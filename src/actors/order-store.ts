@@ -5,7 +5,7 @@ import type { OrderMachineVersion, OrderSnapshot } from '../machines/order/defin
 import type { OrderMachines } from '../machines/order/registry.ts';
 import { Batcher } from '../db/batcher.ts';
 import type { OrderRow } from './order-repository.ts';
-import { commitTransitions, type CommitRules, type Committed, type Transition } from './order-commit.ts';
+import { commitStatement, commitTransitions, type CommitGuard, type CommitRules, type Committed, type Transition } from './order-commit.ts';
 
 /** An order a command step can judge: its row, and the machine that judges its next command with its snapshot. */
 export interface JudgeableOrder {
@@ -34,7 +34,9 @@ export function judgeable(loaded: LoadedOrder): JudgeableOrder {
   return loaded;
 }
 
-export interface OrderStoreOptions extends CommitRules {
+export interface OrderStoreOptions extends Omit<CommitRules, 'statement'> {
+  /** The guard a feature adds to the statement that writes orders (the payment's charge), if any. */
+  guard?: CommitGuard;
   /** Orders kept in memory per replica; 0 turns the cache off. */
   cacheSize: number;
   /** Most transitions (or loads) in one statement. */
@@ -74,7 +76,7 @@ export class OrderStore {
       },
       { maxBatch: opts.maxBatch, maxInFlight: opts.maxInFlight },
     );
-    this.rules = { partitions: opts.partitions, maxUnpaidOrders: opts.maxUnpaidOrders };
+    this.rules = { partitions: opts.partitions, maxUnpaidOrders: opts.maxUnpaidOrders, statement: commitStatement(opts.guard) };
     this.commits = new Batcher((ts) => commitTransitions(db, ts, this.rules), { maxBatch: opts.maxBatch, maxInFlight: opts.maxInFlight, key: (t) => t.orderId, alone: true });
   }
 
@@ -143,7 +145,7 @@ export class OrderStore {
     if (committed) this.remember(t, committed);
     else {
       this.cache.delete(t.orderId);
-      if (!t.payment && !t.unwritten) this.opts.onStaleWrite?.();
+      if (!t.guard && !t.unwritten) this.opts.onStaleWrite?.();
     }
     return committed;
   }

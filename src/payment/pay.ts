@@ -1,21 +1,29 @@
 import type { CommandContext, OrderView, PayCommand } from '../actors/order-actor.ts';
-import { NO_CAUSE, requireVisible, type OrderSteps } from '../actors/order-step.ts';
+import { ConstantBackoff, handleType, retry } from 'cockatiel';
+import { NO_CAUSE, requireAccepts, requireCommand, requireVisible, type OrderSteps } from '../actors/order-step.ts';
 import type { Cause } from '../actors/order-repository.ts';
 import { refundKey as orderRefundKey } from '../actors/order-intents.ts';
-import { judgeable, type JudgeableOrder } from '../actors/order-store.ts';
+import { judgeable, type JudgeableOrder, type LoadedOrder } from '../actors/order-store.ts';
 import { refundViewOf, viewOf } from '../actors/order-view.ts';
-import { requireRole, type Principal } from '../actors/principal.ts';
+import type { Principal } from '../actors/principal.ts';
 import type { WorkPrompt } from '../actors/work.ts';
 import {
   InvalidTransitionError,
   PaymentDeclinedError,
   PaymentInProgressError,
   PaymentUnavailableError,
-  StaleVersionError,
 } from '../errors.ts';
+import { chargeOutcome, recordingCharge } from './charge-guard.ts';
 import { createAttempts, type Attempt } from './attempts.ts';
 import type { ResilientGateway } from './resilient-gateway.ts';
 import { activeTraceparent, ATTR, inSpan } from '../tracing.ts';
+
+/** A reconciliation holds the order's earlier attempt (`key`): its answer decides whether to charge at all. */
+class HeldByReconciliation extends Error {
+  constructor(readonly key: string) {
+    super(`a reconciliation holds payment attempt ${key}`);
+  }
+}
 
 export interface PayDeps {
   steps: OrderSteps;
@@ -57,22 +65,13 @@ export function createPay(deps: PayDeps): Pay {
   const outcome = (o: Parameters<NonNullable<PayDeps['onOutcome']>>[0]) => deps.onOutcome?.(o);
   const attempts = createAttempts(db, deps);
 
-  /** May this customer pay now? Judged on this replica's cache; a refusal is confirmed on a fresh read. */
-  async function judge(who: Principal, orderId: string, ctx: CommandContext, fresh: boolean): Promise<JudgeableOrder> {
-    const loaded = await steps.store.load(orderId, fresh);
-    try {
-      const row = requireVisible(who, loaded?.row, orderId, 'pay');
-      requireRole(who, 'customer', 'pay');
-      if (ctx.expectedVersion !== undefined && ctx.expectedVersion !== row.version) throw new StaleVersionError(ctx.expectedVersion, row.version);
-      const order = judgeable(loaded!);
-      const { machine, snapshot } = order;
-      if (!machine.accepts(snapshot, 'pay')) throw new InvalidTransitionError('pay', machine.statusOf(snapshot), machine.allowedCommands(snapshot));
-      return order;
-    } catch (err) {
-      if (loaded?.cached) return judge(who, orderId, ctx, true);
-      throw err;
-    }
-  }
+  /** May this customer pay now? The checks every command makes, then the machine's (a pure judge of the step). */
+  const judge = (who: Principal, orderId: string, ctx: CommandContext) => (loaded: LoadedOrder | undefined): JudgeableOrder => {
+    requireCommand(who, loaded?.row, orderId, 'pay', 'customer', ctx.expectedVersion);
+    const order = judgeable(loaded!);
+    requireAccepts(order, 'pay', 'pay');
+    return order;
+  };
 
   /** The order as it is now, if the attempt `key` is what paid it: a retry then answers as the pay would have. */
   async function paidBy(who: Principal, orderId: string, key: string): Promise<OrderView | undefined> {
@@ -96,16 +95,13 @@ export function createPay(deps: PayDeps): Pay {
   async function recordCharge(who: Principal, loaded: JudgeableOrder, attempt: Attempt, chargeId: string, amount: number, cause: Cause): Promise<OrderView> {
     const orderId = loaded.row.id;
     const decided = steps.decide(loaded, { type: 'pay', chargeId }, 'pay');
-    const t = steps.transitionOf(loaded.row, decided, who, cause);
     const refundKey = orderRefundKey(orderId, chargeId);
-    t.payment = { attemptKey: attempt.key, chargeId, amount, refundKey };
-    const committed = await steps.store.commit(t);
-    if (committed) {
-      steps.afterCommit(orderId, committed.version, t);
+    const { t, view } = await steps.commitDecided(loaded.row, decided, who, cause, (t) => recordingCharge(t, { attemptKey: attempt.key, chargeId, amount, refundKey }));
+    if (view) {
       outcome('charged');
-      return viewOf(decided.machine, decided.next, { ...loaded.row, version: committed.version, updated_at: t.at }, null);
+      return view;
     }
-    if (t.payment.outcome === 'orphaned') {
+    if (chargeOutcome(t) === 'orphaned') {
       // A concurrent command won: the money goes back.
       deps.prompt.schedule('refund', [refundKey]);
       outcome('orphaned');
@@ -128,41 +124,50 @@ export function createPay(deps: PayDeps): Pay {
     throw new PaymentUnavailableError('the payment took too long and is being reversed', 5, false);
   }
 
-  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+  /**
+   * Records an attempt for the order as judged (the step's write): undefined when the order moved
+   * on meanwhile (the step judges again). Refused while the breaker is open (nothing is recorded,
+   * nothing called) or while another attempt is in flight on a live replica; a reconciliation that
+   * holds the earlier attempt is waited for.
+   */
+  async function startAttempt(order: JudgeableOrder): Promise<{ order: JudgeableOrder; attempt: Attempt } | undefined> {
+    const row = order.row;
+    if (payments.breakerState() === 'open') {
+      outcome('breaker-open');
+      throw new PaymentUnavailableError('the circuit breaker is open', payments.retryAfterSeconds(), true, true);
+    }
+    const amount = order.snapshot.context.total;
+    const started = await attempts.start({ orderId: row.id, version: row.version, machineVersion: row.machine_version, amount, traceparent: activeTraceparent() });
+    if (started === undefined) return undefined;
+    if (started === 'in-progress') throw new PaymentInProgressError(row.id);
+    if ('wait' in started) throw new HeldByReconciliation(started.wait);
+    return { order, attempt: started };
+  }
+
+  /** While a reconciliation holds the earlier attempt, a pay judges again every 100 ms, for a bounded time. */
+  const whileReconciled = retry(handleType(HeldByReconciliation), {
+    maxAttempts: Math.max(1, Math.ceil(deps.waitForReconciliationMs / 100)),
+    backoff: new ConstantBackoff(100),
+  });
 
   async function pay(who: Principal, orderId: string, ctx: CommandContext): Promise<OrderView> {
-    const waitUntil = Date.now() + deps.waitForReconciliationMs;
     let waitedFor: string | undefined;
-    for (let fresh = false; ; fresh = true) {
-      let loaded: JudgeableOrder;
-      try {
-        loaded = await judge(who, orderId, ctx, fresh);
-      } catch (err) {
-        // The earlier attempt this pay waited for paid the order meanwhile: that is this pay's answer.
-        const paid = err instanceof InvalidTransitionError && waitedFor ? await paidBy(who, orderId, waitedFor) : undefined;
-        if (paid) return paid;
-        throw err;
-      }
-      const row = loaded.row;
-      // Fail fast while the breaker is open: no attempt is recorded, nothing is called.
-      if (payments.breakerState() === 'open') {
-        outcome('breaker-open');
-        throw new PaymentUnavailableError('the circuit breaker is open', payments.retryAfterSeconds(), true, true);
-      }
-      const amount = loaded.snapshot.context.total;
-      const started = await attempts.start({ orderId: row.id, version: row.version, machineVersion: row.machine_version, amount, traceparent: activeTraceparent() });
-      steps.store.noteOutcome(loaded.cached, started !== undefined);
-      if (started === undefined) continue; // the order moved on between reading and recording: judge again
-      if (started === 'in-progress') throw new PaymentInProgressError(row.id);
-      if ('wait' in started) {
-        // A reconciliation holds the earlier attempt: its answer decides whether to charge at all.
-        if (Date.now() >= waitUntil) throw new PaymentInProgressError(row.id);
-        waitedFor = started.wait;
-        await sleep(100);
-        continue;
-      }
-      return call(who, loaded, started, amount, ctx);
+    let started: { order: JudgeableOrder; attempt: Attempt };
+    try {
+      started = await whileReconciled.execute(({ attempt }) =>
+        steps.run(orderId, judge(who, orderId, ctx), startAttempt, { fresh: attempt > 0 }).catch((err: unknown) => {
+          if (err instanceof HeldByReconciliation) waitedFor = err.key;
+          throw err;
+        }),
+      );
+    } catch (err) {
+      if (err instanceof HeldByReconciliation) throw new PaymentInProgressError(orderId);
+      // The earlier attempt this pay waited for paid the order meanwhile: that is this pay's answer.
+      const paid = err instanceof InvalidTransitionError && waitedFor ? await paidBy(who, orderId, waitedFor) : undefined;
+      if (paid) return paid;
+      throw err;
     }
+    return call(who, started.order, started.attempt, started.order.snapshot.context.total, ctx);
   }
 
   /** Charges for a recorded attempt (no transaction, no lock open) and records the outcome. */

@@ -4,6 +4,7 @@ import { cappedBackoff, WorkTable, type WorkColumns, type WorkKind, type WorkPro
 import type { Database } from '../db/pg.ts';
 import { MachineVersionAheadError } from '../errors.ts';
 import { judgeable } from '../actors/order-store.ts';
+import { chargeOutcome, recordingCharge } from './charge-guard.ts';
 import type { FoundCharge, PaymentGateway } from './payment-gateway.ts';
 import { activeTraceparent } from '../tracing.ts';
 
@@ -48,13 +49,12 @@ export function paymentReconciliation(db: Database, payments: PaymentGateway, pr
     const decided = steps.decide(order, { type: 'pay', chargeId: found.chargeId }, 'pay');
     // The customer's pay, completed: its cause is the attempt that charged.
     const customer = { sub: order.snapshot.context.customerId, role: 'customer' as const };
-    const t = steps.transitionOf(order.row, decided, customer, { causationId: row.idempotency_key, clientRequestId: null });
     const key = refundKey(row.order_id, found.chargeId);
-    t.payment = { attemptKey: row.idempotency_key, chargeId: found.chargeId, amount: found.amount, refundKey: key };
-    const committed = await steps.store.commit(t);
-    if (committed) steps.afterCommit(row.order_id, committed.version, t);
+    const charge = { attemptKey: row.idempotency_key, chargeId: found.chargeId, amount: found.amount, refundKey: key };
+    const cause = { causationId: row.idempotency_key, clientRequestId: null };
+    const { t, view } = await steps.commitDecided(order.row, decided, customer, cause, (t) => recordingCharge(t, charge));
     // The order moved on meanwhile: the same statement recorded the refund.
-    else if (t.payment.outcome === 'orphaned') prompt.schedule('refund', [key]);
+    if (!view && chargeOutcome(t) === 'orphaned') prompt.schedule('refund', [key]);
     return true;
   }
 
