@@ -3,6 +3,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { importsOf, LAYERS, specifiersOf, unitOf, violations } from '../support/architecture.ts';
 import { ROOT } from '../support/manifests.ts';
+import { commitStatement } from '../../src/actors/order-commit.ts';
+import { chargeGuard } from '../../src/payment/charge-guard.ts';
 
 describe('the architecture (docs/architecture.md)', () => {
   it('reads imports the way TypeScript writes them', () => {
@@ -26,6 +28,18 @@ describe('the architecture (docs/architecture.md)', () => {
     expect(violations([{ from: 'http/x.ts', to: 'app.ts' }])[0]).to.match(/above it/);
     expect(violations([{ from: 'payment/x.ts', to: '../dev/fake-gateway.ts' }])[0]).to.match(/outside src/);
     expect(violations([{ from: 'newthing/x.ts', to: 'db/pg.ts' }])[0]).to.match(/has no layer/);
+  });
+
+  it('keeps payment out of the actors: the statement that writes orders touches payment tables only through the guard wired in', () => {
+    const mentionsPayment = (sql: string) => /payment_attempts|orphan/.test(sql);
+    const bare = commitStatement();
+    expect(mentionsPayment(bare.plain) || mentionsPayment(bare.traced)).to.equal(false);
+    const paying = commitStatement(chargeGuard);
+    expect(mentionsPayment(paying.plain) && mentionsPayment(paying.traced)).to.equal(true);
+    expect(paying.traced).to.include("'orphaned', 'pending', now(), now(), i.traceparent");
+    for (const file of ['order-commit.ts', 'order-store.ts', 'order-step.ts']) {
+      expect(readFileSync(join(ROOT, 'src/actors', file), 'utf8'), file).not.to.match(/payment_attempts|orphan/);
+    }
   });
 
   it('holds for src/: every arrow points down', () => {
