@@ -1,3 +1,4 @@
+import { ExponentialBackoff, handleWhen, retry } from 'cockatiel';
 import pg from 'pg';
 import { DataSource, type EntityManager } from 'typeorm';
 import { sqlState } from './pg.ts';
@@ -145,18 +146,18 @@ function isUnavailable(err: unknown): boolean {
 
 /**
  * Runs `connect` until PostgreSQL lets it through, waiting out an unavailable database (a replica
- * starting while PostgreSQL restarts or refuses connections) with a growing pause, for at most
- * `waitMs`; any other error, or the deadline, is thrown.
+ * starting while PostgreSQL restarts or refuses connections) with a growing, jittered pause
+ * (cockatiel's exponential backoff, 250 ms up to 5 s). A failure after `waitMs`, or any other
+ * error, is thrown: the wait ends at most one pause past the deadline.
  */
 export async function whenDatabaseAnswers<T>(connect: () => Promise<T>, waitMs: number, onWait: (err: Error, pauseMs: number) => void): Promise<T> {
   const deadline = Date.now() + waitMs;
-  for (let pause = 250; ; pause = Math.min(pause * 2, 5000)) {
-    try {
-      return await connect();
-    } catch (err) {
-      if (!isUnavailable(err) || Date.now() + pause > deadline) throw err;
-      onWait(err as Error, pause);
-      await new Promise((resolve) => setTimeout(resolve, pause));
-    }
-  }
+  const untilItAnswers = retry(
+    handleWhen((err) => isUnavailable(err) && Date.now() < deadline),
+    { maxAttempts: Number.POSITIVE_INFINITY, backoff: new ExponentialBackoff({ initialDelay: 250, maxDelay: 5000 }) },
+  );
+  untilItAnswers.onRetry((r) => {
+    if ('error' in r) onWait(r.error, r.delay);
+  });
+  return untilItAnswers.execute(() => connect());
 }
