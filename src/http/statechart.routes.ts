@@ -17,7 +17,13 @@ import { layoutChart, renderSvg } from './statechart/chart.js';
 /** Served files: URL name → file. Only these; nothing else on disk is reachable. */
 const ASSETS: Record<string, { path: string; type: string; what: string }> = {
   'page.js': { path: pageFile('page.js'), type: 'text/javascript', what: "the page's script (following an order)" },
+  'page-follow.js': { path: pageFile('page-follow.js'), type: 'text/javascript', what: "the page's polling of the followed order (part of page.js)" },
+  'page-view.js': { path: pageFile('page-view.js'), type: 'text/javascript', what: 'what the page shows of the followed order (part of page.js)' },
+  'page-address.js': { path: pageFile('page-address.js'), type: 'text/javascript', what: "the page's address and token (part of page.js)" },
   'chart.js': { path: pageFile('chart.js'), type: 'text/javascript', what: 'the drawing module the page shares with the server' },
+  'chart-layout.js': { path: pageFile('chart-layout.js'), type: 'text/javascript', what: "the chart's sizes and layout (part of chart.js)" },
+  'chart-svg.js': { path: pageFile('chart-svg.js'), type: 'text/javascript', what: "the chart's SVG drawing (part of chart.js)" },
+  'chart-graph.js': { path: pageFile('chart-graph.js'), type: 'text/javascript', what: 'what the machine graph says: labels, paths, state descriptions (part of chart.js)' },
   'page.css': { path: pageFile('page.css'), type: 'text/css', what: "the page's style" },
   'chart.css': { path: pageFile('chart.css'), type: 'text/css', what: "the chart's style" },
 };

@@ -1,4 +1,5 @@
-// Types of chart.js, the plain ES module the page and `npm run statechart` share.
+// Types of chart.js, the plain ES module the page and `npm run statechart` share (it re-exports
+// chart-layout.js, chart-svg.js and chart-graph.js, which TypeScript does not read).
 import type { ELK, ElkNode } from 'elkjs/lib/elk-api.js';
 import type { MachineGraph } from '../../machines/graph.ts';
 
