@@ -1,8 +1,13 @@
 import type { Redis } from 'ioredis';
 import type { Database } from '../db/pg.ts';
 
-/** Raised at startup when the database and the Redis queue prefix belong to different clusters. */
-export class ClusterMismatch extends Error {}
+/**
+ * Raised at startup when the database and the Redis queue prefix belong to different clusters.
+ * Its code tells the start-up wait it is no outage: the replica refuses at once.
+ */
+export class ClusterMismatch extends Error {
+  readonly code = 'cluster_mismatch';
+}
 
 /** The Redis key that holds the cluster id under a queue prefix. */
 export const clusterKey = (prefix: string) => `${prefix}:cluster-id`;
