@@ -1,3 +1,4 @@
+import { ExponentialBackoff, halfJitterGenerator, type IBackoff } from 'cockatiel';
 import type { Database } from '../db/pg.ts';
 import type { Logger } from '../log.ts';
 import { activeTraceparent, ATTR, endSpan, startSpan, tracingEnabled, withSpan, type Span } from '../tracing.ts';
@@ -130,10 +131,22 @@ export class WorkTable<Row extends WorkColumns> {
   }
 }
 
-/** Exponential backoff from `baseMs`, capped at `maxMs`, with ±20 % jitter so retries spread out. */
-export function cappedBackoff(attempts: number, baseMs: number, maxMs: number): number {
-  const exp = Math.min(maxMs, baseMs * 2 ** Math.max(0, attempts - 1));
-  return Math.max(1, Math.round(exp * (0.8 + Math.random() * 0.4)));
+/** Powers of two past which every delay is the cap, whatever the base (2^40 ms is 35 years). */
+const DOUBLINGS = 40;
+
+/**
+ * The one retry schedule of durable work and owed events: cockatiel's exponential backoff from
+ * `baseMs`, doubling per attempt and capped at `maxMs`, with half jitter (retry n waits between
+ * half and all of min(maxMs, baseMs·2^(n-1))), so retries spread out and never wait past the cap.
+ * Returns the delay before retry `attempts` + 1 for an item that failed `attempts` times.
+ */
+export function exponentialBackoff(baseMs: number, maxMs: number): (attempts: number) => number {
+  const backoff = new ExponentialBackoff<number>({ initialDelay: baseMs, maxDelay: maxMs, generator: halfJitterGenerator });
+  return (attempts) => {
+    let delay: IBackoff<unknown> = backoff.next();
+    for (let n = 1; n < Math.min(attempts, DOUBLINGS); n += 1) delay = delay.next(undefined);
+    return Math.max(1, delay.duration);
+  };
 }
 
 export interface WorkPrompt {
