@@ -11,6 +11,15 @@ import { activeTraceparent, ATTR, endSpan, startSpan, tracingEnabled, withSpan, 
  * replica delays work by a bounded time and never drops it.
  */
 
+/** When an item is due again: `delayMs` (an SQL expression, in milliseconds) from now. */
+export const dueIn = (delayMs: string) => `now() + make_interval(secs => ${delayMs} / 1000)`;
+
+/**
+ * What a retry sets, in any statement that records one (a work table's `retryLater`, or an owed
+ * order's in the statement that applies the others): released, its error kept, due after the delay.
+ */
+export const retryLaterSet = (error: string, delayMs: string) => `lease_until = NULL, last_error = ${error}, due_at = ${dueIn(delayMs)}`;
+
 /** Columns every work table has. */
 export interface WorkColumns {
   due_at: Date | null;
@@ -96,7 +105,7 @@ export class WorkTable<Row extends WorkColumns> {
   async retryLater(items: readonly { key: string; error: string; delayMs: number }[]): Promise<{ key: string; due_at: Date }[]> {
     if (items.length === 0) return [];
     return this.db.query<{ key: string; due_at: Date }>(
-      `UPDATE ${this.table} AS w SET lease_until = NULL, last_error = r.error, due_at = now() + make_interval(secs => r.delay_ms / 1000)
+      `UPDATE ${this.table} AS w SET ${retryLaterSet('r.error', 'r.delay_ms')}
        FROM unnest($1::${this.keyType}[], $2::text[], $3::float8[]) AS r(key, error, delay_ms)
        WHERE w.${this.keyColumn} = r.key AND w.due_at IS NOT NULL
        RETURNING w.${this.keyColumn}::text AS key, w.due_at`,
