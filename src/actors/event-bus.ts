@@ -1,13 +1,16 @@
 import { Worker } from 'bullmq';
 import type { Database } from '../db/pg.ts';
 import type { Logger } from '../log.ts';
-import { retryOwed } from './consumers/owed.ts';
+import { owedTable, retryOwed } from './consumers/owed.ts';
 import type { ConsumerGroup, EventRef } from './consumers/types.ts';
 import { OWED_BATCH, PartitionReader } from './partition-reader.ts';
 import { groupBacklog, PartitionLeases, partitionOf, type LeaseTick } from './partitions.ts';
 import { bullConnection, within } from './queues.ts';
 import { wakeQueueName, WakeUps, type Wake } from './wake-ups.ts';
 import { ATTR, detached, inSpan, SpanKind } from '../tracing.ts';
+
+/** Owed orders made due now per statement of a replay. */
+const REPLAY_BATCH = 1000;
 
 export interface EventBusOptions {
   db: Database;
@@ -192,14 +195,25 @@ export class EventBus {
   }
 
   /**
-   * An operator's replay: the owed orders (of one consumer, or one order) are retried now, as far
-   * as the partitions' positions got, without waiting for their backoff. Any replica may do it.
+   * An operator's replay: the owed orders (of one consumer, or one order) are made due now, as any
+   * failing work is (`dueNow`), and retried at once, as far as the partitions' positions got. Any
+   * replica may do it: the owed rows' versions make a retry that races the owner's read again.
    */
   async replayOwed(filter: { consumer?: string; orderId?: string }): Promise<{ done: number; failed: number }> {
+    const table = owedTable(this.opts.db);
+    for (;;) {
+      const keys = await this.opts.db.query<{ work_key: string }>(
+        `SELECT work_key FROM consumer_failures WHERE consumer = ANY($1::text[]) AND ($2::text IS NULL OR consumer = $2) AND ($3::uuid IS NULL OR order_id = $3)
+           AND due_at > now() LIMIT $4`,
+        [this.opts.group.consumers.map((c) => c.name), filter.consumer ?? null, filter.orderId ?? null, REPLAY_BATCH],
+      );
+      await table.dueNow(keys.map((k) => k.work_key));
+      if (keys.length < REPLAY_BATCH) break;
+    }
     let done = 0;
     let failed = 0;
     for (;;) {
-      const r = await retryOwed(this.opts.db, this.opts.group, { ...filter, now: true, limit: OWED_BATCH }, this.opts.log);
+      const r = await retryOwed(this.opts.db, this.opts.group, { ...filter, limit: OWED_BATCH }, this.opts.log);
       done += r.done;
       failed += r.failed;
       if (!r.more || r.done === 0) return { done, failed };

@@ -1,7 +1,7 @@
 import type { Database } from '../db/pg.ts';
 import { MachineVersionAheadError } from '../errors.ts';
 import type { TimerToFire } from './order-actor.ts';
-import { cappedBackoff, WorkTable, type WorkColumns, type WorkKind } from './work.ts';
+import { exponentialBackoff, WorkTable, type WorkColumns, type WorkKind } from './work.ts';
 
 export interface TimerRow extends WorkColumns {
   id: string;
@@ -27,7 +27,7 @@ export function timerWork(db: Database, fire: (timer: TimerToFire) => Promise<'f
   return {
     name: 'timer',
     table: new WorkTable<TimerRow>(db, 'timers', 'id', 'text', (r) => r.id),
-    backoffMs: (attempts) => cappedBackoff(attempts, 500, 30_000),
+    backoffMs: exponentialBackoff(500, 30_000),
     async perform(row) {
       let outcome: 'fired' | 'moved-on';
       try {

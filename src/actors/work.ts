@@ -1,3 +1,4 @@
+import { ExponentialBackoff, halfJitterGenerator, type IBackoff } from 'cockatiel';
 import type { Database } from '../db/pg.ts';
 import type { Logger } from '../log.ts';
 import { activeTraceparent, ATTR, endSpan, startSpan, tracingEnabled, withSpan, type Span } from '../tracing.ts';
@@ -9,6 +10,15 @@ import { activeTraceparent, ATTR, endSpan, startSpan, tracingEnabled, withSpan, 
  * the prompt to do it on time; the sweeper does whatever is overdue, so a lost job or a dead
  * replica delays work by a bounded time and never drops it.
  */
+
+/** When an item is due again: `delayMs` (an SQL expression, in milliseconds) from now. */
+export const dueIn = (delayMs: string) => `now() + make_interval(secs => ${delayMs} / 1000)`;
+
+/**
+ * What a retry sets, in any statement that records one (a work table's `retryLater`, or an owed
+ * order's in the statement that applies the others): released, its error kept, due after the delay.
+ */
+export const retryLaterSet = (error: string, delayMs: string) => `lease_until = NULL, last_error = ${error}, due_at = ${dueIn(delayMs)}`;
 
 /** Columns every work table has. */
 export interface WorkColumns {
@@ -95,7 +105,7 @@ export class WorkTable<Row extends WorkColumns> {
   async retryLater(items: readonly { key: string; error: string; delayMs: number }[]): Promise<{ key: string; due_at: Date }[]> {
     if (items.length === 0) return [];
     return this.db.query<{ key: string; due_at: Date }>(
-      `UPDATE ${this.table} AS w SET lease_until = NULL, last_error = r.error, due_at = now() + make_interval(secs => r.delay_ms / 1000)
+      `UPDATE ${this.table} AS w SET ${retryLaterSet('r.error', 'r.delay_ms')}
        FROM unnest($1::${this.keyType}[], $2::text[], $3::float8[]) AS r(key, error, delay_ms)
        WHERE w.${this.keyColumn} = r.key AND w.due_at IS NOT NULL
        RETURNING w.${this.keyColumn}::text AS key, w.due_at`,
@@ -130,10 +140,22 @@ export class WorkTable<Row extends WorkColumns> {
   }
 }
 
-/** Exponential backoff from `baseMs`, capped at `maxMs`, with ±20 % jitter so retries spread out. */
-export function cappedBackoff(attempts: number, baseMs: number, maxMs: number): number {
-  const exp = Math.min(maxMs, baseMs * 2 ** Math.max(0, attempts - 1));
-  return Math.max(1, Math.round(exp * (0.8 + Math.random() * 0.4)));
+/** Powers of two past which every delay is the cap, whatever the base (2^40 ms is 35 years). */
+const DOUBLINGS = 40;
+
+/**
+ * The one retry schedule of durable work and owed events: cockatiel's exponential backoff from
+ * `baseMs`, doubling per attempt and capped at `maxMs`, with half jitter (retry n waits between
+ * half and all of min(maxMs, baseMs·2^(n-1))), so retries spread out and never wait past the cap.
+ * Returns the delay before retry `attempts` + 1 for an item that failed `attempts` times.
+ */
+export function exponentialBackoff(baseMs: number, maxMs: number): (attempts: number) => number {
+  const backoff = new ExponentialBackoff<number>({ initialDelay: baseMs, maxDelay: maxMs, generator: halfJitterGenerator });
+  return (attempts) => {
+    let delay: IBackoff<unknown> = backoff.next();
+    for (let n = 1; n < Math.min(attempts, DOUBLINGS); n += 1) delay = delay.next(undefined);
+    return Math.max(1, delay.duration);
+  };
 }
 
 export interface WorkPrompt {

@@ -14,6 +14,7 @@ import { NotificationUuids1768600000000 } from './migrations/1768600000000-notif
 import { MachineVersions1769000000000 } from './migrations/1769000000000-machine-versions.ts';
 import { ClusterIdentity1769100000000 } from './migrations/1769100000000-cluster-identity.ts';
 import { TraceContext1769200000000 } from './migrations/1769200000000-trace-context.ts';
+import { OwedEventsAsWork1769300000000 } from './migrations/1769300000000-owed-events-as-work.ts';
 
 export const MIGRATIONS = [
   InitialSchema1764000000000,
@@ -28,6 +29,7 @@ export const MIGRATIONS = [
   MachineVersions1769000000000,
   ClusterIdentity1769100000000,
   TraceContext1769200000000,
+  OwedEventsAsWork1769300000000,
 ];
 
 /** Any number of replicas may start at once; this lock lets exactly one run migrations at a time. */

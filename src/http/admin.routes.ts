@@ -17,7 +17,7 @@ interface FailureRow {
   order_id: string;
   seq: number;
   attempts: number;
-  error: string;
+  last_error: string;
   first_failed_at: Date;
   last_failed_at: Date;
 }
@@ -25,7 +25,7 @@ interface FailureRow {
 export function adminRoutes(deps: { pg: Database; bus: EventBus; kinds: readonly WorkKind[]; consumers: readonly AnyConsumer[]; prompt: WorkPrompt }): Route[] {
   const failures = async (filter: { consumer?: string; orderId?: string }) =>
     deps.pg.query<FailureRow>(
-      `SELECT consumer, order_id, seq, attempts, error, first_failed_at, last_failed_at FROM consumer_failures
+      `SELECT consumer, order_id, seq, attempts, last_error, first_failed_at, last_failed_at FROM consumer_failures
        WHERE ($1::text IS NULL OR consumer = $1) AND ($2::uuid IS NULL OR order_id = $2)
        ORDER BY first_failed_at LIMIT 500`,
       [filter.consumer ?? null, filter.orderId ?? null],
@@ -55,7 +55,7 @@ export function adminRoutes(deps: { pg: Database; bus: EventBus; kinds: readonly
             orderId: f.order_id,
             seq: f.seq,
             attempts: f.attempts,
-            error: f.error,
+            error: f.last_error,
             firstFailedAt: f.first_failed_at.toISOString(),
             lastFailedAt: f.last_failed_at.toISOString(),
           })),

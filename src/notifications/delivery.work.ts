@@ -1,5 +1,5 @@
 import { Batcher } from '../db/batcher.ts';
-import { cappedBackoff, WorkTable, type WorkColumns, type WorkKind } from '../actors/work.ts';
+import { exponentialBackoff, WorkTable, type WorkColumns, type WorkKind } from '../actors/work.ts';
 import type { Database } from '../db/pg.ts';
 import type { NotificationTransport } from './transports.ts';
 
@@ -38,7 +38,7 @@ export function notificationDelivery(db: Database, transport: NotificationTransp
   return {
     name: 'notification',
     table: new WorkTable<NotificationRow>(db, 'notifications', 'id', 'uuid', (r) => r.id),
-    backoffMs: (attempts) => cappedBackoff(attempts, 500, retryMaxMs),
+    backoffMs: exponentialBackoff(500, retryMaxMs),
     concurrency: Number.POSITIVE_INFINITY,
     async perform(row) {
       await transport.send({

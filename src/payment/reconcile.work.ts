@@ -1,6 +1,6 @@
 import type { OrderSteps } from '../actors/order-step.ts';
 import { refundKey } from '../actors/order-intents.ts';
-import { cappedBackoff, WorkTable, type WorkColumns, type WorkKind, type WorkPrompt } from '../actors/work.ts';
+import { exponentialBackoff, WorkTable, type WorkColumns, type WorkKind, type WorkPrompt } from '../actors/work.ts';
 import type { Database } from '../db/pg.ts';
 import { MachineVersionAheadError } from '../errors.ts';
 import { judgeable } from '../actors/order-store.ts';
@@ -37,6 +37,8 @@ export interface ReconcileOptions {
  * other: whichever records first wins.
  */
 export function paymentReconciliation(db: Database, payments: PaymentGateway, prompt: WorkPrompt, steps: OrderSteps, opts: ReconcileOptions): WorkKind<AttemptRow> {
+  /** How soon to look again for a charge the gateway has not recorded yet. */
+  const lookAgainMs = exponentialBackoff(1000, opts.retryMaxMs);
   const now = opts.now ?? Date.now;
 
   /** Pays the order with the charge found, if it still can take it. False when it cannot. */
@@ -61,7 +63,7 @@ export function paymentReconciliation(db: Database, payments: PaymentGateway, pr
   return {
     name: 'payment-reconcile',
     table: new WorkTable<AttemptRow>(db, 'payment_attempts', 'idempotency_key', 'text', (r) => r.idempotency_key),
-    backoffMs: (attempts) => cappedBackoff(attempts, 500, opts.retryMaxMs),
+    backoffMs: exponentialBackoff(500, opts.retryMaxMs),
     async perform(row) {
       if (row.status !== 'pending' && row.status !== 'unknown') {
         await db.query(`UPDATE payment_attempts SET due_at = NULL, lease_until = NULL WHERE idempotency_key = $1`, [row.idempotency_key]);
@@ -73,7 +75,7 @@ export function paymentReconciliation(db: Database, payments: PaymentGateway, pr
         if (age < opts.settleMs) {
           // A slow gateway may still record the request; look again once it cannot any more. A
           // retried pay meanwhile takes the attempt over with its key, so it cannot charge twice.
-          return { retryInMs: Math.min(opts.settleMs - age + 100, cappedBackoff(row.attempts, 1000, opts.retryMaxMs)), error: 'no charge at the gateway yet' };
+          return { retryInMs: Math.min(opts.settleMs - age + 100, lookAgainMs(row.attempts)), error: 'no charge at the gateway yet' };
         }
         await db.query(
           `UPDATE payment_attempts SET status = 'failed', decided_at = now(), due_at = NULL, lease_until = NULL, last_error = NULL

@@ -1,4 +1,4 @@
-import { cappedBackoff, WorkTable, type WorkColumns, type WorkKind } from '../actors/work.ts';
+import { exponentialBackoff, WorkTable, type WorkColumns, type WorkKind } from '../actors/work.ts';
 import type { Database } from '../db/pg.ts';
 import type { PaymentGateway } from './payment-gateway.ts';
 
@@ -22,7 +22,7 @@ export function refundWork(db: Database, payments: PaymentGateway, retryMaxMs: n
   return {
     name: 'refund',
     table: new WorkTable<RefundRow>(db, 'refunds', 'idempotency_key', 'text', (r) => r.idempotency_key),
-    backoffMs: (attempts) => cappedBackoff(attempts, 500, retryMaxMs),
+    backoffMs: exponentialBackoff(500, retryMaxMs),
     async perform(row) {
       if (row.status === 'pending') {
         const { refundId } = await payments.refund({ chargeId: row.charge_id, amount: row.amount, idempotencyKey: row.idempotency_key });

@@ -55,7 +55,7 @@ async function reset(db: Database, views: readonly ViewDefinition[], ordersTotal
     await tx.query('DELETE FROM consumer_failures WHERE consumer = ANY($1::text[])', [consumers]);
     await tx.query(`TRUNCATE ${tables.map((t) => `"${t}"`).join(', ')}`);
     await tx.query(
-      `INSERT INTO consumer_failures (consumer, order_id, part, seq, upto, attempts, error, first_failed_at, last_failed_at, origin)
+      `INSERT INTO consumer_failures (consumer, order_id, part, seq, upto, attempts, last_error, first_failed_at, last_failed_at, origin)
        SELECT c, o.id, ${partitionSql('o.id', '(SELECT count(*) FROM event_partitions)')}, 1, o.version, 0, 'owed to a rebuild', now(), now(), 'rebuild'
        FROM orders o CROSS JOIN unnest($1::text[]) AS c`,
       [consumers],

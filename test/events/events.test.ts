@@ -30,6 +30,18 @@ describe('events: journal, partitions and consumers', function () {
   const viewVersion = async (orderId: string) =>
     ((await sys.runtime.db.query('SELECT seq FROM view_customer_orders WHERE order_id = $1', [orderId]))[0] as { seq: number } | undefined)?.seq ?? 0;
 
+  /** Makes the notifier fail on one order, inside its transaction, until `cure`. */
+  const poison = async (orderId: string) => {
+    await sys.runtime.db.query(`
+      CREATE OR REPLACE FUNCTION test_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN IF NEW.order_id = '${orderId}' THEN RAISE EXCEPTION 'poisoned order %', NEW.order_id; END IF; RETURN NEW; END $$`);
+    await sys.runtime.db.query('CREATE TRIGGER test_poison BEFORE INSERT ON notifications FOR EACH ROW EXECUTE FUNCTION test_poison()');
+  };
+  const cure = async () => {
+    await sys.runtime.db.query('DROP TRIGGER IF EXISTS test_poison ON notifications');
+    await sys.runtime.db.query('DROP FUNCTION IF EXISTS test_poison()');
+  };
+
   it('journals each event once with its envelope, and every consumer applies it', async () => {
     const order = await sys.placeOrder(p);
     await sys.drive(p, order.id, ['pay', 'accept']);
@@ -113,8 +125,8 @@ describe('events: journal, partitions and consumers', function () {
     await eventually(async () => (await pending(sys, order.id)).behind === 0, 'the group to pass the events');
     // As after a failure on seq 4: the view owes the order from there (backing off for an hour).
     await sys.runtime.db.query(
-      `INSERT INTO consumer_failures (consumer, order_id, part, seq, upto, attempts, error, first_failed_at, last_failed_at, origin)
-       VALUES ('view.deliveries', $1, $2, 4, 3, 1, 'test', now(), now() + interval '1 hour', 'failure')`,
+      `INSERT INTO consumer_failures (consumer, order_id, part, seq, upto, attempts, last_error, first_failed_at, last_failed_at, origin, due_at)
+       VALUES ('view.deliveries', $1, $2, 4, 3, 1, 'test', now(), now(), 'failure', now() + interval '1 hour')`,
       [order.id, sys.runtime.bus.partitionOf(order.id)],
     );
     await sys.drive(p, order.id, ['start-cooking', 'finish-cooking']);
@@ -135,10 +147,7 @@ describe('events: journal, partitions and consumers', function () {
     const poisoned = await sys.placeOrder(p);
     await eventually(async () => (await feedOf(poisoned.id)).length === 1, 'the placement to be notified');
     // A real failure inside the notifier's transaction for this one order.
-    await sys.runtime.db.query(`
-      CREATE OR REPLACE FUNCTION test_poison() RETURNS trigger LANGUAGE plpgsql AS $$
-      BEGIN IF NEW.order_id = '${poisoned.id}' THEN RAISE EXCEPTION 'poisoned order %', NEW.order_id; END IF; RETURN NEW; END $$`);
-    await sys.runtime.db.query('CREATE TRIGGER test_poison BEFORE INSERT ON notifications FOR EACH ROW EXECUTE FUNCTION test_poison()');
+    await poison(poisoned.id);
     try {
       const healthy = await sys.placeOrder(p);
       await Promise.all([
@@ -162,8 +171,7 @@ describe('events: journal, partitions and consumers', function () {
       await eventually(async () => /baedal_failed_events\{consumer="notifier"\} [1-9]/.test((await request<string>(sys.baseUrl, 'GET', '/metrics')).body), 'the failed-events gauge');
       expect((await sys.request('GET', '/admin/failed-events', { token: p.customer })).status).to.equal(403);
     } finally {
-      await sys.runtime.db.query('DROP TRIGGER IF EXISTS test_poison ON notifications');
-      await sys.runtime.db.query('DROP FUNCTION IF EXISTS test_poison()');
+      await cure();
     }
     const replay = await sys.request('POST', '/admin/failed-events/replay', { token: p.admin, body: { orderId: poisoned.id } });
     expect(replay.status).to.equal(200);
@@ -171,6 +179,39 @@ describe('events: journal, partitions and consumers', function () {
     await eventually(async () => (await feedOf(poisoned.id)).length === 5, 'the replayed notifications');
     const after = await sys.request('GET', '/admin/failed-events', { token: p.admin });
     expect(after.body.consumers.filter((f: { orderId: string }) => f.orderId === poisoned.id)).to.deep.equal([]);
+  });
+
+  it("an owed order is work due by the backoff: its owner's loop retries it when due, and each failure puts it off further", async () => {
+    const order = await sys.placeOrder(p);
+    await eventually(async () => (await feedOf(order.id)).length === 1, 'the placement to be notified');
+    await poison(order.id);
+    const row = async () =>
+      (await sys.runtime.db.query(
+        `SELECT attempts, last_error, lease_until, extract(epoch FROM due_at - last_failed_at)::float8 AS wait FROM consumer_failures WHERE consumer = 'notifier' AND order_id = $1`,
+        [order.id],
+      ))[0] as { attempts: number; last_error: string; lease_until: Date | null; wait: number } | undefined;
+    try {
+      await sys.drive(p, order.id, ['pay']);
+      const first = await eventually(row, 'the failure to be owed');
+      // The first retry is due 1 to 2 s after the failure (from 2 s, half jitter), with the error kept.
+      expect(first).to.include({ attempts: 1, lease_until: null });
+      expect(first.wait).to.be.within(1, 2);
+      expect(first.last_error).to.match(/poisoned order/);
+      // Once due, the owner's poll retries it; it fails again and is put off 2 to 4 s.
+      await sys.runtime.db.query(`UPDATE consumer_failures SET due_at = now() WHERE consumer = 'notifier' AND order_id = $1`, [order.id]);
+      const second = await eventually(async () => {
+        const r = await row();
+        return r?.attempts === 2 && r;
+      }, "the owner's retry");
+      expect(second.wait).to.be.within(2, 4);
+    } finally {
+      await cure();
+    }
+    // Not due yet: nothing happens until it is, then the owner applies it and the row goes.
+    expect(await feedOf(order.id)).to.have.length(1);
+    await sys.runtime.db.query(`UPDATE consumer_failures SET due_at = now() WHERE consumer = 'notifier' AND order_id = $1`, [order.id]);
+    await eventually(async () => (await feedOf(order.id)).length === 2, 'the retried notification');
+    expect(await pending(sys, order.id)).to.deep.equal({ behind: 0, owed: [] });
   });
 
   it("records who issued each command, as causation the service's id of the request, and the client's X-Request-Id beside it", async () => {

@@ -4,8 +4,10 @@ import { ATTR, tracingEnabled, withSpan } from '../../tracing.ts';
 import { describe, isApplicationError, untilNoLostRace } from './errors.ts';
 import { EVENT_COLUMNS, eventsIn, historyOf, ownedKey, type HistoryRow } from './history.ts';
 import { commit, failingUnits, planUnits, type PlannedUnits, type Unit } from './plan.ts';
+import { owedBackoffMs } from './owed.ts';
 import { consumerSpans } from './spans.ts';
 import { json, type Guard } from './statement.ts';
+import { dueIn } from '../work.ts';
 import type { ConsumerGroup } from './types.ts';
 
 export interface PartitionsApplied {
@@ -73,9 +75,9 @@ const OWE_MORE = `
   RETURNING 1`;
 
 const NEWLY_OWED = `
-  INSERT INTO consumer_failures (consumer, order_id, part, seq, upto, attempts, error, first_failed_at, last_failed_at, origin)
-  SELECT i.consumer, i.order_id, p.part, i.seq, i.upto, 1, i.error, now(), now(), 'failure'
-  FROM jsonb_to_recordset($1::jsonb) AS i(consumer text, order_id uuid, seq int, upto int, error text)
+  INSERT INTO consumer_failures (consumer, order_id, part, seq, upto, attempts, last_error, first_failed_at, last_failed_at, origin, due_at)
+  SELECT i.consumer, i.order_id, p.part, i.seq, i.upto, 1, i.error, now(), now(), 'failure', ${dueIn('i.delay_ms')}
+  FROM jsonb_to_recordset($1::jsonb) AS i(consumer text, order_id uuid, seq int, upto int, error text, delay_ms float8)
   JOIN LATERAL (SELECT j.part FROM order_journal j WHERE j.order_id = i.order_id AND j.seq = i.seq) p ON true
   ON CONFLICT (consumer, order_id) DO NOTHING
   RETURNING 1`;
@@ -124,7 +126,7 @@ export async function applyPartitions(
       const out: Guard[] = [{ text: MOVE_POSITIONS, params: [json(positions), group.name], expect: positions.length }];
       if (skipped.length > 0) out.push({ text: OWE_MORE, params: [json(skipped)], expect: skipped.length });
       if (failed.length > 0) {
-        const owed = failed.map(({ unit, err }) => ({ consumer: unit.consumer.name, order_id: unit.orderId, seq: unit.from, upto: unit.upto, error: describe(err).slice(0, 2000) }));
+        const owed = failed.map(({ unit, err }) => ({ consumer: unit.consumer.name, order_id: unit.orderId, seq: unit.from, upto: unit.upto, error: describe(err).slice(0, 2000), delay_ms: owedBackoffMs(1) }));
         out.push({ text: NEWLY_OWED, params: [json(owed)], expect: owed.length });
       }
       return out;
