@@ -12,46 +12,50 @@ import { sqlMigration } from '../sql-migration.ts';
  */
 export const Views1766000000000 = sqlMigration('Views1766000000000', {
   up: [
-    `CREATE TABLE view_customer_orders (
-      order_id    uuid        PRIMARY KEY,
-      customer_id text        NOT NULL,
-      store_id    text        NOT NULL,
-      status      text        NOT NULL,
-      total       integer     NOT NULL,
-      rider_id    text,
-      placed_at   timestamptz NOT NULL,
-      updated_at  timestamptz NOT NULL,
-      seq         integer     NOT NULL CHECK (seq >= 1)
-    )`,
+    `
+      CREATE TABLE view_customer_orders (
+        order_id    uuid        PRIMARY KEY,
+        customer_id text        NOT NULL,
+        store_id    text        NOT NULL,
+        status      text        NOT NULL,
+        total       integer     NOT NULL,
+        rider_id    text,
+        placed_at   timestamptz NOT NULL,
+        updated_at  timestamptz NOT NULL,
+        seq         integer     NOT NULL CHECK (seq >= 1)
+      )`,
     `CREATE INDEX view_customer_orders_customer_idx ON view_customer_orders (customer_id, placed_at DESC, order_id)`,
 
-    `CREATE TABLE view_store_orders (
-      order_id   uuid        PRIMARY KEY,
-      store_id   text        NOT NULL,
-      status     text        NOT NULL,
-      total      integer     NOT NULL,
-      items      jsonb       NOT NULL,
-      rider_id   text,
-      paid_at    timestamptz NOT NULL,
-      updated_at timestamptz NOT NULL,
-      seq        integer     NOT NULL CHECK (seq >= 1)
-    )`,
+    `
+      CREATE TABLE view_store_orders (
+        order_id   uuid        PRIMARY KEY,
+        store_id   text        NOT NULL,
+        status     text        NOT NULL,
+        total      integer     NOT NULL,
+        items      jsonb       NOT NULL,
+        rider_id   text,
+        paid_at    timestamptz NOT NULL,
+        updated_at timestamptz NOT NULL,
+        seq        integer     NOT NULL CHECK (seq >= 1)
+      )`,
     `CREATE INDEX view_store_orders_store_idx ON view_store_orders (store_id, paid_at DESC, order_id)`,
     `CREATE INDEX view_store_orders_status_idx ON view_store_orders (store_id, status, paid_at DESC, order_id)`,
 
     // No CHECK (count >= 0): PostgreSQL checks the row an upsert proposes (a decrement) before it
     // finds the conflict; the view checks what the upsert returns instead.
-    `CREATE TABLE view_store_food_counts (
-      store_id text    NOT NULL,
-      food_id  text    NOT NULL,
-      count    integer NOT NULL,
-      PRIMARY KEY (store_id, food_id)
-    )`,
+    `
+      CREATE TABLE view_store_food_counts (
+        store_id text    NOT NULL,
+        food_id  text    NOT NULL,
+        count    integer NOT NULL,
+        PRIMARY KEY (store_id, food_id)
+      )`,
 
-    `CREATE TABLE view_rider_delivery_counts (
-      rider_id text    PRIMARY KEY,
-      count    integer NOT NULL CHECK (count >= 0)
-    )`,
+    `
+      CREATE TABLE view_rider_delivery_counts (
+        rider_id text    PRIMARY KEY,
+        count    integer NOT NULL CHECK (count >= 0)
+      )`,
 
     // The deliveries view joins the others: its rows record the seq last applied to them, and a
     // withdrawn delivery keeps its row (withdrawn_at set) so that no older event can offer it again.
@@ -64,19 +68,21 @@ export const Views1766000000000 = sqlMigration('Views1766000000000', {
     `DROP INDEX view_deliveries_area_idx`,
     `CREATE INDEX view_deliveries_offered_idx ON view_deliveries (area, cooked_at, order_id) WHERE withdrawn_at IS NULL`,
 
-    `CREATE TABLE view_status (
-      view                 text        PRIMARY KEY,
-      applied_at           timestamptz,
-      rebuild_needed       boolean     NOT NULL DEFAULT false,
-      rebuild_started_at   timestamptz,
-      rebuild_updated_at   timestamptz,
-      rebuild_finished_at  timestamptz,
-      rebuild_orders_done  integer,
-      rebuild_orders_total integer
-    )`,
-    `INSERT INTO view_status (view, rebuild_needed)
-    SELECT v, EXISTS (SELECT 1 FROM orders)
-    FROM unnest(ARRAY['customer-orders', 'store-orders', 'store-food-counts', 'rider-delivery-counts']) AS v`,
+    `
+      CREATE TABLE view_status (
+        view                 text        PRIMARY KEY,
+        applied_at           timestamptz,
+        rebuild_needed       boolean     NOT NULL DEFAULT false,
+        rebuild_started_at   timestamptz,
+        rebuild_updated_at   timestamptz,
+        rebuild_finished_at  timestamptz,
+        rebuild_orders_done  integer,
+        rebuild_orders_total integer
+      )`,
+    `
+      INSERT INTO view_status (view, rebuild_needed)
+      SELECT v, EXISTS (SELECT 1 FROM orders)
+      FROM unnest(ARRAY['customer-orders', 'store-orders', 'store-food-counts', 'rider-delivery-counts']) AS v`,
     // Built by the saga migration from the orders table.
     `INSERT INTO view_status (view) VALUES ('deliveries')`,
   ],

@@ -7,7 +7,8 @@ import { sqlMigration } from '../sql-migration.ts';
  */
 export const BatchGuard1767000000000 = sqlMigration('BatchGuard1767000000000', {
   up: [
-    `CREATE OR REPLACE FUNCTION baedal_fail(code text, message text) RETURNS integer
+    `
+      CREATE OR REPLACE FUNCTION baedal_fail(code text, message text) RETURNS integer
       LANGUAGE plpgsql AS $$
       BEGIN
         RAISE EXCEPTION USING ERRCODE = code, MESSAGE = message;

@@ -27,25 +27,28 @@ export const Partitions1768000000000 = sqlMigration('Partitions1768000000000', {
     `ALTER TABLE order_journal ADD COLUMN pos bigserial NOT NULL`,
     `CREATE INDEX order_journal_position_idx ON order_journal (part, tx, pos)`,
 
-    `CREATE TABLE event_partitions (
-      part   smallint    PRIMARY KEY CHECK (part >= 0),
-      holder text,
-      until  timestamptz
-    )`,
-    `CREATE TABLE event_consumers (
-      holder     text        PRIMARY KEY,
-      until      timestamptz NOT NULL,
-      started_at timestamptz NOT NULL DEFAULT now()
-    )`,
-    `CREATE TABLE consumer_positions (
-      grp        text        NOT NULL,
-      part       smallint    NOT NULL,
-      tx         xid8        NOT NULL,
-      pos        bigint      NOT NULL,
-      version    integer     NOT NULL DEFAULT 1,
-      updated_at timestamptz NOT NULL DEFAULT now(),
-      PRIMARY KEY (grp, part)
-    )`,
+    `
+      CREATE TABLE event_partitions (
+        part   smallint    PRIMARY KEY CHECK (part >= 0),
+        holder text,
+        until  timestamptz
+      )`,
+    `
+      CREATE TABLE event_consumers (
+        holder     text        PRIMARY KEY,
+        until      timestamptz NOT NULL,
+        started_at timestamptz NOT NULL DEFAULT now()
+      )`,
+    `
+      CREATE TABLE consumer_positions (
+        grp        text        NOT NULL,
+        part       smallint    NOT NULL,
+        tx         xid8        NOT NULL,
+        pos        bigint      NOT NULL,
+        version    integer     NOT NULL DEFAULT 1,
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (grp, part)
+      )`,
 
     // An order a consumer owes events of, apart from its partition's position: it failed there, it
     // is being rebuilt, or it was owed at this upgrade. `seq..upto` are the events owed; `version`
@@ -57,7 +60,8 @@ export const Partitions1768000000000 = sqlMigration('Partitions1768000000000', {
     `UPDATE consumer_failures f SET upto = o.version FROM orders o WHERE o.id = f.order_id`,
     `DELETE FROM consumer_failures WHERE upto IS NULL`,
     {
-      sql: `INSERT INTO consumer_failures (consumer, order_id, seq, upto, attempts, error, first_failed_at, last_failed_at, origin)
+      sql: `
+      INSERT INTO consumer_failures (consumer, order_id, seq, upto, attempts, error, first_failed_at, last_failed_at, origin)
       SELECT k.consumer, o.id, coalesce(cp.seq, 0) + 1, o.version, 0, 'owed when event delivery was partitioned', now(), '-infinity', 'upgrade'
       FROM orders o CROSS JOIN unnest($1::text[]) AS k(consumer)
       LEFT JOIN consumer_checkpoints cp ON cp.consumer = k.consumer AND cp.order_id = o.id

@@ -9,12 +9,14 @@ import { sqlMigration } from '../sql-migration.ts';
  */
 export const UnpaidOrders1768100000000 = sqlMigration('UnpaidOrders1768100000000', {
   up: [
-    `CREATE TABLE customer_unpaid_orders (
-      customer_id text    PRIMARY KEY,
-      unpaid      integer NOT NULL
-    )`,
-    `INSERT INTO customer_unpaid_orders (customer_id, unpaid)
-    SELECT customer_id, count(*)::int FROM orders WHERE status = 'awaitingPayment' GROUP BY customer_id`,
+    `
+      CREATE TABLE customer_unpaid_orders (
+        customer_id text    PRIMARY KEY,
+        unpaid      integer NOT NULL
+      )`,
+    `
+      INSERT INTO customer_unpaid_orders (customer_id, unpaid)
+      SELECT customer_id, count(*)::int FROM orders WHERE status = 'awaitingPayment' GROUP BY customer_id`,
   ],
   down: ['DROP TABLE IF EXISTS customer_unpaid_orders'],
 });

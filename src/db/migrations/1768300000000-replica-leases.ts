@@ -8,11 +8,12 @@ import { sqlMigration } from '../sql-migration.ts';
  */
 export const ReplicaLeases1768300000000 = sqlMigration('ReplicaLeases1768300000000', {
   up: [
-    `CREATE TABLE replica_leases (
-      replica    text        PRIMARY KEY,
-      until      timestamptz NOT NULL,
-      started_at timestamptz NOT NULL DEFAULT now()
-    )`,
+    `
+      CREATE TABLE replica_leases (
+        replica    text        PRIMARY KEY,
+        until      timestamptz NOT NULL,
+        started_at timestamptz NOT NULL DEFAULT now()
+      )`,
     'ALTER TABLE payment_attempts ADD COLUMN replica text',
     // The attempts in flight, by the replica calling for them: few at any moment.
     `CREATE INDEX payment_attempts_pending_idx ON payment_attempts (replica) WHERE status = 'pending'`,

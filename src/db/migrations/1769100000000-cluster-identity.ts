@@ -7,11 +7,12 @@ import { sqlMigration } from '../sql-migration.ts';
  */
 export const ClusterIdentity1769100000000 = sqlMigration('ClusterIdentity1769100000000', {
   up: [
-    `CREATE TABLE cluster_identity (
-      singleton  boolean     PRIMARY KEY DEFAULT true CHECK (singleton),
-      id         uuid        NOT NULL DEFAULT gen_random_uuid(),
-      created_at timestamptz NOT NULL DEFAULT now()
-    )`,
+    `
+      CREATE TABLE cluster_identity (
+        singleton  boolean     PRIMARY KEY DEFAULT true CHECK (singleton),
+        id         uuid        NOT NULL DEFAULT gen_random_uuid(),
+        created_at timestamptz NOT NULL DEFAULT now()
+      )`,
   ],
   down: ['DROP TABLE cluster_identity'],
 });
