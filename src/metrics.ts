@@ -33,57 +33,43 @@ const PARTNER_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 export function createRuntimeMetrics(): RuntimeMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  const counter = <L extends string = never>(name: string, help: string, labelNames: readonly L[] = []) =>
+    new Counter<L>({ name, help, labelNames, registers: [registry] });
+  const partnerCalls = <L extends string>(name: string, help: string, labelNames: readonly L[]) =>
+    new Histogram<L>({ name, help, labelNames, buckets: PARTNER_BUCKETS, registers: [registry] });
   return {
     registry,
-    payments: new Counter({
-      name: 'baedal_payment_attempts_total',
-      help: 'Payment attempts by outcome (charged, declined, failed, unknown, orphaned, breaker-open)',
-      labelNames: ['outcome'] as const,
-      registers: [registry],
-    }),
-    refunds: new Counter({
-      name: 'baedal_refunds_total',
-      help: 'Refunds completed at the gateway, by reason',
-      labelNames: ['reason'] as const,
-      registers: [registry],
-    }),
-    commands: new Counter({
-      name: 'baedal_commands_total',
-      help: 'Order commands by type (place, pay, accept, …, and timer events) and outcome (ok, or the error code)',
-      labelNames: ['command', 'outcome'] as const,
-      registers: [registry],
-    }),
-    staleWrites: new Counter({
-      name: 'baedal_stale_writes_total',
-      help: 'Order writes refused by the version check because another writer moved the order first (the step judged again)',
-      registers: [registry],
-    }),
-    eventsDelivered: new Counter({
-      name: 'baedal_events_delivered_total',
-      help: "Journaled events this replica read from the partitions it owns and applied for a consumer group (each replica's share of the consuming)",
-      labelNames: ['group'] as const,
-      registers: [registry],
-    }),
-    eventsApplied: new Counter({
-      name: 'baedal_events_applied_total',
-      help: 'Journaled events this replica applied, per event partition (it applies only the partitions it holds a lease on)',
-      labelNames: ['partition'] as const,
-      registers: [registry],
-    }),
-    paymentDuration: new Histogram({
-      name: 'baedal_payment_duration_seconds',
-      help: 'Payment gateway calls by operation (charge, refund, lookup) and outcome (ok, declined, rejected, unavailable, timeout, breaker-open), retries included',
-      labelNames: ['operation', 'outcome'] as const,
-      buckets: PARTNER_BUCKETS,
-      registers: [registry],
-    }),
-    notificationDelivery: new Histogram({
-      name: 'baedal_notification_delivery_duration_seconds',
-      help: 'Webhook requests carrying notifications, by outcome (delivered: 2xx, refused: another status, timeout, unreachable)',
-      labelNames: ['outcome'] as const,
-      buckets: PARTNER_BUCKETS,
-      registers: [registry],
-    }),
+    payments: counter('baedal_payment_attempts_total', 'Payment attempts by outcome (charged, declined, failed, unknown, orphaned, breaker-open)', ['outcome']),
+    refunds: counter('baedal_refunds_total', 'Refunds completed at the gateway, by reason', ['reason']),
+    commands: counter(
+      'baedal_commands_total',
+      'Order commands by type (place, pay, accept, …, and timer events) and outcome (ok, or the error code)',
+      ['command', 'outcome'],
+    ),
+    staleWrites: counter(
+      'baedal_stale_writes_total',
+      'Order writes refused by the version check because another writer moved the order first (the step judged again)',
+    ),
+    eventsDelivered: counter(
+      'baedal_events_delivered_total',
+      "Journaled events this replica read from the partitions it owns and applied for a consumer group (each replica's share of the consuming)",
+      ['group'],
+    ),
+    eventsApplied: counter(
+      'baedal_events_applied_total',
+      'Journaled events this replica applied, per event partition (it applies only the partitions it holds a lease on)',
+      ['partition'],
+    ),
+    paymentDuration: partnerCalls(
+      'baedal_payment_duration_seconds',
+      'Payment gateway calls by operation (charge, refund, lookup) and outcome (ok, declined, rejected, unavailable, timeout, breaker-open), retries included',
+      ['operation', 'outcome'],
+    ),
+    notificationDelivery: partnerCalls(
+      'baedal_notification_delivery_duration_seconds',
+      'Webhook requests carrying notifications, by outcome (delivered: 2xx, refused: another status, timeout, unreachable)',
+      ['outcome'],
+    ),
   };
 }
 
@@ -140,6 +126,18 @@ export function observe(metrics: RuntimeMetrics, sources: ObservedSources): void
         }
       },
     });
+  const queueGauge = (name: string, help: string, measure: () => Promise<Record<string, number>>) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['queue'] as const,
+      registers: [registry],
+      async collect() {
+        const byQueue = await measure().catch(() => undefined);
+        if (!byQueue) return;
+        for (const [queue, n] of Object.entries(byQueue)) this.set({ queue }, n);
+      },
+    });
   workGauge('baedal_work_owed', 'Durable work items owed (refunds, notifications, timers, payment reconciliations)', 'owed');
   workGauge('baedal_work_failing', 'Durable work items still owed after 3 or more attempts', 'failing');
   new Gauge({
@@ -171,17 +169,7 @@ export function observe(metrics: RuntimeMetrics, sources: ObservedSources): void
       this.set(sources.partitionsOwned());
     },
   });
-  new Gauge({
-    name: 'baedal_queue_oldest_job_age_seconds',
-    help: 'Age of the oldest job waiting in each BullMQ queue (how long work waits to be picked up)',
-    labelNames: ['queue'] as const,
-    registers: [registry],
-    async collect() {
-      const ages = await oldestJobAge().catch(() => undefined);
-      if (!ages) return;
-      for (const [queue, age] of Object.entries(ages)) this.set({ queue }, age);
-    },
-  });
+  queueGauge('baedal_queue_oldest_job_age_seconds', 'Age of the oldest job waiting in each BullMQ queue (how long work waits to be picked up)', oldestJobAge);
   new Gauge({
     name: 'baedal_journal_oldest_unsettled_seconds',
     help: 'Age of the oldest journaled event some consumer has not applied yet (0 when all are settled)',
@@ -191,15 +179,5 @@ export function observe(metrics: RuntimeMetrics, sources: ObservedSources): void
       if (backlog) this.set(backlog.oldest ? Math.max(0, (Date.now() - backlog.oldest.getTime()) / 1000) : 0);
     },
   });
-  new Gauge({
-    name: 'baedal_queue_backlog',
-    help: 'Waiting and active BullMQ jobs per queue (the backlog an autoscaler can follow)',
-    labelNames: ['queue'] as const,
-    registers: [registry],
-    async collect() {
-      const backlog = await queueBacklog().catch(() => undefined);
-      if (!backlog) return;
-      for (const [queue, n] of Object.entries(backlog)) this.set({ queue }, n);
-    },
-  });
+  queueGauge('baedal_queue_backlog', 'Waiting and active BullMQ jobs per queue (the backlog an autoscaler can follow)', queueBacklog);
 }

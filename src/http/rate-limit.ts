@@ -29,15 +29,7 @@ const WINDOW_SECONDS = 60;
  * refused tokens are counted by the address limit instead.
  */
 export function rateLimit(opts: RateLimitOptions): Middleware {
-  const limiter = new RateLimiterRedis({
-    storeClient: opts.redis,
-    keyPrefix: opts.keyPrefix ?? 'baedal:rate',
-    points: opts.perMinute,
-    duration: WINDOW_SECONDS,
-    // With ioredis's `maxRetriesPerRequest: null` a command waits for a reconnect forever; ask only a ready client.
-    rejectIfRedisNotReady: true,
-  });
-  const take = budget(limiter, opts);
+  const take = budget(opts, 'baedal:rate');
   return async (ctx, next) => {
     const who = ctx.state.principal as Principal | undefined;
     if (!who) return next();
@@ -48,12 +40,21 @@ export function rateLimit(opts: RateLimitOptions): Middleware {
 }
 
 /**
- * Takes one point of `key`'s budget, or throws 429 `rate_limited` with the seconds until the
- * window ends. When Redis cannot answer (down, reconnecting, or slower than `timeoutMs`) the
- * request is let through and the failure logged at most every 10 s: the limiter guards capacity
- * and must not itself take the API down.
+ * A budget of `perMinute` points per key and window, kept in Redis under the key prefix (by default
+ * `defaultPrefix`). Taking one point of `key`'s budget throws 429 `rate_limited`, with the seconds
+ * until the window ends, once it is spent. When Redis cannot answer (down, reconnecting, or slower
+ * than `timeoutMs`) the request is let through and the failure logged at most every 10 s: the
+ * limiter guards capacity and must not itself take the API down.
  */
-function budget(limiter: RateLimiterRedis, opts: Pick<RateLimitOptions, 'log' | 'timeoutMs'>) {
+function budget(opts: RateLimitOptions, defaultPrefix: string) {
+  const limiter = new RateLimiterRedis({
+    storeClient: opts.redis,
+    keyPrefix: opts.keyPrefix ?? defaultPrefix,
+    points: opts.perMinute,
+    duration: WINDOW_SECONDS,
+    // With ioredis's `maxRetriesPerRequest: null` a command waits for a reconnect forever; ask only a ready client.
+    rejectIfRedisNotReady: true,
+  });
   const timeoutMs = opts.timeoutMs ?? 1000;
   let lastWarning = 0;
   const warn = (err: unknown) => {
@@ -116,14 +117,7 @@ export interface AddressRateLimit {
  * accepted token are never counted here: they have the per-token budget.
  */
 export function addressRateLimit(opts: AddressRateLimitOptions): AddressRateLimit {
-  const limiter = new RateLimiterRedis({
-    storeClient: opts.redis,
-    keyPrefix: opts.keyPrefix ?? 'baedal:rate-address',
-    points: opts.perMinute,
-    duration: WINDOW_SECONDS,
-    rejectIfRedisNotReady: true,
-  });
-  const take = budget(limiter, opts);
+  const take = budget(opts, 'baedal:rate-address');
   const details = { limit: opts.perMinute, windowSeconds: WINDOW_SECONDS, kind: 'address' };
   // Addresses over their budget, until their window ends: refused without asking Redis.
   const blocked = new Map<string, number>();

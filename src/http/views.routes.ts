@@ -93,66 +93,74 @@ function requireOwn(who: Principal, role: Role, id: string, what: string): void 
 
 const CONSISTENCY = 'A read model: it trails the commands by the lag in X-View-Lag-Ms (GET /orders/:id is the strongly consistent source).';
 
+/** The parties whose views are named by their id, with the path parameters that hold it. */
+const OWNER_PARAMS = { customer: CustomerParams, store: StoreParams, rider: RiderParams } as const;
+type Owner = keyof typeof OWNER_PARAMS;
+
+interface OwnViewSpec<Q extends z.ZodType | undefined> {
+  /** Names the party whose view it is by `:<party>Id`; only they (or an admin) may read it. */
+  path: string;
+  /** What the view holds; the summary goes on to say who may read it and how consistent it is. */
+  summary: string;
+  query?: Q;
+  answer: { description: string; schema: z.ZodType };
+  read(id: string, query: Q extends z.ZodType ? z.output<Q> : undefined): Promise<unknown>;
+}
+
+/**
+ * A GET of the view of one party, named by its id in the path: the party's own (`requireOwn`, the
+ * refusal naming `what`), answered with the view's position. `view` is the view as its status names it.
+ */
+function ownViewRoute<Q extends z.ZodType | undefined = undefined>(status: ViewStatusReader, view: string, what: string, spec: OwnViewSpec<Q>): Route {
+  const owner = /\/:(customer|store|rider)Id\//.exec(spec.path)?.[1] as Owner | undefined;
+  if (!owner) throw new Error(`${spec.path} names no party by its id`);
+  return defineRoute({
+    method: 'get',
+    path: spec.path,
+    summary: `${spec.summary} The ${owner} (or an admin) only. ${CONSISTENCY}`,
+    tag: 'views',
+    auth: true,
+    params: OWNER_PARAMS[owner] as z.ZodType<Record<string, string>>,
+    ...(spec.query && { query: spec.query }),
+    responses: { 200: { ...spec.answer, headers: VIEW_HEADERS } },
+    // 400 for a bad query, 403 for another party, 404 for an id that cannot be one.
+    errors: spec.query ? [400, 401, 403, 404] : [401, 403, 404],
+    async handle(ctx, { params, query, principal }) {
+      const id = params[`${owner}Id`]!;
+      requireOwn(principal, owner, id, what);
+      await answerFromView(ctx, status, view, await spec.read(id, query as Q extends z.ZodType ? z.output<Q> : undefined));
+    },
+  });
+}
+
 export function viewRoutes(deps: { pg: Database; status: ViewStatusReader }): Route[] {
   const { pg, status } = deps;
   return [
-    defineRoute({
-      method: 'get',
+    ownViewRoute(status, 'customer-orders', "a customer's orders", {
       path: '/views/customers/:customerId/orders',
-      summary: `The customer's orders with their status, newest first. The customer (or an admin) only. ${CONSISTENCY}`,
-      tag: 'views',
-      auth: true,
-      params: CustomerParams,
+      summary: "The customer's orders with their status, newest first.",
       query: LimitQuery,
-      responses: { 200: { description: "the customer's orders", schema: CustomerOrdersSchema, headers: VIEW_HEADERS } },
-      errors: [400, 401, 403, 404],
-      async handle(ctx, { params, query, principal }) {
-        requireOwn(principal, 'customer', params.customerId, "a customer's orders");
-        await answerFromView(ctx, status, 'customer-orders', await customerOrders(pg, params.customerId, query.limit));
-      },
+      answer: { description: "the customer's orders", schema: CustomerOrdersSchema },
+      read: (id, query) => customerOrders(pg, id, query.limit),
     }),
-    defineRoute({
-      method: 'get',
+    ownViewRoute(status, 'store-orders', "a store's orders", {
       path: '/views/stores/:storeId/orders',
-      summary: `The orders the store received (from payment on), newest payment first, optionally in one status: what the owner accepts, rejects and cooks. The store (or an admin) only. ${CONSISTENCY}`,
-      tag: 'views',
-      auth: true,
-      params: StoreParams,
+      summary: 'The orders the store received (from payment on), newest payment first, optionally in one status: what the owner accepts, rejects and cooks.',
       query: StoreOrdersQuery,
-      responses: { 200: { description: "the store's received orders", schema: StoreOrdersSchema, headers: VIEW_HEADERS } },
-      errors: [400, 401, 403, 404],
-      async handle(ctx, { params, query, principal }) {
-        requireOwn(principal, 'store', params.storeId, "a store's orders");
-        await answerFromView(ctx, status, 'store-orders', await storeOrders(pg, params.storeId, query));
-      },
+      answer: { description: "the store's received orders", schema: StoreOrdersSchema },
+      read: (id, query) => storeOrders(pg, id, query),
     }),
-    defineRoute({
-      method: 'get',
+    ownViewRoute(status, 'store-food-counts', "a store's food counts", {
       path: '/views/stores/:storeId/food-counts',
-      summary: `Per food, the quantity in the orders the store received (paid), less those later cancelled or rejected; foods at 0 are left out. The store (or an admin) only. ${CONSISTENCY}`,
-      tag: 'views',
-      auth: true,
-      params: StoreParams,
-      responses: { 200: { description: 'counts by food id', schema: FoodCountsSchema, headers: VIEW_HEADERS } },
-      errors: [401, 403, 404],
-      async handle(ctx, { params, principal }) {
-        requireOwn(principal, 'store', params.storeId, "a store's food counts");
-        await answerFromView(ctx, status, 'store-food-counts', await storeFoodCounts(pg, params.storeId));
-      },
+      summary: 'Per food, the quantity in the orders the store received (paid), less those later cancelled or rejected; foods at 0 are left out.',
+      answer: { description: 'counts by food id', schema: FoodCountsSchema },
+      read: (id) => storeFoodCounts(pg, id),
     }),
-    defineRoute({
-      method: 'get',
+    ownViewRoute(status, 'rider-delivery-counts', "a rider's delivery count", {
       path: '/views/riders/:riderId/delivery-count',
-      summary: `How many orders the rider has picked (0 for a rider who has picked none). The rider (or an admin) only. ${CONSISTENCY}`,
-      tag: 'views',
-      auth: true,
-      params: RiderParams,
-      responses: { 200: { description: "the rider's count", schema: DeliveryCountSchema, headers: VIEW_HEADERS } },
-      errors: [401, 403, 404],
-      async handle(ctx, { params, principal }) {
-        requireOwn(principal, 'rider', params.riderId, "a rider's delivery count");
-        await answerFromView(ctx, status, 'rider-delivery-counts', await riderDeliveryCount(pg, params.riderId));
-      },
+      summary: 'How many orders the rider has picked (0 for a rider who has picked none).',
+      answer: { description: "the rider's count", schema: DeliveryCountSchema },
+      read: (id) => riderDeliveryCount(pg, id),
     }),
     defineRoute({
       method: 'get',

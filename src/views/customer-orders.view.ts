@@ -1,7 +1,7 @@
 import type { OrderEvent } from '../actors/consumers/types.ts';
 import type { Database } from '../db/pg.ts';
 import { requireKnownEvent } from '../actors/order-repository.ts';
-import { defineView, missingPlacement } from './view.ts';
+import { defineView, missingPlacement, type OrderRow, upsertOrderRows } from './view.ts';
 
 /** What the view keeps about an order: its row, which it rewrites whole after each batch. */
 export interface CustomerOrderState {
@@ -54,30 +54,15 @@ export const customerOrdersView = defineView<CustomerOrderState>({
   fold: foldCustomerOrder,
   write(orders) {
     const rows = orders.flatMap(({ state, orderId, seq }) => (state ? [{ ...state, orderId, seq }] : []));
-    if (rows.length === 0) return [];
-    return [
-      {
-        text: `INSERT INTO view_customer_orders (order_id, customer_id, store_id, status, total, rider_id, placed_at, updated_at, seq)
-             SELECT r."orderId", r."customerId", r."storeId", r."status", r."total", r."riderId", r."placedAt", r."updatedAt", r."seq"
-             FROM jsonb_to_recordset($1::jsonb) AS r("orderId" uuid, "customerId" text, "storeId" text, "status" text, "total" int,
-                                                    "riderId" text, "placedAt" timestamptz, "updatedAt" timestamptz, "seq" int)
-             ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status, rider_id = EXCLUDED.rider_id, updated_at = EXCLUDED.updated_at, seq = EXCLUDED.seq
-             WHERE view_customer_orders.seq < EXCLUDED.seq`,
-        params: [JSON.stringify(rows)],
-      },
-    ];
+    const columns = { customerId: 'text', storeId: 'text', status: 'text', total: 'int', riderId: 'text', placedAt: 'timestamptz', updatedAt: 'timestamptz' };
+    return upsertOrderRows('view_customer_orders', columns, rows);
   },
 });
 
-interface Row {
-  order_id: string;
-  status: string;
+interface Row extends OrderRow {
   store_id: string;
   total: number;
-  rider_id: string | null;
   placed_at: Date;
-  updated_at: Date;
-  seq: number;
 }
 
 /** A customer's orders, newest first. */

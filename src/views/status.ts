@@ -143,24 +143,20 @@ export function viewStatusReader(db: Database, views: readonly string[], opts: {
 export function registerViewMetrics(registry: Registry, reader: ViewStatusReader): void {
   if (registry.getSingleMetric('baedal_view_lag_seconds')) return;
   const measure = () => reader.read().catch(() => undefined);
-  new Gauge({
-    name: 'baedal_view_lag_seconds',
-    help: 'Age of the oldest journaled event a read model (view) has not applied yet; 0 when it is caught up',
-    labelNames: ['view'] as const,
-    registers: [registry],
-    async collect() {
-      const status = await measure();
-      if (status) for (const v of status.views) this.set({ view: v.view }, v.lagSeconds);
-    },
-  });
-  new Gauge({
-    name: 'baedal_view_events_behind',
-    help: 'Journaled events a read model (view) has not applied yet',
-    labelNames: ['view'] as const,
-    registers: [registry],
-    async collect() {
-      const status = await measure();
-      if (status) for (const v of status.views) this.set({ view: v.view }, v.eventsBehind);
-    },
-  });
+  const gauges: [name: string, help: string, value: (v: ViewState) => number][] = [
+    ['baedal_view_lag_seconds', 'Age of the oldest journaled event a read model (view) has not applied yet; 0 when it is caught up', (v) => v.lagSeconds],
+    ['baedal_view_events_behind', 'Journaled events a read model (view) has not applied yet', (v) => v.eventsBehind],
+  ];
+  for (const [name, help, value] of gauges) {
+    new Gauge({
+      name,
+      help,
+      labelNames: ['view'] as const,
+      registers: [registry],
+      async collect() {
+        const status = await measure();
+        if (status) for (const v of status.views) this.set({ view: v.view }, value(v));
+      },
+    });
+  }
 }

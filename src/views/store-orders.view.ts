@@ -2,7 +2,7 @@ import type { OrderEvent } from '../actors/consumers/types.ts';
 import type { Database } from '../db/pg.ts';
 import { requireKnownEvent } from '../actors/order-repository.ts';
 import type { OrderItem } from '../machines/order/contract.ts';
-import { defineView, missingPlacement } from './view.ts';
+import { defineView, missingPlacement, type OrderRow, upsertOrderRows } from './view.ts';
 
 export interface StoreOrderItem {
   foodId: string;
@@ -72,30 +72,15 @@ export const storeOrdersView = defineView<StoreOrderState>({
   fold: foldStoreOrder,
   write(orders) {
     const rows = orders.flatMap(({ state, orderId, seq }) => (state?.paidAt ? [{ ...state, orderId, seq }] : []));
-    if (rows.length === 0) return [];
-    return [
-      {
-        text: `INSERT INTO view_store_orders (order_id, store_id, status, total, items, rider_id, paid_at, updated_at, seq)
-             SELECT r."orderId", r."storeId", r."status", r."total", r."items", r."riderId", r."paidAt", r."updatedAt", r."seq"
-             FROM jsonb_to_recordset($1::jsonb) AS r("orderId" uuid, "storeId" text, "status" text, "total" int, "items" jsonb,
-                                                    "riderId" text, "paidAt" timestamptz, "updatedAt" timestamptz, "seq" int)
-             ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status, rider_id = EXCLUDED.rider_id, updated_at = EXCLUDED.updated_at, seq = EXCLUDED.seq
-             WHERE view_store_orders.seq < EXCLUDED.seq`,
-        params: [JSON.stringify(rows)],
-      },
-    ];
+    const columns = { storeId: 'text', status: 'text', total: 'int', items: 'jsonb', riderId: 'text', paidAt: 'timestamptz', updatedAt: 'timestamptz' };
+    return upsertOrderRows('view_store_orders', columns, rows);
   },
 });
 
-interface Row {
-  order_id: string;
-  status: string;
+interface Row extends OrderRow {
   total: number;
   items: StoreOrderItem[];
-  rider_id: string | null;
   paid_at: Date;
-  updated_at: Date;
-  seq: number;
 }
 
 /** The store's received orders, newest payment first; only those in `status` when given. */

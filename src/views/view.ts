@@ -70,3 +70,34 @@ export function defineView<S, N = never>(spec: {
     }),
   };
 }
+
+/** The columns of every view of one row per order that `upsertOrderRows` writes, as they are read. */
+export interface OrderRow {
+  order_id: string;
+  status: string;
+  rider_id: string | null;
+  updated_at: Date;
+  seq: number;
+}
+
+/**
+ * The effect that writes orders' rows into a view of one row per order: each row is inserted, or,
+ * where the view holds an older seq of the order, updated in what changes once the row exists
+ * (status, rider, updated_at, seq). `columns` are the table's columns between `order_id` and `seq`,
+ * in order, as the rows' fields (the columns are their snake_case) with the type each is read as.
+ */
+export function upsertOrderRows(table: string, columns: Record<string, string>, rows: readonly object[]): Effect[] {
+  if (rows.length === 0) return [];
+  const fields = Object.entries({ orderId: 'uuid', ...columns, seq: 'int' });
+  const column = (field: string) => field.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+  return [
+    {
+      text: `INSERT INTO ${table} (${fields.map(([f]) => column(f)).join(', ')})
+             SELECT ${fields.map(([f]) => `r."${f}"`).join(', ')}
+             FROM jsonb_to_recordset($1::jsonb) AS r(${fields.map(([f, type]) => `"${f}" ${type}`).join(', ')})
+             ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status, rider_id = EXCLUDED.rider_id, updated_at = EXCLUDED.updated_at, seq = EXCLUDED.seq
+             WHERE ${table}.seq < EXCLUDED.seq`,
+      params: [JSON.stringify(rows)],
+    },
+  ];
+}

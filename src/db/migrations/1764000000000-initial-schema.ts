@@ -1,10 +1,8 @@
-import type { MigrationInterface, QueryRunner } from 'typeorm';
+import { sqlMigration } from '../sql-migration.ts';
 
-export class InitialSchema1764000000000 implements MigrationInterface {
-  name = 'InitialSchema1764000000000';
-
-  async up(q: QueryRunner): Promise<void> {
-    await q.query(`
+export const InitialSchema1764000000000 = sqlMigration('InitialSchema1764000000000', {
+  up: [
+    `
       CREATE TABLE menu_items (
         store_id   text        NOT NULL,
         food_id    text        NOT NULL,
@@ -13,8 +11,8 @@ export class InitialSchema1764000000000 implements MigrationInterface {
         available  boolean     NOT NULL,
         updated_at timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (store_id, food_id)
-      )`);
-    await q.query(`
+      )`,
+    `
       CREATE TABLE orders (
         id              uuid        PRIMARY KEY,
         machine_id      text        NOT NULL,
@@ -28,12 +26,12 @@ export class InitialSchema1764000000000 implements MigrationInterface {
         area            text        NOT NULL,
         created_at      timestamptz NOT NULL,
         updated_at      timestamptz NOT NULL
-      )`);
-    await q.query(`CREATE INDEX orders_customer_idx ON orders (customer_id, created_at DESC)`);
-    await q.query(`CREATE INDEX orders_store_idx ON orders (store_id, created_at DESC)`);
-    await q.query(`CREATE INDEX orders_rider_idx ON orders (rider_id, created_at DESC) WHERE rider_id IS NOT NULL`);
-    await q.query(`CREATE INDEX orders_status_area_idx ON orders (status, area)`);
-    await q.query(`
+      )`,
+    `CREATE INDEX orders_customer_idx ON orders (customer_id, created_at DESC)`,
+    `CREATE INDEX orders_store_idx ON orders (store_id, created_at DESC)`,
+    `CREATE INDEX orders_rider_idx ON orders (rider_id, created_at DESC) WHERE rider_id IS NOT NULL`,
+    `CREATE INDEX orders_status_area_idx ON orders (status, area)`,
+    `
       CREATE TABLE order_journal (
         order_id uuid        NOT NULL REFERENCES orders (id),
         seq      integer     NOT NULL CHECK (seq >= 1),
@@ -43,8 +41,8 @@ export class InitialSchema1764000000000 implements MigrationInterface {
         actor    jsonb       NOT NULL,
         at       timestamptz NOT NULL,
         UNIQUE (order_id, seq)
-      )`);
-    await q.query(`
+      )`,
+    `
       CREATE TABLE outbox (
         event_id     uuid        PRIMARY KEY,
         order_id     uuid        NOT NULL,
@@ -53,9 +51,9 @@ export class InitialSchema1764000000000 implements MigrationInterface {
         payload      jsonb       NOT NULL,
         created_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
         published_at timestamptz
-      )`);
-    await q.query(`CREATE INDEX outbox_pending_idx ON outbox (created_at) WHERE published_at IS NULL`);
-    await q.query(`
+      )`,
+    `CREATE INDEX outbox_pending_idx ON outbox (created_at) WHERE published_at IS NULL`,
+    `
       CREATE TABLE order_requests (
         customer_id     text        NOT NULL,
         idempotency_key text        NOT NULL,
@@ -63,23 +61,23 @@ export class InitialSchema1764000000000 implements MigrationInterface {
         order_id        uuid        NOT NULL REFERENCES orders (id),
         created_at      timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (customer_id, idempotency_key)
-      )`);
-    await q.query(`
+      )`,
+    `
       CREATE TABLE inbox (
         consumer     text        NOT NULL,
         event_id     uuid        NOT NULL,
         processed_at timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (consumer, event_id)
-      )`);
-    await q.query(`
+      )`,
+    `
       CREATE TABLE refunds (
         order_id    uuid        PRIMARY KEY REFERENCES orders (id),
         charge_id   text        NOT NULL,
         refund_id   text        NOT NULL,
         amount      integer     NOT NULL,
         refunded_at timestamptz NOT NULL DEFAULT now()
-      )`);
-    await q.query(`
+      )`,
+    `
       CREATE TABLE notifications (
         order_id    uuid        NOT NULL,
         seq         integer     NOT NULL,
@@ -88,13 +86,10 @@ export class InitialSchema1764000000000 implements MigrationInterface {
         message     text        NOT NULL,
         created_at  timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (order_id, seq)
-      )`);
-    await q.query(`CREATE INDEX notifications_customer_idx ON notifications (customer_id, created_at DESC)`);
-  }
-
-  async down(q: QueryRunner): Promise<void> {
-    for (const table of ['notifications', 'refunds', 'inbox', 'order_requests', 'outbox', 'order_journal', 'orders', 'menu_items']) {
-      await q.query(`DROP TABLE IF EXISTS ${table}`);
-    }
-  }
-}
+      )`,
+    `CREATE INDEX notifications_customer_idx ON notifications (customer_id, created_at DESC)`,
+  ],
+  down: ['notifications', 'refunds', 'inbox', 'order_requests', 'outbox', 'order_journal', 'orders', 'menu_items'].map(
+    (table) => `DROP TABLE IF EXISTS ${table}`,
+  ),
+});

@@ -1,4 +1,4 @@
-import type { MigrationInterface, QueryRunner } from 'typeorm';
+import { sqlMigration } from '../sql-migration.ts';
 
 /**
  * The read models (CQRS views): tables written only by their view's consumer, from the journal.
@@ -10,11 +10,9 @@ import type { MigrationInterface, QueryRunner } from 'typeorm';
  * The new views start empty. Orders that already exist reach them only through a rebuild
  * (`npm run views:rebuild`), so `rebuild_needed` is set for each new view when there are orders.
  */
-export class Views1766000000000 implements MigrationInterface {
-  name = 'Views1766000000000';
-
-  async up(q: QueryRunner): Promise<void> {
-    await q.query(`
+export const Views1766000000000 = sqlMigration('Views1766000000000', {
+  up: [
+    `
       CREATE TABLE view_customer_orders (
         order_id    uuid        PRIMARY KEY,
         customer_id text        NOT NULL,
@@ -25,10 +23,10 @@ export class Views1766000000000 implements MigrationInterface {
         placed_at   timestamptz NOT NULL,
         updated_at  timestamptz NOT NULL,
         seq         integer     NOT NULL CHECK (seq >= 1)
-      )`);
-    await q.query(`CREATE INDEX view_customer_orders_customer_idx ON view_customer_orders (customer_id, placed_at DESC, order_id)`);
+      )`,
+    `CREATE INDEX view_customer_orders_customer_idx ON view_customer_orders (customer_id, placed_at DESC, order_id)`,
 
-    await q.query(`
+    `
       CREATE TABLE view_store_orders (
         order_id   uuid        PRIMARY KEY,
         store_id   text        NOT NULL,
@@ -39,38 +37,38 @@ export class Views1766000000000 implements MigrationInterface {
         paid_at    timestamptz NOT NULL,
         updated_at timestamptz NOT NULL,
         seq        integer     NOT NULL CHECK (seq >= 1)
-      )`);
-    await q.query(`CREATE INDEX view_store_orders_store_idx ON view_store_orders (store_id, paid_at DESC, order_id)`);
-    await q.query(`CREATE INDEX view_store_orders_status_idx ON view_store_orders (store_id, status, paid_at DESC, order_id)`);
+      )`,
+    `CREATE INDEX view_store_orders_store_idx ON view_store_orders (store_id, paid_at DESC, order_id)`,
+    `CREATE INDEX view_store_orders_status_idx ON view_store_orders (store_id, status, paid_at DESC, order_id)`,
 
     // No CHECK (count >= 0): PostgreSQL checks the row an upsert proposes (a decrement) before it
     // finds the conflict; the view checks what the upsert returns instead.
-    await q.query(`
+    `
       CREATE TABLE view_store_food_counts (
         store_id text    NOT NULL,
         food_id  text    NOT NULL,
         count    integer NOT NULL,
         PRIMARY KEY (store_id, food_id)
-      )`);
+      )`,
 
-    await q.query(`
+    `
       CREATE TABLE view_rider_delivery_counts (
         rider_id text    PRIMARY KEY,
         count    integer NOT NULL CHECK (count >= 0)
-      )`);
+      )`,
 
     // The deliveries view joins the others: its rows record the seq last applied to them, and a
     // withdrawn delivery keeps its row (withdrawn_at set) so that no older event can offer it again.
-    await q.query(`ALTER TABLE view_deliveries ADD COLUMN seq integer`);
-    await q.query(`ALTER TABLE view_deliveries ADD COLUMN withdrawn_at timestamptz`);
-    await q.query(`UPDATE view_deliveries d SET seq = o.version FROM orders o WHERE o.id = d.order_id`);
-    await q.query(`UPDATE view_deliveries SET seq = 1 WHERE seq IS NULL`);
-    await q.query(`ALTER TABLE view_deliveries ALTER COLUMN seq SET NOT NULL`);
-    await q.query(`ALTER TABLE view_deliveries ADD CONSTRAINT view_deliveries_seq_check CHECK (seq >= 1)`);
-    await q.query(`DROP INDEX view_deliveries_area_idx`);
-    await q.query(`CREATE INDEX view_deliveries_offered_idx ON view_deliveries (area, cooked_at, order_id) WHERE withdrawn_at IS NULL`);
+    `ALTER TABLE view_deliveries ADD COLUMN seq integer`,
+    `ALTER TABLE view_deliveries ADD COLUMN withdrawn_at timestamptz`,
+    `UPDATE view_deliveries d SET seq = o.version FROM orders o WHERE o.id = d.order_id`,
+    `UPDATE view_deliveries SET seq = 1 WHERE seq IS NULL`,
+    `ALTER TABLE view_deliveries ALTER COLUMN seq SET NOT NULL`,
+    `ALTER TABLE view_deliveries ADD CONSTRAINT view_deliveries_seq_check CHECK (seq >= 1)`,
+    `DROP INDEX view_deliveries_area_idx`,
+    `CREATE INDEX view_deliveries_offered_idx ON view_deliveries (area, cooked_at, order_id) WHERE withdrawn_at IS NULL`,
 
-    await q.query(`
+    `
       CREATE TABLE view_status (
         view                 text        PRIMARY KEY,
         applied_at           timestamptz,
@@ -80,28 +78,25 @@ export class Views1766000000000 implements MigrationInterface {
         rebuild_finished_at  timestamptz,
         rebuild_orders_done  integer,
         rebuild_orders_total integer
-      )`);
-    await q.query(`
+      )`,
+    `
       INSERT INTO view_status (view, rebuild_needed)
       SELECT v, EXISTS (SELECT 1 FROM orders)
-      FROM unnest(ARRAY['customer-orders', 'store-orders', 'store-food-counts', 'rider-delivery-counts']) AS v`);
+      FROM unnest(ARRAY['customer-orders', 'store-orders', 'store-food-counts', 'rider-delivery-counts']) AS v`,
     // Built by the saga migration from the orders table.
-    await q.query(`INSERT INTO view_status (view) VALUES ('deliveries')`);
-  }
-
-  async down(q: QueryRunner): Promise<void> {
-    await q.query(`DROP TABLE view_status`);
-    await q.query(`DELETE FROM view_deliveries WHERE withdrawn_at IS NOT NULL`);
-    await q.query(`DROP INDEX view_deliveries_offered_idx`);
-    await q.query(`CREATE INDEX view_deliveries_area_idx ON view_deliveries (area, cooked_at)`);
-    await q.query(`ALTER TABLE view_deliveries DROP COLUMN withdrawn_at`);
-    await q.query(`ALTER TABLE view_deliveries DROP COLUMN seq`);
-    await q.query(`DROP TABLE view_rider_delivery_counts`);
-    await q.query(`DROP TABLE view_store_food_counts`);
-    await q.query(`DROP TABLE view_store_orders`);
-    await q.query(`DROP TABLE view_customer_orders`);
-    await q.query(
-      `DELETE FROM consumer_checkpoints WHERE consumer IN ('view.customer-orders', 'view.store-orders', 'view.store-food-counts', 'view.rider-delivery-counts')`,
-    );
-  }
-}
+    `INSERT INTO view_status (view) VALUES ('deliveries')`,
+  ],
+  down: [
+    `DROP TABLE view_status`,
+    `DELETE FROM view_deliveries WHERE withdrawn_at IS NOT NULL`,
+    `DROP INDEX view_deliveries_offered_idx`,
+    `CREATE INDEX view_deliveries_area_idx ON view_deliveries (area, cooked_at)`,
+    `ALTER TABLE view_deliveries DROP COLUMN withdrawn_at`,
+    `ALTER TABLE view_deliveries DROP COLUMN seq`,
+    `DROP TABLE view_rider_delivery_counts`,
+    `DROP TABLE view_store_food_counts`,
+    `DROP TABLE view_store_orders`,
+    `DROP TABLE view_customer_orders`,
+    `DELETE FROM consumer_checkpoints WHERE consumer IN ('view.customer-orders', 'view.store-orders', 'view.store-food-counts', 'view.rider-delivery-counts')`,
+  ],
+});

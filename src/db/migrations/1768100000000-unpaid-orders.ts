@@ -1,4 +1,4 @@
-import type { MigrationInterface, QueryRunner } from 'typeorm';
+import { sqlMigration } from '../sql-migration.ts';
 
 /**
  * How many orders each customer has waiting for payment, kept by the statement that writes
@@ -7,21 +7,16 @@ import type { MigrationInterface, QueryRunner } from 'typeorm';
  * expired) gives its slot back. One row per customer, locked by the statement that changes it,
  * so the limit holds across replicas and concurrent requests.
  */
-export class UnpaidOrders1768100000000 implements MigrationInterface {
-  name = 'UnpaidOrders1768100000000';
-
-  async up(q: QueryRunner): Promise<void> {
-    await q.query(`
+export const UnpaidOrders1768100000000 = sqlMigration('UnpaidOrders1768100000000', {
+  up: [
+    `
       CREATE TABLE customer_unpaid_orders (
         customer_id text    PRIMARY KEY,
         unpaid      integer NOT NULL
-      )`);
-    await q.query(`
+      )`,
+    `
       INSERT INTO customer_unpaid_orders (customer_id, unpaid)
-      SELECT customer_id, count(*)::int FROM orders WHERE status = 'awaitingPayment' GROUP BY customer_id`);
-  }
-
-  async down(q: QueryRunner): Promise<void> {
-    await q.query('DROP TABLE IF EXISTS customer_unpaid_orders');
-  }
-}
+      SELECT customer_id, count(*)::int FROM orders WHERE status = 'awaitingPayment' GROUP BY customer_id`,
+  ],
+  down: ['DROP TABLE IF EXISTS customer_unpaid_orders'],
+});

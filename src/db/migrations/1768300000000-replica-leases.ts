@@ -1,4 +1,4 @@
-import type { MigrationInterface, QueryRunner } from 'typeorm';
+import { sqlMigration } from '../sql-migration.ts';
 
 /**
  * Each replica holds a lease it renews every moment (src/actors/replica-lease.ts), and each payment
@@ -6,24 +6,21 @@ import type { MigrationInterface, QueryRunner } from 'typeorm';
  * its attempts are reconciled at once and a retried pay may take them over, instead of the order
  * waiting for PAYMENT_RECONCILE_AFTER_MS and PAYMENT_SETTLE_MS.
  */
-export class ReplicaLeases1768300000000 implements MigrationInterface {
-  name = 'ReplicaLeases1768300000000';
-
-  async up(q: QueryRunner): Promise<void> {
-    await q.query(`
+export const ReplicaLeases1768300000000 = sqlMigration('ReplicaLeases1768300000000', {
+  up: [
+    `
       CREATE TABLE replica_leases (
         replica    text        PRIMARY KEY,
         until      timestamptz NOT NULL,
         started_at timestamptz NOT NULL DEFAULT now()
-      )`);
-    await q.query('ALTER TABLE payment_attempts ADD COLUMN replica text');
+      )`,
+    'ALTER TABLE payment_attempts ADD COLUMN replica text',
     // The attempts in flight, by the replica calling for them: few at any moment.
-    await q.query(`CREATE INDEX payment_attempts_pending_idx ON payment_attempts (replica) WHERE status = 'pending'`);
-  }
-
-  async down(q: QueryRunner): Promise<void> {
-    await q.query('DROP INDEX IF EXISTS payment_attempts_pending_idx');
-    await q.query('ALTER TABLE payment_attempts DROP COLUMN IF EXISTS replica');
-    await q.query('DROP TABLE IF EXISTS replica_leases');
-  }
-}
+    `CREATE INDEX payment_attempts_pending_idx ON payment_attempts (replica) WHERE status = 'pending'`,
+  ],
+  down: [
+    'DROP INDEX IF EXISTS payment_attempts_pending_idx',
+    'ALTER TABLE payment_attempts DROP COLUMN IF EXISTS replica',
+    'DROP TABLE IF EXISTS replica_leases',
+  ],
+});

@@ -1,4 +1,4 @@
-import type { MigrationInterface, QueryRunner } from 'typeorm';
+import { sqlMigration } from '../sql-migration.ts';
 
 /**
  * Several versions of the order machine at once (a rolling deploy, orders finishing on an older
@@ -9,16 +9,13 @@ import type { MigrationInterface, QueryRunner } from 'typeorm';
  * (the default); their status is read from version 1's table (UNRECORDED_STATUS_AFTER), so no
  * existing row is rewritten. Adding a column with a constant default rewrites no table.
  */
-export class MachineVersions1769000000000 implements MigrationInterface {
-  name = 'MachineVersions1769000000000';
-
-  async up(q: QueryRunner): Promise<void> {
-    await q.query(`ALTER TABLE order_journal ADD COLUMN machine_version integer NOT NULL DEFAULT 1, ADD COLUMN status text`);
-    await q.query(`ALTER TABLE timers ADD COLUMN machine_version integer NOT NULL DEFAULT 1`);
-  }
-
-  async down(q: QueryRunner): Promise<void> {
-    await q.query(`ALTER TABLE timers DROP COLUMN machine_version`);
-    await q.query(`ALTER TABLE order_journal DROP COLUMN machine_version, DROP COLUMN status`);
-  }
-}
+export const MachineVersions1769000000000 = sqlMigration('MachineVersions1769000000000', {
+  up: [
+    `ALTER TABLE order_journal ADD COLUMN machine_version integer NOT NULL DEFAULT 1, ADD COLUMN status text`,
+    `ALTER TABLE timers ADD COLUMN machine_version integer NOT NULL DEFAULT 1`,
+  ],
+  down: [
+    `ALTER TABLE timers DROP COLUMN machine_version`,
+    `ALTER TABLE order_journal DROP COLUMN machine_version, DROP COLUMN status`,
+  ],
+});
