@@ -7,7 +7,7 @@ import { menuLookup, type MenuLookup } from '../catalog/pricing.ts';
 import { activeTraceparent } from '../tracing.ts';
 import type { EventRef } from './consumers/types.ts';
 import type { Actor, Cause, OrderRow } from './order-repository.ts';
-import { commitTransition, type Transition } from './order-commit.ts';
+import { commitTransition, type Committed, type Transition } from './order-commit.ts';
 import { intentsOf, type RefundIntent, type TimerIntent } from './order-intents.ts';
 import { viewOf, type OrderView, type RefundView } from './order-view.ts';
 import { judgeable, type JudgeableOrder, type LoadedOrder, type OrderStore } from './order-store.ts';
@@ -126,6 +126,18 @@ export function createOrderSteps(deps: OrderActorDeps) {
   }
 
   /**
+   * Writes `t` with `write`. A new order admitted on a count another statement was creating is
+   * written once more (that statement's count is then seen); one over the customer's unpaid limit
+   * is refused with 429.
+   */
+  async function admitted(t: Transition, write: () => Promise<Committed | undefined>): Promise<Committed | undefined> {
+    let committed = await write();
+    if (t.unwritten === 'retry') committed = await write();
+    if (t.unwritten === 'too-many') throw new TooManyUnpaidOrdersError(store.rules.maxUnpaidOrders);
+    return committed;
+  }
+
+  /**
    * Persists a decided transition inside the caller's open transaction `tx`; `deferred` collects
    * what must run after its commit. Undefined when the order moved past `row.version` meanwhile.
    */
@@ -138,10 +150,7 @@ export function createOrderSteps(deps: OrderActorDeps) {
     deferred: (() => void)[],
   ): Promise<{ version: number; at: Date } | undefined> {
     const t = transitionOf(row, decided, by, cause);
-    let committed = await commitTransition(tx, t, store.rules);
-    // A new order admitted on a count another statement was creating: its next statement sees it.
-    if (t.unwritten === 'retry') committed = await commitTransition(tx, t, store.rules);
-    if (t.unwritten === 'too-many') throw new TooManyUnpaidOrdersError(store.rules.maxUnpaidOrders);
+    const committed = await admitted(t, () => commitTransition(tx, t, store.rules));
     if (!committed) return undefined;
     deferred.push(() => {
       store.remember(t, committed);
@@ -234,10 +243,7 @@ export function createOrderSteps(deps: OrderActorDeps) {
   /** Places a new order (version 0 → 1) through the batched commit. */
   async function create(decided: Decided, orderId: string, by: Actor, cause: Cause) {
     const t = transitionOf({ id: orderId, version: 0, machine_version: decided.machine.version }, decided, by, cause);
-    let committed = await store.commit(t);
-    // A new order admitted on a count another statement was creating: its next statement sees it.
-    if (t.unwritten === 'retry') committed = await store.commit(t);
-    if (t.unwritten === 'too-many') throw new TooManyUnpaidOrdersError(store.rules.maxUnpaidOrders);
+    const committed = await admitted(t, () => store.commit(t));
     if (!committed) throw new DomainError('internal', `order ${orderId} already existed`);
     afterCommit(orderId, committed.version, t);
     return { version: committed.version, at: t.at };
