@@ -33,6 +33,9 @@ interface BatchRow extends HistoryRow {
  * running: a transaction that commits later can never write an event behind a position already
  * passed); and every event of their orders up to them (the earlier ones fold the consumers'
  * state), with the orders' owed rows. The batch's rows carry their partition and position.
+ * Each order's history is an index probe of its own (the lateral, kept from being flattened by its
+ * ORDER BY): a join the planner may turn into a scan of the whole journal when it is small would
+ * make every batch cost as much as the journal is long.
  */
 const READ_BATCH = `
   WITH b AS (
@@ -50,7 +53,9 @@ const READ_BATCH = `
   SELECT ${EVENT_COLUMNS}, b.part::int AS b_part, b.version AS b_version, b.tx::text AS b_tx, b.pos::text AS b_pos,
          CASE WHEN j.seq = 1 THEN (SELECT jsonb_agg(jsonb_build_object('consumer', f.consumer, 'seq', f.seq, 'upto', f.upto, 'version', f.version))
                                    FROM consumer_failures f WHERE f.order_id = j.order_id AND f.consumer = ANY($4::text[])) END AS owed
-  FROM u JOIN order_journal j ON j.order_id = u.order_id AND j.seq <= u.hi
+  FROM u CROSS JOIN LATERAL (
+    SELECT * FROM order_journal j WHERE j.order_id = u.order_id AND j.seq <= u.hi ORDER BY j.seq
+  ) j
   LEFT JOIN b ON b.order_id = j.order_id AND b.seq = j.seq
   ORDER BY j.order_id, j.seq`;
 

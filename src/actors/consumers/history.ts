@@ -39,7 +39,7 @@ export async function readHistory(db: Database, group: ConsumerGroup, upto: Map<
             CASE WHEN j.seq = 1 THEN (SELECT jsonb_agg(jsonb_build_object('consumer', f.consumer, 'seq', f.seq, 'upto', f.upto, 'version', f.version))
                                       FROM consumer_failures f WHERE f.order_id = j.order_id AND f.consumer = ANY($4::text[])) END AS owed
      FROM unnest($1::uuid[], $2::int[]) AS u(order_id, upto)
-     JOIN order_journal j ON j.order_id = u.order_id AND (u.upto IS NULL OR j.seq <= u.upto)
+     CROSS JOIN LATERAL (SELECT * FROM order_journal j WHERE j.order_id = u.order_id AND (u.upto IS NULL OR j.seq <= u.upto) ORDER BY j.seq) j
      LEFT JOIN consumer_positions p ON p.grp = $3 AND p.part = j.part
      ORDER BY j.order_id, j.seq`,
     [ids, ids.map((id) => upto.get(id) ?? null), group.name, group.consumers.map((c) => c.name)],
