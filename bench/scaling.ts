@@ -271,7 +271,10 @@ export interface ReplicaFigures {
 /** The figures of one replica count at one concurrency. */
 export interface ScalingFigures {
   replicas: number;
+  /** Virtual users of the run, or per replica when `concurrencyPerReplica`. */
   concurrency: number;
+  /** The run had `concurrency` virtual users per replica (n replicas, n times the users). */
+  concurrencyPerReplica?: boolean;
   /** What else sets the run apart (e.g. "webhooks on"): the table compares only runs alike in it. */
   variant?: string;
   /** Cores each replica was limited to; undefined for none. */
@@ -294,6 +297,7 @@ export interface ScalingFigures {
 
 export interface ScalingInput {
   concurrency: number;
+  concurrencyPerReplica?: boolean;
   variant?: string;
   cpuPerReplica?: number;
   load: { commands: number; commandsPerS: number; p99Ms: number; errors: number };
@@ -336,6 +340,7 @@ export function scalingFigures(x: ScalingInput): ScalingFigures {
   return {
     replicas: sample.perReplica.length,
     concurrency: x.concurrency,
+    ...(x.concurrencyPerReplica && { concurrencyPerReplica: true }),
     ...(x.variant !== undefined && { variant: x.variant }),
     ...(x.cpuPerReplica !== undefined && { cpuPerReplica: x.cpuPerReplica }),
     commandsPerS: x.load.commandsPerS,
@@ -474,13 +479,15 @@ export function scalingTable(rows: readonly ScalingRow[], indent = '  '): string
  */
 export function scalingTables(rounds: readonly (readonly ScalingFigures[])[]): string {
   const all = rounds.flat();
-  const concurrencies = [...new Set(all.map((s) => s.concurrency))].sort((a, b) => a - b);
+  // Runs with the total and with the per-replica number of virtual users are never compared.
+  const loadOf = (s: ScalingFigures) => `${s.concurrency}${s.concurrencyPerReplica ? ' per replica' : ''}`;
+  const concurrencies = [...new Set([...all].sort((a, b) => a.concurrency - b.concurrency).map(loadOf))];
   const variants = [...new Set(all.map((s) => s.variant))];
   const limit = all.find((s) => s.cpuPerReplica !== undefined)?.cpuPerReplica;
   const out: string[] = [];
   for (const conc of concurrencies) {
     for (const variant of variants) {
-      const alike = (s: ScalingFigures) => s.concurrency === conc && s.variant === variant;
+      const alike = (s: ScalingFigures) => loadOf(s) === conc && s.variant === variant;
       const perRound = rounds.map((r) => scalingRows(r.filter(alike))).filter((r) => r.length > 0);
       if (perRound.length === 0) continue;
       const rows = perRound.length === 1 ? perRound[0]! : medianRows(perRound);

@@ -20,6 +20,7 @@ import { ensureRestateInstalled, restateVersions, startRestate } from '../bench/
 import { collectDeliveries, journalEventTimes, uuidV7EventTimes, WebhookReceiver, type EventTimes } from '../bench/webhooks.ts';
 import { OtlpSink, withoutOtel } from '../bench/tracing.ts';
 import { describeReplicas, ScalingSampler, scalingFigures, scalingTables } from '../bench/scaling.ts';
+import { ROUTES, type Route } from './load/route.ts';
 import type { LoadSummary } from './load/runner.ts';
 import { signToken } from './load/tokens.ts';
 import { commandLine, usageError as refuse } from '../src/cli.ts';
@@ -44,6 +45,13 @@ HPA's decision) and each process's share of the commands and events.
   --targets <list>       baedal, restate, or both (back to back)                 (default baedal)
   --concurrency <list>   virtual users per run                                   (default 1,16,64)
   --processes <list>     Baedal service processes per run                        (default 1,2)
+  --route <how>          how the load generator spreads requests over several processes:
+                         round-robin (as a Kubernetes Service), or order (a request about an order
+                         to the process its order id hashes to, as an ingress hashing on the order
+                         id; see docs/scaling.md)                                 (default round-robin)
+  --load <how>           fixed (each --concurrency is the total, however many processes), or
+                         per-replica (each --concurrency is per process: n processes get n times
+                         the virtual users, as an autoscaler adds replicas as users grow) (default fixed)
   --cpu-per-replica <cores> each Baedal service process in a CPU-quota cgroup of its own, as a
                          pod with limits.cpu: cores (0.25) or millicores (250m); cgroup v1 or v2,
                          whichever the host has; exit 2 when cgroups cannot be written (default: no limit)
@@ -86,6 +94,8 @@ const v = commandLine('bench', USAGE, {
   targets: { type: 'string', default: 'baedal' },
   concurrency: { type: 'string', default: '1,16,64' },
   processes: { type: 'string', default: '1,2' },
+  route: { type: 'string', default: 'round-robin' },
+  load: { type: 'string', default: 'fixed' },
   'cpu-per-replica': { type: 'string' },
   duration: { type: 'string' },
   warmup: { type: 'string' },
@@ -129,6 +139,9 @@ const opts = {
   targets,
   concurrency: list('concurrency', v.concurrency!),
   processes: list('processes', v.processes!),
+  route: v.route as Route,
+  /** Each concurrency is per service process (n processes get n times the virtual users). */
+  perReplica: v.load === 'per-replica',
   durationS: wholeNumber('duration', v.duration ?? (v.quick ? '4' : '20'), 1),
   warmupS: wholeNumber('warmup', v.warmup ?? (v.quick ? '1' : '3'), 0),
   ceilingS: wholeNumber('ceiling-duration', v['ceiling-duration'] ?? (v.quick ? '3' : '8'), 1),
@@ -145,6 +158,8 @@ const opts = {
 if (soakS !== undefined && opts.rounds > 1) usageError('--soak is one long run; it takes no --rounds');
 if (soakS !== undefined && opts.webhooks.length > 1) usageError('--soak is one long run; give --webhooks on or off');
 if (soakS !== undefined && opts.tracing.length > 1) usageError('--soak is one long run; give --tracing on or off');
+if (!ROUTES.includes(v.route as Route)) usageError(`--route takes ${ROUTES.join(' or ')}, not "${v.route}"`);
+if (v.load !== 'fixed' && v.load !== 'per-replica') usageError(`--load takes fixed or per-replica, not "${v.load}"`);
 const cpuPerReplica = v['cpu-per-replica'] === undefined ? undefined : parseCores(v['cpu-per-replica']);
 if (v['cpu-per-replica'] !== undefined && cpuPerReplica === undefined) usageError(`--cpu-per-replica takes cores (0.25) or millicores (250m; at least 10m), not "${v['cpu-per-replica']}"`);
 
@@ -375,6 +390,8 @@ async function settle(processes: readonly Managed[]): Promise<number> {
 interface LoadRun {
   system: System;
   urls: string[];
+  /** How the load generator spreads requests over several URLs. */
+  route?: Route;
   concurrency: number;
   durationS: number;
   warmupS: number;
@@ -401,6 +418,7 @@ async function measure(run: LoadRun): Promise<RunResult> {
     '--target', target,
     '--url', run.urls.join(','),
     '--concurrency', String(run.concurrency),
+    '--route', run.route ?? 'round-robin',
     '--duration', String(run.durationS),
     '--warmup', String(run.warmupS),
     '--stores', String(opts.stores),
@@ -532,12 +550,13 @@ async function benchBaedal(gateway: { url: string; process: Managed }, receiver:
       const { on } = settings;
       const tracing = settings.traced ? sink : undefined;
       const webhooks = webhooksFor(on, receiver, journalEventTimes(DATABASE_URL));
-      say(`\n── Baedal, ${n} service process${n > 1 ? 'es (the load generator spreads requests over them round-robin)' : ''}; ${webhooksText(on)}${tracing ? `; tracing on (${OtlpSink.settings()}), exported by OTLP to the sink` : opts.tracing.includes(true) ? '; tracing off' : ''} ──`);
+      say(`\n── Baedal, ${n} service process${n > 1 ? `es (the load generator spreads requests over them ${opts.route === 'order' ? 'by order id' : 'round-robin'})` : ''}; ${webhooksText(on)}${tracing ? `; tracing on (${OtlpSink.settings()}), exported by OTLP to the sink` : opts.tracing.includes(true) ? '; tracing off' : ''} ──`);
       const services: { url: string; process: Managed }[] = [];
       // One at a time: the first applies the migrations.
       for (let i = 1; i <= n; i++) services.push(await startService(i, gateway.url, webhooks?.receiver.notifyUrl, tracing));
-      for (const concurrency of opts.concurrency) {
-        say(`  concurrency ${concurrency}: ${opts.warmupS} s warm-up, ${opts.durationS} s measured`);
+      for (const perRun of opts.concurrency) {
+        const concurrency = opts.perReplica ? perRun * n : perRun;
+        say(`  concurrency ${concurrency}${opts.perReplica ? ` (${perRun} per process)` : ''}: ${opts.warmupS} s warm-up, ${opts.durationS} s measured`);
         await vacuum.now();
         const sampler = new ScalingSampler(
           services.map((s) => ({ name: s.process.name, url: s.url })),
@@ -546,6 +565,7 @@ async function benchBaedal(gateway: { url: string; process: Managed }, receiver:
         const result = await measure({
           system: 'baedal',
           urls: services.map((s) => s.url),
+          route: opts.route,
           concurrency,
           durationS: opts.durationS,
           warmupS: opts.warmupS,
@@ -558,8 +578,9 @@ async function benchBaedal(gateway: { url: string; process: Managed }, receiver:
           onWindow: (phase) => (phase === 'measure' ? sampler.open() : sampler.close()),
         });
         result.scaling = scalingFigures({
-          concurrency,
-          variant: `${webhooksText(on).split(':')[0]!}${tracing ? ', tracing on' : ''}`,
+          concurrency: perRun,
+          ...(opts.perReplica && { concurrencyPerReplica: true }),
+          variant: `${webhooksText(on).split(':')[0]!}${tracing ? ', tracing on' : ''}${opts.route === 'order' ? ', routed by order id' : ''}`,
           ...(cpuPerReplica !== undefined && { cpuPerReplica }),
           load: { commands: result.load.commands, commandsPerS: result.load.commandsPerS, p99Ms: result.load.latencyMs.overall.p99, errors: result.load.errors.total },
           cpu: {

@@ -1,6 +1,6 @@
-// The scaling demo: 1, then 2, then 3 replicas behind a round-robin proxy under the same load, each
-// replica limited to a pod's CPU (0.25 core by default), with what each replica added and what the
-// Kubernetes autoscaler would decide at each step. `npm run demo:scale -- --help` says how.
+// The scaling demo: 1, then 2, then 3 replicas behind a proxy that plays the ingress, under a load
+// that grows with them, each replica limited to a pod's CPU (0.25 core by default), with what each
+// replica added and what the Kubernetes autoscaler would decide at each step. `npm run demo:scale -- --help` says how.
 import { randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { readAutoscaling } from '../bench/autoscaler.ts';
@@ -11,17 +11,20 @@ import { describeReplicas, ScalingSampler, scalingFigures, scalingRows, scalingT
 import { commandLine, usageError as refuse } from '../src/cli.ts';
 import { Cluster } from './cluster/cluster.ts';
 import { checkInvariants, nothingOwed, owedNow } from './cluster/invariants.ts';
+import { ROUTES, type Route } from './load/route.ts';
 import type { LoadSummary } from './load/runner.ts';
 
 const USAGE = `usage: npm run demo:scale -- [options]
 
 Builds the service (npm run build) and starts the fake payment gateway, a webhook receiver and a
-round-robin proxy, then the compiled service (node dist/main.js, production settings) as 1, then 2,
+proxy that plays the ingress, then the compiled service (node dist/main.js, production settings) as 1, then 2,
 then 3 replica processes on one fresh database (baedal_demo, dropped and re-created) and queue
 prefix, each replica in a CPU-quota cgroup of its own as a Kubernetes pod with limits.cpu is
 (cgroup v1 cpu.cfs_quota_us or v2 cpu.max, whichever the host has; removed at the end). At each
-step the load generator, in a process of its own, drives the same mixed lifecycle load through the
-proxy. For each replica count it prints commands/s and their ratio to the first step, p99, CPU per
+step the load generator, in a process of its own, drives the mixed lifecycle load through the
+proxy: by default --concurrency virtual users per replica (the users grow, the autoscaler adds
+replicas), each order's requests routed to the replica its order id hashes to (as the ingress of
+docs/scaling.md does). For each replica count it prints commands/s and their ratio to the first step, p99, CPU per
 command of the replicas (all together) and of PostgreSQL with their ratios to the first step, each
 replica's share of the commands and of the events applied (per partition, when the replicas report
 baedal_events_applied_total{partition}; else of baedal_events_delivered_total), the partitions each
@@ -33,8 +36,13 @@ is owed, stops the replicas and checks the invariants (the same as npm run test:
 
   --steps <list>            replica counts, in order                         (default 1,2,3)
   --duration <s>            measured seconds per step                        (default 20)
-  --warmup <s>              unmeasured seconds before each step              (default 20: at 0.25 core a replica's JIT warm-up takes that long)
-  --concurrency <n>         virtual users of the load                        (default 16)
+  --warmup <s>              unmeasured seconds before each step              (default 40: at 0.25 core a replica's JIT warm-up takes that long)
+  --concurrency <n>         virtual users, per replica with --load per-replica (default 32)
+  --load <how>              per-replica (n replicas, n × --concurrency users) or fixed (the same
+                            --concurrency users at every step)               (default per-replica)
+  --route <how>             how the proxy spreads requests: order (by the order id in the path, as an
+                            ingress hashing on it; placing an order goes round-robin) or round-robin
+                            (each request to the next replica, as a bare Kubernetes Service) (default order)
   --cpu-per-replica <cores> each replica's CPU limit, in cores (0.25) or millicores (250m),
                             or "none" for no limit                           (default 0.25)
   --json                    print every figure as JSON at the end too
@@ -48,8 +56,10 @@ controller); the demo never runs the replicas without the limit it was asked for
 const v = commandLine('demo:scale', USAGE, {
   steps: { type: 'string', default: '1,2,3' },
   duration: { type: 'string', default: '20' },
-  warmup: { type: 'string', default: '20' },
-  concurrency: { type: 'string', default: '16' },
+  warmup: { type: 'string', default: '40' },
+  concurrency: { type: 'string', default: '32' },
+  load: { type: 'string', default: 'per-replica' },
+  route: { type: 'string', default: 'order' },
   'cpu-per-replica': { type: 'string', default: '0.25' },
   json: { type: 'boolean', default: false },
 });
@@ -63,6 +73,12 @@ for (let i = 1; i < steps.length; i += 1) if (steps[i]! <= steps[i - 1]!) refuse
 const durationS = whole('duration', v.duration!, 1);
 const warmupS = whole('warmup', v.warmup!, 0);
 const concurrency = whole('concurrency', v.concurrency!, 1);
+if (v.load !== 'per-replica' && v.load !== 'fixed') refuse('demo:scale', USAGE, `--load takes per-replica or fixed, not "${v.load}"`);
+const perReplica = v.load === 'per-replica';
+if (!ROUTES.includes(v.route as Route)) refuse('demo:scale', USAGE, `--route takes ${ROUTES.join(' or ')}, not "${v.route}"`);
+const route = v.route as Route;
+/** Virtual users at a step of `replicas`. */
+const usersAt = (replicas: number) => (perReplica ? concurrency * replicas : concurrency);
 const cpuArg = v['cpu-per-replica']!;
 const cores = cpuArg === 'none' ? undefined : parseCores(cpuArg);
 if (cpuArg !== 'none' && cores === undefined) refuse('demo:scale', USAGE, `--cpu-per-replica takes cores (0.25), millicores (250m; at least 10m) or "none", not "${cpuArg}"`);
@@ -129,7 +145,7 @@ async function runStep(replicas: number, n: number): Promise<ScalingFigures & { 
   const load = cluster.run(
     `load-${replicas}`,
     'scripts/load.ts',
-    ['--url', cluster.url, '--secret', cluster.secret, '--concurrency', String(concurrency), '--duration', String(durationS), '--warmup', String(warmupS), '--progress', '5', '--run-id', `demo-${cluster.tag}-${n}`, '--json', '--quiet'],
+    ['--url', cluster.url, '--secret', cluster.secret, '--concurrency', String(usersAt(replicas)), '--duration', String(durationS), '--warmup', String(warmupS), '--progress', '5', '--run-id', `demo-${cluster.tag}-${n}`, '--json', '--quiet'],
     {
       onStdoutLine: (line) => {
         let doc: { event?: string } & LoadSummary;
@@ -154,6 +170,7 @@ async function runStep(replicas: number, n: number): Promise<ScalingFigures & { 
   const cpu = cpuUse(opened, closed);
   const figures = scalingFigures({
     concurrency,
+    ...(perReplica && { concurrencyPerReplica: true }),
     ...(cores !== undefined && { cpuPerReplica: cores }),
     load: { commands: summary.commands, commandsPerS: summary.commandsPerS, p99Ms: summary.latencyMs.overall.p99, errors: summary.errors.total },
     cpu: { seconds: cpu.seconds, replicaSeconds: cpu.byName, postgresSeconds: cpu.postgres },
@@ -166,11 +183,13 @@ async function runStep(replicas: number, n: number): Promise<ScalingFigures & { 
 const f = (x: number, digits: number) => (Number.isFinite(x) ? x.toFixed(digits) : '-');
 
 try {
-  say(`demo:scale — ${steps.join(' → ')} replicas, ${concurrency} virtual users, ${warmupS} s warm-up + ${durationS} s measured per step`);
+  say(`demo:scale — ${steps.join(' → ')} replicas, ${perReplica ? `${concurrency} virtual users per replica (${steps.map(usersAt).join(' → ')})` : `${concurrency} virtual users at every step`}, ${warmupS} s warm-up + ${durationS} s measured per step`);
+  say(`routing: ${route === 'order' ? "each order's requests to the replica its order id hashes to, as an ingress hashing on the order id (docs/scaling.md); placing an order round-robin" : 'round-robin, each request to the next replica'}`);
   say(`CPU limit: ${limits ? limits.describe() : 'none (--cpu-per-replica none): every replica may use every core'}`);
   say(`autoscaler (k8s/hpa.yaml, k8s/keda): CPU ${AUTOSCALING.cpuTargetPercent} % of a ${AUTOSCALING.cpuRequestCores * 1000}m request, backlog ${AUTOSCALING.backlogTarget} jobs per replica (${AUTOSCALING.backlogQuery}), ${AUTOSCALING.min}..${AUTOSCALING.max} replicas`);
   say(`building the service (npm run build) … ${(await buildService()).seconds.toFixed(1)} s; the replicas run node dist/main.js`);
   await cluster.start();
+  cluster.proxy.route = route;
   // Without autovacuum (some development hosts turn it off) the tables bloat and the service's
   // cached plans stay those of empty tables, and each step would be slower for that alone.
   const autovacuum = (await cluster.db.query<{ v: string }>(`SELECT current_setting('autovacuum') AS v`)).rows[0]?.v;
@@ -182,7 +201,7 @@ try {
       say(`  ${r.name} ready (pid ${r.process.pid}${limits ? `, in ${limits.path(r.name)}` : ''})`);
     }
     if (autovacuum !== 'on') await cluster.db.query('VACUUM (ANALYZE)');
-    say(`\nstep ${n + 1}: ${replicas} replica${replicas > 1 ? 's' : ''} behind ${cluster.url}`);
+    say(`\nstep ${n + 1}: ${replicas} replica${replicas > 1 ? 's' : ''} behind ${cluster.url}, ${usersAt(replicas)} virtual users`);
     const r = await runStep(replicas, n);
     results.push(r);
     const base = results[0]!;
@@ -214,7 +233,7 @@ try {
       ? `  held: ${fig.orders} orders, ${fig.journalEvents} journal events with consecutive seqs and allowed histories, ${fig.charges} charges and ${fig.refunds} refunds as the orders' ends require, views = replay, ${fig.notifications} notifications delivered`
       : `  VIOLATED:\n${report.failures.map((x) => `    - ${x}`).join('\n')}`,
   );
-  if (v.json) say(JSON.stringify({ autoscaling: AUTOSCALING, cpuPerReplica: cores ?? null, steps: results, invariants: report }));
+  if (v.json) say(JSON.stringify({ autoscaling: AUTOSCALING, cpuPerReplica: cores ?? null, load: v.load, route, steps: results, invariants: report }));
   await shutdown(report.ok ? 0 : 1, !report.ok);
 } catch (err) {
   // Once shutting down (Ctrl-C, a crash), what fails meanwhile is its consequence, not news.

@@ -2,6 +2,7 @@
 // process. `npm run load -- --help` says how.
 import { randomBytes } from 'node:crypto';
 import { formatReport } from './load/report.ts';
+import { ROUTES, type Route } from './load/route.ts';
 import { runLoad, SetupError } from './load/runner.ts';
 import { TARGET_NAMES, type TargetName } from './load/targets.ts';
 import { DEV_AUTH_SECRET } from '../src/auth-secret.ts';
@@ -15,7 +16,11 @@ confirm-delivery), 10 % are cancelled after pay, 5 % rejected after pay, over --
 menus it publishes first. It signs its own tokens (HS256, 1 h) with the service's AUTH_SECRET.
 
   --url <url>          base URL of the service; repeat it (or separate with commas) to spread the
-                       requests round-robin over several processes          (default http://127.0.0.1:3000)
+                       requests over several processes                      (default http://127.0.0.1:3000)
+  --route <how>        how requests are spread over several URLs: round-robin (each to the next, as
+                       a Kubernetes Service does), or order (a request about an order to the URL
+                       its order id hashes to, as an ingress hashing on the order id does; placing
+                       an order still goes round-robin)                       (default round-robin)
   --target <t>         baedal | restate (the Restate ingress of bench/restate) | bare (a server that
                        answers a constant, for the HTTP ceiling)             (default baedal)
   --concurrency <n>    virtual users                                         (default 16)
@@ -50,6 +55,7 @@ function wholeNumber(name: string, raw: string, min: number): number {
 const v = commandLine('load', USAGE, {
   url: { type: 'string', multiple: true },
   target: { type: 'string', default: 'baedal' },
+  route: { type: 'string', default: 'round-robin' },
   concurrency: { type: 'string', default: '16' },
   duration: { type: 'string', default: '30' },
   warmup: { type: 'string', default: '5' },
@@ -74,6 +80,7 @@ for (const u of urls) {
   }
   if (url.protocol !== 'http:' || (url.pathname !== '/' && url.pathname !== '') || url.search) usageError(`--url must be an http:// base URL without a path, not "${u}"`);
 }
+if (!ROUTES.includes(v.route as Route)) usageError(`--route must be one of ${ROUTES.join(', ')}, not "${v.route}"`);
 const secret = v.secret ?? process.env.AUTH_SECRET ?? DEV_AUTH_SECRET;
 if (secret.length < 16) usageError('--secret must be at least 16 characters, as the service requires');
 const runId = v['run-id'] ?? `load-${randomBytes(3).toString('hex')}`;
@@ -81,6 +88,7 @@ if (!/^[A-Za-z0-9_-]{1,40}$/.test(runId)) usageError('--run-id may hold letters,
 
 const options = {
   urls,
+  route: v.route as Route,
   target: v.target as TargetName,
   concurrency: wholeNumber('concurrency', v.concurrency!, 1),
   durationS: wholeNumber('duration', v.duration!, 1),

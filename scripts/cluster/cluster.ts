@@ -10,7 +10,7 @@ import { freePort, httpStatus, ProcessGroup, waitUntil, type Managed, type Start
 import { SIGNATURE_HEADER, verify } from '../../src/notifications/signature.ts';
 import type { LedgerCharge, LedgerRefund } from '../../dev/fake-gateway.ts';
 import { deleteKeys, onServer } from './infra.ts';
-import { RoundRobinProxy } from './proxy.ts';
+import { ReplicaProxy } from './proxy.ts';
 
 export interface ClusterOptions {
   /** The database is dropped and created afresh, and dropped again at the end. */
@@ -94,7 +94,7 @@ export class Cluster {
   /** What the replicas sign their webhook requests with, and the receiver verifies with. */
   readonly webhookSecret = randomBytes(32).toString('base64url');
   readonly logDir = mkdtempSync(join(tmpdir(), 'baedal-cluster-'));
-  readonly proxy = new RoundRobinProxy();
+  readonly proxy = new ReplicaProxy();
   readonly webhook = new WebhookReceiver(this.webhookSecret);
   readonly replicas = new Map<string, Replica>();
   /** A pool on the cluster's database, for the checks. */

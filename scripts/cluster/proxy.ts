@@ -1,5 +1,6 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { orderKey, rendezvous, type Route } from '../load/route.ts';
 
 /** What the proxy sent one upstream. */
 export interface UpstreamCounts {
@@ -11,21 +12,25 @@ export interface UpstreamCounts {
 }
 
 /**
- * A small round-robin HTTP proxy in front of the replicas, as a Kubernetes Service or an ingress
- * would be: each request goes to the next upstream. A request whose connection is refused (the
+ * A small HTTP proxy in front of the replicas, as a Kubernetes Service or an ingress would be: each
+ * request goes to the next upstream, or, with `route = 'order'`, a request about an existing order
+ * goes to the upstream its order id hashes to (rendezvous hashing: adding or removing an upstream
+ * moves only the orders that go to it), as an ingress hashing on the order id does. A request whose connection is refused (the
  * replica is down, nothing was sent) goes to the next one; one cut after it was sent is answered
  * 502, since the replica may have acted on it. Upstreams come and go while it runs. With
  * `retryVersionAhead`, a 503 `machine_version_ahead` (a replica of an older machine version met
  * an order a newer one moved; it changed nothing) is sent on to the next upstream, as a load
  * balancer told to retry that answer does during a rolling deploy.
  */
-export class RoundRobinProxy {
+export class ReplicaProxy {
   private readonly upstreams = new Map<string, { port: number; agent: http.Agent; counts: UpstreamCounts }>();
   private order: string[] = [];
   private next = 0;
   private server?: http.Server;
   /** Requests no upstream took (every one refused the connection). */
   unavailable = 0;
+  /** How requests are spread: each to the next upstream, or by the order id of their path. */
+  route: Route = 'round-robin';
   /** Send a 503 machine_version_ahead answer's request on to the next upstream. */
   retryVersionAhead = false;
   /** 503 machine_version_ahead answers, by the upstream that gave them (retried or not). */
@@ -69,8 +74,10 @@ export class RoundRobinProxy {
     return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
   }
 
-  /** The next upstream in turn, skipping those in `avoid`. */
-  private pick(avoid: ReadonlySet<string>): string | undefined {
+  /** The upstream of the request's order id (route `order`), else the next in turn; never one in `avoid`. */
+  private pick(avoid: ReadonlySet<string>, path: string): string | undefined {
+    const key = this.route === 'order' ? orderKey(path) : undefined;
+    if (key !== undefined) return rendezvous(key, this.order.filter((n) => !avoid.has(n)));
     for (let i = 0; i < this.order.length; i += 1) {
       const name = this.order[this.next % this.order.length]!;
       this.next = (this.next + 1) % this.order.length;
@@ -80,7 +87,7 @@ export class RoundRobinProxy {
   }
 
   private forward(req: http.IncomingMessage, res: http.ServerResponse, body: Buffer, triesLeft: number, avoid: ReadonlySet<string> = new Set()): void {
-    const name = this.pick(avoid);
+    const name = this.pick(avoid, req.url ?? '/');
     const upstream = name === undefined ? undefined : this.upstreams.get(name);
     if (!upstream || triesLeft <= 0) {
       this.unavailable += 1;

@@ -1,4 +1,5 @@
 import http from 'node:http';
+import { orderKey, rendezvous, type Route } from './route.ts';
 
 /** What one request came back with: an HTTP status and its JSON body, or status 0 and a network error code. */
 export interface HttpResult {
@@ -11,6 +12,7 @@ export interface HttpResult {
 }
 
 interface Origin {
+  url: string;
   hostname: string;
   port: number;
   agent: http.Agent;
@@ -19,15 +21,18 @@ interface Origin {
 /**
  * A small HTTP/1.1 client on keep-alive sockets, kept cheap because on a 2-core machine the load
  * generator's own CPU competes with the service it measures. With several base URLs it spreads
- * requests over them round-robin, as a load balancer in front of the replicas would.
+ * requests over them as a load balancer in front of the replicas would: round-robin, or by order
+ * id (see `Route`).
  */
 export class HttpClient {
   private readonly origins: Origin[];
+  private readonly byUrl: Map<string, Origin>;
+  private readonly urls: string[];
   private next = 0;
 
   constructor(
     baseUrls: readonly string[],
-    private readonly opts: { maxSockets: number; timeoutMs: number },
+    private readonly opts: { maxSockets: number; timeoutMs: number; route?: Route },
   ) {
     if (baseUrls.length === 0) throw new Error('at least one URL is needed');
     this.origins = baseUrls.map((raw) => {
@@ -35,17 +40,28 @@ export class HttpClient {
       if (url.protocol !== 'http:') throw new Error(`only http:// URLs are supported, not ${raw}`);
       if (url.pathname !== '/' || url.search) throw new Error(`a base URL has no path or query: ${raw}`);
       return {
+        url: raw,
         hostname: url.hostname.replace(/^\[|\]$/g, ''),
         port: Number(url.port || 80),
         agent: new http.Agent({ keepAlive: true, maxSockets: opts.maxSockets, maxFreeSockets: opts.maxSockets, scheduling: 'lifo' }),
       };
     });
+    this.byUrl = new Map(this.origins.map((o) => [o.url, o]));
+    this.urls = [...this.byUrl.keys()];
   }
 
-  /** Sends one request to the next origin; never rejects (a network failure is a result too). */
-  request(method: string, path: string, token: string | undefined, body?: string): Promise<HttpResult> {
+  /** The origin a request goes to: by its order id (route `order`), else the next in turn. */
+  originOf(path: string): Origin {
+    const key = this.opts.route === 'order' && this.origins.length > 1 ? orderKey(path) : undefined;
+    if (key !== undefined) return this.byUrl.get(rendezvous(key, this.urls)!)!;
     const origin = this.origins[this.next]!;
     this.next = (this.next + 1) % this.origins.length;
+    return origin;
+  }
+
+  /** Sends one request to the origin `originOf` picks; never rejects (a network failure is a result too). */
+  request(method: string, path: string, token: string | undefined, body?: string): Promise<HttpResult> {
+    const origin = this.originOf(path);
     const headers: http.OutgoingHttpHeaders = { accept: 'application/json' };
     if (token) headers.authorization = `Bearer ${token}`;
     if (body !== undefined) {

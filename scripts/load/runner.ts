@@ -1,6 +1,7 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
 import { HttpClient, type HttpResult } from './http-client.ts';
+import type { Route } from './route.ts';
 import { COMMAND_NAMES, COMMAND_ROLE, LIFECYCLES, MENU, commandBody, pickItems, pickLifecycle, seededRandom, type CommandName, type LifecycleKind } from './scenario.ts';
 import { Counter, Latencies, type LatencySummary } from './stats.ts';
 import { TARGETS, type Call, type TargetName } from './targets.ts';
@@ -8,6 +9,8 @@ import { TokenBook, type Party } from './tokens.ts';
 
 export interface LoadOptions {
   urls: string[];
+  /** How requests are spread over several URLs (default round-robin). */
+  route?: Route;
   target: TargetName;
   concurrency: number;
   durationS: number;
@@ -38,6 +41,8 @@ export interface Mismatch {
 export interface LoadSummary {
   target: TargetName;
   urls: string[];
+  /** How requests were spread over the URLs. */
+  route: Route;
   concurrency: number;
   warmupS: number;
   durationS: number;
@@ -103,7 +108,7 @@ const describe = (res: HttpResult): string => {
  */
 export async function runLoad(o: LoadOptions): Promise<LoadSummary> {
   const target = TARGETS[o.target];
-  const client = new HttpClient(o.urls, { maxSockets: Math.max(o.concurrency, 8), timeoutMs: o.timeoutMs });
+  const client = new HttpClient(o.urls, { maxSockets: Math.max(o.concurrency, 8), timeoutMs: o.timeoutMs, route: o.route ?? 'round-robin' });
   const book = new TokenBook(o.secret);
   try {
     const stores = await Promise.all(Array.from({ length: o.stores }, (_, i) => book.party('store', `${o.runId}-store-${i + 1}`)));
@@ -253,6 +258,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadSummary> {
     return {
       target: o.target,
       urls: o.urls,
+      route: o.route ?? 'round-robin',
       concurrency: o.concurrency,
       warmupS: o.warmupS,
       durationS: o.durationS,

@@ -2,7 +2,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
 import { hpaDecision, proposal, type Autoscaling } from '../../bench/autoscaler.ts';
-import { backlogOf, medianRows, parseExposition, readReplica, ScalingSampler, scalingFigures, scalingRows, scalingTable, windowOf, type ScalingFigures } from '../../bench/scaling.ts';
+import { backlogOf, medianRows, parseExposition, readReplica, ScalingSampler, scalingFigures, scalingRows, scalingTable, scalingTables, windowOf, type ScalingFigures } from '../../bench/scaling.ts';
 
 const AUTOSCALING: Autoscaling = { min: 1, max: 3, cpuTargetPercent: 50, cpuRequestCores: 0.2, backlogTarget: 100, backlogQuery: 'q' };
 
@@ -157,6 +157,19 @@ describe('bench: the scaling figures and table', () => {
     const table = scalingTable(m);
     expect(table.split('\n')).to.have.length(3);
     expect(table).to.match(/^\s+2\s+540\s+2\.00\s/m);
+  });
+
+  it('tables runs with users per replica apart from runs with a fixed total, each headed by its load', () => {
+    const perReplica = (f: ScalingFigures): ScalingFigures => ({ ...f, concurrencyPerReplica: true });
+    const text = scalingTables([[figures(1, 300, 3, 1.5), figures(2, 540, 5.4, 3), perReplica(figures(1, 300, 3, 1.5)), perReplica(figures(2, 600, 6, 3))]]);
+    const headers = text.split('\n').filter((l) => l.startsWith('at '));
+    expect(headers).to.have.length(2);
+    expect(headers[0]).to.match(/^at concurrency 48, 0\.25 core per replica/);
+    expect(headers[1]).to.match(/^at concurrency 48 per replica, 0\.25 core per replica/);
+    // Each table's ratio is to its own first row: 1.80 with the fixed total, 2.00 with users per replica.
+    const [fixed, grown] = text.split(/^at .*$/m).slice(1);
+    expect(fixed).to.match(/^\s+2\s+540\s+1\.80\s/m);
+    expect(grown).to.match(/^\s+2\s+600\s+2\.00\s/m);
   });
 
   it('the HPA rule: no change within 10 % of the target, else ceil(current × metric ÷ target)', () => {

@@ -3,7 +3,7 @@ import { connect, createServer as createNetServer, type AddressInfo, type Server
 import { Cluster } from '../../scripts/cluster/cluster.ts';
 import { onServer } from '../../scripts/cluster/infra.ts';
 import { checkInvariants, nothingOwed, owedNow, type Acknowledged } from '../../scripts/cluster/invariants.ts';
-import { RoundRobinProxy } from '../../scripts/cluster/proxy.ts';
+import { ReplicaProxy } from '../../scripts/cluster/proxy.ts';
 import { runLoad } from '../../scripts/load/runner.ts';
 import { MENU } from '../../scripts/load/scenario.ts';
 import { signToken } from '../../scripts/load/tokens.ts';
@@ -42,7 +42,7 @@ describe('recovery of a replica cluster (production settings)', function () {
     const gatewayPort = Number(new URL(cluster.gatewayUrl).port);
     const routes = await Promise.all(
       ['replica-1', 'replica-2'].map(async (name) => {
-        const route = new RoundRobinProxy();
+        const route = new ReplicaProxy();
         route.set('gateway', gatewayPort);
         return { name, route, url: await route.listen() };
       }),
