@@ -84,7 +84,8 @@ HPA's decision) and each process's share of the commands and events.
   --help                 this text
 
 Environment: BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/baedal_bench; the
-database is dropped and re-created), BENCH_REDIS_URL (default redis://127.0.0.1:6379).`;
+database is dropped and re-created), BENCH_REDIS_URL (default redis://127.0.0.1:6379),
+BENCH_LOG_LEVEL (the service processes' LOG_LEVEL; default warn).`;
 
 function usageError(message: string): never {
   return refuse('bench', USAGE, message);
@@ -354,7 +355,7 @@ async function startService(n: number, gatewayUrl: string, webhookUrl: string | 
       QUEUE_PREFIX,
       AUTH_SECRET: SECRET,
       PAYMENT_URL: gatewayUrl,
-      LOG_LEVEL: 'warn',
+      LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn',
       RATE_LIMIT_PER_MIN: '0',
       // Every client of a run shares 127.0.0.1: the limits are not what is measured.
       PUBLIC_RATE_LIMIT_PER_MIN: '0',

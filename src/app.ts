@@ -69,6 +69,7 @@ export type RuntimeConfig = PostgresConfig &
     | 'SWEEP_INTERVAL_MS'
     | 'WORK_LEASE_MS'
     | 'EVENTS_LINGER_MS'
+    | 'EVENTS_REMOTE_WAKE_MS'
     | 'NOTIFICATION_RETENTION_DAYS'
     | 'IDEMPOTENCY_KEY_TTL_HOURS'
   >;
@@ -145,6 +146,7 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
     group,
     partitions: config.EVENT_PARTITIONS,
     lingerMs: config.EVENTS_LINGER_MS,
+    remoteWakeMs: config.EVENTS_REMOTE_WAKE_MS,
     leaseMs: config.EVENTS_LEASE_MS,
     renewMs: Math.max(200, Math.floor(config.EVENTS_LEASE_MS / 5)),
     pollMs: config.EVENTS_POLL_MS,

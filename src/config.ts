@@ -123,6 +123,8 @@ const schema = z
     EVENTS_POLL_MS: ms(2000),
     /** How long committed events wait to travel together in one job (0: next tick only). */
     EVENTS_LINGER_MS: z.coerce.number().int().min(0).max(1000).default(20),
+    /** At most one wake-up per other replica this often (an owner busy with a partition reads it again by itself). */
+    EVENTS_REMOTE_WAKE_MS: z.coerce.number().int().min(0).max(5000).default(100),
     /** How often each replica sweeps for overdue work. */
     SWEEP_INTERVAL_MS: ms(2000),
     /** Delivered notifications are kept this many days (the feed of GET /notifications). */

@@ -25,6 +25,8 @@ export interface EventBusOptions {
   log: Logger;
   /** How long events committed close together wait to travel in one wake-up. */
   lingerMs?: number;
+  /** At most one wake-up per other owner this often (see `WakeUps`). */
+  remoteWakeMs?: number;
   /** A partition's lease: a replica that dies frees its partitions after this long. */
   leaseMs: number;
   /** How often leases are renewed and rebalanced (and producers learn the owners). */
@@ -59,6 +61,8 @@ export class EventBus {
   private stopped = false;
   private started = false;
   private lastTick: LeaseTick | undefined;
+  /** Hand-overs of partitions waiting for the batch under way. */
+  private readonly handing = new Set<Promise<unknown>>();
 
   constructor(private readonly opts: EventBusOptions) {
     this.leases = new PartitionLeases({ db: opts.db, partitions: opts.partitions, leaseMs: opts.leaseMs, consumes: opts.consumes });
@@ -67,6 +71,7 @@ export class EventBus {
       prefix: opts.prefix,
       cluster: opts.cluster,
       lingerMs: opts.lingerMs,
+      remoteEveryMs: opts.remoteWakeMs,
       log: opts.log,
       holder: this.leases.holder,
       ownerOf: (p) => (this.leases.holds(p) ? this.holder : this.owners.get(p)),
@@ -163,10 +168,17 @@ export class EventBus {
       this.owners = t.owners;
       this.lastTick = t;
       if (t.released.length > 0) {
-        // Stop reading them first, so the next owner starts where this replica's last batch ended.
-        await this.reader.reading;
-        await this.leases.release(t.released);
-        this.opts.log.info({ released: t.released, live: t.live }, 'handed event partitions to other replicas');
+        // Written once the batch under way ends (none after it reads them), so the next owner
+        // starts where this replica's last batch ended. Not waited for here: the renewals go on
+        // meanwhile, and a pump kept busy by steady load never stops for a hand-over.
+        const released = t.released;
+        const handing = (async () => {
+          await this.reader.batch;
+          await this.leases.release(released);
+          this.opts.log.info({ released, live: t.live }, 'handed event partitions to other replicas');
+        })().catch((err: Error) => this.opts.log.warn({ err: err.message, released }, 'could not hand event partitions back; their leases run out'));
+        this.handing.add(handing);
+        void handing.finally(() => this.handing.delete(handing));
       }
       if (t.acquired.length > 0) {
         this.opts.log.info({ acquired: t.acquired, live: t.live }, 'took event partitions');
@@ -244,7 +256,7 @@ export class EventBus {
       const worker = this.worker;
       if ((await within(worker.close(), graceMs)) === 'timeout') await worker.close(true);
     }
-    await within(Promise.all([this.reader.reading, this.ticking]), graceMs);
+    await within(Promise.all([this.reader.reading, this.ticking, ...this.handing]), graceMs);
     if (this.opts.consumes && this.started) {
       await this.leases.leave().catch((err: Error) => this.opts.log.warn({ err: err.message }, 'could not hand back event partitions; they free themselves when the lease runs out'));
       await this.wakeUps.forget(this.holder);

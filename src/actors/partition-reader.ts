@@ -28,10 +28,14 @@ export interface PartitionReaderOptions {
 /**
  * The owner's side of the event bus: reads the partitions it holds from their positions and
  * applies batches across all of them in one statement each, when woken or polled, and retries the
- * owed orders when due.
+ * owed orders when due. A partition that had events is read again one linger later by itself
+ * (until a read finds none), so an owner busy with a partition needs no wake-up for each of its
+ * commits from other replicas (see `WakeUps`).
  */
 export class PartitionReader {
   private readonly dirty = new Set<number>();
+  /** Partitions whose last read had events: read again with the next batch, or one linger later. */
+  private readonly hot = new Set<number>();
   private pumping: Promise<void> | undefined;
   private lingering: NodeJS.Timeout | undefined;
   private owedDue = false;
@@ -39,9 +43,19 @@ export class PartitionReader {
 
   constructor(private readonly opts: PartitionReaderOptions) {}
 
-  /** The batch under way, if any. */
+  /** The batches under way, if any (until the woken partitions are read to their end). */
   get reading(): Promise<void> | undefined {
     return this.pumping;
+  }
+
+  private current: Promise<unknown> | undefined;
+
+  /**
+   * The one batch under way, if any: once it ends, no batch reads a partition this replica no
+   * longer holds. Under steady load the pump may never stop, so a hand-over waits for this only.
+   */
+  get batch(): Promise<unknown> | undefined {
+    return this.current;
   }
 
   /** The owed orders are retried with the next batch. */
@@ -71,7 +85,13 @@ export class PartitionReader {
     // A batch applies many orders' events: it must not run inside the span of whatever woke it.
     this.pumping = detached(() => this.pump()).finally(() => {
       this.pumping = undefined;
-      if ((this.dirty.size > 0 || this.owedDue) && !this.stopped) this.startPump();
+      if (this.stopped) return;
+      if (this.dirty.size > 0 || this.owedDue) return this.startPump();
+      if (this.hot.size > 0) {
+        const again = [...this.hot];
+        this.hot.clear();
+        this.wake(again);
+      }
     });
   }
 
@@ -79,18 +99,28 @@ export class PartitionReader {
   private async pump(): Promise<void> {
     const limit = this.opts.batchEvents ?? BATCH_EVENTS;
     while (!this.stopped) {
-      const parts = [...this.dirty].filter((p) => this.opts.leases.holds(p));
+      const woken = [...this.dirty].filter((p) => this.opts.leases.holds(p));
       this.dirty.clear();
       const owed = this.owedDue;
       this.owedDue = false;
-      if (parts.length === 0 && !owed) return;
+      // Only a wake-up reads at once; the partitions read again by themselves join it, or wait a linger.
+      if (woken.length === 0 && !owed) return;
+      const parts = [...new Set([...woken, ...[...this.hot].filter((p) => this.opts.leases.holds(p))])];
+      this.hot.clear();
       try {
         if (parts.length > 0) {
-          const result = await applyPartitions(this.opts.db, this.opts.group, parts, {
+          const applying = applyPartitions(this.opts.db, this.opts.group, parts, {
             limitPerPart: Math.max(50, Math.ceil(limit / parts.length)),
             log: this.opts.log,
           });
-          for (const [part, n] of result.byPart) this.opts.onApplied?.(part, n);
+          this.current = applying.catch(() => undefined);
+          const result = await applying.finally(() => {
+            this.current = undefined;
+          });
+          for (const [part, n] of result.byPart) {
+            this.opts.onApplied?.(part, n);
+            if (n > 0) this.hot.add(part);
+          }
           for (const p of result.more) this.dirty.add(p);
         }
         if (owed && this.opts.leases.owned().size > 0) {

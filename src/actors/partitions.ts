@@ -94,6 +94,8 @@ export interface LeaseTick {
 export class PartitionLeases {
   readonly holder = `r-${randomBytes(6).toString('hex')}`;
   private mine = new Set<number>();
+  /** Handed back, not yet written: no longer renewed or read here. */
+  private readonly releasing = new Set<number>();
 
   constructor(private readonly opts: LeaseOptions) {}
 
@@ -116,7 +118,7 @@ export class PartitionLeases {
          INSERT INTO event_consumers (holder, until) VALUES ($1, now() + make_interval(secs => $2::float8 / 1000))
          ON CONFLICT (holder) DO UPDATE SET until = EXCLUDED.until
        ), renewed AS (
-         UPDATE event_partitions SET until = now() + make_interval(secs => $2::float8 / 1000) WHERE holder = $1 RETURNING part
+         UPDATE event_partitions SET until = now() + make_interval(secs => $2::float8 / 1000) WHERE holder = $1 AND part <> ALL($3::smallint[]) RETURNING part
        ), gone AS (
          DELETE FROM event_consumers WHERE until < now() - interval '1 minute' RETURNING holder
        )
@@ -124,7 +126,7 @@ export class PartitionLeases {
               (SELECT coalesce(array_agg(part::int ORDER BY part), '{}') FROM renewed) AS mine,
               (SELECT jsonb_object_agg(part, holder) FROM event_partitions WHERE until > now() AND holder <> $1) AS others,
               (SELECT coalesce(array_agg(holder), '{}') FROM gone) AS gone`,
-      [this.holder, leaseMs],
+      [this.holder, leaseMs, [...this.releasing]],
     );
     const mine = new Set(state!.mine);
     const owners = new Map(Object.entries(state!.others ?? {}).map(([p, h]) => [Number(p), h]));
@@ -149,7 +151,10 @@ export class PartitionLeases {
     }
     // Partitions lost to another replica (this one paused past its lease) stop being processed here,
     // and so do those being handed back.
-    for (const p of released) mine.delete(p);
+    for (const p of released) {
+      mine.delete(p);
+      this.releasing.add(p);
+    }
     this.mine = mine;
     return { mine: [...this.mine].sort((a, b) => a - b), acquired, released, owners, live: state!.live, gone: state!.gone };
   }
@@ -157,8 +162,16 @@ export class PartitionLeases {
   /** Hands partitions back (after this replica stopped processing them), so another takes them at once. */
   async release(parts: readonly number[]): Promise<void> {
     if (parts.length === 0) return;
-    for (const p of parts) this.mine.delete(p);
-    await this.opts.db.query('UPDATE event_partitions SET holder = NULL, until = NULL WHERE holder = $1 AND part = ANY($2::smallint[])', [this.holder, parts]);
+    for (const p of parts) {
+      this.mine.delete(p);
+      this.releasing.add(p);
+    }
+    try {
+      await this.opts.db.query('UPDATE event_partitions SET holder = NULL, until = NULL WHERE holder = $1 AND part = ANY($2::smallint[])', [this.holder, parts]);
+    } finally {
+      // Written, or not (PostgreSQL away): then the next tick finds them still held here, and rebalances again.
+      for (const p of parts) this.releasing.delete(p);
+    }
   }
 
   /** Leaves the group: every lease and the heartbeat go, so the others rebalance on their next tick. */

@@ -26,6 +26,11 @@ export interface WakeUpsOptions {
   cluster?: string;
   /** How long events committed close together wait to travel in one wake-up. */
   lingerMs?: number;
+  /**
+   * At most one wake-up per other owner this often: an owner that is applying events reads its
+   * partitions again on its own, so more would only cost (a BullMQ job costs each side CPU).
+   */
+  remoteEveryMs?: number;
   log: Logger;
   /** This replica's name in the leases: its own partitions are woken in-process. */
   holder: string;
@@ -37,8 +42,11 @@ export interface WakeUpsOptions {
 
 /**
  * The producer's side of the event bus: after a commit, the partitions with new events are sent
- * to each owner's BullMQ queue, one job per owner per linger (this replica's own partitions are
- * woken in-process).
+ * to each owner's BullMQ queue (this replica's own partitions are woken in-process, once per
+ * linger). Another owner gets one job per linger when it has had none for `remoteEveryMs`, else
+ * the partitions wait for the end of that interval: the first events after a quiet spell travel at
+ * once, and under load an owner, which reads its busy partitions again by itself, is not sent a
+ * job for every linger by every replica.
  */
 export class WakeUps {
   private readonly producer: Redis;
@@ -48,6 +56,8 @@ export class WakeUps {
   private pendingLinks = new Map<number, string[]>();
   private scheduled = false;
   private readonly inflight = new Set<Promise<unknown>>();
+  /** Per other owner: when its last wake-up went, and the partitions held back since. */
+  private readonly remote = new Map<string, { sentAt: number; held: Set<number>; links: string[]; timer?: NodeJS.Timeout }>();
 
   constructor(private readonly opts: WakeUpsOptions) {
     // One connection for every owner's queue: producers fail fast while Redis is away (the owner's poll has the events).
@@ -61,6 +71,8 @@ export class WakeUps {
 
   /** The wake-up queue of a replica that is gone: nobody will read it again. */
   async forget(holder: string): Promise<void> {
+    clearTimeout(this.remote.get(holder)?.timer);
+    this.remote.delete(holder);
     const queue = this.queueOf(holder);
     this.queues.delete(holder);
     await queue.obliterate({ force: true }).catch(() => undefined);
@@ -101,12 +113,49 @@ export class WakeUps {
         this.opts.wakeHere(parts);
         continue;
       }
-      const links = pendingLinks.size > 0 ? parts.flatMap((p) => pendingLinks.get(p) ?? []).slice(0, MAX_LINKS) : [];
-      const sending = this.queueOf(owner)
-        .add('wake', { parts, cluster: this.opts.cluster, ...(links.length > 0 && { links }) }, { removeOnComplete: true, removeOnFail: true })
-        .catch((err: Error) => this.opts.log.debug({ err: err.message, owner }, 'could not wake the owner; its poll will find the events'))
-        .finally(() => this.inflight.delete(sending));
-      this.inflight.add(sending);
+      const links = pendingLinks.size > 0 ? parts.flatMap((p) => pendingLinks.get(p) ?? []) : [];
+      this.toRemote(owner, parts, links);
+    }
+  }
+
+  /** Sends another owner its partitions now, or at the end of its `remoteEveryMs` if one went lately. */
+  private toRemote(owner: string, parts: readonly number[], links: readonly string[]): void {
+    const every = this.opts.remoteEveryMs ?? 0;
+    let state = this.remote.get(owner);
+    if (!state) {
+      state = { sentAt: -Infinity, held: new Set(), links: [] };
+      this.remote.set(owner, state);
+    }
+    for (const p of parts) state.held.add(p);
+    if (state.links.length < MAX_LINKS) state.links.push(...links.slice(0, MAX_LINKS - state.links.length));
+    if (state.timer) return;
+    const wait = state.sentAt + every - performance.now();
+    if (wait <= 0) return this.send(owner);
+    state.timer = setTimeout(() => this.send(owner), wait);
+    state.timer.unref?.();
+  }
+
+  private send(owner: string): void {
+    const state = this.remote.get(owner);
+    if (!state || state.held.size === 0) return;
+    const parts = [...state.held].sort((a, b) => a - b);
+    const links = state.links;
+    state.held = new Set();
+    state.links = [];
+    state.timer = undefined;
+    state.sentAt = performance.now();
+    const sending = this.queueOf(owner)
+      .add('wake', { parts, cluster: this.opts.cluster, ...(links.length > 0 && { links }) }, { removeOnComplete: true, removeOnFail: true })
+      .catch((err: Error) => this.opts.log.debug({ err: err.message, owner }, 'could not wake the owner; its poll will find the events'))
+      .finally(() => this.inflight.delete(sending));
+    this.inflight.add(sending);
+  }
+
+  /** Sends every wake-up held back at once (closing). */
+  private sendHeld(): void {
+    for (const [owner, state] of this.remote) {
+      clearTimeout(state.timer);
+      this.send(owner);
     }
   }
 
@@ -122,6 +171,7 @@ export class WakeUps {
 
   /** Lets the wake-ups on their way go out (within `graceMs`), then closes the queues and the connection. */
   async close(graceMs: number): Promise<void> {
+    this.sendHeld();
     await within(Promise.all(this.inflight), graceMs);
     await Promise.all([...this.queues.values()].map((q) => q.close().catch(() => undefined)));
     this.producer.disconnect();
