@@ -137,12 +137,14 @@ export class WakeUps {
 
   private send(owner: string): void {
     const state = this.remote.get(owner);
-    if (!state || state.held.size === 0) return;
+    if (!state) return;
+    clearTimeout(state.timer);
+    state.timer = undefined;
+    if (state.held.size === 0) return;
     const parts = [...state.held].sort((a, b) => a - b);
     const links = state.links;
     state.held = new Set();
     state.links = [];
-    state.timer = undefined;
     state.sentAt = performance.now();
     const sending = this.queueOf(owner)
       .add('wake', { parts, cluster: this.opts.cluster, ...(links.length > 0 && { links }) }, { removeOnComplete: true, removeOnFail: true })
@@ -153,10 +155,7 @@ export class WakeUps {
 
   /** Sends every wake-up held back at once (closing). */
   private sendHeld(): void {
-    for (const [owner, state] of this.remote) {
-      clearTimeout(state.timer);
-      this.send(owner);
-    }
+    for (const owner of this.remote.keys()) this.send(owner);
   }
 
   private queueOf(holder: string): Queue<Wake> {

@@ -1,0 +1,49 @@
+import { expect } from 'chai';
+import type { ConsumerGroup, OrderEvent } from '../../src/actors/consumers/types.ts';
+import { PartitionReader } from '../../src/actors/partition-reader.ts';
+import { ensurePartitions, partitionCount, type PartitionLeases } from '../../src/actors/partitions.ts';
+import { createLogger } from '../../src/log.ts';
+import { eventually, withSharedSystem, type Parties, type TestSystem } from '../support/system.ts';
+
+/**
+ * The owner's side on its own: a reader of a group of its own, on the real database, that nothing
+ * wakes but the test. A partition whose read found events is read again one linger later by
+ * itself, so events committed meanwhile (by any replica) are applied with no wake-up for them.
+ */
+describe('event partitions: an owner reads a busy partition again by itself', function () {
+  this.timeout(30_000);
+  let sys: TestSystem;
+  let p: Parties;
+  withSharedSystem({ system: (s) => (sys = s), parties: (x) => (p = x) });
+
+  it('applies the events committed after its last wake-up, one linger later, while the partition has events', async () => {
+    const db = sys.runtime.pg;
+    const group = `hot-reader-${Date.now()}`;
+    await ensurePartitions(db, await partitionCount(db), [group]);
+    const parts = Array.from({ length: await partitionCount(db) }, (_, i) => i);
+    const seen: OrderEvent[] = [];
+    const consumers: ConsumerGroup = {
+      name: group,
+      consumers: [{
+        name: `${group}.recorder`,
+        plan: (batch) => ({ states: batch.map(() => null), effects: [], afterCommit: () => seen.push(...batch.flatMap((o) => o.events)) }),
+      }],
+    };
+    const leases = { holds: () => true, owned: () => new Set(parts) } as unknown as PartitionLeases;
+    const reader = new PartitionReader({ db, group: consumers, leases, owned: () => parts, log: createLogger('silent'), lingerMs: 1000 });
+    try {
+      const order = await sys.placeOrder(p);
+      const of = (type: string) => seen.some((e) => e.orderId === order.id && e.type === type);
+      reader.wake(parts);
+      await eventually(async () => of('OrderPlaced'), 'the woken read to apply OrderPlaced', 5000);
+      // No wake-up from here on: the partition had events, so it is read again a linger later.
+      await sys.drive(p, order.id, ['pay']);
+      await eventually(async () => of('OrderPaid'), 'OrderPaid, with no wake-up for it', 5000);
+      expect(seen.filter((e) => e.orderId === order.id).map((e) => e.seq)).to.deep.equal([1, 2]);
+    } finally {
+      reader.stop();
+      await reader.reading;
+      await db.query('DELETE FROM consumer_positions WHERE grp = $1', [group]);
+    }
+  });
+});
