@@ -83,7 +83,7 @@ class WebhookReceiver {
 
 /**
  * Identical replicas of the service (`src/main.ts`, each its own process) sharing one fresh
- * PostgreSQL database and one Redis queue prefix, behind a round-robin proxy, with the fake payment
+ * PostgreSQL database and one Redis queue prefix, behind a proxy (round-robin unless told to route by order id), with the fake payment
  * gateway and a webhook receiver in processes and servers of their own. Replicas can be killed and
  * restarted while load runs through the proxy.
  */

@@ -45,7 +45,8 @@ export interface EventBusOptions {
  * order id; each partition is consumed by one replica at a time under a lease (see
  * `PartitionLeases`), which reads it from its position and applies batches across all its
  * partitions in one statement each. After a commit, the replica that wrote the events sends a
- * wake-up naming their partitions to each owner's BullMQ queue (one job per owner per linger);
+ * wake-up naming their partitions to each owner's BullMQ queue (at most one per owner per
+ * `remoteWakeMs`; a busy owner reads its partitions again by itself);
  * its own partitions it wakes in-process. A wake-up is only a hint: the positions are in
  * PostgreSQL, so a lost wake-up (Redis flushed, an owner that died) only delays events until the
  * owner's next poll, or until a new owner takes the partition and reads on from its position.
