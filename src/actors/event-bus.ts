@@ -94,6 +94,11 @@ export class EventBus {
     return this.leases.holder;
   }
 
+  /** Whether this replica's reader has nothing under way, scheduled or to read again (tests wait for it). */
+  get idle(): boolean {
+    return this.reader.idle;
+  }
+
   /** Partitions this replica holds now. */
   owned(): number[] {
     return [...this.leases.owned()].sort((a, b) => a - b);

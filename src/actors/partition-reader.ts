@@ -58,6 +58,11 @@ export class PartitionReader {
     return this.current;
   }
 
+  /** No batch under way or waiting to start, and no partition to read again by itself. */
+  get idle(): boolean {
+    return !this.pumping && !this.lingering && this.hot.size === 0 && this.dirty.size === 0;
+  }
+
   /** The owed orders are retried with the next batch. */
   oweRetry(): void {
     this.owedDue = true;
