@@ -30,7 +30,7 @@ describe('event partitions: an owner reads a busy partition again by itself', fu
       }],
     };
     const leases = { holds: () => true, owned: () => new Set(parts) } as unknown as PartitionLeases;
-    const reader = new PartitionReader({ db, group: consumers, leases, owned: () => parts, log: createLogger('silent'), lingerMs: 1000 });
+    const reader = new PartitionReader({ db, group: consumers, leases, owned: () => parts, log: createLogger('silent'), lingerMs: 3000 });
     try {
       const order = await sys.placeOrder(p);
       const of = (type: string) => seen.some((e) => e.orderId === order.id && e.type === type);
@@ -38,7 +38,7 @@ describe('event partitions: an owner reads a busy partition again by itself', fu
       await eventually(async () => of('OrderPlaced'), 'the woken read to apply OrderPlaced', 5000);
       // No wake-up from here on: the partition had events, so it is read again a linger later.
       await sys.drive(p, order.id, ['pay']);
-      await eventually(async () => of('OrderPaid'), 'OrderPaid, with no wake-up for it', 5000);
+      await eventually(async () => of('OrderPaid'), 'OrderPaid, with no wake-up for it', 10_000);
       expect(seen.filter((e) => e.orderId === order.id).map((e) => e.seq)).to.deep.equal([1, 2]);
     } finally {
       reader.stop();
