@@ -51,8 +51,9 @@ export class PartitionReader {
   private current: Promise<unknown> | undefined;
 
   /**
-   * The one batch under way, if any: once it ends, no batch reads a partition this replica no
-   * longer holds. Under steady load the pump may never stop, so a hand-over waits for this only.
+   * The one batch under way (with its owed retry), if any: once it ends, no batch reads a partition
+   * this replica no longer holds. Under steady load the pump may never stop, so a hand-over waits
+   * for this only.
    */
   get batch(): Promise<unknown> | undefined {
     return this.current;
@@ -113,25 +114,12 @@ export class PartitionReader {
       const parts = [...new Set([...woken, ...[...this.hot].filter((p) => this.opts.leases.holds(p))])];
       this.hot.clear();
       try {
-        if (parts.length > 0) {
-          const applying = applyPartitions(this.opts.db, this.opts.group, parts, {
-            limitPerPart: Math.max(50, Math.ceil(limit / parts.length)),
-            log: this.opts.log,
-          });
-          this.current = applying.catch(() => undefined);
-          const result = await applying.finally(() => {
-            this.current = undefined;
-          });
-          for (const [part, n] of result.byPart) {
-            this.opts.onApplied?.(part, n);
-            if (n > 0) this.hot.add(part);
-          }
-          for (const p of result.more) this.dirty.add(p);
-        }
-        if (owed && this.opts.leases.owned().size > 0) {
-          const r = await retryOwed(this.opts.db, this.opts.group, { parts: this.opts.owned(), limit: OWED_BATCH }, this.opts.log);
-          if (r.more) this.owedDue = true;
-        }
+        // A hand-over waits for this (the owed retry too, which reads the partitions held now).
+        const step = this.readOnce(parts, owed, limit);
+        this.current = step.catch(() => undefined);
+        await step.finally(() => {
+          this.current = undefined;
+        });
       } catch (err) {
         // PostgreSQL away, or races that kept repeating: the poll comes back to these partitions.
         this.opts.log.warn({ err: (err as Error).message, parts }, 'could not apply events now; will try again');
@@ -140,6 +128,25 @@ export class PartitionReader {
         await new Promise((resolve) => setTimeout(resolve, 250));
         return;
       }
+    }
+  }
+
+  /** One batch of `parts`, then the owed orders' retry when due. */
+  private async readOnce(parts: readonly number[], owed: boolean, limit: number): Promise<void> {
+    if (parts.length > 0) {
+      const result = await applyPartitions(this.opts.db, this.opts.group, parts, {
+        limitPerPart: Math.max(50, Math.ceil(limit / parts.length)),
+        log: this.opts.log,
+      });
+      for (const [part, n] of result.byPart) {
+        this.opts.onApplied?.(part, n);
+        if (n > 0) this.hot.add(part);
+      }
+      for (const p of result.more) this.dirty.add(p);
+    }
+    if (owed && this.opts.leases.owned().size > 0) {
+      const r = await retryOwed(this.opts.db, this.opts.group, { parts: this.opts.owned(), limit: OWED_BATCH }, this.opts.log);
+      if (r.more) this.owedDue = true;
     }
   }
 

@@ -168,8 +168,9 @@ export class WakeUps {
     return queue;
   }
 
-  /** Lets the wake-ups on their way go out (within `graceMs`), then closes the queues and the connection. */
+  /** Sends what is pending or held back, lets the wake-ups on their way go out (within `graceMs`), then closes the queues and the connection. */
   async close(graceMs: number): Promise<void> {
+    this.flush();
     this.sendHeld();
     await within(Promise.all(this.inflight), graceMs);
     await Promise.all([...this.queues.values()].map((q) => q.close().catch(() => undefined)));
