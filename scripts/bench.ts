@@ -266,6 +266,13 @@ async function query<T>(sql: string): Promise<T[]> {
  * was measured on the statistics of empty tables for its whole length (its PostgreSQL CPU per
  * command was twice the next run's); a server that has run for a while, as a user's has, keeps
  * its statistics fresh that way.
+ *
+ * Inside a measured window the rule is checked no more often than autovacuum itself checks a
+ * database (`autovacuum_naptime`, 60 s by default), since the last check: a fresh database's
+ * tables grow by half within a 20 s window, so checking every 2 s there analyzed each table four
+ * or five times a window, a cost autovacuum would not pay and a server whose tables have grown
+ * large would not see (it cost 40 % of PostgreSQL's statement time in the window at one replica,
+ * docs/benchmarks.md, 2026-12-04 19:30).
  */
 const vacuum = {
   enabled: false,
@@ -274,13 +281,21 @@ const vacuum = {
   running: undefined as Promise<void> | undefined,
   timer: undefined as NodeJS.Timeout | undefined,
   analyzer: undefined as NodeJS.Timeout | undefined,
+  /** While a measured window is open: the rule is checked at autovacuum's own pace. */
+  measuring: false,
+  lastCheck: 0,
+  naptimeS: 60,
   async start(): Promise<void> {
-    const setting = (await query<{ autovacuum: string }>(`SELECT current_setting('autovacuum') AS autovacuum`))[0]?.autovacuum;
+    const [row] = await query<{ autovacuum: string; naptime: number }>(
+      `SELECT current_setting('autovacuum') AS autovacuum, (SELECT setting::int FROM pg_settings WHERE name = 'autovacuum_naptime') AS naptime`,
+    );
+    const setting = row?.autovacuum;
     if (setting === 'on') return;
     this.enabled = true;
+    this.naptimeS = row?.naptime ?? 60;
     say(
       `PostgreSQL runs with autovacuum=${setting}: the benchmark runs VACUUM (ANALYZE) on ${DATABASE_NAME} before each run of the service and every ${VACUUM_EVERY_S} s, ` +
-        `and ANALYZE on a table by autovacuum's rule (checked every ${ANALYZE_CHECK_S} s), in its stead`,
+        `and ANALYZE on a table by autovacuum's rule (checked every ${ANALYZE_CHECK_S} s, and inside a measured window every ${this.naptimeS} s, autovacuum's naptime), in its stead`,
     );
     this.timer = setInterval(() => void this.now(), VACUUM_EVERY_S * 1000);
     this.timer.unref();
@@ -290,6 +305,8 @@ const vacuum = {
   /** ANALYZE of the tables autovacuum would analyze now (skipped while a VACUUM pass runs). */
   async analyzeStale(): Promise<void> {
     if (!this.enabled || this.running) return;
+    if (this.measuring && performance.now() - this.lastCheck < this.naptimeS * 1000) return;
+    this.lastCheck = performance.now();
     try {
       const stale = await query<{ name: string }>(
         `SELECT quote_ident(s.schemaname) || '.' || quote_ident(s.relname) AS name
@@ -449,11 +466,13 @@ async function measure(run: LoadRun): Promise<RunResult> {
       if (!line.startsWith('{')) return;
       const msg = JSON.parse(line) as { event?: string } & Partial<LoadSummary>;
       if (msg.event === 'measure') {
+        vacuum.measuring = true;
         before = cpuSnapshot(watched);
         sampler.start();
         void receiver?.window('open');
         run.onWindow?.('measure');
       } else if (msg.event === 'drain') {
+        vacuum.measuring = false;
         after = cpuSnapshot(watched);
         sampled = sampler.stop();
         void receiver?.window('close');

@@ -30,8 +30,11 @@ interface WorkJob {
 export class WorkQueue implements WorkPrompt {
   readonly queue: Queue<WorkJob>;
   private worker: Worker<WorkJob> | undefined;
-  private pending = new Map<string, { kind: string; keys: string[]; delay: number; jobId?: string; links?: string[] }>();
+  private pending = new Map<string, Prompt>();
   private scheduled = false;
+  /** Prompts due FAR_MS or more ahead, held up to FAR_HOLD_MS so that a second's worth share a job. */
+  private later = new Map<string, Prompt>();
+  private laterTimer: NodeJS.Timeout | undefined;
   private inflight = new Set<Promise<unknown>>();
 
   constructor(private readonly opts: { redisUrl: string; prefix: string; log: Logger; cluster?: string }) {
@@ -41,39 +44,65 @@ export class WorkQueue implements WorkPrompt {
 
   schedule(kind: string, keys: readonly string[], dueAt?: Date): void {
     if (keys.length === 0) return;
-    // Items due within the same tenth of a second share one delayed job (a timer fires at most
-    // 100 ms late); items due now share one job per tick.
-    const due = dueAt && dueAt.getTime() > Date.now() ? Math.ceil(dueAt.getTime() / DELAY_BUCKET_MS) * DELAY_BUCKET_MS : 0;
-    const batchKey = `${kind}|${due}`;
-    const entry = this.pending.get(batchKey);
-    if (entry) entry.keys.push(...keys);
-    else this.pending.set(batchKey, { kind, keys: [...keys], delay: due, jobId: undefined });
-    const prompter = activeTraceparent();
-    if (prompter) {
-      const job = this.pending.get(batchKey)!;
-      if ((job.links ??= []).length < MAX_LINKS) job.links.push(prompter);
+    const now = Date.now();
+    const ahead = dueAt ? dueAt.getTime() - now : 0;
+    if (ahead >= FAR_MS) {
+      // Far ahead (an order's deadline, minutes away): items due within the same second share one
+      // delayed job, and the prompts of FAR_HOLD_MS are enqueued together, so a busy replica adds
+      // a few such jobs a second rather than one per commit. Such a timer fires at most about a
+      // second late; a prompt lost to a crash meanwhile only leaves its item to the sweeper.
+      this.add(this.later, kind, keys, Math.ceil(dueAt!.getTime() / FAR_BUCKET_MS) * FAR_BUCKET_MS);
+      this.laterTimer ??= detached(() =>
+        setTimeout(() => {
+          this.laterTimer = undefined;
+          this.enqueue(this.later);
+        }, FAR_HOLD_MS),
+      );
+      return;
     }
+    // Items due within the same tenth of a second share one delayed job (a timer due soon fires at
+    // most 100 ms late); items due now share one job per tick.
+    this.add(this.pending, kind, keys, ahead > 0 ? Math.ceil(dueAt!.getTime() / DELAY_BUCKET_MS) * DELAY_BUCKET_MS : 0);
     if (this.scheduled) return;
     this.scheduled = true;
     // Outside the span that prompted it: the job is shared by the prompts of the moment.
     detached(() => setImmediate(() => {
       this.scheduled = false;
-      const batch = [...this.pending.values()].map((b) =>
-        b.delay > 0 ? { ...b, delay: Math.max(0, b.delay - Date.now()), jobId: jobIdOf(b.kind, b.keys, b.delay) } : b,
-      );
-      this.pending.clear();
-      const adding = this.queue
-        .addBulk(
-          batch.map((b) => ({
-            name: b.kind,
-            data: { kind: b.kind, keys: b.keys, cluster: this.opts.cluster, ...(b.links ? { links: b.links } : {}) },
-            opts: { delay: b.delay, jobId: b.jobId },
-          })),
-        )
-        .catch((err: Error) => this.opts.log.warn({ err: err.message, jobs: batch.length }, 'could not enqueue work; the sweeper will find it overdue'))
-        .finally(() => this.inflight.delete(adding));
-      this.inflight.add(adding);
+      this.enqueue(this.pending);
     }));
+  }
+
+  private add(into: Map<string, Prompt>, kind: string, keys: readonly string[], due: number): void {
+    const batchKey = `${kind}|${due}`;
+    const entry = into.get(batchKey);
+    if (entry) entry.keys.push(...keys);
+    else into.set(batchKey, { kind, keys: [...keys], delay: due });
+    const prompter = activeTraceparent();
+    if (prompter) {
+      const job = into.get(batchKey)!;
+      if ((job.links ??= []).length < MAX_LINKS) job.links.push(prompter);
+    }
+  }
+
+  /** Adds what `from` holds as jobs (one per kind and due time) and empties it. */
+  private enqueue(from: Map<string, Prompt>): void {
+    if (from.size === 0) return;
+    const now = Date.now();
+    const batch = [...from.values()].map((b) => (b.delay > 0 ? { ...b, delay: Math.max(0, b.delay - now), jobId: jobIdOf(b.kind, b.keys, b.delay) } : b));
+    from.clear();
+    const adding = detached(() =>
+      this.queue.addBulk(
+        batch.map((b) => ({
+          name: b.kind,
+          data: { kind: b.kind, keys: b.keys, cluster: this.opts.cluster, ...(b.links ? { links: b.links } : {}) },
+          opts: { delay: b.delay, jobId: b.jobId },
+        })),
+      ),
+    )
+      .then(() => undefined)
+      .catch((err: Error) => this.opts.log.warn({ err: err.message, jobs: batch.length }, 'could not enqueue work; the sweeper will find it overdue'))
+      .finally(() => this.inflight.delete(adding));
+    this.inflight.add(adding);
   }
 
   startWorker(kinds: readonly WorkKind[], opts: { concurrency: number; lockMs: number; leaseMs: number }): void {
@@ -116,12 +145,30 @@ export class WorkQueue implements WorkPrompt {
 
   async close(graceMs: number): Promise<void> {
     if (this.worker && (await within(this.worker.close(), graceMs)) === 'timeout') await this.worker.close(true);
+    // The prompts still held are enqueued now, not dropped.
+    clearTimeout(this.laterTimer);
+    this.laterTimer = undefined;
+    this.enqueue(this.later);
+    this.enqueue(this.pending);
     await within(Promise.all(this.inflight), graceMs);
     await this.queue.close();
   }
 }
 
+interface Prompt {
+  kind: string;
+  keys: string[];
+  /** When its items are due (ms since the epoch), or 0: now. */
+  delay: number;
+  jobId?: string;
+  links?: string[];
+}
+
 const DELAY_BUCKET_MS = 100;
+/** A prompt due this far ahead or more is held and bucketed by the second (see schedule). */
+export const FAR_MS = 10_000;
+const FAR_BUCKET_MS = 1000;
+const FAR_HOLD_MS = 1000;
 /** Trace contexts one job carries at most (the prompts of a busy moment may be many). */
 const MAX_LINKS = 8;
 
