@@ -74,7 +74,8 @@ HPA's decision) and each process's share of the commands and events.
   --restate-notifications  Restate also records each status change's notification in a
                          per-customer object, as Baedal's notifications feed does   (default off)
   --rounds <n>           the whole sequence (ceilings, Baedal, Restate) n times, then each
-                         target's figure per round and the median, judged on the median  (default 1)
+                         target's figure per round and the median, judged on the median; every
+                         second round runs the --processes list in reverse order    (default 1)
   --quick                a ~1.5 minute smoke: 4 s runs, 1 s warm-up, 3 s ceilings
   --soak <s>             one long run instead (Baedal, 1 process, concurrency 16) printing memory
                          every 30 s, and table growth at the end
@@ -562,9 +563,14 @@ async function measureCeilings(): Promise<Ceilings> {
 const webhooksFor = (on: boolean, receiver: WebhookReceiver | undefined, eventTimes: EventTimes) => (on && receiver ? { receiver, eventTimes } : undefined);
 const webhooksText = (on: boolean) => (on ? 'webhooks on: every notification POSTed to the receiver' : 'webhooks off: notifications recorded, not delivered');
 
-async function benchBaedal(gateway: { url: string; process: Managed }, receiver: WebhookReceiver | undefined, sink: OtlpSink | undefined): Promise<RunResult[]> {
+async function benchBaedal(
+  gateway: { url: string; process: Managed },
+  receiver: WebhookReceiver | undefined,
+  sink: OtlpSink | undefined,
+  processes: readonly number[] = opts.processes,
+): Promise<RunResult[]> {
   const runs: RunResult[] = [];
-  for (const n of opts.processes) {
+  for (const n of processes) {
     // Each process count with webhooks (and tracing) on and off back to back, so their ratio is of the same minutes.
     for (const settings of opts.webhooks.flatMap((on) => opts.tracing.map((traced) => ({ on, traced })))) {
       const { on } = settings;
@@ -759,7 +765,10 @@ async function main(): Promise<void> {
     if (of) say(`\n════ round ${k} of ${opts.rounds} ════`);
     const ceilings = opts.ceilings ? await measureCeilings() : {};
     const runs: RunResult[] = [];
-    if (opts.targets.includes('baedal')) runs.push(...(await benchBaedal(gateway, receiver, sink)));
+    // Every other round runs the process counts the other way round: this host's speed drifts by a
+    // third within minutes, and a round that always went 1, 2, 3, 4 would hand the drift to the ratios.
+    const processes = k % 2 === 0 ? [...opts.processes].reverse() : opts.processes;
+    if (opts.targets.includes('baedal')) runs.push(...(await benchBaedal(gateway, receiver, sink, processes)));
     if (opts.targets.includes('restate')) runs.push(...(await benchRestate(gateway, receiver)));
     rounds.push({ runs, ceilings });
 
