@@ -44,6 +44,9 @@ HPA's decision) and each process's share of the commands and events.
 
   --targets <list>       baedal, restate, or both (back to back)                 (default baedal)
   --concurrency <list>   virtual users per run                                   (default 1,16,64)
+  --rate <n>             Baedal's commands started a second at most, over all users (per process
+                         with --load per-replica): a load at a set share of the top rate, e.g. for
+                         the view lag below it; give enough users to reach it  (default: no limit)
   --processes <list>     Baedal service processes per run                        (default 1,2)
   --route <how>          how the load generator spreads requests over several processes:
                          round-robin (as a Kubernetes Service), or order (a request about an order
@@ -95,6 +98,7 @@ function usageError(message: string): never {
 const v = commandLine('bench', USAGE, {
   targets: { type: 'string', default: 'baedal' },
   concurrency: { type: 'string', default: '1,16,64' },
+  rate: { type: 'string' },
   processes: { type: 'string', default: '1,2' },
   route: { type: 'string', default: 'round-robin' },
   load: { type: 'string', default: 'fixed' },
@@ -144,6 +148,8 @@ const opts = {
   route: v.route as Route,
   /** Each concurrency is per service process (n processes get n times the virtual users). */
   perReplica: v.load === 'per-replica',
+  /** Commands/s the Baedal runs are paced to (per process with perReplica), or none. */
+  rate: v.rate === undefined ? undefined : wholeNumber('rate', v.rate, 1),
   durationS: wholeNumber('duration', v.duration ?? (v.quick ? '4' : '20'), 1),
   warmupS: wholeNumber('warmup', v.warmup ?? (v.quick ? '1' : '3'), 0),
   ceilingS: wholeNumber('ceiling-duration', v['ceiling-duration'] ?? (v.quick ? '3' : '8'), 1),
@@ -412,6 +418,8 @@ interface LoadRun {
   /** How the load generator spreads requests over several URLs. */
   route?: Route;
   concurrency: number;
+  /** Commands started a second at most (the load generator's --rate). */
+  rate?: number;
   durationS: number;
   warmupS: number;
   /** CPU is attributed to these as "service". */
@@ -437,6 +445,7 @@ async function measure(run: LoadRun): Promise<RunResult> {
     '--target', target,
     '--url', run.urls.join(','),
     '--concurrency', String(run.concurrency),
+    ...(run.rate ? ['--rate', String(run.rate)] : []),
     '--route', run.route ?? 'round-robin',
     '--duration', String(run.durationS),
     '--warmup', String(run.warmupS),
@@ -582,7 +591,8 @@ async function benchBaedal(
       for (let i = 1; i <= n; i++) services.push(await startService(i, gateway.url, webhooks?.receiver.notifyUrl, tracing));
       for (const perRun of opts.concurrency) {
         const concurrency = opts.perReplica ? perRun * n : perRun;
-        say(`  concurrency ${concurrency}${opts.perReplica ? ` (${perRun} per process)` : ''}: ${opts.warmupS} s warm-up, ${opts.durationS} s measured`);
+        const rate = opts.rate === undefined ? undefined : opts.perReplica ? opts.rate * n : opts.rate;
+        say(`  concurrency ${concurrency}${opts.perReplica ? ` (${perRun} per process)` : ''}${rate ? `, paced to ${rate} commands/s` : ''}: ${opts.warmupS} s warm-up, ${opts.durationS} s measured`);
         await vacuum.now();
         const sampler = new ScalingSampler(
           services.map((s) => ({ name: s.process.name, url: s.url })),
@@ -593,6 +603,7 @@ async function benchBaedal(
           urls: services.map((s) => s.url),
           route: opts.route,
           concurrency,
+          ...(rate && { rate }),
           durationS: opts.durationS,
           warmupS: opts.warmupS,
           servers: services.map((s) => s.process),
@@ -606,7 +617,7 @@ async function benchBaedal(
         result.scaling = scalingFigures({
           concurrency: perRun,
           ...(opts.perReplica && { concurrencyPerReplica: true }),
-          variant: `${webhooksText(on).split(':')[0]!}${tracing ? ', tracing on' : ''}${opts.route === 'order' ? ', routed by order id' : ''}`,
+          variant: `${webhooksText(on).split(':')[0]!}${tracing ? ', tracing on' : ''}${opts.route === 'order' ? ', routed by order id' : ''}${opts.rate ? `, paced to ${opts.rate} commands/s${opts.perReplica ? ' per replica' : ''}` : ''}`,
           ...(cpuPerReplica !== undefined && { cpuPerReplica }),
           load: { commands: result.load.commands, commandsPerS: result.load.commandsPerS, p99Ms: result.load.latencyMs.overall.p99, errors: result.load.errors.total },
           cpu: {

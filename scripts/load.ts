@@ -24,6 +24,9 @@ menus it publishes first. It signs its own tokens (HS256, 1 h) with the service'
   --target <t>         baedal | restate (the Restate ingress of bench/restate) | bare (a server that
                        answers a constant, for the HTTP ceiling)             (default baedal)
   --concurrency <n>    virtual users                                         (default 16)
+  --rate <n>           commands started a second at most, over all users: the load at a set rate
+                       (give enough users to reach it) rather than as fast as the users go
+                                                                             (default: no limit)
   --duration <s>       measured seconds                                      (default 30)
   --warmup <s>         seconds run first and not measured                    (default 5)
   --stores <n>         stores the orders are spread over                     (default 10)
@@ -57,6 +60,7 @@ const v = commandLine('load', USAGE, {
   target: { type: 'string', default: 'baedal' },
   route: { type: 'string', default: 'round-robin' },
   concurrency: { type: 'string', default: '16' },
+  rate: { type: 'string' },
   duration: { type: 'string', default: '30' },
   warmup: { type: 'string', default: '5' },
   stores: { type: 'string', default: '10' },
@@ -91,6 +95,7 @@ const options = {
   route: v.route as Route,
   target: v.target as TargetName,
   concurrency: wholeNumber('concurrency', v.concurrency!, 1),
+  ...(v.rate !== undefined && { rate: wholeNumber('rate', v.rate, 1) }),
   durationS: wholeNumber('duration', v.duration!, 1),
   warmupS: wholeNumber('warmup', v.warmup!, 0),
   stores: wholeNumber('stores', v.stores!, 1),

@@ -8,7 +8,7 @@ const row = (name: string, l: LatencySummary) => `  ${name.padEnd(17)} ${String(
 export function formatReport(s: LoadSummary): string {
   const lines: string[] = [];
   lines.push(
-    `${s.target} at ${s.urls.join(', ')}${s.urls.length > 1 ? ` (${s.route === 'order' ? 'by order id' : 'round-robin'})` : ''}: ${s.concurrency} virtual users, ${s.stores} stores, measured ${s.measuredS.toFixed(1)} s after ${s.warmupS} s of warm-up`,
+    `${s.target} at ${s.urls.join(', ')}${s.urls.length > 1 ? ` (${s.route === 'order' ? 'by order id' : 'round-robin'})` : ''}: ${s.concurrency} virtual users${s.rate ? ` paced to ${s.rate} commands/s` : ''}, ${s.stores} stores, measured ${s.measuredS.toFixed(1)} s after ${s.warmupS} s of warm-up`,
   );
   lines.push(`  ${s.commandsPerS.toFixed(1)} commands/s (${s.commands} commands), ${s.lifecycles.perS.toFixed(1)} lifecycles/s (${s.lifecycles.completed}: ${s.lifecycles.byKind.full} full, ${s.lifecycles.byKind.cancel} cancelled after pay, ${s.lifecycles.byKind.reject} rejected)`);
   lines.push('latency (ms)             count      p50      p95      p99      max');

@@ -3,6 +3,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { HttpClient, type HttpResult } from './http-client.ts';
 import type { Route } from './route.ts';
 import { COMMAND_NAMES, COMMAND_ROLE, LIFECYCLES, MENU, commandBody, pickItems, pickLifecycle, seededRandom, type CommandName, type LifecycleKind } from './scenario.ts';
+import { Pacer } from './pacer.ts';
 import { Counter, Latencies, type LatencySummary } from './stats.ts';
 import { TARGETS, type Call, type TargetName } from './targets.ts';
 import { TokenBook, type Party } from './tokens.ts';
@@ -13,6 +14,8 @@ export interface LoadOptions {
   route?: Route;
   target: TargetName;
   concurrency: number;
+  /** Commands started a second at most, over all users (open-loop pacing); none: as fast as the users go. */
+  rate?: number;
   durationS: number;
   warmupS: number;
   stores: number;
@@ -44,6 +47,8 @@ export interface LoadSummary {
   /** How requests were spread over the URLs. */
   route: Route;
   concurrency: number;
+  /** Commands started a second at most (`--rate`), or null: a closed loop. */
+  rate: number | null;
   warmupS: number;
   durationS: number;
   /** The measured window as it actually was. */
@@ -101,7 +106,8 @@ const describe = (res: HttpResult): string => {
 };
 
 /**
- * Closed loop: `concurrency` virtual users, each running lifecycles back to back (place, then the
+ * Closed loop: `concurrency` virtual users, each running lifecycles back to back (with `rate`, their
+ * commands start no faster than that many a second in all) (place, then the
  * lifecycle's commands, each by the right party). A warm-up runs first and is not measured; at the
  * end of the measured window each user finishes the lifecycle it is in, and every finished
  * lifecycle's order is read back and checked.
@@ -175,8 +181,11 @@ export async function runLoad(o: LoadOptions): Promise<LoadSummary> {
           }, o.progressS * 1000)
         : undefined;
 
-    /** Sends one timed command; answers whether it succeeded. */
+    const pacer = o.rate ? new Pacer(o.rate) : undefined;
+    /** Sends one timed command (at its slot, when paced: the wait is not its latency); answers whether it succeeded. */
     const send = async (name: CommandName, call: Call, party: Party): Promise<HttpResult & { ok: boolean }> => {
+      const wait = pacer?.book() ?? 0;
+      if (wait > 0) await delay(wait);
       const t0 = performance.now();
       const res = await client.request(call.method, call.path, party.token, call.body);
       const ms = performance.now() - t0;
@@ -260,6 +269,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadSummary> {
       urls: o.urls,
       route: o.route ?? 'round-robin',
       concurrency: o.concurrency,
+      rate: o.rate ?? null,
       warmupS: o.warmupS,
       durationS: o.durationS,
       measuredS,

@@ -92,9 +92,25 @@ describe('load generator (npm run load)', function () {
     expect(run.stderr).to.match(/publishing the menu of .* answered 401/);
   });
 
+  it('--rate paces the commands: many users, yet no more commands a second than asked for', async () => {
+    // 16 users reach well over 40 commands/s on the test system unpaced; paced, the window holds at most 40 a second.
+    const run = await runLoadGenerator(['--url', sys.baseUrl, '--secret', AUTH_SECRET, '--concurrency', '16', '--rate', '40', '--duration', '3', '--warmup', '1', '--stores', '2', '--progress', '0', '--json']);
+    expect(run.code, run.stderr).to.equal(0);
+    const s = summaryOf(run);
+    expect(s.rate).to.equal(40);
+    expect(s.errors, JSON.stringify(s.errors)).to.deep.include({ total: 0 });
+    // Commands answered in the window started in it or just before it: at most one slot per 25 ms, plus those under way at its opening.
+    expect(s.commands).to.be.at.most(40 * s.measuredS + 16);
+    expect(s.commands).to.be.at.least(40 * s.measuredS * 0.5);
+    expect(s.verify).to.include({ mismatches: 0 });
+  });
+
   it('refuses bad usage with exit status 2 and the usage text', async () => {
     const run = await runLoadGenerator(['--concurrency', '0']);
     expect(run.code).to.equal(2);
     expect(run.stderr).to.include('--concurrency must be a whole number ≥ 1').and.include('usage: npm run load');
+    const badRate = await runLoadGenerator(['--rate', '0']);
+    expect(badRate.code).to.equal(2);
+    expect(badRate.stderr).to.include('--rate must be a whole number ≥ 1');
   });
 });
