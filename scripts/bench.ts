@@ -44,9 +44,10 @@ HPA's decision) and each process's share of the commands and events.
 
   --targets <list>       baedal, restate, or both (back to back)                 (default baedal)
   --concurrency <list>   virtual users per run                                   (default 1,16,64)
-  --rate <n>             Baedal's commands started a second at most, over all users (per process
-                         with --load per-replica): a load at a set share of the top rate, e.g. for
-                         the view lag below it; give enough users to reach it  (default: no limit)
+  --rate <n>             commands started a second at most, over all users (per Baedal process
+                         with --load per-replica; Restate as one process): a load at a set share of
+                         the top rate, e.g. for the view lag below it; give enough users to reach
+                         it                                                      (default: no limit)
   --processes <list>     Baedal service processes per run                        (default 1,2)
   --route <how>          how the load generator spreads requests over several processes:
                          round-robin (as a Kubernetes Service), or order (a request about an order
@@ -148,7 +149,7 @@ const opts = {
   route: v.route as Route,
   /** Each concurrency is per service process (n processes get n times the virtual users). */
   perReplica: v.load === 'per-replica',
-  /** Commands/s the Baedal runs are paced to (per process with perReplica), or none. */
+  /** Commands/s the runs are paced to (Baedal's per process with perReplica), or none. */
   rate: v.rate === undefined ? undefined : wholeNumber('rate', v.rate, 1),
   durationS: wholeNumber('duration', v.duration ?? (v.quick ? '4' : '20'), 1),
   warmupS: wholeNumber('warmup', v.warmup ?? (v.quick ? '1' : '3'), 0),
@@ -661,11 +662,13 @@ async function benchRestate(gateway: { url: string; process: Managed }, receiver
     scratchDirs.add(stack.dataDir);
     try {
       for (const concurrency of opts.concurrency) {
-        say(`  concurrency ${concurrency}: ${opts.warmupS} s warm-up, ${opts.durationS} s measured`);
+        say(`  concurrency ${concurrency}${opts.rate ? `, paced to ${opts.rate} commands/s` : ''}: ${opts.warmupS} s warm-up, ${opts.durationS} s measured`);
         const result = await measure({
           system: 'restate',
           urls: [stack.ingressUrl],
           concurrency,
+          // Paced as Baedal's one process is, so the two are compared at the same load.
+          ...(opts.rate && { rate: opts.rate }),
           durationS: opts.durationS,
           warmupS: opts.warmupS,
           servers: [stack.server, stack.service],
