@@ -4,6 +4,7 @@ import type { Config } from './config.ts';
 import type { Database } from './db/pg.ts';
 import type { Logger } from './log.ts';
 import { createRuntimeMetrics, observe, type RuntimeMetrics } from './metrics.ts';
+import { DeliveredMarks } from './notifications/delivered-marks.ts';
 import { notificationDelivery } from './notifications/delivery.work.ts';
 import { notifierConsumer } from './notifications/notifier.consumer.ts';
 import { notificationTransport, sendAfterCommit } from './notifications/sender.ts';
@@ -132,7 +133,8 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
     transport,
     onRequest: (outcome, seconds) => metrics.notificationDelivery.observe({ outcome }, seconds),
   });
-  const notifications = notificationDelivery(pg, notify, config.NOTIFY_RETRY_MAX_MS);
+  const delivered = new DeliveredMarks(pg, notify.name);
+  const notifications = notificationDelivery(pg, notify, config.NOTIFY_RETRY_MAX_MS, delivered);
   const sendNow = sendAfterCommit(notifications, { prompt: work, log, maxSending: config.WORKER_CONCURRENCY * 4 });
   // One queue and, per batch, one transaction for every consumer (each falls back to its own on failure).
   const group: ConsumerGroup = { name: EVENTS_GROUP, consumers: [notifierConsumer(sendNow, config.WORK_LEASE_MS), ...viewConsumers(pg)] };
@@ -156,7 +158,11 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
       metrics.eventsApplied.inc({ partition: String(part) }, events);
       metrics.eventsDelivered.inc({ group: group.name }, events);
     },
+    // Notifications this replica delivered are marked so in its next event batch's statement.
+    carry: () => delivered.take(),
+    onIdle: () => delivered.flush(),
   });
+  delivered.carrierBusy = () => !bus.idle;
 
   const store = new OrderStore(pg, {
     cacheSize: config.ORDER_CACHE_SIZE,
@@ -256,7 +262,10 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
         // Both drain at once, so the grace period is spent once.
         ['workers', () => Promise.all([bus.close(graceMs), work.close(graceMs)])],
         // Webhook requests on their way finish (each within NOTIFY_TIMEOUT_MS); what is not sent stays owed.
-        ['notifications', () => ownTransport?.close?.() ?? Promise.resolve()],
+        ['notifications', async () => {
+          await (ownTransport?.close?.() ?? Promise.resolve());
+          await delivered.close();
+        }],
         ['redis', () => redis.quit().catch(() => redis.disconnect())],
         ['database', () => db.destroy()],
       ];

@@ -2,7 +2,7 @@ import { Worker } from 'bullmq';
 import type { Database } from '../db/pg.ts';
 import type { Logger } from '../log.ts';
 import { owedTable, retryOwed } from './consumers/owed.ts';
-import type { ConsumerGroup, EventRef } from './consumers/types.ts';
+import type { Carried, ConsumerGroup, EventRef } from './consumers/types.ts';
 import { OWED_BATCH, PartitionReader } from './partition-reader.ts';
 import { groupBacklog, PartitionLeases, partitionOf, type LeaseTick } from './partitions.ts';
 import { bullConnection, within } from './queues.ts';
@@ -38,6 +38,10 @@ export interface EventBusOptions {
   /** This replica consumes (ROLE all or worker); otherwise it only produces. */
   consumes: boolean;
   onApplied?: (part: number, events: number) => void;
+  /** What else each event batch's statement may write (see `Carried`). */
+  carry?: () => Carried | undefined;
+  /** Called when the reader has nothing under way, scheduled or to read again. */
+  onIdle?: () => void;
 }
 
 /**
@@ -87,6 +91,8 @@ export class EventBus {
       lingerMs: opts.lingerMs,
       batchEvents: opts.batchEvents,
       onApplied: opts.onApplied,
+      carry: opts.carry,
+      onIdle: opts.onIdle,
     });
   }
 

@@ -2,7 +2,7 @@ import type { Database } from '../db/pg.ts';
 import type { Logger } from '../log.ts';
 import { applyPartitions } from './consumers/apply.ts';
 import { retryOwed } from './consumers/owed.ts';
-import type { ConsumerGroup } from './consumers/types.ts';
+import type { Carried, ConsumerGroup } from './consumers/types.ts';
 import type { PartitionLeases } from './partitions.ts';
 import { detached } from '../tracing.ts';
 
@@ -23,6 +23,10 @@ export interface PartitionReaderOptions {
   /** Most events read per batch, over all the partitions of the batch. */
   batchEvents?: number;
   onApplied?: (part: number, events: number) => void;
+  /** What else each batch's statement may write (see `Carried`). */
+  carry?: () => Carried | undefined;
+  /** Called when the reader has nothing under way, scheduled or to read again. */
+  onIdle?: () => void;
 }
 
 /**
@@ -98,6 +102,7 @@ export class PartitionReader {
         this.hot.clear();
         this.wake(again);
       }
+      if (this.idle) this.opts.onIdle?.();
     });
   }
 
@@ -137,6 +142,7 @@ export class PartitionReader {
       const result = await applyPartitions(this.opts.db, this.opts.group, parts, {
         limitPerPart: Math.max(50, Math.ceil(limit / parts.length)),
         log: this.opts.log,
+        carry: this.opts.carry,
       });
       for (const [part, n] of result.byPart) {
         this.opts.onApplied?.(part, n);

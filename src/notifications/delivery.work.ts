@@ -1,6 +1,6 @@
-import { Batcher } from '../db/batcher.ts';
 import { exponentialBackoff, WorkTable, type WorkColumns, type WorkKind } from '../actors/work.ts';
 import type { Database } from '../db/pg.ts';
+import { DeliveredMarks } from './delivered-marks.ts';
 import type { NotificationTransport } from './transports.ts';
 
 export interface NotificationRow extends WorkColumns {
@@ -21,20 +21,14 @@ export interface NotificationRow extends WorkColumns {
  * Delivers owed notifications through the transport; a failure is retried with capped backoff,
  * never dropped. A run hands all its messages to the transport at once (the webhook bounds its
  * own concurrency per endpoint), and the deliveries of runs that finish together are recorded by
- * one statement.
+ * one statement: the next event batch's, when one is coming (see `DeliveredMarks`).
  */
-export function notificationDelivery(db: Database, transport: NotificationTransport, retryMaxMs: number): WorkKind<NotificationRow> {
-  const delivered = new Batcher<string, void>(
-    async (ids) => {
-      await db.query(
-        `UPDATE notifications SET delivered_at = now(), transport = $2, due_at = NULL, lease_until = NULL, last_error = NULL
-         WHERE id = ANY($1::uuid[])`,
-        [ids, transport.name],
-      );
-      return ids.map(() => undefined);
-    },
-    { maxBatch: 2000, maxInFlight: 1 },
-  );
+export function notificationDelivery(
+  db: Database,
+  transport: NotificationTransport,
+  retryMaxMs: number,
+  marks = new DeliveredMarks(db, transport.name),
+): WorkKind<NotificationRow> {
   return {
     name: 'notification',
     table: new WorkTable<NotificationRow>(db, 'notifications', 'id', 'uuid', (r) => r.id),
@@ -51,7 +45,7 @@ export function notificationDelivery(db: Database, transport: NotificationTransp
       });
     },
     async completeMany(rows) {
-      await Promise.all(rows.map((r) => delivered.submit(r.id)));
+      await marks.mark(rows.map((r) => r.id));
     },
   };
 }

@@ -78,8 +78,9 @@ describe('notification delivery: pooled connections, bounded concurrency, batche
       };
       // The statements that touched these rows (whatever else the runtime does meanwhile).
       let ours = new Set<string>();
+      // On their own, or carried by an event batch's statement (see DeliveredMarks).
       const notificationUpdates = () =>
-        statements.filter((s) => /^\s*UPDATE notifications/.test(s.text) && Array.isArray(s.params[0]) && (s.params[0] as string[]).some((id) => ours.has(id)));
+        statements.filter((s) => /UPDATE notifications/.test(s.text) && s.params.some((v) => Array.isArray(v) && (v as string[]).some((id) => ours.has(id))));
       try {
         const delivered = await insertLeased(30);
         ours = new Set(delivered.map((r) => r.id));

@@ -8,7 +8,7 @@ import { owedBackoffMs } from './owed.ts';
 import { consumerSpans } from './spans.ts';
 import { json, type Guard } from './statement.ts';
 import { dueIn } from '../work.ts';
-import type { ConsumerGroup } from './types.ts';
+import type { Carried, ConsumerGroup } from './types.ts';
 
 export interface PartitionsApplied {
   /** Journal events read past the positions, per partition. */
@@ -93,13 +93,14 @@ const NEWLY_OWED = `
  * own (it failed on it, or it is being rebuilt) skips that order's events, which become owed too.
  * When the batch fails for a consumer's reason, the failing (consumer, order) units are found and
  * owed on their own, and the rest is applied. Positions are checked against what was read: a
- * delivery that lost a race (two replicas during a hand-over) reads again.
+ * delivery that lost a race (two replicas during a hand-over) reads again. `carry` gives what else
+ * the batch's statement may write (see `Carried`); it is settled whether or not the statement commits.
  */
 export async function applyPartitions(
   db: Database,
   group: ConsumerGroup,
   parts: readonly number[],
-  opts: { limitPerPart: number; log: Logger },
+  opts: { limitPerPart: number; log: Logger; carry?: () => Carried | undefined },
 ): Promise<PartitionsApplied> {
   if (parts.length === 0) return { byPart: new Map(), more: [], applied: 0 };
   return untilNoLostRace(async (attempt) => {
@@ -147,12 +148,15 @@ export async function applyPartitions(
     try {
       return await withSpan(spans?.batch, async () => {
         let planned: PlannedUnits | undefined;
+        const carried = opts.carry?.();
         try {
           planned = planUnits(units, history, spans);
-          await commit(db, planned, guards([]));
+          await commit(db, planned, guards([]), carried?.effect);
+          carried?.settle(true);
           spans?.end();
           return result(planned.events);
         } catch (err) {
+          carried?.settle(false);
           if (!isApplicationError(err)) throw err;
           spans?.endConsumers(err);
           // Some consumer failed on some order: owe those units on their own, apply the rest.

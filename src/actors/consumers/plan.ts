@@ -65,9 +65,12 @@ function afterCommit(planned: PlannedUnits, returned: readonly { src: number; ro
   return calls;
 }
 
-/** Runs planned units with their guards as one statement; then their after-commit calls. */
-export async function commit(db: Database, planned: PlannedUnits, guards: readonly Guard[]): Promise<void> {
-  const statement = compose(planned.effects, guards);
+/**
+ * Runs planned units with their guards as one statement (with `carried`'s effect, when given,
+ * after theirs); then their after-commit calls.
+ */
+export async function commit(db: Database, planned: PlannedUnits, guards: readonly Guard[], carried?: Effect): Promise<void> {
+  const statement = compose(carried ? [...planned.effects, carried] : planned.effects, guards);
   const returned = await db.query<{ src: number; row: Record<string, unknown> }>(statement.text, statement.params);
   for (const call of afterCommit(planned, returned)) call();
 }

@@ -39,6 +39,16 @@ export interface Effect {
   failIf?: { where: string; message: string };
 }
 
+/**
+ * Bookkeeping another part of the replica asks the next batch to write in its own statement, which
+ * saves that bookkeeping a round trip and a commit: an effect (no RETURNING, no failIf), and what to
+ * do once the statement committed, or did not (then it is the caller's to record on its own).
+ */
+export interface Carried {
+  effect: Effect;
+  settle(committed: boolean): void;
+}
+
 export interface Planned<S> {
   /** The new state of each order, in the order of the batch. */
   states: (S | null)[];
