@@ -4,6 +4,7 @@ import type { Ceiling } from './ceilings.ts';
 import type { CpuUse, RssTrack, ViewLag } from './measure.ts';
 import type { ScalingFigures } from './scaling.ts';
 import type { SinkStats } from './tracing.ts';
+import type { RoundTrips } from './round-trips.ts';
 import type { Deliveries } from './webhooks.ts';
 
 export type System = 'baedal' | 'restate' | 'bare';
@@ -39,6 +40,8 @@ export interface RunResult {
   deliveries?: Deliveries;
   /** Baedal: each replica's share of the work and the ratios' inputs (bench/scaling.ts). */
   scaling?: ScalingFigures;
+  /** Baedal: round trips per command to PostgreSQL, Redis and the gateway, counted over the window (bench/round-trips.ts). */
+  roundTrips?: RoundTrips;
 }
 
 export interface Ceilings {
@@ -117,6 +120,18 @@ export function resultsTable(runs: readonly RunResult[]): string {
     lines.push(
       `${`${systemLabel(r)} c${r.concurrency}`.padEnd(18)} ${hooks(r)} ${pad(f(r.cpu.serviceMsPerCommand, 2), 8)} ${pad(f(r.cpu.postgresMsPerCommand, 2), 11)} ${pad(f(r.cpu.redisMsPerCommand, 2), 6)} ${pad(f(r.cpu.gatewayMsPerCommand, 2), 8)} ${pad(f(r.cpu.receiverMsPerCommand, 2), 9)}${traced ? ` ${pad(f(r.cpu.otlpSinkMsPerCommand, 2), 10)}` : ''} ${pad(f(r.cpu.loadGeneratorMsPerCommand, 2), 9)} ${pad(f(r.cpu.machineBusyCores, 2), 11)} (${f(othersCores(r), 2)})   ${pad(rss, 24)}   ${lag}`,
     );
+  }
+  const counted = runs.filter((r) => r.roundTrips);
+  if (counted.length) {
+    lines.push('');
+    lines.push('round trips per command (counted)   PostgreSQL transactions   Redis requests   gateway calls   webhook messages');
+    for (const r of counted) {
+      const t = r.roundTrips!;
+      const hooks = r.deliveries && r.load.commands ? f(r.deliveries.received / r.load.commands, 2) : '-';
+      lines.push(
+        `${`${systemLabel(r)} c${r.concurrency}`.padEnd(35)} ${pad(f(t.postgresTransactions, 2), 25)} ${pad(f(t.redisReads, 2), 16)} ${pad(f(t.gatewayCalls, 3), 15)} ${pad(hooks, 18)}`,
+      );
+    }
   }
   const delivered = runs.filter((r) => r.deliveries);
   if (delivered.length) {

@@ -19,6 +19,7 @@ import { ceilingsText, resultsTable, roundsText, rssText, runLine, systemLabel, 
 import { ensureRestateInstalled, restateVersions, startRestate } from '../bench/restate-stack.ts';
 import { collectDeliveries, journalEventTimes, uuidV7EventTimes, WebhookReceiver, type EventTimes } from '../bench/webhooks.ts';
 import { OtlpSink, withoutOtel } from '../bench/tracing.ts';
+import { readTripCounters, tripsPerCommand, type TripCounters } from '../bench/round-trips.ts';
 import { describeReplicas, ScalingSampler, scalingFigures, scalingTables } from '../bench/scaling.ts';
 import { ROUTES, type Route } from './load/route.ts';
 import type { LoadSummary } from './load/runner.ts';
@@ -428,6 +429,8 @@ interface LoadRun {
   /** Memory is tracked for these. */
   memoryOf: Managed[];
   gateway?: Managed;
+  /** Where the fake gateway answers GET /_admin/stats (its calls are counted per command). */
+  gatewayUrl?: string;
   /** With webhooks on: the receiver the service delivers to, and where the events' times are read. */
   webhooks?: { receiver: WebhookReceiver; eventTimes: EventTimes };
   /** With tracing on: the OTLP sink the service processes export to. */
@@ -467,6 +470,10 @@ async function measure(run: LoadRun): Promise<RunResult> {
     run.onRss,
   );
   let sampled: ReturnType<RunSampler['stop']> | undefined;
+  // Round trips, counted at the window's edges (Baedal's: Restate uses neither PostgreSQL nor Redis).
+  const counting = run.system === 'baedal' ? { databaseUrl: DATABASE_URL, redisUrl: REDIS_URL, gatewayUrl: run.gatewayUrl } : undefined;
+  let countersBefore: Promise<TripCounters> | undefined;
+  let countersAfter: Promise<TripCounters> | undefined;
   const receiver = run.webhooks?.receiver;
   await receiver?.reset();
   const sink = run.tracing;
@@ -479,12 +486,14 @@ async function measure(run: LoadRun): Promise<RunResult> {
       if (msg.event === 'measure') {
         vacuum.measuring = true;
         before = cpuSnapshot(watched);
+        if (counting) countersBefore = readTripCounters(counting);
         sampler.start();
         void receiver?.window('open');
         run.onWindow?.('measure');
       } else if (msg.event === 'drain') {
         vacuum.measuring = false;
         after = cpuSnapshot(watched);
+        if (counting) countersAfter = readTripCounters(counting);
         sampled = sampler.stop();
         void receiver?.window('close');
         run.onWindow?.('drain');
@@ -532,6 +541,7 @@ async function measure(run: LoadRun): Promise<RunResult> {
     rss: sampled.rss,
     viewLag: sampled.viewLag,
     ...(deliveries && { deliveries }),
+    ...(countersBefore && countersAfter && { roundTrips: tripsPerCommand(await countersBefore, await countersAfter, commands) }),
   };
 }
 
@@ -610,6 +620,7 @@ async function benchBaedal(
           servers: services.map((s) => s.process),
           memoryOf: services.map((s) => s.process),
           gateway: gateway.process,
+          gatewayUrl: gateway.url,
           webhooks,
           tracing,
           viewStatusUrls: services.map((s) => s.url),
@@ -674,6 +685,7 @@ async function benchRestate(gateway: { url: string; process: Managed }, receiver
           servers: [stack.server, stack.service],
           memoryOf: [stack.server, stack.service],
           gateway: gateway.process,
+          gatewayUrl: gateway.url,
           webhooks,
           viewStatusUrls: [],
         });
@@ -705,6 +717,7 @@ async function soak(gateway: { url: string; process: Managed }, receiver: Webhoo
     servers: [service.process],
     memoryOf: [service.process],
     gateway: gateway.process,
+    gatewayUrl: gateway.url,
     webhooks,
     tracing,
     viewStatusUrls: [service.url],
