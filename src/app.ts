@@ -26,7 +26,7 @@ import { createOrderSteps } from './actors/order-step.ts';
 import { OrderStore } from './actors/order-store.ts';
 import { ReplicaLease } from './actors/replica-lease.ts';
 import { runShutdownSteps } from './actors/shutdown-steps.ts';
-import { batchedMenuLookup } from './catalog/pricing.ts';
+import { batchedMenuLookup, cachedMenuLookup, type MenuLookup } from './catalog/pricing.ts';
 import { Sweeper } from './actors/sweeper.ts';
 import { timerWork } from './actors/timers.work.ts';
 import { WorkQueue } from './actors/work-queue.ts';
@@ -92,6 +92,8 @@ export interface Runtime {
   metrics: RuntimeMetrics;
   /** The order machine versions this runtime runs. */
   machines: OrderMachines;
+  /** How orders are priced (a cache of the menus' lines; see cachedMenuLookup). */
+  menus: MenuLookup;
   /**
    * Stops taking work, lets in-flight jobs finish within `graceMs` (default SHUTDOWN_TIMEOUT_MS;
    * a job still running then is handed back to BullMQ), and closes every connection. Idempotent.
@@ -164,6 +166,8 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
   });
   delivered.carrierBusy = () => !bus.idle;
 
+  // Menus are read through a cache: a placement is written only if the lines it was priced from still hold.
+  const menus = cachedMenuLookup(batchedMenuLookup(pg, { maxBatch: config.GROUP_COMMIT_MAX, maxInFlight: config.GROUP_COMMIT_IN_FLIGHT }));
   const store = new OrderStore(pg, {
     cacheSize: config.ORDER_CACHE_SIZE,
     partitions: config.EVENT_PARTITIONS,
@@ -177,7 +181,7 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
   const steps = createOrderSteps({
     db: pg,
     store,
-    menus: batchedMenuLookup(pg, { maxBatch: config.GROUP_COMMIT_MAX, maxInFlight: config.GROUP_COMMIT_IN_FLIGHT }),
+    menus,
     clock,
     delays: { STORE_ACCEPT_TIMEOUT_MS: config.STORE_ACCEPT_TIMEOUT_MS, UNPAID_ORDER_TIMEOUT_MS: config.UNPAID_ORDER_TIMEOUT_MS },
     publish: (ref) => bus.publish(ref),
@@ -272,5 +276,5 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
       await runShutdownSteps(steps, graceMs, log);
     })());
 
-  return { db, pg, redis, payments, actors, bus, work, consumers, kinds, sweeper, metrics, machines, close };
+  return { db, pg, redis, payments, actors, bus, work, consumers, kinds, sweeper, metrics, machines, menus, close };
 }

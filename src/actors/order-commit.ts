@@ -35,16 +35,30 @@ export interface Transition {
    */
   guard?: { data: Record<string, unknown>; outcome?: string };
   /**
-   * For a new order that was not written, why (set once the statement ran): its customer already
-   * has the most unpaid orders allowed (`too-many`), or the count was being created by another
-   * statement at the same moment (`retry`: judged again, it is decided on that count).
+   * For a new order, the menu lines it was priced from: it is written only if the store's menu
+   * still serves each food under that name at that price when the statement runs, so an order
+   * priced from a menu read a moment before a change (or from a cached copy) is never written.
    */
-  unwritten?: 'too-many' | 'retry';
+  menu?: readonly MenuLine[];
+  /**
+   * For a new order that was not written, why (set once the statement ran): its customer already
+   * has the most unpaid orders allowed (`too-many`), the count was being created by another
+   * statement at the same moment (`retry`: judged again, it is decided on that count), or a line
+   * of the menu it was priced from has changed since (`menu-changed`: priced again).
+   */
+  unwritten?: 'too-many' | 'retry' | 'menu-changed';
   /**
    * The trace context of the span that judged it (only while tracing is on): written with its
    * journal row, refunds and timers, whose consumers and work then join that trace.
    */
   traceparent?: string;
+}
+
+/** A line of a store's menu as an order was priced from it. */
+export interface MenuLine {
+  foodId: string;
+  name: string;
+  price: number;
 }
 
 /** Rules the statement that writes orders enforces. */
@@ -107,7 +121,15 @@ const COMMIT_BATCH = `
     SELECT * FROM jsonb_to_recordset($1::jsonb) AS i(
       id uuid, from_version int, version int, from_machine_version int, machine_version int, status text, snapshot jsonb, customer_id text, store_id text,
       rider_id text, area text, at timestamptz, event_id uuid, type text, data jsonb, actor jsonb, causation_id text, client_request_id text,
-      guard jsonb, part smallint)
+      guard jsonb, part smallint, menu jsonb)
+  ), menu_changed AS (
+    -- New orders priced from a menu line the store no longer serves as it was (another price or
+    -- name, unavailable, or gone): not written, and not counted against the customer's limit.
+    SELECT i.id FROM input i
+    WHERE i.from_version = 0 AND i.menu IS NOT NULL AND EXISTS (
+      SELECT 1 FROM jsonb_to_recordset(i.menu) AS m(food_id text, name text, price int)
+      LEFT JOIN menu_items mi ON mi.store_id = i.store_id AND mi.food_id = m.food_id
+      WHERE mi.food_id IS NULL OR NOT mi.available OR mi.price <> m.price OR mi.name <> m.name)
   ), ${GUARD_CTES}, prior AS (
     -- The status each order had at the version its transition was judged on: whenever the write
     -- below succeeds, this statement's snapshot holds that version (versions only grow).
@@ -127,7 +149,7 @@ const COMMIT_BATCH = `
     GROUP BY c.customer_id
   ), new_orders AS (
     SELECT i.id, i.customer_id, row_number() OVER (PARTITION BY i.customer_id ORDER BY i.at, i.id) AS rank
-    FROM input i WHERE i.from_version = 0
+    FROM input i WHERE i.from_version = 0 AND i.id NOT IN (SELECT id FROM menu_changed)
   ), slots AS (
     -- The unpaid-order counts of the customers concerned, locked. Reading all of freed first runs
     -- the order writes above, so every statement locks order rows before counts: one lock order.
@@ -180,6 +202,7 @@ const COMMIT_BATCH = `
   )
   SELECT id, 'written' AS what FROM written
   UNION ALL SELECT id, what FROM guard_outcomes
+  UNION ALL SELECT id, 'menu-changed' FROM menu_changed
   -- A new order not written: over the limit, or admitted on a count another statement was creating.
   UNION ALL SELECT p.id, CASE WHEN p.id IN (SELECT id FROM admitted) THEN 'retry' ELSE 'too-many' END
     FROM new_orders p WHERE p.id NOT IN (SELECT id FROM created)`;
@@ -190,7 +213,7 @@ const COMMIT_BATCH = `
  * its parameters and its plan are those of COMMIT_BATCH.
  */
 const COMMIT_BATCH_TRACED = variant(COMMIT_BATCH, [
-  ['client_request_id text,\n      guard jsonb, part smallint)', 'client_request_id text,\n      guard jsonb, part smallint, traceparent text)'],
+  ['client_request_id text,\n      guard jsonb, part smallint, menu jsonb)', 'client_request_id text,\n      guard jsonb, part smallint, menu jsonb, traceparent text)'],
   ['INSERT INTO order_journal (order_id, seq, event_id, type, data, actor, causation_id, client_request_id, at, part, machine_version, status)\n    SELECT i.id, i.version, i.event_id, i.type, i.data, i.actor, i.causation_id, i.client_request_id, i.at, i.part, i.machine_version, i.status',
     'INSERT INTO order_journal (order_id, seq, event_id, type, data, actor, causation_id, client_request_id, at, part, machine_version, status, traceparent)\n    SELECT i.id, i.version, i.event_id, i.type, i.data, i.actor, i.causation_id, i.client_request_id, i.at, i.part, i.machine_version, i.status, i.traceparent'],
   ["INSERT INTO refunds (idempotency_key, order_id, charge_id, amount, reason, status, requested_at, due_at)\n    SELECT r.key, r.order_id, r.charge_id, r.amount, r.reason, 'pending', r.at, r.at\n    FROM jsonb_to_recordset($2::jsonb) AS r(key text, order_id uuid, charge_id text, amount integer, reason text, at timestamptz)",
@@ -234,6 +257,7 @@ export async function commitTransitions(sql: Sql, ts: readonly Transition[], rul
       client_request_id: t.cause.clientRequestId,
       guard: t.guard?.data ?? null,
       part: partitionOf(t.orderId, rules.partitions),
+      menu: t.menu ? t.menu.map((l) => ({ food_id: l.foodId, name: l.name, price: l.price })) : null,
       ...(t.traceparent ? { traceparent: t.traceparent } : {}),
     };
   });
@@ -256,7 +280,7 @@ export async function commitTransitions(sql: Sql, ts: readonly Transition[], rul
   for (const t of ts) {
     const outcome = what.get(t.orderId);
     if (t.guard) t.guard.outcome = outcome ?? 'gone';
-    t.unwritten = outcome === 'too-many' || outcome === 'retry' ? outcome : undefined;
+    t.unwritten = outcome === 'too-many' || outcome === 'retry' || outcome === 'menu-changed' ? outcome : undefined;
   }
   return rows.map((r) => (ok.has(r.id) ? { eventId: r.event_id, version: r.version } : undefined));
 }

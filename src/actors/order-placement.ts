@@ -2,12 +2,15 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { Sql } from '../db/pg.ts';
 import { DomainError, UnprocessableError } from '../errors.ts';
 import { emittedEvents } from '../machines/order/define.ts';
-import { priceItems, type PlaceOrder } from '../catalog/pricing.ts';
+import { MenuChanged, priceItems, type PlaceOrder } from '../catalog/pricing.ts';
 import { annotate, ATTR, inSpan } from '../tracing.ts';
 import type { Cause } from './order-repository.ts';
 import { NO_CAUSE, type OrderSteps } from './order-step.ts';
 import { viewOf, type OrderView } from './order-view.ts';
 import { requireRole, type Principal } from './principal.ts';
+
+/** Times a placement is priced before it gives up on a menu that keeps changing under it. */
+const MENU_ATTEMPTS = 3;
 
 /**
  * Placing an order: priced from the menus as they are now, created by the machine's initial
@@ -30,7 +33,20 @@ export function createPlacement(steps: OrderSteps, readView: (sql: Sql, orderId:
     const requestHash = createHash('sha256').update(JSON.stringify(input)).digest('hex');
     const deferred: (() => void)[] = [];
     const create = async (sql: Sql): Promise<OrderView> => {
-      const items = await priceItems(sql, input, sql === db ? steps.menus : undefined);
+      for (let attempt = 1; ; attempt += 1) {
+        try {
+          return await createPriced(sql, attempt > 1);
+        } catch (err) {
+          // Priced from a menu line that changed meanwhile (nothing was written): price it again.
+          if (!(err instanceof MenuChanged)) throw err;
+          steps.menus.forget?.(input.storeId);
+          if (attempt >= MENU_ATTEMPTS) throw new DomainError('internal', `the menu of store ${input.storeId} kept changing while the order was placed`);
+        }
+      }
+    };
+    const createPriced = async (sql: Sql, fresh: boolean): Promise<OrderView> => {
+      const menus = sql !== db ? undefined : fresh ? (steps.menus.fresh ?? steps.menus) : steps.menus;
+      const items = await priceItems(sql, input, menus);
       const orderId = randomUUID();
       const total = items.reduce((sum, i) => sum + i.lineTotal, 0);
       const machine = steps.machines.current;
@@ -44,7 +60,8 @@ export function createPlacement(steps: OrderSteps, readView: (sql: Sql, orderId:
       });
       const [event] = emittedEvents(actions);
       if (!event) throw new DomainError('internal', 'the order machine announced no OrderPlaced event');
-      const decided = { machine, next: snapshot, event };
+      const menu = items.map((i) => ({ foodId: i.foodId, name: i.name, price: i.unitPrice }));
+      const decided = { machine, next: snapshot, event, menu };
       const saved =
         sql === db
           ? await steps.create(decided, orderId, who, cause)

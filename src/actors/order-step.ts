@@ -3,11 +3,11 @@ import type { Database, Sql } from '../db/pg.ts';
 import { AlreadyPickedError, DomainError, InvalidTransitionError, NotFoundError, StaleVersionError, TooManyUnpaidOrdersError } from '../errors.ts';
 import type { OrderCommand, OrderDomainEvent, OrderTimerDelay } from '../machines/order/contract.ts';
 import { emittedEvents, type OrderMachineInput, type OrderMachineVersion, type OrderSnapshot } from '../machines/order/define.ts';
-import { menuLookup, type MenuLookup } from '../catalog/pricing.ts';
+import { MenuChanged, menuLookup, type MenuLookup } from '../catalog/pricing.ts';
 import { activeTraceparent } from '../tracing.ts';
 import type { EventRef } from './consumers/types.ts';
 import type { Actor, Cause, OrderRow } from './order-repository.ts';
-import { commitTransition, type Committed, type Transition } from './order-commit.ts';
+import { commitTransition, type Committed, type MenuLine, type Transition } from './order-commit.ts';
 import { intentsOf, type RefundIntent, type TimerIntent } from './order-intents.ts';
 import { viewOf, type OrderView, type RefundView } from './order-view.ts';
 import { judgeable, type JudgeableOrder, type LoadedOrder, type OrderStore } from './order-store.ts';
@@ -16,7 +16,7 @@ import type { WorkPrompt } from './work.ts';
 
 export interface OrderActorDeps {
   db: Database;
-  /** How orders are priced (batched lookups of the menus as they are now). */
+  /** How orders are priced: batched lookups of the menus (cached or not: a placement is written only if its lines still hold). */
   menus?: MenuLookup;
   /** Batched, cached reads and writes of orders. */
   store: OrderStore;
@@ -33,6 +33,8 @@ export interface Decided {
   machine: OrderMachineVersion;
   next: OrderSnapshot;
   event: OrderDomainEvent;
+  /** A new order: the menu lines it was priced from (see Transition.menu). */
+  menu?: readonly MenuLine[];
 }
 
 /** The row's identity as a write checks it: the order's version and the machine version it is stored with. */
@@ -121,6 +123,7 @@ export function createOrderSteps(deps: OrderActorDeps) {
       cause,
       at,
       ...intentsOf(row.id, row.version + 1, decided.machine, decided.next, decided.event, at, deps.delays),
+      ...(decided.menu ? { menu: decided.menu } : {}),
       traceparent: activeTraceparent(),
     };
   }
@@ -128,12 +131,14 @@ export function createOrderSteps(deps: OrderActorDeps) {
   /**
    * Writes `t` with `write`. A new order admitted on a count another statement was creating is
    * written once more (that statement's count is then seen); one over the customer's unpaid limit
-   * is refused with 429.
+   * is refused with 429; one priced from menu lines that have changed since throws MenuChanged (the
+   * placement prices it again).
    */
   async function admitted(t: Transition, write: () => Promise<Committed | undefined>): Promise<Committed | undefined> {
     let committed = await write();
     if (t.unwritten === 'retry') committed = await write();
     if (t.unwritten === 'too-many') throw new TooManyUnpaidOrdersError(store.rules.maxUnpaidOrders);
+    if (t.unwritten === 'menu-changed') throw new MenuChanged(t.snapshot.context.storeId);
     return committed;
   }
 

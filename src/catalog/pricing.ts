@@ -24,8 +24,25 @@ interface MenuRow {
   available: boolean;
 }
 
-/** The menu lines of these foods at that store (those it has). */
-export type MenuLookup = (storeId: string, foodIds: readonly string[]) => Promise<MenuRow[]>;
+/**
+ * The menu lines of these foods at that store (those it has). A cached lookup also has `fresh`,
+ * which reads PostgreSQL whatever it holds (and keeps what it read), and `forget`.
+ */
+export type MenuLookup = ((storeId: string, foodIds: readonly string[]) => Promise<MenuRow[]>) & {
+  fresh?: (storeId: string, foodIds: readonly string[]) => Promise<MenuRow[]>;
+  forget?: (storeId: string) => void;
+};
+
+/**
+ * A new order was not written because a menu line it was priced from had changed by the time its
+ * statement ran (see Transition.menu): price it again from the menu as it is now.
+ */
+export class MenuChanged extends Error {
+  constructor(readonly storeId: string) {
+    super(`the menu of store ${storeId} changed while an order was placed`);
+    this.name = 'MenuChanged';
+  }
+}
 
 const MENU_LINES = 'SELECT food_id, name, price, available FROM menu_items WHERE store_id = $1 AND food_id = ANY($2::text[])';
 
@@ -35,8 +52,7 @@ export const menuLookup =
     sql.query<MenuRow>(MENU_LINES, [storeId, foodIds]);
 
 /**
- * Menu lookups of orders placed at the same moment share one statement (as the menu is now: no
- * cache, so a price change applies to the next order).
+ * Menu lookups of orders placed at the same moment share one statement (the menu as it is now).
  */
 export function batchedMenuLookup(db: Database, opts: { maxBatch: number; maxInFlight: number }): MenuLookup {
   const batcher = new Batcher<{ storeId: string; foodIds: readonly string[] }, MenuRow[]>(
@@ -53,6 +69,42 @@ export function batchedMenuLookup(db: Database, opts: { maxBatch: number; maxInF
     opts,
   );
   return (storeId, foodIds) => batcher.submit({ storeId, foodIds });
+}
+
+/**
+ * Keeps the menu lines `read` returned, per store (the `maxStores` used last), and answers a lookup
+ * from them when it holds every food asked for, each served; anything else (a food it does not
+ * hold, or holds as unavailable) is read again, so a refusal is never answered from the cache.
+ * Lines may be stale (another replica changed the menu): an order priced from them is not written
+ * (its statement checks each line, see Transition.menu) and is priced again through `fresh`, so a
+ * price change still applies to the next order written. `forget` drops a store (its menu was
+ * replaced here).
+ */
+export function cachedMenuLookup(read: MenuLookup, opts: { maxStores?: number } = {}): MenuLookup {
+  const maxStores = opts.maxStores ?? 10_000;
+  const stores = new Map<string, Map<string, MenuRow>>();
+  const fresh = async (storeId: string, foodIds: readonly string[]): Promise<MenuRow[]> => {
+    const rows = await read(storeId, foodIds);
+    let lines = stores.get(storeId);
+    if (lines) stores.delete(storeId); // re-inserted below: the most recently used store comes last
+    else lines = new Map();
+    for (const food of foodIds) lines.delete(food);
+    for (const row of rows) lines.set(row.food_id, { food_id: row.food_id, name: row.name, price: row.price, available: row.available });
+    stores.set(storeId, lines);
+    while (stores.size > maxStores) stores.delete(stores.keys().next().value!);
+    return rows;
+  };
+  const lookup = async (storeId: string, foodIds: readonly string[]): Promise<MenuRow[]> => {
+    const lines = stores.get(storeId);
+    const held = lines ? foodIds.map((food) => lines.get(food)) : [];
+    if (lines && held.every((row) => row?.available === true)) {
+      stores.delete(storeId);
+      stores.set(storeId, lines);
+      return held as MenuRow[];
+    }
+    return fresh(storeId, foodIds);
+  };
+  return Object.assign(lookup, { fresh, forget: (storeId: string) => void stores.delete(storeId) });
 }
 
 /**

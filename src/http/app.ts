@@ -24,6 +24,7 @@ import { addressRateLimit, rateLimit } from './rate-limit.ts';
 import { mountRoutes, ROUTER_OPTIONS, type Route } from './route.ts';
 import { statechartRoutes } from './statechart.routes.ts';
 import { storeRoutes } from './stores.routes.ts';
+import type { MenuLookup } from '../catalog/pricing.ts';
 import { systemRoutes } from './system.routes.ts';
 import { viewRoutes } from './views.routes.ts';
 
@@ -64,6 +65,8 @@ export interface AppParts {
   kinds: readonly WorkKind[];
   consumers: readonly AnyConsumer[];
   machines?: OrderMachines;
+  /** The menu lookup orders are priced with: a menu replaced here is forgotten by its cache. */
+  menus?: Pick<MenuLookup, 'forget'>;
   /** The runtime's registry (the app adds its HTTP metrics to it) and its command counter. */
   metrics?: { registry: Registry; commands?: Pick<Counter<'command' | 'outcome'>, 'inc'> };
 }
@@ -126,7 +129,7 @@ export function createApp(deps: AppDeps): App {
       breakerState: () => deps.payments.breakerState(),
       stopping: deps.stopping,
     }),
-    ...storeRoutes({ db: deps.db }),
+    ...storeRoutes({ db: deps.db, replaced: (storeId) => deps.menus?.forget?.(storeId) }),
     ...orderRoutes({ actors: deps.actors, pg: deps.pg, commands: deps.metrics?.commands }),
     ...deliveryRoutes({ pg: deps.pg, status: viewStatus }),
     ...viewRoutes({ pg: deps.pg, status: viewStatus }),

@@ -4,7 +4,8 @@ import { getMenu, replaceMenu } from '../catalog/menus.ts';
 import { defineRoute, type Route } from './route.ts';
 import { MenuSchema, StoreParams } from './schemas.ts';
 
-export function storeRoutes(deps: { db: DataSource }): Route[] {
+/** `replaced` is told of each store whose menu was replaced (after the commit). */
+export function storeRoutes(deps: { db: DataSource; replaced?: (storeId: string) => void }): Route[] {
   return [
     defineRoute({
       method: 'put',
@@ -23,6 +24,7 @@ export function storeRoutes(deps: { db: DataSource }): Route[] {
           throw new ForbiddenError('only the store itself may change its menu', { storeId: params.storeId });
         }
         ctx.body = await replaceMenu(deps.db, params.storeId, body);
+        deps.replaced?.(params.storeId);
       },
     }),
     defineRoute({
