@@ -127,7 +127,9 @@ export function resultsTable(runs: readonly RunResult[]): string {
     lines.push('round trips per command (counted)   PostgreSQL transactions   Redis requests   gateway calls   webhook messages');
     for (const r of counted) {
       const t = r.roundTrips!;
-      const hooks = r.deliveries && r.load.commands ? f(r.deliveries.received / r.load.commands, 2) : '-';
+      // What the receiver got over the whole run, per command the whole run made (warm-up and drain included).
+      const all = Object.values(r.load.commandsAllPhases ?? {}).reduce((sum, n) => sum + n, 0);
+      const hooks = r.deliveries && all ? f(r.deliveries.received / all, 2) : '-';
       lines.push(
         `${`${systemLabel(r)} c${r.concurrency}`.padEnd(35)} ${pad(f(t.postgresTransactions, 2), 25)} ${pad(f(t.redisReads, 2), 16)} ${pad(f(t.gatewayCalls, 3), 15)} ${pad(hooks, 18)}`,
       );

@@ -1,6 +1,6 @@
 import type { Database } from '../db/pg.ts';
 import type { Logger } from '../log.ts';
-import { applyPartitions } from './consumers/apply.ts';
+import { applyPartitions, type ReadAhead } from './consumers/apply.ts';
 import { retryOwed } from './consumers/owed.ts';
 import type { Carried, ConsumerGroup } from './consumers/types.ts';
 import type { PartitionLeases } from './partitions.ts';
@@ -44,6 +44,8 @@ export class PartitionReader {
   private lingering: NodeJS.Timeout | undefined;
   private owedDue = false;
   private stopped = false;
+  /** What the last batch's statement read of the next one (see READ_AHEAD), until a batch uses it or it goes stale. */
+  private ahead: ReadAhead | undefined;
 
   constructor(private readonly opts: PartitionReaderOptions) {}
 
@@ -136,14 +138,25 @@ export class PartitionReader {
     }
   }
 
-  /** One batch of `parts`, then the owed orders' retry when due. */
+  /**
+   * One batch of `parts`, then the owed orders' retry when due. The statement that writes a batch
+   * also reads the next one of every partition held (READ_AHEAD): the next batch uses those rows
+   * instead of a read of its own when they have events and cover its partitions, all still held;
+   * events committed since are in its own statement's read ahead, for the batch after. An owed
+   * retry changes owed rows that read did not see: the rows read before it are dropped.
+   */
   private async readOnce(parts: readonly number[], owed: boolean, limit: number): Promise<void> {
-    if (parts.length > 0) {
-      const result = await applyPartitions(this.opts.db, this.opts.group, parts, {
-        limitPerPart: Math.max(50, Math.ceil(limit / parts.length)),
+    const ahead = this.takeAhead(parts);
+    const batchParts = ahead ? ahead.parts : parts;
+    if (batchParts.length > 0) {
+      const result = await applyPartitions(this.opts.db, this.opts.group, batchParts, {
+        limitPerPart: Math.max(50, Math.ceil(limit / batchParts.length)),
         log: this.opts.log,
         carry: this.opts.carry,
+        ahead,
+        readAhead: () => this.opts.owned(),
       });
+      this.ahead = owed ? undefined : result.ahead;
       for (const [part, n] of result.byPart) {
         this.opts.onApplied?.(part, n);
         if (n > 0) this.hot.add(part);
@@ -154,6 +167,15 @@ export class PartitionReader {
       const r = await retryOwed(this.opts.db, this.opts.group, { parts: this.opts.owned(), limit: OWED_BATCH }, this.opts.log);
       if (r.more) this.owedDue = true;
     }
+  }
+
+  /** The rows read ahead, if they can stand for a read of `parts` (see readOnce); taken once either way. */
+  private takeAhead(parts: readonly number[]): ReadAhead | undefined {
+    const ahead = this.ahead;
+    this.ahead = undefined;
+    if (!ahead || ahead.rows.length === 0) return undefined;
+    if (!ahead.parts.every((p) => this.opts.leases.holds(p)) || !parts.every((p) => ahead.parts.includes(p))) return undefined;
+    return ahead;
   }
 
   /** Reads no more: a batch under way ends after its statement, a lingering read never starts. */

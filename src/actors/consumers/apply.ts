@@ -17,6 +17,8 @@ export interface PartitionsApplied {
   more: number[];
   /** (consumer, event) pairs applied. */
   applied: number;
+  /** The next batch, when the statement read it ahead (see READ_AHEAD). */
+  ahead?: ReadAhead;
 }
 
 interface BatchRow extends HistoryRow {
@@ -35,18 +37,20 @@ interface BatchRow extends HistoryRow {
  * state), with the orders' owed rows. The batch's rows carry their partition and position.
  * Each order's history is an index probe of its own (the lateral, kept from being flattened by its
  * ORDER BY): a join the planner may turn into a scan of the whole journal when it is small would
- * make every batch cost as much as the journal is long.
+ * make every batch cost as much as the journal is long. `positions` is a relation of part,
+ * version, tx and pos for the group `$1`; `$2` the partitions, `$3` the events read at most per
+ * partition, `$4` the consumers whose owed rows come with the orders.
  */
-const READ_BATCH = `
+const readBatch = (positions: string) => `
   WITH b AS (
     SELECT p.part, p.version, x.order_id, x.seq, x.tx, x.pos
-    FROM consumer_positions p
+    FROM ${positions} p
     CROSS JOIN LATERAL (
       SELECT j.order_id, j.seq, j.tx, j.pos FROM order_journal j
       WHERE j.part = p.part AND (j.tx, j.pos) > (p.tx, p.pos) AND j.tx < pg_snapshot_xmin(pg_current_snapshot())
       ORDER BY j.tx, j.pos LIMIT $3
     ) x
-    WHERE p.grp = $1 AND p.part = ANY($2::smallint[])
+    WHERE p.part = ANY($2::smallint[])
   ), u AS (
     SELECT order_id, max(seq) AS hi FROM b GROUP BY order_id
   )
@@ -58,6 +62,35 @@ const READ_BATCH = `
   ) j
   LEFT JOIN b ON b.order_id = j.order_id AND b.seq = j.seq
   ORDER BY j.order_id, j.seq`;
+
+const READ_BATCH = readBatch('(SELECT part, version, tx, pos FROM consumer_positions WHERE grp = $1)');
+
+/**
+ * The next batch, read by the statement that writes this one: the same read, from the positions
+ * that statement moves the partitions to (`$5`: part, version, tx, pos) and, for the others, from
+ * where they are. It runs in that statement's snapshot, so it sees neither what the statement
+ * writes (hence the positions as parameters) nor what commits after it started.
+ */
+const READ_AHEAD = readBatch(`(
+    SELECT p.part, coalesce(n.version, p.version) AS version, coalesce(n.tx::xid8, p.tx) AS tx, coalesce(n.pos, p.pos) AS pos
+    FROM consumer_positions p LEFT JOIN jsonb_to_recordset($5::jsonb) AS n(part smallint, version int, tx text, pos bigint) ON n.part = p.part
+    WHERE p.grp = $1)`);
+
+/**
+ * What the statement that wrote a batch read of the next one (see READ_AHEAD): the rows of
+ * `parts` past the positions it wrote, as of when it ran (`readAt`, ms since the epoch).
+ */
+export interface ReadAhead {
+  parts: number[];
+  rows: BatchRow[];
+  readAt: number;
+}
+
+/** A READ_AHEAD row as it came back through JSON: the event's time is a string there. */
+const fromJson = (row: Record<string, unknown>): BatchRow => ({ ...(row as unknown as BatchRow), at: new Date(String(row.at)) });
+
+/** Rows in each order's sequence, as a read returns them (the rows of a statement's read come in no set order). */
+const byOrder = (rows: BatchRow[]) => rows.sort((a, b) => (a.order_id < b.order_id ? -1 : a.order_id > b.order_id ? 1 : a.seq - b.seq));
 
 /** Whether position (tx, pos) comes after (tx2, pos2). */
 const after = (tx: string, pos: string, tx2: string, pos2: string) => {
@@ -100,12 +133,23 @@ export async function applyPartitions(
   db: Database,
   group: ConsumerGroup,
   parts: readonly number[],
-  opts: { limitPerPart: number; log: Logger; carry?: () => Carried | undefined },
+  opts: {
+    limitPerPart: number;
+    log: Logger;
+    carry?: () => Carried | undefined;
+    /** What the previous batch's statement read of this one (`parts` are its parts): used instead of a read, once. */
+    ahead?: ReadAhead;
+    /** Partitions whose next events the statement that writes this batch also reads (see READ_AHEAD). */
+    readAhead?: () => number[];
+  },
 ): Promise<PartitionsApplied> {
   if (parts.length === 0) return { byPart: new Map(), more: [], applied: 0 };
+  const consumerNames = group.consumers.map((c) => c.name);
   return untilNoLostRace(async (attempt) => {
-    const readAt = Date.now();
-    const rows = await db.query<BatchRow>(READ_BATCH, [group.name, parts, opts.limitPerPart, group.consumers.map((c) => c.name)]);
+    // A batch read ahead is used once: a lost race reads again.
+    const ahead = attempt === 1 ? opts.ahead : undefined;
+    const readAt = ahead?.readAt ?? Date.now();
+    const rows = ahead ? ahead.rows : await db.query<BatchRow>(READ_BATCH, [group.name, parts, opts.limitPerPart, consumerNames]);
     if (rows.length === 0) return { byPart: new Map(), more: [], applied: 0 };
     const ends = new Map<number, { version: number; tx: string; pos: string; n: number }>();
     const range = new Map<string, { lo: number; hi: number }>();
@@ -137,11 +181,17 @@ export async function applyPartitions(
       }
       return out;
     };
-    const result = (applied: number): PartitionsApplied => ({
+    const result = (applied: number, next?: ReadAhead): PartitionsApplied => ({
       byPart: new Map([...ends].map(([part, e]) => [part, e.n])),
       more: [...ends].filter(([, e]) => e.n >= opts.limitPerPart).map(([part]) => part),
       applied,
+      ...(next && { ahead: next }),
     });
+    // Read ahead only when this statement changes no owed row (a read in it would not see the change).
+    const aheadParts = skipped.length === 0 ? opts.readAhead?.() : undefined;
+    const readNext = aheadParts?.length
+      ? { text: READ_AHEAD, params: [group.name, aheadParts, opts.limitPerPart, consumerNames, json(positions.map((p) => ({ ...p, version: p.version + 1 })))] }
+      : undefined;
     const spans = tracingEnabled()
       ? consumerSpans('events.apply', history, eventsIn(range, history), readAt, { [ATTR.partitions]: ends.size, 'baedal.batch.attempt': attempt })
       : undefined;
@@ -151,10 +201,11 @@ export async function applyPartitions(
         const carried = opts.carry?.();
         try {
           planned = planUnits(units, history, spans);
-          await commit(db, planned, guards([]), carried?.effect);
+          const sentAt = Date.now();
+          const next = await commit(db, planned, guards([]), carried?.effect, readNext);
           carried?.settle(true);
           spans?.end();
-          return result(planned.events);
+          return result(planned.events, readNext && aheadParts ? { parts: aheadParts, rows: byOrder(next.map(fromJson)), readAt: sentAt } : undefined);
         } catch (err) {
           carried?.settle(false);
           if (!isApplicationError(err)) throw err;

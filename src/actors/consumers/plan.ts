@@ -2,7 +2,7 @@ import type { Database } from '../../db/pg.ts';
 import { isApplicationError, JournalGap } from './errors.ts';
 import type { History } from './history.ts';
 import type { ConsumerSpans } from './spans.ts';
-import { compose, type Guard } from './statement.ts';
+import { compose, READ_SRC, type Guard } from './statement.ts';
 import type { AnyConsumer, Effect, Planned } from './types.ts';
 
 /** One consumer's share of a batch: the events `from..upto` of one order. */
@@ -67,12 +67,20 @@ function afterCommit(planned: PlannedUnits, returned: readonly { src: number; ro
 
 /**
  * Runs planned units with their guards as one statement (with `carried`'s effect, when given,
- * after theirs); then their after-commit calls.
+ * after theirs, and `read` as a read in the same statement); then their after-commit calls.
+ * Returns the rows of `read`.
  */
-export async function commit(db: Database, planned: PlannedUnits, guards: readonly Guard[], carried?: Effect): Promise<void> {
-  const statement = compose(carried ? [...planned.effects, carried] : planned.effects, guards);
+export async function commit(
+  db: Database,
+  planned: PlannedUnits,
+  guards: readonly Guard[],
+  carried?: Effect,
+  read?: { text: string; params: readonly unknown[] },
+): Promise<Record<string, unknown>[]> {
+  const statement = compose(carried ? [...planned.effects, carried] : planned.effects, guards, read);
   const returned = await db.query<{ src: number; row: Record<string, unknown> }>(statement.text, statement.params);
   for (const call of afterCommit(planned, returned)) call();
+  return returned.filter((r) => r.src === READ_SRC).map((r) => r.row);
 }
 
 /** Per order, the events the units cover (from the lowest `from` to the highest `upto`). */

@@ -1,6 +1,9 @@
 import { EFFECT_REFUSED, POSITION_MOVED } from './errors.ts';
 import type { Effect } from './types.ts';
 
+/** The `src` of the rows of a composed statement's read. */
+export const READ_SRC = -2;
+
 /** A statement that must touch exactly `expect` rows, or the batch read something that moved. */
 export interface Guard {
   text: string;
@@ -12,10 +15,14 @@ export interface Guard {
  * One statement for a whole batch: every consumer's effects as CTEs, then the guards (positions,
  * owed orders), each of which must touch exactly the rows it expects. If one does not (another
  * delivery moved first), or an effect's guard fails, `baedal_fail()` raises and nothing of the
- * statement remains. Returns the text, the parameters, and which `src` value in the result carries
+ * statement remains. With `read`, a SELECT whose rows come back too (src READ_SRC). Returns the text, the parameters, and which `src` value in the result carries
  * the rows of each returning effect.
  */
-export function compose(effects: readonly Effect[], guards: readonly Guard[]): { text: string; params: unknown[]; returning: number[] } {
+export function compose(
+  effects: readonly Effect[],
+  guards: readonly Guard[],
+  read?: { text: string; params: readonly unknown[] },
+): { text: string; params: unknown[]; returning: number[] } {
   const params: unknown[] = [];
   const add = (value: unknown) => {
     params.push(value);
@@ -48,6 +55,11 @@ export function compose(effects: readonly Effect[], guards: readonly Guard[]): {
     outputs.push(
       `SELECT -1 AS src, to_jsonb(baedal_fail('${POSITION_MOVED}', 'another delivery moved a position or an owed order first')) AS row WHERE ${checks.join(' OR ')}`,
     );
+  }
+  if (read) {
+    // A read in the same snapshot (it sees nothing the statement writes): its rows come back as src READ_SRC.
+    cte('r0', read.text, read.params);
+    outputs.push(`SELECT ${READ_SRC} AS src, to_jsonb(r0.*) AS row FROM r0`);
   }
   if (outputs.length === 0) outputs.push('SELECT -1 AS src, NULL::jsonb AS row WHERE false');
   return { text: `WITH ${ctes.join(',\n')}\n${outputs.join('\nUNION ALL\n')}`, params, returning };
