@@ -149,12 +149,16 @@ export class PartitionReader {
     const ahead = this.takeAhead(parts);
     const batchParts = ahead ? ahead.parts : parts;
     if (batchParts.length > 0) {
+      const perPart = (n: number) => Math.max(50, Math.ceil(limit / n));
       const result = await applyPartitions(this.opts.db, this.opts.group, batchParts, {
-        limitPerPart: Math.max(50, Math.ceil(limit / batchParts.length)),
+        limitPerPart: perPart(batchParts.length),
         log: this.opts.log,
         carry: this.opts.carry,
         ahead,
-        readAhead: () => this.opts.owned(),
+        readAhead: () => {
+          const owned = this.opts.owned();
+          return { parts: owned, limitPerPart: perPart(owned.length) };
+        },
       });
       this.ahead = owed ? undefined : result.ahead;
       for (const [part, n] of result.byPart) {

@@ -52,9 +52,12 @@ export class DeliveredMarks {
     });
   }
 
-  /** The marks waiting, for a batch's statement to write; `settle` says whether it committed. */
-  take(): Carried | undefined {
-    if (this.held.length === 0) return undefined;
+  /**
+   * The marks waiting, for a batch's statement to write; `settle` says whether it committed. With
+   * none waiting, the same statement marks nothing, so that the batch's statement, prepared once
+   * per connection, does not come in twice as many shapes.
+   */
+  take(): Carried {
     const taken = this.takeHeld();
     let settled = false;
     return {

@@ -53,13 +53,13 @@ describe('event partitions: the next batch read by the statement that writes thi
     const s = await setup();
     try {
       // The first batch takes A's partition; its statement reads ahead both partitions.
-      const first = await applyPartitions(s.db, s.group, [s.pa], { limitPerPart: 50, log, readAhead: () => [s.pa, s.pb] });
+      const first = await applyPartitions(s.db, s.group, [s.pa], { limitPerPart: 50, log, readAhead: () => ({ parts: [s.pa, s.pb], limitPerPart: 50 }) });
       expect(ofOrder(s.seen, s.a.id)).to.deep.equal(['1:OrderPlaced']);
       expect(first.ahead?.parts).to.deep.equal([s.pa, s.pb]);
       expect(first.ahead!.rows.filter((r) => r.order_id === s.b.id).map((r) => r.seq), "B's event, read ahead").to.deep.equal([1]);
       expect(s.statements.filter((t) => READ.test(t)), 'one read so far').to.have.length(1);
 
-      const second = await applyPartitions(s.db, s.group, first.ahead!.parts, { limitPerPart: 50, log, ahead: first.ahead, readAhead: () => [s.pa, s.pb] });
+      const second = await applyPartitions(s.db, s.group, first.ahead!.parts, { limitPerPart: 50, log, ahead: first.ahead, readAhead: () => ({ parts: [s.pa, s.pb], limitPerPart: 50 }) });
       expect(second.byPart.get(s.pb)).to.equal(1);
       expect(ofOrder(s.seen, s.b.id)).to.deep.equal(['1:OrderPlaced']);
       expect(s.statements.filter((t) => READ.test(t)), 'still one read: the second batch used the rows read ahead').to.have.length(1);
@@ -68,7 +68,7 @@ describe('event partitions: the next batch read by the statement that writes thi
 
       // Events committed after that statement are read by the next one.
       await sys.drive(p, s.a.id, ['pay']);
-      const third = await applyPartitions(s.db, s.group, [s.pa, s.pb], { limitPerPart: 50, log, readAhead: () => [s.pa, s.pb] });
+      const third = await applyPartitions(s.db, s.group, [s.pa, s.pb], { limitPerPart: 50, log, readAhead: () => ({ parts: [s.pa, s.pb], limitPerPart: 50 }) });
       expect(third.byPart.get(s.pa)).to.equal(1);
       expect(ofOrder(s.seen, s.a.id)).to.deep.equal(['1:OrderPlaced', '2:OrderPaid']);
     } finally {
@@ -79,7 +79,7 @@ describe('event partitions: the next batch read by the statement that writes thi
   it('reads again when another delivery moved a position after the rows were read ahead: nothing twice, nothing skipped', async () => {
     const s = await setup();
     try {
-      const first = await applyPartitions(s.db, s.group, [s.pa], { limitPerPart: 50, log, readAhead: () => [s.pa, s.pb] });
+      const first = await applyPartitions(s.db, s.group, [s.pa], { limitPerPart: 50, log, readAhead: () => ({ parts: [s.pa, s.pb], limitPerPart: 50 }) });
       expect(first.ahead!.rows.some((r) => r.order_id === s.b.id)).to.equal(true);
       // Another delivery (a new owner, say) applies B's partition first.
       await applyPartitions(s.db, s.group, [s.pb], { limitPerPart: 50, log });

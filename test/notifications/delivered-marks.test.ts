@@ -75,7 +75,7 @@ describe('notification delivery: the "delivered" marks ride in the event batch s
       lingerMs: 300,
       carry: () => {
         const c = marks.take();
-        if (c) carried += 1;
+        if ((c.effect.params[0] as string[]).length > 0) carried += 1;
         return c;
       },
       onIdle: () => marks.flush(),
@@ -154,9 +154,8 @@ describe('notification delivery: the "delivered" marks ride in the event batch s
     const ids = await owed(db, 3);
     const settled: boolean[] = [];
     const marking = marks.mark(ids);
-    const carry = (): Carried | undefined => {
+    const carry = (): Carried => {
       const c = marks.take();
-      if (!c) return undefined;
       return { effect: c.effect, settle: (ok) => (settled.push(ok), c.settle(ok)) };
     };
     try {
@@ -165,7 +164,7 @@ describe('notification delivery: the "delivered" marks ride in the event batch s
         expect(applied.byPart.get(part), 'the batch read the order').to.be.at.least(1);
         await marking;
       });
-      expect(settled, 'the statement that carried them did not commit').to.deep.equal([false]);
+      expect(settled[0], 'the statement that carried them did not commit').to.equal(false);
       const [owedRow] = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM consumer_failures WHERE consumer = $1 AND order_id = $2', [`${group}.refused`, order.id]);
       expect(owedRow!.n, 'the refused order is owed').to.equal(1);
       expect(statements.filter(alone), 'then a statement of their own').to.have.length(1);

@@ -82,6 +82,8 @@ const READ_AHEAD = readBatch(`(
  */
 export interface ReadAhead {
   parts: number[];
+  /** The most events it read per partition: one that has as many may have more. */
+  limitPerPart: number;
   rows: BatchRow[];
   readAt: number;
 }
@@ -139,8 +141,8 @@ export async function applyPartitions(
     carry?: () => Carried | undefined;
     /** What the previous batch's statement read of this one (`parts` are its parts): used instead of a read, once. */
     ahead?: ReadAhead;
-    /** Partitions whose next events the statement that writes this batch also reads (see READ_AHEAD). */
-    readAhead?: () => number[];
+    /** Partitions whose next events the statement that writes this batch also reads, at most `limitPerPart` each (see READ_AHEAD). */
+    readAhead?: () => { parts: number[]; limitPerPart: number };
   },
 ): Promise<PartitionsApplied> {
   if (parts.length === 0) return { byPart: new Map(), more: [], applied: 0 };
@@ -181,16 +183,23 @@ export async function applyPartitions(
       }
       return out;
     };
+    const limitRead = ahead?.limitPerPart ?? opts.limitPerPart;
     const result = (applied: number, next?: ReadAhead): PartitionsApplied => ({
       byPart: new Map([...ends].map(([part, e]) => [part, e.n])),
-      more: [...ends].filter(([, e]) => e.n >= opts.limitPerPart).map(([part]) => part),
+      more: [...ends].filter(([, e]) => e.n >= limitRead).map(([part]) => part),
       applied,
       ...(next && { ahead: next }),
     });
     // Read ahead only when this statement changes no owed row (a read in it would not see the change).
-    const aheadParts = skipped.length === 0 ? opts.readAhead?.() : undefined;
-    const readNext = aheadParts?.length
-      ? { text: READ_AHEAD, params: [group.name, aheadParts, opts.limitPerPart, consumerNames, json(positions.map((p) => ({ ...p, version: p.version + 1 })))] }
+    // The read is in the statement either way (of no partition then), so that its text, prepared once
+    // per connection, does not come in twice as many shapes.
+    const aheadOf = opts.readAhead?.();
+    const readsAhead = aheadOf !== undefined && skipped.length === 0 && aheadOf.parts.length > 0;
+    const readNext = aheadOf
+      ? {
+          text: READ_AHEAD,
+          params: [group.name, readsAhead ? aheadOf.parts : [], aheadOf.limitPerPart, consumerNames, json(positions.map((p) => ({ ...p, version: p.version + 1 })))],
+        }
       : undefined;
     const spans = tracingEnabled()
       ? consumerSpans('events.apply', history, eventsIn(range, history), readAt, { [ATTR.partitions]: ends.size, 'baedal.batch.attempt': attempt })
@@ -205,7 +214,7 @@ export async function applyPartitions(
           const next = await commit(db, planned, guards([]), carried?.effect, readNext);
           carried?.settle(true);
           spans?.end();
-          return result(planned.events, readNext && aheadParts ? { parts: aheadParts, rows: byOrder(next.map(fromJson)), readAt: sentAt } : undefined);
+          return result(planned.events, readsAhead ? { ...aheadOf, rows: byOrder(next.map(fromJson)), readAt: sentAt } : undefined);
         } catch (err) {
           carried?.settle(false);
           if (!isApplicationError(err)) throw err;
