@@ -18,13 +18,17 @@ export interface TripCounters {
   redisReads?: number;
   /** The fake gateway's charges, refunds and lookups. */
   gatewayCalls?: number;
+  /**
+   * pg_stat_wal's wal_records and wal_bytes: what PostgreSQL wrote to its write-ahead log, every
+   * row and index entry inserted, updated or deleted (the whole server; the benchmark's database is
+   * the only one written to during a run). Bytes include the full page images written after each
+   * checkpoint, so they vary more than records from one window to the next.
+   */
+  walRecords?: number;
+  walBytes?: number;
 }
 
-export interface RoundTrips {
-  postgresTransactions?: number;
-  redisReads?: number;
-  gatewayCalls?: number;
-}
+export type RoundTrips = TripCounters;
 
 /**
  * Reads the counters; a part that cannot be read is left out (its figure shows as "-"). PostgreSQL
@@ -32,22 +36,24 @@ export interface RoundTrips {
  * may miss up to a second of them, and both edges miss alike.
  */
 export async function readTripCounters(at: { databaseUrl: string; redisUrl?: string; gatewayUrl?: string }): Promise<TripCounters> {
-  const [postgresTransactions, redisReads, gatewayCalls] = await Promise.all([
-    postgresTransactionsOf(at.databaseUrl).catch(() => undefined),
+  const [postgres, redisReads, gatewayCalls] = await Promise.all([
+    postgresCountersOf(at.databaseUrl).catch(() => undefined),
     at.redisUrl ? redisReadsOf(at.redisUrl).catch(() => undefined) : undefined,
     at.gatewayUrl ? gatewayCallsOf(at.gatewayUrl).catch(() => undefined) : undefined,
   ]);
-  return { postgresTransactions, redisReads, gatewayCalls };
+  return { postgresTransactions: postgres?.transactions, redisReads, gatewayCalls, walRecords: postgres?.walRecords, walBytes: postgres?.walBytes };
 }
 
-async function postgresTransactionsOf(databaseUrl: string): Promise<number> {
+async function postgresCountersOf(databaseUrl: string): Promise<{ transactions: number; walRecords: number; walBytes: number }> {
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
   try {
-    const { rows } = await client.query<{ n: string }>(
-      'SELECT (xact_commit + xact_rollback)::text AS n FROM pg_stat_database WHERE datname = current_database()',
+    const { rows } = await client.query<{ n: string; records: string; bytes: string }>(
+      `SELECT (d.xact_commit + d.xact_rollback)::text AS n, w.wal_records::text AS records, w.wal_bytes::text AS bytes
+       FROM pg_stat_database d, pg_stat_wal w WHERE d.datname = current_database()`,
     );
-    return Number(rows[0]!.n);
+    const row = rows[0]!;
+    return { transactions: Number(row.n), walRecords: Number(row.records), walBytes: Number(row.bytes) };
   } finally {
     await client.end();
   }
@@ -81,5 +87,11 @@ export function tripsPerCommand(before: TripCounters, after: TripCounters, comma
     const b = after[k];
     return a === undefined || b === undefined || commands <= 0 ? undefined : Math.max(0, b - a) / commands;
   };
-  return { postgresTransactions: per('postgresTransactions'), redisReads: per('redisReads'), gatewayCalls: per('gatewayCalls') };
+  return {
+    postgresTransactions: per('postgresTransactions'),
+    redisReads: per('redisReads'),
+    gatewayCalls: per('gatewayCalls'),
+    walRecords: per('walRecords'),
+    walBytes: per('walBytes'),
+  };
 }
