@@ -15,6 +15,7 @@ import { MachineVersions1769000000000 } from './migrations/1769000000000-machine
 import { ClusterIdentity1769100000000 } from './migrations/1769100000000-cluster-identity.ts';
 import { TraceContext1769200000000 } from './migrations/1769200000000-trace-context.ts';
 import { OwedEventsAsWork1769300000000 } from './migrations/1769300000000-owed-events-as-work.ts';
+import { RedundantUniques1769400000000 } from './migrations/1769400000000-redundant-uniques.ts';
 
 export const MIGRATIONS = [
   InitialSchema1764000000000,
@@ -30,6 +31,7 @@ export const MIGRATIONS = [
   ClusterIdentity1769100000000,
   TraceContext1769200000000,
   OwedEventsAsWork1769300000000,
+  RedundantUniques1769400000000,
 ];
 
 /** Any number of replicas may start at once; this lock lets exactly one run migrations at a time. */
