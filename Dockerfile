@@ -59,4 +59,5 @@ RUN node --input-type=module -e " \
 EXPOSE 3000
 ENTRYPOINT ["/usr/bin/tini", "--"]
 # Direct node rather than `npm start`: one process, so SIGTERM reaches the code that drains.
-CMD ["node", "dist/main.js"]
+# The flags are src/node-flags.ts (test/ops/build.test.ts holds them equal).
+CMD ["node", "--max-semi-space-size=32", "dist/main.js"]

@@ -3,11 +3,14 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { SERVICE_NODE_FLAGS } from '../src/node-flags.ts';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 
 /** What node runs as the service once built. */
 export const SERVICE_MAIN = join(ROOT, 'dist', 'main.js');
+/** What node runs for a service process: its flags (src/node-flags.ts), as the image runs it, then SERVICE_MAIN. */
+export const SERVICE_ARGS: readonly string[] = [...SERVICE_NODE_FLAGS, SERVICE_MAIN];
 
 /**
  * Runs `npm run build` (scripts/build.ts): dist/ afresh from the sources. Throws with its output

@@ -11,7 +11,7 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import { readAutoscaling } from '../bench/autoscaler.ts';
 import { bullmqCeiling, postgresCeiling } from '../bench/ceilings.ts';
-import { buildService, SERVICE_MAIN } from '../bench/compiled.ts';
+import { buildService, SERVICE_ARGS } from '../bench/compiled.ts';
 import { CpuLimitError, CpuLimits, parseCores } from '../bench/cpu-limit.ts';
 import { cpuSnapshot, cpuUse, rssSlopeMbPer10Min, RunSampler, type CpuSnapshot, type Watched } from '../bench/measure.ts';
 import { freePort, httpStatus, ProcessGroup, waitUntil, type Managed } from '../bench/processes.ts';
@@ -367,7 +367,7 @@ async function startGateway(): Promise<{ url: string; process: Managed }> {
 async function startService(n: number, gatewayUrl: string, webhookUrl: string | undefined, sink?: OtlpSink): Promise<{ url: string; process: Managed }> {
   const port = await freePort();
   const name = `service-${n}`;
-  const nodeArgs = [...NODE_ARGS, SERVICE_MAIN];
+  const nodeArgs = [...NODE_ARGS, ...SERVICE_ARGS];
   const { command, args } = limits?.wrap(name, process.execPath, nodeArgs) ?? { command: process.execPath, args: nodeArgs };
   const service = group.start(name, command, args, {
     env: {
@@ -762,7 +762,7 @@ async function main(): Promise<void> {
   const machine = await machineHeader();
   say(`Baedal benchmark — ${machine.date}; ${machine.nproc} cores (${machine.cpu}), ${machine.memoryGiB} GiB, Node ${machine.node}, PostgreSQL ${machine.postgres}, Redis ${machine.redis}`);
   say(`load average at the start: ${machine.loadAverageAtStart} (anything above 0 is other work on this machine); logs in ${LOG_DIR} (kept if the run fails)`);
-  say(`building the service (npm run build) … ${(await buildService()).seconds.toFixed(1)} s; each service process runs node dist/main.js`);
+  say(`building the service (npm run build) … ${(await buildService()).seconds.toFixed(1)} s; each service process runs node ${SERVICE_ARGS.slice(0, -1).join(' ')} dist/main.js`);
   if (limits) say(`CPU limit: ${limits.describe()}; the ceilings, Restate, the gateway and the load generator run without one`);
   const gateway = await startGateway();
   // One receiver for every run, Baedal's and Restate's alike.

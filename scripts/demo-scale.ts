@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { readAutoscaling } from '../bench/autoscaler.ts';
-import { buildService, SERVICE_MAIN } from '../bench/compiled.ts';
+import { buildService, SERVICE_ARGS } from '../bench/compiled.ts';
 import { CpuLimitError, CpuLimits, parseCores } from '../bench/cpu-limit.ts';
 import { cpuSnapshot, cpuUse, type CpuSnapshot } from '../bench/measure.ts';
 import { describeReplicas, ScalingSampler, scalingFigures, scalingRows, scalingTable, type ScalingFigures } from '../bench/scaling.ts';
@@ -101,7 +101,7 @@ if (cores !== undefined) {
 const cluster = new Cluster({
   databaseUrl: process.env.DEMO_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/baedal_demo',
   redisUrl: process.env.DEMO_REDIS_URL ?? 'redis://127.0.0.1:6379',
-  serviceArgs: [SERVICE_MAIN],
+  serviceArgs: [...SERVICE_ARGS],
   ...(limits && { cpuLimits: limits }),
   onCrash: (name, how, tail) => {
     console.error(`\n${name} ${how} during the demo; its last lines:\n${tail}`);
@@ -187,7 +187,7 @@ try {
   say(`routing: ${route === 'order' ? "each order's requests to the replica its order id hashes to, as an ingress hashing on the order id (docs/scaling.md); placing an order round-robin" : 'round-robin, each request to the next replica'}`);
   say(`CPU limit: ${limits ? limits.describe() : 'none (--cpu-per-replica none): every replica may use every core'}`);
   say(`autoscaler (k8s/hpa.yaml, k8s/keda): CPU ${AUTOSCALING.cpuTargetPercent} % of a ${AUTOSCALING.cpuRequestCores * 1000}m request, backlog ${AUTOSCALING.backlogTarget} jobs per replica (${AUTOSCALING.backlogQuery}), ${AUTOSCALING.min}..${AUTOSCALING.max} replicas`);
-  say(`building the service (npm run build) … ${(await buildService()).seconds.toFixed(1)} s; the replicas run node dist/main.js`);
+  say(`building the service (npm run build) … ${(await buildService()).seconds.toFixed(1)} s; the replicas run node ${SERVICE_ARGS.slice(0, -1).join(' ')} dist/main.js`);
   await cluster.start();
   cluster.proxy.route = route;
   // Without autovacuum (some development hosts turn it off) the tables bloat and the service's

@@ -1,12 +1,13 @@
-// `npm start`: the service as production runs it (`node dist/main.js`), built first when dist/ is
+// `npm start`: the service as production runs it (`node --max-semi-space-size=32 dist/main.js`, src/node-flags.ts), built first when dist/ is
 // missing or older than the sources. This launcher only builds and relays signals; the service
 // itself runs with plain node, no TypeScript loader.
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { commandLine } from '../src/cli.ts';
+import { SERVICE_NODE_FLAGS } from '../src/node-flags.ts';
 import { ensureBuilt } from './build.ts';
 
-const USAGE = `usage: npm start        (the image and Kubernetes run: node dist/main.js)
+const USAGE = `usage: npm start        (the image and Kubernetes run: node ${SERVICE_NODE_FLAGS.join(' ')} dist/main.js)
 
 Runs the Baedal service in the foreground from the compiled JavaScript in dist/: the HTTP API
 and, unless ROLE=api, the event workers, durable work and the sweeper. When dist/ is missing or a
@@ -29,7 +30,7 @@ commandLine('start', USAGE, {});
 ensureBuilt('start');
 
 const root = fileURLToPath(new URL('../', import.meta.url));
-const service = spawn(process.execPath, ['dist/main.js'], { cwd: root, stdio: 'inherit' });
+const service = spawn(process.execPath, [...SERVICE_NODE_FLAGS, 'dist/main.js'], { cwd: root, stdio: 'inherit' });
 // The service drains on SIGTERM and SIGINT; pass them on and leave when it does.
 for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => service.kill(signal));
 service.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));

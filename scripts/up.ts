@@ -3,6 +3,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { commandLine } from '../src/cli.ts';
+import { SERVICE_NODE_FLAGS } from '../src/node-flags.ts';
 import { ensureBuilt } from './build.ts';
 
 const USAGE = `usage: npm run up
@@ -25,8 +26,8 @@ const env = { ...process.env, PORT: port, PAYMENT_GATEWAY_PORT: gatewayPort, PAY
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const children: ChildProcess[] = [];
-function run(name: string, script: string): ChildProcess {
-  const child = spawn(process.execPath, [script], { cwd: ROOT, env, stdio: 'inherit' });
+function run(name: string, script: string, flags: readonly string[] = []): ChildProcess {
+  const child = spawn(process.execPath, [...flags, script], { cwd: ROOT, env, stdio: 'inherit' });
   child.on('exit', (code, signal) => {
     if (!stopping) {
       console.error(`[up] ${name} exited (${signal ?? code}); stopping the rest`);
@@ -53,4 +54,4 @@ process.on('SIGTERM', () => void stop(0));
 console.error(`[up] payment gateway (fake) → http://127.0.0.1:${gatewayPort}`);
 console.error(`[up] Baedal API           → http://127.0.0.1:${port}  (OpenAPI: /openapi.json, state chart: /statechart)`);
 run('payment gateway', 'dist/tools/scripts/payment-gateway.js');
-run('service', 'dist/main.js');
+run('service', 'dist/main.js', SERVICE_NODE_FLAGS);

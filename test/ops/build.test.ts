@@ -6,6 +6,7 @@ import { builtinModules } from 'node:module';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { assetFiles, staleReason } from '../../scripts/build.ts';
+import { SERVICE_NODE_FLAGS } from '../../src/node-flags.ts';
 import { ROOT } from '../support/manifests.ts';
 import { freePort } from '../support/service-process.ts';
 import { AUTH_SECRET, TEST_REDIS_URL, eventually, removeQueueKeys, request, resetDatabase, testDatabaseUrl } from '../support/system.ts';
@@ -293,12 +294,12 @@ describe('npm run build: the compiled tree the image runs', function () {
     const help = spawnSync('npm', ['start', '--', '--help'], { cwd: ROOT, env: plainNodeEnv(), encoding: 'utf8', timeout: 30_000 });
     expect(help.status, help.stderr).to.equal(0);
     expect(help.stdout).to.include('usage: npm start');
-    expect(help.stdout).to.include('node dist/main.js');
+    expect(help.stdout).to.include(`node ${SERVICE_NODE_FLAGS.join(' ')} dist/main.js`);
     expect(help.stdout).to.include('DATABASE_URL');
     expect(statSync(join(DIST, '.built')).mtimeMs, 'dist/ untouched').to.equal(stamp);
   });
 
-  it('npm start builds a stale dist/, runs it compiled (node dist/main.js, no tsx), serves, and stops cleanly on Ctrl-C', async () => {
+  it('npm start builds a stale dist/, runs it compiled (node, its flags, dist/main.js; no tsx), serves, and stops cleanly on Ctrl-C', async () => {
     const url = testDatabaseUrl('build');
     await resetDatabase(url);
     const port = await freePort();
@@ -323,7 +324,7 @@ describe('npm run build: the compiled tree the image runs', function () {
       const tree = descendants(npm.pid!);
       const services = tree.filter((p) => / dist\/main\.js$/.test(p.cmdline));
       expect(services, tree.map((p) => p.cmdline).join('\n')).to.have.length(1);
-      expect(services[0]!.cmdline, 'plain node').to.equal(`${process.execPath} dist/main.js`);
+      expect(services[0]!.cmdline, 'plain node, with the service\'s flags').to.equal([process.execPath, ...SERVICE_NODE_FLAGS, 'dist/main.js'].join(' '));
       expect(tree.some((p) => /src\/main\.ts/.test(p.cmdline)), 'nothing runs the TypeScript sources').to.equal(false);
       servicePid = services[0]!.pid;
       process.kill(-npm.pid!, 'SIGINT');
@@ -396,7 +397,7 @@ describe('npm run build: the compiled tree the image runs', function () {
     const ops = (stage: Stage, op: string) => stage.instructions.filter((i) => i.op === op);
 
     it('the runtime stage runs `node dist/main.js` under tini, as a numeric non-root user, with no tsx', () => {
-      expect(JSON.parse(ops(runtime, 'CMD').at(-1)!.args)).to.deep.equal(['node', 'dist/main.js']);
+      expect(JSON.parse(ops(runtime, 'CMD').at(-1)!.args)).to.deep.equal(['node', ...SERVICE_NODE_FLAGS, 'dist/main.js']);
       expect(JSON.parse(ops(runtime, 'ENTRYPOINT').at(-1)!.args)).to.deep.equal(['/usr/bin/tini', '--']);
       const users = ops(runtime, 'USER');
       expect(users, 'USER set in the runtime stage').to.have.length.greaterThan(0);
