@@ -3,7 +3,7 @@ import { applyPartitions } from '../../src/actors/consumers/apply.ts';
 import type { ConsumerGroup, OrderEvent } from '../../src/actors/consumers/types.ts';
 import { ensurePartitions, partitionCount, partitionOf } from '../../src/actors/partitions.ts';
 import { createLogger } from '../../src/log.ts';
-import { withSharedSystem, type Parties, type TestSystem } from '../support/system.ts';
+import { eventually, withSharedSystem, type Parties, type TestSystem } from '../support/system.ts';
 
 const READ = /^\s*WITH b AS \(/;
 const WRITE = /UPDATE consumer_positions c SET/;
@@ -67,9 +67,15 @@ describe('event partitions: the next batch read by the statement that writes thi
       expect(second.ahead?.rows, 'nothing more to read').to.deep.equal([]);
 
       // Events committed after that statement are read by the next one.
+      // (A read stops at the oldest transaction still running, so the payment may take a batch more.)
       await sys.drive(p, s.a.id, ['pay']);
-      const third = await applyPartitions(s.db, s.group, [s.pa, s.pb], { limitPerPart: 50, log, readAhead: () => ({ parts: [s.pa, s.pb], limitPerPart: 50 }) });
-      expect(third.byPart.get(s.pa)).to.equal(1);
+      let applied = 0;
+      await eventually(async () => {
+        const next = await applyPartitions(s.db, s.group, [s.pa, s.pb], { limitPerPart: 50, log, readAhead: () => ({ parts: [s.pa, s.pb], limitPerPart: 50 }) });
+        applied += next.byPart.get(s.pa) ?? 0;
+        return applied > 0;
+      }, "A's payment applied");
+      expect(applied).to.equal(1);
       expect(ofOrder(s.seen, s.a.id)).to.deep.equal(['1:OrderPlaced', '2:OrderPaid']);
     } finally {
       await s.cleanup();
@@ -87,9 +93,16 @@ describe('event partitions: the next batch read by the statement that writes thi
       await sys.drive(p, s.b.id, ['pay']);
 
       const stale = await applyPartitions(s.db, s.group, first.ahead!.parts, { limitPerPart: 50, log, ahead: first.ahead });
-      expect(ofOrder(s.seen, s.b.id), 'B placed once, then paid').to.deep.equal(['1:OrderPlaced', '2:OrderPaid']);
-      expect(stale.byPart.get(s.pb)).to.equal(1);
       expect(s.statements.filter((t) => READ.test(t)).length, 'the stale batch read again').to.equal(3);
+      // A read stops at the oldest transaction still running (the shared system's own work may hold
+      // one open for a moment), so the payment may come with that read or with a later batch.
+      let applied = stale.byPart.get(s.pb) ?? 0;
+      await eventually(async () => {
+        if (!ofOrder(s.seen, s.b.id).includes('2:OrderPaid')) applied += (await applyPartitions(s.db, s.group, [s.pb], { limitPerPart: 50, log })).byPart.get(s.pb) ?? 0;
+        return ofOrder(s.seen, s.b.id).includes('2:OrderPaid');
+      }, "B's payment applied");
+      expect(ofOrder(s.seen, s.b.id), 'B placed once, then paid').to.deep.equal(['1:OrderPlaced', '2:OrderPaid']);
+      expect(applied, "B's partition: one event applied after the first delivery").to.equal(1);
     } finally {
       await s.cleanup();
     }
