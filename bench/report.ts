@@ -86,6 +86,8 @@ const untraced = (r: RunResult) => !r.tracing;
 export const RESTATE_RATIO_TARGET = { on: 2, off: 2.5 } as const;
 /** Baedal with webhooks on against itself with them off, back to back in one run. */
 export const WEBHOOKS_ON_OFF_TARGET = 0.85;
+/** View lag p99 of several replicas at 70 % of their top rate (docs/scaling.md). */
+export const SCALED_VIEW_LAG_TARGET_MS = 250;
 /** Delivery lag p99 at half the top rate (concurrency 16, as for the view lag). */
 export const DELIVERY_LAG_TARGET_MS = 500;
 
@@ -202,7 +204,10 @@ export function targetsText(runs: readonly RunResult[], c: Ceilings): string {
   for (const r of at(1)) lines.push(`  ${label(r)} p50 at concurrency 1: ${f(r.load.latencyMs.overall.p50, 2)} ms (target ≤ 3 ms)${mark(r.load.latencyMs.overall.p50 <= 3)}`);
   for (const r of at(16)) lines.push(`  ${label(r)} p99 at concurrency 16: ${f(r.load.latencyMs.overall.p99, 1)} ms (target ≤ 50 ms)${mark(r.load.latencyMs.overall.p99 <= 50)}`);
   for (const r of baedal) {
-    if (r.viewLag.available) lines.push(`  ${label(r)} view lag p99 at concurrency ${r.concurrency}: ${f(r.viewLag.p99Ms, 0)} ms (target ≤ 100 ms at half the top rate)`);
+    if (!r.viewLag.available) continue;
+    // One process: the single-process target. Several: the scale-out target, at a rate the benchmark cannot judge by itself (give --rate at 70 % of the top rate).
+    const target = r.processes === 1 ? 'target ≤ 100 ms at half the top rate' : `target ≤ ${SCALED_VIEW_LAG_TARGET_MS} ms at 3 replicas at 70 % of their top rate`;
+    lines.push(`  ${label(r)} view lag p99 at concurrency ${r.concurrency}: ${f(r.viewLag.p99Ms, 0)} ms (${target})`);
   }
   if (baedal.length && !baedal.some((r) => r.viewLag.available)) lines.push(`  view lag: ${baedal[0]!.viewLag.note ?? 'n/a'}`);
   for (const r of baedal) {

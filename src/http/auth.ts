@@ -140,9 +140,11 @@ const VERIFIED_CACHE_SIZE = 10_000;
  * Requires `Authorization: Bearer <JWT>` and puts the caller on `ctx.state.principal`. A token is
  * verified once and then remembered until its `exp` (with the same clock skew the verification
  * allows): what the check decided depends on nothing else that can change, and the HMAC is the
- * costliest step of a request.
+ * costliest step of a request. One middleware serves every route (`mountRoutes`), so a client's
+ * token is verified once per replica, not once per route it calls. `verify` is the check itself
+ * (tests count its calls).
  */
-export function authenticate(rules: TokenRules | string): Middleware {
+export function authenticate(rules: TokenRules | string, verify: typeof verifyToken = verifyToken): Middleware {
   const verified = new Map<string, { principal: Principal; until: number }>();
   return async (ctx, next) => {
     const token = bearerToken(ctx.get('authorization'));
@@ -151,7 +153,7 @@ export function authenticate(rules: TokenRules | string): Middleware {
       ctx.state.principal = hit.principal;
     } else {
       if (hit) verified.delete(token);
-      const principal = await verifyToken(rules, token);
+      const principal = await verify(rules, token);
       const exp = (JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8')) as { exp: number }).exp;
       verified.set(token, { principal, until: (exp + CLOCK_SKEW_SECONDS) * 1000 });
       if (verified.size > VERIFIED_CACHE_SIZE) verified.delete(verified.keys().next().value!);

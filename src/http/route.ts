@@ -3,7 +3,7 @@ import type { Context, Middleware } from 'koa';
 import { z } from 'zod';
 import type { Principal } from '../actors/principal.ts';
 import { DomainError } from '../errors.ts';
-import { authenticate, DEFAULT_MAX_TTL_SECONDS, type TokenRules } from './auth.ts';
+import { authenticate, DEFAULT_MAX_TTL_SECONDS, type TokenRules, type verifyToken } from './auth.ts';
 import { hasBody, jsonBody } from './json-body.ts';
 import { HEADER_SCHEMAS, NoQuery } from './schemas.ts';
 
@@ -104,6 +104,8 @@ export interface MountOptions {
   tokens?: Omit<TokenRules, 'secret' | 'maxTtlSeconds'> & { maxTtlSeconds?: number };
   /** Runs after authentication on routes that need a token (the per-token rate limit). */
   afterAuth?: Middleware;
+  /** The token check (tests count its calls); `verifyToken` by default. */
+  verify?: typeof verifyToken;
 }
 
 /** Registers each route with its auth, body parsing and validation of path, query, headers and body. */
@@ -114,6 +116,8 @@ export function mountRoutes(router: Router, routes: readonly Route[], opts: Moun
     audience: opts.tokens?.audience,
     maxTtlSeconds: opts.tokens?.maxTtlSeconds ?? DEFAULT_MAX_TTL_SECONDS,
   };
+  // One for every route: its memory of verified tokens then serves them all.
+  const authenticated = authenticate(rules, opts.verify);
   for (const route of routes) {
     const headersSchema = headersSchemaOf(route);
     const querySchema = route.query ?? NoQuery;
@@ -123,7 +127,7 @@ export function mountRoutes(router: Router, routes: readonly Route[], opts: Moun
         await next();
       },
     ];
-    if (route.auth) chain.push(authenticate(rules));
+    if (route.auth) chain.push(authenticated);
     if (route.auth && opts.afterAuth) chain.push(opts.afterAuth);
     if (route.body) chain.push(jsonBody(opts.bodyLimit));
     chain.push(async (ctx) => {

@@ -157,6 +157,12 @@ describe('bench: several rounds, judged on the median', () => {
     const lost = runs.map((r) => (r.webhooks && r.system === 'restate' ? { ...r, deliveries: { ...r.deliveries!, distinct: 7, complete: false } } : r));
     expect(targetsText(lost, {})).to.include('Restate at concurrency 64: 3 of 10 notifications never arrived  ✗');
   });
+  it('the view lag of one process is held to the single-process target, that of several to the scale-out one', () => {
+    const text = targetsText([run('baedal', 1, 16, 900, 2, 30, 80), run('baedal', 3, 144, 414, 2, 30, 482)], {});
+    expect(text).to.include('Baedal ×1 [webhooks off] view lag p99 at concurrency 16: 80 ms (target ≤ 100 ms at half the top rate)');
+    expect(text).to.include('Baedal ×3 [webhooks off] view lag p99 at concurrency 144: 482 ms (target ≤ 250 ms at 3 replicas at 70 % of their top rate)');
+    expect(text).to.not.include('482 ms (target ≤ 100 ms');
+  });
   it('with tracing on and off: the targets are judged on the untraced runs, and each traced run is compared with its twin', () => {
     const withCpu = (r: RunResult, service: number, tracing?: boolean): RunResult =>
       ({ ...r, ...(tracing !== undefined && { tracing }), cpu: { serviceMsPerCommand: service, otlpSinkMsPerCommand: tracing ? 0.05 : NaN }, load: { ...r.load, latencyMs: { overall: { p50: 2, p99: tracing ? 44 : 40 } } } }) as RunResult;
