@@ -285,6 +285,10 @@ export interface ScalingFigures {
   /** CPU ms per command, all replicas together. */
   serviceMsPerCommand: number;
   postgresMsPerCommand: number;
+  /** Cores PostgreSQL used in the window (all its processes). */
+  postgresCores: number;
+  /** Cores of the whole machine busy in the window, and how many it has (when measured). */
+  host?: { busyCores: number; cores: number };
   viewLagP99Ms?: number;
   /** Where the view lag comes from ("GET /views/_status every 250 ms", "baedal_view_lag_seconds every second"). */
   viewLagFrom?: string;
@@ -301,8 +305,11 @@ export interface ScalingInput {
   variant?: string;
   cpuPerReplica?: number;
   load: { commands: number; commandsPerS: number; p99Ms: number; errors: number };
-  /** The measured window's length and the CPU seconds each replica (by name) and PostgreSQL used in it. */
-  cpu: { seconds: number; replicaSeconds: Record<string, number>; postgresSeconds: number };
+  /**
+   * The measured window's length and the CPU seconds each replica (by name) and PostgreSQL used in
+   * it; with `host`, the cores of the whole machine busy in it and how many it has.
+   */
+  cpu: { seconds: number; replicaSeconds: Record<string, number>; postgresSeconds: number; host?: { busyCores: number; cores: number } };
   sample: ScalingSample;
   /** The view lag p99 measured another way (the benchmark's GET /views/_status); else the sample's. */
   viewLag?: { p99Ms: number; from: string };
@@ -348,6 +355,8 @@ export function scalingFigures(x: ScalingInput): ScalingFigures {
     errors: x.load.errors,
     serviceMsPerCommand: perCommand(Object.values(x.cpu.replicaSeconds).reduce((s, v) => s + v, 0)),
     postgresMsPerCommand: perCommand(x.cpu.postgresSeconds),
+    postgresCores: x.cpu.postgresSeconds / x.cpu.seconds,
+    ...(x.cpu.host && { host: x.cpu.host }),
     ...(viewLag && { viewLagP99Ms: viewLag.p99Ms, viewLagFrom: viewLag.from }),
     perReplica,
     eventsSource: sample.eventsSource,
@@ -407,6 +416,10 @@ export interface ScalingRow {
   serviceRatio: number;
   postgresMsPerCommand: number;
   postgresRatio: number;
+  postgresCores: number;
+  /** Cores of the machine busy, and how many it has (when measured). */
+  hostBusyCores?: number;
+  hostCores?: number;
   viewLagP99Ms?: number;
   cpuPercentOfRequest: number;
   hpaDesired: number;
@@ -425,6 +438,8 @@ export function scalingRows(figures: readonly ScalingFigures[]): ScalingRow[] {
     serviceRatio: s.serviceMsPerCommand / base!.serviceMsPerCommand,
     postgresMsPerCommand: s.postgresMsPerCommand,
     postgresRatio: s.postgresMsPerCommand / base!.postgresMsPerCommand,
+    postgresCores: s.postgresCores,
+    ...(s.host && { hostBusyCores: s.host.busyCores, hostCores: s.host.cores }),
     ...(s.viewLagP99Ms !== undefined && { viewLagP99Ms: s.viewLagP99Ms }),
     cpuPercentOfRequest: s.hpa.cpuPercentOfRequest,
     hpaDesired: s.hpa.desired,
@@ -442,6 +457,8 @@ export function medianRows(rounds: readonly (readonly ScalingRow[])[]): ScalingR
     const rows = rounds.map((r) => r.find((x) => x.replicas === replicas)).filter((x): x is ScalingRow => x !== undefined);
     const m = (pick: (r: ScalingRow) => number | undefined) => median(rows.map(pick).filter((v): v is number => v !== undefined)) ?? NaN;
     const lag = m((r) => r.viewLagP99Ms);
+    const busy = m((r) => r.hostBusyCores);
+    const cores = m((r) => r.hostCores);
     return {
       replicas,
       commandsPerS: m((r) => r.commandsPerS),
@@ -451,6 +468,8 @@ export function medianRows(rounds: readonly (readonly ScalingRow[])[]): ScalingR
       serviceRatio: m((r) => r.serviceRatio),
       postgresMsPerCommand: m((r) => r.postgresMsPerCommand),
       postgresRatio: m((r) => r.postgresRatio),
+      postgresCores: m((r) => r.postgresCores),
+      ...(Number.isFinite(busy) && Number.isFinite(cores) && { hostBusyCores: busy, hostCores: cores }),
       ...(Number.isFinite(lag) && { viewLagP99Ms: lag }),
       cpuPercentOfRequest: m((r) => r.cpuPercentOfRequest),
       hpaDesired: m((r) => r.hpaDesired),
@@ -458,16 +477,26 @@ export function medianRows(rounds: readonly (readonly ScalingRow[])[]): ScalingR
   });
 }
 
+/** A host this busy (share of its cores) has no CPU left for a replica's quota: the table says so. */
+export const HOST_SATURATED = 0.95;
+
 /** The scaling table: one row per replica count, with the ratios to the first row. */
 export function scalingTable(rows: readonly ScalingRow[], indent = '  '): string {
   const base = rows[0]?.replicas ?? 1;
   const x = `×${base}`.padStart(5);
   const lines = [
-    `${indent}replicas  commands/s ${x}   p99 ms   service CPU ms/cmd ${x}   PostgreSQL CPU ms/cmd ${x}   view lag p99 ms   CPU % of request   HPA desired`,
+    `${indent}replicas  commands/s ${x}   p99 ms   service CPU ms/cmd ${x}   PostgreSQL CPU ms/cmd ${x}   PostgreSQL cores   host cores busy   view lag p99 ms   CPU % of request   HPA desired`,
   ];
   for (const r of rows) {
+    const host = r.hostBusyCores === undefined ? '-' : `${f(r.hostBusyCores, 2)} of ${f(r.hostCores, 0)}`;
     lines.push(
-      `${indent}${String(r.replicas).padStart(8)}  ${f(r.commandsPerS, 0).padStart(10)} ${f(r.commandsRatio, 2).padStart(5)}   ${f(r.p99Ms).padStart(6)}   ${f(r.serviceMsPerCommand, 2).padStart(18)} ${f(r.serviceRatio, 2).padStart(5)}   ${f(r.postgresMsPerCommand, 2).padStart(21)} ${f(r.postgresRatio, 2).padStart(5)}   ${f(r.viewLagP99Ms, 0).padStart(15)}   ${f(r.cpuPercentOfRequest, 0).padStart(16)}   ${f(r.hpaDesired, 0).padStart(11)}`,
+      `${indent}${String(r.replicas).padStart(8)}  ${f(r.commandsPerS, 0).padStart(10)} ${f(r.commandsRatio, 2).padStart(5)}   ${f(r.p99Ms).padStart(6)}   ${f(r.serviceMsPerCommand, 2).padStart(18)} ${f(r.serviceRatio, 2).padStart(5)}   ${f(r.postgresMsPerCommand, 2).padStart(21)} ${f(r.postgresRatio, 2).padStart(5)}   ${f(r.postgresCores, 2).padStart(16)}   ${host.padStart(15)}   ${f(r.viewLagP99Ms, 0).padStart(15)}   ${f(r.cpuPercentOfRequest, 0).padStart(16)}   ${f(r.hpaDesired, 0).padStart(11)}`,
+    );
+  }
+  const saturated = rows.filter((r) => r.hostBusyCores !== undefined && r.hostCores !== undefined && r.hostBusyCores >= HOST_SATURATED * r.hostCores);
+  for (const r of saturated) {
+    lines.push(
+      `${indent}at ${r.replicas} replica${r.replicas > 1 ? 's' : ''} the host was saturated: ${f(r.hostBusyCores, 2)} of its ${f(r.hostCores, 0)} cores busy, PostgreSQL using ${f(r.postgresCores, 2)} of them; the replicas' ratio measures the host there, not what another replica adds`,
     );
   }
   return lines.join('\n');

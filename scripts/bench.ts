@@ -636,6 +636,7 @@ async function benchBaedal(
             seconds: result.cpu.seconds,
             replicaSeconds: Object.fromEntries(services.map((s) => [s.process.name, result.cpu.byName[`server:${s.process.name}`] ?? NaN])),
             postgresSeconds: result.cpu.postgres,
+            host: { busyCores: result.cpu.machineBusyCores, cores: availableParallelism() },
           },
           sample: await sampler.result(),
           ...(result.viewLag.available && { viewLag: { p99Ms: result.viewLag.p99Ms, from: `GET /views/_status, ${result.viewLag.samples} samples` } }),

@@ -3,6 +3,7 @@
 // replica added and what the Kubernetes autoscaler would decide at each step. `npm run demo:scale -- --help` says how.
 import { randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
+import { availableParallelism } from 'node:os';
 import { readAutoscaling } from '../bench/autoscaler.ts';
 import { buildService, SERVICE_ARGS } from '../bench/compiled.ts';
 import { CpuLimitError, CpuLimits, parseCores } from '../bench/cpu-limit.ts';
@@ -173,7 +174,7 @@ async function runStep(replicas: number, n: number): Promise<ScalingFigures & { 
     ...(perReplica && { concurrencyPerReplica: true }),
     ...(cores !== undefined && { cpuPerReplica: cores }),
     load: { commands: summary.commands, commandsPerS: summary.commandsPerS, p99Ms: summary.latencyMs.overall.p99, errors: summary.errors.total },
-    cpu: { seconds: cpu.seconds, replicaSeconds: cpu.byName, postgresSeconds: cpu.postgres },
+    cpu: { seconds: cpu.seconds, replicaSeconds: cpu.byName, postgresSeconds: cpu.postgres, host: { busyCores: cpu.machineBusyCores, cores: availableParallelism() } },
     sample: await sampler.result(),
     autoscaling: AUTOSCALING,
   });

@@ -113,13 +113,18 @@ describe('bench: one measured window over the replicas', () => {
 });
 
 describe('bench: the scaling figures and table', () => {
-  const figures = (replicas: number, commandsPerS: number, serviceSeconds: number, postgresSeconds: number, lag?: number): ScalingFigures => {
+  const figures = (replicas: number, commandsPerS: number, serviceSeconds: number, postgresSeconds: number, lag?: number, hostBusy?: number): ScalingFigures => {
     const names = Array.from({ length: replicas }, (_, i) => `r${i + 1}`);
     return scalingFigures({
       concurrency: 48,
       cpuPerReplica: 0.25,
       load: { commands: commandsPerS * 10, commandsPerS, p99Ms: 50 * replicas, errors: 0 },
-      cpu: { seconds: 10, replicaSeconds: Object.fromEntries(names.map((n) => [n, serviceSeconds / replicas])), postgresSeconds },
+      cpu: {
+        seconds: 10,
+        replicaSeconds: Object.fromEntries(names.map((n) => [n, serviceSeconds / replicas])),
+        postgresSeconds,
+        ...(hostBusy !== undefined && { host: { busyCores: hostBusy, cores: 2 } }),
+      },
       sample: {
         perReplica: names.map((name) => ({ name, commands: 100, events: 300 })),
         eventsSource: 'baedal_events_applied_total',
@@ -157,6 +162,28 @@ describe('bench: the scaling figures and table', () => {
     const table = scalingTable(m);
     expect(table.split('\n')).to.have.length(3);
     expect(table).to.match(/^\s+2\s+540\s+2\.00\s/m);
+  });
+
+  it("shows PostgreSQL's cores and the host's, and says at which replica counts the host was saturated", () => {
+    // 10 s windows: PostgreSQL used 3, 6 and 9 CPU seconds; the host 0.7, 1.4 and 1.97 of its 2 cores.
+    const rows = medianRows([
+      scalingRows([figures(1, 300, 2.5, 3, undefined, 0.7), figures(2, 560, 5, 6, undefined, 1.4), figures(4, 700, 10, 9, undefined, 1.97)]),
+      scalingRows([figures(1, 280, 2.5, 3, undefined, 0.72), figures(2, 500, 5, 6, undefined, 1.3), figures(4, 650, 10, 9, undefined, 1.99)]),
+    ]);
+    [0.3, 0.6, 0.9].forEach((cores, i) => expect(rows[i]!.postgresCores, `row ${i}`).to.be.closeTo(cores, 1e-9));
+    [0.71, 1.35, 1.98].forEach((busy, i) => expect(rows[i]!.hostBusyCores, `row ${i}`).to.be.closeTo(busy, 1e-9));
+    expect(rows.map((r) => r.hostCores)).to.deep.equal([2, 2, 2]);
+    const table = scalingTable(rows);
+    expect(table).to.include('PostgreSQL cores   host cores busy');
+    expect(table).to.match(/^\s+4\s+675\s.*\s0\.90\s+1\.98 of 2\s/m);
+    const saturated = table.split('\n').filter((l) => l.includes('saturated'));
+    expect(saturated).to.deep.equal([
+      "  at 4 replicas the host was saturated: 1.98 of its 2 cores busy, PostgreSQL using 0.90 of them; the replicas' ratio measures the host there, not what another replica adds",
+    ]);
+    // Without the host's reading (the demo's older runs), a dash and no verdict.
+    const bare = scalingTable(scalingRows([figures(1, 300, 2.5, 3), figures(2, 560, 5, 6)]));
+    expect(bare).to.match(/^\s+2\s+560\s.*\s0\.60\s+-\s/m);
+    expect(bare).to.not.include('saturated');
   });
 
   it('tables runs with users per replica apart from runs with a fixed total, each headed by its load', () => {
