@@ -33,6 +33,11 @@ export interface EventBusOptions {
   renewMs: number;
   /** How often an owner reads its partitions and its owed orders without being woken. */
   pollMs: number;
+  /**
+   * How long a busy owner promises, at each lease tick, to read all its partitions by itself
+   * (default: three ticks). The other replicas send it no wake-ups meanwhile.
+   */
+  readingMs?: number;
   /** Most events read per batch, over all the partitions of the batch. */
   batchEvents?: number;
   /** This replica consumes (ROLE all or worker); otherwise it only produces. */
@@ -66,6 +71,10 @@ export class EventBus {
   private stopped = false;
   private started = false;
   private lastTick: LeaseTick | undefined;
+  /** When the last lease tick was sent (performance.now()). */
+  private lastTickSent: number | undefined;
+  /** Other owners reading all their partitions by themselves: until when (performance.now(), never later than they promised). */
+  private reading = new Map<string, number>();
   /** Hand-overs of partitions waiting for the batch under way. */
   private readonly handing = new Set<Promise<unknown>>();
 
@@ -81,6 +90,7 @@ export class EventBus {
       holder: this.leases.holder,
       ownerOf: (p) => (this.leases.holds(p) ? this.holder : this.owners.get(p)),
       wakeHere: (parts) => this.wake(parts),
+      readsAnyway: (owner) => (this.reading.get(owner) ?? 0) > performance.now(),
     });
     this.reader = new PartitionReader({
       db: opts.db,
@@ -176,7 +186,14 @@ export class EventBus {
   /** Renews and rebalances the leases; catches up on partitions just taken, hands back the extra. */
   async tick(): Promise<LeaseTick> {
     const run = (async () => {
-      const t = await this.leases.tick({ keep: this.stopped });
+      const sent = performance.now();
+      const readsForMs = this.promiseNow(sent);
+      const t = await this.leases.tick({ keep: this.stopped, readsForMs });
+      // Kept from when the answer came (at or after the promise's start in the database's clock);
+      // another replica's, counted from when this tick was sent (at or before it), less a linger.
+      if (readsForMs > 0) this.reader.readOnItsOwn(performance.now() + readsForMs);
+      const margin = this.opts.lingerMs ?? 0;
+      this.reading = new Map([...t.reading].map(([holder, leftMs]) => [holder, sent + leftMs - margin]));
       this.owners = t.owners;
       this.lastTick = t;
       if (t.released.length > 0) {
@@ -206,6 +223,23 @@ export class EventBus {
     } finally {
       if (this.ticking === run) this.ticking = undefined;
     }
+  }
+
+  /**
+   * How long this replica promises, with the tick being sent, to read all its partitions by itself:
+   * only while it is busy enough that reading them once a linger costs little more than it does
+   * anyway (batches with events at least every other linger since the last tick, or applying for
+   * half the time), and never while stopping or without a linger. 0: no promise.
+   */
+  private promiseNow(now: number): number {
+    const since = this.lastTickSent;
+    this.lastTickSent = now;
+    const { found, busyMs } = this.reader.activity();
+    const linger = this.opts.lingerMs ?? 0;
+    if (!this.opts.consumes || this.stopped || linger <= 0 || since === undefined || this.leases.owned().size === 0) return 0;
+    const elapsed = now - since;
+    const busy = found * 2 * linger >= elapsed || busyMs * 2 >= elapsed;
+    return busy ? (this.opts.readingMs ?? 3 * this.opts.renewMs) : 0;
   }
 
   /** Hands a committed event to its partition's owner (batched with others of the same linger). */

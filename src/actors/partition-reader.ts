@@ -46,6 +46,15 @@ export class PartitionReader {
   private stopped = false;
   /** What the last batch's statement read of the next one (see READ_AHEAD), until a batch uses it or it goes stale. */
   private ahead: ReadAhead | undefined;
+  /** When (performance.now()) the statement that read `ahead` was on its way: at or before its snapshot. */
+  private aheadSent = 0;
+  /** Until when (performance.now()) this replica has promised to read every partition it holds by itself (see `readOnItsOwn`). */
+  private readsUntil = 0;
+  /** When the last read of every partition held was sent (at or before the snapshot it saw). */
+  private lastFullRead = 0;
+  /** Batches that applied events, and time spent applying, since `activity()` last asked. */
+  private found = 0;
+  private busyMs = 0;
 
   constructor(private readonly opts: PartitionReaderOptions) {}
 
@@ -65,9 +74,33 @@ export class PartitionReader {
     return this.current;
   }
 
-  /** No batch under way or waiting to start, and no partition to read again by itself. */
+  /** No batch under way or waiting to start, no partition to read again by itself, and no promise to read them all. */
   get idle(): boolean {
-    return !this.pumping && !this.lingering && this.hot.size === 0 && this.dirty.size === 0;
+    return !this.pumping && !this.lingering && this.hot.size === 0 && this.dirty.size === 0 && !this.promised;
+  }
+
+  /** A read of every partition held, sent at or after the promise's end, is still owed. */
+  private get promised(): boolean {
+    return this.lastFullRead < this.readsUntil && !this.stopped;
+  }
+
+  /**
+   * Promises to read every partition this replica holds, once a linger at least, until `until`
+   * (performance.now()), and once more after it: an event committed before then is applied within
+   * a linger or so of its commit without anyone waking this replica. Later promises extend it.
+   */
+  readOnItsOwn(until: number): void {
+    if (until <= this.readsUntil) return;
+    this.readsUntil = until;
+    this.wake(this.opts.owned());
+  }
+
+  /** Batches that applied events, and milliseconds spent in batches, since the last call. */
+  activity(): { found: number; busyMs: number } {
+    const out = { found: this.found, busyMs: this.busyMs };
+    this.found = 0;
+    this.busyMs = 0;
+    return out;
   }
 
   /** The owed orders are retried with the next batch. */
@@ -94,13 +127,15 @@ export class PartitionReader {
 
   private startPump(): void {
     if (this.pumping || this.stopped) return;
+    const started = performance.now();
     // A batch applies many orders' events: it must not run inside the span of whatever woke it.
     this.pumping = detached(() => this.pump()).finally(() => {
       this.pumping = undefined;
+      this.busyMs += performance.now() - started;
       if (this.stopped) return;
       if (this.dirty.size > 0 || this.owedDue) return this.startPump();
-      if (this.hot.size > 0) {
-        const again = [...this.hot];
+      if (this.hot.size > 0 || this.promised) {
+        const again = this.promised ? [...new Set([...this.hot, ...this.opts.owned()])] : [...this.hot];
         this.hot.clear();
         this.wake(again);
       }
@@ -150,6 +185,8 @@ export class PartitionReader {
     const batchParts = ahead ? ahead.parts : parts;
     if (batchParts.length > 0) {
       const perPart = (n: number) => Math.max(50, Math.ceil(limit / n));
+      const sent = performance.now();
+      const readAt = ahead ? this.aheadSent : sent;
       const result = await applyPartitions(this.opts.db, this.opts.group, batchParts, {
         limitPerPart: perPart(batchParts.length),
         log: this.opts.log,
@@ -161,6 +198,9 @@ export class PartitionReader {
         },
       });
       this.ahead = owed ? undefined : result.ahead;
+      this.aheadSent = sent;
+      if (this.opts.owned().every((p) => batchParts.includes(p))) this.lastFullRead = Math.max(this.lastFullRead, readAt);
+      if ([...result.byPart.values()].some((n) => n > 0)) this.found += 1;
       for (const [part, n] of result.byPart) {
         this.opts.onApplied?.(part, n);
         if (n > 0) this.hot.add(part);

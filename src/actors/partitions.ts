@@ -82,7 +82,19 @@ export interface LeaseTick {
   live: number;
   /** Replicas gone for a while (their wake-up queues can be removed). */
   gone: string[];
+  /**
+   * Other replicas that promised to read all their partitions by themselves, with how much of the
+   * promise was left (ms) when the tick's statement ran (see `EventBus`).
+   */
+  reading: Map<string, number>;
 }
+
+/** Live replicas' promises to read by themselves: how much of each is left, in ms (a subquery; more conditions may follow). */
+const READING = `SELECT jsonb_object_agg(holder, floor(extract(epoch FROM reads_until - now()) * 1000)::int) FROM event_consumers
+   WHERE until > now() AND reads_until > now()`;
+
+const partsOf = (owners: Record<string, string> | null | undefined) => new Map(Object.entries(owners ?? {}).map(([p, h]) => [Number(p), h]));
+const readingOf = (reading: Record<string, number> | null | undefined) => new Map(Object.entries(reading ?? {}));
 
 /**
  * One replica's share of the partitions, as Kafka consumer groups share theirs: each replica that
@@ -107,16 +119,23 @@ export class PartitionLeases {
     return this.mine.has(part);
   }
 
-  async tick(opts: { keep?: boolean } = {}): Promise<LeaseTick> {
+  /**
+   * Renews this replica's leases and heartbeat, rebalances, and learns the owners. `readsForMs`:
+   * this replica promises to read all its partitions by itself for that long from now (0: no promise).
+   */
+  async tick(opts: { keep?: boolean; readsForMs?: number } = {}): Promise<LeaseTick> {
     const { db, leaseMs } = this.opts;
     if (!this.opts.consumes) {
-      const rows = await db.query<{ part: number; holder: string }>('SELECT part, holder FROM event_partitions WHERE until > now() AND holder IS NOT NULL');
-      return { mine: [], acquired: [], released: [], owners: new Map(rows.map((r) => [r.part, r.holder])), live: 0, gone: [] };
+      const [state] = await db.query<{ owners: Record<string, string> | null; reading: Record<string, number> | null }>(
+        `SELECT (SELECT jsonb_object_agg(part, holder) FROM event_partitions WHERE until > now() AND holder IS NOT NULL) AS owners, (${READING}) AS reading`,
+      );
+      return { mine: [], acquired: [], released: [], owners: partsOf(state?.owners), live: 0, gone: [], reading: readingOf(state?.reading) };
     }
-    const [state] = await db.query<{ live: number; mine: number[]; others: Record<string, string> | null; gone: string[] }>(
+    const [state] = await db.query<{ live: number; mine: number[]; others: Record<string, string> | null; gone: string[]; reading: Record<string, number> | null }>(
       `WITH hb AS (
-         INSERT INTO event_consumers (holder, until) VALUES ($1, now() + make_interval(secs => $2::float8 / 1000))
-         ON CONFLICT (holder) DO UPDATE SET until = EXCLUDED.until
+         INSERT INTO event_consumers (holder, until, reads_until)
+         VALUES ($1, now() + make_interval(secs => $2::float8 / 1000), CASE WHEN $4::float8 > 0 THEN now() + make_interval(secs => $4::float8 / 1000) END)
+         ON CONFLICT (holder) DO UPDATE SET until = EXCLUDED.until, reads_until = EXCLUDED.reads_until
        ), renewed AS (
          UPDATE event_partitions SET until = now() + make_interval(secs => $2::float8 / 1000) WHERE holder = $1 AND part <> ALL($3::smallint[]) RETURNING part
        ), gone AS (
@@ -125,11 +144,12 @@ export class PartitionLeases {
        SELECT (SELECT count(*)::int FROM event_consumers WHERE until > now() AND holder <> $1) + 1 AS live,
               (SELECT coalesce(array_agg(part::int ORDER BY part), '{}') FROM renewed) AS mine,
               (SELECT jsonb_object_agg(part, holder) FROM event_partitions WHERE until > now() AND holder <> $1) AS others,
-              (SELECT coalesce(array_agg(holder), '{}') FROM gone) AS gone`,
-      [this.holder, leaseMs, [...this.releasing]],
+              (SELECT coalesce(array_agg(holder), '{}') FROM gone) AS gone,
+              (${READING} AND holder <> $1) AS reading`,
+      [this.holder, leaseMs, [...this.releasing], opts.readsForMs ?? 0],
     );
     const mine = new Set(state!.mine);
-    const owners = new Map(Object.entries(state!.others ?? {}).map(([p, h]) => [Number(p), h]));
+    const owners = partsOf(state!.others);
     const target = Math.ceil(this.opts.partitions / state!.live);
     const acquired: number[] = [];
     const released: number[] = [];
@@ -156,7 +176,7 @@ export class PartitionLeases {
       this.releasing.add(p);
     }
     this.mine = mine;
-    return { mine: [...this.mine].sort((a, b) => a - b), acquired, released, owners, live: state!.live, gone: state!.gone };
+    return { mine: [...this.mine].sort((a, b) => a - b), acquired, released, owners, live: state!.live, gone: state!.gone, reading: readingOf(state!.reading) };
   }
 
   /** Hands partitions back (after this replica stopped processing them), so another takes them at once. */

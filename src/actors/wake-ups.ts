@@ -38,6 +38,8 @@ export interface WakeUpsOptions {
   ownerOf: (part: number) => string | undefined;
   /** Wakes partitions this replica holds. */
   wakeHere: (parts: number[]) => void;
+  /** Whether another owner is known to be reading all its partitions by itself now: it is sent nothing. */
+  readsAnyway?: (owner: string) => boolean;
 }
 
 /**
@@ -46,7 +48,8 @@ export interface WakeUpsOptions {
  * linger). Another owner gets one job per linger when it has had none for `remoteEveryMs`, else
  * the partitions wait for the end of that interval: the first events after a quiet spell travel at
  * once, and under load an owner, which reads its busy partitions again by itself, is not sent a
- * job for every linger by every replica.
+ * job for every linger by every replica. An owner that has promised to read all its partitions by
+ * itself for now (`readsAnyway`) is sent nothing.
  */
 export class WakeUps {
   private readonly producer: Redis;
@@ -120,6 +123,7 @@ export class WakeUps {
 
   /** Sends another owner its partitions now, or at the end of its `remoteEveryMs` if one went lately. */
   private toRemote(owner: string, parts: readonly number[], links: readonly string[]): void {
+    if (this.opts.readsAnyway?.(owner)) return;
     const every = this.opts.remoteEveryMs ?? 0;
     let state = this.remote.get(owner);
     if (!state) {

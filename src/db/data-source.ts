@@ -16,6 +16,7 @@ import { ClusterIdentity1769100000000 } from './migrations/1769100000000-cluster
 import { TraceContext1769200000000 } from './migrations/1769200000000-trace-context.ts';
 import { OwedEventsAsWork1769300000000 } from './migrations/1769300000000-owed-events-as-work.ts';
 import { RedundantUniques1769400000000 } from './migrations/1769400000000-redundant-uniques.ts';
+import { OwnersReading1769500000000 } from './migrations/1769500000000-owners-reading.ts';
 
 export const MIGRATIONS = [
   InitialSchema1764000000000,
@@ -32,6 +33,7 @@ export const MIGRATIONS = [
   TraceContext1769200000000,
   OwedEventsAsWork1769300000000,
   RedundantUniques1769400000000,
+  OwnersReading1769500000000,
 ];
 
 /** Any number of replicas may start at once; this lock lets exactly one run migrations at a time. */

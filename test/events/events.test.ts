@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { applyPartitions } from '../../src/actors/consumers/apply.ts';
 import type { ConsumerGroup } from '../../src/actors/consumers/types.ts';
+import { PartitionLeases } from '../../src/actors/partitions.ts';
 import { createLogger } from '../../src/log.ts';
 import { commandRequest, eventually, request, startInstance, startSystem, type AppInstance, type Parties, type TestSystem, withSharedSystem } from '../support/system.ts';
 
@@ -314,6 +315,28 @@ describe('events: replicas share the partitions', function () {
       await eventually(async () => sys.runtime.bus.owned().length === 32, 'the first replica to take every partition back', 15_000);
       const later = await sys.placeOrder(p);
       await eventually(async () => (await pending(sys, later.id)).behind === 0, 'a new order applied after the hand-over');
+    } finally {
+      await sys.close();
+    }
+  });
+
+  it('a busy owner promises to read by itself with its lease tick; every replica learns for how long, until it stops promising', async () => {
+    const sys = await startSystem({ name: 'reading' });
+    try {
+      const db = sys.runtime.pg;
+      // A replica that keeps its partitions as they are (keep) and one that only produces.
+      const owner = new PartitionLeases({ db, partitions: 32, leaseMs: 5000, consumes: true });
+      const producer = new PartitionLeases({ db, partitions: 32, leaseMs: 5000, consumes: false });
+      try {
+        await owner.tick({ keep: true, readsForMs: 3000 });
+        const left = (await producer.tick()).reading.get(owner.holder);
+        expect(left, 'what is left of the promise').to.be.within(2000, 3000);
+        expect((await sys.runtime.bus.leases.tick({ keep: true })).reading.get(owner.holder), 'a consuming replica learns it too').to.be.within(2000, 3000);
+        await owner.tick({ keep: true });
+        expect((await producer.tick()).reading.has(owner.holder), 'no promise once it stopped promising').to.equal(false);
+      } finally {
+        await owner.leave();
+      }
     } finally {
       await sys.close();
     }

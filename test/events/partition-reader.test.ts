@@ -46,4 +46,40 @@ describe('event partitions: an owner reads a busy partition again by itself', fu
       await db.query('DELETE FROM consumer_positions WHERE grp = $1', [group]);
     }
   });
+
+  it('applies events nobody woke it for while it has promised to read on its own, and stops once a read sent after the promise found nothing', async () => {
+    const db = sys.runtime.pg;
+    const group = `promised-reader-${Date.now()}`;
+    await ensurePartitions(db, await partitionCount(db), [group]);
+    const parts = Array.from({ length: await partitionCount(db) }, (_, i) => i);
+    const seen: OrderEvent[] = [];
+    const consumers: ConsumerGroup = {
+      name: group,
+      consumers: [{
+        name: `${group}.recorder`,
+        plan: (batch) => ({ states: batch.map(() => null), effects: [], afterCommit: () => seen.push(...batch.flatMap((o) => o.events)) }),
+      }],
+    };
+    const leases = { holds: () => true, owned: () => new Set(parts) } as unknown as PartitionLeases;
+    const reader = new PartitionReader({ db, group: consumers, leases, owned: () => parts, log: createLogger('silent'), lingerMs: 20 });
+    try {
+      expect(reader.idle, 'nothing to read before the promise').to.equal(true);
+      const promisedAt = performance.now();
+      reader.readOnItsOwn(promisedAt + 4000);
+      expect(reader.idle, 'a promise to keep').to.equal(false);
+      // Never woken: only the promise reads these.
+      const order = await sys.placeOrder(p);
+      await sys.drive(p, order.id, ['pay']);
+      await eventually(async () => seen.filter((e) => e.orderId === order.id).length === 2, 'OrderPlaced and OrderPaid, with no wake-up for them', 4000);
+      expect(seen.filter((e) => e.orderId === order.id).map((e) => e.seq)).to.deep.equal([1, 2]);
+      const { found } = reader.activity();
+      expect(found, 'batches that applied events').to.be.at.least(1);
+      await eventually(async () => reader.idle, 'the reader to stop once the promise has run out', 10_000);
+      expect(performance.now() - promisedAt, 'it read until the promise ended').to.be.at.least(4000);
+    } finally {
+      reader.stop();
+      await reader.reading;
+      await db.query('DELETE FROM consumer_positions WHERE grp = $1', [group]);
+    }
+  });
 });

@@ -91,4 +91,34 @@ describe('event wake-ups to other owners', () => {
     expect(jobs.map((j) => j.parts)).to.deep.equal([[7], [8]]);
     expect(jobs[1]!.at, 'partition 8 was held until the close').to.be.at.least(closing);
   });
+
+  it('sends nothing to an owner that reads all its partitions by itself, and wakes it again once it stops', async () => {
+    let reading = true;
+    const wakeUps = new WakeUps({
+      redisUrl: TEST_REDIS_URL,
+      prefix,
+      lingerMs: 0,
+      remoteEveryMs: 0,
+      log: createLogger('silent'),
+      holder: 'r-writer',
+      ownerOf: (p) => (p === 5 ? 'r-reading' : 'r-woken'),
+      wakeHere: () => undefined,
+      readsAnyway: (owner) => owner === 'r-reading' && reading,
+    });
+    await wakeUps.connect();
+    try {
+      wakeUps.announce(5);
+      wakeUps.announce(6);
+      // The owner that is not reading by itself is woken: once it has its job, the flush that would
+      // have sent the other one has run too.
+      await eventually(async () => expect(await jobsOf('r-woken')).to.have.length(1), 'the wake-up of the owner not reading by itself', 2000);
+      expect(await jobsOf('r-reading'), 'an owner reading by itself is sent nothing').to.deep.equal([]);
+      reading = false;
+      wakeUps.announce(5);
+      await eventually(async () => expect(await jobsOf('r-reading')).to.have.length(1), 'its wake-up once its promise ended', 2000);
+      expect((await jobsOf('r-reading'))[0]!.parts).to.deep.equal([5]);
+    } finally {
+      await wakeUps.close(1000);
+    }
+  });
 });
