@@ -188,10 +188,15 @@ export class EventBus {
     const run = (async () => {
       const sent = performance.now();
       const readsForMs = this.promiseNow(sent);
-      const t = await this.leases.tick({ keep: this.stopped, readsForMs });
-      // Kept from when the answer came (at or after the promise's start in the database's clock);
-      // another replica's, counted from when this tick was sent (at or before it), less a linger.
-      if (readsForMs > 0) this.reader.readOnItsOwn(performance.now() + readsForMs);
+      // Kept from when the answer came (at or after the promise's start in the database's clock), or
+      // the error (the statement may have committed all the same); another replica's, counted from
+      // when this tick was sent (at or before it), less a linger.
+      const keep = () => readsForMs > 0 && this.reader.readOnItsOwn(performance.now() + readsForMs);
+      const t = await this.leases.tick({ keep: this.stopped, readsForMs }).catch((err: unknown) => {
+        keep();
+        throw err;
+      });
+      keep();
       const margin = this.opts.lingerMs ?? 0;
       this.reading = new Map([...t.reading].map(([holder, leftMs]) => [holder, sent + leftMs - margin]));
       this.owners = t.owners;
