@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
-import { checkAnswer, schemaValidator, type OpenApiDocument } from '../support/contract.ts';
+import { checkAnswer, ContractChecker, schemaValidator, type OpenApiDocument } from '../support/contract.ts';
 import { request, sharedSystem, type TestSystem } from '../support/system.ts';
 
 /** The checker every answer of the suite goes through (support/contract.ts) catches what it should. */
@@ -55,5 +55,25 @@ describe('the OpenAPI contract check', () => {
     };
     expect(check('GET', '/notifications', 200, [notification])).to.match(/body does not match.*notificationId/);
     expect(check('GET', '/notifications', 200, [{ ...notification, notificationId: '0cc175b9-c0f1-86a8-b1c3-99e269772661' }])).to.equal(undefined);
+  });
+
+  it('holds a port to a service only while that service has it: once it closed, what takes the port next is not judged by its document', async () => {
+    const checker = new ContractChecker();
+    const url = 'http://127.0.0.1:1';
+    const gatewayAnswer = { method: 'PUT', path: '/_admin/behaviour', status: 200, contentType: json, body: {} };
+    const unregister = checker.registerRoutes(url, sys.routes);
+    await checker.check(url, gatewayAnswer);
+    expect(checker.violations, 'judged by the service registered there').to.have.length(1);
+    // Another service on the same port since: the first one's end leaves the second's registration be.
+    const second = checker.registerRoutes(url, sys.routes);
+    unregister();
+    await checker.check(url, gatewayAnswer);
+    expect(checker.violations, 'still the second service').to.have.length(2);
+    second();
+    await checker.check(url, gatewayAnswer);
+    checker.forget(url);
+    await checker.check(url, gatewayAnswer);
+    expect(checker.violations, 'nothing registered there any more').to.have.length(2);
+    expect(checker.checked).to.equal(2);
   });
 });

@@ -39,7 +39,8 @@ async function startService(extra: Record<string, string>): Promise<Service> {
     if (child.exitCode !== null) throw new Error(`service exited early:\n${output}`);
     return (await fetch(`${baseUrl}/readyz`)).status === 200;
   }, 'the service to be ready', 30_000);
-  contract.registerServed(baseUrl);
+  // Once it has exited, whatever takes its port next is not this service.
+  void exited.then(contract.registerServed(baseUrl));
   return { baseUrl, child, output: () => output, exited };
 }
 

@@ -73,20 +73,36 @@ export class ContractChecker {
   checked = 0;
 
   /** An in-process app: its document is built from its route table. */
-  registerRoutes(baseUrl: string, routes: readonly Route[]): void {
+  registerRoutes(baseUrl: string, routes: readonly Route[]): () => void {
     const doc = buildOpenApi(routes, { title: 'Baedal API', version: 'test' }) as unknown as OpenApiDocument;
-    this.services.set(baseUrl, Promise.resolve({ doc, validator: schemaValidator(doc) }));
+    return this.register(baseUrl, Promise.resolve({ doc, validator: schemaValidator(doc) }));
   }
 
   /** A service process: its document is the one it serves. */
-  registerServed(baseUrl: string): void {
-    this.services.set(
+  registerServed(baseUrl: string): () => void {
+    return this.register(
       baseUrl,
       fetch(`${baseUrl}/openapi.json`)
         .then((res) => res.json() as Promise<OpenApiDocument>)
         .then((doc) => ({ doc, validator: schemaValidator(doc) }))
         .catch(() => undefined),
     );
+  }
+
+  /** Holds `baseUrl`'s answers to `entry`'s document; the function returned ends that, unless another service registered there since. */
+  private register(baseUrl: string, entry: Promise<{ doc: OpenApiDocument; validator: ReturnType<typeof schemaValidator> } | undefined>): () => void {
+    this.services.set(baseUrl, entry);
+    return () => {
+      if (this.services.get(baseUrl) === entry) this.services.delete(baseUrl);
+    };
+  }
+
+  /**
+   * What listens at `baseUrl` is no longer that service (it closed, or something else took the
+   * port): answers from there are not held to its document any more.
+   */
+  forget(baseUrl: string): void {
+    this.services.delete(baseUrl);
   }
 
   async check(baseUrl: string, answer: Checked): Promise<void> {

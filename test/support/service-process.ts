@@ -48,6 +48,8 @@ export async function startServiceProcess(opts: { gatewayUrl: string; queuePrefi
     if (child.exitCode !== null) throw new Error(`service exited early:\n${output}`);
     return (await request(baseUrl, 'GET', '/readyz')).status === 200;
   }, 'the service process to be ready', 30_000);
-  contract.registerServed(baseUrl);
+  // Once it has exited, whatever takes its port next is not this service.
+  const unregister = contract.registerServed(baseUrl);
+  void exited.then(unregister);
   return { baseUrl, child, exited, output: () => output };
 }

@@ -185,7 +185,7 @@ export async function startInstance(opts: InstanceOptions): Promise<AppInstance>
   const { koa, routes } = createApp({ ...runtime, log, ...appSettings(config) });
   const http = createServer(koa.callback());
   const baseUrl = await listen(http);
-  contract.registerRoutes(baseUrl, routes);
+  const unregister = contract.registerRoutes(baseUrl, routes);
   let closed: Promise<void> | undefined;
   return {
     baseUrl,
@@ -195,6 +195,7 @@ export async function startInstance(opts: InstanceOptions): Promise<AppInstance>
     close: () =>
       (closed ??= (async () => {
         await new Promise<void>((resolve) => http.close(() => resolve()));
+        unregister();
         await runtime.close();
       })()),
   };
@@ -223,14 +224,16 @@ export async function serveApp(
   opts.prepare?.(koa);
   const http = createServer(koa.callback());
   const baseUrl = await listen(http);
-  // Routes a test adds (prepare) are not the API's: such an app's answers are not held to the document.
-  if (!opts.prepare) contract.registerRoutes(baseUrl, routes);
+  // Routes a test adds (prepare) are not the API's: such an app's answers are not held to the document
+  // (nor to that of a service that had the port before).
+  const unregister = opts.prepare ? (contract.forget(baseUrl), () => undefined) : contract.registerRoutes(baseUrl, routes);
   return {
     baseUrl,
     koa,
     routes,
     request: (method, path, o) => request(baseUrl, method, path, o),
-    close: () => new Promise<void>((resolve) => http.close(() => resolve())),
+    close: () =>
+      new Promise<void>((resolve) => http.close(() => resolve())).then(unregister),
   };
 }
 
@@ -273,6 +276,8 @@ export interface SystemOptions {
 
 export async function startSystem(opts: SystemOptions = {}): Promise<TestSystem> {
   const gateway = await createFakeGateway({ port: 0 });
+  // The gateway is not the API: a service that had its port before does not judge its answers.
+  contract.forget(gateway.url);
   const queuePrefix = `{baedal-test-${randomUUID()}}`;
   let databaseUrl = TEST_DATABASE_URL;
   if (opts.name) {
