@@ -16,9 +16,13 @@ describe('event partitions: an owner reads a busy partition again by itself', fu
   let p: Parties;
   withSharedSystem({ system: (s) => (sys = s), parties: (x) => (p = x) });
 
-  it('applies the events committed after its last wake-up, one linger later, while the partition has events', async () => {
+  /**
+   * A reader of a consumer group of its own that records what it applies, holding every partition;
+   * nothing wakes it but the test.
+   */
+  async function recordingReader(name: string, lingerMs: number) {
     const db = sys.runtime.pg;
-    const group = `hot-reader-${Date.now()}`;
+    const group = `${name}-${Date.now()}`;
     await ensurePartitions(db, await partitionCount(db), [group]);
     const parts = Array.from({ length: await partitionCount(db) }, (_, i) => i);
     const seen: OrderEvent[] = [];
@@ -30,7 +34,12 @@ describe('event partitions: an owner reads a busy partition again by itself', fu
       }],
     };
     const leases = { holds: () => true, owned: () => new Set(parts) } as unknown as PartitionLeases;
-    const reader = new PartitionReader({ db, group: consumers, leases, owned: () => parts, log: createLogger('silent'), lingerMs: 3000 });
+    const reader = new PartitionReader({ db, group: consumers, leases, owned: () => parts, log: createLogger('silent'), lingerMs });
+    return { db, group, parts, seen, reader };
+  }
+
+  it('applies the events committed after its last wake-up, one linger later, while the partition has events', async () => {
+    const { db, group, parts, seen, reader } = await recordingReader('hot-reader', 3000);
     try {
       const order = await sys.placeOrder(p);
       const of = (type: string) => seen.some((e) => e.orderId === order.id && e.type === type);
@@ -48,20 +57,7 @@ describe('event partitions: an owner reads a busy partition again by itself', fu
   });
 
   it('applies events nobody woke it for while it has promised to read on its own, and stops once a read sent after the promise found nothing', async () => {
-    const db = sys.runtime.pg;
-    const group = `promised-reader-${Date.now()}`;
-    await ensurePartitions(db, await partitionCount(db), [group]);
-    const parts = Array.from({ length: await partitionCount(db) }, (_, i) => i);
-    const seen: OrderEvent[] = [];
-    const consumers: ConsumerGroup = {
-      name: group,
-      consumers: [{
-        name: `${group}.recorder`,
-        plan: (batch) => ({ states: batch.map(() => null), effects: [], afterCommit: () => seen.push(...batch.flatMap((o) => o.events)) }),
-      }],
-    };
-    const leases = { holds: () => true, owned: () => new Set(parts) } as unknown as PartitionLeases;
-    const reader = new PartitionReader({ db, group: consumers, leases, owned: () => parts, log: createLogger('silent'), lingerMs: 20 });
+    const { db, group, seen, reader } = await recordingReader('promised-reader', 20);
     try {
       expect(reader.idle, 'nothing to read before the promise').to.equal(true);
       const promisedAt = performance.now();
