@@ -17,6 +17,7 @@ import { TraceContext1769200000000 } from './migrations/1769200000000-trace-cont
 import { OwedEventsAsWork1769300000000 } from './migrations/1769300000000-owed-events-as-work.ts';
 import { RedundantUniques1769400000000 } from './migrations/1769400000000-redundant-uniques.ts';
 import { OwnersReading1769500000000 } from './migrations/1769500000000-owners-reading.ts';
+import { PayloadStatistics1769600000000 } from './migrations/1769600000000-payload-statistics.ts';
 
 export const MIGRATIONS = [
   InitialSchema1764000000000,
@@ -34,6 +35,7 @@ export const MIGRATIONS = [
   OwedEventsAsWork1769300000000,
   RedundantUniques1769400000000,
   OwnersReading1769500000000,
+  PayloadStatistics1769600000000,
 ];
 
 /** Any number of replicas may start at once; this lock lets exactly one run migrations at a time. */
