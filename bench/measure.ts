@@ -1,7 +1,7 @@
 // What the benchmark samples around one load run: CPU time of every party, memory of the
 // service processes, and view lag when the service reports it.
 import { percentile } from '../scripts/load/stats.ts';
-import { cpuSeconds, machineCpu, postgresCpuSeconds, redisCpuSeconds, rssBytes } from './proc.ts';
+import { cpuSeconds, machineCpu, mainThreadCpuSeconds, postgresCpuSeconds, redisCpuSeconds, rssBytes } from './proc.ts';
 
 export interface Watched {
   name: string;
@@ -11,6 +11,8 @@ export interface Watched {
 export interface CpuSnapshot {
   at: number;
   byName: Map<string, number>;
+  /** The same processes' main threads. */
+  mainByName: Map<string, number>;
   postgres: number;
   redis: number;
   machine: { busy: number; total: number };
@@ -20,6 +22,7 @@ export function cpuSnapshot(watched: readonly Watched[]): CpuSnapshot {
   return {
     at: performance.now(),
     byName: new Map(watched.map((w) => [w.name, cpuSeconds(w.pid)])),
+    mainByName: new Map(watched.map((w) => [w.name, mainThreadCpuSeconds(w.pid)])),
     postgres: postgresCpuSeconds(),
     redis: redisCpuSeconds(),
     machine: machineCpu(),
@@ -30,6 +33,8 @@ export function cpuSnapshot(watched: readonly Watched[]): CpuSnapshot {
 export interface CpuUse {
   seconds: number;
   byName: Record<string, number>;
+  /** The same for each process's main thread alone (the rest is its helper threads'). */
+  mainByName: Record<string, number>;
   postgres: number;
   redis: number;
   /** Cores busy on average over the window, everything on the machine included. */
@@ -40,9 +45,12 @@ export function cpuUse(a: CpuSnapshot, b: CpuSnapshot): CpuUse {
   const seconds = (b.at - a.at) / 1000;
   const byName: Record<string, number> = {};
   for (const [name, v] of b.byName) byName[name] = v - (a.byName.get(name) ?? v);
+  const mainByName: Record<string, number> = {};
+  for (const [name, v] of b.mainByName) mainByName[name] = v - (a.mainByName.get(name) ?? v);
   return {
     seconds,
     byName,
+    mainByName,
     postgres: b.postgres - a.postgres,
     redis: b.redis - a.redis,
     machineBusyCores: (b.machine.busy - a.machine.busy) / seconds,

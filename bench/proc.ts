@@ -18,10 +18,10 @@ interface StatTimes {
   children: number;
 }
 
-function statTimes(pid: number): StatTimes | undefined {
+function statTimes(pid: number, path = `/proc/${pid}/stat`): StatTimes | undefined {
   let text: string;
   try {
-    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    text = readFileSync(path, 'utf8');
   } catch {
     return undefined; // gone
   }
@@ -35,6 +35,15 @@ function statTimes(pid: number): StatTimes | undefined {
 /** CPU seconds (user + system) the process has used so far, 0 once it is gone. */
 export function cpuSeconds(pid: number): number {
   return statTimes(pid)?.own ?? 0;
+}
+
+/**
+ * CPU seconds the process's main thread has used so far (0 once it is gone). The rest of
+ * `cpuSeconds` is its other threads': for Node, V8's compiler and garbage-collector helpers and
+ * libuv's pool, which a CPU quota counts as much as the main thread.
+ */
+export function mainThreadCpuSeconds(pid: number): number {
+  return statTimes(pid, `/proc/${pid}/task/${pid}/stat`)?.own ?? 0;
 }
 
 /** Resident memory in bytes, or undefined once the process is gone. */

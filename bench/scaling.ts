@@ -264,6 +264,11 @@ export interface ReplicaFigures {
   partitionsOwned?: number;
   partitionsApplied?: number;
   cpuCores: number;
+  /**
+   * Share of the replica's CPU spent off its main thread: V8 compiling hot code and collecting
+   * garbage on helper threads (and libuv's pool). High while the replica is still warming up.
+   */
+  helperShare?: number;
   /** Share of the CFS periods in which the quota held the replica back. */
   throttledShare?: number;
 }
@@ -309,7 +314,14 @@ export interface ScalingInput {
    * The measured window's length and the CPU seconds each replica (by name) and PostgreSQL used in
    * it; with `host`, the cores of the whole machine busy in it and how many it has.
    */
-  cpu: { seconds: number; replicaSeconds: Record<string, number>; postgresSeconds: number; host?: { busyCores: number; cores: number } };
+  cpu: {
+    seconds: number;
+    replicaSeconds: Record<string, number>;
+    /** The CPU seconds of each replica's main thread alone, when measured. */
+    replicaMainSeconds?: Record<string, number>;
+    postgresSeconds: number;
+    host?: { busyCores: number; cores: number };
+  };
   sample: ScalingSample;
   /** The view lag p99 measured another way (the benchmark's GET /views/_status); else the sample's. */
   viewLag?: { p99Ms: number; from: string };
@@ -323,6 +335,7 @@ export function scalingFigures(x: ScalingInput): ScalingFigures {
   const perCommand = (seconds: number) => (x.load.commands ? (seconds * 1000) / x.load.commands : NaN);
   const perReplica = sample.perReplica.map((r): ReplicaFigures => {
     const seconds = x.cpu.replicaSeconds[r.name] ?? NaN;
+    const main = x.cpu.replicaMainSeconds?.[r.name];
     return {
       name: r.name,
       commandShare: commandsTotal ? r.commands / commandsTotal : 0,
@@ -330,6 +343,7 @@ export function scalingFigures(x: ScalingInput): ScalingFigures {
       ...(r.partitionsOwned !== undefined && { partitionsOwned: r.partitionsOwned }),
       ...(r.partitionsApplied !== undefined && { partitionsApplied: r.partitionsApplied }),
       cpuCores: seconds / x.cpu.seconds,
+      ...(main !== undefined && Number.isFinite(main) && seconds > 0 && { helperShare: Math.min(1, Math.max(0, 1 - main / seconds)) }),
       ...(r.throttling && { throttledShare: r.throttling.periods ? r.throttling.throttled / r.throttling.periods : 0 }),
     };
   });
@@ -386,6 +400,7 @@ export function describeReplicas(s: ScalingFigures, a: Autoscaling, indent = '  
       parts.push(`partitions owned ${f(r.partitionsOwned, 0).padStart(3)}, applied ${f(r.partitionsApplied, 0).padStart(3)}`);
     }
     parts.push(`CPU ${f(r.cpuCores, 2)} cores${s.cpuPerReplica !== undefined ? ` of ${s.cpuPerReplica}` : ''}`);
+    if (r.helperShare !== undefined) parts.push(`off the main thread ${pct(r.helperShare)}`);
     if (r.throttledShare !== undefined) parts.push(`throttled in ${pct(r.throttledShare)} of periods`);
     return `${indent}${parts.join('   ')}`;
   });

@@ -41,7 +41,8 @@ whether every notification arrived and their delivery lag, and ratios to the cei
 (--targets restate) delivers the same notifications to the same receiver. With several process
 counts, the scaling table (per process count: commands/s, p99, service and PostgreSQL CPU per
 command, each with its ratio to the fewest processes, view lag, CPU % of the pod's request and the
-HPA's decision) and each process's share of the commands and events.
+HPA's decision) and each process's share of the commands and events, and of its CPU off the main
+thread (V8's compiler and garbage collector; high while the process still warms up).
 
   --targets <list>       baedal, restate, or both (back to back)                 (default baedal)
   --concurrency <list>   virtual users per run                                   (default 1,16,64)
@@ -635,6 +636,7 @@ async function benchBaedal(
           cpu: {
             seconds: result.cpu.seconds,
             replicaSeconds: Object.fromEntries(services.map((s) => [s.process.name, result.cpu.byName[`server:${s.process.name}`] ?? NaN])),
+            replicaMainSeconds: Object.fromEntries(services.map((s) => [s.process.name, result.cpu.mainByName[`server:${s.process.name}`] ?? NaN])),
             postgresSeconds: result.cpu.postgres,
             host: { busyCores: result.cpu.machineBusyCores, cores: availableParallelism() },
           },

@@ -29,7 +29,8 @@ docs/scaling.md does). For each replica count it prints commands/s and their rat
 command of the replicas (all together) and of PostgreSQL with their ratios to the first step, each
 replica's share of the commands and of the events applied (per partition, when the replicas report
 baedal_events_applied_total{partition}; else of baedal_events_delivered_total), the partitions each
-owns, its CPU and how often its quota throttled it, the view lag p99 (baedal_view_lag_seconds,
+owns, its CPU, the share of it off the main thread (V8 compiling and collecting garbage on its
+helper threads: high while the replica still warms up) and how often its quota throttled it, the view lag p99 (baedal_view_lag_seconds,
 sampled every second), the event backlog, and the decision the autoscaler of k8s/hpa.yaml and
 k8s/keda would take from those figures: desired = ceil(current × metric ÷ target), the larger of
 the CPU and backlog proposals, within minReplicas..maxReplicas. At the end it waits until nothing
@@ -174,7 +175,7 @@ async function runStep(replicas: number, n: number): Promise<ScalingFigures & { 
     ...(perReplica && { concurrencyPerReplica: true }),
     ...(cores !== undefined && { cpuPerReplica: cores }),
     load: { commands: summary.commands, commandsPerS: summary.commandsPerS, p99Ms: summary.latencyMs.overall.p99, errors: summary.errors.total },
-    cpu: { seconds: cpu.seconds, replicaSeconds: cpu.byName, postgresSeconds: cpu.postgres, host: { busyCores: cpu.machineBusyCores, cores: availableParallelism() } },
+    cpu: { seconds: cpu.seconds, replicaSeconds: cpu.byName, replicaMainSeconds: cpu.mainByName, postgresSeconds: cpu.postgres, host: { busyCores: cpu.machineBusyCores, cores: availableParallelism() } },
     sample: await sampler.result(),
     autoscaling: AUTOSCALING,
   });

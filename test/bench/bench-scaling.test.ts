@@ -2,7 +2,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
 import { hpaDecision, proposal, type Autoscaling } from '../../bench/autoscaler.ts';
-import { backlogOf, medianRows, parseExposition, readReplica, ScalingSampler, scalingFigures, scalingRows, scalingTable, scalingTables, windowOf, type ScalingFigures } from '../../bench/scaling.ts';
+import { backlogOf, describeReplicas, medianRows, parseExposition, readReplica, ScalingSampler, scalingFigures, scalingRows, scalingTable, scalingTables, windowOf, type ScalingFigures } from '../../bench/scaling.ts';
 
 const AUTOSCALING: Autoscaling = { min: 1, max: 3, cpuTargetPercent: 50, cpuRequestCores: 0.2, backlogTarget: 100, backlogQuery: 'q' };
 
@@ -144,6 +144,26 @@ describe('bench: the scaling figures and table', () => {
     expect(f.partitions).to.deep.equal({ count: 2, single: 2, shared: [] });
     // 0.25 core of a 0.2 core request is 125 %: ceil(2 × 125 ÷ 50) = 5, held to max 3.
     expect(f.hpa).to.deep.include({ cpuPercentOfRequest: 125, cpuProposal: 5, desired: 3 });
+  });
+
+  it("each replica's share of its CPU off the main thread (V8's compiler and collector), when measured", () => {
+    const base = figures(2, 600, 5, 3, 120);
+    expect(base.perReplica.every((r) => r.helperShare === undefined)).to.equal(true);
+    expect(describeReplicas(base, AUTOSCALING)).not.to.include('off the main thread');
+    const measured = scalingFigures({
+      concurrency: 48,
+      cpuPerReplica: 0.25,
+      load: { commands: 6000, commandsPerS: 600, p99Ms: 100, errors: 0 },
+      cpu: { seconds: 10, replicaSeconds: { 'service-1': 2.5, 'service-2': 2 }, replicaMainSeconds: { 'service-1': 2, 'service-2': Number.NaN }, postgresSeconds: 3 },
+      sample: { perReplica: ['service-1', 'service-2'].map((name) => ({ name, commands: 100, events: 300 })), eventsSource: 'baedal_events_applied_total', partitions: new Map() },
+      autoscaling: AUTOSCALING,
+    });
+    // service-1: 2 of its 2.5 s on the main thread, 20 % on the others; service-2's main thread unread: no figure.
+    expect(measured.perReplica[0]!.helperShare).to.be.closeTo(0.2, 1e-9);
+    expect(measured.perReplica[1]!.helperShare).to.equal(undefined);
+    const lines = describeReplicas(measured, AUTOSCALING).split('\n');
+    expect(lines[0]).to.include('off the main thread 20 %');
+    expect(lines[1]).not.to.include('off the main thread');
   });
 
   it('ratios to the fewest replicas, and the median of each figure over rounds', () => {

@@ -1,0 +1,38 @@
+import { spawn } from 'node:child_process';
+import { expect } from 'chai';
+import { waitUntil } from '../../bench/processes.ts';
+import { cpuSeconds, mainThreadCpuSeconds } from '../../bench/proc.ts';
+
+/** A Node process that keeps one core busy for 20 s, on its main thread or on a worker thread. */
+function busyProcess(on: 'main' | 'worker') {
+  const spin = 'const end = Date.now() + 20000; while (Date.now() < end);';
+  const code = on === 'main' ? spin : `new (require('node:worker_threads').Worker)(${JSON.stringify(spin)}, { eval: true }); setTimeout(() => {}, 20000);`;
+  const child = spawn(process.execPath, ['-e', code], { stdio: 'ignore' });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  return { pid: child.pid!, stop: async () => (child.kill('SIGKILL'), await exited) };
+}
+
+describe("bench: a process's CPU on its main thread and on its others", function () {
+  this.timeout(30_000);
+
+  for (const on of ['main', 'worker'] as const) {
+    it(`tells a process busy on its ${on} thread${on === 'worker' ? ' (as V8 compiling or collecting)' : ''} from the other kind`, async () => {
+      const busy = busyProcess(on);
+      try {
+        // Past the process's start-up (its main thread loads Node and starts the worker), half a
+        // second of CPU: /proc counts in 10 ms ticks, so the split is well above its grain.
+        await waitUntil(async () => cpuSeconds(busy.pid) >= 0.3, 'the process to start', 20_000);
+        const [total0, main0] = [cpuSeconds(busy.pid), mainThreadCpuSeconds(busy.pid)];
+        await waitUntil(async () => cpuSeconds(busy.pid) >= total0 + 0.5, 'the process to use half a second of CPU more', 20_000);
+        const total = cpuSeconds(busy.pid) - total0;
+        const main = mainThreadCpuSeconds(busy.pid) - main0;
+        expect(main).to.be.at.most(total);
+        if (on === 'main') expect(main / total, `main ${main} s of ${total} s`).to.be.greaterThan(0.9);
+        else expect(main / total, `main ${main} s of ${total} s`).to.be.lessThan(0.1);
+      } finally {
+        await busy.stop();
+      }
+      expect(mainThreadCpuSeconds(busy.pid), 'a process that is gone').to.equal(0);
+    });
+  }
+});
