@@ -5,7 +5,7 @@ import { sqlMigration } from '../sql-migration.ts';
  * statistics (`SET STATISTICS 0`): ANALYZE, autovacuum's or an operator's, then no longer
  * detoasts, compares and sorts every sampled order's snapshot, event's data or message's text to
  * build statistics that no plan reads. On a database of 14,209 orders and 87,796 journal rows
- * (docs/benchmarks.md, 2026-12-05 11:17), ANALYZE took 66–86 ms on orders instead of 284–369, and
+ * (docs/benchmarks.md, 2026-12-05 11:16), ANALYZE took 66–86 ms on orders instead of 284–369, and
  * 175–199 ms on the journal instead of 384–420. The columns the statements do filter on keep
  * their statistics. A statement that comes to filter on one of these columns gives it its
  * statistics back (`SET STATISTICS -1`) in a migration of its own.
