@@ -41,16 +41,17 @@ export interface CpuUse {
   machineBusyCores: number;
 }
 
+/** What each named counter gained from `a` to `b` (0 for one that `a` did not have). */
+function gained(a: Map<string, number>, b: Map<string, number>): Record<string, number> {
+  return Object.fromEntries([...b].map(([name, v]) => [name, v - (a.get(name) ?? v)]));
+}
+
 export function cpuUse(a: CpuSnapshot, b: CpuSnapshot): CpuUse {
   const seconds = (b.at - a.at) / 1000;
-  const byName: Record<string, number> = {};
-  for (const [name, v] of b.byName) byName[name] = v - (a.byName.get(name) ?? v);
-  const mainByName: Record<string, number> = {};
-  for (const [name, v] of b.mainByName) mainByName[name] = v - (a.mainByName.get(name) ?? v);
   return {
     seconds,
-    byName,
-    mainByName,
+    byName: gained(a.byName, b.byName),
+    mainByName: gained(a.mainByName, b.mainByName),
     postgres: b.postgres - a.postgres,
     redis: b.redis - a.redis,
     machineBusyCores: (b.machine.busy - a.machine.busy) / seconds,
