@@ -294,6 +294,13 @@ const vacuum = {
   /** While a measured window is open: the rule is checked at autovacuum's own pace. */
   measuring: false,
   lastCheck: 0,
+  /** Every pass and ANALYZE, with its start and end (performance.now()), to say which fell inside a measured window. */
+  log: [] as { what: string; start: number; end: number }[],
+  /** What ran inside [from, to], as a phrase; empty when nothing did. */
+  during(from: number, to: number): string {
+    const inside = this.log.filter((o) => o.start < to && o.end > from);
+    return inside.map((o) => `${o.what} for ${((Math.min(o.end, to) - Math.max(o.start, from)) / 1000).toFixed(1)} s`).join(', ');
+  },
   naptimeS: 60,
   async start(): Promise<void> {
     const [row] = await query<{ autovacuum: string; naptime: number }>(
@@ -324,7 +331,9 @@ const vacuum = {
          WHERE s.n_mod_since_analyze > 50 + 0.1 * greatest(c.reltuples, 0)`,
       );
       if (stale.length === 0) return;
+      const start = performance.now();
       await query(`ANALYZE ${stale.map((t) => t.name).join(', ')}`);
+      this.log.push({ what: `ANALYZE of ${stale.map((t) => t.name.replace(/^public\./, '')).join(', ')}`, start, end: performance.now() });
       this.analyses += stale.length;
     } catch (err) {
       say(`  (ANALYZE failed: ${String(err)})`);
@@ -333,11 +342,13 @@ const vacuum = {
   /** One pass now (or the one already running). */
   now(): Promise<void> {
     if (!this.enabled) return Promise.resolve();
+    const start = performance.now();
     const running =
       this.running ??
       query('VACUUM (ANALYZE)')
         .then(() => {
           this.passes += 1;
+          this.log.push({ what: 'VACUUM (ANALYZE)', start, end: performance.now() });
         })
         .catch((err: unknown) => {
           say(`  (VACUUM failed: ${String(err)})`);
@@ -464,6 +475,8 @@ async function measure(run: LoadRun): Promise<RunResult> {
   let before: CpuSnapshot | undefined;
   let after: CpuSnapshot | undefined;
   let summary: LoadSummary | undefined;
+  let windowFrom = 0;
+  let windowTo = 0;
   const sampler = new RunSampler(
     run.memoryOf.map((m) => ({ name: m.name, pid: m.pid })),
     run.viewStatusUrls,
@@ -486,6 +499,7 @@ async function measure(run: LoadRun): Promise<RunResult> {
       const msg = JSON.parse(line) as { event?: string } & Partial<LoadSummary>;
       if (msg.event === 'measure') {
         vacuum.measuring = true;
+        windowFrom = performance.now();
         before = cpuSnapshot(watched);
         if (counting) countersBefore = readTripCounters(counting);
         sampler.start();
@@ -493,6 +507,7 @@ async function measure(run: LoadRun): Promise<RunResult> {
         run.onWindow?.('measure');
       } else if (msg.event === 'drain') {
         vacuum.measuring = false;
+        windowTo = performance.now();
         after = cpuSnapshot(watched);
         if (counting) countersAfter = readTripCounters(counting);
         sampled = sampler.stop();
@@ -514,6 +529,8 @@ async function measure(run: LoadRun): Promise<RunResult> {
     throw new Error(`the load generator exited (code ${code}) without a summary; its last lines:\n${indent(loadGenerator.tail(30))}`);
   }
   const deliveries = run.webhooks && (await collectDeliveries(run.webhooks.receiver, summary, run.webhooks.eventTimes));
+  const maintenance = vacuum.during(windowFrom, windowTo);
+  if (maintenance) say(`    (in the measured window, standing in for autovacuum: ${maintenance})`);
   if (deliveries && deliveries.waitedS > 2) say(`    (the last notifications arrived ${deliveries.waitedS.toFixed(1)} s after the load generator finished)`);
   const use = cpuUse(before, after);
   const commands = summary.commands;
