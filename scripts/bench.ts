@@ -241,7 +241,10 @@ process.on('exit', () => {
 });
 
 async function cleanUp(): Promise<void> {
-  if (databaseCreated) await dropDatabase();
+  if (databaseCreated) {
+    vacuum.stop();
+    await dropDatabase();
+  }
   for (const prefix of [QUEUE_PREFIX, CEILING_PREFIX]) await deleteKeys(REDIS_URL, `${prefix}:`);
 }
 
@@ -336,7 +339,7 @@ const vacuum = {
       this.log.push({ what: `ANALYZE of ${stale.map((t) => t.name.replace(/^public\./, '')).join(', ')}`, start, end: performance.now() });
       this.analyses += stale.length;
     } catch (err) {
-      say(`  (ANALYZE failed: ${String(err)})`);
+      if (this.enabled) say(`  (ANALYZE failed: ${String(err)})`);
     }
   },
   /** One pass now (or the one already running). */
@@ -351,7 +354,7 @@ const vacuum = {
           this.log.push({ what: 'VACUUM (ANALYZE)', start, end: performance.now() });
         })
         .catch((err: unknown) => {
-          say(`  (VACUUM failed: ${String(err)})`);
+          if (this.enabled) say(`  (VACUUM failed: ${String(err)})`);
         })
         .finally(() => {
           this.running = undefined;
@@ -359,7 +362,9 @@ const vacuum = {
     this.running = running;
     return running;
   },
+  /** No more passes or analyses; one under way when the database is dropped fails quietly. */
   stop(): void {
+    this.enabled = false;
     clearInterval(this.timer);
     clearInterval(this.analyzer);
   },
