@@ -254,6 +254,24 @@ export interface Round {
   ceilings: Ceilings;
 }
 
+/** A maintenance operation the benchmark ran (VACUUM, ANALYZE), with its start and end in ms of one clock. */
+export interface Maintenance {
+  what: string;
+  start: number;
+  end: number;
+}
+
+/**
+ * The operations that overlapped the window [from, to], each with the seconds of it inside the
+ * window ("VACUUM (ANALYZE) for 2.3 s"), joined by commas; empty when none did.
+ */
+export function maintenanceInWindow(log: readonly Maintenance[], from: number, to: number): string {
+  return log
+    .filter((o) => o.start < to && o.end > from)
+    .map((o) => `${o.what} for ${((Math.min(o.end, to) - Math.max(o.start, from)) / 1000).toFixed(1)} s`)
+    .join(', ');
+}
+
 /** The middle value (the mean of the two middle ones for an even count); undefined for none. */
 export function median(values: readonly number[]): number | undefined {
   const sorted = values.filter(Number.isFinite).sort((a, b) => a - b);

@@ -15,7 +15,7 @@ import { buildService, SERVICE_ARGS } from '../bench/compiled.ts';
 import { CpuLimitError, CpuLimits, parseCores } from '../bench/cpu-limit.ts';
 import { cpuSnapshot, cpuUse, rssSlopeMbPer10Min, RunSampler, type CpuSnapshot, type Watched } from '../bench/measure.ts';
 import { freePort, httpStatus, ProcessGroup, waitUntil, type Managed } from '../bench/processes.ts';
-import { ceilingsText, resultsTable, roundsText, rssText, runLine, systemLabel, targetsText, type Ceilings, type Round, type RunResult, type System } from '../bench/report.ts';
+import { ceilingsText, maintenanceInWindow, resultsTable, roundsText, rssText, runLine, systemLabel, targetsText, type Ceilings, type Maintenance, type Round, type RunResult, type System } from '../bench/report.ts';
 import { ensureRestateInstalled, restateVersions, startRestate } from '../bench/restate-stack.ts';
 import { collectDeliveries, journalEventTimes, uuidV7EventTimes, WebhookReceiver, type EventTimes } from '../bench/webhooks.ts';
 import { OtlpSink, withoutOtel } from '../bench/tracing.ts';
@@ -298,12 +298,7 @@ const vacuum = {
   measuring: false,
   lastCheck: 0,
   /** Every pass and ANALYZE, with its start and end (performance.now()), to say which fell inside a measured window. */
-  log: [] as { what: string; start: number; end: number }[],
-  /** What ran inside [from, to], as a phrase; empty when nothing did. */
-  during(from: number, to: number): string {
-    const inside = this.log.filter((o) => o.start < to && o.end > from);
-    return inside.map((o) => `${o.what} for ${((Math.min(o.end, to) - Math.max(o.start, from)) / 1000).toFixed(1)} s`).join(', ');
-  },
+  log: [] as Maintenance[],
   naptimeS: 60,
   async start(): Promise<void> {
     const [row] = await query<{ autovacuum: string; naptime: number }>(
@@ -534,7 +529,7 @@ async function measure(run: LoadRun): Promise<RunResult> {
     throw new Error(`the load generator exited (code ${code}) without a summary; its last lines:\n${indent(loadGenerator.tail(30))}`);
   }
   const deliveries = run.webhooks && (await collectDeliveries(run.webhooks.receiver, summary, run.webhooks.eventTimes));
-  const maintenance = vacuum.during(windowFrom, windowTo);
+  const maintenance = maintenanceInWindow(vacuum.log, windowFrom, windowTo);
   if (maintenance) say(`    (in the measured window, standing in for autovacuum: ${maintenance})`);
   if (deliveries && deliveries.waitedS > 2) say(`    (the last notifications arrived ${deliveries.waitedS.toFixed(1)} s after the load generator finished)`);
   const use = cpuUse(before, after);

@@ -2,7 +2,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
 import { largestLagMs, RunSampler } from '../../bench/measure.ts';
-import { median, roundsText, targetsText, type Round, type RunResult } from '../../bench/report.ts';
+import { maintenanceInWindow, median, roundsText, targetsText, type Round, type RunResult } from '../../bench/report.ts';
 
 /** The benchmark reads view lag from whatever GET /views/_status answers: units must come out right. */
 describe('bench: reading view lag', () => {
@@ -174,5 +174,25 @@ describe('bench: several rounds, judged on the median', () => {
       'Baedal ×1 [webhooks off] at concurrency 64, tracing on / off: 1500 / 1800 commands/s = 0.83; service CPU 0.80 / 0.60 ms per command (+33 %); p99 44.0 / 40.0 ms; OTLP sink 0.05 ms per command',
     );
     expect(roundsText([{ runs, ceilings: {} }])).to.include('Baedal ×1 [webhooks off] commands/s at concurrency 64: 1800 → median 1800');
+  });
+});
+
+describe('bench: what the autovacuum stand-in ran inside a measured window', () => {
+  const log = [
+    { what: 'VACUUM (ANALYZE)', start: 1_000, end: 4_000 }, // ends 2 s into the window
+    { what: 'ANALYZE of orders', start: 10_000, end: 10_400 }, // inside it
+    { what: 'ANALYZE of timers', start: 21_000, end: 21_500 }, // after it
+    { what: 'VACUUM (ANALYZE)', start: 21_500, end: 30_000 }, // starts 0.5 s before it closes
+  ];
+
+  it('names each operation that overlapped the window with the seconds of it inside', () => {
+    expect(maintenanceInWindow(log, 2_000, 22_000)).to.equal(
+      'VACUUM (ANALYZE) for 2.0 s, ANALYZE of orders for 0.4 s, ANALYZE of timers for 0.5 s, VACUUM (ANALYZE) for 0.5 s',
+    );
+  });
+
+  it('says nothing when none did, including one that ended as the window opened', () => {
+    expect(maintenanceInWindow(log, 4_000, 10_000)).to.equal('');
+    expect(maintenanceInWindow([], 0, 1_000)).to.equal('');
   });
 });
