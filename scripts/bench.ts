@@ -329,9 +329,10 @@ const vacuum = {
          WHERE s.n_mod_since_analyze > 50 + 0.1 * greatest(c.reltuples, 0)`,
       );
       if (stale.length === 0) return;
+      const names = stale.map((t) => t.name);
       const start = performance.now();
-      await query(`ANALYZE ${stale.map((t) => t.name).join(', ')}`);
-      this.log.push({ what: `ANALYZE of ${stale.map((t) => t.name.replace(/^public\./, '')).join(', ')}`, start, end: performance.now() });
+      await query(`ANALYZE ${names.join(', ')}`);
+      this.log.push({ what: `ANALYZE of ${names.join(', ').replaceAll('public.', '')}`, start, end: performance.now() });
       this.analyses += stale.length;
     } catch (err) {
       if (this.enabled) say(`  (ANALYZE failed: ${String(err)})`);
