@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { expect } from 'chai';
 import { waitUntil } from '../../bench/processes.ts';
-import { cpuSeconds, mainThreadCpuSeconds } from '../../bench/proc.ts';
+import { cpuSeconds, mainThreadCpuSeconds, TICKS_PER_S } from '../../bench/proc.ts';
 
 /** A Node process that keeps one core busy for 20 s, on its main thread or on a worker thread. */
 function busyProcess(on: 'main' | 'worker') {
@@ -12,8 +12,8 @@ function busyProcess(on: 'main' | 'worker') {
   return { pid: child.pid!, stop: async () => (child.kill('SIGKILL'), await exited) };
 }
 
-/** The grain of /proc's CPU times (USER_HZ = 100). */
-const TICK = 0.01;
+/** The grain of /proc's CPU times, in seconds. */
+const TICK = 1 / TICKS_PER_S;
 
 describe("bench: a process's CPU on its main thread and on its others", function () {
   this.timeout(30_000);
