@@ -10,12 +10,13 @@ import { join, resolve } from 'node:path';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { readAutoscaling } from '../bench/autoscaler.ts';
+import { AutovacuumStandIn } from '../bench/autovacuum.ts';
 import { bullmqCeiling, postgresCeiling } from '../bench/ceilings.ts';
 import { buildService, SERVICE_ARGS } from '../bench/compiled.ts';
 import { CpuLimitError, CpuLimits, parseCores } from '../bench/cpu-limit.ts';
 import { cpuSnapshot, cpuUse, rssSlopeMbPer10Min, RunSampler, type CpuSnapshot, type Watched } from '../bench/measure.ts';
 import { freePort, httpStatus, ProcessGroup, waitUntil, type Managed } from '../bench/processes.ts';
-import { ceilingsText, maintenanceInWindow, resultsTable, roundsText, rssText, runLine, systemLabel, targetsText, type Ceilings, type Maintenance, type Round, type RunResult, type System } from '../bench/report.ts';
+import { ceilingsText, maintenanceInWindow, resultsTable, roundsText, rssText, runLine, systemLabel, targetsText, type Ceilings, type Round, type RunResult, type System } from '../bench/report.ts';
 import { ensureRestateInstalled, restateVersions, startRestate } from '../bench/restate-stack.ts';
 import { collectDeliveries, journalEventTimes, uuidV7EventTimes, WebhookReceiver, type EventTimes } from '../bench/webhooks.ts';
 import { OtlpSink, withoutOtel } from '../bench/tracing.ts';
@@ -268,103 +269,17 @@ async function query<T>(sql: string): Promise<T[]> {
   }
 }
 
-/**
- * Without autovacuum, tables fill with dead rows and their statistics never change, so the
- * service's cached plans stay those of the first, nearly empty tables, and every run measures the
- * host's configuration rather than the service. Where the server has it off, the benchmark stands
- * in for it on its own database: VACUUM (ANALYZE) before each run of the service and every
- * VACUUM_EVERY_S seconds (autovacuum's default naptime) while it runs, and ANALYZE of each table
- * that meets autovacuum's own analyze rule (more than 50 + 10 % of its rows changed since its last
- * analysis) every ANALYZE_CHECK_S seconds. Without that rule, the first run on the fresh database
- * was measured on the statistics of empty tables for its whole length (its PostgreSQL CPU per
- * command was twice the next run's); a server that has run for a while, as a user's has, keeps
- * its statistics fresh that way.
- *
- * Inside a measured window the rule is checked no more often than autovacuum itself checks a
- * database (`autovacuum_naptime`, 60 s by default), since the last check: a fresh database's
- * tables grow by half within a 20 s window, so checking every 2 s there analyzed each table four
- * or five times a window, a cost autovacuum would not pay and a server whose tables have grown
- * large would not see (it cost 40 % of PostgreSQL's statement time in the window at one replica,
- * docs/benchmarks.md, 2026-12-04 19:30).
- */
-const vacuum = {
-  enabled: false,
-  passes: 0,
-  analyses: 0,
-  running: undefined as Promise<void> | undefined,
-  timer: undefined as NodeJS.Timeout | undefined,
-  analyzer: undefined as NodeJS.Timeout | undefined,
-  /** While a measured window is open: the rule is checked at autovacuum's own pace. */
-  measuring: false,
-  lastCheck: 0,
-  /** Every pass and ANALYZE, with its start and end (performance.now()), to say which fell inside a measured window. */
-  log: [] as Maintenance[],
-  naptimeS: 60,
-  async start(): Promise<void> {
-    const [row] = await query<{ autovacuum: string; naptime: number }>(
-      `SELECT current_setting('autovacuum') AS autovacuum, (SELECT setting::int FROM pg_settings WHERE name = 'autovacuum_naptime') AS naptime`,
-    );
-    const setting = row?.autovacuum;
-    if (setting === 'on') return;
-    this.enabled = true;
-    this.naptimeS = row?.naptime ?? 60;
-    say(
-      `PostgreSQL runs with autovacuum=${setting}: the benchmark runs VACUUM (ANALYZE) on ${DATABASE_NAME} before each run of the service and every ${VACUUM_EVERY_S} s, ` +
-        `and ANALYZE on a table by autovacuum's rule (checked every ${ANALYZE_CHECK_S} s, and inside a measured window every ${this.naptimeS} s, autovacuum's naptime), in its stead`,
-    );
-    this.timer = setInterval(() => void this.now(), VACUUM_EVERY_S * 1000);
-    this.timer.unref();
-    this.analyzer = setInterval(() => void this.analyzeStale(), ANALYZE_CHECK_S * 1000);
-    this.analyzer.unref();
-  },
-  /** ANALYZE of the tables autovacuum would analyze now (skipped while a VACUUM pass runs). */
-  async analyzeStale(): Promise<void> {
-    if (!this.enabled || this.running) return;
-    if (this.measuring && performance.now() - this.lastCheck < this.naptimeS * 1000) return;
-    this.lastCheck = performance.now();
-    try {
-      const stale = await query<{ name: string }>(
-        `SELECT quote_ident(s.schemaname) || '.' || quote_ident(s.relname) AS name
-         FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
-         WHERE s.n_mod_since_analyze > 50 + 0.1 * greatest(c.reltuples, 0)`,
-      );
-      if (stale.length === 0) return;
-      const names = stale.map((t) => t.name);
-      const start = performance.now();
-      await query(`ANALYZE ${names.join(', ')}`);
-      this.log.push({ what: `ANALYZE of ${names.join(', ').replaceAll('public.', '')}`, start, end: performance.now() });
-      this.analyses += stale.length;
-    } catch (err) {
-      if (this.enabled) say(`  (ANALYZE failed: ${String(err)})`);
-    }
-  },
-  /** One pass now (or the one already running). */
-  now(): Promise<void> {
-    if (!this.enabled) return Promise.resolve();
-    const start = performance.now();
-    const running =
-      this.running ??
-      query('VACUUM (ANALYZE)')
-        .then(() => {
-          this.passes += 1;
-          this.log.push({ what: 'VACUUM (ANALYZE)', start, end: performance.now() });
-        })
-        .catch((err: unknown) => {
-          if (this.enabled) say(`  (VACUUM failed: ${String(err)})`);
-        })
-        .finally(() => {
-          this.running = undefined;
-        });
-    this.running = running;
-    return running;
-  },
-  /** No more passes or analyses; one under way when the database is dropped fails quietly. */
-  stop(): void {
-    this.enabled = false;
-    clearInterval(this.timer);
-    clearInterval(this.analyzer);
-  },
-};
+/** Stands in for autovacuum on the benchmark's database where the server has it off (see AutovacuumStandIn). */
+const vacuum = new AutovacuumStandIn({ query, say, vacuumEveryS: VACUUM_EVERY_S, analyzeCheckS: ANALYZE_CHECK_S });
+
+async function startVacuum(): Promise<void> {
+  const setting = await vacuum.start();
+  if (setting === undefined) return;
+  say(
+    `PostgreSQL runs with autovacuum=${setting}: the benchmark runs VACUUM (ANALYZE) on ${DATABASE_NAME} before each run of the service and every ${VACUUM_EVERY_S} s, ` +
+      `and ANALYZE on a table by autovacuum's rule (checked every ${ANALYZE_CHECK_S} s, and inside a measured window every ${vacuum.naptimeS} s, autovacuum's naptime), in its stead`,
+  );
+}
 
 // ── processes ────────────────────────────────────────────────────────────────────────────────
 async function startGateway(): Promise<{ url: string; process: Managed }> {
@@ -789,7 +704,7 @@ async function main(): Promise<void> {
   // One receiver for every run, Baedal's and Restate's alike.
   const receiver = opts.webhooks.includes(true) ? await WebhookReceiver.start(group) : undefined;
   const sink = opts.tracing.includes(true) && opts.targets.includes('baedal') ? await OtlpSink.start(group) : undefined;
-  await vacuum.start();
+  await startVacuum();
 
   if (soakS !== undefined) {
     const { result, tables } = await soak(gateway, receiver, sink, soakS);

@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { availableParallelism } from 'node:os';
 import { readAutoscaling } from '../bench/autoscaler.ts';
+import { AutovacuumStandIn } from '../bench/autovacuum.ts';
 import { buildService, SERVICE_ARGS } from '../bench/compiled.ts';
 import { CpuLimitError, CpuLimits, parseCores } from '../bench/cpu-limit.ts';
 import { cpuSnapshot, cpuUse, type CpuSnapshot } from '../bench/measure.ts';
@@ -111,10 +112,14 @@ const cluster = new Cluster({
   },
 });
 
+/** Stands in for autovacuum on the demo's database where the server has it off (see AutovacuumStandIn). */
+const vacuum = new AutovacuumStandIn({ query: async <T>(sql: string) => (await cluster.db.query(sql)).rows as T[], say });
+
 /** Every way out: the processes stopped, the database dropped, the cgroups removed. */
 let shuttingDown: Promise<never> | undefined;
 function shutdown(code: number, keepLogs = false): Promise<never> {
   shuttingDown ??= (async () => {
+    vacuum.stop();
     await cluster.stop(keepLogs).catch((err: unknown) => console.error(`stopping the cluster: ${String(err)}`));
     const left = (await limits?.remove()) ?? [];
     for (const l of left) console.error(`could not remove the cgroup ${l}`);
@@ -157,9 +162,11 @@ async function runStep(replicas: number, n: number): Promise<ScalingFigures & { 
           return say(`    ${line}`);
         }
         if (doc.event === 'measure') {
+          vacuum.measuring = true;
           opened = cpuSnapshot(watched);
           sampler.open();
         } else if (doc.event === 'drain') {
+          vacuum.measuring = false;
           closed = cpuSnapshot(watched);
           sampler.close();
         } else if (doc.event === undefined) summary = doc;
@@ -193,16 +200,21 @@ try {
   await cluster.start();
   cluster.proxy.route = route;
   // Without autovacuum (some development hosts turn it off) the tables bloat and the service's
-  // cached plans stay those of empty tables, and each step would be slower for that alone.
-  const autovacuum = (await cluster.db.query<{ v: string }>(`SELECT current_setting('autovacuum') AS v`)).rows[0]?.v;
-  if (autovacuum !== 'on') say(`PostgreSQL runs with autovacuum=${autovacuum}: VACUUM (ANALYZE) runs before each step in its stead`);
+  // cached plans stay those of empty tables, and each step would be slower for that alone: the
+  // first step most, whose tables are empty when it starts.
+  const autovacuum = await vacuum.start();
+  if (autovacuum !== undefined)
+    say(
+      `PostgreSQL runs with autovacuum=${autovacuum}: VACUUM (ANALYZE) runs before each step and every ${vacuum.vacuumEveryS} s, and ANALYZE on a table by autovacuum's rule ` +
+        `(checked every ${vacuum.analyzeCheckS} s, and inside a measured window every ${vacuum.naptimeS} s, autovacuum's naptime), in its stead`,
+    );
   const results: (ScalingFigures & { p50Ms: number })[] = [];
   for (const [n, replicas] of steps.entries()) {
     while (cluster.replicas.size < replicas) {
       const r = await cluster.startReplica(`replica-${cluster.replicas.size + 1}`);
       say(`  ${r.name} ready (pid ${r.process.pid}${limits ? `, in ${limits.path(r.name)}` : ''})`);
     }
-    if (autovacuum !== 'on') await cluster.db.query('VACUUM (ANALYZE)');
+    await vacuum.now();
     say(`\nstep ${n + 1}: ${replicas} replica${replicas > 1 ? 's' : ''} behind ${cluster.url}, ${usersAt(replicas)} virtual users`);
     const r = await runStep(replicas, n);
     results.push(r);
