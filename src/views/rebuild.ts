@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { retryOwed } from '../actors/consumers/owed.ts';
 import { EVENTS_GROUP, partitionSql } from '../actors/partitions.ts';
-import type { Database } from '../db/pg.ts';
+import type { Database, Sql } from '../db/pg.ts';
 import type { Logger } from '../log.ts';
 import { viewConsumers } from './registry.ts';
+import { lockViewStatus } from './status.ts';
 import { consumerNameOf, type ViewDefinition } from './view.ts';
 
 export interface RebuildProgress {
@@ -68,7 +69,7 @@ async function reset(db: Database, views: readonly ViewDefinition[], ordersTotal
     );
     await tx.query(
       `INSERT INTO view_status (view, rebuild_started_at, rebuild_updated_at, rebuild_finished_at, rebuild_orders_done, rebuild_orders_total)
-       SELECT v, now(), now(), NULL, 0, $2 FROM unnest($1::text[]) AS v
+       SELECT v, now(), now(), NULL, 0, $2 FROM unnest($1::text[]) AS v ORDER BY v
        ON CONFLICT (view) DO UPDATE SET rebuild_started_at = now(), rebuild_updated_at = now(), rebuild_finished_at = NULL,
          rebuild_orders_done = 0, rebuild_orders_total = $2`,
       [views.map((v) => v.name), ordersTotal],
@@ -102,22 +103,38 @@ export async function rebuildViews(db: Database, views: readonly ViewDefinition[
     progress.eventsApplied += r.events;
     progress.ordersDone = Math.min(ordersTotal, Math.floor(unitsDone / views.length));
     progress.elapsedMs = performance.now() - started;
-    await db.query(
-      `WITH renewed AS (UPDATE leases SET until = now() + make_interval(secs => $3::float8 / 1000) WHERE name = 'views-rebuild' AND holder = $4)
-       UPDATE view_status SET rebuild_updated_at = now(), rebuild_orders_done = $2 WHERE view = ANY($1::text[])`,
-      [names, progress.ordersDone, REBUILD_LEASE_MS, holder],
-    );
+    await noteRebuildProgress(db, names, progress.ordersDone, holder);
     opts.onProgress?.({ ...progress });
   }
   progress.ordersDone = ordersTotal;
-  await db.query(
-    `WITH done AS (DELETE FROM leases WHERE name = 'views-rebuild' AND holder = $3)
-     UPDATE view_status SET rebuild_updated_at = now(), rebuild_finished_at = now(), rebuild_needed = false, rebuild_orders_done = $2 WHERE view = ANY($1::text[])`,
-    [names, progress.ordersDone, holder],
-  );
+  await noteRebuildFinished(db, names, progress.ordersDone, holder);
   const [{ n: failedOrders }] = (await db.query<{ n: number }>(
     'SELECT count(DISTINCT order_id)::int AS n FROM consumer_failures WHERE consumer = ANY($1::text[]) AND attempts > 0',
     [views.map((v) => consumerNameOf(v.name))],
   )) as [{ n: number }];
   return { ...progress, elapsedMs: performance.now() - started, views: names, failedOrders };
+}
+
+/**
+ * Notes a rebuild's progress in view_status and renews its lease, in one statement. The rows are
+ * locked in name order first (`lockViewStatus`), as every writer of several of them does.
+ */
+export async function noteRebuildProgress(db: Sql, views: readonly string[], ordersDone: number, holder: string): Promise<void> {
+  await db.query(
+    `WITH locked AS MATERIALIZED (${lockViewStatus('$1')}),
+     renewed AS (UPDATE leases SET until = now() + make_interval(secs => $3::float8 / 1000) WHERE name = 'views-rebuild' AND holder = $4)
+     UPDATE view_status s SET rebuild_updated_at = now(), rebuild_orders_done = $2 FROM locked WHERE s.view = locked.view`,
+    [views, ordersDone, REBUILD_LEASE_MS, holder],
+  );
+}
+
+/** Notes a rebuild finished (the views no longer need one) and gives up its lease; rows locked in name order. */
+export async function noteRebuildFinished(db: Sql, views: readonly string[], ordersDone: number, holder: string): Promise<void> {
+  await db.query(
+    `WITH locked AS MATERIALIZED (${lockViewStatus('$1')}),
+     done AS (DELETE FROM leases WHERE name = 'views-rebuild' AND holder = $3)
+     UPDATE view_status s SET rebuild_updated_at = now(), rebuild_finished_at = now(), rebuild_needed = false, rebuild_orders_done = $2
+     FROM locked WHERE s.view = locked.view`,
+    [views, ordersDone, holder],
+  );
 }

@@ -5,6 +5,7 @@ import { deliveriesView } from './deliveries.view.ts';
 import { riderDeliveryCountsView } from './rider-delivery-counts.view.ts';
 import { storeFoodCountsView } from './store-food-counts.view.ts';
 import { storeOrdersView } from './store-orders.view.ts';
+import { noteApplied } from './status.ts';
 import { consumerNameOf, type ViewDefinition } from './view.ts';
 
 /** Every read model the service keeps; the runtime runs a consumer for each. */
@@ -24,7 +25,8 @@ export function viewsAmong(consumers: readonly { name: string }[]): ViewDefiniti
 /**
  * Notes in `view_status` when each view last applied events. Outside the view's transaction and
  * at most once a second per process, for every view that applied events since, in one statement:
- * it costs the write path nothing measurable and no two batches ever wait for each other on it;
+ * it costs the write path nothing measurable and no two batches ever wait for each other on it
+ * (it writes its rows in name order, as a rebuild's progress does, so neither can deadlock the other);
  * the time it shows is right to within a second.
  */
 export class AppliedRecorder {
@@ -64,14 +66,8 @@ export class AppliedRecorder {
     this.timer = undefined;
     const views = [...this.noted];
     this.noted.clear();
-    this.db
-      .query(
-        `INSERT INTO view_status (view, applied_at) SELECT v, now() FROM unnest($1::text[]) AS v
-         ON CONFLICT (view) DO UPDATE SET applied_at = greatest(view_status.applied_at, EXCLUDED.applied_at)`,
-        [views],
-      )
-      // Best effort: the next batch notes them again (a closing pool, a database that went away).
-      .catch(() => undefined);
+    // Best effort: the next batch notes them again (a closing pool, a database that went away).
+    noteApplied(this.db, views).catch(() => undefined);
   }
 }
 

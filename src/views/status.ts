@@ -1,5 +1,5 @@
 import { Gauge, type Registry } from 'prom-client';
-import type { Database } from '../db/pg.ts';
+import type { Database, Sql } from '../db/pg.ts';
 import { backlogQuery, EVENTS_GROUP } from '../actors/partitions.ts';
 import { consumerNameOf } from './view.ts';
 
@@ -159,4 +159,22 @@ export function registerViewMetrics(registry: Registry, reader: ViewStatusReader
       },
     });
   }
+}
+
+/**
+ * Locks the rows of view_status named in the text[] parameter `param`, in the views' name order.
+ * Every statement that writes several of these rows takes their locks in this one order: a process
+ * noting when its views applied events (`noteApplied`) and a rebuild noting its progress then wait
+ * for each other and never deadlock (in any other order, the first statement of a rebuild that met
+ * one of the second would fail).
+ */
+export const lockViewStatus = (param: string) => `SELECT view FROM view_status WHERE view = ANY(${param}::text[]) ORDER BY view FOR UPDATE`;
+
+/** Notes in view_status that the views applied events now: one statement, its rows written in name order. */
+export async function noteApplied(db: Sql, views: readonly string[]): Promise<void> {
+  await db.query(
+    `INSERT INTO view_status (view, applied_at) SELECT v, now() FROM unnest($1::text[]) AS v ORDER BY v
+     ON CONFLICT (view) DO UPDATE SET applied_at = greatest(view_status.applied_at, EXCLUDED.applied_at)`,
+    [views],
+  );
 }
