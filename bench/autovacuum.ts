@@ -1,6 +1,6 @@
 // Standing in for PostgreSQL's autovacuum on a server that has it off, for the benchmark and the
 // scaling demo alike.
-import type { Maintenance } from './report.ts';
+import { maintenanceInWindow, type Maintenance } from './report.ts';
 
 export interface AutovacuumStandInOptions {
   /** Runs one statement on the measured database and answers its rows. */
@@ -11,6 +11,8 @@ export interface AutovacuumStandInOptions {
   vacuumEveryS?: number;
   /** Seconds between the checks of autovacuum's analyze rule outside a measured window. */
   analyzeCheckS?: number;
+  /** The latest passes and analyses `log` keeps (1000 by default). */
+  logKept?: number;
 }
 
 /**
@@ -39,7 +41,11 @@ export class AutovacuumStandIn {
   analyses = 0;
   /** While a measured window is open: the rule is checked at autovacuum's own pace. */
   measuring = false;
-  /** Every pass and ANALYZE, with its start and end (performance.now()), to say which fell inside a measured window. */
+  /**
+   * The latest passes and analyses (at most `logKept`: a measured window is minutes long, a soak
+   * may run for hours), each with its start and end
+   * (performance.now()), to say which fell inside a measured window (`inWindow`).
+   */
   readonly log: Maintenance[] = [];
   /** autovacuum_naptime of the server, in seconds. */
   naptimeS = 60;
@@ -86,11 +92,33 @@ export class AutovacuumStandIn {
       const names = stale.map((t) => t.name);
       const start = performance.now();
       await this.opts.query(`ANALYZE ${names.join(', ')}`);
-      this.log.push({ what: `ANALYZE of ${names.join(', ').replaceAll('public.', '')}`, start, end: performance.now() });
+      this.record({ what: `ANALYZE of ${names.join(', ').replaceAll('public.', '')}`, start, end: performance.now() });
       this.analyses += stale.length;
     } catch (err) {
       if (this.enabled) this.opts.say(`  (ANALYZE failed: ${String(err)})`);
     }
+  }
+
+  /**
+   * What it does in the server's stead, for the caller's output: `setting` is what `start` answered,
+   * `before` says when a pass runs besides every `vacuumEveryS` seconds ("before each step").
+   */
+  describe(setting: string, before: string): string {
+    return (
+      `PostgreSQL runs with autovacuum=${setting}: VACUUM (ANALYZE) runs ${before} and every ${this.vacuumEveryS} s, and ANALYZE on a table by autovacuum's rule ` +
+      `(checked every ${this.analyzeCheckS} s, and inside a measured window every ${this.naptimeS} s, autovacuum's naptime), in its stead`
+    );
+  }
+
+  /** The passes and analyses that overlapped the window [from, to] (performance.now()), each with its seconds inside it; empty when none did. */
+  inWindow(from: number, to: number): string {
+    return maintenanceInWindow(this.log, from, to);
+  }
+
+  private record(entry: Maintenance): void {
+    this.log.push(entry);
+    const kept = this.opts.logKept ?? 1000;
+    if (this.log.length > kept) this.log.splice(0, this.log.length - kept);
   }
 
   /** One pass now (or the one already running). */
@@ -103,7 +131,7 @@ export class AutovacuumStandIn {
         .query('VACUUM (ANALYZE)')
         .then(() => {
           this.passes += 1;
-          this.log.push({ what: 'VACUUM (ANALYZE)', start, end: performance.now() });
+          this.record({ what: 'VACUUM (ANALYZE)', start, end: performance.now() });
         })
         .catch((err: unknown) => {
           if (this.enabled) this.opts.say(`  (VACUUM failed: ${String(err)})`);

@@ -16,7 +16,7 @@ import { buildService, SERVICE_ARGS } from '../bench/compiled.ts';
 import { CpuLimitError, CpuLimits, parseCores } from '../bench/cpu-limit.ts';
 import { cpuSnapshot, cpuUse, rssSlopeMbPer10Min, RunSampler, type CpuSnapshot, type Watched } from '../bench/measure.ts';
 import { freePort, httpStatus, ProcessGroup, waitUntil, type Managed } from '../bench/processes.ts';
-import { ceilingsText, maintenanceInWindow, resultsTable, roundsText, rssText, runLine, systemLabel, targetsText, type Ceilings, type Round, type RunResult, type System } from '../bench/report.ts';
+import { ceilingsText, resultsTable, roundsText, rssText, runLine, systemLabel, targetsText, type Ceilings, type Round, type RunResult, type System } from '../bench/report.ts';
 import { ensureRestateInstalled, restateVersions, startRestate } from '../bench/restate-stack.ts';
 import { collectDeliveries, journalEventTimes, uuidV7EventTimes, WebhookReceiver, type EventTimes } from '../bench/webhooks.ts';
 import { OtlpSink, withoutOtel } from '../bench/tracing.ts';
@@ -275,10 +275,7 @@ const vacuum = new AutovacuumStandIn({ query, say, vacuumEveryS: VACUUM_EVERY_S,
 async function startVacuum(): Promise<void> {
   const setting = await vacuum.start();
   if (setting === undefined) return;
-  say(
-    `PostgreSQL runs with autovacuum=${setting}: the benchmark runs VACUUM (ANALYZE) on ${DATABASE_NAME} before each run of the service and every ${VACUUM_EVERY_S} s, ` +
-      `and ANALYZE on a table by autovacuum's rule (checked every ${ANALYZE_CHECK_S} s, and inside a measured window every ${vacuum.naptimeS} s, autovacuum's naptime), in its stead`,
-  );
+  say(vacuum.describe(setting, `on ${DATABASE_NAME} before each run of the service`));
 }
 
 // ── processes ────────────────────────────────────────────────────────────────────────────────
@@ -445,7 +442,7 @@ async function measure(run: LoadRun): Promise<RunResult> {
     throw new Error(`the load generator exited (code ${code}) without a summary; its last lines:\n${indent(loadGenerator.tail(30))}`);
   }
   const deliveries = run.webhooks && (await collectDeliveries(run.webhooks.receiver, summary, run.webhooks.eventTimes));
-  const maintenance = maintenanceInWindow(vacuum.log, windowFrom, windowTo);
+  const maintenance = vacuum.inWindow(windowFrom, windowTo);
   if (maintenance) say(`    (in the measured window, standing in for autovacuum: ${maintenance})`);
   if (deliveries && deliveries.waitedS > 2) say(`    (the last notifications arrived ${deliveries.waitedS.toFixed(1)} s after the load generator finished)`);
   const use = cpuUse(before, after);

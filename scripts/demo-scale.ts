@@ -138,7 +138,10 @@ process.on('SIGINT', () => {
 });
 process.on('SIGTERM', () => void shutdown(143));
 
-async function runStep(replicas: number, n: number): Promise<ScalingFigures & { p50Ms: number }> {
+/** One step's figures; `maintenance` is what stood in for autovacuum inside its measured window (empty: nothing). */
+type StepResult = ScalingFigures & { p50Ms: number; maintenance: string };
+
+async function runStep(replicas: number, n: number): Promise<StepResult> {
   const names = [...cluster.replicas.keys()];
   const watched = names.map((name) => ({ name, pid: cluster.replicas.get(name)!.process.pid }));
   const sampler = new ScalingSampler(
@@ -147,6 +150,8 @@ async function runStep(replicas: number, n: number): Promise<ScalingFigures & { 
   );
   let opened: CpuSnapshot | undefined;
   let closed: CpuSnapshot | undefined;
+  let windowFrom = 0;
+  let windowTo = 0;
   let summary: LoadSummary | undefined;
 
   const load = cluster.run(
@@ -163,10 +168,12 @@ async function runStep(replicas: number, n: number): Promise<ScalingFigures & { 
         }
         if (doc.event === 'measure') {
           vacuum.measuring = true;
+          windowFrom = performance.now();
           opened = cpuSnapshot(watched);
           sampler.open();
         } else if (doc.event === 'drain') {
           vacuum.measuring = false;
+          windowTo = performance.now();
           closed = cpuSnapshot(watched);
           sampler.close();
         } else if (doc.event === undefined) summary = doc;
@@ -186,7 +193,7 @@ async function runStep(replicas: number, n: number): Promise<ScalingFigures & { 
     sample: await sampler.result(),
     autoscaling: AUTOSCALING,
   });
-  return { ...figures, p50Ms: summary.latencyMs.overall.p50 };
+  return { ...figures, p50Ms: summary.latencyMs.overall.p50, maintenance: vacuum.inWindow(windowFrom, windowTo) };
 }
 
 const f = (x: number, digits: number) => (Number.isFinite(x) ? x.toFixed(digits) : '-');
@@ -203,12 +210,8 @@ try {
   // cached plans stay those of empty tables, and each step would be slower for that alone: the
   // first step most, whose tables are empty when it starts.
   const autovacuum = await vacuum.start();
-  if (autovacuum !== undefined)
-    say(
-      `PostgreSQL runs with autovacuum=${autovacuum}: VACUUM (ANALYZE) runs before each step and every ${vacuum.vacuumEveryS} s, and ANALYZE on a table by autovacuum's rule ` +
-        `(checked every ${vacuum.analyzeCheckS} s, and inside a measured window every ${vacuum.naptimeS} s, autovacuum's naptime), in its stead`,
-    );
-  const results: (ScalingFigures & { p50Ms: number })[] = [];
+  if (autovacuum !== undefined) say(vacuum.describe(autovacuum, 'before each step'));
+  const results: StepResult[] = [];
   for (const [n, replicas] of steps.entries()) {
     while (cluster.replicas.size < replicas) {
       const r = await cluster.startReplica(`replica-${cluster.replicas.size + 1}`);
@@ -223,6 +226,7 @@ try {
       `  ${r.replicas} replica${r.replicas > 1 ? 's' : ''}: ${f(r.commandsPerS, 0)} commands/s (×${f(r.commandsPerS / base.commandsPerS, 2)} of ${base.replicas}), p50 ${f(r.p50Ms, 1)} ms, p99 ${f(r.p99Ms, 1)} ms, ${r.errors} errors; ` +
         `CPU ms per command: service ${f(r.serviceMsPerCommand, 2)} (×${f(r.serviceMsPerCommand / base.serviceMsPerCommand, 2)}), PostgreSQL ${f(r.postgresMsPerCommand, 2)} (×${f(r.postgresMsPerCommand / base.postgresMsPerCommand, 2)})`,
     );
+    if (r.maintenance) say(`    (in the measured window, standing in for autovacuum: ${r.maintenance})`);
     say(describeReplicas(r, AUTOSCALING));
     // The next step starts from a cluster that owes nothing.
     const deadline = Date.now() + 60_000;

@@ -12,21 +12,14 @@ describe('bench and demo: the stand-in for autovacuum', function () {
   let vacuum: AutovacuumStandIn;
   const query = async <T>(sql: string) => (await pool.query(sql)).rows as T[];
 
-  /** Rows changed in `t` since its last ANALYZE, once PostgreSQL's statistics show at least `atLeast`. */
+  /** Rows changed in `t` since its last ANALYZE, as PostgreSQL's statistics count them. */
+  const analyzedSince = async () => Number((await query<{ n: string }>(`SELECT n_mod_since_analyze AS n FROM pg_stat_user_tables WHERE relname = 't'`))[0]?.n ?? 0);
+  /** The same, once the statistics show at least `atLeast` (they are sent a moment after a commit). */
   async function changedSinceAnalyze(atLeast: number): Promise<number> {
     let changed = 0;
-    await waitUntil(
-      async () => {
-        const [row] = await query<{ n: string }>(`SELECT n_mod_since_analyze AS n FROM pg_stat_user_tables WHERE relname = 't'`);
-        changed = Number(row?.n ?? 0);
-        return changed >= atLeast;
-      },
-      `the statistics to count ${atLeast} rows changed`,
-      15_000,
-    );
+    await waitUntil(async () => (changed = await analyzedSince()) >= atLeast, `the statistics to count ${atLeast} rows changed`, 15_000);
     return changed;
   }
-  const analyzedSince = async () => Number((await query<{ n: string }>(`SELECT n_mod_since_analyze AS n FROM pg_stat_user_tables WHERE relname = 't'`))[0]?.n);
 
   before(async () => {
     await resetDatabase(url);
@@ -115,5 +108,29 @@ describe('bench and demo: the stand-in for autovacuum', function () {
     expect(await analyzedSince()).to.be.at.least(100);
     expect(vacuum.log).to.have.length(1);
     expect(said).to.deep.equal([]);
+  });
+
+  it('says what it does in the caller\'s words, which of its work overlapped a window, and keeps the latest of it', async () => {
+    const kept = new AutovacuumStandIn({ query, say: (line) => said.push(line), vacuumEveryS: 30, analyzeCheckS: 5, logKept: 2 });
+    try {
+      const setting = await kept.start();
+      if (setting === undefined) return expect(kept.enabled).to.equal(false);
+      expect(kept.describe(setting, 'before each step')).to.equal(
+        `PostgreSQL runs with autovacuum=${setting}: VACUUM (ANALYZE) runs before each step and every 30 s, and ANALYZE on a table by autovacuum's rule ` +
+          `(checked every 5 s, and inside a measured window every ${kept.naptimeS} s, autovacuum's naptime), in its stead`,
+      );
+      const from = performance.now();
+      for (let i = 0; i < 3; i += 1) await kept.now();
+      const to = performance.now();
+      expect(kept.passes).to.equal(3);
+      // The oldest of the three passes went; the two kept are the latest, in order.
+      expect(kept.log).to.have.length(2);
+      expect(kept.log[0]!.end).to.be.at.most(kept.log[1]!.start);
+      expect(kept.inWindow(from, to)).to.match(/^VACUUM \(ANALYZE\) for \d+\.\d s, VACUUM \(ANALYZE\) for \d+\.\d s$/);
+      expect(kept.inWindow(to + 1, to + 1000)).to.equal('');
+      expect(said).to.deep.equal([]);
+    } finally {
+      kept.stop();
+    }
   });
 });
