@@ -18,6 +18,7 @@ import { OwedEventsAsWork1769300000000 } from './migrations/1769300000000-owed-e
 import { RedundantUniques1769400000000 } from './migrations/1769400000000-redundant-uniques.ts';
 import { OwnersReading1769500000000 } from './migrations/1769500000000-owners-reading.ts';
 import { PayloadStatistics1769600000000 } from './migrations/1769600000000-payload-statistics.ts';
+import { OwedIndexes1769700000000 } from './migrations/1769700000000-owed-indexes.ts';
 
 export const MIGRATIONS = [
   InitialSchema1764000000000,
@@ -36,6 +37,7 @@ export const MIGRATIONS = [
   RedundantUniques1769400000000,
   OwnersReading1769500000000,
   PayloadStatistics1769600000000,
+  OwedIndexes1769700000000,
 ];
 
 /** Any number of replicas may start at once; this lock lets exactly one run migrations at a time. */

@@ -92,6 +92,10 @@ export async function rebuildViews(db: Database, views: readonly ViewDefinition[
   const holder = `rebuild-${randomUUID()}`;
   const [{ n: ordersTotal }] = (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM orders')) as [{ n: number }];
   await resetViews(db, views, ordersTotal, holder);
+  // The reset owes every order to each view at once: statistics taken before it would have the
+  // planner read these rows as the few they were (each batch scanning all of them); autovacuum
+  // would see to it only after its naptime.
+  await db.query('ANALYZE consumer_failures');
   const group = { name: EVENTS_GROUP, consumers: viewConsumers(db, views) };
   const progress: RebuildProgress = { ordersDone: 0, ordersTotal, eventsApplied: 0, elapsedMs: 0 };
   opts.onProgress?.({ ...progress });

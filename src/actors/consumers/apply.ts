@@ -2,7 +2,7 @@ import type { Database } from '../../db/pg.ts';
 import type { Logger } from '../../log.ts';
 import { ATTR, tracingEnabled, withSpan } from '../../tracing.ts';
 import { describe, isApplicationError, untilNoLostRace } from './errors.ts';
-import { EVENT_COLUMNS, eventsIn, historyOf, ownedKey, type HistoryRow } from './history.ts';
+import { EVENT_COLUMNS, eventsIn, historyOf, inOwedOrder, ownedKey, type HistoryRow } from './history.ts';
 import { commit, failingUnits, planUnits, type PlannedUnits, type Unit } from './plan.ts';
 import { owedBackoffMs } from './owed.ts';
 import { consumerSpans } from './spans.ts';
@@ -176,7 +176,7 @@ export async function applyPartitions(
     const positions = [...ends].map(([part, e]) => ({ part, version: e.version, tx: e.tx, pos: e.pos }));
     const guards = (failed: { unit: Unit; err: unknown }[]): Guard[] => {
       const out: Guard[] = [{ text: MOVE_POSITIONS, params: [json(positions), group.name], expect: positions.length }];
-      if (skipped.length > 0) out.push({ text: OWE_MORE, params: [json(skipped)], expect: skipped.length });
+      if (skipped.length > 0) out.push({ text: OWE_MORE, params: [json(inOwedOrder(skipped))], expect: skipped.length });
       if (failed.length > 0) {
         const owed = failed.map(({ unit, err }) => ({ consumer: unit.consumer.name, order_id: unit.orderId, seq: unit.from, upto: unit.upto, error: describe(err).slice(0, 2000), delay_ms: owedBackoffMs(1) }));
         out.push({ text: NEWLY_OWED, params: [json(owed)], expect: owed.length });

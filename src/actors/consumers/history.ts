@@ -24,6 +24,17 @@ export interface History {
 
 export const ownedKey = (consumer: string, orderId: string) => `${consumer}\u0000${orderId}`;
 
+/**
+ * The one order in which statements send owed rows (consumer_failures) to be written, by consumer,
+ * then order: a live batch owing more of some orders and a rebuild (or a replay) applying them. On
+ * a large table (a rebuild's) their plans take the rows in the order sent (a nested loop over the
+ * input, by the primary key), so the two wait for each other instead of deadlocking; a deadlock
+ * that a plan of another shape still meets is retried as any lost race is (`untilNoLostRace`).
+ */
+export function inOwedOrder<T extends { consumer: string; order_id: string }>(rows: T[]): T[] {
+  return rows.sort((a, b) => (a.consumer < b.consumer ? -1 : a.consumer > b.consumer ? 1 : a.order_id < b.order_id ? -1 : a.order_id > b.order_id ? 1 : 0));
+}
+
 /** The journal's columns as consumers read them: with the trace context each event was recorded in. */
 export const EVENT_COLUMNS = `${JOURNAL_COLUMNS}, j.traceparent`;
 

@@ -3,7 +3,7 @@ import type { Logger } from '../../log.ts';
 import { tracingEnabled, withSpan } from '../../tracing.ts';
 import { exponentialBackoff, retryLaterSet, WorkTable, type WorkColumns } from '../work.ts';
 import { describe, isApplicationError, untilNoLostRace } from './errors.ts';
-import { eventsIn, ownedKey, readHistory } from './history.ts';
+import { eventsIn, inOwedOrder, ownedKey, readHistory } from './history.ts';
 import { commit, failingUnits, planUnits, rangesOf, type PlannedUnits, type Unit } from './plan.ts';
 import { consumerSpans } from './spans.ts';
 import { json, type Guard } from './statement.ts';
@@ -41,12 +41,53 @@ const OWED_FAILED = `
   FROM jsonb_to_recordset($1::jsonb) AS i(consumer text, order_id uuid, version int, error text, delay_ms float8)
   WHERE f.consumer = i.consumer AND f.order_id = i.order_id AND f.version = i.version`;
 
+/*
+ * The owed rows a retry takes. A rebuild owes every order to each view it rebuilds, so the table
+ * can hold millions of rows while one runs: the statements that run over and over (an owner's poll,
+ * each of the rebuild's batches) read them through partial indexes and stop at their limit, instead
+ * of reading and sorting every owed row each time, which made a rebuild's time grow with the square
+ * of the orders (test/views/views.owed-plans.test.ts).
+ */
+const OWED_COLUMNS = 'f.consumer, f.order_id, f.seq, f.version, f.attempts';
+
+/**
+ * An owner's due rows in its partitions: failures (index consumer_failures_part_idx), then a
+ * rebuild's rows only once no rebuild holds its lease (it stopped: the owners finish its work).
+ */
+export const PARTS_OWED = `
+  (SELECT ${OWED_COLUMNS} FROM consumer_failures f
+   WHERE f.part = ANY($2::smallint[]) AND f.due_at <= now() AND f.origin <> 'rebuild' AND f.consumer = ANY($1::text[])
+   LIMIT $3)
+  UNION ALL
+  (SELECT ${OWED_COLUMNS} FROM consumer_failures f
+   WHERE f.origin = 'rebuild' AND f.part = ANY($2::smallint[]) AND f.due_at <= now() AND f.consumer = ANY($1::text[])
+     AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.name = 'views-rebuild' AND l.until > now())
+   ORDER BY f.order_id LIMIT $3)
+  LIMIT $3`;
+
+/** The rebuild's next rows, by order (an order's views together), through consumer_failures_rebuild_idx. */
+export const REBUILD_OWED = `
+  SELECT ${OWED_COLUMNS} FROM consumer_failures f
+  WHERE f.origin = 'rebuild' AND f.consumer = ANY($1::text[])
+  ORDER BY f.order_id LIMIT $2`;
+
+/** An operator's replay (one consumer, one order, or all): due rows, a running rebuild's left to it. */
+const ANY_OWED = `
+  SELECT ${OWED_COLUMNS} FROM consumer_failures f
+  WHERE f.consumer = ANY($1::text[]) AND ($2::smallint[] IS NULL OR f.part = ANY($2::smallint[])) AND ($3::uuid IS NULL OR f.order_id = $3)
+    AND f.due_at <= now()
+    AND (f.origin <> 'rebuild' OR NOT EXISTS (SELECT 1 FROM leases l WHERE l.name = 'views-rebuild' AND l.until > now()))
+  ORDER BY f.order_id LIMIT $4`;
+
 export interface OwedFilter {
   /** Only owed orders in these partitions (an owner's). */
   parts?: readonly number[];
   consumer?: string;
   orderId?: string;
-  /** Orders a rebuild owes are left to the rebuild while it runs (its lease is held); it passes true. */
+  /**
+   * The rebuild's own rows (every one, due or not: it passes true); without it, a rebuild's rows
+   * are left to it while its lease is held.
+   */
   rebuild?: boolean;
   limit: number;
 }
@@ -62,17 +103,17 @@ export interface OwedFilter {
  */
 export async function retryOwed(db: Database, group: ConsumerGroup, filter: OwedFilter, log: Logger): Promise<{ done: number; failed: number; more: boolean; events: number }> {
   const names = group.consumers.map((c) => c.name).filter((n) => !filter.consumer || n === filter.consumer);
+  const [text, params] = filter.rebuild
+    ? [REBUILD_OWED, [names, filter.limit]]
+    : filter.parts && !filter.consumer && !filter.orderId
+      ? [PARTS_OWED, [names, filter.parts, filter.limit]]
+      : [ANY_OWED, [names, filter.parts ?? null, filter.orderId ?? null, filter.limit]];
   return untilNoLostRace(async () => {
     const readAt = Date.now();
-    const rows = await db.query<Pick<OwedRow, 'consumer' | 'order_id' | 'seq' | 'version' | 'attempts'>>(
-      `SELECT f.consumer, f.order_id, f.seq, f.version, f.attempts FROM consumer_failures f
-       WHERE f.consumer = ANY($1::text[]) AND ($2::smallint[] IS NULL OR f.part = ANY($2::smallint[])) AND ($3::uuid IS NULL OR f.order_id = $3)
-         AND f.due_at <= now()
-         AND ($4::boolean OR f.origin <> 'rebuild' OR NOT EXISTS (SELECT 1 FROM leases l WHERE l.name = 'views-rebuild' AND l.until > now()))
-       ORDER BY f.order_id LIMIT $5`,
-      [names, filter.parts ?? null, filter.orderId ?? null, filter.rebuild ?? false, filter.limit],
-    );
+    const rows = await db.query<Pick<OwedRow, 'consumer' | 'order_id' | 'seq' | 'version' | 'attempts'>>(text, params);
     if (rows.length === 0) return { done: 0, failed: 0, more: false, events: 0 };
+    // By order, as every batch applies orders (an owner's poll reads them in its index's order).
+    rows.sort((a, b) => (a.order_id < b.order_id ? -1 : a.order_id > b.order_id ? 1 : a.consumer < b.consumer ? -1 : a.consumer > b.consumer ? 1 : 0));
     const history = await readHistory(db, group, new Map(rows.map((r) => [r.order_id, null])));
     const byName = new Map(group.consumers.map((c) => [c.name, c]));
     const units: (Unit & { version: number; attempts: number })[] = [];
@@ -99,7 +140,7 @@ export async function retryOwed(db: Database, group: ConsumerGroup, filter: Owed
         }
         try {
           if (failed.length > 0) throw failed[0]!.err;
-          await commit(db, planned, [{ text: OWED_DONE, params: [json(done)], expect: done.length }]);
+          await commit(db, planned, [{ text: OWED_DONE, params: [json(inOwedOrder(done))], expect: done.length }]);
         } catch (err) {
           if (!isApplicationError(err)) throw err;
           spans?.endConsumers(err);
@@ -111,8 +152,8 @@ export async function retryOwed(db: Database, group: ConsumerGroup, filter: Owed
           planned = planUnits(rest, history, spans);
           const stillDone = done.filter((d) => !bad.has(key(d)));
           const again = failed.map(({ unit, err: e }) => ({ consumer: unit.consumer.name, order_id: unit.orderId, version: unit.version, error: describe(e).slice(0, 2000), delay_ms: owedBackoffMs(unit.attempts + 1) }));
-          const guards: Guard[] = [{ text: `${OWED_FAILED} RETURNING 1`, params: [json(again)], expect: again.length }];
-          if (stillDone.length > 0) guards.push({ text: OWED_DONE, params: [json(stillDone)], expect: stillDone.length });
+          const guards: Guard[] = [{ text: `${OWED_FAILED} RETURNING 1`, params: [json(inOwedOrder(again))], expect: again.length }];
+          if (stillDone.length > 0) guards.push({ text: OWED_DONE, params: [json(inOwedOrder(stillDone))], expect: stillDone.length });
           await commit(db, planned, guards);
           for (const f of failed) log.warn({ err: describe(f.err), consumer: f.unit.consumer.name, orderId: f.unit.orderId }, 'consumer failed again on an owed order');
         }
