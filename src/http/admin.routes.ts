@@ -26,7 +26,7 @@ export function adminRoutes(deps: { pg: Database; bus: EventBus; kinds: readonly
   const failures = async (filter: { consumer?: string; orderId?: string }) =>
     deps.pg.query<FailureRow>(
       `SELECT consumer, order_id, seq, attempts, last_error, first_failed_at, last_failed_at FROM consumer_failures
-       WHERE ($1::text IS NULL OR consumer = $1) AND ($2::uuid IS NULL OR order_id = $2)
+       WHERE attempts > 0 AND ($1::text IS NULL OR consumer = $1) AND ($2::uuid IS NULL OR order_id = $2)
        ORDER BY first_failed_at LIMIT 500`,
       [filter.consumer ?? null, filter.orderId ?? null],
     );

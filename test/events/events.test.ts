@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import { applyPartitions } from '../../src/actors/consumers/apply.ts';
 import type { ConsumerGroup } from '../../src/actors/consumers/types.ts';
@@ -148,6 +149,28 @@ describe('events: journal, partitions and consumers', function () {
     expect(await pending(sys, order.id)).to.deep.equal({ behind: 0, owed: [] });
     const offered = (await sys.request('GET', `/deliveries?area=${p.area}`, { token: p.rider })).body;
     expect(offered.map((d: { orderId: string; itemsCount: number }) => [d.orderId, d.itemsCount])).to.deep.equal([[order.id, 2]]);
+  });
+
+  it('GET /admin/failed-events lists the orders a consumer failed on, not those a rebuild or an upgrade owes it', async () => {
+    const [rebuilt, upgraded, failing] = [randomUUID(), randomUUID(), randomUUID()];
+    // Owed, not due for an hour: no owner takes them while the test reads the list.
+    await sys.runtime.db.query(
+      `INSERT INTO consumer_failures (consumer, order_id, part, seq, upto, attempts, last_error, first_failed_at, last_failed_at, origin, due_at)
+       SELECT 'view.deliveries', o.id, 0, 1, 2, o.attempts, o.error, now(), now(), o.origin, now() + interval '1 hour'
+       FROM (VALUES ($1::uuid, 0, 'owed to a rebuild', 'rebuild'), ($2::uuid, 0, 'owed to an upgrade', 'upgrade'), ($3::uuid, 2, 'boom', 'failure'))
+         AS o(id, attempts, error, origin)`,
+      [rebuilt, upgraded, failing],
+    );
+    try {
+      const res = await sys.request('GET', '/admin/failed-events', { token: p.admin });
+      expect(res.status).to.equal(200);
+      const listed = res.body.consumers.map((f: { orderId: string }) => f.orderId);
+      expect(listed).to.include(failing);
+      expect(listed).to.not.include(rebuilt);
+      expect(listed).to.not.include(upgraded);
+    } finally {
+      await sys.runtime.db.query('DELETE FROM consumer_failures WHERE order_id = ANY($1::uuid[])', [[rebuilt, upgraded, failing]]);
+    }
   });
 
   it('a consumer failing on one order holds back neither other orders nor other consumers; operators see it and replay it', async () => {

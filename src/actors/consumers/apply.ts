@@ -173,7 +173,8 @@ export async function applyPartitions(
         else units.push({ consumer, orderId, from: lo, upto: hi });
       }
     }
-    const positions = [...ends].map(([part, e]) => ({ part, version: e.version, tx: e.tx, pos: e.pos }));
+    // By partition: two deliveries of the same partitions (a hand-over) move their positions in one order.
+    const positions = [...ends].sort(([a], [b]) => a - b).map(([part, e]) => ({ part, version: e.version, tx: e.tx, pos: e.pos }));
     const guards = (failed: { unit: Unit; err: unknown }[]): Guard[] => {
       const out: Guard[] = [{ text: MOVE_POSITIONS, params: [json(positions), group.name], expect: positions.length }];
       if (skipped.length > 0) out.push({ text: OWE_MORE, params: [json(inOwedOrder(skipped))], expect: skipped.length });
