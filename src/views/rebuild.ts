@@ -34,10 +34,13 @@ const REBUILD_LEASE_MS = 60_000;
 /**
  * Empties the views, in one transaction: their tables and their owed orders; then every order is
  * owed to them from its first event (origin 'rebuild'), and the group's positions are bumped so a
- * live batch read before the reset reads again instead of writing to the emptied views. It locks
- * the views' tables first, in the order a delivery writes them; a deadlock with a delivery is
- * resolved by PostgreSQL and the reset runs again. While the rebuild's lease is held, the live
- * owners leave the rebuild's owed orders to it.
+ * live batch read before the reset reads again instead of writing to the emptied views. The owed
+ * rows are written first, before the views' locks (no one sees them before the commit), so the
+ * locks are held only for the orders placed meanwhile, the truncation and the notes: live delivery
+ * waits that long, not as long as writing a row per order and view takes. The views' tables are
+ * locked in the order a delivery writes them; a deadlock with a delivery is resolved by PostgreSQL
+ * and the reset runs again. While the rebuild's lease is held, the live owners leave the rebuild's
+ * owed orders to it.
  */
 export async function resetViews(db: Database, views: readonly ViewDefinition[], ordersTotal: number, holder: string, attempt = 1): Promise<void> {
   try {
@@ -48,19 +51,30 @@ export async function resetViews(db: Database, views: readonly ViewDefinition[],
   }
 }
 
+/** Owes orders to the consumers from their first event, as a rebuild's rows (a row already owed starts over). */
+const OWE_FROM_START = (which: string) => `
+  INSERT INTO consumer_failures (consumer, order_id, part, seq, upto, attempts, last_error, first_failed_at, last_failed_at, origin)
+  SELECT c, o.id, ${partitionSql('o.id', '(SELECT count(*) FROM event_partitions)')}, 1, o.version, 0, 'owed to a rebuild', now(), now(), 'rebuild'
+  FROM orders o CROSS JOIN unnest($1::text[]) AS c
+  ${which}
+  ON CONFLICT (consumer, order_id) DO UPDATE SET part = EXCLUDED.part, seq = 1, upto = EXCLUDED.upto, attempts = 0, last_error = EXCLUDED.last_error,
+    first_failed_at = now(), last_failed_at = now(), origin = 'rebuild', due_at = now(), lease_until = NULL, version = consumer_failures.version + 1`;
+
 async function reset(db: Database, views: readonly ViewDefinition[], ordersTotal: number, holder: string): Promise<void> {
   const consumers = views.map((v) => consumerNameOf(v.name));
   const tables = views.flatMap((v) => v.tables);
   await db.transaction(async (tx) => {
+    // Every order there is now, ahead of the locks.
+    await tx.query(OWE_FROM_START(''), [consumers]);
     await tx.query(`LOCK TABLE ${tables.map((t) => `"${t}"`).join(', ')} IN ACCESS EXCLUSIVE MODE`);
-    await tx.query('DELETE FROM consumer_failures WHERE consumer = ANY($1::text[])', [consumers]);
-    await tx.query(`TRUNCATE ${tables.map((t) => `"${t}"`).join(', ')}`);
+    // The orders placed since (or owed since on a failure): this statement sees the rows above.
     await tx.query(
-      `INSERT INTO consumer_failures (consumer, order_id, part, seq, upto, attempts, last_error, first_failed_at, last_failed_at, origin)
-       SELECT c, o.id, ${partitionSql('o.id', '(SELECT count(*) FROM event_partitions)')}, 1, o.version, 0, 'owed to a rebuild', now(), now(), 'rebuild'
-       FROM orders o CROSS JOIN unnest($1::text[]) AS c`,
+      OWE_FROM_START(`WHERE NOT EXISTS (SELECT 1 FROM consumer_failures f WHERE f.consumer = c AND f.order_id = o.id AND f.origin = 'rebuild')`),
       [consumers],
     );
+    // Owed rows of orders that are gone.
+    await tx.query(`DELETE FROM consumer_failures WHERE consumer = ANY($1::text[]) AND origin <> 'rebuild'`, [consumers]);
+    await tx.query(`TRUNCATE ${tables.map((t) => `"${t}"`).join(', ')}`);
     await tx.query('UPDATE consumer_positions SET version = version + 1 WHERE grp = $1', [EVENTS_GROUP]);
     await tx.query(
       `INSERT INTO leases (name, holder, until) VALUES ('views-rebuild', $1, now() + make_interval(secs => $2::float8 / 1000))

@@ -3,6 +3,7 @@ import { expect } from 'chai';
 import pg from 'pg';
 import { ensureDatabase, migrate } from '../../src/db/data-source.ts';
 import { Database } from '../../src/db/pg.ts';
+import { ensurePartitions, EVENTS_GROUP } from '../../src/actors/partitions.ts';
 import { noteRebuildFinished, noteRebuildProgress, resetViews } from '../../src/views/rebuild.ts';
 import { VIEWS } from '../../src/views/registry.ts';
 import { noteApplied } from '../../src/views/status.ts';
@@ -22,7 +23,7 @@ const HELD = SORTED[2]!;
  * exactly those before it in name order, whatever order it was given the views in and whatever
  * order the rows lie in on disk.
  */
-describe('views: every writer of view_status locks its rows in name order', function () {
+describe("views: a rebuild's locks (view_status rows in name order, the views' tables only once the owed rows are written)", function () {
   this.timeout(30_000);
   const url = testDatabaseUrl('status_locks');
   let pool: pg.Pool;
@@ -90,5 +91,47 @@ describe('views: every writer of view_status locks its rows in name order', func
     expect(await rowsLockedBeforeHeld(() => resetViews(db, reversed, 0, holder))).to.deep.equal(earlier);
     const rows = await db.query<{ started: boolean }>('SELECT rebuild_started_at IS NOT NULL AS started FROM view_status');
     expect(rows).to.deep.equal(SORTED.map(() => ({ started: true })));
+  });
+
+  it("a rebuild's reset writes its owed rows before it waits for the views' locks, and owes the orders placed while it waited", async () => {
+    await ensurePartitions(db, 32, [EVENTS_GROUP]);
+    const placeOrders = (n: number) =>
+      db.query(
+        `INSERT INTO orders (id, machine_id, machine_version, version, status, snapshot, customer_id, store_id, rider_id, area, created_at, updated_at)
+         SELECT gen_random_uuid(), 'order', 1, 3, 'accepted', '{}', 'c', 's', NULL, 'a', now(), now() FROM generate_series(1, $1::int)`,
+        [n],
+      );
+    await placeOrders(2000);
+    // A live delivery in the middle of writing a view: the reset must wait for it to take the locks.
+    const delivery = await pool.connect();
+    try {
+      await delivery.query('BEGIN');
+      await delivery.query('LOCK TABLE view_deliveries IN ROW EXCLUSIVE MODE');
+      const resetting = resetViews(db, VIEWS, 2000, `rebuild-${randomUUID()}`);
+      const [waiting] = await eventually(
+        async () => {
+          const rows = await db.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`);
+          return rows.length === 1 ? rows : undefined;
+        },
+        'the reset to wait for the views',
+      );
+      // By then it has written the owed rows (its lock on consumer_failures), and holds none on the views.
+      const held = await db.query<{ relation: string; mode: string; granted: boolean }>(
+        `SELECT relation::regclass::text AS relation, mode, granted FROM pg_locks WHERE pid = $1 AND locktype = 'relation' AND relation::regclass::text IN ('consumer_failures', 'view_deliveries')`,
+        [waiting!.pid],
+      );
+      expect(held).to.deep.include({ relation: 'consumer_failures', mode: 'RowExclusiveLock', granted: true });
+      expect(held).to.deep.include({ relation: 'view_deliveries', mode: 'AccessExclusiveLock', granted: false });
+      // An order placed while it waits is owed too.
+      await placeOrders(1);
+      await delivery.query('COMMIT');
+      await resetting;
+    } finally {
+      delivery.release();
+    }
+    const [owed] = await db.query<{ orders: number; rows: number }>(
+      `SELECT count(DISTINCT order_id)::int AS orders, count(*)::int AS rows FROM consumer_failures WHERE origin = 'rebuild' AND seq = 1`,
+    );
+    expect(owed).to.deep.equal({ orders: 2001, rows: 2001 * VIEWS.length });
   });
 });
