@@ -7,6 +7,7 @@ import { ROOT } from '../support/manifests.ts';
 /** Every command a user can start from the repository, as `node --import tsx <file>`. */
 const COMMANDS = [
   'scripts/bench.ts',
+  'scripts/bench-rebuild.ts',
   'scripts/build.ts',
   'scripts/chaos.ts',
   'scripts/demo-scale.ts',
