@@ -51,25 +51,34 @@ export async function resetViews(db: Database, views: readonly ViewDefinition[],
   }
 }
 
-/** Owes orders to the consumers from their first event, as a rebuild's rows (a row already owed starts over). */
-const OWE_FROM_START = (which: string) => `
+/**
+ * Owes orders to the consumers from their first event, as a rebuild's rows. A row already owed is
+ * left as it is (`ahead`: written before the views' locks, it must lock no row a live delivery may
+ * be updating) or starts over.
+ */
+const OWE_FROM_START = (which: string, ahead: boolean) => `
   INSERT INTO consumer_failures (consumer, order_id, part, seq, upto, attempts, last_error, first_failed_at, last_failed_at, origin)
   SELECT c, o.id, ${partitionSql('o.id', '(SELECT count(*) FROM event_partitions)')}, 1, o.version, 0, 'owed to a rebuild', now(), now(), 'rebuild'
   FROM orders o CROSS JOIN unnest($1::text[]) AS c
   ${which}
-  ON CONFLICT (consumer, order_id) DO UPDATE SET part = EXCLUDED.part, seq = 1, upto = EXCLUDED.upto, attempts = 0, last_error = EXCLUDED.last_error,
-    first_failed_at = now(), last_failed_at = now(), origin = 'rebuild', due_at = now(), lease_until = NULL, version = consumer_failures.version + 1`;
+  ON CONFLICT (consumer, order_id) ${
+    ahead
+      ? 'DO NOTHING'
+      : `DO UPDATE SET part = EXCLUDED.part, seq = 1, upto = EXCLUDED.upto, attempts = 0, last_error = EXCLUDED.last_error,
+    first_failed_at = now(), last_failed_at = now(), origin = 'rebuild', due_at = now(), lease_until = NULL, version = consumer_failures.version + 1`
+  }`;
 
 async function reset(db: Database, views: readonly ViewDefinition[], ordersTotal: number, holder: string): Promise<void> {
   const consumers = views.map((v) => consumerNameOf(v.name));
   const tables = views.flatMap((v) => v.tables);
   await db.transaction(async (tx) => {
-    // Every order there is now, ahead of the locks.
-    await tx.query(OWE_FROM_START(''), [consumers]);
+    // Every order there is now, ahead of the locks (an order already owed is seen to under them).
+    await tx.query(OWE_FROM_START('', true), [consumers]);
     await tx.query(`LOCK TABLE ${tables.map((t) => `"${t}"`).join(', ')} IN ACCESS EXCLUSIVE MODE`);
-    // The orders placed since (or owed since on a failure): this statement sees the rows above.
+    // The orders placed since, and those owed on a failure (before or since): they start over.
+    // This statement sees the rows above.
     await tx.query(
-      OWE_FROM_START(`WHERE NOT EXISTS (SELECT 1 FROM consumer_failures f WHERE f.consumer = c AND f.order_id = o.id AND f.origin = 'rebuild')`),
+      OWE_FROM_START(`WHERE NOT EXISTS (SELECT 1 FROM consumer_failures f WHERE f.consumer = c AND f.order_id = o.id AND f.origin = 'rebuild')`, false),
       [consumers],
     );
     // Owed rows of orders that are gone.

@@ -93,7 +93,7 @@ describe("views: a rebuild's locks (view_status rows in name order, the views' t
     expect(rows).to.deep.equal(SORTED.map(() => ({ started: true })));
   });
 
-  it("a rebuild's reset writes its owed rows before it waits for the views' locks, and owes the orders placed while it waited", async () => {
+  it("a rebuild's reset writes its owed rows before it waits for the views' locks, and owes the orders placed while it waited and those failed on from their start", async () => {
     await ensurePartitions(db, 32, [EVENTS_GROUP]);
     const placeOrders = (n: number) =>
       db.query(
@@ -102,6 +102,11 @@ describe("views: a rebuild's locks (view_status rows in name order, the views' t
         [n],
       );
     await placeOrders(2000);
+    // One of them a view failed on (from its third event): the rebuild owes it from the first.
+    await db.query(
+      `INSERT INTO consumer_failures (consumer, order_id, part, seq, upto, attempts, last_error, first_failed_at, last_failed_at, origin)
+       SELECT 'view.deliveries', id, 0, 3, 3, 2, 'boom', now(), now(), 'failure' FROM orders LIMIT 1`,
+    );
     // A live delivery in the middle of writing a view: the reset must wait for it to take the locks.
     const delivery = await pool.connect();
     try {
