@@ -4,10 +4,9 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import { randomUUID } from 'node:crypto';
 import { clusterKey, establishClusterId } from '../../src/actors/cluster-identity.ts';
-import { ensureDatabase, migrate } from '../../src/db/data-source.ts';
 import { Database } from '../../src/db/pg.ts';
 import { WORK_QUEUE } from '../../src/actors/work-queue.ts';
-import { eventually, removeQueueKeys, resetDatabase, startInstance, startSystem, testDatabaseUrl, TEST_REDIS_URL, type TestSystem } from '../support/system.ts';
+import { eventually, freshMigratedDatabase, removeQueueKeys, resetDatabase, startInstance, startSystem, testDatabaseUrl, TEST_REDIS_URL, type TestSystem } from '../support/system.ts';
 
 /** Issue: a replica pointed at another database but sharing Redis silently took that cluster's jobs. */
 describe('cluster identity', function () {
@@ -49,9 +48,7 @@ describe('cluster identity', function () {
   it('a replica whose first start races another one takes the id the other made', async () => {
     const url = testDatabaseUrl('cluster_race');
     const prefix = `{baedal-test-${randomUUID()}}`;
-    await resetDatabase(url);
-    await ensureDatabase(url);
-    await migrate(url);
+    await freshMigratedDatabase(url);
     const first = new pg.Client({ connectionString: url });
     const pool = new pg.Pool({ connectionString: url, max: 2 });
     const redis = new Redis(TEST_REDIS_URL);

@@ -5,6 +5,7 @@ import pg from 'pg';
 import type { Principal, Role } from '../../src/actors/principal.ts';
 import { startRuntime, type Runtime } from '../../src/app.ts';
 import { loadConfig } from '../../src/config.ts';
+import { ensureDatabase, migrate } from '../../src/db/data-source.ts';
 import { signToken } from '../../src/http/auth.ts';
 import { appSettings, createApp, type AppSettings } from '../../src/http/app.ts';
 import type Koa from 'koa';
@@ -130,6 +131,16 @@ export async function resetDatabase(url = TEST_DATABASE_URL): Promise<void> {
   } finally {
     await client.end();
   }
+}
+
+/**
+ * Makes the database at `url` (one of `testDatabaseUrl`'s) afresh and migrates it, with no service
+ * on it: for tests of statements and migrations alone. The test drops it (`resetDatabase(url)`).
+ */
+export async function freshMigratedDatabase(url: string): Promise<void> {
+  await resetDatabase(url);
+  await ensureDatabase(url);
+  await migrate(url);
 }
 
 async function listen(server: Server): Promise<string> {

@@ -1,13 +1,12 @@
 import { expect } from 'chai';
 import pg from 'pg';
 import { PARTS_OWED, REBUILD_OWED } from '../../src/actors/consumers/owed.ts';
-import { ensureDatabase, migrate } from '../../src/db/data-source.ts';
 import { Database } from '../../src/db/pg.ts';
 import { createLogger } from '../../src/log.ts';
 import { rebuildViews } from '../../src/views/rebuild.ts';
 import { VIEWS } from '../../src/views/registry.ts';
 import { consumerNameOf } from '../../src/views/view.ts';
-import { eventually, resetDatabase, testDatabaseUrl } from '../support/system.ts';
+import { eventually, freshMigratedDatabase, resetDatabase, testDatabaseUrl } from '../support/system.ts';
 
 const CONSUMERS = VIEWS.map((v) => consumerNameOf(v.name));
 /** Orders a rebuild owes to each view: as many rows as a database of this many orders holds while one runs. */
@@ -29,9 +28,7 @@ describe('views: owed rows are read a batch at a time, however many a rebuild ow
   let explain: pg.Client;
 
   before(async () => {
-    await resetDatabase(url);
-    await ensureDatabase(url);
-    await migrate(url);
+    await freshMigratedDatabase(url);
     pool = new pg.Pool({ connectionString: url, max: 4 });
     db = new Database(pool);
     // Every order owed to every view (a rebuild's reset), and failures: a third due now, the rest later.

@@ -1,13 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import pg from 'pg';
-import { ensureDatabase, migrate } from '../../src/db/data-source.ts';
 import { Database } from '../../src/db/pg.ts';
 import { ensurePartitions, EVENTS_GROUP } from '../../src/actors/partitions.ts';
 import { noteRebuildFinished, noteRebuildProgress, resetViews } from '../../src/views/rebuild.ts';
 import { VIEWS } from '../../src/views/registry.ts';
 import { noteApplied } from '../../src/views/status.ts';
-import { eventually, resetDatabase, testDatabaseUrl } from '../support/system.ts';
+import { eventually, freshMigratedDatabase, resetDatabase, testDatabaseUrl } from '../support/system.ts';
 
 /** The views' names, and the order every writer of several view_status rows locks them in. */
 const NAMES = VIEWS.map((v) => v.name);
@@ -30,9 +29,7 @@ describe("views: a rebuild's locks (view_status rows in name order, the views' t
   let db: Database;
 
   before(async () => {
-    await resetDatabase(url);
-    await ensureDatabase(url);
-    await migrate(url);
+    await freshMigratedDatabase(url);
     pool = new pg.Pool({ connectionString: url, max: 4 });
     db = new Database(pool);
   });
