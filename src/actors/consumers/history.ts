@@ -32,8 +32,15 @@ export const ownedKey = (consumer: string, orderId: string) => `${consumer}\u000
  * that a plan of another shape still meets is retried as any lost race is (`untilNoLostRace`).
  */
 export function inOwedOrder<T extends { consumer: string; order_id: string }>(rows: T[]): T[] {
-  return rows.sort((a, b) => (a.consumer < b.consumer ? -1 : a.consumer > b.consumer ? 1 : a.order_id < b.order_id ? -1 : a.order_id > b.order_id ? 1 : 0));
+  return rows.sort((a, b) => compare(a.consumer, b.consumer) || compare(a.order_id, b.order_id));
 }
+
+/** Rows by order, then consumer: the order in which batches apply orders (an owner's poll reads owed rows so). */
+export function byOrderThenConsumer<T extends { consumer: string; order_id: string }>(rows: T[]): T[] {
+  return rows.sort((a, b) => compare(a.order_id, b.order_id) || compare(a.consumer, b.consumer));
+}
+
+const compare = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 /** The journal's columns as consumers read them: with the trace context each event was recorded in. */
 export const EVENT_COLUMNS = `${JOURNAL_COLUMNS}, j.traceparent`;

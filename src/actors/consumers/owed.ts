@@ -3,7 +3,7 @@ import type { Logger } from '../../log.ts';
 import { tracingEnabled, withSpan } from '../../tracing.ts';
 import { exponentialBackoff, retryLaterSet, WorkTable, type WorkColumns } from '../work.ts';
 import { describe, isApplicationError, untilNoLostRace } from './errors.ts';
-import { eventsIn, inOwedOrder, ownedKey, readHistory } from './history.ts';
+import { byOrderThenConsumer, eventsIn, inOwedOrder, ownedKey, readHistory } from './history.ts';
 import { commit, failingUnits, planUnits, rangesOf, type PlannedUnits, type Unit } from './plan.ts';
 import { consumerSpans } from './spans.ts';
 import { json, type Guard } from './statement.ts';
@@ -112,8 +112,7 @@ export async function retryOwed(db: Database, group: ConsumerGroup, filter: Owed
     const readAt = Date.now();
     const rows = await db.query<Pick<OwedRow, 'consumer' | 'order_id' | 'seq' | 'version' | 'attempts'>>(text, params);
     if (rows.length === 0) return { done: 0, failed: 0, more: false, events: 0 };
-    // By order, as every batch applies orders (an owner's poll reads them in its index's order).
-    rows.sort((a, b) => (a.order_id < b.order_id ? -1 : a.order_id > b.order_id ? 1 : a.consumer < b.consumer ? -1 : a.consumer > b.consumer ? 1 : 0));
+    byOrderThenConsumer(rows);
     const history = await readHistory(db, group, new Map(rows.map((r) => [r.order_id, null])));
     const byName = new Map(group.consumers.map((c) => [c.name, c]));
     const units: (Unit & { version: number; attempts: number })[] = [];
