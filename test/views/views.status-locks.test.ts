@@ -67,6 +67,14 @@ describe("views: a rebuild's locks (view_status rows in name order, the views' t
 
   const earlier = SORTED.slice(0, SORTED.indexOf(HELD));
 
+  /** Orders at their third event, with no journal (the reset reads only the orders). */
+  const placeOrders = (n: number) =>
+    db.query(
+      `INSERT INTO orders (id, machine_id, machine_version, version, status, snapshot, customer_id, store_id, rider_id, area, created_at, updated_at)
+       SELECT gen_random_uuid(), 'order', 1, 3, 'accepted', '{}', 'c', 's', NULL, 'a', now(), now() FROM generate_series(1, $1::int)`,
+      [n],
+    );
+
   it('a process noting when its views applied events', async () => {
     expect(await rowsLockedBeforeHeld((views) => noteApplied(db, views))).to.deep.equal(earlier);
     const rows = await db.query<{ view: string; applied: boolean }>('SELECT view, applied_at IS NOT NULL AS applied FROM view_status ORDER BY view');
@@ -92,12 +100,6 @@ describe("views: a rebuild's locks (view_status rows in name order, the views' t
 
   it("a rebuild's reset writes its owed rows before it waits for the views' locks, and owes the orders placed while it waited and those failed on from their start", async () => {
     await ensurePartitions(db, 32, [EVENTS_GROUP]);
-    const placeOrders = (n: number) =>
-      db.query(
-        `INSERT INTO orders (id, machine_id, machine_version, version, status, snapshot, customer_id, store_id, rider_id, area, created_at, updated_at)
-         SELECT gen_random_uuid(), 'order', 1, 3, 'accepted', '{}', 'c', 's', NULL, 'a', now(), now() FROM generate_series(1, $1::int)`,
-        [n],
-      );
     await placeOrders(2000);
     // One of them a view failed on (from its third event): the rebuild owes it from the first.
     await db.query(
@@ -135,5 +137,42 @@ describe("views: a rebuild's locks (view_status rows in name order, the views' t
       `SELECT count(DISTINCT order_id)::int AS orders, count(*)::int AS rows FROM consumer_failures WHERE origin = 'rebuild' AND seq = 1`,
     );
     expect(owed).to.deep.equal({ orders: 2001, rows: 2001 * VIEWS.length });
+  });
+
+  it('a delivery that owes an order while the reset writes its owed rows makes the reset run again, and the order starts over', async () => {
+    await ensurePartitions(db, 32, [EVENTS_GROUP]);
+    await db.query('DELETE FROM consumer_failures');
+    await db.query('DELETE FROM orders');
+    await placeOrders(500);
+    const [failedOn] = await db.query<{ id: string }>('SELECT id FROM orders LIMIT 1');
+    // A live delivery that failed on an order, its owed row written and not yet committed.
+    const delivery = await pool.connect();
+    try {
+      await delivery.query('BEGIN');
+      await delivery.query(
+        `INSERT INTO consumer_failures (consumer, order_id, part, seq, upto, attempts, last_error, first_failed_at, last_failed_at, origin)
+         VALUES ('view.deliveries', $1, 0, 2, 3, 1, 'boom', now(), now(), 'failure')`,
+        [failedOn!.id],
+      );
+      const resetting = resetViews(db, VIEWS, 500, `rebuild-${randomUUID()}`);
+      // The reset's insert meets that row and waits for the delivery's transaction.
+      await eventually(
+        async () => (await db.query(`SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event = 'transactionid'`)).length === 1,
+        "the reset's insert to wait for the delivery's owed row",
+      );
+      await delivery.query('COMMIT');
+      await resetting;
+    } finally {
+      delivery.release();
+    }
+    const [owed] = await db.query<{ orders: number; rows: number }>(
+      `SELECT count(DISTINCT order_id)::int AS orders, count(*)::int AS rows FROM consumer_failures WHERE origin = 'rebuild' AND seq = 1 AND attempts = 0`,
+    );
+    expect(owed).to.deep.equal({ orders: 500, rows: 500 * VIEWS.length });
+    const [row] = await db.query<{ seq: number; upto: number; origin: string }>(
+      `SELECT seq, upto, origin FROM consumer_failures WHERE consumer = 'view.deliveries' AND order_id = $1`,
+      [failedOn!.id],
+    );
+    expect(row).to.deep.equal({ seq: 1, upto: 3, origin: 'rebuild' });
   });
 });
