@@ -16,7 +16,7 @@ import { buildService, SERVICE_ARGS } from '../bench/compiled.ts';
 import { CpuLimitError, CpuLimits, parseCores } from '../bench/cpu-limit.ts';
 import { cpuSnapshot, cpuUse, rssSlopeMbPer10Min, RunSampler, type CpuSnapshot, type Watched } from '../bench/measure.ts';
 import { freePort, httpStatus, ProcessGroup, waitUntil, type Managed } from '../bench/processes.ts';
-import { ceilingsText, resultsTable, roundsText, rssText, runLine, systemLabel, targetsText, type Ceilings, type Round, type RunResult, type System } from '../bench/report.ts';
+import { ceilingsText, errorsText, resultsTable, roundsText, rssText, runLine, systemLabel, targetsText, type Ceilings, type Round, type RunResult, type System } from '../bench/report.ts';
 import { ensureRestateInstalled, restateVersions, startRestate } from '../bench/restate-stack.ts';
 import { collectDeliveries, journalEventTimes, uuidV7EventTimes, WebhookReceiver, type EventTimes } from '../bench/webhooks.ts';
 import { OtlpSink, withoutOtel } from '../bench/tracing.ts';
@@ -758,7 +758,7 @@ async function main(): Promise<void> {
   const runs = rounds.flatMap((r) => r.runs);
   const wrong = runs.filter((r) => r.load.verify && r.load.verify.mismatches > 0);
   const errors = runs.filter((r) => r.load.errors.total > 0);
-  for (const r of errors) say(`\n${systemLabel(r)} at concurrency ${r.concurrency} had ${r.load.errors.total} errors: ${JSON.stringify(r.load.errors.byKind)}`);
+  for (const r of errors) say(`\n${systemLabel(r)} at concurrency ${r.concurrency} had ${errorsText(r.load.errors.total, r.load.errors.byKind)}`);
   say(`\nfinished in ${((performance.now() - started) / 1000).toFixed(0)} s; load average now ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
   if (v.out) {
     // One round keeps the shape of earlier results files; several add them all under `rounds`.

@@ -9,6 +9,7 @@ import { AutovacuumStandIn } from '../bench/autovacuum.ts';
 import { buildService, SERVICE_ARGS } from '../bench/compiled.ts';
 import { CpuLimitError, CpuLimits, parseCores } from '../bench/cpu-limit.ts';
 import { cpuSnapshot, cpuUse, type CpuSnapshot } from '../bench/measure.ts';
+import { errorsText } from '../bench/report.ts';
 import { describeReplicas, ScalingSampler, scalingFigures, scalingRows, scalingTable, type ScalingFigures } from '../bench/scaling.ts';
 import { commandLine, usageError as refuse } from '../src/cli.ts';
 import { Cluster } from './cluster/cluster.ts';
@@ -139,7 +140,7 @@ process.on('SIGINT', () => {
 process.on('SIGTERM', () => void shutdown(143));
 
 /** One step's figures; `maintenance` is what stood in for autovacuum inside its measured window (empty: nothing). */
-type StepResult = ScalingFigures & { p50Ms: number; maintenance: string };
+type StepResult = ScalingFigures & { p50Ms: number; maintenance: string; errorsByKind: Record<string, number> };
 
 async function runStep(replicas: number, n: number): Promise<StepResult> {
   const names = [...cluster.replicas.keys()];
@@ -193,7 +194,7 @@ async function runStep(replicas: number, n: number): Promise<StepResult> {
     sample: await sampler.result(),
     autoscaling: AUTOSCALING,
   });
-  return { ...figures, p50Ms: summary.latencyMs.overall.p50, maintenance: vacuum.inWindow(windowFrom, windowTo) };
+  return { ...figures, p50Ms: summary.latencyMs.overall.p50, maintenance: vacuum.inWindow(windowFrom, windowTo), errorsByKind: summary.errors.byKind };
 }
 
 const f = (x: number, digits: number) => (Number.isFinite(x) ? x.toFixed(digits) : '-');
@@ -223,7 +224,7 @@ try {
     results.push(r);
     const base = results[0]!;
     say(
-      `  ${r.replicas} replica${r.replicas > 1 ? 's' : ''}: ${f(r.commandsPerS, 0)} commands/s (×${f(r.commandsPerS / base.commandsPerS, 2)} of ${base.replicas}), p50 ${f(r.p50Ms, 1)} ms, p99 ${f(r.p99Ms, 1)} ms, ${r.errors} errors; ` +
+      `  ${r.replicas} replica${r.replicas > 1 ? 's' : ''}: ${f(r.commandsPerS, 0)} commands/s (×${f(r.commandsPerS / base.commandsPerS, 2)} of ${base.replicas}), p50 ${f(r.p50Ms, 1)} ms, p99 ${f(r.p99Ms, 1)} ms, ${errorsText(r.errors, r.errorsByKind)}; ` +
         `CPU ms per command: service ${f(r.serviceMsPerCommand, 2)} (×${f(r.serviceMsPerCommand / base.serviceMsPerCommand, 2)}), PostgreSQL ${f(r.postgresMsPerCommand, 2)} (×${f(r.postgresMsPerCommand / base.postgresMsPerCommand, 2)})`,
     );
     if (r.maintenance) say(`    (in the measured window, standing in for autovacuum: ${r.maintenance})`);

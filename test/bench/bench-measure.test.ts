@@ -2,7 +2,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
 import { largestLagMs, RunSampler } from '../../bench/measure.ts';
-import { maintenanceInWindow, median, roundsText, targetsText, type Round, type RunResult } from '../../bench/report.ts';
+import { errorsText, maintenanceInWindow, median, roundsText, targetsText, type Round, type RunResult } from '../../bench/report.ts';
 
 /** The benchmark reads view lag from whatever GET /views/_status answers: units must come out right. */
 describe('bench: reading view lag', () => {
@@ -194,5 +194,17 @@ describe('bench: what the autovacuum stand-in ran inside a measured window', () 
   it('says nothing when none did, including one that ended as the window opened', () => {
     expect(maintenanceInWindow(log, 4_000, 10_000)).to.equal('');
     expect(maintenanceInWindow([], 0, 1_000)).to.equal('');
+  });
+});
+
+describe("bench and demo: a run's errors, by kind", () => {
+  it('says how many and of which kinds, the most frequent first, ties by name', () => {
+    expect(errorsText(6, { 'network timeout': 1, '503 payment_unavailable': 4, '429 busy': 1 })).to.equal(
+      '6 errors (503 payment_unavailable 4, 429 busy 1, network timeout 1)',
+    );
+  });
+
+  it('says only the count when there were none', () => {
+    expect(errorsText(0, {})).to.equal('0 errors');
   });
 });
