@@ -84,6 +84,7 @@ export function errorsText(total: number, byKind: Record<string, number>): strin
   const kinds = Object.entries(byKind).sort(([a, x], [b, y]) => y - x || (a < b ? -1 : a > b ? 1 : 0));
   return kinds.length === 0 ? `${total} errors` : `${total} errors (${kinds.map(([kind, n]) => `${kind} ${n}`).join(', ')})`;
 }
+
 /** Says next to a figure whether notifications were delivered to the webhook receiver in its run. */
 export const webhooksTag = (on: boolean) => (on ? '[webhooks on]' : '[webhooks off]');
 /** Baedal's runs without tracing: the targets are judged on these (a traced run is compared with its untraced twin). */
