@@ -8,8 +8,7 @@ import { Database } from '../src/db/pg.ts';
 import { createLogger } from '../src/log.ts';
 import { rebuildViews } from '../src/views/rebuild.ts';
 import { VIEWS } from '../src/views/registry.ts';
-import { seedOrders } from '../test/support/seed-orders.ts';
-import { LIVES, type ScriptedOrder } from '../test/support/views.ts';
+import { LIVES, seedOrders, type ScriptedOrder } from './cluster/seed-orders.ts';
 import { onServer } from './cluster/infra.ts';
 
 const USAGE = `usage: npm run bench:rebuild -- [--orders N,N,...] [--batch N]

@@ -5,7 +5,7 @@ import pg from 'pg';
 import { migrateOrders } from '../../src/actors/order-migration.ts';
 import { COOKING_REFUSED, ORDER_MACHINES_V2, orderV2 } from '../fixtures/order-v2.ts';
 import { ROOT } from '../support/manifests.ts';
-import { seedOrders } from '../support/seed-orders.ts';
+import { seedOrders } from '../../scripts/cluster/seed-orders.ts';
 import { startSystem, type TestSystem } from '../support/system.ts';
 import { LIVES, statusOfScript, type ScriptedOrder } from '../support/views.ts';
 

@@ -3,19 +3,9 @@
  * where, and which steps each order went through), not from the journal the views read.
  */
 
-/** A step of an order's life: an API command, or the durable timer that fired. */
-export type Step = 'pay' | 'accept' | 'reject' | 'start-cooking' | 'finish-cooking' | 'cancel' | 'pick' | 'confirm-delivery' | 'store-accept-timeout' | 'payment-timeout';
+import type { ScriptedOrder, Step } from '../../scripts/cluster/seed-orders.ts';
 
-export interface ScriptedOrder {
-  orderId: string;
-  customerId: string;
-  storeId: string;
-  area: string;
-  items: { foodId: string; qty: number; unitPrice: number }[];
-  steps: Step[];
-  /** The rider who picks it, when `pick` is a step. */
-  riderId?: string;
-}
+export { LIVES, type ScriptedOrder, type Step } from '../../scripts/cluster/seed-orders.ts';
 
 /** The status each step leaves an order in: the rules as the README states them. */
 const STATUS_AFTER_STEP: Record<Step, string> = {
@@ -122,25 +112,6 @@ export function plain(views: ExpectedViews): Record<string, unknown> {
     deliveries: sorted(views.deliveries),
   };
 }
-
-/** The step sequences an order can take, from a new order to where it rests. */
-export const LIVES: readonly Step[][] = [
-  [],
-  ['payment-timeout'],
-  ['cancel'],
-  ['pay'],
-  ['pay', 'cancel'],
-  ['pay', 'reject'],
-  ['pay', 'store-accept-timeout'],
-  ['pay', 'accept'],
-  ['pay', 'accept', 'cancel'],
-  ['pay', 'accept', 'start-cooking'],
-  ['pay', 'accept', 'start-cooking', 'finish-cooking'],
-  ['pay', 'accept', 'start-cooking', 'finish-cooking', 'pick'],
-  ['pay', 'accept', 'start-cooking', 'finish-cooking', 'pick', 'confirm-delivery'],
-  ['pay', 'accept', 'start-cooking', 'finish-cooking', 'pick', 'confirm-delivery'],
-  ['pay', 'accept', 'start-cooking', 'finish-cooking', 'pick', 'confirm-delivery'],
-];
 
 /** A small seeded PRNG (mulberry32), so a failing run can be repeated: the load generator's. */
 export { seededRandom as prng } from '../../scripts/load/scenario.ts';

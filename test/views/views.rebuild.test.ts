@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import { ROOT } from '../support/manifests.ts';
-import { seedOrders } from '../support/seed-orders.ts';
+import { seedOrders } from '../../scripts/cluster/seed-orders.ts';
 import { eventually, startSystem, type Parties, type TestSystem } from '../support/system.ts';
 import { expectedViews, LIVES, plain, prng, shuffled, tablesAsExpected, viewTables, type ScriptedOrder, type Step } from '../support/views.ts';
 

@@ -1,3 +1,6 @@
+// Orders written straight into the store, as the service would have left them: what the views'
+// and machine migration's tests and `npm run bench:rebuild` start from.
+
 import { partitionSql } from '../../src/actors/partitions.ts';
 import { randomUUID } from 'node:crypto';
 import { initialTransition, transition } from 'xstate';
@@ -5,7 +8,39 @@ import { emittedEvents } from '../../src/machines/order/define.ts';
 import type { Sql } from '../../src/db/pg.ts';
 import { ORDER_MACHINE_VERSION, orderMachine, statusOf, type OrderMachineEvent } from '../../src/machines/order/v1.ts';
 import { ORDER_MACHINE_ID } from '../../src/machines/order/contract.ts';
-import type { ScriptedOrder, Step } from './views.ts';
+
+/** A step of an order's life: an API command, or the durable timer that fired. */
+export type Step = 'pay' | 'accept' | 'reject' | 'start-cooking' | 'finish-cooking' | 'cancel' | 'pick' | 'confirm-delivery' | 'store-accept-timeout' | 'payment-timeout';
+
+export interface ScriptedOrder {
+  orderId: string;
+  customerId: string;
+  storeId: string;
+  area: string;
+  items: { foodId: string; qty: number; unitPrice: number }[];
+  steps: Step[];
+  /** The rider who picks it, when `pick` is a step. */
+  riderId?: string;
+}
+
+/** The step sequences an order can take, from a new order to where it rests. */
+export const LIVES: readonly Step[][] = [
+  [],
+  ['payment-timeout'],
+  ['cancel'],
+  ['pay'],
+  ['pay', 'cancel'],
+  ['pay', 'reject'],
+  ['pay', 'store-accept-timeout'],
+  ['pay', 'accept'],
+  ['pay', 'accept', 'cancel'],
+  ['pay', 'accept', 'start-cooking'],
+  ['pay', 'accept', 'start-cooking', 'finish-cooking'],
+  ['pay', 'accept', 'start-cooking', 'finish-cooking', 'pick'],
+  ['pay', 'accept', 'start-cooking', 'finish-cooking', 'pick', 'confirm-delivery'],
+  ['pay', 'accept', 'start-cooking', 'finish-cooking', 'pick', 'confirm-delivery'],
+  ['pay', 'accept', 'start-cooking', 'finish-cooking', 'pick', 'confirm-delivery'],
+];
 
 function machineEvent(step: Step, order: ScriptedOrder): OrderMachineEvent {
   switch (step) {
