@@ -130,9 +130,13 @@ const COMMIT_BATCH = `
       SELECT 1 FROM jsonb_to_recordset(i.menu) AS m(food_id text, name text, price int)
       LEFT JOIN menu_items mi ON mi.store_id = i.store_id AND mi.food_id = m.food_id
       WHERE mi.food_id IS NULL OR NOT mi.available OR mi.price <> m.price OR mi.name <> m.name)
-  ), ${GUARD_CTES}, prior AS (
+  ), ${GUARD_CTES}, prior AS MATERIALIZED (
     -- The status each order had at the version its transition was judged on: whenever the write
     -- below succeeds, this statement's snapshot holds that version (versions only grow).
+    -- Materialized: read once by primary key. Folded into \`freed\`, its status condition let the
+    -- planner AND the orders' (status, area) index into a lookup repeated for each order written,
+    -- each time reading every entry of 'awaitingPayment', dead ones included (every order passes
+    -- through it), so its cost grew with the orders placed since the last vacuum.
     SELECT o.id, o.status FROM orders o WHERE o.id = ANY (ARRAY(SELECT id FROM input WHERE from_version > 0))
   ), changed AS (
     UPDATE orders o SET version = i.version, machine_version = i.machine_version, status = i.status, snapshot = i.snapshot,
