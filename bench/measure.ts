@@ -15,7 +15,7 @@ export interface CpuSnapshot {
   mainByName: Map<string, number>;
   postgres: number;
   redis: number;
-  machine: { busy: number; total: number };
+  machine: { busy: number; stolen: number; total: number };
 }
 
 export function cpuSnapshot(watched: readonly Watched[]): CpuSnapshot {
@@ -39,6 +39,11 @@ export interface CpuUse {
   redis: number;
   /** Cores busy on average over the window, everything on the machine included. */
   machineBusyCores: number;
+  /**
+   * Cores the hypervisor took on average over the window (steal time): while this machine had work
+   * to run, its virtual cores ran another guest's. Not in `machineBusyCores`.
+   */
+  machineStolenCores: number;
 }
 
 /** What each named counter gained from `a` to `b` (0 for one that `a` did not have). */
@@ -55,6 +60,7 @@ export function cpuUse(a: CpuSnapshot, b: CpuSnapshot): CpuUse {
     postgres: b.postgres - a.postgres,
     redis: b.redis - a.redis,
     machineBusyCores: (b.machine.busy - a.machine.busy) / seconds,
+    machineStolenCores: (b.machine.stolen - a.machine.stolen) / seconds,
   };
 }
 

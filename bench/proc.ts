@@ -115,10 +115,25 @@ export function redisCpuSeconds(): number {
   return total;
 }
 
-/** The whole machine's CPU time from /proc/stat: busy and total, in seconds summed over all cores. */
-export function machineCpu(): { busy: number; total: number } {
-  const line = readFileSync('/proc/stat', 'utf8').split('\n')[0]!;
-  const [user, nice, system, idle, iowait, irq, softirq, steal] = line.trim().split(/\s+/).slice(1, 9).map(Number) as number[];
-  const busy = user! + nice! + system! + irq! + softirq! + steal!;
-  return { busy: busy / TICKS_PER_S, total: (busy + idle! + iowait!) / TICKS_PER_S };
+/**
+ * The whole machine's CPU time from /proc/stat, in seconds summed over all cores: what its cores
+ * ran (busy), what the hypervisor gave to other guests while this one had work (steal: the cores
+ * were not this machine's then), and all of it (busy, idle, waiting on I/O and stolen).
+ */
+export function machineCpu(): { busy: number; stolen: number; total: number } {
+  return parseMachineCpu(readFileSync('/proc/stat', 'utf8'));
+}
+
+/** The share of a machine's CPU time that the hypervisor took (0 when it has none counted). */
+export function stolenShare(m: { stolen: number; total: number }): number {
+  return m.total > 0 ? m.stolen / m.total : 0;
+}
+
+/** `machineCpu` of the text of /proc/stat. */
+export function parseMachineCpu(stat: string): { busy: number; stolen: number; total: number } {
+  const line = stat.split('\n')[0]!;
+  if (!line.startsWith('cpu ')) throw new Error(`/proc/stat does not start with the machine's cpu line: ${line.slice(0, 40)}`);
+  const [user, nice, system, idle, iowait, irq, softirq, steal = 0] = line.trim().split(/\s+/).slice(1, 9).map(Number) as number[];
+  const busy = user! + nice! + system! + irq! + softirq!;
+  return { busy: busy / TICKS_PER_S, stolen: steal / TICKS_PER_S, total: (busy + idle! + iowait! + steal) / TICKS_PER_S };
 }

@@ -116,7 +116,7 @@ export function resultsTable(runs: readonly RunResult[]): string {
     );
   }
   lines.push('');
-  lines.push(`CPU ms per command  webhooks${traced ? ' tracing' : ''}  service  PostgreSQL  Redis  gateway  receiver${traced ? '  OTLP sink' : ''}  load gen   cores busy (others)   RSS MB start→end (max)   view lag max / p99 ms`);
+  lines.push(`CPU ms per command  webhooks${traced ? ' tracing' : ''}  service  PostgreSQL  Redis  gateway  receiver${traced ? '  OTLP sink' : ''}  load gen   cores busy (others)   stolen   RSS MB start→end (max)   view lag max / p99 ms`);
   for (const r of runs) {
     const rss =
       r.rss
@@ -127,7 +127,7 @@ export function resultsTable(runs: readonly RunResult[]): string {
         .join(' + ') || '-';
     const lag = r.viewLag.available ? `${f(r.viewLag.maxMs, 0)} / ${f(r.viewLag.p99Ms, 0)}` : (r.viewLag.note ?? 'n/a');
     lines.push(
-      `${`${systemLabel(r)} c${r.concurrency}`.padEnd(18)} ${hooks(r)} ${pad(f(r.cpu.serviceMsPerCommand, 2), 8)} ${pad(f(r.cpu.postgresMsPerCommand, 2), 11)} ${pad(f(r.cpu.redisMsPerCommand, 2), 6)} ${pad(f(r.cpu.gatewayMsPerCommand, 2), 8)} ${pad(f(r.cpu.receiverMsPerCommand, 2), 9)}${traced ? ` ${pad(f(r.cpu.otlpSinkMsPerCommand, 2), 10)}` : ''} ${pad(f(r.cpu.loadGeneratorMsPerCommand, 2), 9)} ${pad(f(r.cpu.machineBusyCores, 2), 11)} (${f(othersCores(r), 2)})   ${pad(rss, 24)}   ${lag}`,
+      `${`${systemLabel(r)} c${r.concurrency}`.padEnd(18)} ${hooks(r)} ${pad(f(r.cpu.serviceMsPerCommand, 2), 8)} ${pad(f(r.cpu.postgresMsPerCommand, 2), 11)} ${pad(f(r.cpu.redisMsPerCommand, 2), 6)} ${pad(f(r.cpu.gatewayMsPerCommand, 2), 8)} ${pad(f(r.cpu.receiverMsPerCommand, 2), 9)}${traced ? ` ${pad(f(r.cpu.otlpSinkMsPerCommand, 2), 10)}` : ''} ${pad(f(r.cpu.loadGeneratorMsPerCommand, 2), 9)} ${pad(f(r.cpu.machineBusyCores, 2), 11)} (${f(othersCores(r), 2)})   ${pad(f(r.cpu.machineStolenCores, 2), 6)}   ${pad(rss, 24)}   ${lag}`,
     );
   }
   const counted = runs.filter((r) => r.roundTrips);

@@ -292,8 +292,11 @@ export interface ScalingFigures {
   postgresMsPerCommand: number;
   /** Cores PostgreSQL used in the window (all its processes). */
   postgresCores: number;
-  /** Cores of the whole machine busy in the window, and how many it has (when measured). */
-  host?: { busyCores: number; cores: number };
+  /**
+   * Cores of the whole machine busy in the window, how many it has, and how many the hypervisor
+   * took from it (steal time; when measured).
+   */
+  host?: HostCores;
   viewLagP99Ms?: number;
   /** Where the view lag comes from ("GET /views/_status every 250 ms", "baedal_view_lag_seconds every second"). */
   viewLagFrom?: string;
@@ -302,6 +305,13 @@ export interface ScalingFigures {
   /** Per partition: how many were applied by one replica only, and the others with each replica's share. */
   partitions?: { count: number; single: number; shared: { partition: string; shares: Record<string, number> }[] };
   hpa: HpaDecision;
+}
+
+/** The whole machine over a window: cores busy (its own work), how many it has, cores stolen by the hypervisor. */
+export interface HostCores {
+  busyCores: number;
+  cores: number;
+  stolenCores?: number;
 }
 
 export interface ScalingInput {
@@ -320,7 +330,7 @@ export interface ScalingInput {
     /** The CPU seconds of each replica's main thread alone, when measured. */
     replicaMainSeconds?: Record<string, number>;
     postgresSeconds: number;
-    host?: { busyCores: number; cores: number };
+    host?: HostCores;
   };
   sample: ScalingSample;
   /** The view lag p99 measured another way (the benchmark's GET /views/_status); else the sample's. */
@@ -417,6 +427,10 @@ export function describeReplicas(s: ScalingFigures, a: Autoscaling, indent = '  
     lines.push(`${indent}(events: the replicas have no baedal_events_applied_total{partition}; shares are of baedal_events_delivered_total, per consumer group)`);
   }
   lines.push(`${indent}view lag p99 ${f(s.viewLagP99Ms, 0)} ms${s.viewLagFrom ? ` (${s.viewLagFrom})` : ''}`);
+  if (s.host) {
+    const stolen = s.host.stolenCores === undefined ? '' : `, ${f(s.host.stolenCores, 2)} taken by the hypervisor (steal time)`;
+    lines.push(`${indent}host: ${f(s.host.busyCores, 2)} of ${f(s.host.cores, 0)} cores busy${stolen}`);
+  }
   lines.push(`${indent}${describeDecision(a, s.replicas, s.hpa)}`);
   return lines.join('\n');
 }
@@ -432,9 +446,10 @@ export interface ScalingRow {
   postgresMsPerCommand: number;
   postgresRatio: number;
   postgresCores: number;
-  /** Cores of the machine busy, and how many it has (when measured). */
+  /** Cores of the machine busy, how many it has, and how many the hypervisor took (when measured). */
   hostBusyCores?: number;
   hostCores?: number;
+  hostStolenCores?: number;
   viewLagP99Ms?: number;
   cpuPercentOfRequest: number;
   hpaDesired: number;
@@ -455,6 +470,7 @@ export function scalingRows(figures: readonly ScalingFigures[]): ScalingRow[] {
     postgresRatio: s.postgresMsPerCommand / base!.postgresMsPerCommand,
     postgresCores: s.postgresCores,
     ...(s.host && { hostBusyCores: s.host.busyCores, hostCores: s.host.cores }),
+    ...(s.host?.stolenCores !== undefined && { hostStolenCores: s.host.stolenCores }),
     ...(s.viewLagP99Ms !== undefined && { viewLagP99Ms: s.viewLagP99Ms }),
     cpuPercentOfRequest: s.hpa.cpuPercentOfRequest,
     hpaDesired: s.hpa.desired,
@@ -474,6 +490,7 @@ export function medianRows(rounds: readonly (readonly ScalingRow[])[]): ScalingR
     const lag = m((r) => r.viewLagP99Ms);
     const busy = m((r) => r.hostBusyCores);
     const cores = m((r) => r.hostCores);
+    const stolen = m((r) => r.hostStolenCores);
     return {
       replicas,
       commandsPerS: m((r) => r.commandsPerS),
@@ -485,6 +502,7 @@ export function medianRows(rounds: readonly (readonly ScalingRow[])[]): ScalingR
       postgresRatio: m((r) => r.postgresRatio),
       postgresCores: m((r) => r.postgresCores),
       ...(Number.isFinite(busy) && Number.isFinite(cores) && { hostBusyCores: busy, hostCores: cores }),
+      ...(Number.isFinite(stolen) && { hostStolenCores: stolen }),
       ...(Number.isFinite(lag) && { viewLagP99Ms: lag }),
       cpuPercentOfRequest: m((r) => r.cpuPercentOfRequest),
       hpaDesired: m((r) => r.hpaDesired),
@@ -492,26 +510,42 @@ export function medianRows(rounds: readonly (readonly ScalingRow[])[]): ScalingR
   });
 }
 
-/** A host this busy (share of its cores) has no CPU left for a replica's quota: the table says so. */
+/**
+ * A host this busy (share of its cores, what the hypervisor took counted as busy) has no CPU left
+ * for a replica's quota: the table says so.
+ */
 export const HOST_SATURATED = 0.95;
+/**
+ * Steal time above this share of the host's cores is named under the table: the hypervisor ran
+ * other guests on them, so the row measures the neighbours as much as the service.
+ */
+export const HOST_STOLEN_NOTABLE = 0.05;
 
 /** The scaling table: one row per replica count, with the ratios to the first row. */
 export function scalingTable(rows: readonly ScalingRow[], indent = '  '): string {
   const base = rows[0]?.replicas ?? 1;
   const x = `×${base}`.padStart(5);
   const lines = [
-    `${indent}replicas  commands/s ${x}   p99 ms   service CPU ms/cmd ${x}   PostgreSQL CPU ms/cmd ${x}   PostgreSQL cores   host cores busy   view lag p99 ms   CPU % of request   HPA desired`,
+    `${indent}replicas  commands/s ${x}   p99 ms   service CPU ms/cmd ${x}   PostgreSQL CPU ms/cmd ${x}   PostgreSQL cores   host cores busy   stolen   view lag p99 ms   CPU % of request   HPA desired`,
   ];
   for (const r of rows) {
     const host = r.hostBusyCores === undefined ? '-' : `${f(r.hostBusyCores, 2)} of ${f(r.hostCores, 0)}`;
     lines.push(
-      `${indent}${String(r.replicas).padStart(8)}  ${f(r.commandsPerS, 0).padStart(10)} ${f(r.commandsRatio, 2).padStart(5)}   ${f(r.p99Ms).padStart(6)}   ${f(r.serviceMsPerCommand, 2).padStart(18)} ${f(r.serviceRatio, 2).padStart(5)}   ${f(r.postgresMsPerCommand, 2).padStart(21)} ${f(r.postgresRatio, 2).padStart(5)}   ${f(r.postgresCores, 2).padStart(16)}   ${host.padStart(15)}   ${f(r.viewLagP99Ms, 0).padStart(15)}   ${f(r.cpuPercentOfRequest, 0).padStart(16)}   ${f(r.hpaDesired, 0).padStart(11)}`,
+      `${indent}${String(r.replicas).padStart(8)}  ${f(r.commandsPerS, 0).padStart(10)} ${f(r.commandsRatio, 2).padStart(5)}   ${f(r.p99Ms).padStart(6)}   ${f(r.serviceMsPerCommand, 2).padStart(18)} ${f(r.serviceRatio, 2).padStart(5)}   ${f(r.postgresMsPerCommand, 2).padStart(21)} ${f(r.postgresRatio, 2).padStart(5)}   ${f(r.postgresCores, 2).padStart(16)}   ${host.padStart(15)}   ${f(r.hostStolenCores, 2).padStart(6)}   ${f(r.viewLagP99Ms, 0).padStart(15)}   ${f(r.cpuPercentOfRequest, 0).padStart(16)}   ${f(r.hpaDesired, 0).padStart(11)}`,
     );
   }
-  const saturated = rows.filter((r) => r.hostBusyCores !== undefined && r.hostCores !== undefined && r.hostBusyCores >= HOST_SATURATED * r.hostCores);
+  const stolenOf = (r: ScalingRow) => r.hostStolenCores ?? 0;
+  const saturated = rows.filter((r) => r.hostBusyCores !== undefined && r.hostCores !== undefined && r.hostBusyCores + stolenOf(r) >= HOST_SATURATED * r.hostCores);
   for (const r of saturated) {
+    const taken = stolenOf(r) > 0 ? ` and ${f(stolenOf(r), 2)} taken by the hypervisor` : '';
     lines.push(
-      `${indent}at ${r.replicas} replica${r.replicas > 1 ? 's' : ''} the host was saturated: ${f(r.hostBusyCores, 2)} of its ${f(r.hostCores, 0)} cores busy, PostgreSQL using ${f(r.postgresCores, 2)} of them; the replicas' ratio measures the host there, not what another replica adds`,
+      `${indent}at ${r.replicas} replica${r.replicas > 1 ? 's' : ''} the host was saturated: ${f(r.hostBusyCores, 2)} of its ${f(r.hostCores, 0)} cores busy${taken}, PostgreSQL using ${f(r.postgresCores, 2)} of them; the replicas' ratio measures the host there, not what another replica adds`,
+    );
+  }
+  const robbed = rows.filter((r) => !saturated.includes(r) && r.hostCores !== undefined && stolenOf(r) >= HOST_STOLEN_NOTABLE * r.hostCores);
+  for (const r of robbed) {
+    lines.push(
+      `${indent}at ${r.replicas} replica${r.replicas > 1 ? 's' : ''} the hypervisor took ${f(stolenOf(r), 2)} of the host's ${f(r.hostCores, 0)} cores (steal time): other guests ran on them, so the row measures them as much as the service`,
     );
   }
   return lines.join('\n');

@@ -15,6 +15,7 @@ import { bullmqCeiling, postgresCeiling } from '../bench/ceilings.ts';
 import { buildService, SERVICE_ARGS } from '../bench/compiled.ts';
 import { CpuLimitError, CpuLimits, parseCores } from '../bench/cpu-limit.ts';
 import { cpuSnapshot, cpuUse, rssSlopeMbPer10Min, RunSampler, type CpuSnapshot, type Watched } from '../bench/measure.ts';
+import { machineCpu, stolenShare } from '../bench/proc.ts';
 import { freePort, httpStatus, ProcessGroup, waitUntil, type Managed } from '../bench/processes.ts';
 import { ceilingsText, errorsText, resultsTable, roundsText, rssText, runLine, systemLabel, targetsText, type Ceilings, type Round, type RunResult, type System } from '../bench/report.ts';
 import { ensureRestateInstalled, restateVersions, startRestate } from '../bench/restate-stack.ts';
@@ -490,6 +491,7 @@ async function machineHeader(): Promise<Record<string, string | number>> {
     postgres: row?.server_version ?? 'unknown',
     redis: /redis_version:(\S+)/.exec(info)?.[1] ?? 'unknown',
     loadAverageAtStart: loadavg().map((l) => l.toFixed(2)).join(' '),
+    stolenSinceBoot: stolenShare(machineCpu()),
   };
 }
 
@@ -568,7 +570,7 @@ async function benchBaedal(
             replicaSeconds: Object.fromEntries(services.map((s) => [s.process.name, result.cpu.byName[`server:${s.process.name}`] ?? NaN])),
             replicaMainSeconds: Object.fromEntries(services.map((s) => [s.process.name, result.cpu.mainByName[`server:${s.process.name}`] ?? NaN])),
             postgresSeconds: result.cpu.postgres,
-            host: { busyCores: result.cpu.machineBusyCores, cores: availableParallelism() },
+            host: { busyCores: result.cpu.machineBusyCores, cores: availableParallelism(), stolenCores: result.cpu.machineStolenCores },
           },
           sample: await sampler.result(),
           ...(result.viewLag.available && { viewLag: { p99Ms: result.viewLag.p99Ms, from: `GET /views/_status, ${result.viewLag.samples} samples` } }),
@@ -695,6 +697,7 @@ async function main(): Promise<void> {
   const machine = await machineHeader();
   say(`Baedal benchmark — ${machine.date}; ${machine.nproc} cores (${machine.cpu}), ${machine.memoryGiB} GiB, Node ${machine.node}, PostgreSQL ${machine.postgres}, Redis ${machine.redis}`);
   say(`load average at the start: ${machine.loadAverageAtStart} (anything above 0 is other work on this machine); logs in ${LOG_DIR} (kept if the run fails)`);
+  say(`CPU time the hypervisor took from this machine since it booted (steal): ${((machine.stolenSinceBoot as number) * 100).toFixed(1)} %; each run's share is in its "stolen" column`);
   say(`building the service (npm run build) … ${(await buildService()).seconds.toFixed(1)} s; each service process runs node ${SERVICE_ARGS.slice(0, -1).join(' ')} dist/main.js`);
   if (limits) say(`CPU limit: ${limits.describe()}; the ceilings, Restate, the gateway and the load generator run without one`);
   const gateway = await startGateway();

@@ -190,7 +190,7 @@ async function runStep(replicas: number, n: number): Promise<StepResult> {
     ...(perReplica && { concurrencyPerReplica: true }),
     ...(cores !== undefined && { cpuPerReplica: cores }),
     load: { commands: summary.commands, commandsPerS: summary.commandsPerS, p99Ms: summary.latencyMs.overall.p99, errors: summary.errors.total },
-    cpu: { seconds: cpu.seconds, replicaSeconds: cpu.byName, replicaMainSeconds: cpu.mainByName, postgresSeconds: cpu.postgres, host: { busyCores: cpu.machineBusyCores, cores: availableParallelism() } },
+    cpu: { seconds: cpu.seconds, replicaSeconds: cpu.byName, replicaMainSeconds: cpu.mainByName, postgresSeconds: cpu.postgres, host: { busyCores: cpu.machineBusyCores, cores: availableParallelism(), stolenCores: cpu.machineStolenCores } },
     sample: await sampler.result(),
     autoscaling: AUTOSCALING,
   });

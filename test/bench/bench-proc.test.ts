@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { expect } from 'chai';
 import { waitUntil } from '../../bench/processes.ts';
-import { cpuSeconds, mainThreadCpuSeconds, TICKS_PER_S } from '../../bench/proc.ts';
+import { cpuSeconds, machineCpu, mainThreadCpuSeconds, parseMachineCpu, TICKS_PER_S } from '../../bench/proc.ts';
 
 /** A Node process that keeps one core busy for 20 s, on its main thread or on a worker thread. */
 function busyProcess(on: 'main' | 'worker') {
@@ -41,4 +41,30 @@ describe("bench: a process's CPU on its main thread and on its others", function
       expect(mainThreadCpuSeconds(busy.pid), 'a process that is gone').to.equal(0);
     });
   }
+});
+
+describe("bench: the machine's CPU, with what the hypervisor took apart", () => {
+  it('counts user, nice, system, irq and softirq as busy, steal apart, and all of them with idle and I/O wait in the total', () => {
+    const stat = `cpu  800 10 90 1000 20 5 15 360 0 0\ncpu0 400 5 45 500 10 2 7 180 0 0\nintr 1 2 3\n`;
+    const m = parseMachineCpu(stat);
+    expect(m.busy).to.be.closeTo(920 * TICK, 1e-9);
+    expect(m.stolen).to.be.closeTo(360 * TICK, 1e-9);
+    expect(m.total).to.be.closeTo(2300 * TICK, 1e-9);
+  });
+
+  it('reads a kernel that counts no steal as none stolen, and refuses a file that is not /proc/stat', () => {
+    const old = parseMachineCpu('cpu  100 0 50 300 10 0 0\n');
+    expect(old.stolen).to.equal(0);
+    expect(old.busy).to.be.closeTo(150 * TICK, 1e-9);
+    expect(old.total).to.be.closeTo(460 * TICK, 1e-9);
+    expect(() => parseMachineCpu('intr 1 2 3\n')).to.throw(/does not start with the machine's cpu line/);
+  });
+
+  it("reads this machine's /proc/stat: busy, stolen and total only grow, busy and stolen within the total", () => {
+    const a = machineCpu();
+    const b = machineCpu();
+    for (const k of ['busy', 'stolen', 'total'] as const) expect(b[k], k).to.be.at.least(a[k]);
+    expect(a.busy + a.stolen).to.be.at.most(a.total);
+    expect(a.total).to.be.greaterThan(0);
+  });
 });

@@ -113,7 +113,7 @@ describe('bench: one measured window over the replicas', () => {
 });
 
 describe('bench: the scaling figures and table', () => {
-  const figures = (replicas: number, commandsPerS: number, serviceSeconds: number, postgresSeconds: number, lag?: number, hostBusy?: number): ScalingFigures => {
+  const figures = (replicas: number, commandsPerS: number, serviceSeconds: number, postgresSeconds: number, lag?: number, hostBusy?: number, hostStolen?: number): ScalingFigures => {
     const names = Array.from({ length: replicas }, (_, i) => `r${i + 1}`);
     return scalingFigures({
       concurrency: 48,
@@ -123,7 +123,7 @@ describe('bench: the scaling figures and table', () => {
         seconds: 10,
         replicaSeconds: Object.fromEntries(names.map((n) => [n, serviceSeconds / replicas])),
         postgresSeconds,
-        ...(hostBusy !== undefined && { host: { busyCores: hostBusy, cores: 2 } }),
+        ...(hostBusy !== undefined && { host: { busyCores: hostBusy, cores: 2, ...(hostStolen !== undefined && { stolenCores: hostStolen }) } }),
       },
       sample: {
         perReplica: names.map((name) => ({ name, commands: 100, events: 300 })),
@@ -204,6 +204,27 @@ describe('bench: the scaling figures and table', () => {
     const bare = scalingTable(scalingRows([figures(1, 300, 2.5, 3), figures(2, 560, 5, 6)]));
     expect(bare).to.match(/^\s+2\s+560\s.*\s0\.60\s+-\s/m);
     expect(bare).to.not.include('saturated');
+  });
+
+  it('shows the cores the hypervisor took, counts them as busy for saturation, and names a row they weigh on', () => {
+    // Round medians: 1 replica 0.60 busy and 0.02 stolen; 2 replicas 1.00 and 0.40 (a neighbour);
+    // 3 replicas 1.30 and 0.62: 1.92 of 2 cores not idle, so saturated though only 1.30 were this machine's work.
+    const rows = medianRows([
+      scalingRows([figures(1, 300, 2.5, 3, undefined, 0.6, 0.02), figures(2, 500, 5, 6, undefined, 1.0, 0.4), figures(3, 600, 7.5, 9, undefined, 1.3, 0.62)]),
+      scalingRows([figures(1, 290, 2.5, 3, undefined, 0.62, 0.0), figures(2, 480, 5, 6, undefined, 1.1, 0.3), figures(3, 610, 7.5, 9, undefined, 1.2, 0.7)]),
+      scalingRows([figures(1, 310, 2.5, 3, undefined, 0.58, 0.04), figures(2, 520, 5, 6, undefined, 0.9, 0.5), figures(3, 590, 7.5, 9, undefined, 1.4, 0.5)]),
+    ]);
+    expect(rows.map((r) => r.hostStolenCores)).to.deep.equal([0.02, 0.4, 0.62]);
+    expect(describeReplicas(figures(2, 500, 5, 6, undefined, 1.0, 0.4), AUTOSCALING)).to.include('    host: 1.00 of 2 cores busy, 0.40 taken by the hypervisor (steal time)');
+    expect(describeReplicas(figures(2, 500, 5, 6), AUTOSCALING)).to.not.include('host:');
+    const table = scalingTable(rows);
+    expect(table).to.include('host cores busy   stolen   view lag p99 ms');
+    expect(table).to.match(/^\s+2\s+500\s.*\s1\.00 of 2\s+0\.40\s/m);
+    const notes = table.split('\n').filter((l) => l.startsWith('  at '));
+    expect(notes).to.deep.equal([
+      "  at 3 replicas the host was saturated: 1.30 of its 2 cores busy and 0.62 taken by the hypervisor, PostgreSQL using 0.90 of them; the replicas' ratio measures the host there, not what another replica adds",
+      "  at 2 replicas the hypervisor took 0.40 of the host's 2 cores (steal time): other guests ran on them, so the row measures them as much as the service",
+    ]);
   });
 
   it('tables runs with users per replica apart from runs with a fixed total, each headed by its load', () => {
