@@ -534,19 +534,21 @@ export function scalingTable(rows: readonly ScalingRow[], indent = '  '): string
       `${indent}${String(r.replicas).padStart(8)}  ${f(r.commandsPerS, 0).padStart(10)} ${f(r.commandsRatio, 2).padStart(5)}   ${f(r.p99Ms).padStart(6)}   ${f(r.serviceMsPerCommand, 2).padStart(18)} ${f(r.serviceRatio, 2).padStart(5)}   ${f(r.postgresMsPerCommand, 2).padStart(21)} ${f(r.postgresRatio, 2).padStart(5)}   ${f(r.postgresCores, 2).padStart(16)}   ${host.padStart(15)}   ${f(r.hostStolenCores, 2).padStart(6)}   ${f(r.viewLagP99Ms, 0).padStart(15)}   ${f(r.cpuPercentOfRequest, 0).padStart(16)}   ${f(r.hpaDesired, 0).padStart(11)}`,
     );
   }
+  // Under the table, in the rows' order: where the host was saturated, else where the hypervisor took much of it.
   const stolenOf = (r: ScalingRow) => r.hostStolenCores ?? 0;
-  const saturated = rows.filter((r) => r.hostBusyCores !== undefined && r.hostCores !== undefined && r.hostBusyCores + stolenOf(r) >= HOST_SATURATED * r.hostCores);
-  for (const r of saturated) {
-    const taken = stolenOf(r) > 0 ? ` and ${f(stolenOf(r), 2)} taken by the hypervisor` : '';
-    lines.push(
-      `${indent}at ${r.replicas} replica${r.replicas > 1 ? 's' : ''} the host was saturated: ${f(r.hostBusyCores, 2)} of its ${f(r.hostCores, 0)} cores busy${taken}, PostgreSQL using ${f(r.postgresCores, 2)} of them; the replicas' ratio measures the host there, not what another replica adds`,
-    );
-  }
-  const robbed = rows.filter((r) => !saturated.includes(r) && r.hostCores !== undefined && stolenOf(r) >= HOST_STOLEN_NOTABLE * r.hostCores);
-  for (const r of robbed) {
-    lines.push(
-      `${indent}at ${r.replicas} replica${r.replicas > 1 ? 's' : ''} the hypervisor took ${f(stolenOf(r), 2)} of the host's ${f(r.hostCores, 0)} cores (steal time): other guests ran on them, so the row measures them as much as the service`,
-    );
+  for (const r of rows) {
+    if (r.hostBusyCores === undefined || r.hostCores === undefined) continue;
+    const at = `${indent}at ${r.replicas} replica${r.replicas > 1 ? 's' : ''}`;
+    if (r.hostBusyCores + stolenOf(r) >= HOST_SATURATED * r.hostCores) {
+      const taken = stolenOf(r) > 0 ? ` and ${f(stolenOf(r), 2)} taken by the hypervisor` : '';
+      lines.push(
+        `${at} the host was saturated: ${f(r.hostBusyCores, 2)} of its ${f(r.hostCores, 0)} cores busy${taken}, PostgreSQL using ${f(r.postgresCores, 2)} of them; the replicas' ratio measures the host there, not what another replica adds`,
+      );
+    } else if (stolenOf(r) >= HOST_STOLEN_NOTABLE * r.hostCores) {
+      lines.push(
+        `${at} the hypervisor took ${f(stolenOf(r), 2)} of the host's ${f(r.hostCores, 0)} cores (steal time): other guests ran on them, so the row measures them as much as the service`,
+      );
+    }
   }
   return lines.join('\n');
 }

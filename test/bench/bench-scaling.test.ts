@@ -222,8 +222,8 @@ describe('bench: the scaling figures and table', () => {
     expect(table).to.match(/^\s+2\s+500\s.*\s1\.00 of 2\s+0\.40\s/m);
     const notes = table.split('\n').filter((l) => l.startsWith('  at '));
     expect(notes).to.deep.equal([
-      "  at 3 replicas the host was saturated: 1.30 of its 2 cores busy and 0.62 taken by the hypervisor, PostgreSQL using 0.90 of them; the replicas' ratio measures the host there, not what another replica adds",
       "  at 2 replicas the hypervisor took 0.40 of the host's 2 cores (steal time): other guests ran on them, so the row measures them as much as the service",
+      "  at 3 replicas the host was saturated: 1.30 of its 2 cores busy and 0.62 taken by the hypervisor, PostgreSQL using 0.90 of them; the replicas' ratio measures the host there, not what another replica adds",
     ]);
   });
 
