@@ -1,7 +1,7 @@
 // What the benchmark samples around one load run: CPU time of every party, memory of the
 // service processes, and view lag when the service reports it.
 import { percentile } from '../scripts/load/stats.ts';
-import { cpuSeconds, machineCpu, mainThreadCpuSeconds, postgresCpuSeconds, redisCpuSeconds, rssBytes } from './proc.ts';
+import { cpuSeconds, machineCpu, mainThreadCpuSeconds, mainThreadSleeps, postgresCpuSeconds, postgresSleeps, redisCpuSeconds, rssBytes } from './proc.ts';
 
 export interface Watched {
   name: string;
@@ -16,6 +16,9 @@ export interface CpuSnapshot {
   postgres: number;
   redis: number;
   machine: { busy: number; stolen: number; total: number };
+  /** Times each process's main thread has slept so far, and every PostgreSQL process's. */
+  sleepsByName: Map<string, number>;
+  postgresSleeps: number;
 }
 
 export function cpuSnapshot(watched: readonly Watched[]): CpuSnapshot {
@@ -26,6 +29,8 @@ export function cpuSnapshot(watched: readonly Watched[]): CpuSnapshot {
     postgres: postgresCpuSeconds(),
     redis: redisCpuSeconds(),
     machine: machineCpu(),
+    sleepsByName: new Map(watched.map((w) => [w.name, mainThreadSleeps(w.pid)])),
+    postgresSleeps: postgresSleeps(),
   };
 }
 
@@ -44,6 +49,9 @@ export interface CpuUse {
    * to run, its virtual cores ran another guest's. Not in `machineBusyCores`.
    */
   machineStolenCores: number;
+  /** Times each process's main thread slept in the window (each a wake-up), and PostgreSQL's processes together. */
+  sleepsByName: Record<string, number>;
+  postgresSleeps: number;
 }
 
 /** What each named counter gained from `a` to `b` (0 for one that `a` did not have). */
@@ -61,6 +69,8 @@ export function cpuUse(a: CpuSnapshot, b: CpuSnapshot): CpuUse {
     redis: b.redis - a.redis,
     machineBusyCores: (b.machine.busy - a.machine.busy) / seconds,
     machineStolenCores: (b.machine.stolen - a.machine.stolen) / seconds,
+    sleepsByName: gained(a.sleepsByName, b.sleepsByName),
+    postgresSleeps: b.postgresSleeps - a.postgresSleeps,
   };
 }
 

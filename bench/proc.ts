@@ -46,6 +46,26 @@ export function mainThreadCpuSeconds(pid: number): number {
   return statTimes(pid, `/proc/${pid}/task/${pid}/stat`)?.own ?? 0;
 }
 
+/**
+ * How many times the process's main thread has gone to sleep so far (`voluntary_ctxt_switches` of
+ * /proc/<pid>/status: waits for I/O, a timer or a lock), 0 once it is gone. Each sleep is a wake-up
+ * later: counted, not timed, it does not drift with the host's speed, and on a virtual machine a
+ * core that halts and is woken costs far more than the switch itself.
+ */
+export function mainThreadSleeps(pid: number): number {
+  try {
+    return parseSleeps(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  } catch {
+    return 0; // gone
+  }
+}
+
+/** `voluntary_ctxt_switches` of a /proc status file's text (0 when the kernel does not count them). */
+export function parseSleeps(status: string): number {
+  const match = /^voluntary_ctxt_switches:\s+(\d+)$/m.exec(status);
+  return match ? Number(match[1]) : 0;
+}
+
 /** Resident memory in bytes, or undefined once the process is gone. */
 export function rssBytes(pid: number): number | undefined {
   try {
@@ -105,6 +125,17 @@ export function postgresCpuSeconds(): number {
     const t = statTimes(pid);
     if (t) total += t.own + t.children;
   }
+  return total;
+}
+
+/**
+ * Sleeps (see `mainThreadSleeps`) of every PostgreSQL process that is alive: its backends and its
+ * background processes. A backend that ended takes its count with it.
+ */
+export function postgresSleeps(): number {
+  if (POSTGRES_UID === undefined) return NaN;
+  let total = 0;
+  for (const pid of allPids()) if (uidOf(pid) === POSTGRES_UID) total += mainThreadSleeps(pid);
   return total;
 }
 

@@ -33,6 +33,10 @@ export interface RunResult {
     /** The OTLP sink (absent or NaN when tracing was off). */
     otlpSinkMsPerCommand?: number;
     loadGeneratorMsPerCommand: number;
+    /** Times the service processes' main threads slept per command (each a wake-up; absent in older results). */
+    serviceSleepsPerCommand?: number;
+    /** The same for every PostgreSQL process together. */
+    postgresSleepsPerCommand?: number;
   };
   rss: RssTrack[];
   viewLag: ViewLag;
@@ -133,14 +137,14 @@ export function resultsTable(runs: readonly RunResult[]): string {
   const counted = runs.filter((r) => r.roundTrips);
   if (counted.length) {
     lines.push('');
-    lines.push('round trips per command (counted)   PostgreSQL transactions   Redis requests   gateway calls   webhook messages   WAL records   WAL KB');
+    lines.push('round trips per command (counted)   PostgreSQL transactions   Redis requests   gateway calls   webhook messages   WAL records   WAL KB   sleeps: service  PostgreSQL');
     for (const r of counted) {
       const t = r.roundTrips!;
       // What the receiver got over the whole run, per command the whole run made (warm-up and drain included).
       const all = Object.values(r.load.commandsAllPhases ?? {}).reduce((sum, n) => sum + n, 0);
       const hooks = r.deliveries && all ? f(r.deliveries.received / all, 2) : '-';
       lines.push(
-        `${`${systemLabel(r)} c${r.concurrency}`.padEnd(35)} ${pad(f(t.postgresTransactions, 2), 25)} ${pad(f(t.redisReads, 2), 16)} ${pad(f(t.gatewayCalls, 3), 15)} ${pad(hooks, 18)} ${pad(f(t.walRecords, 1), 13)} ${pad(f(t.walBytes === undefined ? undefined : t.walBytes / 1024, 2), 8)}`,
+        `${`${systemLabel(r)} c${r.concurrency}`.padEnd(35)} ${pad(f(t.postgresTransactions, 2), 25)} ${pad(f(t.redisReads, 2), 16)} ${pad(f(t.gatewayCalls, 3), 15)} ${pad(hooks, 18)} ${pad(f(t.walRecords, 1), 13)} ${pad(f(t.walBytes === undefined ? undefined : t.walBytes / 1024, 2), 8)} ${pad(f(r.cpu.serviceSleepsPerCommand, 2), 16)} ${pad(f(r.cpu.postgresSleepsPerCommand, 2), 11)}`,
       );
     }
   }

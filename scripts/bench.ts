@@ -452,6 +452,9 @@ async function measure(run: LoadRun): Promise<RunResult> {
   const serverSeconds = Object.entries(use.byName)
     .filter(([name]) => name.startsWith('server:'))
     .reduce((sum, [, s]) => sum + s, 0);
+  const serverSleeps = Object.entries(use.sleepsByName)
+    .filter(([name]) => name.startsWith('server:'))
+    .reduce((sum, [, n]) => sum + n, 0);
   return {
     system: run.system,
     processes: run.system === 'baedal' ? run.servers.length : 1,
@@ -469,6 +472,8 @@ async function measure(run: LoadRun): Promise<RunResult> {
       receiverMsPerCommand: perCommand(use.byName.receiver ?? NaN),
       otlpSinkMsPerCommand: perCommand(use.byName['otlp sink'] ?? NaN),
       loadGeneratorMsPerCommand: perCommand(use.byName['load generator'] ?? NaN),
+      serviceSleepsPerCommand: commands ? serverSleeps / commands : NaN,
+      postgresSleepsPerCommand: commands ? use.postgresSleeps / commands : NaN,
     },
     rss: sampled.rss,
     viewLag: sampled.viewLag,

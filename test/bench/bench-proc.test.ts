@@ -1,7 +1,9 @@
 import { spawn } from 'node:child_process';
+import { availableParallelism } from 'node:os';
 import { expect } from 'chai';
+import { cpuSnapshot, cpuUse } from '../../bench/measure.ts';
 import { waitUntil } from '../../bench/processes.ts';
-import { cpuSeconds, machineCpu, mainThreadCpuSeconds, parseMachineCpu, TICKS_PER_S } from '../../bench/proc.ts';
+import { cpuSeconds, machineCpu, mainThreadCpuSeconds, mainThreadSleeps, parseMachineCpu, parseSleeps, postgresSleeps, TICKS_PER_S } from '../../bench/proc.ts';
 
 /** A Node process that keeps one core busy for 20 s, on its main thread or on a worker thread. */
 function busyProcess(on: 'main' | 'worker') {
@@ -66,5 +68,85 @@ describe("bench: the machine's CPU, with what the hypervisor took apart", () => 
     for (const k of ['busy', 'stolen', 'total'] as const) expect(b[k], k).to.be.at.least(a[k]);
     expect(a.busy + a.stolen).to.be.at.most(a.total);
     expect(a.total).to.be.greaterThan(0);
+  });
+});
+
+describe("bench: how often a process's main thread sleeps (each sleep a wake-up)", function () {
+  this.timeout(30_000);
+
+  it('reads voluntary_ctxt_switches from a status file, and 0 from one without it', () => {
+    expect(parseSleeps('Name:\tnode\nvoluntary_ctxt_switches:\t1234\nnonvoluntary_ctxt_switches:\t56\n')).to.equal(1234);
+    expect(parseSleeps('Name:\tnode\n')).to.equal(0);
+  });
+
+  it('counts a main thread that waits on a 5 ms timer 200 times most of those times, and one that spins hardly at all', async () => {
+    const spawnNode = (code: string) => {
+      const child = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'pipe', 'ignore'] });
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      return { child, pid: child.pid!, exited };
+    };
+    // Each prints a line when its part starts, then waits on stdin's end (killed by the test).
+    const sleeper = spawnNode(`process.stdout.write('go\\n'); let n = 0; const t = setInterval(() => { if (++n === 200) { clearInterval(t); process.stdout.write('done\\n'); setInterval(() => {}, 1000); } }, 5);`);
+    const spinner = spawnNode(`process.stdout.write('go\\n'); const end = Date.now() + 1500; while (Date.now() < end); process.stdout.write('done\\n'); setInterval(() => {}, 1000);`);
+    const lines = (c: typeof sleeper) => {
+      let text = '';
+      c.child.stdout!.on('data', (d: Buffer) => (text += d.toString()));
+      return () => text;
+    };
+    const sleeperOut = lines(sleeper);
+    const spinnerOut = lines(spinner);
+    try {
+      await waitUntil(async () => sleeperOut().includes('go') && spinnerOut().includes('go'), 'both to start', 20_000);
+      const s0 = mainThreadSleeps(sleeper.pid);
+      const p0 = mainThreadSleeps(spinner.pid);
+      await waitUntil(async () => sleeperOut().includes('done') && spinnerOut().includes('done'), 'both to finish their part', 20_000);
+      const slept = mainThreadSleeps(sleeper.pid) - s0;
+      const spun = mainThreadSleeps(spinner.pid) - p0;
+      // A timer already due when the loop comes back needs no sleep (a late wake-up on a busy host): most do.
+      expect(slept, 'the timer loop').to.be.at.least(150);
+      expect(spun, 'the busy loop').to.be.lessThan(20);
+    } finally {
+      sleeper.child.kill('SIGKILL');
+      spinner.child.kill('SIGKILL');
+      await Promise.all([sleeper.exited, spinner.exited]);
+    }
+    expect(mainThreadSleeps(sleeper.pid), 'a process that is gone').to.equal(0);
+  });
+
+  it("counts PostgreSQL's processes sleeping while it answers statements", async () => {
+    const { default: pg } = await import('pg');
+    const client = new pg.Client({ connectionString: process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test' });
+    await client.connect();
+    try {
+      const before = postgresSleeps();
+      // Each statement wakes the backend that waits on the socket, and it sleeps again after
+      // answering (but when the next one is already there, as may happen once in a while).
+      for (let i = 0; i < 100; i++) await client.query('SELECT 1');
+      expect(postgresSleeps() - before).to.be.at.least(80);
+    } finally {
+      await client.end();
+    }
+  });
+});
+
+describe("bench: a window's figures from two snapshots", function () {
+  this.timeout(30_000);
+
+  it("gives each watched process's sleeps and the cores stolen over the window", async () => {
+    const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 5)'], { stdio: 'ignore' });
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    try {
+      const watched = [{ name: 'ticker', pid: child.pid! }];
+      await waitUntil(async () => mainThreadSleeps(child.pid!) > 0, 'the ticker to start', 20_000);
+      const a = cpuSnapshot(watched);
+      await waitUntil(async () => mainThreadSleeps(child.pid!) >= (a.sleepsByName.get('ticker') ?? 0) + 50, 'fifty sleeps more', 20_000);
+      const use = cpuUse(a, cpuSnapshot(watched));
+      expect(use.sleepsByName.ticker).to.be.at.least(50);
+      expect(use.postgresSleeps).to.be.at.least(0);
+      expect(use.machineStolenCores).to.be.at.least(0).and.at.most(availableParallelism());
+    } finally {
+      child.kill('SIGKILL');
+      await exited;
+    }
   });
 });
