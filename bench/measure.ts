@@ -42,7 +42,7 @@ export interface CpuUse {
   mainByName: Record<string, number>;
   postgres: number;
   redis: number;
-  /** Cores busy on average over the window, everything on the machine included. */
+  /** Cores busy on average over the window with this machine's own work, every process on it included. */
   machineBusyCores: number;
   /**
    * Cores the hypervisor took on average over the window (steal time): while this machine had work
