@@ -25,7 +25,11 @@ export interface Behaviour {
   decline: boolean;
   /** Delay after a charge or refund is recorded and before it is answered: a lost or late answer. */
   answerDelayMs: number;
-  /** The next this-many refund requests are answered 503 without being handled. */
+  /**
+   * The next this-many refund requests for a charge in the ledger are answered 503 without being
+   * handled. A refund of a charge the ledger does not hold (one owed since before a reset, say) is
+   * answered 404 and uses none of them.
+   */
   failNextRefunds: number;
 }
 
@@ -34,6 +38,8 @@ export interface GatewayStats {
   charges: number;
   refunds: number;
   lookups: number;
+  /** Refund requests with a well-formed body, by the charge they refund: one order's calls, whatever else is owed. */
+  refundsByCharge: Record<string, number>;
 }
 
 export interface LedgerCharge {
@@ -125,7 +131,7 @@ export async function createFakeGateway(
   const { port = 0, host = '127.0.0.1' } = options;
 
   let behaviour: Behaviour = { ...NORMAL_BEHAVIOUR };
-  let stats: GatewayStats = { charges: 0, refunds: 0, lookups: 0 };
+  let stats: GatewayStats = { charges: 0, refunds: 0, lookups: 0, refundsByCharge: {} };
   const charges = new Map<string, LedgerCharge>(); // by idempotency key
   const refunds = new Map<string, LedgerRefund>(); // by idempotency key
   // Aborted on reset/close so a request still sleeping in `latencyMs` cannot record into the next test's ledger.
@@ -144,10 +150,10 @@ export async function createFakeGateway(
     charges.clear();
     refunds.clear();
     behaviour = { ...NORMAL_BEHAVIOUR };
-    stats = { charges: 0, refunds: 0, lookups: 0 };
+    stats = { charges: 0, refunds: 0, lookups: 0, refundsByCharge: {} };
   };
 
-  const count = (kind: keyof GatewayStats): RouterMiddleware => async (_ctx, next) => {
+  const count = (kind: 'charges' | 'refunds' | 'lookups'): RouterMiddleware => async (_ctx, next) => {
     stats[kind] += 1;
     await next();
   };
@@ -208,11 +214,13 @@ export async function createFakeGateway(
   });
 
   router.post('/refunds', count('refunds'), simulateNetwork, async (ctx) => {
-    if (behaviour.failNextRefunds > 0) {
+    const cmd = await parseBody(ctx.req, refundBody);
+    stats.refundsByCharge[cmd.chargeId] = (stats.refundsByCharge[cmd.chargeId] ?? 0) + 1;
+    const charge = [...charges.values()].find((c) => c.chargeId === cmd.chargeId);
+    if (charge && behaviour.failNextRefunds > 0) {
       behaviour.failNextRefunds -= 1;
       throw new GatewayError(503, 'gateway_unavailable', 'simulated refund outage');
     }
-    const cmd = await parseBody(ctx.req, refundBody);
     const previous = refunds.get(cmd.idempotencyKey);
     if (previous) {
       if (previous.chargeId !== cmd.chargeId || previous.amount !== cmd.amount) {
@@ -222,7 +230,6 @@ export async function createFakeGateway(
       ctx.body = { refundId: previous.refundId };
       return;
     }
-    const charge = [...charges.values()].find((c) => c.chargeId === cmd.chargeId);
     if (!charge) {
       throw new GatewayError(404, 'charge_not_found', `charge ${cmd.chargeId} not found`, {
         chargeId: cmd.chargeId,

@@ -187,6 +187,26 @@ describe('fake payment gateway and its HTTP client', () => {
       });
     });
 
+    it('fails the next refunds of its own charges only when told to, and counts refund calls by charge', async () => {
+      const { chargeId } = await client.charge(newCharge());
+      const stranger = { chargeId: `ch_${randomUUID()}`, amount: 100, idempotencyKey: `refund-${randomUUID()}` };
+      await behave({ failNextRefunds: 2 });
+      try {
+        // A refund of a charge it never made (one owed since before a reset) is 404, and uses none of the failures.
+        expect((await send('POST', '/refunds', stranger)).status).to.equal(404);
+        const req = { chargeId, amount: 12_500, idempotencyKey: `refund-${randomUUID()}` };
+        expect((await send('POST', '/refunds', req)).status).to.equal(503);
+        expect((await send('POST', '/refunds', req)).status).to.equal(503);
+        expect((await send('POST', '/refunds', req)).status).to.equal(201);
+        expect((await ledger()).refunds.map((r) => r.idempotencyKey)).to.deep.equal([req.idempotencyKey]);
+        const stats = (await (await send('GET', '/_admin/stats')).json()) as { refunds: number; refundsByCharge: Record<string, number> };
+        expect(stats.refunds).to.equal(4);
+        expect(stats.refundsByCharge).to.deep.equal({ [chargeId]: 3, [stranger.chargeId]: 1 });
+      } finally {
+        await behave({ failNextRefunds: 0 });
+      }
+    });
+
     it('answers 422 for a refund larger than what is left of the charge', async () => {
       const { chargeId } = await client.charge(newCharge());
       await client.refund({ chargeId, amount: 10_000, idempotencyKey: `refund-${randomUUID()}` });

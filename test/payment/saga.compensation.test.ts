@@ -116,11 +116,46 @@ describe('saga: compensation, counted on the gateway ledger', function () {
     const { order } = await spec.given(['pay']);
     await sys.setGatewayBehaviour({ failNextRefunds: 2 });
     await spec.when('cancel');
-    await spec.then({ status: 'cancelled', charges: 1, refunds: 1, refund: 'refunded' });
-    // Three calls reached the gateway (two failed, retried with backoff inside one attempt), one refund exists.
-    expect((await sys.gatewayStats()).refunds).to.equal(3);
+    const { ledger } = await spec.then({ status: 'cancelled', charges: 1, refunds: 1, refund: 'refunded' });
+    // Three calls for this order's charge reached the gateway (two failed, retried with backoff
+    // inside one attempt), one refund exists. Counted by charge: refunds other tests still owe (of
+    // charges made before the gateway was reset) may reach it meanwhile, answered 404.
+    const { chargeId } = moneyOf(ledger, order.id).charges[0]!;
+    expect((await sys.gatewayStats()).refundsByCharge[chargeId]).to.equal(3);
     const [row] = await sys.runtime.db.query('SELECT status, due_at FROM refunds WHERE order_id = $1', [order.id]);
     expect(row).to.deep.equal({ status: 'refunded', due_at: null });
+  });
+
+  it("a refund still owed from before a reset (its charge gone from the gateway) takes none of the failures meant for another order's refund", async () => {
+    const log = createLogger('silent');
+    const kind = sys.runtime.kinds.find((k) => k.name === 'refund')!;
+    // An order whose charge the gateway then forgets: its refund can never be made, and is retried.
+    const stray = await spec.given(['pay']);
+    await sys.resetGateway();
+    await spec.when('cancel');
+    const [{ idempotency_key: strayKey }] = await sys.runtime.db.query('SELECT idempotency_key FROM refunds WHERE order_id = $1', [stray.order.id]);
+    const attempts = async () => (await sys.runtime.db.query('SELECT attempts, last_error FROM refunds WHERE idempotency_key = $1', [strayKey]))[0];
+    try {
+      const { order } = await spec.given(['pay']);
+      await sys.setGatewayBehaviour({ failNextRefunds: 2 });
+      // The stray refund is tried while the two failures are set, before this order's refund.
+      const before = (await attempts()).attempts;
+      await sys.runtime.db.query('UPDATE refunds SET due_at = now(), lease_until = NULL WHERE idempotency_key = $1', [strayKey]);
+      await runWork(kind, [strayKey], { leaseMs: 4000, prompt: sys.runtime.work, log });
+      const tried = await eventually(async () => {
+        const row = await attempts();
+        return row.attempts > before && row;
+      }, 'the stray refund to be tried again');
+      expect(tried.last_error).to.match(/404/);
+      await spec.when('cancel');
+      const { ledger } = await spec.then({ status: 'cancelled', charges: 1, refunds: 1, refund: 'refunded' });
+      const { chargeId } = moneyOf(ledger, order.id).charges[0]!;
+      // Both failures fell on this order's refund: two failed calls and the one that made it.
+      expect((await sys.gatewayStats()).refundsByCharge[chargeId]).to.equal(3);
+    } finally {
+      // Off the books, as an operator would settle it, so that later tests do not meet it.
+      await sys.runtime.db.query('UPDATE refunds SET due_at = NULL, lease_until = NULL WHERE idempotency_key = $1', [strayKey]);
+    }
   });
 
   it('a refund that keeps failing stays pending and owed, is retried with backoff, and is made once when the gateway heals', async () => {

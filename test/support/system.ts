@@ -12,7 +12,7 @@ import type Koa from 'koa';
 import type { Logger } from '../../src/log.ts';
 import type { Route } from '../../src/http/route.ts';
 import { createLogger } from '../../src/log.ts';
-import { createFakeGateway, type FakeGateway } from '../../dev/fake-gateway.ts';
+import { createFakeGateway, type FakeGateway, type GatewayStats } from '../../dev/fake-gateway.ts';
 import { createHttpPaymentGateway } from '../../src/payment/payment-gateway.ts';
 import type { NotificationTransport } from '../../src/notifications/transports.ts';
 import { COMMAND_ROLE, type OrderView } from '../../src/actors/order-actor.ts';
@@ -88,7 +88,7 @@ export interface TestSystem extends AppInstance {
   /** The environment its instances run with (TEST_ENV plus the system's overrides). */
   env: Record<string, string>;
   /** Requests that reached the gateway, by kind. */
-  gatewayStats(): Promise<{ charges: number; refunds: number; lookups: number }>;
+  gatewayStats(): Promise<GatewayStats>;
   token(role: Role, sub: string): Promise<string>;
   /** Another replica sharing the database, the queue and the gateway (running other machines when given). */
   startReplica(opts?: { machines?: OrderMachines }): Promise<AppInstance>;
