@@ -115,7 +115,11 @@ describe('flooding the public routes', function () {
   });
 
   for (const c of cases) {
-    it(`${c.what}: another user's GET /orders p50 stays within 2× of its quiet value`, async () => {
+    it(`${c.what}: another user's GET /orders p50 stays within 2× of its quiet value`, async function () {
+      // One more round, from a fresh address, when a round misses: on a virtual machine whose host
+      // takes cores away as the load rises (steal time), the flooded windows can lose more of the
+      // machine than the quiet ones by the host alone. A service that slows others misses both.
+      this.retries(1);
       const headers = (await c.headers?.()) ?? {};
       const startAt = Date.now() + 200;
       const flooding = flood({ baseUrl: service.baseUrl, path: c.path, headers, localAddress: newLocalAddress(), startAt, ...FLOOD });
