@@ -38,7 +38,7 @@ export interface GatewayStats {
   charges: number;
   refunds: number;
   lookups: number;
-  /** Refund requests with a well-formed body, by the charge they refund: one order's calls, whatever else is owed. */
+  /** Refund requests past the simulated network (`failRate`) with a well-formed body, by the charge they refund: one order's calls, whatever else is owed. */
   refundsByCharge: Record<string, number>;
 }
 
