@@ -127,6 +127,13 @@ export async function resetDatabase(url = TEST_DATABASE_URL): Promise<void> {
   const client = new pg.Client({ connectionString: target.toString() });
   await client.connect();
   try {
+    // A pool's end() resolves before its connections have closed: wait (a few seconds at most) for
+    // them to go, so that FORCE does not terminate one its client still reads from (an uncaught
+    // "terminating connection due to administrator command" in whichever test runs then).
+    const deadline = Date.now() + 5_000;
+    const connected = async () =>
+      (await client.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [name])).rows[0]!.n;
+    while ((await connected()) > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
     await client.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
   } finally {
     await client.end();
