@@ -135,7 +135,16 @@ export function postgresCpuSeconds(): number {
 export function postgresSleeps(): number {
   if (POSTGRES_UID === undefined) return NaN;
   let total = 0;
-  for (const pid of allPids()) if (uidOf(pid) === POSTGRES_UID) total += mainThreadSleeps(pid);
+  for (const pid of allPids()) {
+    let status: string;
+    try {
+      status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    } catch {
+      continue; // gone
+    }
+    // One read of the status file gives both the owner and the count.
+    if (Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]) === POSTGRES_UID) total += parseSleeps(status);
+  }
   return total;
 }
 
