@@ -449,12 +449,13 @@ async function measure(run: LoadRun): Promise<RunResult> {
   const use = cpuUse(before, after);
   const commands = summary.commands;
   const perCommand = (seconds: number) => (commands ? (seconds * 1000) / commands : NaN);
-  const serverSeconds = Object.entries(use.byName)
-    .filter(([name]) => name.startsWith('server:'))
-    .reduce((sum, [, s]) => sum + s, 0);
-  const serverSleeps = Object.entries(use.sleepsByName)
-    .filter(([name]) => name.startsWith('server:'))
-    .reduce((sum, [, n]) => sum + n, 0);
+  /** A per-process figure summed over the service's processes. */
+  const ofServers = (byName: Record<string, number>) =>
+    Object.entries(byName)
+      .filter(([name]) => name.startsWith('server:'))
+      .reduce((sum, [, v]) => sum + v, 0);
+  const serverSeconds = ofServers(use.byName);
+  const serverSleeps = ofServers(use.sleepsByName);
   return {
     system: run.system,
     processes: run.system === 'baedal' ? run.servers.length : 1,
