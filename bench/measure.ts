@@ -1,7 +1,7 @@
 // What the benchmark samples around one load run: CPU time of every party, memory of the
 // service processes, and view lag when the service reports it.
 import { percentile } from '../scripts/load/stats.ts';
-import { cpuSeconds, machineCpu, mainThreadCpuSeconds, mainThreadSleeps, postgresCpuSeconds, postgresSleeps, redisCpuSeconds, rssBytes } from './proc.ts';
+import { cpuSeconds, machineCpu, mainThreadCpuSeconds, mainThreadSleeps, postgresCpuSeconds, postgresSleeps, redisCpuSeconds, rssBytes, sleepsBetween } from './proc.ts';
 
 export interface Watched {
   name: string;
@@ -16,9 +16,9 @@ export interface CpuSnapshot {
   postgres: number;
   redis: number;
   machine: { busy: number; stolen: number; total: number };
-  /** Times each process's main thread has slept so far, and every PostgreSQL process's. */
+  /** Times each process's main thread has slept so far, and each PostgreSQL process's (by pid). */
   sleepsByName: Map<string, number>;
-  postgresSleeps: number;
+  postgresSleeps: Map<number, number>;
 }
 
 export function cpuSnapshot(watched: readonly Watched[]): CpuSnapshot {
@@ -49,7 +49,10 @@ export interface CpuUse {
    * to run, its virtual cores ran another guest's. Not in `machineBusyCores`.
    */
   machineStolenCores: number;
-  /** Times each process's main thread slept in the window (each a wake-up), and PostgreSQL's processes together. */
+  /**
+   * Times each process's main thread slept in the window (each a wake-up), and PostgreSQL's
+   * processes together (a floor: a backend that ended in the window took its count with it).
+   */
   sleepsByName: Record<string, number>;
   postgresSleeps: number;
 }
@@ -70,7 +73,7 @@ export function cpuUse(a: CpuSnapshot, b: CpuSnapshot): CpuUse {
     machineBusyCores: (b.machine.busy - a.machine.busy) / seconds,
     machineStolenCores: (b.machine.stolen - a.machine.stolen) / seconds,
     sleepsByName: gained(a.sleepsByName, b.sleepsByName),
-    postgresSleeps: b.postgresSleeps - a.postgresSleeps,
+    postgresSleeps: sleepsBetween(a.postgresSleeps, b.postgresSleeps),
   };
 }
 

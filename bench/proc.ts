@@ -129,12 +129,13 @@ export function postgresCpuSeconds(): number {
 }
 
 /**
- * Sleeps (see `mainThreadSleeps`) of every PostgreSQL process that is alive: its backends and its
- * background processes. A backend that ended takes its count with it.
+ * Sleeps (see `mainThreadSleeps`) of every PostgreSQL process that is alive, by pid: its backends
+ * and its background processes. Compare two with `sleepsBetween`: backends start and end all the
+ * time, so the totals of two moments cannot simply be subtracted.
  */
-export function postgresSleeps(): number {
-  if (POSTGRES_UID === undefined) return NaN;
-  let total = 0;
+export function postgresSleeps(): Map<number, number> {
+  const byPid = new Map<number, number>();
+  if (POSTGRES_UID === undefined) return byPid;
   for (const pid of allPids()) {
     let status: string;
     try {
@@ -143,7 +144,22 @@ export function postgresSleeps(): number {
       continue; // gone
     }
     // One read of the status file gives both the owner and the count.
-    if (Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]) === POSTGRES_UID) total += parseSleeps(status);
+    if (Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]) === POSTGRES_UID) byPid.set(pid, parseSleeps(status));
+  }
+  return byPid;
+}
+
+/**
+ * Sleeps made between two `postgresSleeps` readings: each process's gain, and the whole count of
+ * one that started in between (a pid `a` did not have, or one whose count went down: a new process
+ * under a reused pid). A process that ended in between took the sleeps it made since `a` with it,
+ * so the figure is a floor, never negative.
+ */
+export function sleepsBetween(a: ReadonlyMap<number, number>, b: ReadonlyMap<number, number>): number {
+  let total = 0;
+  for (const [pid, now] of b) {
+    const before = a.get(pid);
+    total += before === undefined || now < before ? now : now - before;
   }
   return total;
 }

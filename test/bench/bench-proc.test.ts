@@ -3,7 +3,7 @@ import { availableParallelism } from 'node:os';
 import { expect } from 'chai';
 import { cpuSnapshot, cpuUse } from '../../bench/measure.ts';
 import { waitUntil } from '../../bench/processes.ts';
-import { cpuSeconds, machineCpu, mainThreadCpuSeconds, mainThreadSleeps, parseMachineCpu, parseSleeps, postgresSleeps, TICKS_PER_S } from '../../bench/proc.ts';
+import { cpuSeconds, machineCpu, mainThreadCpuSeconds, mainThreadSleeps, parseMachineCpu, parseSleeps, postgresSleeps, sleepsBetween, TICKS_PER_S } from '../../bench/proc.ts';
 
 /** A Node process that keeps one core busy for 20 s, on its main thread or on a worker thread. */
 function busyProcess(on: 'main' | 'worker') {
@@ -122,10 +122,44 @@ describe("bench: how often a process's main thread sleeps (each sleep a wake-up)
       // Each statement wakes the backend that waits on the socket, and it sleeps again after
       // answering (but when the next one is already there, as may happen once in a while).
       for (let i = 0; i < 100; i++) await client.query('SELECT 1');
-      expect(postgresSleeps() - before).to.be.at.least(80);
+      expect(sleepsBetween(before, postgresSleeps())).to.be.at.least(80);
     } finally {
       await client.end();
     }
+  });
+
+  it('never counts fewer sleeps in a window because a backend that slept a lot ended in it', async () => {
+    const { default: pg } = await import('pg');
+    const url = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+    const busy = new pg.Client({ connectionString: url });
+    await busy.connect();
+    const pid = (await busy.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+    for (let i = 0; i < 500; i++) await busy.query('SELECT 1');
+    const before = postgresSleeps();
+    expect(before.get(pid), "the busy backend's count").to.be.at.least(400);
+    await busy.end();
+    await waitUntil(async () => !postgresSleeps().has(pid), 'the busy backend to end', 20_000);
+    const other = new pg.Client({ connectionString: url });
+    await other.connect();
+    try {
+      for (let i = 0; i < 20; i++) await other.query('SELECT 1');
+      const after = postgresSleeps();
+      const totals = (m: Map<number, number>) => [...m.values()].reduce((x, y) => x + y, 0);
+      // What the totals' difference said before: the ended backend's count taken off the window.
+      expect(totals(after) - totals(before), 'the totals subtracted').to.be.below(0);
+      expect(sleepsBetween(before, after)).to.be.at.least(15);
+    } finally {
+      await other.end();
+    }
+  });
+
+  it("counts a process's gain, a new process's whole count, and nothing for one that ended", () => {
+    const a = new Map([[10, 100], [11, 50], [12, 70]]);
+    // 10 gained 5, 11 ended, 12 is a new process under a reused pid (its count went down), 13 is new.
+    const b = new Map([[10, 105], [12, 3], [13, 8]]);
+    expect(sleepsBetween(a, b)).to.equal(5 + 3 + 8);
+    expect(sleepsBetween(b, b)).to.equal(0);
+    expect(sleepsBetween(new Map(), b)).to.equal(105 + 3 + 8);
   });
 });
 
