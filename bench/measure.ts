@@ -16,9 +16,9 @@ export interface CpuSnapshot {
   postgres: number;
   redis: number;
   machine: { busy: number; stolen: number; total: number };
-  /** Times each process's main thread has slept so far, and each PostgreSQL process's (by pid). */
+  /** Times each process's main thread has slept so far, and each PostgreSQL process's (by pid; none where there is no user postgres). */
   sleepsByName: Map<string, number>;
-  postgresSleeps: Map<number, number>;
+  postgresSleeps: Map<number, number> | undefined;
 }
 
 export function cpuSnapshot(watched: readonly Watched[]): CpuSnapshot {

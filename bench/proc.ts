@@ -133,9 +133,9 @@ export function postgresCpuSeconds(): number {
  * and its background processes. Compare two with `sleepsBetween`: backends start and end all the
  * time, so the totals of two moments cannot simply be subtracted.
  */
-export function postgresSleeps(): Map<number, number> {
+export function postgresSleeps(): Map<number, number> | undefined {
+  if (POSTGRES_UID === undefined) return undefined; // no user postgres here: not counted
   const byPid = new Map<number, number>();
-  if (POSTGRES_UID === undefined) return byPid;
   for (const pid of allPids()) {
     let status: string;
     try {
@@ -153,9 +153,10 @@ export function postgresSleeps(): Map<number, number> {
  * Sleeps made between two `postgresSleeps` readings: each process's gain, and the whole count of
  * one that started in between (a pid `a` did not have, or one whose count went down: a new process
  * under a reused pid). A process that ended in between took the sleeps it made since `a` with it,
- * so the figure is a floor, never negative.
+ * so the figure is a floor, never negative. NaN when either reading counted nothing.
  */
-export function sleepsBetween(a: ReadonlyMap<number, number>, b: ReadonlyMap<number, number>): number {
+export function sleepsBetween(a: ReadonlyMap<number, number> | undefined, b: ReadonlyMap<number, number> | undefined): number {
+  if (!a || !b) return NaN;
   let total = 0;
   for (const [pid, now] of b) {
     const before = a.get(pid);

@@ -135,15 +135,15 @@ describe("bench: how often a process's main thread sleeps (each sleep a wake-up)
     await busy.connect();
     const pid = (await busy.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
     for (let i = 0; i < 500; i++) await busy.query('SELECT 1');
-    const before = postgresSleeps();
+    const before = postgresSleeps()!;
     expect(before.get(pid), "the busy backend's count").to.be.at.least(400);
     await busy.end();
-    await waitUntil(async () => !postgresSleeps().has(pid), 'the busy backend to end', 20_000);
+    await waitUntil(async () => !postgresSleeps()!.has(pid), 'the busy backend to end', 20_000);
     const other = new pg.Client({ connectionString: url });
     await other.connect();
     try {
       for (let i = 0; i < 20; i++) await other.query('SELECT 1');
-      const after = postgresSleeps();
+      const after = postgresSleeps()!;
       const totals = (m: Map<number, number>) => [...m.values()].reduce((x, y) => x + y, 0);
       // What the totals' difference said before: the ended backend's count taken off the window.
       expect(totals(after) - totals(before), 'the totals subtracted').to.be.below(0);
@@ -160,6 +160,7 @@ describe("bench: how often a process's main thread sleeps (each sleep a wake-up)
     expect(sleepsBetween(a, b)).to.equal(5 + 3 + 8);
     expect(sleepsBetween(b, b)).to.equal(0);
     expect(sleepsBetween(new Map(), b)).to.equal(105 + 3 + 8);
+    expect(sleepsBetween(undefined, b), 'a reading that counted nothing').to.be.NaN;
   });
 });
 
