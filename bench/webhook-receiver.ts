@@ -1,6 +1,6 @@
 // The benchmark's notification webhook: a lean receiver in a process of its own, standing in for the
 // messaging provider. Every POST is drained and answered 204; it counts what arrived (distinct
-// `Idempotency-Key`s and repeats) so the benchmark can check that every notification arrived, and,
+// `Idempotency-Key`s and repeats; the arrays of NOTIFY_BATCH=1 by their messages' ids) so the benchmark can check that every notification arrived, and,
 // while the benchmark holds its measured window open, keeps a sample of arrival times by event id
 // for the delivery lag. The benchmark drives it over /_bench/ (reset, window, stats, arrivals).
 //   PORT=8090 node --import tsx bench/webhook-receiver.ts
@@ -45,6 +45,10 @@ function notification(req: IncomingMessage, res: ServerResponse): void {
     answer(res, 400, { error: { code: 'invalid_request', message: 'a notification carries an Idempotency-Key header', details: {} } });
     return;
   }
+  if (key.startsWith('batch-')) {
+    batch(req, res, arrivedAt);
+    return;
+  }
   received += 1;
   keys.add(key);
   if (!recording) {
@@ -60,6 +64,34 @@ function notification(req: IncomingMessage, res: ServerResponse): void {
       if (typeof eventId === 'string') keep(eventId, arrivedAt);
     } catch {
       // not JSON: counted, not sampled
+    }
+    answer(res, 204);
+  });
+}
+
+/**
+ * A POST of the service's NOTIFY_BATCH=1: a JSON array of messages under one `batch-` key. Each
+ * message is counted (and sampled) by its notificationId, the key its own POST would carry, so the
+ * counts mean the same either way.
+ */
+function batch(req: IncomingMessage, res: ServerResponse, arrivedAt: number): void {
+  const chunks: Buffer[] = [];
+  req.on('data', (c: Buffer) => chunks.push(c));
+  req.once('end', () => {
+    let messages: unknown;
+    try {
+      messages = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    } catch {
+      messages = undefined;
+    }
+    if (!Array.isArray(messages) || !messages.every((m) => typeof (m as { notificationId?: unknown } | null)?.notificationId === 'string')) {
+      answer(res, 400, { error: { code: 'invalid_request', message: 'a batch- Idempotency-Key carries a JSON array of notifications, each with a notificationId', details: {} } });
+      return;
+    }
+    for (const m of messages as { notificationId: string; eventId?: unknown }[]) {
+      received += 1;
+      keys.add(m.notificationId);
+      if (recording && typeof m.eventId === 'string') keep(m.eventId, arrivedAt);
     }
     answer(res, 204);
   });

@@ -94,7 +94,9 @@ thread (V8's compiler and garbage collector; high while the process still warms 
 
 Environment: BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/baedal_bench; the
 database is dropped and re-created), BENCH_REDIS_URL (default redis://127.0.0.1:6379),
-BENCH_LOG_LEVEL (the service processes' LOG_LEVEL; default warn).`;
+BENCH_LOG_LEVEL (the service processes' LOG_LEVEL; default warn). The service's own settings not
+set by the benchmark pass through from this environment: NOTIFY_BATCH=1 (notifications POSTed in
+arrays, which the receiver counts by their messages' ids) is named in each run's heading.`;
 
 function usageError(message: string): never {
   return refuse('bench', USAGE, message);
@@ -521,6 +523,8 @@ async function measureCeilings(): Promise<Ceilings> {
 /** The run's webhook setting: the receiver and where the events' times come from, or none (webhooks off). */
 const webhooksFor = (on: boolean, receiver: WebhookReceiver | undefined, eventTimes: EventTimes) => (on && receiver ? { receiver, eventTimes } : undefined);
 const webhooksText = (on: boolean) => (on ? 'webhooks on: every notification POSTed to the receiver' : 'webhooks off: notifications recorded, not delivered');
+/** The service's settings reach it from this environment: NOTIFY_BATCH=1 changes what a POST carries, so its runs say so. */
+const notifyArraysText = process.env.NOTIFY_BATCH === '1' ? ', in arrays (NOTIFY_BATCH=1 from the environment)' : '';
 
 async function benchBaedal(
   gateway: { url: string; process: Managed },
@@ -535,7 +539,7 @@ async function benchBaedal(
       const { on } = settings;
       const tracing = settings.traced ? sink : undefined;
       const webhooks = webhooksFor(on, receiver, journalEventTimes(DATABASE_URL));
-      say(`\n── Baedal, ${n} service process${n > 1 ? `es (the load generator spreads requests over them ${opts.route === 'order' ? 'by order id' : 'round-robin'})` : ''}; ${webhooksText(on)}${tracing ? `; tracing on (${OtlpSink.settings()}), exported by OTLP to the sink` : opts.tracing.includes(true) ? '; tracing off' : ''} ──`);
+      say(`\n── Baedal, ${n} service process${n > 1 ? `es (the load generator spreads requests over them ${opts.route === 'order' ? 'by order id' : 'round-robin'})` : ''}; ${webhooksText(on)}${on ? notifyArraysText : ''}${tracing ? `; tracing on (${OtlpSink.settings()}), exported by OTLP to the sink` : opts.tracing.includes(true) ? '; tracing off' : ''} ──`);
       const services: { url: string; process: Managed }[] = [];
       // One at a time: the first applies the migrations.
       for (let i = 1; i <= n; i++) services.push(await startService(i, gateway.url, webhooks?.receiver.notifyUrl, tracing));

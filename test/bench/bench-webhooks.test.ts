@@ -62,6 +62,27 @@ describe('bench: the webhook receiver (its own process)', function () {
     expect(await receiver.stats()).to.include({ received: 0, distinct: 0 });
   });
 
+  it('counts each message of a NOTIFY_BATCH=1 array by its notificationId, and samples each in the window', async () => {
+    const [a, b, c] = [randomUUID(), randomUUID(), randomUUID()];
+    const [ea, eb, ec] = [randomUUID(), randomUUID(), randomUUID()];
+    await receiver.window('open');
+    const first = await post([{ notificationId: a, eventId: ea }, { notificationId: b, eventId: eb }], 'batch-1');
+    const again = await post([{ notificationId: b, eventId: eb }, { notificationId: c, eventId: ec }], 'batch-2');
+    await receiver.window('close');
+    expect([first.status, again.status]).to.deep.equal([204, 204]);
+    expect(await receiver.stats()).to.include({ received: 4, distinct: 3, inWindow: 4, sampled: 4 });
+    expect((await receiver.arrivals()).map(([id]) => id).sort()).to.deep.equal([ea, eb, eb, ec].sort());
+  });
+
+  it('refuses a batch- key whose body is not an array of notifications (400) and counts nothing of it', async () => {
+    for (const body of [{ notificationId: randomUUID() }, [{ eventId: randomUUID() }], 'nope']) {
+      const res = await post(body, 'batch-x');
+      expect(res.status).to.equal(400);
+      expect(((await res.json()) as { error: { code: string } }).error.code).to.equal('invalid_request');
+    }
+    expect(await receiver.stats()).to.include({ received: 0, distinct: 0 });
+  });
+
   it('samples arrival times by event id only while the measured window is open', async () => {
     const [early, inside1, inside2, late] = [randomUUID(), randomUUID(), randomUUID(), randomUUID()];
     await post({ eventId: early }, randomUUID());
