@@ -1,8 +1,9 @@
 // The benchmark's notification webhook: a lean receiver in a process of its own, standing in for the
 // messaging provider. Every POST is drained and answered 204; it counts what arrived (distinct
-// `Idempotency-Key`s and repeats; the arrays of NOTIFY_BATCH=1 by their messages' ids) so the benchmark can check that every notification arrived, and,
-// while the benchmark holds its measured window open, keeps a sample of arrival times by event id
-// for the delivery lag. The benchmark drives it over /_bench/ (reset, window, stats, arrivals).
+// `Idempotency-Key`s and repeats; the arrays of NOTIFY_BATCH=1 by their messages' ids) so the
+// benchmark can check that every notification arrived, and, while the benchmark holds its measured
+// window open, keeps a sample of arrival times by event id for the delivery lag. The benchmark
+// drives it over /_bench/ (reset, window, stats, arrivals).
 //   PORT=8090 node --import tsx bench/webhook-receiver.ts
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 
