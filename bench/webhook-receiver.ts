@@ -57,16 +57,25 @@ function notification(req: IncomingMessage, res: ServerResponse): void {
     req.once('end', () => answer(res, 204));
     return;
   }
+  readJson(req, (body) => {
+    const eventId = (body as { eventId?: unknown } | undefined)?.eventId;
+    if (typeof eventId === 'string') keep(eventId, arrivedAt); // not JSON: counted, not sampled
+    answer(res, 204);
+  });
+}
+
+/** Reads a request's whole body as JSON: undefined when it is not JSON. */
+function readJson(req: IncomingMessage, then: (body: unknown) => void): void {
   const chunks: Buffer[] = [];
   req.on('data', (c: Buffer) => chunks.push(c));
   req.once('end', () => {
+    let body: unknown;
     try {
-      const { eventId } = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { eventId?: unknown };
-      if (typeof eventId === 'string') keep(eventId, arrivedAt);
+      body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
     } catch {
-      // not JSON: counted, not sampled
+      body = undefined;
     }
-    answer(res, 204);
+    then(body);
   });
 }
 
@@ -76,15 +85,7 @@ function notification(req: IncomingMessage, res: ServerResponse): void {
  * counts mean the same either way.
  */
 function batch(req: IncomingMessage, res: ServerResponse, arrivedAt: number): void {
-  const chunks: Buffer[] = [];
-  req.on('data', (c: Buffer) => chunks.push(c));
-  req.once('end', () => {
-    let messages: unknown;
-    try {
-      messages = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-    } catch {
-      messages = undefined;
-    }
+  readJson(req, (messages) => {
     if (!Array.isArray(messages) || !messages.every((m) => typeof (m as { notificationId?: unknown } | null)?.notificationId === 'string')) {
       answer(res, 400, { error: { code: 'invalid_request', message: 'a batch- Idempotency-Key carries a JSON array of notifications, each with a notificationId', details: {} } });
       return;
