@@ -20,6 +20,14 @@ export const dueIn = (delayMs: string) => `now() + make_interval(secs => ${delay
  */
 export const retryLaterSet = (error: string, delayMs: string) => `lease_until = NULL, last_error = ${error}, due_at = ${dueIn(delayMs)}`;
 
+/**
+ * A subquery that locks a work table's rows with the given keys in key order (as `key`), so that
+ * statements updating several rows of the table take their locks in one order and cannot deadlock
+ * each other. `keys`: an SQL array expression.
+ */
+const lockedInKeyOrder = (table: string, keyColumn: string, keys: string) =>
+  `(SELECT ${keyColumn} AS key FROM ${table} WHERE ${keyColumn} = ANY(${keys}) ORDER BY ${keyColumn} FOR NO KEY UPDATE)`;
+
 /** Columns every work table has. */
 export interface WorkColumns {
   due_at: Date | null;
@@ -67,14 +75,24 @@ export class WorkTable<Row extends WorkColumns> {
     readonly keyOf: (row: Row) => string,
   ) {}
 
-  /** Leases the items that are owed and due now (a little slack for clock skew), and counts an attempt. */
+  /**
+   * Leases the items that are owed and due now (a little slack for clock skew), and counts an
+   * attempt. Rows are locked in key order, and a row another transaction holds is skipped, not
+   * waited for: whoever holds it (another claim, a retry being recorded, a delivery being marked)
+   * settles it, so a claim never waits on a lock and can never be part of a deadlock. (Locking a
+   * row before updating it writes a WAL record of its own, so the "delivered" mark, which every
+   * notification meets, is left to its plan's order: the claims it could meet no longer wait.)
+   */
   async claim(keys: readonly string[], leaseMs: number): Promise<Row[]> {
     if (keys.length === 0) return [];
     return this.db.query<Row>(
-      `UPDATE ${this.table} SET lease_until = now() + make_interval(secs => $2::float8 / 1000), attempts = attempts + 1
-       WHERE ${this.keyColumn} = ANY($1::${this.keyType}[]) AND due_at IS NOT NULL AND due_at <= now() + interval '1 second'
-         AND (lease_until IS NULL OR lease_until < now())
-       RETURNING *`,
+      `UPDATE ${this.table} AS w SET lease_until = now() + make_interval(secs => $2::float8 / 1000), attempts = w.attempts + 1
+       FROM (SELECT ${this.keyColumn} AS key FROM ${this.table}
+             WHERE ${this.keyColumn} = ANY($1::${this.keyType}[]) AND due_at IS NOT NULL AND due_at <= now() + interval '1 second'
+               AND (lease_until IS NULL OR lease_until < now())
+             ORDER BY ${this.keyColumn} FOR NO KEY UPDATE SKIP LOCKED) AS c
+       WHERE w.${this.keyColumn} = c.key
+       RETURNING w.*`,
       [keys, leaseMs],
     );
   }
@@ -101,23 +119,25 @@ export class WorkTable<Row extends WorkColumns> {
     return rows.map((r) => r.key);
   }
 
-  /** Releases the leases and sets when to try each item again, in one statement; returns when each is due. */
+  /** Releases the leases and sets when to try each item again, in one statement (rows locked in key order); returns when each is due. */
   async retryLater(items: readonly { key: string; error: string; delayMs: number }[]): Promise<{ key: string; due_at: Date }[]> {
     if (items.length === 0) return [];
     return this.db.query<{ key: string; due_at: Date }>(
       `UPDATE ${this.table} AS w SET ${retryLaterSet('r.error', 'r.delay_ms')}
-       FROM unnest($1::${this.keyType}[], $2::text[], $3::float8[]) AS r(key, error, delay_ms)
-       WHERE w.${this.keyColumn} = r.key AND w.due_at IS NOT NULL
+       FROM unnest($1::${this.keyType}[], $2::text[], $3::float8[]) AS r(key, error, delay_ms),
+            ${lockedInKeyOrder(this.table, this.keyColumn, `$1::${this.keyType}[]`)} AS l
+       WHERE w.${this.keyColumn} = r.key AND l.key = r.key AND w.due_at IS NOT NULL
        RETURNING w.${this.keyColumn}::text AS key, w.due_at`,
       [items.map((i) => i.key), items.map((i) => i.error.slice(0, 2000)), items.map((i) => i.delayMs)],
     );
   }
 
-  /** Makes items due now again (an operator's replay). */
+  /** Makes items due now again (an operator's replay); rows locked in key order. */
   async dueNow(keys: readonly string[]): Promise<string[]> {
     const rows = await this.db.query<{ key: string }>(
-      `UPDATE ${this.table} SET due_at = now(), lease_until = NULL
-       WHERE ${this.keyColumn} = ANY($1::${this.keyType}[]) AND due_at IS NOT NULL RETURNING ${this.keyColumn}::text AS key`,
+      `UPDATE ${this.table} AS w SET due_at = now(), lease_until = NULL
+       FROM ${lockedInKeyOrder(this.table, this.keyColumn, `$1::${this.keyType}[]`)} AS l
+       WHERE w.${this.keyColumn} = l.key AND w.due_at IS NOT NULL RETURNING w.${this.keyColumn}::text AS key`,
       [keys],
     );
     return rows.map((r) => r.key);
