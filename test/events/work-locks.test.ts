@@ -2,7 +2,8 @@ import { expect } from 'chai';
 import pg from 'pg';
 import { Database } from '../../src/db/pg.ts';
 import { WorkTable, type WorkColumns } from '../../src/actors/work.ts';
-import { eventually, freshMigratedDatabase, resetDatabase, testDatabaseUrl } from '../support/system.ts';
+import { rowsLockedWhileHeld } from '../support/locks.ts';
+import { freshMigratedDatabase, resetDatabase, testDatabaseUrl } from '../support/system.ts';
 
 /** Five notification ids in ascending order; the rows are written in the reverse order, so they lie on disk that way. */
 const IDS = [1, 2, 3, 4, 5].map((n) => `00000000-0000-4000-8000-00000000000${n}`);
@@ -49,24 +50,7 @@ describe('work: row locks in key order, and claims that never wait', function ()
   /** Runs `write` while another transaction holds HELD's row; returns the rows `write` had locked by the time it waited for it. */
   async function rowsLockedBeforeHeld(write: (keys: string[]) => Promise<unknown>): Promise<string[]> {
     await owedNotifications();
-    const holder = await pool.connect();
-    try {
-      await holder.query('BEGIN');
-      await holder.query('SELECT 1 FROM notifications WHERE id = $1 FOR UPDATE', [HELD]);
-      const writing = write([...IDS].reverse());
-      await eventually(
-        async () => (await db.query(`SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`)).length === 1,
-        'the writer to wait for the held row',
-      );
-      const free = (await db.query<{ id: string }>('SELECT id FROM notifications FOR UPDATE SKIP LOCKED')).map((r) => r.id);
-      await holder.query('COMMIT');
-      await writing;
-      return IDS.filter((id) => id !== HELD && !free.includes(id));
-    } finally {
-      // After a failure the holder's transaction is still open: end it, so the next test starts clean.
-      await holder.query('ROLLBACK');
-      holder.release();
-    }
+    return rowsLockedWhileHeld(pool, db, { table: 'notifications', keyColumn: 'id', keys: IDS, held: HELD }, () => write([...IDS].reverse()));
   }
 
   const earlier = IDS.slice(0, IDS.indexOf(HELD));

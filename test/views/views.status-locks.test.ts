@@ -6,6 +6,7 @@ import { ensurePartitions, EVENTS_GROUP } from '../../src/actors/partitions.ts';
 import { noteRebuildFinished, noteRebuildProgress, resetViews } from '../../src/views/rebuild.ts';
 import { VIEWS } from '../../src/views/registry.ts';
 import { noteApplied } from '../../src/views/status.ts';
+import { rowsLockedWhileHeld } from '../support/locks.ts';
 import { eventually, freshMigratedDatabase, resetDatabase, testDatabaseUrl } from '../support/system.ts';
 
 /** The views' names, and the order every writer of several view_status rows locks them in. */
@@ -46,23 +47,7 @@ describe("views: a rebuild's locks (view_status rows in name order, the views' t
   async function rowsLockedBeforeHeld(write: (views: string[]) => Promise<unknown>): Promise<string[]> {
     await db.query('DELETE FROM view_status');
     await db.query('INSERT INTO view_status (view) SELECT v FROM unnest($1::text[]) AS v', [[...SORTED].reverse()]);
-    const holder = await pool.connect();
-    try {
-      await holder.query('BEGIN');
-      await holder.query('SELECT 1 FROM view_status WHERE view = $1 FOR UPDATE', [HELD]);
-      const writing = write([...SORTED].reverse());
-      await eventually(
-        async () => (await db.query(`SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`)).length === 1,
-        'the writer to wait for the held row',
-      );
-      // The rows nobody holds; the writer holds the others but HELD.
-      const free = (await db.query<{ view: string }>('SELECT view FROM view_status FOR UPDATE SKIP LOCKED')).map((r) => r.view);
-      await holder.query('COMMIT');
-      await writing;
-      return SORTED.filter((v) => v !== HELD && !free.includes(v));
-    } finally {
-      holder.release();
-    }
+    return rowsLockedWhileHeld(pool, db, { table: 'view_status', keyColumn: 'view', keys: SORTED, held: HELD }, () => write([...SORTED].reverse()));
   }
 
   const earlier = SORTED.slice(0, SORTED.indexOf(HELD));
