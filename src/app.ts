@@ -19,6 +19,7 @@ import { viewConsumers } from './views/registry.ts';
 import type { AnyConsumer, ConsumerGroup } from './actors/consumers/types.ts';
 import { connectPostgres, connectRedis, type PostgresConfig } from './actors/connect.ts';
 import { EventBus } from './actors/event-bus.ts';
+import { AdmissionGate } from './actors/admission.ts';
 import { oldestWaiting } from './actors/work-queue.ts';
 import { ensurePartitions, EVENTS_GROUP } from './actors/partitions.ts';
 import { createOrderActors, type OrderActors } from './actors/order-actor.ts';
@@ -71,6 +72,8 @@ export type RuntimeConfig = PostgresConfig &
     | 'WORK_LEASE_MS'
     | 'EVENTS_LINGER_MS'
     | 'EVENTS_REMOTE_WAKE_MS'
+    | 'EVENTS_LAG_BUDGET_MS'
+    | 'EVENTS_LAG_HOLD_MS'
     | 'NOTIFICATION_RETENTION_DAYS'
     | 'IDEMPOTENCY_KEY_TTL_HOURS'
   >;
@@ -142,6 +145,8 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
   const group: ConsumerGroup = { name: EVENTS_GROUP, consumers: [notifierConsumer(sendNow, config.WORK_LEASE_MS), ...viewConsumers(pg)] };
   const consumers: AnyConsumer[] = [...group.consumers];
   await whileStarting(() => ensurePartitions(pg, config.EVENT_PARTITIONS, [group.name]));
+  // New commands wait while this replica's event batches run late (src/actors/admission.ts).
+  const admission = new AdmissionGate(config.EVENTS_LAG_BUDGET_MS, config.EVENTS_LAG_HOLD_MS, (s) => metrics.commandsHeld.observe(s));
   const bus = new EventBus({
     db: pg,
     cluster: clusterId,
@@ -163,6 +168,7 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
     // Notifications this replica delivered are marked so in its next event batch's statement.
     carry: () => delivered.take(),
     onIdle: () => delivered.flush(),
+    onLate: (ms) => admission.note(ms),
   });
   delivered.carrierBusy = () => !bus.idle;
 
@@ -210,7 +216,7 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
     waitForReconciliationMs: config.PAYMENT_TIMEOUT_MS + 1000,
     onOutcome: (outcome) => metrics.payments.inc({ outcome }),
   });
-  const actors = createOrderActors(steps, pay);
+  const actors = createOrderActors(steps, pay, () => admission.admit());
 
   const kinds: WorkKind[] = [
     refundWork(pg, payments, config.REFUND_RETRY_MAX_MS, (row) => metrics.refunds.inc({ reason: row.reason })),
@@ -263,6 +269,8 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
           },
         ],
         ['sweeper', () => sweeper.stop()],
+        // Commands held for the event batches go on (the bus below stops reading).
+        ['admission', async () => admission.release()],
         // Both drain at once, so the grace period is spent once.
         ['workers', () => Promise.all([bus.close(graceMs), work.close(graceMs)])],
         // Webhook requests on their way finish (each within NOTIFY_TIMEOUT_MS); what is not sent stays owed.

@@ -125,6 +125,10 @@ const schema = z
     EVENTS_LINGER_MS: z.coerce.number().int().min(0).max(1000).default(20),
     /** At most one wake-up per other replica this often (an owner busy with a partition reads it again by itself). */
     EVENTS_REMOTE_WAKE_MS: z.coerce.number().int().min(0).max(5000).default(100),
+    /** New commands wait while this replica's last event batch applied an event older than this (0: never). */
+    EVENTS_LAG_BUDGET_MS: z.coerce.number().int().min(0).max(60_000).default(100),
+    /** The longest a new command waits for the replica's event batches to come within their budget. */
+    EVENTS_LAG_HOLD_MS: z.coerce.number().int().min(1).max(10_000).default(250),
     /** How often each replica sweeps for overdue work. */
     SWEEP_INTERVAL_MS: ms(2000),
     /** Delivered notifications are kept this many days (the feed of GET /notifications). */

@@ -25,6 +25,8 @@ export interface RuntimeMetrics {
   paymentDuration: Histogram<'operation' | 'outcome'>;
   /** Webhook requests carrying notifications (one message each, or an array with NOTIFY_BATCH=1). */
   notificationDelivery: Histogram<'outcome'>;
+  /** How long new commands waited for this replica's event batches to come within their lag budget. */
+  commandsHeld: Histogram;
 }
 
 /** Seconds, from a millisecond to ten seconds: partner calls on a kept-alive connection up to a deadline. */
@@ -70,6 +72,12 @@ export function createRuntimeMetrics(): RuntimeMetrics {
       'Webhook requests carrying notifications, by outcome (delivered: 2xx, refused: another status, timeout, unreachable)',
       ['outcome'],
     ),
+    commandsHeld: new Histogram({
+      name: 'baedal_commands_held_seconds',
+      help: "How long new commands (placements and API commands) waited because this replica's event batches ran later than EVENTS_LAG_BUDGET_MS (at most EVENTS_LAG_HOLD_MS); commands that did not wait are not counted",
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [registry],
+    }),
   };
 }
 

@@ -47,6 +47,8 @@ export interface EventBusOptions {
   carry?: () => Carried | undefined;
   /** Called when the reader has nothing under way, scheduled or to read again. */
   onIdle?: () => void;
+  /** How late each event batch ran (see `PartitionReaderOptions.onLate`). */
+  onLate?: (ms: number) => void;
 }
 
 /**
@@ -103,6 +105,7 @@ export class EventBus {
       onApplied: opts.onApplied,
       carry: opts.carry,
       onIdle: opts.onIdle,
+      onLate: opts.onLate,
     });
   }
 

@@ -58,6 +58,12 @@ const SYSTEM_TIMER: Actor = { sub: 'timer', role: 'system' };
 
 export type OrderActors = ReturnType<typeof createOrderActors>;
 
+/**
+ * Undefined when a new command (a placement or an API command) may go on at once, or a promise that
+ * resolves when it may: the replica's `AdmissionGate` (src/actors/admission.ts). Timers never wait.
+ */
+export type Admit = () => Promise<void> | undefined;
+
 /** Pays an order (see src/payment/pay.ts): the one command that calls out. */
 export type PayCommand = (who: Principal, orderId: string, ctx: CommandContext) => Promise<OrderView>;
 
@@ -65,10 +71,17 @@ export type PayCommand = (who: Principal, orderId: string, ctx: CommandContext) 
  * The order actors: placement (order-placement.ts), the commands and timers (here, each one step of
  * order-step.ts; pay through src/payment/pay.ts), and the strongly consistent reads (order-queries.ts).
  */
-export function createOrderActors(steps: OrderSteps, pay: PayCommand) {
+export function createOrderActors(steps: OrderSteps, pay: PayCommand, admit: Admit = () => undefined) {
   const { clock } = steps;
   const { get, events, list, readView } = createOrderQueries(steps);
-  const place = createPlacement(steps, readView);
+  const placeNow = createPlacement(steps, readView);
+
+  /** Places an order once new commands may go on (see `Admit`). */
+  const place: typeof placeNow = async (...args) => {
+    const held = admit();
+    if (held) await held;
+    return placeNow(...args);
+  };
 
   /** The machine event for an API command (pay is handled by the payment module). */
   function machineEvent(who: Principal, request: Exclude<CommandRequest, { type: 'pay' }>): OrderMachineInput {
@@ -91,6 +104,8 @@ export function createOrderActors(steps: OrderSteps, pay: PayCommand) {
 
   function command(who: Principal, orderId: string, request: CommandRequest, ctx: CommandContext = {}): Promise<OrderView> {
     return inSpan(`order.${request.type}`, { attributes: { [ATTR.orderId]: orderId, [ATTR.command]: request.type } }, async (span) => {
+      const held = admit();
+      if (held) await held;
       const order = await judged(who, orderId, request, ctx);
       annotate(span, { [ATTR.orderVersion]: order.version });
       return order;

@@ -27,6 +27,11 @@ export interface PartitionReaderOptions {
   carry?: () => Carried | undefined;
   /** Called when the reader has nothing under way, scheduled or to read again. */
   onIdle?: () => void;
+  /**
+   * Called after each batch with how late it ran: the age (ms) of its oldest event when it was
+   * written, 0 when the read found none; and with 0 when the reader goes idle.
+   */
+  onLate?: (ms: number) => void;
 }
 
 /**
@@ -139,7 +144,10 @@ export class PartitionReader {
         this.hot.clear();
         this.wake(again);
       }
-      if (this.idle) this.opts.onIdle?.();
+      if (this.idle) {
+        this.opts.onLate?.(0);
+        this.opts.onIdle?.();
+      }
     });
   }
 
@@ -197,6 +205,7 @@ export class PartitionReader {
           return { parts: owned, limitPerPart: perPart(owned.length) };
         },
       });
+      this.opts.onLate?.(result.oldestAt === undefined ? 0 : Math.max(0, Date.now() - result.oldestAt));
       this.ahead = owed ? undefined : result.ahead;
       this.aheadSent = sent;
       if (this.opts.owned().every((p) => batchParts.includes(p))) this.lastFullRead = Math.max(this.lastFullRead, readAt);

@@ -20,7 +20,7 @@ describe('event partitions: an owner reads a busy partition again by itself', fu
    * A reader of a consumer group of its own that records what it applies, holding every partition;
    * nothing wakes it but the test.
    */
-  async function recordingReader(name: string, lingerMs: number) {
+  async function recordingReader(name: string, lingerMs: number, onLate?: (ms: number) => void) {
     const db = sys.runtime.pg;
     const group = `${name}-${Date.now()}`;
     await ensurePartitions(db, await partitionCount(db), [group]);
@@ -34,7 +34,7 @@ describe('event partitions: an owner reads a busy partition again by itself', fu
       }],
     };
     const leases = { holds: () => true, owned: () => new Set(parts) } as unknown as PartitionLeases;
-    const reader = new PartitionReader({ db, group: consumers, leases, owned: () => parts, log: createLogger('silent'), lingerMs });
+    const reader = new PartitionReader({ db, group: consumers, leases, owned: () => parts, log: createLogger('silent'), lingerMs, onLate });
     return { db, group, parts, seen, reader };
   }
 
@@ -72,6 +72,32 @@ describe('event partitions: an owner reads a busy partition again by itself', fu
       expect(found, 'batches that applied events').to.be.at.least(1);
       await eventually(async () => reader.idle, 'the reader to stop once the promise has run out', 10_000);
       expect(performance.now() - promisedAt, 'it read until the promise ended').to.be.at.least(4000);
+    } finally {
+      reader.stop();
+      await reader.reading;
+      await db.query('DELETE FROM consumer_positions WHERE grp = $1', [group]);
+    }
+  });
+
+  it('reports how late each batch ran (the age of its oldest event when written), and 0 once it has nothing left to read', async () => {
+    const reports: { ms: number; at: number }[] = [];
+    const { db, group, parts, seen, reader } = await recordingReader('late-reader', 20, (ms) => reports.push({ ms, at: Date.now() }));
+    const since = Date.now();
+    try {
+      const order = await sys.placeOrder(p);
+      const [{ at }] = (await db.query<{ at: Date }>('SELECT at FROM order_journal WHERE order_id = $1 AND seq = 1', [order.id])) as [{ at: Date }];
+      // Woken only once its event is at least 50 ms old, so the batch that applies it ran that late.
+      await eventually(async () => Date.now() - at.getTime() >= 50, 'the event to be 50 ms old');
+      reader.wake(parts);
+      await eventually(async () => seen.some((e) => e.orderId === order.id), 'the batch to apply OrderPlaced', 5000);
+      const first = reports.find((r) => r.ms > 0);
+      expect(first, 'a report for the batch').to.not.equal(undefined);
+      // Its oldest event is this order's, or an older one of the group's (committed after it began).
+      expect(first!.ms).to.be.at.least(first!.at - at.getTime() - 2);
+      expect(first!.ms).to.be.at.least(50);
+      expect(first!.ms).to.be.at.most(first!.at - since + 2);
+      await eventually(async () => reader.idle, 'the reader to have nothing left to read', 5000);
+      expect(reports.at(-1)!.ms, 'the last report, once idle').to.equal(0);
     } finally {
       reader.stop();
       await reader.reading;

@@ -19,6 +19,8 @@ export interface PartitionsApplied {
   applied: number;
   /** The next batch, when the statement read it ahead (see READ_AHEAD). */
   ahead?: ReadAhead;
+  /** When (ms since the epoch) the oldest event of the batch was decided (its journal `at`). */
+  oldestAt?: number;
 }
 
 interface BatchRow extends HistoryRow {
@@ -185,7 +187,11 @@ export async function applyPartitions(
       return out;
     };
     const limitRead = ahead?.limitPerPart ?? opts.limitPerPart;
+    // Rows read ahead came through JSON: their `at` is a string there.
+    let oldestAt: number | undefined;
+    for (const r of rows) if (r.b_part !== null) oldestAt = Math.min(oldestAt ?? Infinity, new Date(r.at).getTime());
     const result = (applied: number, next?: ReadAhead): PartitionsApplied => ({
+      oldestAt,
       byPart: new Map([...ends].map(([part, e]) => [part, e.n])),
       more: [...ends].filter(([, e]) => e.n >= limitRead).map(([part]) => part),
       applied,

@@ -1,0 +1,49 @@
+import { expect } from 'chai';
+import { commandRequest, request, startSystem, type Parties, type TestSystem } from '../support/system.ts';
+
+/**
+ * The service holds new commands while its event batches run later than EVENTS_LAG_BUDGET_MS, at
+ * most EVENTS_LAG_HOLD_MS each, and refuses none of them for it. With a budget of 1 ms every batch
+ * that applies an event runs late, so the commands that follow one are held.
+ */
+describe('admission: a replica holds new commands while its event batches run late', function () {
+  this.timeout(60_000);
+  let sys: TestSystem;
+  let p: Parties;
+
+  before(async () => {
+    sys = await startSystem({ name: 'admission', env: { EVENTS_LAG_BUDGET_MS: '1', EVENTS_LAG_HOLD_MS: '150' } });
+    p = await sys.newParties();
+  });
+  after(async () => {
+    await sys?.close();
+  });
+
+  const held = async () => {
+    const text = (await request<string>(sys.baseUrl, 'GET', '/metrics')).body;
+    const count = text.split('\n').find((l) => l.startsWith('baedal_commands_held_seconds_count '));
+    const sum = text.split('\n').find((l) => l.startsWith('baedal_commands_held_seconds_sum '));
+    return { count: Number(count?.split(' ')[1] ?? 0), seconds: Number(sum?.split(' ')[1] ?? 0) };
+  };
+
+  it('holds commands after late batches, each at most the longest wait, and every one of them goes through', async () => {
+    const before = await held();
+    const orders = [];
+    for (let i = 0; i < 4; i++) {
+      const order = await sys.placeOrder(p);
+      await sys.drive(p, order.id, ['pay', 'accept', 'start-cooking']);
+      orders.push(order);
+    }
+    const after = await held();
+    expect(after.count - before.count, 'commands held').to.be.at.least(1);
+    expect(after.seconds - before.seconds, 'seconds held in all').to.be.at.most(((after.count - before.count) * 150 + 100) / 1000);
+    for (const order of orders) {
+      const res = await sys.request('GET', `/orders/${order.id}`, { token: p.customer });
+      expect(res.status).to.equal(200);
+      expect(res.body.status).to.equal('cooking');
+    }
+    // A cancel after cooking started is still judged by the machine, held or not.
+    const refused = await sys.request('POST', `/orders/${orders[0]!.id}/cancel`, commandRequest(p, 'cancel'));
+    expect(refused.status).to.equal(409);
+  });
+});
