@@ -270,7 +270,7 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
         ],
         ['sweeper', () => sweeper.stop()],
         // Commands held for the event batches go on (the bus below stops reading).
-        ['admission', async () => admission.release()],
+        ['admission', async () => admission.close()],
         // Both drain at once, so the grace period is spent once.
         ['workers', () => Promise.all([bus.close(graceMs), work.close(graceMs)])],
         // Webhook requests on their way finish (each within NOTIFY_TIMEOUT_MS); what is not sent stays owed.

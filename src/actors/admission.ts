@@ -13,6 +13,7 @@ export class AdmissionGate {
   private lateMs = 0;
   private waiting: (() => void)[] = [];
   private timer: NodeJS.Timeout | undefined;
+  private closed = false;
 
   /**
    * @param budgetMs how old a batch's oldest event may be before new commands wait (0: never)
@@ -27,7 +28,7 @@ export class AdmissionGate {
 
   /** Whether new commands wait now. */
   get holding(): boolean {
-    return this.budgetMs > 0 && this.lateMs > this.budgetMs;
+    return !this.closed && this.budgetMs > 0 && this.lateMs > this.budgetMs;
   }
 
   /** How old (ms) the oldest event of the batch just written was; 0 when the owner has nothing left to read. */
@@ -50,7 +51,13 @@ export class AdmissionGate {
     });
   }
 
-  /** Lets every held command go (also on shutdown). */
+  /** On shutdown (the replica reads no more events): lets every held command go, and holds none again. */
+  close(): void {
+    this.closed = true;
+    this.release();
+  }
+
+  /** Lets every held command go. */
   release(): void {
     clearTimeout(this.timer);
     this.timer = undefined;

@@ -74,11 +74,14 @@ describe('admission: new commands wait while event batches run late', () => {
     expect(gate.admit()).to.equal(undefined);
   });
 
-  it('lets every held command go on release (shutdown)', async () => {
+  it('lets every held command go on close (shutdown), and holds none after it however late the batches', async () => {
     const gate = new AdmissionGate(10, 60_000);
     gate.note(20);
     const held = [gate.admit()!, gate.admit()!, gate.admit()!];
-    gate.release();
+    gate.close();
     for (const h of held) expect(await settledNow(h)).to.equal(true);
+    gate.note(5000);
+    expect(gate.holding).to.equal(false);
+    expect(gate.admit()).to.equal(undefined);
   });
 });
