@@ -169,6 +169,8 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
     carry: () => delivered.take(),
     onIdle: () => delivered.flush(),
     onLate: (ms) => admission.note(ms),
+    // Lateness against the clock the events' times are taken from.
+    ...(clock && { now: () => clock().getTime() }),
   });
   delivered.carrierBusy = () => !bus.idle;
 

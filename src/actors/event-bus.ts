@@ -49,6 +49,8 @@ export interface EventBusOptions {
   onIdle?: () => void;
   /** How late each event batch ran (see `PartitionReaderOptions.onLate`). */
   onLate?: (ms: number) => void;
+  /** The clock the events' times come from (see `PartitionReaderOptions.now`). */
+  now?: () => number;
 }
 
 /**
@@ -106,6 +108,7 @@ export class EventBus {
       carry: opts.carry,
       onIdle: opts.onIdle,
       onLate: opts.onLate,
+      now: opts.now,
     });
   }
 

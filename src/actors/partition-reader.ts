@@ -32,6 +32,11 @@ export interface PartitionReaderOptions {
    * written, 0 when the read found none; and with 0 when the reader goes idle.
    */
   onLate?: (ms: number) => void;
+  /**
+   * The clock the journal's event times were taken from (ms since the epoch): the runtime's, when
+   * it is given one. Lateness is measured against it. Default `Date.now`.
+   */
+  now?: () => number;
 }
 
 /**
@@ -205,7 +210,7 @@ export class PartitionReader {
           return { parts: owned, limitPerPart: perPart(owned.length) };
         },
       });
-      this.opts.onLate?.(result.oldestAt === undefined ? 0 : Math.max(0, Date.now() - result.oldestAt));
+      this.opts.onLate?.(result.oldestAt === undefined ? 0 : Math.max(0, (this.opts.now ?? Date.now)() - result.oldestAt));
       this.ahead = owed ? undefined : result.ahead;
       this.aheadSent = sent;
       if (this.opts.owned().every((p) => batchParts.includes(p))) this.lastFullRead = Math.max(this.lastFullRead, readAt);

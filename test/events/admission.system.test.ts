@@ -47,3 +47,37 @@ describe('admission: a replica holds new commands while its event batches run la
     expect(refused.status).to.equal(409);
   });
 });
+
+/**
+ * A batch's lateness is taken against the clock its events' times came from. A runtime whose clock
+ * runs an hour ahead of the machine's writes events an hour in the machine's future: measured
+ * against the machine's clock, no batch would ever look late, and nothing would be held.
+ */
+describe('admission: lateness is measured on the runtime\'s clock', function () {
+  this.timeout(60_000);
+  let sys: TestSystem;
+  let p: Parties;
+
+  before(async () => {
+    sys = await startSystem({ name: 'admission_clock', clock: () => new Date(Date.now() + 3_600_000), env: { EVENTS_LAG_BUDGET_MS: '1', EVENTS_LAG_HOLD_MS: '150' } });
+    p = await sys.newParties();
+  });
+  after(async () => {
+    await sys?.close();
+  });
+
+  it('holds commands after batches late by that clock', async () => {
+    const heldCount = async () => {
+      const text = (await request<string>(sys.baseUrl, 'GET', '/metrics')).body;
+      return Number(text.split('\n').find((l) => l.startsWith('baedal_commands_held_seconds_count '))?.split(' ')[1] ?? 0);
+    };
+    const before = await heldCount();
+    for (let i = 0; i < 4; i++) {
+      const order = await sys.placeOrder(p);
+      await sys.drive(p, order.id, ['pay', 'accept', 'start-cooking']);
+      const res = await sys.request('GET', `/orders/${order.id}`, { token: p.customer });
+      expect(res.body.status).to.equal('cooking');
+    }
+    expect((await heldCount()) - before, 'commands held').to.be.at.least(1);
+  });
+});

@@ -55,10 +55,17 @@ describe('admission: new commands wait while event batches run late', () => {
     const gate = new AdmissionGate(100, 80, (s) => waited.push(s));
     gate.note(10_000);
     const started = performance.now();
-    await Promise.race([
-      gate.admit(),
-      new Promise((_, reject) => setTimeout(() => reject(new Error('still held 2 s later')), 2000)),
-    ]);
+    let deadline: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        gate.admit(),
+        new Promise((_, reject) => {
+          deadline = setTimeout(() => reject(new Error('still held 2 s later')), 2000);
+        }),
+      ]);
+    } finally {
+      clearTimeout(deadline);
+    }
     const ms = performance.now() - started;
     expect(ms, 'went on after its longest wait').to.be.at.least(75);
     expect(waited[0]! * 1000).to.be.at.least(75);

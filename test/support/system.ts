@@ -290,6 +290,8 @@ export interface SystemOptions {
   transport?: NotificationTransport;
   /** The order machine versions its first instance runs (the shipped ones when absent). */
   machines?: OrderMachines;
+  /** The clock its first instance decides by (the system's own when absent). */
+  clock?: () => Date;
 }
 
 export async function startSystem(opts: SystemOptions = {}): Promise<TestSystem> {
@@ -303,7 +305,7 @@ export async function startSystem(opts: SystemOptions = {}): Promise<TestSystem>
     await resetDatabase(databaseUrl);
   }
   const env: Record<string, string> = { ...TEST_ENV, DATABASE_URL: databaseUrl, ...opts.env };
-  const main = await startInstance({ gatewayUrl: gateway.url, queuePrefix, env, transport: opts.transport, machines: opts.machines });
+  const main = await startInstance({ gatewayUrl: gateway.url, queuePrefix, env, transport: opts.transport, machines: opts.machines, clock: opts.clock });
   const replicas: AppInstance[] = [];
 
   const token = (role: Role, sub: string) => signToken(AUTH_SECRET, { role, sub } satisfies Principal);
