@@ -54,7 +54,8 @@ export function createOrderQueries(steps: OrderSteps) {
         where.push(`o.store_id = ${param(who.sub)}`);
         break;
       case 'rider':
-        where.push(`(o.rider_id = ${param(who.sub)} OR o.status = 'cooked')`);
+        // cooked_area is set exactly while an order is cooked (orders_cooked_idx finds those).
+        where.push(`(o.rider_id = ${param(who.sub)} OR o.cooked_area IS NOT NULL)`);
         break;
       case 'admin':
         break;
@@ -65,6 +66,8 @@ export function createOrderQueries(steps: OrderSteps) {
     }
     if (filter.status) where.push(`o.status = ${param(filter.status)}`);
     if (filter.area) where.push(`o.area = ${param(filter.area)}`);
+    // The same condition again, in the terms of the index of cooked orders (no index names the status).
+    if (filter.status === 'cooked') where.push(filter.area ? `o.cooked_area = ${param(filter.area)}` : 'o.cooked_area IS NOT NULL');
     const rows = await db.query<OrderRow & RefundColumns>(
       `SELECT o.*, rf.* FROM orders o ${REFUND_JOIN}
        WHERE ${where.length > 0 ? where.join(' AND ') : 'true'}

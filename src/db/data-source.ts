@@ -19,6 +19,7 @@ import { RedundantUniques1769400000000 } from './migrations/1769400000000-redund
 import { OwnersReading1769500000000 } from './migrations/1769500000000-owners-reading.ts';
 import { PayloadStatistics1769600000000 } from './migrations/1769600000000-payload-statistics.ts';
 import { OwedIndexes1769700000000 } from './migrations/1769700000000-owed-indexes.ts';
+import { OrdersHotUpdates1769800000000 } from './migrations/1769800000000-orders-hot-updates.ts';
 
 export const MIGRATIONS = [
   InitialSchema1764000000000,
@@ -38,6 +39,7 @@ export const MIGRATIONS = [
   OwnersReading1769500000000,
   PayloadStatistics1769600000000,
   OwedIndexes1769700000000,
+  OrdersHotUpdates1769800000000,
 ];
 
 /** Any number of replicas may start at once; this lock lets exactly one run migrations at a time. */
