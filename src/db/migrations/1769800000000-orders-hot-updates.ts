@@ -7,7 +7,7 @@ import { sqlMigration } from '../sql-migration.ts';
  * that most commands change:
  * - `cooked_area` is the order's area while it is cooked (waiting for a rider), null otherwise: a
  *   stored generated column, so the statements that write orders do not change. It changes on two
- *   commands of an order's life (finish-cooking, and the pick or cancel after it).
+ *   commands of an order's life (finish-cooking, and the pick after it).
  * - `orders_cooked_idx` (partial: cooked orders only) finds a rider's pickable orders, by area or not.
  * - the table keeps room on each page (fillfactor 85) for an order's next version.
  * A listing by another status (admins) reads the orders newest first, as one without a filter does.
