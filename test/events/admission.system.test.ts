@@ -1,6 +1,13 @@
 import { expect } from 'chai';
 import { commandRequest, request, startSystem, type Parties, type TestSystem } from '../support/system.ts';
 
+/** The replica's `baedal_commands_held_seconds` histogram so far: commands held, and seconds held in all. */
+async function held(sys: TestSystem): Promise<{ count: number; seconds: number }> {
+  const lines = (await request<string>(sys.baseUrl, 'GET', '/metrics')).body.split('\n');
+  const value = (name: string) => Number(lines.find((l) => l.startsWith(`${name} `))?.split(' ')[1] ?? 0);
+  return { count: value('baedal_commands_held_seconds_count'), seconds: value('baedal_commands_held_seconds_sum') };
+}
+
 /**
  * The service holds new commands while its event batches run later than EVENTS_LAG_BUDGET_MS, at
  * most EVENTS_LAG_HOLD_MS each, and refuses none of them for it. With a budget of 1 ms every batch
@@ -19,22 +26,15 @@ describe('admission: a replica holds new commands while its event batches run la
     await sys?.close();
   });
 
-  const held = async () => {
-    const text = (await request<string>(sys.baseUrl, 'GET', '/metrics')).body;
-    const count = text.split('\n').find((l) => l.startsWith('baedal_commands_held_seconds_count '));
-    const sum = text.split('\n').find((l) => l.startsWith('baedal_commands_held_seconds_sum '));
-    return { count: Number(count?.split(' ')[1] ?? 0), seconds: Number(sum?.split(' ')[1] ?? 0) };
-  };
-
   it('holds commands after late batches, each at most the longest wait, and every one of them goes through', async () => {
-    const before = await held();
+    const before = await held(sys);
     const orders = [];
     for (let i = 0; i < 4; i++) {
       const order = await sys.placeOrder(p);
       await sys.drive(p, order.id, ['pay', 'accept', 'start-cooking']);
       orders.push(order);
     }
-    const after = await held();
+    const after = await held(sys);
     expect(after.count - before.count, 'commands held').to.be.at.least(1);
     expect(after.seconds - before.seconds, 'seconds held in all').to.be.at.most(((after.count - before.count) * 150 + 100) / 1000);
     for (const order of orders) {
@@ -67,17 +67,13 @@ describe('admission: lateness is measured on the runtime\'s clock', function () 
   });
 
   it('holds commands after batches late by that clock', async () => {
-    const heldCount = async () => {
-      const text = (await request<string>(sys.baseUrl, 'GET', '/metrics')).body;
-      return Number(text.split('\n').find((l) => l.startsWith('baedal_commands_held_seconds_count '))?.split(' ')[1] ?? 0);
-    };
-    const before = await heldCount();
+    const before = (await held(sys)).count;
     for (let i = 0; i < 4; i++) {
       const order = await sys.placeOrder(p);
       await sys.drive(p, order.id, ['pay', 'accept', 'start-cooking']);
       const res = await sys.request('GET', `/orders/${order.id}`, { token: p.customer });
       expect(res.body.status).to.equal('cooking');
     }
-    expect((await heldCount()) - before, 'commands held').to.be.at.least(1);
+    expect((await held(sys)).count - before, 'commands held').to.be.at.least(1);
   });
 });
