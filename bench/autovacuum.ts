@@ -7,7 +7,7 @@ export interface AutovacuumStandInOptions {
   query: <T>(sql: string) => Promise<T[]>;
   /** Says a failed pass or ANALYZE (the caller's output). */
   say: (line: string) => void;
-  /** Seconds between VACUUM (ANALYZE) passes while it stands in (autovacuum's default naptime). */
+  /** Seconds between the checks of autovacuum's vacuum rule while it stands in (autovacuum's default naptime). */
   vacuumEveryS?: number;
   /** Seconds between the checks of autovacuum's analyze rule outside a measured window. */
   analyzeCheckS?: number;
@@ -19,25 +19,68 @@ export interface AutovacuumStandInOptions {
  * Without autovacuum, tables fill with dead rows and their statistics never change, so the
  * service's cached plans stay those of the first, nearly empty tables, and every run measures the
  * host's configuration rather than the service. Where the server has it off, this stands in for it
- * on one database: VACUUM (ANALYZE) when asked (`now`, before each run or step) and every
- * `vacuumEveryS` seconds while it runs, and ANALYZE of each table that meets autovacuum's own
- * analyze rule (more than 50 + 10 % of its rows changed since its last analysis) every
- * `analyzeCheckS` seconds. Without that rule, the first run on a fresh database was measured on
- * the statistics of empty tables for its whole length (its PostgreSQL CPU per command was twice the
- * next run's); a server that has run for a while, as a user's has, keeps its statistics fresh
- * that way.
+ * on one database, by autovacuum's own rules and the server's own thresholds for them:
+ * - a VACUUM (ANALYZE) of every table when asked (`now`, before each run or step), so that each
+ *   starts from the same clean state;
+ * - every `vacuumEveryS` seconds (autovacuum's naptime), a VACUUM of each table that meets
+ *   autovacuum's vacuum rule: more dead rows than `autovacuum_vacuum_threshold` +
+ *   `autovacuum_vacuum_scale_factor` of its rows (50 + 20 %), or more rows inserted since its last
+ *   vacuum than `autovacuum_vacuum_insert_threshold` + `autovacuum_vacuum_insert_scale_factor`
+ *   (1000 + 20 %). Until 2026-12-06 this pass vacuumed and analyzed every table each time, which
+ *   autovacuum never does on tables that have grown: on a database of a few runs it took 1–3 s of
+ *   a 20 s measured window, whichever replica count that window measured;
+ * - every `analyzeCheckS` seconds, an ANALYZE of each table that meets autovacuum's analyze rule
+ *   (more rows changed since its last analysis than `autovacuum_analyze_threshold` +
+ *   `autovacuum_analyze_scale_factor` of its rows: 50 + 10 %). Without that rule, the first run on
+ *   a fresh database was measured on the statistics of empty tables for its whole length (its
+ *   PostgreSQL CPU per command was twice the next run's); a server that has run for a while, as a
+ *   user's has, keeps its statistics fresh that way.
  *
- * Inside a measured window (`measuring`) the rule is checked no more often than autovacuum itself
- * checks a database (`autovacuum_naptime`, 60 s by default), since the last check: a fresh
+ * Inside a measured window (`measuring`) the analyze rule is checked no more often than autovacuum
+ * itself checks a database (`autovacuum_naptime`, 60 s by default), since the last check: a fresh
  * database's tables grow by half within a 20 s window, so checking every 2 s there analyzed each
  * table four or five times a window, a cost autovacuum would not pay and a server whose tables have
  * grown large would not see (it cost 40 % of PostgreSQL's statement time in the window at one
- * replica, docs/benchmarks.md, 2026-12-04 19:30).
+ * replica, docs/benchmarks.md, 2026-12-04 19:30). Per-table storage parameters (`autovacuum_*`
+ * reloptions) are not read: no table of this project sets one.
  */
+/** The thresholds of autovacuum's rules (`pg_settings`). */
+export interface AutovacuumRules {
+  vacuumThreshold: number;
+  vacuumScale: number;
+  /** -1 turns the insert rule off. */
+  insertThreshold: number;
+  insertScale: number;
+  analyzeThreshold: number;
+  analyzeScale: number;
+}
+
+/** PostgreSQL's defaults (15). */
+const DEFAULT_RULES: AutovacuumRules = {
+  vacuumThreshold: 50,
+  vacuumScale: 0.2,
+  insertThreshold: 1000,
+  insertScale: 0.2,
+  analyzeThreshold: 50,
+  analyzeScale: 0.1,
+};
+
+const RULE_SETTINGS: Record<keyof AutovacuumRules, string> = {
+  vacuumThreshold: 'autovacuum_vacuum_threshold',
+  vacuumScale: 'autovacuum_vacuum_scale_factor',
+  insertThreshold: 'autovacuum_vacuum_insert_threshold',
+  insertScale: 'autovacuum_vacuum_insert_scale_factor',
+  analyzeThreshold: 'autovacuum_analyze_threshold',
+  analyzeScale: 'autovacuum_analyze_scale_factor',
+};
+
 export class AutovacuumStandIn {
   /** Standing in (the server's autovacuum is off), and not stopped. */
   enabled = false;
+  /** Full passes (`now`). */
   passes = 0;
+  /** Tables vacuumed by autovacuum's vacuum rule. */
+  vacuums = 0;
   analyses = 0;
   /** While a measured window is open: the rule is checked at autovacuum's own pace. */
   measuring = false;
@@ -49,9 +92,14 @@ export class AutovacuumStandIn {
   readonly log: Maintenance[] = [];
   /** autovacuum_naptime of the server, in seconds. */
   naptimeS = 60;
+  /** The server's thresholds for autovacuum's rules (PostgreSQL's defaults until `start` reads them). */
+  rules: AutovacuumRules = { ...DEFAULT_RULES };
   readonly vacuumEveryS: number;
   readonly analyzeCheckS: number;
+  /** The vacuum under way (a full pass or one by the rule). */
   private running: Promise<void> | undefined;
+  /** The full pass asked for and not yet ended. */
+  private full: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private analyzer: NodeJS.Timeout | undefined;
   private lastCheck = 0;
@@ -68,9 +116,16 @@ export class AutovacuumStandIn {
     );
     const setting = row?.autovacuum;
     if (setting === 'on') return undefined;
+    const settings = await this.opts.query<{ name: string; setting: string }>(
+      `SELECT name, setting FROM pg_settings WHERE name = ANY('{${Object.values(RULE_SETTINGS).join(',')}}')`,
+    );
+    for (const [key, name] of Object.entries(RULE_SETTINGS) as [keyof AutovacuumRules, string][]) {
+      const value = Number(settings.find((s) => s.name === name)?.setting);
+      if (Number.isFinite(value)) this.rules[key] = value;
+    }
     this.enabled = true;
     this.naptimeS = row?.naptime ?? 60;
-    this.timer = setInterval(() => void this.now(), this.vacuumEveryS * 1000);
+    this.timer = setInterval(() => void this.vacuumDue(), this.vacuumEveryS * 1000);
     this.timer.unref();
     this.analyzer = setInterval(() => void this.analyzeStale(), this.analyzeCheckS * 1000);
     this.analyzer.unref();
@@ -83,10 +138,11 @@ export class AutovacuumStandIn {
     if (this.measuring && performance.now() - this.lastCheck < this.naptimeS * 1000) return;
     this.lastCheck = performance.now();
     try {
+      const { analyzeThreshold, analyzeScale } = this.rules;
       const stale = await this.opts.query<{ name: string }>(
         `SELECT quote_ident(s.schemaname) || '.' || quote_ident(s.relname) AS name
          FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
-         WHERE s.n_mod_since_analyze > 50 + 0.1 * greatest(c.reltuples, 0)`,
+         WHERE s.n_mod_since_analyze > ${analyzeThreshold} + ${analyzeScale} * greatest(c.reltuples, 0)`,
       );
       if (stale.length === 0) return;
       const names = stale.map((t) => t.name);
@@ -100,13 +156,37 @@ export class AutovacuumStandIn {
   }
 
   /**
+   * VACUUM of the tables autovacuum would vacuum now (none while a pass or another check runs):
+   * those with more dead rows, or more rows inserted since their last vacuum, than the rule allows.
+   */
+  vacuumDue(): Promise<void> {
+    if (!this.enabled || this.running) return this.running ?? Promise.resolve();
+    const { vacuumThreshold, vacuumScale, insertThreshold, insertScale } = this.rules;
+    const inserts = insertThreshold < 0 ? 'false' : `s.n_ins_since_vacuum > ${insertThreshold} + ${insertScale} * greatest(c.reltuples, 0)`;
+    return this.exclusive(async () => {
+      const due = await this.opts.query<{ name: string }>(
+        `SELECT quote_ident(s.schemaname) || '.' || quote_ident(s.relname) AS name
+         FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+         WHERE s.n_dead_tup > ${vacuumThreshold} + ${vacuumScale} * greatest(c.reltuples, 0) OR ${inserts}
+         ORDER BY s.relname`,
+      );
+      if (due.length === 0) return;
+      const names = due.map((t) => t.name);
+      const start = performance.now();
+      await this.opts.query(`VACUUM ${names.join(', ')}`);
+      this.record({ what: `VACUUM of ${names.join(', ').replaceAll('public.', '')}`, start, end: performance.now() });
+      this.vacuums += names.length;
+    });
+  }
+
+  /**
    * What it does in the server's stead, for the caller's output: `setting` is what `start` answered,
    * `before` says when a pass runs besides every `vacuumEveryS` seconds ("before each step").
    */
   describe(setting: string, before: string): string {
     return (
-      `PostgreSQL runs with autovacuum=${setting}: VACUUM (ANALYZE) runs ${before} and every ${this.vacuumEveryS} s, and ANALYZE on a table by autovacuum's rule ` +
-      `(checked every ${this.analyzeCheckS} s, and inside a measured window every ${this.naptimeS} s, autovacuum's naptime), in its stead`
+      `PostgreSQL runs with autovacuum=${setting}: VACUUM (ANALYZE) runs ${before}, VACUUM on a table by autovacuum's rule every ${this.vacuumEveryS} s, ` +
+      `and ANALYZE on a table by autovacuum's rule (checked every ${this.analyzeCheckS} s, and inside a measured window every ${this.naptimeS} s, autovacuum's naptime), in its stead`
     );
   }
 
@@ -121,24 +201,32 @@ export class AutovacuumStandIn {
     if (this.log.length > kept) this.log.splice(0, this.log.length - kept);
   }
 
-  /** One pass now (or the one already running). */
+  /** A full pass now (or the one already asked for), once the vacuum under way, if any, has ended. */
   now(): Promise<void> {
     if (!this.enabled) return Promise.resolve();
-    const start = performance.now();
-    const running =
-      this.running ??
-      this.opts
-        .query('VACUUM (ANALYZE)')
-        .then(() => {
-          this.passes += 1;
-          this.record({ what: 'VACUUM (ANALYZE)', start, end: performance.now() });
-        })
-        .catch((err: unknown) => {
-          if (this.enabled) this.opts.say(`  (VACUUM failed: ${String(err)})`);
-        })
-        .finally(() => {
-          this.running = undefined;
-        });
+    if (this.full) return this.full;
+    const full = this.exclusive(async () => {
+      const start = performance.now();
+      await this.opts.query('VACUUM (ANALYZE)');
+      this.passes += 1;
+      this.record({ what: 'VACUUM (ANALYZE)', start, end: performance.now() });
+    }, this.running).finally(() => {
+      this.full = undefined;
+    });
+    this.full = full;
+    return full;
+  }
+
+  /** Runs `work` as the one vacuum under way (after `after`), saying a failure in the caller's output. */
+  private exclusive(work: () => Promise<void>, after?: Promise<void>): Promise<void> {
+    const running: Promise<void> = (after ?? Promise.resolve())
+      .then(() => (this.enabled ? work() : undefined))
+      .catch((err: unknown) => {
+        if (this.enabled) this.opts.say(`  (VACUUM failed: ${String(err)})`);
+      })
+      .finally(() => {
+        if (this.running === running) this.running = undefined;
+      });
     this.running = running;
     return running;
   }

@@ -718,7 +718,7 @@ async function main(): Promise<void> {
 
   if (soakS !== undefined) {
     const { result, tables } = await soak(gateway, receiver, sink, soakS);
-    if (vacuum.enabled) say(`\n${vacuum.passes} VACUUM (ANALYZE) passes during the soak`);
+    if (vacuum.enabled) say(`\n${vacuum.passes} VACUUM (ANALYZE) passes, ${vacuum.vacuums} tables vacuumed by autovacuum's rule and ${vacuum.analyses} analyzed by it during the soak`);
     say(`\n${resultsTable([result])}`);
     say('\nmemory over the run:');
     say(rssText(result.rss, rssSlopeMbPer10Min));

@@ -110,13 +110,74 @@ describe('bench and demo: the stand-in for autovacuum', function () {
     expect(said).to.deep.equal([]);
   });
 
+  it("vacuums, every naptime, only the tables that meet autovacuum's vacuum rule, with the server's thresholds", async () => {
+    if ((await vacuum.start()) === undefined) return expect(vacuum.enabled).to.equal(false);
+    // The analyses of autovacuum's other rule run by themselves meanwhile; this test counts vacuums.
+    const vacuums = () => vacuum.log.map((m) => m.what).filter((what) => what.startsWith('VACUUM'));
+    const rules = Object.fromEntries(
+      (await query<{ name: string; setting: string }>(`SELECT name, setting FROM pg_settings WHERE name LIKE 'autovacuum\\_%\\_threshold' OR name LIKE 'autovacuum\\_%\\_scale\\_factor'`)).map((r) => [r.name, Number(r.setting)]),
+    );
+    expect(vacuum.rules).to.deep.equal({
+      vacuumThreshold: rules.autovacuum_vacuum_threshold,
+      vacuumScale: rules.autovacuum_vacuum_scale_factor,
+      insertThreshold: rules.autovacuum_vacuum_insert_threshold,
+      insertScale: rules.autovacuum_vacuum_insert_scale_factor,
+      analyzeThreshold: rules.autovacuum_analyze_threshold,
+      analyzeScale: rules.autovacuum_analyze_scale_factor,
+    });
+    await query('CREATE TABLE filled (id int); CREATE TABLE churned (id int); CREATE TABLE quiet (id int)');
+    await query('VACUUM filled, churned, quiet');
+    const counts = async () =>
+      Object.fromEntries(
+        (await query<{ relname: string; vacuum_count: string; n_dead_tup: string; n_ins_since_vacuum: string }>(
+          `SELECT relname, vacuum_count, n_dead_tup, n_ins_since_vacuum FROM pg_stat_user_tables WHERE relname IN ('filled', 'churned', 'quiet')`,
+        )).map((r) => [r.relname, { vacuums: Number(r.vacuum_count), dead: Number(r.n_dead_tup), inserted: Number(r.n_ins_since_vacuum) }]),
+      );
+    const before = await counts();
+    // `filled`: more rows inserted since its vacuum than the insert rule allows of an empty table.
+    const filled = vacuum.rules.insertThreshold + 100;
+    await query(`INSERT INTO filled SELECT g FROM generate_series(1, ${filled}) g`);
+    // `churned`: 100 rows, then all deleted: more dead rows than the rule allows, few inserts.
+    await query('INSERT INTO churned SELECT g FROM generate_series(1, 100) g');
+    await query('DELETE FROM churned');
+    // `quiet`: 10 rows inserted, far below either rule.
+    await query('INSERT INTO quiet SELECT g FROM generate_series(1, 10) g');
+    await waitUntil(async () => {
+      const c = await counts();
+      return c.filled!.inserted >= filled && c.churned!.dead >= 100 && c.quiet!.inserted >= 10;
+    }, 'the statistics to count the rows', 15_000);
+
+    await vacuum.vacuumDue();
+    const after = await counts();
+    expect(after.filled!.vacuums, 'filled').to.equal(before.filled!.vacuums + 1);
+    expect(after.churned!.vacuums, 'churned').to.equal(before.churned!.vacuums + 1);
+    expect(after.quiet!.vacuums, 'quiet').to.equal(before.quiet!.vacuums);
+    expect(after.quiet!.inserted).to.equal(10);
+    expect(vacuum.vacuums).to.equal(2);
+    expect(vacuum.passes).to.equal(0);
+    expect(vacuums()).to.deep.equal(['VACUUM of churned, filled']);
+
+    // Vacuumed, neither meets the rule any more.
+    await vacuum.vacuumDue();
+    expect((await counts()).filled!.vacuums).to.equal(after.filled!.vacuums);
+    expect(vacuums()).to.have.length(1);
+
+    // A full pass asked for while a vacuum by the rule runs follows it, rather than being taken for it.
+    await query('DELETE FROM filled');
+    await waitUntil(async () => (await counts()).filled!.dead >= filled, 'the statistics to count the deleted rows', 15_000);
+    await Promise.all([vacuum.vacuumDue(), vacuum.now()]);
+    expect(vacuum.passes).to.equal(1);
+    expect(vacuums()).to.deep.equal(['VACUUM of churned, filled', 'VACUUM of filled', 'VACUUM (ANALYZE)']);
+    expect(said).to.deep.equal([]);
+  });
+
   it('says what it does in the caller\'s words, which of its work overlapped a window, and keeps the latest of it', async () => {
     const kept = new AutovacuumStandIn({ query, say: (line) => said.push(line), vacuumEveryS: 30, analyzeCheckS: 5, logKept: 2 });
     try {
       const setting = await kept.start();
       if (setting === undefined) return expect(kept.enabled).to.equal(false);
       expect(kept.describe(setting, 'before each step')).to.equal(
-        `PostgreSQL runs with autovacuum=${setting}: VACUUM (ANALYZE) runs before each step and every 30 s, and ANALYZE on a table by autovacuum's rule ` +
+        `PostgreSQL runs with autovacuum=${setting}: VACUUM (ANALYZE) runs before each step, VACUUM on a table by autovacuum's rule every 30 s, and ANALYZE on a table by autovacuum's rule ` +
           `(checked every 5 s, and inside a measured window every ${kept.naptimeS} s, autovacuum's naptime), in its stead`,
       );
       const from = performance.now();
