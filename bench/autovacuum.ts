@@ -74,6 +74,9 @@ const RULE_SETTINGS: Record<keyof AutovacuumRules, string> = {
   analyzeScale: 'autovacuum_analyze_scale_factor',
 };
 
+/** autovacuum's rule for one counter of `pg_stat_user_tables s` (joined to `pg_class c`): over the threshold plus the scale factor of the table's rows. */
+const past = (counter: string, threshold: number, scale: number) => `${counter} > ${threshold} + ${scale} * greatest(c.reltuples, 0)`;
+
 export class AutovacuumStandIn {
   /** Standing in (the server's autovacuum is off), and not stopped. */
   enabled = false;
@@ -139,17 +142,7 @@ export class AutovacuumStandIn {
     this.lastCheck = performance.now();
     try {
       const { analyzeThreshold, analyzeScale } = this.rules;
-      const stale = await this.opts.query<{ name: string }>(
-        `SELECT quote_ident(s.schemaname) || '.' || quote_ident(s.relname) AS name
-         FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
-         WHERE s.n_mod_since_analyze > ${analyzeThreshold} + ${analyzeScale} * greatest(c.reltuples, 0)`,
-      );
-      if (stale.length === 0) return;
-      const names = stale.map((t) => t.name);
-      const start = performance.now();
-      await this.opts.query(`ANALYZE ${names.join(', ')}`);
-      this.record({ what: `ANALYZE of ${names.join(', ').replaceAll('public.', '')}`, start, end: performance.now() });
-      this.analyses += stale.length;
+      this.analyses += await this.tablesPast('ANALYZE', past('s.n_mod_since_analyze', analyzeThreshold, analyzeScale));
     } catch (err) {
       if (this.enabled) this.opts.say(`  (ANALYZE failed: ${String(err)})`);
     }
@@ -162,21 +155,27 @@ export class AutovacuumStandIn {
   vacuumDue(): Promise<void> {
     if (!this.enabled || this.running) return this.running ?? Promise.resolve();
     const { vacuumThreshold, vacuumScale, insertThreshold, insertScale } = this.rules;
-    const inserts = insertThreshold < 0 ? 'false' : `s.n_ins_since_vacuum > ${insertThreshold} + ${insertScale} * greatest(c.reltuples, 0)`;
+    const dead = past('s.n_dead_tup', vacuumThreshold, vacuumScale);
+    const inserted = insertThreshold < 0 ? 'false' : past('s.n_ins_since_vacuum', insertThreshold, insertScale);
     return this.exclusive(async () => {
-      const due = await this.opts.query<{ name: string }>(
-        `SELECT quote_ident(s.schemaname) || '.' || quote_ident(s.relname) AS name
-         FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
-         WHERE s.n_dead_tup > ${vacuumThreshold} + ${vacuumScale} * greatest(c.reltuples, 0) OR ${inserts}
-         ORDER BY s.relname`,
-      );
-      if (due.length === 0) return;
-      const names = due.map((t) => t.name);
-      const start = performance.now();
-      await this.opts.query(`VACUUM ${names.join(', ')}`);
-      this.record({ what: `VACUUM of ${names.join(', ').replaceAll('public.', '')}`, start, end: performance.now() });
-      this.vacuums += names.length;
+      this.vacuums += await this.tablesPast('VACUUM', `${dead} OR ${inserted}`);
     });
+  }
+
+  /** Runs `command` on the tables for which `rule` holds (none: nothing), logs it, and answers how many. */
+  private async tablesPast(command: 'VACUUM' | 'ANALYZE', rule: string): Promise<number> {
+    const tables = await this.opts.query<{ name: string }>(
+      `SELECT quote_ident(s.schemaname) || '.' || quote_ident(s.relname) AS name
+       FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+       WHERE ${rule}
+       ORDER BY s.relname`,
+    );
+    if (tables.length === 0) return 0;
+    const names = tables.map((t) => t.name).join(', ');
+    const start = performance.now();
+    await this.opts.query(`${command} ${names}`);
+    this.record({ what: `${command} of ${names.replaceAll('public.', '')}`, start, end: performance.now() });
+    return tables.length;
   }
 
   /**
