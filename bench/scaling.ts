@@ -290,6 +290,11 @@ export interface ScalingFigures {
   /** CPU ms per command, all replicas together. */
   serviceMsPerCommand: number;
   postgresMsPerCommand: number;
+  /**
+   * The load generator's CPU ms per command, when measured: the same work per command at every
+   * replica count (one HTTP request), so it moves with the host's speed alone.
+   */
+  loadGeneratorMsPerCommand?: number;
   /** Cores PostgreSQL used in the window (all its processes). */
   postgresCores: number;
   /**
@@ -330,6 +335,8 @@ export interface ScalingInput {
     /** The CPU seconds of each replica's main thread alone, when measured. */
     replicaMainSeconds?: Record<string, number>;
     postgresSeconds: number;
+    /** The CPU seconds of the load generator, when measured. */
+    loadGeneratorSeconds?: number;
     host?: HostCores;
   };
   sample: ScalingSample;
@@ -379,6 +386,7 @@ export function scalingFigures(x: ScalingInput): ScalingFigures {
     errors: x.load.errors,
     serviceMsPerCommand: perCommand(Object.values(x.cpu.replicaSeconds).reduce((s, v) => s + v, 0)),
     postgresMsPerCommand: perCommand(x.cpu.postgresSeconds),
+    ...(x.cpu.loadGeneratorSeconds !== undefined && Number.isFinite(x.cpu.loadGeneratorSeconds) && { loadGeneratorMsPerCommand: perCommand(x.cpu.loadGeneratorSeconds) }),
     postgresCores: x.cpu.postgresSeconds / x.cpu.seconds,
     ...(x.cpu.host && { host: x.cpu.host }),
     ...(viewLag && { viewLagP99Ms: viewLag.p99Ms, viewLagFrom: viewLag.from }),
@@ -445,6 +453,9 @@ export interface ScalingRow {
   serviceRatio: number;
   postgresMsPerCommand: number;
   postgresRatio: number;
+  /** The load generator's CPU per command and its ratio to the first row's (see ScalingFigures). */
+  loadGeneratorMsPerCommand?: number;
+  loadGeneratorRatio?: number;
   postgresCores: number;
   /** Cores of the machine busy, how many it has, and how many the hypervisor took (when measured). */
   hostBusyCores?: number;
@@ -468,6 +479,9 @@ export function scalingRows(figures: readonly ScalingFigures[]): ScalingRow[] {
     serviceRatio: s.serviceMsPerCommand / base!.serviceMsPerCommand,
     postgresMsPerCommand: s.postgresMsPerCommand,
     postgresRatio: s.postgresMsPerCommand / base!.postgresMsPerCommand,
+    ...(s.loadGeneratorMsPerCommand !== undefined && { loadGeneratorMsPerCommand: s.loadGeneratorMsPerCommand }),
+    ...(s.loadGeneratorMsPerCommand !== undefined &&
+      base!.loadGeneratorMsPerCommand !== undefined && { loadGeneratorRatio: s.loadGeneratorMsPerCommand / base!.loadGeneratorMsPerCommand }),
     postgresCores: s.postgresCores,
     ...(s.host && { hostBusyCores: s.host.busyCores, hostCores: s.host.cores }),
     ...(s.host?.stolenCores !== undefined && { hostStolenCores: s.host.stolenCores }),
@@ -491,6 +505,8 @@ export function medianRows(rounds: readonly (readonly ScalingRow[])[]): ScalingR
     const busy = m((r) => r.hostBusyCores);
     const cores = m((r) => r.hostCores);
     const stolen = m((r) => r.hostStolenCores);
+    const loadGen = m((r) => r.loadGeneratorMsPerCommand);
+    const loadGenRatio = m((r) => r.loadGeneratorRatio);
     return {
       replicas,
       commandsPerS: m((r) => r.commandsPerS),
@@ -500,6 +516,8 @@ export function medianRows(rounds: readonly (readonly ScalingRow[])[]): ScalingR
       serviceRatio: m((r) => r.serviceRatio),
       postgresMsPerCommand: m((r) => r.postgresMsPerCommand),
       postgresRatio: m((r) => r.postgresRatio),
+      ...(Number.isFinite(loadGen) && { loadGeneratorMsPerCommand: loadGen }),
+      ...(Number.isFinite(loadGenRatio) && { loadGeneratorRatio: loadGenRatio }),
       postgresCores: m((r) => r.postgresCores),
       ...(Number.isFinite(busy) && Number.isFinite(cores) && { hostBusyCores: busy, hostCores: cores }),
       ...(Number.isFinite(stolen) && { hostStolenCores: stolen }),
@@ -520,18 +538,27 @@ export const HOST_SATURATED = 0.95;
  * other guests on them, so the row measures the neighbours as much as the service.
  */
 export const HOST_STOLEN_NOTABLE = 0.05;
+/**
+ * The load generator's CPU per command this far from the first row's (either way) is named under
+ * the table: its work per command does not change with the replicas, so the host ran every
+ * process that much faster or slower in that row than in the first, the replicas included.
+ */
+export const LOAD_GENERATOR_NOTABLE = 1.15;
 
 /** The scaling table: one row per replica count, with the ratios to the first row. */
 export function scalingTable(rows: readonly ScalingRow[], indent = '  '): string {
   const base = rows[0]?.replicas ?? 1;
   const x = `×${base}`.padStart(5);
+  // The load generator's column only where it was measured (the benchmark; not the demo).
+  const loadGen = rows.some((r) => r.loadGeneratorMsPerCommand !== undefined);
   const lines = [
-    `${indent}replicas  commands/s ${x}   p99 ms   service CPU ms/cmd ${x}   PostgreSQL CPU ms/cmd ${x}   PostgreSQL cores   host cores busy   stolen   view lag p99 ms   CPU % of request   HPA desired`,
+    `${indent}replicas  commands/s ${x}   p99 ms   service CPU ms/cmd ${x}   PostgreSQL CPU ms/cmd ${x}   ${loadGen ? `load gen CPU ms/cmd ${x}   ` : ''}PostgreSQL cores   host cores busy   stolen   view lag p99 ms   CPU % of request   HPA desired`,
   ];
   for (const r of rows) {
     const host = r.hostBusyCores === undefined ? '-' : `${f(r.hostBusyCores, 2)} of ${f(r.hostCores, 0)}`;
+    const gen = loadGen ? `${f(r.loadGeneratorMsPerCommand, 2).padStart(19)} ${f(r.loadGeneratorRatio, 2).padStart(5)}   ` : '';
     lines.push(
-      `${indent}${String(r.replicas).padStart(8)}  ${f(r.commandsPerS, 0).padStart(10)} ${f(r.commandsRatio, 2).padStart(5)}   ${f(r.p99Ms).padStart(6)}   ${f(r.serviceMsPerCommand, 2).padStart(18)} ${f(r.serviceRatio, 2).padStart(5)}   ${f(r.postgresMsPerCommand, 2).padStart(21)} ${f(r.postgresRatio, 2).padStart(5)}   ${f(r.postgresCores, 2).padStart(16)}   ${host.padStart(15)}   ${f(r.hostStolenCores, 2).padStart(6)}   ${f(r.viewLagP99Ms, 0).padStart(15)}   ${f(r.cpuPercentOfRequest, 0).padStart(16)}   ${f(r.hpaDesired, 0).padStart(11)}`,
+      `${indent}${String(r.replicas).padStart(8)}  ${f(r.commandsPerS, 0).padStart(10)} ${f(r.commandsRatio, 2).padStart(5)}   ${f(r.p99Ms).padStart(6)}   ${f(r.serviceMsPerCommand, 2).padStart(18)} ${f(r.serviceRatio, 2).padStart(5)}   ${f(r.postgresMsPerCommand, 2).padStart(21)} ${f(r.postgresRatio, 2).padStart(5)}   ${gen}${f(r.postgresCores, 2).padStart(16)}   ${host.padStart(15)}   ${f(r.hostStolenCores, 2).padStart(6)}   ${f(r.viewLagP99Ms, 0).padStart(15)}   ${f(r.cpuPercentOfRequest, 0).padStart(16)}   ${f(r.hpaDesired, 0).padStart(11)}`,
     );
   }
   // Under the table, in the rows' order: where the host was saturated, else where the hypervisor took much of it.
@@ -549,6 +576,14 @@ export function scalingTable(rows: readonly ScalingRow[], indent = '  '): string
         `${at} the hypervisor took ${f(stolenOf(r), 2)} of the host's ${f(r.hostCores, 0)} cores (steal time): other guests ran on them, so the row measures them as much as the service`,
       );
     }
+  }
+  // Then the rows whose load generator, doing the same work per command, was much dearer or cheaper than in the first.
+  for (const r of rows.slice(1)) {
+    const ratio = r.loadGeneratorRatio;
+    if (ratio === undefined || !Number.isFinite(ratio) || (ratio < LOAD_GENERATOR_NOTABLE && ratio > 1 / LOAD_GENERATOR_NOTABLE)) continue;
+    lines.push(
+      `${indent}at ${r.replicas} replica${r.replicas > 1 ? 's' : ''} the load generator, whose work per command is the same at every replica count, spent ×${f(ratio, 2)} of its CPU per command at ${base} replica${base > 1 ? 's' : ''}: the host ran every process ${ratio > 1 ? 'slower' : 'faster'} there than in the first row, the replicas too`,
+    );
   }
   return lines.join('\n');
 }

@@ -580,6 +580,7 @@ async function benchBaedal(
             replicaSeconds: Object.fromEntries(services.map((s) => [s.process.name, result.cpu.byName[`server:${s.process.name}`] ?? NaN])),
             replicaMainSeconds: Object.fromEntries(services.map((s) => [s.process.name, result.cpu.mainByName[`server:${s.process.name}`] ?? NaN])),
             postgresSeconds: result.cpu.postgres,
+            loadGeneratorSeconds: result.cpu.byName['load generator'] ?? NaN,
             host: { busyCores: result.cpu.machineBusyCores, cores: availableParallelism(), stolenCores: result.cpu.machineStolenCores },
           },
           sample: await sampler.result(),

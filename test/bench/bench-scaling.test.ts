@@ -227,6 +227,41 @@ describe('bench: the scaling figures and table', () => {
     ]);
   });
 
+  it("shows the load generator's CPU per command as a control, and names the rows where the host's speed moved", () => {
+    // The same work per command at every count: 0.15 ms at 1 replica, 0.15 at 2, 0.21 at 3 (×1.40), 0.12 at 4 (×0.80).
+    const withLoadGen = (f: ScalingFigures, ms: number): ScalingFigures => ({ ...f, loadGeneratorMsPerCommand: ms });
+    const measured = scalingFigures({
+      concurrency: 48,
+      load: { commands: 6000, commandsPerS: 600, p99Ms: 100, errors: 0 },
+      cpu: { seconds: 10, replicaSeconds: { r1: 2.5 }, postgresSeconds: 3, loadGeneratorSeconds: 0.9 },
+      sample: { perReplica: [{ name: 'r1', commands: 100, events: 300 }], eventsSource: 'baedal_events_applied_total', partitions: new Map() },
+      autoscaling: AUTOSCALING,
+    });
+    expect(measured.loadGeneratorMsPerCommand).to.be.closeTo(0.15, 1e-9);
+    const unread = scalingFigures({
+      concurrency: 48,
+      load: { commands: 6000, commandsPerS: 600, p99Ms: 100, errors: 0 },
+      cpu: { seconds: 10, replicaSeconds: { r1: 2.5 }, postgresSeconds: 3, loadGeneratorSeconds: Number.NaN },
+      sample: { perReplica: [{ name: 'r1', commands: 100, events: 300 }], eventsSource: 'baedal_events_applied_total', partitions: new Map() },
+      autoscaling: AUTOSCALING,
+    });
+    expect(unread.loadGeneratorMsPerCommand).to.equal(undefined);
+    const round = (ms: number[]) => scalingRows([1, 2, 3, 4].map((n, i) => withLoadGen(figures(n, 300 * n, 2.5 * n, 3 * n), ms[i]!)));
+    const rows = medianRows([round([0.15, 0.15, 0.21, 0.12]), round([0.2, 0.2, 0.28, 0.16]), round([0.1, 0.1, 0.14, 0.08])]);
+    expect(rows.map((r) => r.loadGeneratorMsPerCommand)).to.deep.equal([0.15, 0.15, 0.21, 0.12]);
+    [1, 1, 1.4, 0.8].forEach((ratio, i) => expect(rows[i]!.loadGeneratorRatio, `row ${i}`).to.be.closeTo(ratio, 1e-9));
+    const table = scalingTable(rows);
+    expect(table).to.include('PostgreSQL CPU ms/cmd    ×1   load gen CPU ms/cmd    ×1   PostgreSQL cores');
+    expect(table).to.match(/^\s+3\s+900\s.*\s0\.21\s+1\.40\s/m);
+    expect(table.split('\n').filter((l) => l.includes('load generator'))).to.deep.equal([
+      '  at 3 replicas the load generator, whose work per command is the same at every replica count, spent ×1.40 of its CPU per command at 1 replica: the host ran every process slower there than in the first row, the replicas too',
+      '  at 4 replicas the load generator, whose work per command is the same at every replica count, spent ×0.80 of its CPU per command at 1 replica: the host ran every process faster there than in the first row, the replicas too',
+    ]);
+    // Not measured (the demo): no column, no note.
+    const bare = scalingTable(scalingRows([figures(1, 300, 2.5, 3), figures(2, 560, 5, 6)]));
+    expect(bare).to.not.include('load gen');
+  });
+
   it('tables runs with users per replica apart from runs with a fixed total, each headed by its load', () => {
     const perReplica = (f: ScalingFigures): ScalingFigures => ({ ...f, concurrencyPerReplica: true });
     const text = scalingTables([[figures(1, 300, 3, 1.5), figures(2, 540, 5.4, 3), perReplica(figures(1, 300, 3, 1.5)), perReplica(figures(2, 600, 6, 3))]]);
