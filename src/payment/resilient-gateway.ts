@@ -75,7 +75,9 @@ export function createResilientGateway(inner: PaymentGateway, opts: ResilienceOp
   breaker.onStateChange((state) => opts.onStateChange?.(STATE_NAMES[state]));
   const policy = wrap(
     breaker,
-    timeout(opts.timeoutMs, TimeoutStrategy.Aggressive),
+    // Its signal is aborted when the deadline passes, not also when the call returns (cockatiel's
+    // default): nothing listens once a call has returned, and each abort makes a DOMException.
+    timeout(opts.timeoutMs, { strategy: TimeoutStrategy.Aggressive, abortOnReturn: false }),
     retry(handleWhen(isTransient), {
       maxAttempts: opts.retries,
       backoff: new ExponentialBackoff({ initialDelay: 50, maxDelay: Math.max(50, Math.floor(opts.timeoutMs / 4)) }),

@@ -105,3 +105,29 @@ describe('payment gateway calls, as the duration histogram classifies them', () 
     ]);
   });
 });
+
+/** The signal each call gets: aborted at its deadline (ending a slow request), never as a call returns. */
+describe('payment gateway calls, their deadline signal', () => {
+  it('is still live once a call has returned, and aborted when the deadline passes', async () => {
+    const signals: AbortSignal[] = [];
+    let slow = false;
+    const inner: PaymentGateway = {
+      async charge(_req, signal) {
+        signals.push(signal!);
+        if (slow) await new Promise((resolve) => signal?.addEventListener('abort', resolve));
+        return { chargeId: 'ch' };
+      },
+      refund: async () => ({ refundId: 'r' }),
+      lookup: async () => null,
+    };
+    const gateway = createResilientGateway(inner, { timeoutMs: 100, retries: 0, breakerFailures: 5, halfOpenAfterMs: 60_000 });
+    expect(await gateway.charge({ orderId: 'o', amount: 1, idempotencyKey: 'a' })).to.deep.equal({ chargeId: 'ch' });
+    // Nothing listens any more: aborting it would only make an AbortError for nobody.
+    expect(signals[0]!.aborted).to.equal(false);
+    slow = true;
+    const err = await gateway.charge({ orderId: 'o', amount: 1, idempotencyKey: 'b' }).catch((e: unknown) => e);
+    expect(err).to.be.instanceOf(PaymentUnavailableError);
+    expect((err as Error).message).to.equal('the payment gateway is unavailable: timed out after 100 ms');
+    expect(signals[1]!.aborted, 'the slow call was told to stop').to.equal(true);
+  });
+});
