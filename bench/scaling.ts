@@ -292,7 +292,7 @@ export interface ScalingFigures {
   postgresMsPerCommand: number;
   /**
    * The load generator's CPU ms per command, when measured: the same work per command at every
-   * replica count (one HTTP request), so it moves with the host's speed alone.
+   * replica count (one HTTP request), so it moves mostly with the host's speed.
    */
   loadGeneratorMsPerCommand?: number;
   /** Cores PostgreSQL used in the window (all its processes). */
@@ -540,8 +540,8 @@ export const HOST_SATURATED = 0.95;
 export const HOST_STOLEN_NOTABLE = 0.05;
 /**
  * The load generator's CPU per command this far from the first row's (either way) is named under
- * the table: its work per command does not change with the replicas, so the host ran every
- * process that much faster or slower in that row than in the first, the replicas included.
+ * the table: its work per command does not change with the replicas, so it is a sign that the host
+ * ran every process about that much faster or slower in that row than in the first, the replicas too.
  */
 export const LOAD_GENERATOR_NOTABLE = 1.15;
 
@@ -582,7 +582,7 @@ export function scalingTable(rows: readonly ScalingRow[], indent = '  '): string
     const ratio = r.loadGeneratorRatio;
     if (ratio === undefined || !Number.isFinite(ratio) || (ratio < LOAD_GENERATOR_NOTABLE && ratio > 1 / LOAD_GENERATOR_NOTABLE)) continue;
     lines.push(
-      `${indent}at ${r.replicas} replica${r.replicas > 1 ? 's' : ''} the load generator, whose work per command is the same at every replica count, spent ×${f(ratio, 2)} of its CPU per command at ${base} replica${base > 1 ? 's' : ''}: the host ran every process ${ratio > 1 ? 'slower' : 'faster'} there than in the first row, the replicas too`,
+      `${indent}at ${r.replicas} replica${r.replicas > 1 ? 's' : ''} the load generator, whose work per command is the same at every replica count, spent ×${f(ratio, 2)} of its CPU per command at ${base} replica${base > 1 ? 's' : ''}: a sign that the host ran every process ${ratio > 1 ? 'slower' : 'faster'} there than in the first row, the replicas too`,
     );
   }
   return lines.join('\n');

@@ -254,8 +254,8 @@ describe('bench: the scaling figures and table', () => {
     expect(table).to.include('PostgreSQL CPU ms/cmd    ×1   load gen CPU ms/cmd    ×1   PostgreSQL cores');
     expect(table).to.match(/^\s+3\s+900\s.*\s0\.21\s+1\.40\s/m);
     expect(table.split('\n').filter((l) => l.includes('load generator'))).to.deep.equal([
-      '  at 3 replicas the load generator, whose work per command is the same at every replica count, spent ×1.40 of its CPU per command at 1 replica: the host ran every process slower there than in the first row, the replicas too',
-      '  at 4 replicas the load generator, whose work per command is the same at every replica count, spent ×0.80 of its CPU per command at 1 replica: the host ran every process faster there than in the first row, the replicas too',
+      '  at 3 replicas the load generator, whose work per command is the same at every replica count, spent ×1.40 of its CPU per command at 1 replica: a sign that the host ran every process slower there than in the first row, the replicas too',
+      '  at 4 replicas the load generator, whose work per command is the same at every replica count, spent ×0.80 of its CPU per command at 1 replica: a sign that the host ran every process faster there than in the first row, the replicas too',
     ]);
     // Not measured (the demo): no column, no note.
     const bare = scalingTable(scalingRows([figures(1, 300, 2.5, 3), figures(2, 560, 5, 6)]));
