@@ -2,7 +2,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
 import { largestLagMs, RunSampler } from '../../bench/measure.ts';
-import { errorsText, maintenanceInWindow, median, roundsText, targetsText, type Round, type RunResult } from '../../bench/report.ts';
+import { errorsText, lagSamplesText, maintenanceInWindow, median, p99RankFromTop, roundsText, targetsText, type Round, type RunResult } from '../../bench/report.ts';
 
 /** The benchmark reads view lag from whatever GET /views/_status answers: units must come out right. */
 describe('bench: reading view lag', () => {
@@ -162,6 +162,15 @@ describe('bench: several rounds, judged on the median', () => {
     expect(text).to.include('Baedal ×1 [webhooks off] view lag p99 at concurrency 16: 80 ms (target ≤ 100 ms at half the top rate)');
     expect(text).to.include('Baedal ×3 [webhooks off] view lag p99 at concurrency 144: 482 ms (target ≤ 250 ms at 3 replicas at 70 % of their top rate)');
     expect(text).to.not.include('482 ms (target ≤ 100 ms');
+    expect(text).to.include('482 ms (target ≤ 250 ms at 3 replicas at 70 % of their top rate); the highest of 10 samples (a p99 that is not the highest wants 100 samples or more; --duration 80 gives about 310)');
+  });
+  it('says which sample a view lag p99 is: the highest of fewer than 100, then one further down per hundred', () => {
+    expect([1, 80, 99, 100, 150, 200, 201, 310].map(p99RankFromTop)).to.deep.equal([1, 1, 1, 2, 2, 3, 3, 4]);
+    expect(lagSamplesText(310)).to.equal('the 4th highest of 310 samples');
+    expect(lagSamplesText(150)).to.equal('the 2nd highest of 150 samples');
+    const long = run('baedal', 3, 144, 414, 2, 30, 600);
+    const text = targetsText([{ ...long, viewLag: { ...long.viewLag, samples: 310 } }], {});
+    expect(text).to.include('600 ms (target ≤ 250 ms at 3 replicas at 70 % of their top rate); the 4th highest of 310 samples');
   });
   it('with tracing on and off: the targets are judged on the untraced runs, and each traced run is compared with its twin', () => {
     const withCpu = (r: RunResult, service: number, tracing?: boolean): RunResult =>
