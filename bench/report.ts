@@ -1,5 +1,6 @@
 // How the benchmark prints what it measured.
 import type { LoadSummary } from '../scripts/load/runner.ts';
+import { nearestRank } from '../scripts/load/stats.ts';
 import type { Ceiling } from './ceilings.ts';
 import type { CpuUse, RssTrack, ViewLag } from './measure.ts';
 import type { ScalingFigures } from './scaling.ts';
@@ -100,8 +101,12 @@ export const WEBHOOKS_ON_OFF_TARGET = 0.85;
 /** View lag p99 of several replicas at 70 % of their top rate (docs/scaling.md). */
 export const SCALED_VIEW_LAG_TARGET_MS = 250;
 
-/** Which of `n` samples their nearest-rank p99 is, counted from the highest (1: the highest itself, as for any n under 100). */
-export const p99RankFromTop = (n: number) => n - Math.min(n, Math.max(1, Math.ceil(0.99 * n))) + 1;
+
+/** Which of `n` samples their p99 (nearest rank, as `percentile`) is, counted from the highest (1: the highest itself, as for any n under 100). */
+export const p99RankFromTop = (n: number) => n - nearestRank(n, 99) + 1;
+
+const ORDINAL_SUFFIX: Record<string, string> = { one: 'st', two: 'nd', few: 'rd', other: 'th' };
+const ordinal = (k: number) => `${k}${ORDINAL_SUFFIX[new Intl.PluralRules('en', { type: 'ordinal' }).select(k)] ?? 'th'}`;
 
 /**
  * What a view lag p99 stands on: sampled every 250 ms, a 20 s window has about 80 samples, whose
@@ -110,9 +115,9 @@ export const p99RankFromTop = (n: number) => n - Math.min(n, Math.max(1, Math.ce
 export function lagSamplesText(n: number): string {
   const k = p99RankFromTop(n);
   if (k === 1) return `the highest of ${n} samples (a p99 that is not the highest wants 100 samples or more; --duration 80 gives about 310)`;
-  const nth = k === 2 ? '2nd' : k === 3 ? '3rd' : `${k}th`;
-  return `the ${nth} highest of ${n} samples`;
+  return `the ${ordinal(k)} highest of ${n} samples`;
 }
+
 /** Delivery lag p99 at half the top rate (concurrency 16, as for the view lag). */
 export const DELIVERY_LAG_TARGET_MS = 500;
 

@@ -8,11 +8,15 @@ export interface LatencySummary {
   mean: number;
 }
 
+/** The nearest rank of percentile `p` among `n` values (1 = the lowest, `n` = the highest). */
+export function nearestRank(n: number, p: number): number {
+  return Math.min(n, Math.max(1, Math.ceil((p / 100) * n)));
+}
+
 /** Nearest-rank percentile of an ascending list. */
 export function percentile(sorted: ArrayLike<number>, p: number): number {
   if (sorted.length === 0) return NaN;
-  const rank = Math.ceil((p / 100) * sorted.length);
-  return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1]!;
+  return sorted[nearestRank(sorted.length, p) - 1]!;
 }
 
 export function summarise(samples: readonly number[]): LatencySummary {

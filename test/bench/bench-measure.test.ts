@@ -168,6 +168,7 @@ describe('bench: several rounds, judged on the median', () => {
     expect([1, 80, 99, 100, 150, 200, 201, 310].map(p99RankFromTop)).to.deep.equal([1, 1, 1, 2, 2, 3, 3, 4]);
     expect(lagSamplesText(310)).to.equal('the 4th highest of 310 samples');
     expect(lagSamplesText(150)).to.equal('the 2nd highest of 150 samples');
+    expect(lagSamplesText(2010)).to.equal('the 21st highest of 2010 samples');
     const long = run('baedal', 3, 144, 414, 2, 30, 600);
     const text = targetsText([{ ...long, viewLag: { ...long.viewLag, samples: 310 } }], {});
     expect(text).to.include('600 ms (target ≤ 250 ms at 3 replicas at 70 % of their top rate); the 4th highest of 310 samples');
