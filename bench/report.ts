@@ -101,12 +101,12 @@ export const WEBHOOKS_ON_OFF_TARGET = 0.85;
 /** View lag p99 of several replicas at 70 % of their top rate (docs/scaling.md). */
 export const SCALED_VIEW_LAG_TARGET_MS = 250;
 
-
 /** Which of `n` samples their p99 (nearest rank, as `percentile`) is, counted from the highest (1: the highest itself, as for any n under 100). */
 export const p99RankFromTop = (n: number) => n - nearestRank(n, 99) + 1;
 
 const ORDINAL_SUFFIX: Record<string, string> = { one: 'st', two: 'nd', few: 'rd', other: 'th' };
-const ordinal = (k: number) => `${k}${ORDINAL_SUFFIX[new Intl.PluralRules('en', { type: 'ordinal' }).select(k)] ?? 'th'}`;
+const ORDINAL_RULES = new Intl.PluralRules('en', { type: 'ordinal' });
+const ordinal = (k: number) => `${k}${ORDINAL_SUFFIX[ORDINAL_RULES.select(k)] ?? 'th'}`;
 
 /**
  * What a view lag p99 stands on: sampled every 250 ms, a 20 s window has about 80 samples, whose
