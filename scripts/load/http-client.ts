@@ -59,9 +59,21 @@ export class HttpClient {
     return origin;
   }
 
-  /** Sends one request to the origin `originOf` picks; never rejects (a network failure is a result too). */
-  request(method: string, path: string, token: string | undefined, body?: string): Promise<HttpResult> {
+  /**
+   * Sends one request to the origin `originOf` picks; never rejects (a network failure is a result
+   * too). A GET that fails with ECONNRESET or EPIPE on a reused keep-alive socket, before any answer,
+   * is sent once more on another: the service closed that socket as idle just as the request went
+   * out (its `HTTP_KEEP_ALIVE_TIMEOUT_MS`), so it never saw the request. Commands are not resent.
+   */
+  async request(method: string, path: string, token: string | undefined, body?: string): Promise<HttpResult> {
     const origin = this.originOf(path);
+    const { closedIdle, ...first } = await this.send(origin, method, path, token, body);
+    if (method !== 'GET' || !closedIdle) return first;
+    const { closedIdle: _again, ...again } = await this.send(origin, method, path, token, body);
+    return again;
+  }
+
+  private send(origin: Origin, method: string, path: string, token: string | undefined, body?: string): Promise<HttpResult & { closedIdle?: boolean }> {
     const headers: http.OutgoingHttpHeaders = { accept: 'application/json' };
     if (token) headers.authorization = `Bearer ${token}`;
     if (body !== undefined) {
@@ -70,7 +82,7 @@ export class HttpClient {
     }
     return new Promise((resolve) => {
       let settled = false;
-      const done = (r: HttpResult) => {
+      const done = (r: HttpResult & { closedIdle?: boolean }) => {
         if (!settled) {
           settled = true;
           resolve(r);
@@ -95,7 +107,10 @@ export class HttpClient {
         });
       });
       req.setTimeout(this.opts.timeoutMs, () => req.destroy(Object.assign(new Error('request timed out'), { code: 'ETIMEDOUT' })));
-      req.on('error', (err: NodeJS.ErrnoException) => done({ status: 0, body: undefined, networkError: err.code ?? err.message }));
+      req.on('error', (err: NodeJS.ErrnoException) => {
+        const closedIdle = req.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE');
+        done({ status: 0, body: undefined, networkError: err.code ?? err.message, ...(closedIdle && { closedIdle }) });
+      });
       req.end(body);
     });
   }

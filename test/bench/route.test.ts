@@ -127,4 +127,38 @@ describe('routing requests over replicas by order id', () => {
       await Promise.all(servers.filter((s) => s.name !== 's2').map((s) => s.close()));
     }
   });
+  it("a GET on a keep-alive socket the server reset as it went out is sent again on another; a command is not", async () => {
+    // Each socket answers one request and resets on the next: as a server closing an idle
+    // keep-alive socket just as the client reuses it.
+    const answeredOn = new WeakMap<object, number>();
+    const seen: string[] = [];
+    const server = http.createServer((req, res) => {
+      const n = (answeredOn.get(req.socket) ?? 0) + 1;
+      answeredOn.set(req.socket, n);
+      seen.push(`${req.method} ${n}`);
+      if (n > 1) {
+        req.socket.resetAndDestroy();
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ ok: true }));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    const client = new HttpClient([`http://127.0.0.1:${port}`], { maxSockets: 1, timeoutMs: 5000 });
+    try {
+      expect((await client.request('GET', '/orders/a', undefined)).status).to.equal(200);
+      const again = await client.request('GET', '/orders/a', undefined);
+      expect(again.status, JSON.stringify(again)).to.equal(200);
+      expect(seen).to.deep.equal(['GET 1', 'GET 2', 'GET 1']);
+      const command = await client.request('POST', '/orders/a/accept', undefined, '{}');
+      expect(command.status).to.equal(0);
+      expect(command.networkError).to.equal('ECONNRESET');
+      expect(seen).to.deep.equal(['GET 1', 'GET 2', 'GET 1', 'POST 2']);
+    } finally {
+      client.close();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
 });
