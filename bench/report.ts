@@ -118,6 +118,12 @@ export function lagSamplesText(n: number): string {
   return `the ${ordinal(k)} highest of ${n} samples`;
 }
 
+/** Which of `n` samples their p99 is, from the top: "the highest", "the 2nd highest". */
+export const p99RankText = (n: number): string => {
+  const k = p99RankFromTop(n);
+  return k === 1 ? 'the highest' : `the ${ordinal(k)} highest`;
+};
+
 /** Delivery lag p99 at half the top rate (concurrency 16, as for the view lag). */
 export const DELIVERY_LAG_TARGET_MS = 500;
 

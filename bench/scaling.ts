@@ -5,7 +5,7 @@
 import { percentile } from '../scripts/load/stats.ts';
 import { describeDecision, hpaDecision, type Autoscaling, type HpaDecision } from './autoscaler.ts';
 import { throttlingBetween, type Throttling } from './cpu-limit.ts';
-import { median } from './report.ts';
+import { median, p99RankText } from './report.ts';
 
 // ── the Prometheus text format ───────────────────────────────────────────────────────────────
 export interface MetricSample {
@@ -305,6 +305,8 @@ export interface ScalingFigures {
   viewLagP99Ms?: number;
   /** Where the view lag comes from ("GET /views/_status every 250 ms", "baedal_view_lag_seconds every second"). */
   viewLagFrom?: string;
+  /** How many samples the view lag p99 was taken over, when known (which of them it is: `p99RankText`). */
+  viewLagSamples?: number;
   perReplica: ReplicaFigures[];
   eventsSource: ScalingSample['eventsSource'];
   /** Per partition: how many were applied by one replica only, and the others with each replica's share. */
@@ -341,7 +343,7 @@ export interface ScalingInput {
   };
   sample: ScalingSample;
   /** The view lag p99 measured another way (the benchmark's GET /views/_status); else the sample's. */
-  viewLag?: { p99Ms: number; from: string };
+  viewLag?: { p99Ms: number; from: string; samples?: number };
   autoscaling: Autoscaling;
 }
 
@@ -374,7 +376,7 @@ export function scalingFigures(x: ScalingInput): ScalingFigures {
     }
     partitions = { count: sample.partitions.size, single: sample.partitions.size - shared.length, shared };
   }
-  const viewLag = x.viewLag ?? (sample.viewLag && { p99Ms: sample.viewLag.p99Ms, from: `baedal_view_lag_seconds, ${sample.viewLag.samples} samples` });
+  const viewLag = x.viewLag ?? (sample.viewLag && { p99Ms: sample.viewLag.p99Ms, from: `baedal_view_lag_seconds, ${sample.viewLag.samples} samples`, samples: sample.viewLag.samples });
   return {
     replicas: sample.perReplica.length,
     concurrency: x.concurrency,
@@ -390,6 +392,7 @@ export function scalingFigures(x: ScalingInput): ScalingFigures {
     postgresCores: x.cpu.postgresSeconds / x.cpu.seconds,
     ...(x.cpu.host && { host: x.cpu.host }),
     ...(viewLag && { viewLagP99Ms: viewLag.p99Ms, viewLagFrom: viewLag.from }),
+    ...(viewLag?.samples !== undefined && { viewLagSamples: viewLag.samples }),
     perReplica,
     eventsSource: sample.eventsSource,
     ...(partitions && { partitions }),
@@ -434,7 +437,8 @@ export function describeReplicas(s: ScalingFigures, a: Autoscaling, indent = '  
   } else {
     lines.push(`${indent}(events: the replicas have no baedal_events_applied_total{partition}; shares are of baedal_events_delivered_total, per consumer group)`);
   }
-  lines.push(`${indent}view lag p99 ${f(s.viewLagP99Ms, 0)} ms${s.viewLagFrom ? ` (${s.viewLagFrom})` : ''}`);
+  const rank = s.viewLagSamples ? `: ${p99RankText(s.viewLagSamples)}` : '';
+  lines.push(`${indent}view lag p99 ${f(s.viewLagP99Ms, 0)} ms${s.viewLagFrom ? ` (${s.viewLagFrom}${rank})` : ''}`);
   if (s.host) {
     const stolen = s.host.stolenCores === undefined ? '' : `, ${f(s.host.stolenCores, 2)} taken by the hypervisor (steal time)`;
     lines.push(`${indent}host: ${f(s.host.busyCores, 2)} of ${f(s.host.cores, 0)} cores busy${stolen}`);

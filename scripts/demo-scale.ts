@@ -28,12 +28,14 @@ step the load generator, in a process of its own, drives the mixed lifecycle loa
 proxy: by default --concurrency virtual users per replica (the users grow, the autoscaler adds
 replicas), each order's requests routed to the replica its order id hashes to (as the ingress of
 docs/scaling.md does). For each replica count it prints commands/s and their ratio to the first step, p99, CPU per
-command of the replicas (all together) and of PostgreSQL with their ratios to the first step, each
+command of the replicas (all together) and of PostgreSQL with their ratios to the first step, that
+of the load generator as a control (its work per command is the same at every step, so its ratio
+moves with the host's speed, not with the replicas), each
 replica's share of the commands and of the events applied (per partition, when the replicas report
 baedal_events_applied_total{partition}; else of baedal_events_delivered_total), the partitions each
 owns, its CPU, the share of it off the main thread (V8 compiling and collecting garbage on its
 helper threads: high while the replica still warms up) and how often its quota throttled it, the view lag p99 (baedal_view_lag_seconds,
-sampled every second), the event backlog, and the decision the autoscaler of k8s/hpa.yaml and
+sampled every second: a 20 s step's p99 is its highest sample), the event backlog, and the decision the autoscaler of k8s/hpa.yaml and
 k8s/keda would take from those figures: desired = ceil(current × metric ÷ target), the larger of
 the CPU and backlog proposals, within minReplicas..maxReplicas. At the end it waits until nothing
 is owed, stops the replicas and checks the invariants (the same as npm run test:chaos).
@@ -144,7 +146,7 @@ type StepResult = ScalingFigures & { p50Ms: number; maintenance: string; errorsB
 
 async function runStep(replicas: number, n: number): Promise<StepResult> {
   const names = [...cluster.replicas.keys()];
-  const watched = names.map((name) => ({ name, pid: cluster.replicas.get(name)!.process.pid }));
+  const loadName = `load-${replicas}`;
   const sampler = new ScalingSampler(
     names.map((name) => ({ name, url: cluster.replicas.get(name)!.url })),
     { everyMs: 1000, ...(limits && { throttling: (name: string) => limits!.throttling(name) }) },
@@ -156,7 +158,7 @@ async function runStep(replicas: number, n: number): Promise<StepResult> {
   let summary: LoadSummary | undefined;
 
   const load = cluster.run(
-    `load-${replicas}`,
+    loadName,
     'scripts/load.ts',
     ['--url', cluster.url, '--secret', cluster.secret, '--concurrency', String(usersAt(replicas)), '--duration', String(durationS), '--warmup', String(warmupS), '--progress', '5', '--run-id', `demo-${cluster.tag}-${n}`, '--json', '--quiet'],
     {
@@ -182,6 +184,9 @@ async function runStep(replicas: number, n: number): Promise<StepResult> {
       onStderrLine: (line) => say(`    ${line}`),
     },
   );
+  // The replicas, and the load generator as a control: its work per command is the same at every
+  // step, so its CPU per command moves with the host's speed, not with the replicas.
+  const watched = [...names.map((name) => ({ name, pid: cluster.replicas.get(name)!.process.pid })), { name: loadName, pid: load.pid }];
   const exit = await load.exited;
   if (exit.code !== 0 || !summary || !opened || !closed) throw new Error(`the load generator failed (exit ${exit.code}):\n${load.tail(20)}`);
   const cpu = cpuUse(opened, closed);
@@ -190,7 +195,14 @@ async function runStep(replicas: number, n: number): Promise<StepResult> {
     ...(perReplica && { concurrencyPerReplica: true }),
     ...(cores !== undefined && { cpuPerReplica: cores }),
     load: { commands: summary.commands, commandsPerS: summary.commandsPerS, p99Ms: summary.latencyMs.overall.p99, errors: summary.errors.total },
-    cpu: { seconds: cpu.seconds, replicaSeconds: cpu.byName, replicaMainSeconds: cpu.mainByName, postgresSeconds: cpu.postgres, host: { busyCores: cpu.machineBusyCores, cores: availableParallelism(), stolenCores: cpu.machineStolenCores } },
+    cpu: {
+      seconds: cpu.seconds,
+      replicaSeconds: Object.fromEntries(names.map((name) => [name, cpu.byName[name] ?? Number.NaN])),
+      replicaMainSeconds: Object.fromEntries(names.map((name) => [name, cpu.mainByName[name] ?? Number.NaN])),
+      postgresSeconds: cpu.postgres,
+      loadGeneratorSeconds: cpu.byName[loadName] ?? Number.NaN,
+      host: { busyCores: cpu.machineBusyCores, cores: availableParallelism(), stolenCores: cpu.machineStolenCores },
+    },
     sample: await sampler.result(),
     autoscaling: AUTOSCALING,
   });

@@ -146,6 +146,12 @@ describe('bench: the scaling figures and table', () => {
     expect(f.hpa).to.deep.include({ cpuPercentOfRequest: 125, cpuProposal: 5, desired: 3 });
   });
 
+  it('says which of its samples the view lag p99 is: the highest of fewer than 100', () => {
+    expect(describeReplicas(figures(2, 600, 5, 3, 120), AUTOSCALING)).to.include('    view lag p99 120 ms (baedal_view_lag_seconds, 10 samples: the highest)');
+    const measured = { ...figures(3, 900, 7, 4), viewLagP99Ms: 410, viewLagFrom: 'GET /views/_status, 310 samples', viewLagSamples: 310 };
+    expect(describeReplicas(measured, AUTOSCALING)).to.include('    view lag p99 410 ms (GET /views/_status, 310 samples: the 4th highest)');
+  });
+
   it("each replica's share of its CPU off the main thread (V8's compiler and collector), when measured", () => {
     const base = figures(2, 600, 5, 3, 120);
     expect(base.perReplica.every((r) => r.helperShare === undefined)).to.equal(true);
