@@ -109,13 +109,16 @@ const ORDINAL_RULES = new Intl.PluralRules('en', { type: 'ordinal' });
 const ordinal = (k: number) => `${k}${ORDINAL_SUFFIX[ORDINAL_RULES.select(k)] ?? 'th'}`;
 
 /**
- * What a view lag p99 stands on: sampled every 250 ms, a 20 s window has about 80 samples, whose
- * p99 is their highest; the target wants a longer window.
+ * What a view lag p99 stands on: the distinct measures the replicas answered (each measures at
+ * most once a second), or the ticks (every 250 ms) where the answers do not tell measures apart.
+ * Under 100 of them the p99 is their highest; the target wants a longer window.
  */
-export function lagSamplesText(n: number): string {
+export function lagSamplesText(lag: Pick<ViewLag, 'samples' | 'basis' | 'ticks'>): string {
+  const n = lag.samples;
+  const what = lag.basis === 'measures' ? 'distinct measures' : 'samples';
   const k = p99RankFromTop(n);
-  if (k === 1) return `the highest of ${n} samples (a p99 that is not the highest wants 100 samples or more; --duration 80 gives about 310)`;
-  return `the ${ordinal(k)} highest of ${n} samples`;
+  const rank = k === 1 ? `the highest of ${n} ${what} (a p99 that is not the highest wants 100 or more; --duration 80 gives about ${lag.basis === 'measures' ? 200 : 310})` : `the ${ordinal(k)} highest of ${n} ${what}`;
+  return lag.ticks ? `${rank}; the worst answer of each 250 ms tick, cached ones too (as read before measures were told apart): p99 ${f(lag.ticks.p99Ms, 0)} ms over ${lag.ticks.samples}` : rank;
 }
 
 /** Which of `n` samples their p99 is, from the top: "the highest", "the 2nd highest". */
@@ -243,7 +246,7 @@ export function targetsText(runs: readonly RunResult[], c: Ceilings): string {
     if (!r.viewLag.available) continue;
     // One process: the single-process target. Several: the scale-out target, at a rate the benchmark cannot judge by itself (give --rate at 70 % of the top rate).
     const target = r.processes === 1 ? 'target ≤ 100 ms at half the top rate' : `target ≤ ${SCALED_VIEW_LAG_TARGET_MS} ms at 3 replicas at 70 % of their top rate`;
-    lines.push(`  ${label(r)} view lag p99 at concurrency ${r.concurrency}: ${f(r.viewLag.p99Ms, 0)} ms (${target}); ${lagSamplesText(r.viewLag.samples)}`);
+    lines.push(`  ${label(r)} view lag p99 at concurrency ${r.concurrency}: ${f(r.viewLag.p99Ms, 0)} ms (${target}); ${lagSamplesText(r.viewLag)}`);
   }
   if (baedal.length && !baedal.some((r) => r.viewLag.available)) lines.push(`  view lag: ${baedal[0]!.viewLag.note ?? 'n/a'}`);
   for (const r of baedal) {

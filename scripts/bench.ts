@@ -584,7 +584,7 @@ async function benchBaedal(
             host: { busyCores: result.cpu.machineBusyCores, cores: availableParallelism(), stolenCores: result.cpu.machineStolenCores },
           },
           sample: await sampler.result(),
-          ...(result.viewLag.available && { viewLag: { p99Ms: result.viewLag.p99Ms, from: `GET /views/_status, ${result.viewLag.samples} samples`, samples: result.viewLag.samples } }),
+          ...(result.viewLag.available && { viewLag: { p99Ms: result.viewLag.p99Ms, from: `GET /views/_status, ${result.viewLag.samples} ${result.viewLag.basis === 'measures' ? 'distinct measures' : 'samples'}`, samples: result.viewLag.samples } }),
           autoscaling: AUTOSCALING,
         });
         runs.push(result);

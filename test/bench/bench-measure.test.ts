@@ -53,6 +53,34 @@ describe('bench: sampling view lag while a run is measured', () => {
     }
   });
 
+  it('counts each measure once where the answers say when they were measured (a cached measure answered again)', async () => {
+    // Each measure answered three times (a second's cache at 250 ms ticks): 0.9 s, then 0.1 s, ...
+    const lags = [0.9, 0.1, 0.2, 0.1, 0.3];
+    let n = 0;
+    const server = http.createServer((_req, res) => {
+      const i = Math.min(Math.floor(n++ / 3), lags.length - 1);
+      const doc = { measuredAt: new Date(Date.UTC(2026, 11, 7, 10, 0, i)).toISOString(), complete: true, views: [{ view: 'v', lagSeconds: lags[i] }] };
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(doc));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const sampler = new RunSampler([], [`http://127.0.0.1:${(server.address() as AddressInfo).port}`], 'token');
+      sampler.start();
+      const deadline = Date.now() + 15_000;
+      while (n < 17 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+      const { viewLag } = sampler.stop();
+      expect(viewLag.basis).to.equal('measures');
+      expect(viewLag.samples).to.equal(5);
+      expect(viewLag.maxMs).to.equal(900);
+      expect(viewLag.ticks!.samples).to.be.at.least(15);
+      // One measure of 900 ms among five is their p99; over the ticks it came three times.
+      expect(viewLag.p99Ms).to.equal(900);
+      expect(viewLag.ticks!.p99Ms).to.equal(900);
+    } finally {
+      server.close();
+    }
+  });
+
   it('says which answers it got when no sample succeeded, and stops asking a service without the route', async () => {
     const failing = await statusServer([500]);
     const missing = await statusServer([404]);
@@ -83,7 +111,7 @@ describe('bench: several rounds, judged on the median', () => {
       concurrency,
       webhooks,
       load: { commandsPerS, latencyMs: { overall: { p50, p99 } } },
-      viewLag: lag === undefined ? { available: false, samples: 0, maxMs: NaN, p99Ms: NaN } : { available: true, samples: 10, maxMs: lag, p99Ms: lag },
+      viewLag: lag === undefined ? { available: false, basis: 'ticks', samples: 0, maxMs: NaN, p99Ms: NaN } : { available: true, basis: 'ticks', samples: 10, maxMs: lag, p99Ms: lag },
       ...(webhooks && {
         deliveries: { expected: 10, received: 10, distinct: 10, complete: true, waitedS: 0, lag: { available: deliveryLag !== undefined, samples: 10, p50Ms: 1, p99Ms: deliveryLag ?? NaN, maxMs: deliveryLag ?? NaN } },
       }),
@@ -162,16 +190,22 @@ describe('bench: several rounds, judged on the median', () => {
     expect(text).to.include('Baedal ×1 [webhooks off] view lag p99 at concurrency 16: 80 ms (target ≤ 100 ms at half the top rate)');
     expect(text).to.include('Baedal ×3 [webhooks off] view lag p99 at concurrency 144: 482 ms (target ≤ 250 ms at 3 replicas at 70 % of their top rate)');
     expect(text).to.not.include('482 ms (target ≤ 100 ms');
-    expect(text).to.include('482 ms (target ≤ 250 ms at 3 replicas at 70 % of their top rate); the highest of 10 samples (a p99 that is not the highest wants 100 samples or more; --duration 80 gives about 310)');
+    expect(text).to.include('482 ms (target ≤ 250 ms at 3 replicas at 70 % of their top rate); the highest of 10 samples (a p99 that is not the highest wants 100 or more; --duration 80 gives about 310)');
   });
   it('says which sample a view lag p99 is: the highest of fewer than 100, then one further down per hundred', () => {
     expect([1, 80, 99, 100, 150, 200, 201, 310].map(p99RankFromTop)).to.deep.equal([1, 1, 1, 2, 2, 3, 3, 4]);
-    expect(lagSamplesText(310)).to.equal('the 4th highest of 310 samples');
-    expect(lagSamplesText(150)).to.equal('the 2nd highest of 150 samples');
-    expect(lagSamplesText(2010)).to.equal('the 21st highest of 2010 samples');
+    expect(lagSamplesText({ basis: 'ticks', samples: 310 })).to.equal('the 4th highest of 310 samples');
+    expect(lagSamplesText({ basis: 'ticks', samples: 150 })).to.equal('the 2nd highest of 150 samples');
+    expect(lagSamplesText({ basis: 'ticks', samples: 2010 })).to.equal('the 21st highest of 2010 samples');
     const long = run('baedal', 3, 144, 414, 2, 30, 600);
     const text = targetsText([{ ...long, viewLag: { ...long.viewLag, samples: 310 } }], {});
     expect(text).to.include('600 ms (target ≤ 250 ms at 3 replicas at 70 % of their top rate); the 4th highest of 310 samples');
+    // Over distinct measures, with the per-tick reading beside it.
+    const measured = targetsText([{ ...long, viewLag: { ...long.viewLag, basis: 'measures', samples: 210, p99Ms: 380, ticks: { samples: 320, p99Ms: 600 } } }], {});
+    expect(measured).to.include(
+      '380 ms (target ≤ 250 ms at 3 replicas at 70 % of their top rate); the 3rd highest of 210 distinct measures; the worst answer of each 250 ms tick, cached ones too (as read before measures were told apart): p99 600 ms over 320',
+    );
+    expect(lagSamplesText({ basis: 'measures', samples: 60 })).to.equal('the highest of 60 distinct measures (a p99 that is not the highest wants 100 or more; --duration 80 gives about 200)');
   });
   it('with tracing on and off: the targets are judged on the untraced runs, and each traced run is compared with its twin', () => {
     const withCpu = (r: RunResult, service: number, tracing?: boolean): RunResult =>
