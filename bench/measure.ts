@@ -104,6 +104,12 @@ export interface ViewLag {
   ticks?: { samples: number; p99Ms: number };
 }
 
+/** A sampled view lag as the scaling table takes it (`ScalingInput.viewLag`); undefined when none was read. */
+export function viewLagFigure(lag: ViewLag): { p99Ms: number; from: string; samples: number } | undefined {
+  if (!lag.available) return undefined;
+  return { p99Ms: lag.p99Ms, from: `GET /views/_status, ${lag.samples} ${lag.basis === 'measures' ? 'distinct measures' : 'samples'}`, samples: lag.samples };
+}
+
 /**
  * The largest number found under a key that names a lag (`lagMs`, `lag_ms`, `maxLagMs`, `lag`, ...)
  * anywhere in a JSON document, in milliseconds (keys that say seconds are converted). The shape

@@ -343,7 +343,7 @@ export interface ScalingInput {
   };
   sample: ScalingSample;
   /** The view lag p99 measured another way (the benchmark's GET /views/_status); else the sample's. */
-  viewLag?: { p99Ms: number; from: string; samples?: number };
+  viewLag?: { p99Ms: number; from: string; samples?: number } | undefined;
   autoscaling: Autoscaling;
 }
 

@@ -14,7 +14,7 @@ import { AutovacuumStandIn } from '../bench/autovacuum.ts';
 import { bullmqCeiling, postgresCeiling } from '../bench/ceilings.ts';
 import { buildService, SERVICE_ARGS } from '../bench/compiled.ts';
 import { CpuLimitError, CpuLimits, parseCores } from '../bench/cpu-limit.ts';
-import { cpuSnapshot, cpuUse, rssSlopeMbPer10Min, RunSampler, type CpuSnapshot, type Watched } from '../bench/measure.ts';
+import { cpuSnapshot, cpuUse, rssSlopeMbPer10Min, RunSampler, viewLagFigure, type CpuSnapshot, type Watched } from '../bench/measure.ts';
 import { machineCpu, stolenShare } from '../bench/proc.ts';
 import { freePort, httpStatus, ProcessGroup, waitUntil, type Managed } from '../bench/processes.ts';
 import { ceilingsText, errorsText, resultsTable, roundsText, rssText, runLine, systemLabel, targetsText, type Ceilings, type Round, type RunResult, type System } from '../bench/report.ts';
@@ -584,7 +584,7 @@ async function benchBaedal(
             host: { busyCores: result.cpu.machineBusyCores, cores: availableParallelism(), stolenCores: result.cpu.machineStolenCores },
           },
           sample: await sampler.result(),
-          ...(result.viewLag.available && { viewLag: { p99Ms: result.viewLag.p99Ms, from: `GET /views/_status, ${result.viewLag.samples} ${result.viewLag.basis === 'measures' ? 'distinct measures' : 'samples'}`, samples: result.viewLag.samples } }),
+          viewLag: viewLagFigure(result.viewLag),
           autoscaling: AUTOSCALING,
         });
         runs.push(result);

@@ -8,7 +8,7 @@ import { readAutoscaling } from '../bench/autoscaler.ts';
 import { AutovacuumStandIn } from '../bench/autovacuum.ts';
 import { buildService, SERVICE_ARGS } from '../bench/compiled.ts';
 import { CpuLimitError, CpuLimits, parseCores } from '../bench/cpu-limit.ts';
-import { cpuSnapshot, cpuUse, type CpuSnapshot } from '../bench/measure.ts';
+import { cpuSnapshot, cpuUse, RunSampler, viewLagFigure, type CpuSnapshot, type ViewLag } from '../bench/measure.ts';
 import { errorsText } from '../bench/report.ts';
 import { describeReplicas, ScalingSampler, scalingFigures, scalingRows, scalingTable, type ScalingFigures } from '../bench/scaling.ts';
 import { commandLine, usageError as refuse } from '../src/cli.ts';
@@ -16,6 +16,7 @@ import { Cluster } from './cluster/cluster.ts';
 import { checkInvariants, nothingOwed, owedNow } from './cluster/invariants.ts';
 import { ROUTES, type Route } from './load/route.ts';
 import type { LoadSummary } from './load/runner.ts';
+import { signToken } from './load/tokens.ts';
 
 const USAGE = `usage: npm run demo:scale -- [options]
 
@@ -34,8 +35,9 @@ moves with the host's speed, not with the replicas), each
 replica's share of the commands and of the events applied (per partition, when the replicas report
 baedal_events_applied_total{partition}; else of baedal_events_delivered_total), the partitions each
 owns, its CPU, the share of it off the main thread (V8 compiling and collecting garbage on its
-helper threads: high while the replica still warms up) and how often its quota throttled it, the view lag p99 (baedal_view_lag_seconds,
-sampled every second: a 20 s step's p99 is its highest sample), the event backlog, and the decision the autoscaler of k8s/hpa.yaml and
+helper threads: high while the replica still warms up) and how often its quota throttled it, the view lag p99 (GET /views/_status of every
+replica every 250 ms, as the benchmark reads it: over the distinct measures, a replica answering
+its measure for up to a second; a 20 s step's p99 is its highest), the event backlog, and the decision the autoscaler of k8s/hpa.yaml and
 k8s/keda would take from those figures: desired = ceil(current × metric ÷ target), the larger of
 the CPU and backlog proposals, within minReplicas..maxReplicas. At the end it waits until nothing
 is owed, stops the replicas and checks the invariants (the same as npm run test:chaos).
@@ -151,11 +153,15 @@ async function runStep(replicas: number, n: number): Promise<StepResult> {
     names.map((name) => ({ name, url: cluster.replicas.get(name)!.url })),
     { everyMs: 1000, ...(limits && { throttling: (name: string) => limits!.throttling(name) }) },
   );
+  // The view lag as the benchmark reads it: GET /views/_status of every replica every 250 ms, each
+  // distinct measure once (a replica answers its measure for up to a second).
+  const lagSampler = new RunSampler([], names.map((name) => cluster.replicas.get(name)!.url), await signToken(cluster.secret, 'admin', 'demo-admin'));
   let opened: CpuSnapshot | undefined;
   let closed: CpuSnapshot | undefined;
   let windowFrom = 0;
   let windowTo = 0;
   let summary: LoadSummary | undefined;
+  let lagged: ViewLag | undefined;
 
   const load = cluster.run(
     loadName,
@@ -174,11 +180,13 @@ async function runStep(replicas: number, n: number): Promise<StepResult> {
           windowFrom = performance.now();
           opened = cpuSnapshot(watched);
           sampler.open();
+          lagSampler.start();
         } else if (doc.event === 'drain') {
           vacuum.measuring = false;
           windowTo = performance.now();
           closed = cpuSnapshot(watched);
           sampler.close();
+          lagged = lagSampler.stop().viewLag;
         } else if (doc.event === undefined) summary = doc;
       },
       onStderrLine: (line) => say(`    ${line}`),
@@ -204,6 +212,7 @@ async function runStep(replicas: number, n: number): Promise<StepResult> {
       host: { busyCores: cpu.machineBusyCores, cores: availableParallelism(), stolenCores: cpu.machineStolenCores },
     },
     sample: await sampler.result(),
+    viewLag: lagged && viewLagFigure(lagged),
     autoscaling: AUTOSCALING,
   });
   return { ...figures, p50Ms: summary.latencyMs.overall.p50, maintenance: vacuum.inWindow(windowFrom, windowTo), errorsByKind: summary.errors.byKind };
