@@ -108,6 +108,12 @@ const ORDINAL_SUFFIX: Record<string, string> = { one: 'st', two: 'nd', few: 'rd'
 const ORDINAL_RULES = new Intl.PluralRules('en', { type: 'ordinal' });
 const ordinal = (k: number) => `${k}${ORDINAL_SUFFIX[ORDINAL_RULES.select(k)] ?? 'th'}`;
 
+/** Which of `n` samples their p99 is, from the top: "the highest", "the 2nd highest". */
+export const p99RankText = (n: number): string => {
+  const k = p99RankFromTop(n);
+  return k === 1 ? 'the highest' : `the ${ordinal(k)} highest`;
+};
+
 /**
  * What a view lag p99 stands on: the distinct measures the replicas answered (each measures at
  * most once a second), or the ticks (every 250 ms) where the answers do not tell measures apart.
@@ -115,17 +121,10 @@ const ordinal = (k: number) => `${k}${ORDINAL_SUFFIX[ORDINAL_RULES.select(k)] ??
  */
 export function lagSamplesText(lag: Pick<ViewLag, 'samples' | 'basis' | 'ticks'>): string {
   const n = lag.samples;
-  const what = lag.basis === 'measures' ? 'distinct measures' : 'samples';
-  const k = p99RankFromTop(n);
-  const rank = k === 1 ? `the highest of ${n} ${what} (a p99 that is not the highest wants 100 or more; --duration 80 gives about ${lag.basis === 'measures' ? 200 : 310})` : `the ${ordinal(k)} highest of ${n} ${what}`;
+  const advice = p99RankFromTop(n) === 1 ? ` (a p99 that is not the highest wants 100 or more; --duration 80 gives about ${lag.basis === 'measures' ? 200 : 310})` : '';
+  const rank = `${p99RankText(n)} of ${n} ${lag.basis === 'measures' ? 'distinct measures' : 'samples'}${advice}`;
   return lag.ticks ? `${rank}; the worst answer of each 250 ms tick, cached ones too (as read before measures were told apart): p99 ${f(lag.ticks.p99Ms, 0)} ms over ${lag.ticks.samples}` : rank;
 }
-
-/** Which of `n` samples their p99 is, from the top: "the highest", "the 2nd highest". */
-export const p99RankText = (n: number): string => {
-  const k = p99RankFromTop(n);
-  return k === 1 ? 'the highest' : `the ${ordinal(k)} highest`;
-};
 
 /** Delivery lag p99 at half the top rate (concurrency 16, as for the view lag). */
 export const DELIVERY_LAG_TARGET_MS = 500;
