@@ -42,6 +42,13 @@ export interface WebhookOptions {
   onRequest?: (outcome: WebhookOutcome, seconds: number, messages: number) => void;
 }
 
+interface Waiting {
+  message: NotificationMessage;
+  traceparent: string | undefined;
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
 class WebhookError extends Error {
   constructor(
     message: string,
@@ -77,8 +84,12 @@ export function webhookTransport(url: string, opts: WebhookOptions): Notificatio
     bodyTimeout: opts.timeoutMs + 1000,
   });
   const deadlines = new Deadlines(opts.timeoutMs);
-  /** Messages waiting for a connection, each with the trace context it was sent from (tracing on). */
-  let queue: { message: NotificationMessage; traceparent: string | undefined; resolve: () => void; reject: (err: Error) => void }[] = [];
+  /**
+   * Messages waiting for a connection, each with the trace context it was sent from (tracing on).
+   * The slots before `head` are taken: emptied as they are taken, so a message sent is not held
+   * (with its promise and its sender's state) until the array is next compacted.
+   */
+  let queue: (Waiting | undefined)[] = [];
   let head = 0;
   let active = 0;
   let scheduled = false;
@@ -134,7 +145,8 @@ export function webhookTransport(url: string, opts: WebhookOptions): Notificatio
   function pump(): void {
     while (active < opts.concurrency && queue.length > head) {
       // From the front, without shifting what waits behind (thousands, at the top rate).
-      const batch = queue.slice(head, head + (opts.batchMax ?? 1));
+      const batch = queue.slice(head, head + (opts.batchMax ?? 1)) as Waiting[];
+      queue.fill(undefined, head, head + batch.length);
       head += batch.length;
       if (head >= 1024 && head * 2 >= queue.length) {
         queue = queue.slice(head);
@@ -174,7 +186,7 @@ export function webhookTransport(url: string, opts: WebhookOptions): Notificatio
       const waiting = queue.slice(head);
       queue = [];
       head = 0;
-      for (const w of waiting) w.reject(new Error('webhook transport closed'));
+      for (const w of waiting) w?.reject(new Error('webhook transport closed'));
       await pool.close().catch(() => pool.destroy());
     },
   };
