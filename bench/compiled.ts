@@ -13,6 +13,19 @@ export const SERVICE_MAIN = join(ROOT, 'dist', 'main.js');
 export const SERVICE_ARGS: readonly string[] = [...SERVICE_NODE_FLAGS, SERVICE_MAIN];
 
 /**
+ * Node options a measurement adds to the service processes' own (`--node-option`, for a probe such
+ * as `--trace-gc-nvp` or `--heapsnapshot-signal=SIGUSR2`): each must be one option of node's or V8's,
+ * written as on node's command line (`--name` or `--name=value`). Returns them, or the reason one is
+ * refused.
+ */
+export function extraNodeOptions(raw: readonly string[]): { options: string[] } | { refused: string } {
+  for (const option of raw) {
+    if (!/^--[a-z0-9][a-z0-9_-]*(=\S*)?$/i.test(option)) return { refused: `--node-option takes one option of node's, written as "--name" or "--name=value", not "${option}"` };
+  }
+  return { options: [...raw] };
+}
+
+/**
  * Runs `npm run build` (scripts/build.ts): dist/ afresh from the sources. Throws with its output
  * when it fails. Asynchronous, so that a Ctrl-C meanwhile is handled at once (tsx kills a script
  * that does not acknowledge a signal within 30 ms) and the build is stopped with the caller.

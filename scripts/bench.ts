@@ -12,7 +12,7 @@ import pg from 'pg';
 import { readAutoscaling } from '../bench/autoscaler.ts';
 import { AutovacuumStandIn } from '../bench/autovacuum.ts';
 import { bullmqCeiling, postgresCeiling } from '../bench/ceilings.ts';
-import { buildService, SERVICE_ARGS } from '../bench/compiled.ts';
+import { buildService, extraNodeOptions, SERVICE_ARGS } from '../bench/compiled.ts';
 import { CpuLimitError, CpuLimits, parseCores } from '../bench/cpu-limit.ts';
 import { cpuSnapshot, cpuUse, rssSlopeMbPer10Min, RunSampler, viewLagFigure, type CpuSnapshot, type Watched } from '../bench/measure.ts';
 import { machineCpu, stolenShare } from '../bench/proc.ts';
@@ -90,6 +90,9 @@ thread (V8's compiler and garbage collector; high while the process still warms 
   --out <file>           also write every figure as JSON to <file>
   --cpu-prof <dir>       run the service processes (and Restate's service endpoint) with
                          node --cpu-prof, writing a .cpuprofile per process into <dir> when it stops
+  --node-option <opt>    one more node or V8 option for those processes, before the service's own
+                         (repeat it for more: --node-option=--trace-gc-nvp); the run says so in its
+                         heading, and the processes' logs, where such a probe writes, are kept
   --help                 this text
 
 Environment: BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/baedal_bench; the
@@ -125,6 +128,7 @@ const v = commandLine('bench', USAGE, {
   soak: { type: 'string' },
   out: { type: 'string' },
   'cpu-prof': { type: 'string' },
+  'node-option': { type: 'string', multiple: true },
 });
 const wholeNumber = (name: string, raw: string, min: number): number => {
   const n = Number(raw);
@@ -187,8 +191,11 @@ const TAG = randomUUID().slice(0, 8);
 const QUEUE_PREFIX = `{baedal-bench-${TAG}}`;
 const CEILING_PREFIX = `{baedal-bench-ceiling-${TAG}}`;
 const LOG_DIR = mkdtempSync(join(tmpdir(), 'baedal-bench-'));
-/** Node options of the processes under test (profiling). */
-const NODE_ARGS = v['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', resolve(v['cpu-prof'])] : [];
+const probed = extraNodeOptions(v['node-option'] ?? []);
+/** The options of `--node-option`, if any (a probe's). */
+const PROBES: string[] = 'refused' in probed ? usageError(probed.refused) : probed.options;
+/** Node options of the processes under test (profiling, probes), before their own. */
+const NODE_ARGS = [...(v['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', resolve(v['cpu-prof'])] : []), ...PROBES];
 /** Seconds between the benchmark's VACUUM (ANALYZE) passes when the server's autovacuum is off. */
 const VACUUM_EVERY_S = 60;
 /** Seconds between the checks of autovacuum's analyze rule when the server's autovacuum is off. */
@@ -228,7 +235,7 @@ function finish(code: number, message?: string): Promise<void> {
     for (const left of (await limits?.remove()) ?? []) console.error(`could not remove the cgroup ${left}`);
     await cleanUp().catch((err: unknown) => console.error(`cleaning up: ${String(err)}`));
     for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });
-    if (code === 0) rmSync(LOG_DIR, { recursive: true, force: true });
+    if (code === 0 && PROBES.length === 0) rmSync(LOG_DIR, { recursive: true, force: true });
     else console.error(`the processes' logs are in ${LOG_DIR}`);
     process.exit(code);
   })();
@@ -710,6 +717,7 @@ async function main(): Promise<void> {
   say(`load average at the start: ${machine.loadAverageAtStart} (anything above 0 is other work on this machine); logs in ${LOG_DIR} (kept if the run fails)`);
   say(`CPU time the hypervisor took from this machine since it booted (steal): ${((machine.stolenSinceBoot as number) * 100).toFixed(1)} %; each run's share is in its "stolen" column`);
   say(`building the service (npm run build) … ${(await buildService()).seconds.toFixed(1)} s; each service process runs node ${SERVICE_ARGS.slice(0, -1).join(' ')} dist/main.js`);
+  if (PROBES.length > 0) say(`with more node options (--node-option): ${PROBES.join(' ')}: figures taken with a probe are not production's; the logs are kept in ${LOG_DIR}`);
   if (limits) say(`CPU limit: ${limits.describe()}; the ceilings, Restate, the gateway and the load generator run without one`);
   const gateway = await startGateway();
   // One receiver for every run, Baedal's and Restate's alike.
