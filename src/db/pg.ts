@@ -59,7 +59,7 @@ export class Database implements Sql {
     const client = await this.pool.connect();
     let broken: Error | undefined;
     try {
-      return (await client.query(statement(text, params))).rows as Row[];
+      return (await send(client, statement(text, params))).rows as Row[];
     } catch (err) {
       if (isConnectionError(err)) broken = err as Error;
       throw err;
@@ -73,18 +73,18 @@ export class Database implements Sql {
     const client = await this.pool.connect();
     let broken: Error | undefined;
     try {
-      await client.query('BEGIN');
+      await send(client, 'BEGIN');
       const tx: Sql = {
         query: async <Row>(text: string, params: readonly unknown[] = []) => {
           this.onStatement?.(text, params);
-          return (await client.query(statement(text, params))).rows as Row[];
+          return (await send(client, statement(text, params))).rows as Row[];
         },
       };
       const result = await fn(tx);
-      await client.query('COMMIT');
+      await send(client, 'COMMIT');
       return result;
     } catch (err) {
-      await client.query('ROLLBACK').catch((rollbackError: Error) => {
+      await send(client, 'ROLLBACK').catch((rollbackError: Error) => {
         broken = rollbackError; // the connection is unusable: do not return it to the pool
       });
       throw err;
@@ -92,6 +92,21 @@ export class Database implements Sql {
       client.release(broken);
     }
   }
+}
+
+/**
+ * Sends one statement on `client` and answers with its result. Through pg's callback, given as the
+ * query is made, not pg's own promise (`client.query(config)` without one): that sets the query's
+ * callback after making it, and with it V8's scavenges kept each statement's query, rows and
+ * parameters alive into the old generation, where only a major collection frees them
+ * (docs/benchmarks.md, 2026-12-07 15:49).
+ */
+function send(client: pg.PoolClient, config: pg.QueryConfig | string): Promise<pg.QueryResult> {
+  return new Promise((resolve, reject) => {
+    const done = (err: Error | undefined, result: pg.QueryResult) => (err ? reject(err) : resolve(result));
+    if (typeof config === 'string') client.query(config, done);
+    else client.query(config, done);
+  });
 }
 
 /** An error of the connection itself (not of one statement): the client must not be reused. */
