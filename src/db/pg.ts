@@ -97,9 +97,9 @@ export class Database implements Sql {
 /**
  * Sends one statement on `client` and answers with its result. Through pg's callback, given as the
  * query is made, not pg's own promise (`client.query(config)` without one): that sets the query's
- * callback after making it, and with it V8's scavenges kept each statement's query, rows and
- * parameters alive into the old generation, where only a major collection frees them
- * (docs/benchmarks.md, 2026-12-07 15:49).
+ * callback after making it, and with it V8's scavenges kept each answer alive into the old
+ * generation, where only a major collection frees it (test/ops/pg-memory.test.ts;
+ * docs/benchmarks.md, 2026-12-07 15:44–16:11).
  */
 function send(client: pg.PoolClient, config: pg.QueryConfig | string): Promise<pg.QueryResult> {
   return new Promise((resolve, reject) => {
