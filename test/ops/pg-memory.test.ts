@@ -56,19 +56,25 @@ describe('database statements: memory', function () {
     });
     // Warmed up first: prepared statements, the pool's connections and compiled code are long-lived.
     await statements(100);
-    gc();
-    await new Promise((resolve) => setTimeout(resolve, 10));
     observer.observe({ entryTypes: ['gc'] });
-    const before = oldSpaceUsed();
-    // About 1,000 answers of 50 rows (some 8 MB in all) and their statements' parameters.
-    await statements(1000);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-    const grown = oldSpaceUsed() - before;
+    /** One window of 1,000 statements (answers of 50 rows, some 8 MB in all): how much the old generation grew. */
+    const window = async () => {
+      gc();
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      majors = 0;
+      const before = oldSpaceUsed();
+      await statements(1000);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      return oldSpaceUsed() - before;
+    };
+    // A major collection would free what was promoted and hide it: a window with one says nothing
+    // and is measured again (V8 may start one of its own at any time), three times at most.
+    let grown = await window();
+    for (let again = 0; again < 2 && majors > 0; again++) grown = await window();
     observer.disconnect();
-    expect(answered).to.equal(1100 * 50);
-    // A major collection would free what was promoted and hide it: none may fall in the window.
-    expect(majors, 'major collections during the statements').to.equal(0);
-    // Kept through scavenges, they grew the old generation by 2.6–2.8 MB; now by under 0.1 MB.
+    expect(majors, 'major collections in each of three windows').to.equal(0);
+    expect(answered).to.be.oneOf([1100, 2100, 3100].map((n) => n * 50));
+    // Kept through scavenges, the answers grew the old generation by 10.9 MB; now by under 0.1 MB.
     expect(grown, `the old generation grew by ${(grown / 1e6).toFixed(2)} MB`).to.be.below(1_000_000);
   });
 });
