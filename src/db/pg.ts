@@ -103,9 +103,7 @@ export class Database implements Sql {
  */
 function send(client: pg.PoolClient, config: pg.QueryConfig | string): Promise<pg.QueryResult> {
   return new Promise((resolve, reject) => {
-    const done = (err: Error | undefined, result: pg.QueryResult) => (err ? reject(err) : resolve(result));
-    if (typeof config === 'string') client.query(config, done);
-    else client.query(config, done);
+    client.query(typeof config === 'string' ? { text: config } : config, (err: Error | undefined, result: pg.QueryResult) => (err ? reject(err) : resolve(result)));
   });
 }
 
