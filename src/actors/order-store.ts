@@ -4,6 +4,7 @@ import { ORDER_MACHINE_ID } from '../machines/order/contract.ts';
 import type { OrderMachineVersion, OrderSnapshot } from '../machines/order/define.ts';
 import type { OrderMachines } from '../machines/order/registry.ts';
 import { Batcher } from '../db/batcher.ts';
+import { withFields } from '../objects.ts';
 import type { OrderRow } from './order-repository.ts';
 import { commitStatement, commitTransitions, type CommitGuard, type CommitRules, type Committed, type Transition } from './order-commit.ts';
 
@@ -114,7 +115,7 @@ export class OrderStore {
         // Least recently used goes first: re-inserting moves the entry to the end.
         this.cache.delete(orderId);
         this.cache.set(orderId, hit);
-        return { ...this.upgraded(hit), cached: true };
+        return withFields(this.upgraded(hit), { cached: true });
       }
     }
     const row = await this.loads.submit(orderId);
@@ -129,7 +130,7 @@ export class OrderStore {
       if (err instanceof MachineVersionAheadError) return { row, cached: false, ahead: err };
       throw err;
     }
-    return { ...this.upgraded({ row, ...restored }), cached: false };
+    return withFields(this.upgraded({ row, ...restored }), { cached: false });
   }
 
   /** The order on the newest version, unless its migration refuses its state (its row still says where it is stored). */

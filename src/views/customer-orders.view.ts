@@ -2,6 +2,7 @@ import type { OrderEvent } from '../actors/consumers/types.ts';
 import type { Database } from '../db/pg.ts';
 import { requireKnownEvent } from '../actors/order-repository.ts';
 import { defineView, missingPlacement, type OrderRow, upsertOrderRows } from './view.ts';
+import { withFields } from '../objects.ts';
 
 /** What the view keeps about an order: its row, which it rewrites whole after each batch. */
 export interface CustomerOrderState {
@@ -53,7 +54,7 @@ export const customerOrdersView = defineView<CustomerOrderState>({
   describe: "each customer's orders with their status, newest first",
   fold: foldCustomerOrder,
   write(orders) {
-    const rows = orders.flatMap(({ state, orderId, seq }) => (state ? [{ ...state, orderId, seq }] : []));
+    const rows = orders.flatMap(({ state, orderId, seq }) => (state ? [withFields(state, { orderId, seq })] : []));
     const columns = { customerId: 'text', storeId: 'text', status: 'text', total: 'int', riderId: 'text', placedAt: 'timestamptz', updatedAt: 'timestamptz' };
     return upsertOrderRows('view_customer_orders', columns, rows);
   },

@@ -7,6 +7,7 @@ import { storeFoodCountsView } from './store-food-counts.view.ts';
 import { storeOrdersView } from './store-orders.view.ts';
 import { noteApplied } from './status.ts';
 import { consumerNameOf, type ViewDefinition } from './view.ts';
+import { withFields } from '../objects.ts';
 
 /** Every read model the service keeps; the runtime runs a consumer for each. */
 export const VIEWS: readonly ViewDefinition[] = [customerOrdersView, storeOrdersView, storeFoodCountsView, riderDeliveryCountsView, deliveriesView];
@@ -44,13 +45,12 @@ export class AppliedRecorder {
       plan: (batch) => {
         const planned = consumer.plan(batch);
         const after = planned.afterCommit;
-        return {
-          ...planned,
-          afterCommit: (returned) => {
+        return withFields(planned, {
+          afterCommit: (returned: Record<string, unknown>[][]) => {
             after?.(returned);
             this.note(view);
           },
-        };
+        });
       },
     };
   }

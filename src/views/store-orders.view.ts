@@ -3,6 +3,7 @@ import type { Database } from '../db/pg.ts';
 import { requireKnownEvent } from '../actors/order-repository.ts';
 import type { OrderItem } from '../machines/order/contract.ts';
 import { defineView, missingPlacement, type OrderRow, upsertOrderRows } from './view.ts';
+import { withFields } from '../objects.ts';
 
 export interface StoreOrderItem {
   foodId: string;
@@ -71,7 +72,7 @@ export const storeOrdersView = defineView<StoreOrderState>({
   describe: 'the orders each store received (from payment on), by status',
   fold: foldStoreOrder,
   write(orders) {
-    const rows = orders.flatMap(({ state, orderId, seq }) => (state?.paidAt ? [{ ...state, orderId, seq }] : []));
+    const rows = orders.flatMap(({ state, orderId, seq }) => (state?.paidAt ? [withFields(state, { orderId, seq })] : []));
     const columns = { storeId: 'text', status: 'text', total: 'int', items: 'jsonb', riderId: 'text', paidAt: 'timestamptz', updatedAt: 'timestamptz' };
     return upsertOrderRows('view_store_orders', columns, rows);
   },

@@ -8,7 +8,7 @@ import { dirname, join, normalize, relative, sep } from 'node:path';
  * docs/architecture.md states the same table.
  */
 export const LAYERS: readonly (readonly string[])[] = [
-  ['auth-secret', 'cli', 'config', 'db', 'errors', 'log', 'measured', 'node-flags', 'tracing', 'tracing-sdk'],
+  ['auth-secret', 'cli', 'config', 'db', 'errors', 'log', 'measured', 'node-flags', 'objects', 'tracing', 'tracing-sdk'],
   ['machines'],
   ['catalog'],
   ['actors'],

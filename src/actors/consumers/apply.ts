@@ -9,6 +9,7 @@ import { consumerSpans } from './spans.ts';
 import { json, type Guard } from './statement.ts';
 import { dueIn } from '../work.ts';
 import type { Carried, ConsumerGroup } from './types.ts';
+import { withFields } from '../../objects.ts';
 
 export interface PartitionsApplied {
   /** Journal events read past the positions, per partition. */
@@ -221,7 +222,7 @@ export async function applyPartitions(
           const next = await commit(db, planned, guards([]), carried?.effect, readNext);
           carried?.settle(true);
           spans?.end();
-          return result(planned.events, readsAhead ? { ...aheadOf, rows: byOrder(next.map(fromJson)), readAt: sentAt } : undefined);
+          return result(planned.events, readsAhead ? withFields(aheadOf, { rows: byOrder(next.map(fromJson)), readAt: sentAt }) : undefined);
         } catch (err) {
           carried?.settle(false);
           if (!isApplicationError(err)) throw err;

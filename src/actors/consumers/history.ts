@@ -71,7 +71,8 @@ export function historyOf(rows: readonly HistoryRow[]): History {
   for (const row of rows) {
     const list = events.get(row.order_id) ?? [];
     if (row.seq !== list.length + 1) throw new JournalGap(`order ${row.order_id} has seq ${row.seq} where ${list.length + 1} was due`);
-    list.push({ ...toJournalEntry(row), orderId: row.order_id, traceparent: row.traceparent, passed: row.passed === true });
+    // Set on the new entry, not spread into another object with them: see `withFields` (src/objects.ts).
+    list.push(Object.assign(toJournalEntry(row), { orderId: row.order_id, traceparent: row.traceparent, passed: row.passed === true }));
     events.set(row.order_id, list);
     for (const o of row.owed ?? []) owed.set(ownedKey(o.consumer, row.order_id), o);
   }
