@@ -5,9 +5,11 @@ import { runInNewContext } from 'node:vm';
 import { expect } from 'chai';
 import { historyOf, type HistoryRow } from '../../src/actors/consumers/history.ts';
 import type { Consumer } from '../../src/actors/consumers/types.ts';
+import { orderV1 } from '../../src/machines/order/v1.ts';
 import { withFields } from '../../src/objects.ts';
 import { AppliedRecorder } from '../../src/views/registry.ts';
 import type { Database } from '../../src/db/pg.ts';
+import { sampleOrderInput } from '../support/fixtures.ts';
 
 /**
  * V8's own test of two objects' hidden classes (maps), reachable without starting node with
@@ -77,6 +79,14 @@ describe('hidden classes of the objects the hot paths make', () => {
     for (let i = 0; i < 20; i++) tracked.plan([]);
     const [x, y] = [tracked.plan([]), tracked.plan([])];
     expect(x).to.have.property('afterCommit').that.is.a('function');
+    expect(sameMap(x, y)).to.equal(true);
+  });
+
+  it("an order's persisted snapshot, written by every command, shares one map", () => {
+    const snapshots = ['c-1', 'c-2', 'c-3'].map((customerId) => orderV1.initial(sampleOrderInput({ customerId }))[0]);
+    for (let i = 0; i < 20; i++) orderV1.persist(snapshots[i % 3]!);
+    const [x, y] = [orderV1.persist(snapshots[1]!) as object, orderV1.persist(snapshots[2]!) as object];
+    expect(x).to.have.nested.property('context.customerId', 'c-2');
     expect(sameMap(x, y)).to.equal(true);
   });
 

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { initialTransition, transition } from 'xstate';
-import { ORDER_STATUSES, ORDER_TIMER_EVENTS, accepts, allowedCommands, orderMachine, sampleEvent, statusOf, transitionOrder, type OrderMachineEvent, type OrderSnapshot, type OrderStatus } from '../../src/machines/order/v1.ts';
+import { ORDER_STATUSES, ORDER_TIMER_EVENTS, accepts, allowedCommands, orderMachine, orderV1, sampleEvent, statusOf, transitionOrder, type OrderMachineEvent, type OrderSnapshot, type OrderStatus } from '../../src/machines/order/v1.ts';
 import { ORDER_COMMANDS, type OrderCommand } from '../../src/machines/order/contract.ts';
 import { emittedEvents } from '../../src/machines/order/define.ts';
 import { sampleOrderInput } from '../support/fixtures.ts';
@@ -98,6 +98,20 @@ describe('order machine', () => {
       }
     }
     expect(compared, 'transitions taken').to.be.greaterThan(10);
+  });
+
+  it("stores exactly what XState's getPersistedSnapshot() gives, key for key, in every state, restored or not", () => {
+    for (const status of ORDER_STATUSES) {
+      const live = given(status);
+      const restored = orderV1.restore(JSON.parse(JSON.stringify(orderV1.persist(live)))) as OrderSnapshot;
+      for (const snapshot of [live, restored]) {
+        const expected = orderMachine.getPersistedSnapshot(snapshot);
+        expect(orderV1.persist(snapshot), status).to.deep.equal(expected);
+        // What the row holds: the same text, the keys in the same order.
+        expect(JSON.stringify(orderV1.persist(snapshot)), status).to.equal(JSON.stringify(expected));
+      }
+      expect(statusOf(restored)).to.equal(status);
+    }
   });
 
   for (const status of ORDER_STATUSES) {
