@@ -136,12 +136,6 @@ export function defineOrderMachine<M extends AnyStateMachine>(def: OrderMachineD
   if (initialStatus === undefined) throw new Error(`${where}: no initial state`);
 
   /**
-   * XState's pure `transition()` builds a throwaway actor for each call, and building an actor
-   * computes the machine's initial snapshot (a whole initial microstep) only to discard it. The
-   * machine invokes and spawns nothing (checked above), so one inert scope serves every
-   * transition; each call gets its own action list. A unit test compares the two.
-   */
-  /**
    * What XState's `getPersistedSnapshot` gives for such a machine (flat, invoking and spawning
    * nothing: no children, no history, no actor in its context), the same properties in the same
    * order, built in one literal. XState builds it as `{ ...rest, context, children }`, which in
@@ -153,6 +147,12 @@ export function defineOrderMachine<M extends AnyStateMachine>(def: OrderMachineD
     return { status: s.status, output: s.output, error: s.error, value: s.value, historyValue: {}, context: snapshot.context, children: {} };
   };
 
+  /**
+   * XState's pure `transition()` builds a throwaway actor for each call, and building an actor
+   * computes the machine's initial snapshot (a whole initial microstep) only to discard it. The
+   * machine invokes and spawns nothing (checked above), so one inert scope serves every
+   * transition; each call gets its own action list. A unit test compares the two.
+   */
   type Scope = Parameters<M['transition']>[2];
   let inertScope: Scope | undefined;
   const scope = (): Scope => {
