@@ -1,7 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { constants, PerformanceObserver } from 'node:perf_hooks';
-import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
+import { setFlagsFromString } from 'node:v8';
 import { expect } from 'chai';
 import { historyOf, type HistoryRow } from '../../src/actors/consumers/history.ts';
 import type { Consumer } from '../../src/actors/consumers/types.ts';
@@ -10,6 +8,7 @@ import { withFields } from '../../src/objects.ts';
 import { AppliedRecorder } from '../../src/views/registry.ts';
 import type { Database } from '../../src/db/pg.ts';
 import { sampleOrderInput } from '../support/fixtures.ts';
+import { collector, oldGenerationGrowth } from '../support/heap.ts';
 
 /**
  * V8's own test of two objects' hidden classes (maps), reachable without starting node with
@@ -19,13 +18,6 @@ function sameMapTest(): (a: object, b: object) => boolean {
   setFlagsFromString('--allow-natives-syntax');
   return new Function('a', 'b', 'return %HaveSameMap(a, b)') as (a: object, b: object) => boolean;
 }
-
-function collector(): (opts?: { type: 'minor' | 'major' }) => void {
-  setFlagsFromString('--expose-gc');
-  return runInNewContext('gc') as (opts?: { type: 'minor' | 'major' }) => void;
-}
-
-const oldSpaceUsed = () => getHeapSpaceStatistics().find((s) => s.space_name === 'old_space')!.space_used_size;
 
 const row = (orderId: string, seq: number): HistoryRow => ({
   event_id: randomUUID(),
@@ -90,12 +82,8 @@ describe('hidden classes of the objects the hot paths make', () => {
     expect(sameMap(x, y)).to.equal(true);
   });
 
-  it('building histories leaves nothing in the old generation through scavenges', () => {
+  it('building histories leaves nothing in the old generation through scavenges', async () => {
     const gc = collector();
-    let majors = 0;
-    const observer = new PerformanceObserver((list) => {
-      for (const e of list.getEntries()) if (((e as { detail?: { kind?: number } }).detail)?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) majors += 1;
-    });
     let events = 0;
     const build = (batches: number) => {
       for (let i = 0; i < batches; i++) {
@@ -109,19 +97,10 @@ describe('hidden classes of the objects the hot paths make', () => {
       }
     };
     build(100);
-    observer.observe({ entryTypes: ['gc'] });
-    const window = () => {
-      gc();
-      majors = 0;
+    const { grown, majors } = await oldGenerationGrowth(() => {
       events = 0;
-      const before = oldSpaceUsed();
       build(1000);
-      return oldSpaceUsed() - before;
-    };
-    // A major collection frees what was promoted and hides it: such a window is measured again.
-    let grown = window();
-    for (let again = 0; again < 2 && majors > 0; again++) grown = window();
-    observer.disconnect();
+    });
     expect(majors, 'major collections in each of three windows').to.equal(0);
     expect(events).to.equal(100_000);
     // 100,000 events: with a map each, the old generation grew by 121 MB.

@@ -1,18 +1,8 @@
-import { constants, PerformanceObserver } from 'node:perf_hooks';
-import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { expect } from 'chai';
 import pg from 'pg';
 import { Database } from '../../src/db/pg.ts';
+import { collector, oldGenerationGrowth } from '../support/heap.ts';
 import { TEST_DATABASE_URL } from '../support/system.ts';
-
-/** V8's collector, reachable without starting node with --expose-gc: a scavenge with `{ type: 'minor' }`. */
-function collector(): (opts?: { type: 'minor' | 'major' }) => void {
-  setFlagsFromString('--expose-gc');
-  return runInNewContext('gc') as (opts?: { type: 'minor' | 'major' }) => void;
-}
-
-const oldSpaceUsed = () => getHeapSpaceStatistics().find((s) => s.space_name === 'old_space')!.space_used_size;
 
 /**
  * What the statements' answers leave in V8's old generation once they are done with. An answer
@@ -50,28 +40,10 @@ describe('database statements: memory', function () {
         }
       }
     };
-    let majors = 0;
-    const observer = new PerformanceObserver((list) => {
-      for (const e of list.getEntries()) if (((e as { detail?: { kind?: number } }).detail)?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) majors += 1;
-    });
     // Warmed up first: prepared statements, the pool's connections and compiled code are long-lived.
     await statements(100);
-    observer.observe({ entryTypes: ['gc'] });
-    /** One window of 1,000 statements (answers of 50 rows, some 8 MB in all): how much the old generation grew. */
-    const window = async () => {
-      gc();
-      await new Promise((resolve) => setTimeout(resolve, 10));
-      majors = 0;
-      const before = oldSpaceUsed();
-      await statements(1000);
-      await new Promise((resolve) => setTimeout(resolve, 10));
-      return oldSpaceUsed() - before;
-    };
-    // A major collection would free what was promoted and hide it: a window with one says nothing
-    // and is measured again (V8 may start one of its own at any time), three times at most.
-    let grown = await window();
-    for (let again = 0; again < 2 && majors > 0; again++) grown = await window();
-    observer.disconnect();
+    // Windows of 1,000 statements (answers of 50 rows, some 8 MB in all).
+    const { grown, majors } = await oldGenerationGrowth(() => statements(1000));
     expect(majors, 'major collections in each of three windows').to.equal(0);
     expect(answered).to.be.oneOf([1100, 2100, 3100].map((n) => n * 50));
     // Kept through scavenges, the answers grew the old generation by 10.9 MB; now by under 0.1 MB.
