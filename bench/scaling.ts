@@ -49,6 +49,8 @@ export interface ReplicaReading {
   backlogByQueue: Map<string, number>;
   /** The largest `baedal_view_lag_seconds` over the views. */
   viewLagS?: number;
+  /** `baedal_event_lag_seconds`: events counted at or under each bucket's bound (seconds; +Inf last), when the replica has it. */
+  eventLagBuckets?: Map<number, number>;
 }
 
 export function readReplica(text: string): ReplicaReading {
@@ -78,9 +80,39 @@ export function readReplica(text: string): ReplicaReading {
       case 'baedal_view_lag_seconds':
         reading.viewLagS = Math.max(reading.viewLagS ?? 0, s.value);
         break;
+      case 'baedal_event_lag_seconds_bucket': {
+        const le = s.labels.le === '+Inf' ? Infinity : Number(s.labels.le);
+        if (Number.isNaN(le)) break;
+        reading.eventLagBuckets ??= new Map();
+        reading.eventLagBuckets.set(le, (reading.eventLagBuckets.get(le) ?? 0) + s.value);
+        break;
+      }
     }
   }
   return reading;
+}
+
+/**
+ * The q-quantile (0..1) of a histogram's cumulative buckets, as PromQL's histogram_quantile reads
+ * it: linear within the bucket the rank falls in (from 0 for the first); the highest finite bound
+ * when it falls in +Inf. Undefined when nothing was counted.
+ */
+export function histogramQuantile(q: number, buckets: ReadonlyMap<number, number>): number | undefined {
+  const sorted = [...buckets].sort(([a], [b]) => a - b);
+  const total = sorted.at(-1)?.[1] ?? 0;
+  if (total <= 0) return undefined;
+  const rank = q * total;
+  let lowerBound = 0;
+  let lowerCount = 0;
+  for (const [le, count] of sorted) {
+    if (count >= rank) {
+      if (le === Infinity) return lowerBound;
+      return count === lowerCount ? le : lowerBound + ((le - lowerBound) * (rank - lowerCount)) / (count - lowerCount);
+    }
+    lowerBound = le;
+    lowerCount = count;
+  }
+  return lowerBound;
 }
 
 /** The KEDA query `sum(max by (queue) (baedal_queue_backlog))` over the replicas' readings. */
@@ -117,6 +149,8 @@ export interface ScalingSample {
   /** Sampled between the ends (when sampling every so often): the KEDA backlog and the view lag. */
   backlog?: { avg: number; max: number; samples: number };
   viewLag?: { p99Ms: number; maxMs: number; samples: number };
+  /** Each event's lag (`baedal_event_lag_seconds`) over the window, all replicas together, when they report it. */
+  eventLag?: { p99Ms: number; events: number };
 }
 
 /** Events applied per partition between two readings; a partition new at the end counts from 0. */
@@ -126,6 +160,17 @@ function partitionDelta(a: ReplicaReading, b: ReplicaReading): Map<string, numbe
     const d = v - (a.appliedByPartition?.get(p) ?? 0);
     if (d > 0) out.set(p, d);
   }
+  return out;
+}
+
+/** The events counted per bucket between two readings, summed over the replicas; undefined when none reports the histogram. */
+function eventLagDelta(opening: readonly ReplicaReading[], closing: readonly ReplicaReading[]): Map<number, number> | undefined {
+  let out: Map<number, number> | undefined;
+  closing.forEach((b, i) => {
+    if (!b.eventLagBuckets) return;
+    out ??= new Map();
+    for (const [le, v] of b.eventLagBuckets) out.set(le, (out.get(le) ?? 0) + v - (opening[i]?.eventLagBuckets?.get(le) ?? 0));
+  });
   return out;
 }
 
@@ -155,7 +200,14 @@ export function windowOf(
     if (throttling) window.throttling = throttlingBetween(throttling.opening[i]!, throttling.closing[i]!);
     return window;
   });
-  return { perReplica, eventsSource: partitioned ? 'baedal_events_applied_total' : 'baedal_events_delivered_total', partitions };
+  const lagBuckets = eventLagDelta(opening, closing);
+  const lagP99 = lagBuckets && histogramQuantile(0.99, lagBuckets);
+  return {
+    perReplica,
+    eventsSource: partitioned ? 'baedal_events_applied_total' : 'baedal_events_delivered_total',
+    partitions,
+    ...(lagBuckets && lagP99 !== undefined && { eventLag: { p99Ms: lagP99 * 1000, events: lagBuckets.get(Infinity) ?? 0 } }),
+  };
 }
 
 export interface ScalingSamplerOptions {
@@ -307,6 +359,8 @@ export interface ScalingFigures {
   viewLagFrom?: string;
   /** How many samples the view lag p99 was taken over, when known (which of them it is: `p99RankText`). */
   viewLagSamples?: number;
+  /** The p99 of each event's lag (`baedal_event_lag_seconds`, read from its buckets) and how many events it is over. */
+  eventLag?: { p99Ms: number; events: number };
   perReplica: ReplicaFigures[];
   eventsSource: ScalingSample['eventsSource'];
   /** Per partition: how many were applied by one replica only, and the others with each replica's share. */
@@ -393,6 +447,7 @@ export function scalingFigures(x: ScalingInput): ScalingFigures {
     ...(x.cpu.host && { host: x.cpu.host }),
     ...(viewLag && { viewLagP99Ms: viewLag.p99Ms, viewLagFrom: viewLag.from }),
     ...(viewLag?.samples !== undefined && { viewLagSamples: viewLag.samples }),
+    ...(sample.eventLag && { eventLag: sample.eventLag }),
     perReplica,
     eventsSource: sample.eventsSource,
     ...(partitions && { partitions }),
@@ -439,6 +494,11 @@ export function describeReplicas(s: ScalingFigures, a: Autoscaling, indent = '  
   }
   const rank = s.viewLagSamples ? `: ${p99RankText(s.viewLagSamples)}` : '';
   lines.push(`${indent}view lag p99 ${f(s.viewLagP99Ms, 0)} ms${s.viewLagFrom ? ` (${s.viewLagFrom}${rank})` : ''}`);
+  if (s.eventLag) {
+    lines.push(
+      `${indent}event lag p99 ${f(s.eventLag.p99Ms, 0)} ms (each of the ${s.eventLag.events.toLocaleString('en')} events applied in the window, from its decision to its batch's commit: baedal_event_lag_seconds, read from its buckets)`,
+    );
+  }
   if (s.host) {
     const stolen = s.host.stolenCores === undefined ? '' : `, ${f(s.host.stolenCores, 2)} taken by the hypervisor (steal time)`;
     lines.push(`${indent}host: ${f(s.host.busyCores, 2)} of ${f(s.host.cores, 0)} cores busy${stolen}`);

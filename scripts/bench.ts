@@ -44,7 +44,8 @@ whether every notification arrived and their delivery lag, and ratios to the cei
 counts, the scaling table (per process count: commands/s, p99, service and PostgreSQL CPU per
 command, each with its ratio to the fewest processes, view lag, CPU % of the pod's request and the
 HPA's decision) and each process's share of the commands and events, and of its CPU off the main
-thread (V8's compiler and garbage collector; high while the process still warms up).
+thread (V8's compiler and garbage collector; high while the process still warms up), with the p99
+of each event's lag (baedal_event_lag_seconds: from its decision to its batch's commit).
 
   --targets <list>       baedal, restate, or both (back to back)                 (default baedal)
   --concurrency <list>   virtual users per run                                   (default 1,16,64)

@@ -37,7 +37,9 @@ baedal_events_applied_total{partition}; else of baedal_events_delivered_total), 
 owns, its CPU, the share of it off the main thread (V8 compiling and collecting garbage on its
 helper threads: high while the replica still warms up) and how often its quota throttled it, the view lag p99 (GET /views/_status of every
 replica every 250 ms, as the benchmark reads it: over the distinct measures, a replica answering
-its measure for up to a second; a 20 s step's p99 is its highest), the event backlog, and the decision the autoscaler of k8s/hpa.yaml and
+its measure for up to a second; a 20 s step's p99 is its highest), the p99 of each event's lag
+(baedal_event_lag_seconds of every replica over the step, from the events' decisions to their
+batches' commits), the event backlog, and the decision the autoscaler of k8s/hpa.yaml and
 k8s/keda would take from those figures: desired = ceil(current × metric ÷ target), the larger of
 the CPU and backlog proposals, within minReplicas..maxReplicas. At the end it waits until nothing
 is owed, stops the replicas and checks the invariants (the same as npm run test:chaos).

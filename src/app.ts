@@ -169,6 +169,9 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
     carry: () => delivered.take(),
     onIdle: () => delivered.flush(),
     onLate: (ms) => admission.note(ms),
+    onEventsApplied: (decidedAt, writtenAt) => {
+      for (const at of decidedAt) metrics.eventLag.observe(Math.max(0, writtenAt - at) / 1000);
+    },
     // Lateness against the clock the events' times are taken from.
     ...(clock && { now: () => clock().getTime() }),
   });

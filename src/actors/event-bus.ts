@@ -49,6 +49,8 @@ export interface EventBusOptions {
   onIdle?: () => void;
   /** How late each event batch ran (see `PartitionReaderOptions.onLate`). */
   onLate?: (ms: number) => void;
+  /** Each event's lag once its batch was written (see `PartitionReaderOptions.onEventsApplied`). */
+  onEventsApplied?: (decidedAt: readonly number[], writtenAt: number) => void;
   /** The clock the events' times come from (see `PartitionReaderOptions.now`). */
   now?: () => number;
 }
@@ -108,6 +110,7 @@ export class EventBus {
       carry: opts.carry,
       onIdle: opts.onIdle,
       onLate: opts.onLate,
+      onEventsApplied: opts.onEventsApplied,
       now: opts.now,
     });
   }

@@ -33,6 +33,11 @@ export interface PartitionReaderOptions {
    */
   onLate?: (ms: number) => void;
   /**
+   * Called after each batch that read events with when each was decided (its journal `at`) and
+   * the clock's time once the batch was written (ms since the epoch): each event's lag.
+   */
+  onEventsApplied?: (decidedAt: readonly number[], writtenAt: number) => void;
+  /**
    * The clock the journal's event times were taken from (ms since the epoch): the runtime's, when
    * it is given one. Lateness is measured against it. Default `Date.now`.
    */
@@ -210,7 +215,9 @@ export class PartitionReader {
           return { parts: owned, limitPerPart: perPart(owned.length) };
         },
       });
-      this.opts.onLate?.(result.oldestAt === undefined ? 0 : Math.max(0, (this.opts.now ?? Date.now)() - result.oldestAt));
+      const writtenAt = (this.opts.now ?? Date.now)();
+      this.opts.onLate?.(result.oldestAt === undefined ? 0 : Math.max(0, writtenAt - result.oldestAt));
+      if (result.decidedAt?.length) this.opts.onEventsApplied?.(result.decidedAt, writtenAt);
       this.ahead = owed ? undefined : result.ahead;
       this.aheadSent = sent;
       if (this.opts.owned().every((p) => batchParts.includes(p))) this.lastFullRead = Math.max(this.lastFullRead, readAt);

@@ -2,7 +2,9 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
 import { hpaDecision, proposal, type Autoscaling } from '../../bench/autoscaler.ts';
-import { backlogOf, describeReplicas, medianRows, parseExposition, readReplica, ScalingSampler, scalingFigures, scalingRows, scalingTable, scalingTables, windowOf, type ScalingFigures } from '../../bench/scaling.ts';
+import { Histogram, Registry } from 'prom-client';
+import { EVENT_LAG_BUCKETS } from '../../src/metrics.ts';
+import { backlogOf, describeReplicas, histogramQuantile, medianRows, parseExposition, readReplica, ScalingSampler, scalingFigures, scalingRows, scalingTable, scalingTables, windowOf, type ScalingFigures } from '../../bench/scaling.ts';
 
 const AUTOSCALING: Autoscaling = { min: 1, max: 3, cpuTargetPercent: 50, cpuRequestCores: 0.2, backlogTarget: 100, backlogQuery: 'q' };
 
@@ -69,6 +71,32 @@ describe('bench: one measured window over the replicas', () => {
       { name: 'r2', commands: 40, events: 50, partitionsApplied: 2, partitionsOwned: 3, throttling: { periods: 50, throttled: 5, throttledS: 0.2 } },
     ]);
     expect(Object.fromEntries([...w.partitions].map(([p, m]) => [p, Object.fromEntries(m)]))).to.deep.equal({ '0': { r1: 30 }, '1': { r1: 6, r2: 30 }, '2': { r2: 20 } });
+  });
+
+  it("reads each event's lag from the replicas' histograms: the p99 of the events of the window, all replicas together", async () => {
+    // Each replica's histogram as the service writes it (prom-client, the service's buckets).
+    const replicas = [new Registry(), new Registry()];
+    const lags = replicas.map((registry) => new Histogram({ name: 'baedal_event_lag_seconds', help: 'x', buckets: EVENT_LAG_BUCKETS, registers: [registry] }));
+    const read = () => Promise.all(replicas.map(async (r) => readReplica(await r.metrics())));
+    for (let i = 0; i < 500; i += 1) lags[0]!.observe(5); // before the window: not counted
+    const opening = await read();
+    for (let i = 0; i < 600; i += 1) lags[0]!.observe(0.04);
+    for (let i = 0; i < 390; i += 1) lags[1]!.observe(0.03);
+    for (let i = 0; i < 10; i += 1) lags[1]!.observe(0.6);
+    const w = windowOf(['r1', 'r2'], opening, await read());
+    // 990 of the 1,000 events within 50 ms (none within 25): the 990th is read at the bucket's top.
+    expect(w.eventLag).to.deep.equal({ p99Ms: 50, events: 1000 });
+    // Without the histogram on any replica, no figure.
+    expect(windowOf(['r1'], [readReplica(exposition({}))], [readReplica(exposition({}))]).eventLag).to.equal(undefined);
+  });
+
+  it('reads a quantile from cumulative buckets as histogram_quantile does', () => {
+    const buckets = new Map([[0.1, 50], [0.2, 90], [0.5, 100], [Infinity, 100]]);
+    expect(histogramQuantile(0.5, buckets)).to.be.closeTo(0.1, 1e-12); // the 50th: the first bucket's top
+    expect(histogramQuantile(0.7, buckets)).to.be.closeTo(0.15, 1e-12); // 20 of the next 40
+    expect(histogramQuantile(0.99, buckets)).to.be.closeTo(0.47, 1e-12); // 9 of the last 10, in 0.2–0.5
+    expect(histogramQuantile(0.99, new Map([[0.1, 10], [Infinity, 20]]))).to.equal(0.1); // in +Inf: the highest bound
+    expect(histogramQuantile(0.99, new Map([[0.1, 0], [Infinity, 0]]))).to.equal(undefined);
   });
 
   it('falls back to the events delivered per consumer group when a replica lacks the partitioned metric', () => {
@@ -150,6 +178,13 @@ describe('bench: the scaling figures and table', () => {
     expect(describeReplicas(figures(2, 600, 5, 3, 120), AUTOSCALING)).to.include('    view lag p99 120 ms (baedal_view_lag_seconds, 10 samples: the highest)');
     const measured = { ...figures(3, 900, 7, 4), viewLagP99Ms: 410, viewLagFrom: 'GET /views/_status, 310 samples', viewLagSamples: 310 };
     expect(describeReplicas(measured, AUTOSCALING)).to.include('    view lag p99 410 ms (GET /views/_status, 310 samples: the 4th highest)');
+    expect(describeReplicas(measured, AUTOSCALING)).not.to.include('event lag');
+    // With the replicas' histogram of each event's lag, its p99 on the next line.
+    const lines = describeReplicas({ ...measured, eventLag: { p99Ms: 187.4, events: 41_230 } }, AUTOSCALING).split('\n');
+    const at = lines.findIndex((l) => l.startsWith('    view lag p99 410 ms'));
+    expect(lines[at + 1]).to.equal(
+      '    event lag p99 187 ms (each of the 41,230 events applied in the window, from its decision to its batch\'s commit: baedal_event_lag_seconds, read from its buckets)',
+    );
   });
 
   it("each replica's share of its CPU off the main thread (V8's compiler and collector), when measured", () => {

@@ -300,11 +300,19 @@ describe('events: a replica that starts behind catches up in large batches', fun
     try {
       const p = await sys.newParties();
       const orders = [];
-      for (let i = 0; i < 12; i += 1) orders.push(await sys.placeOrder(p));
+      /** When each placement was asked for and answered (ms since the epoch): its event was decided between. */
+      const placed: { asked: number; answered: number }[] = [];
+      for (let i = 0; i < 12; i += 1) {
+        const asked = Date.now();
+        orders.push(await sys.placeOrder(p));
+        placed.push({ asked, answered: Date.now() });
+      }
       expect((await pending(sys, orders[0]!.id)).behind).to.equal(1);
+      const workerAsked = Date.now();
       worker = await startInstance({ gatewayUrl: sys.gateway.url, queuePrefix: sys.queuePrefix, env: { DATABASE_URL: sys.databaseUrl, ROLE: 'worker' } });
       expect(worker.runtime.bus.owned()).to.have.length(32);
       for (const order of orders) await eventually(async () => (await pending(sys, order.id)).behind === 0, `order ${order.id} to be applied`);
+      const allApplied = Date.now();
       // Applied once: one customer notification per event.
       const [n] = await sys.runtime.db.query("SELECT count(*)::int AS n FROM notifications WHERE order_id = ANY($1::uuid[]) AND to_role = 'customer'", [orders.map((o) => o.id)]);
       expect(n.n).to.equal(orders.length);
@@ -312,6 +320,14 @@ describe('events: a replica that starts behind catches up in large batches', fun
       const applied = [...metrics.matchAll(/^baedal_events_applied_total\{partition="\d+"\} (\d+)$/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
       expect(applied).to.equal(orders.length);
       expect(metrics).to.match(/^baedal_event_partitions_owned 32$/m);
+      // Each event's lag, from its decision to its batch's commit: none was applied before the
+      // worker was asked to start, and all were by the time every order was seen applied.
+      const lag = (name: string) => Number(new RegExp(`^baedal_event_lag_seconds_${name} (\\S+)$`, 'm').exec(metrics)?.[1]);
+      expect(lag('count')).to.equal(orders.length);
+      const atLeast = placed.reduce((s, t) => s + (workerAsked - t.answered), 0) / 1000;
+      const atMost = placed.reduce((s, t) => s + (allApplied - t.asked), 0) / 1000;
+      expect(lag('sum')).to.be.within(atLeast, atMost);
+      expect(metrics).to.match(/^baedal_event_lag_seconds_bucket\{le="\+Inf"\} 12$/m);
     } finally {
       await worker?.close();
       await sys.close();

@@ -22,6 +22,8 @@ export interface PartitionsApplied {
   ahead?: ReadAhead;
   /** When (ms since the epoch) the oldest event of the batch was decided (its journal `at`). */
   oldestAt?: number;
+  /** When (ms since the epoch) each event of the batch was decided, in the batch's order. */
+  decidedAt?: number[];
 }
 
 interface BatchRow extends HistoryRow {
@@ -190,9 +192,16 @@ export async function applyPartitions(
     const limitRead = ahead?.limitPerPart ?? opts.limitPerPart;
     // Rows read ahead came through JSON: their `at` is a string there.
     let oldestAt: number | undefined;
-    for (const r of rows) if (r.b_part !== null) oldestAt = Math.min(oldestAt ?? Infinity, new Date(r.at).getTime());
+    const decidedAt: number[] = [];
+    for (const r of rows) {
+      if (r.b_part === null) continue;
+      const at = new Date(r.at).getTime();
+      decidedAt.push(at);
+      oldestAt = Math.min(oldestAt ?? Infinity, at);
+    }
     const result = (applied: number, next?: ReadAhead): PartitionsApplied => ({
       oldestAt,
+      decidedAt,
       byPart: new Map([...ends].map(([part, e]) => [part, e.n])),
       more: [...ends].filter(([, e]) => e.n >= limitRead).map(([part]) => part),
       applied,
