@@ -148,7 +148,10 @@ describe('order machine versions side by side (a rolling deploy, in process)', f
       await sys.runtime.pg.query('UPDATE timers SET due_at = now(), fire_at = now() WHERE id = $1', [id]);
       sys.runtime.work.schedule('timer', [id]);
       v2.runtime.work.schedule('timer', [id]);
-      await eventually(async () => (await stored(order.id)).status === 'expired', 'the order to expire', 20_000);
+      // Each time version 1 takes the job it is retried a second later, by whichever worker BullMQ
+      // hands the job to: in eight runs version 1 took 0 to 6 turns in a row (about two in three
+      // of all), and once in CI it held the order past a deadline of 20 s. This one allows some 45.
+      await eventually(async () => (await stored(order.id)).status === 'expired', 'the order to expire', 45_000);
       expect((await journal(order.id)).at(-1)).to.deep.equal({ type: 'PaymentTimedOut', machine_version: 2, status: 'expired' });
     });
   }
