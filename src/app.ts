@@ -41,6 +41,7 @@ export type RuntimeConfig = PostgresConfig &
     | 'ORDER_CACHE_SIZE'
     | 'GROUP_COMMIT_MAX'
     | 'GROUP_COMMIT_IN_FLIGHT'
+    | 'GROUP_COMMIT_SPACING_MS'
     | 'REDIS_URL'
     | 'QUEUE_PREFIX'
     | 'WORKER_CONCURRENCY'
@@ -184,6 +185,7 @@ export async function startRuntime({ config, log, payments: gateway, clock, tran
     partitions: config.EVENT_PARTITIONS,
     maxBatch: config.GROUP_COMMIT_MAX,
     maxInFlight: config.GROUP_COMMIT_IN_FLIGHT,
+    spacingMs: config.GROUP_COMMIT_SPACING_MS,
     maxUnpaidOrders: config.MAX_UNPAID_ORDERS_PER_CUSTOMER,
     onStaleWrite: () => metrics.staleWrites.inc(),
     // A pay's charge is written only together with its attempt (src/payment/charge-guard.ts).

@@ -65,6 +65,12 @@ const schema = z
     GROUP_COMMIT_MAX: ms(64),
     /** Most such statements of each kind on their way at once, per replica. */
     GROUP_COMMIT_IN_FLIGHT: ms(2),
+    /**
+     * While commands keep coming, a replica starts at most one statement writing them per this many
+     * milliseconds, so each carries more of them (0: each goes as soon as a slot is free). A command
+     * after a quiet spell of that length goes at once.
+     */
+    GROUP_COMMIT_SPACING_MS: z.coerce.number().int().min(0).max(1000).default(0),
     /** Deadline of one payment gateway call, retries included. */
     PAYMENT_TIMEOUT_MS: ms(2000),
     /** Extra attempts after a transient gateway failure (within PAYMENT_TIMEOUT_MS). */

@@ -44,6 +44,8 @@ export interface OrderStoreOptions extends Omit<CommitRules, 'statement'> {
   maxBatch: number;
   /** Most statements of each kind on their way at once. */
   maxInFlight: number;
+  /** While commands keep coming, at most one write statement starts per this many milliseconds (0: no spacing). */
+  spacingMs?: number;
   /** Called when a write is refused because another writer moved the order first. */
   onStaleWrite?: () => void;
 }
@@ -78,7 +80,7 @@ export class OrderStore {
       { maxBatch: opts.maxBatch, maxInFlight: opts.maxInFlight },
     );
     this.rules = { partitions: opts.partitions, maxUnpaidOrders: opts.maxUnpaidOrders, statement: commitStatement(opts.guard) };
-    this.commits = new Batcher((ts) => commitTransitions(db, ts, this.rules), { maxBatch: opts.maxBatch, maxInFlight: opts.maxInFlight, key: (t) => t.orderId, alone: true });
+    this.commits = new Batcher((ts) => commitTransitions(db, ts, this.rules), { maxBatch: opts.maxBatch, maxInFlight: opts.maxInFlight, key: (t) => t.orderId, alone: true, spacingMs: opts.spacingMs });
   }
 
   /**

@@ -13,10 +13,12 @@ export class Batcher<In, Out> {
   private queue: { input: In; ctx: Context | undefined; resolve: (out: Out) => void; reject: (err: unknown) => void }[] = [];
   private inFlight = 0;
   private scheduled = false;
+  /** When (performance.now()) the last batch was sent. */
+  private lastSent = -Infinity;
 
   constructor(
     private readonly run: (inputs: In[]) => Promise<Out[]>,
-    private readonly opts: { maxBatch: number; maxInFlight: number; key?: (input: In) => string; alone?: boolean },
+    private readonly opts: { maxBatch: number; maxInFlight: number; key?: (input: In) => string; alone?: boolean; spacingMs?: number },
   ) {}
 
   submit(input: In): Promise<Out> {
@@ -29,10 +31,13 @@ export class Batcher<In, Out> {
   private pump(): void {
     if (this.scheduled || this.inFlight >= this.opts.maxInFlight || this.queue.length === 0) return;
     this.scheduled = true;
-    setImmediate(() => {
+    const go = () => {
       this.scheduled = false;
       this.flush();
-    });
+    };
+    const wait = this.lastSent + (this.opts.spacingMs ?? 0) - performance.now();
+    if (wait > 0) setTimeout(go, wait);
+    else setImmediate(go);
   }
 
   private flush(): void {
@@ -51,6 +56,7 @@ export class Batcher<In, Out> {
       }
       this.queue = rest;
       this.inFlight += 1;
+      this.lastSent = performance.now();
       withContext(batch[0]!.ctx, () => this.run(batch.map((e) => e.input)))
         .then(
           (outs) => batch.forEach((e, i) => e.resolve(outs[i]!)),

@@ -45,3 +45,28 @@ describe('Batcher', () => {
     expect(outcomes.map((o) => o.status)).to.deep.equal(['rejected', 'rejected']);
   });
 });
+
+describe('Batcher with spacingMs', () => {
+  it('sends the first batch at once, then one batch per spacing at most, gathering what arrives meanwhile', async () => {
+    const sent: { inputs: number[]; at: number }[] = [];
+    const start = performance.now();
+    const batcher = new Batcher(
+      async (inputs: number[]) => {
+        sent.push({ inputs: [...inputs], at: performance.now() - start });
+        return inputs;
+      },
+      { maxBatch: 10, maxInFlight: 2, spacingMs: 300 },
+    );
+    const first = batcher.submit(1);
+    await first;
+    // Two slots are free, yet these wait for the spacing and share one statement.
+    const second = batcher.submit(2);
+    await new Promise((resolve) => setImmediate(resolve));
+    const third = batcher.submit(3);
+    expect(await Promise.all([second, third])).to.deep.equal([2, 3]);
+    expect(sent.map((s) => s.inputs)).to.deep.equal([[1], [2, 3]]);
+    // The first went without waiting a spacing; the second waited for it (timers may fire a millisecond early).
+    expect(sent[0]!.at).to.be.below(200);
+    expect(sent[1]!.at - sent[0]!.at).to.be.at.least(295);
+  });
+});
