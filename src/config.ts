@@ -67,8 +67,9 @@ const schema = z
     GROUP_COMMIT_IN_FLIGHT: ms(2),
     /**
      * While commands keep coming, a replica starts at most one statement writing them per this many
-     * milliseconds, so each carries more of them (0: each goes as soon as a slot is free). A command
-     * after a quiet spell of that length goes at once.
+     * milliseconds, so each carries more of them (0: each goes as soon as a slot is free); a second
+     * starts with it only for what the first cannot carry. A command after a quiet spell of that
+     * length goes at once.
      */
     GROUP_COMMIT_SPACING_MS: z.coerce.number().int().min(0).max(1000).default(0),
     /** Deadline of one payment gateway call, retries included. */

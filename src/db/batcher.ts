@@ -8,7 +8,9 @@ import { activeContext, withContext, type Context } from '../tracing.ts';
  * With `alone`, a batch that fails is run again one request at a time, so one bad request fails
  * only itself, not the others that shared its statement. With `spacingMs`, while requests keep
  * coming a batch starts no sooner than that after the one before it (the requests that arrive
- * meanwhile join it, even with a slot free); a request after a quiet spell that long goes at once.
+ * meanwhile join it, even with a slot free; a second batch goes with it only for what it cannot
+ * carry: more than `maxBatch`, or a second request with one key); a request after a quiet spell
+ * that long goes at once.
  */
 export class Batcher<In, Out> {
   /** `ctx`: the trace context of the request (tracing on): its batch's statement is traced in the first one's. */
