@@ -216,8 +216,10 @@ export class PartitionReader {
         },
       });
       const writtenAt = (this.opts.now ?? Date.now)();
-      this.opts.onLate?.(result.oldestAt === undefined ? 0 : Math.max(0, writtenAt - result.oldestAt));
-      if (result.decidedAt?.length) this.opts.onEventsApplied?.(result.decidedAt, writtenAt);
+      const { decidedAt } = result;
+      // The batch's lateness: how old its oldest event was once written (0 when it read none).
+      this.opts.onLate?.(decidedAt.length === 0 ? 0 : Math.max(0, writtenAt - decidedAt.reduce((a, b) => Math.min(a, b))));
+      if (decidedAt.length > 0) this.opts.onEventsApplied?.(decidedAt, writtenAt);
       this.ahead = owed ? undefined : result.ahead;
       this.aheadSent = sent;
       if (this.opts.owned().every((p) => batchParts.includes(p))) this.lastFullRead = Math.max(this.lastFullRead, readAt);

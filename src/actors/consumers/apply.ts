@@ -20,10 +20,8 @@ export interface PartitionsApplied {
   applied: number;
   /** The next batch, when the statement read it ahead (see READ_AHEAD). */
   ahead?: ReadAhead;
-  /** When (ms since the epoch) the oldest event of the batch was decided (its journal `at`). */
-  oldestAt?: number;
-  /** When (ms since the epoch) each event of the batch was decided, in the batch's order. */
-  decidedAt?: number[];
+  /** When (ms since the epoch) each event of the batch was decided (its journal `at`), in the batch's order. */
+  decidedAt: number[];
 }
 
 interface BatchRow extends HistoryRow {
@@ -150,14 +148,14 @@ export async function applyPartitions(
     readAhead?: () => { parts: number[]; limitPerPart: number };
   },
 ): Promise<PartitionsApplied> {
-  if (parts.length === 0) return { byPart: new Map(), more: [], applied: 0 };
+  if (parts.length === 0) return { byPart: new Map(), more: [], applied: 0, decidedAt: [] };
   const consumerNames = group.consumers.map((c) => c.name);
   return untilNoLostRace(async (attempt) => {
     // A batch read ahead is used once: a lost race reads again.
     const ahead = attempt === 1 ? opts.ahead : undefined;
     const readAt = ahead?.readAt ?? Date.now();
     const rows = ahead ? ahead.rows : await db.query<BatchRow>(READ_BATCH, [group.name, parts, opts.limitPerPart, consumerNames]);
-    if (rows.length === 0) return { byPart: new Map(), more: [], applied: 0 };
+    if (rows.length === 0) return { byPart: new Map(), more: [], applied: 0, decidedAt: [] };
     const ends = new Map<number, { version: number; tx: string; pos: string; n: number }>();
     const range = new Map<string, { lo: number; hi: number }>();
     for (const r of rows) {
@@ -191,16 +189,8 @@ export async function applyPartitions(
     };
     const limitRead = ahead?.limitPerPart ?? opts.limitPerPart;
     // Rows read ahead came through JSON: their `at` is a string there.
-    let oldestAt: number | undefined;
-    const decidedAt: number[] = [];
-    for (const r of rows) {
-      if (r.b_part === null) continue;
-      const at = new Date(r.at).getTime();
-      decidedAt.push(at);
-      oldestAt = Math.min(oldestAt ?? Infinity, at);
-    }
+    const decidedAt = rows.filter((r) => r.b_part !== null).map((r) => new Date(r.at).getTime());
     const result = (applied: number, next?: ReadAhead): PartitionsApplied => ({
-      oldestAt,
       decidedAt,
       byPart: new Map([...ends].map(([part, e]) => [part, e.n])),
       more: [...ends].filter(([, e]) => e.n >= limitRead).map(([part]) => part),
