@@ -60,4 +60,4 @@ EXPOSE 3000
 ENTRYPOINT ["/usr/bin/tini", "--"]
 # Direct node rather than `npm start`: one process, so SIGTERM reaches the code that drains.
 # The flags are src/node-flags.ts (test/ops/build.test.ts holds them equal).
-CMD ["node", "--max-semi-space-size=32", "dist/main.js"]
+CMD ["node", "--max-semi-space-size=32", "--heap-growing-percent=300", "dist/main.js"]

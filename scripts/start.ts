@@ -1,4 +1,4 @@
-// `npm start`: the service as production runs it (`node --max-semi-space-size=32 dist/main.js`, src/node-flags.ts), built first when dist/ is
+// `npm start`: the service as production runs it (`node --max-semi-space-size=32 --heap-growing-percent=300 dist/main.js`, src/node-flags.ts), built first when dist/ is
 // missing or older than the sources. This launcher only builds and relays signals; the service
 // itself runs with plain node, no TypeScript loader.
 import { spawn } from 'node:child_process';
