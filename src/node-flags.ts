@@ -14,7 +14,7 @@
  * brought the next collection 4–45 s later on replicas limited to 0.25 core). A full collection
  * marks the whole live heap (about 50 MB: the modules' code and source text, the caches) and took
  * 65–85 ms of CPU there, 300 ms or more of a quarter core's quota, while the replica's events and
- * commands wait. With it, 60–85 s apart; in alternating runs of 3 replicas at their top rate, 6–13 %
+ * commands wait. With it, 61–108 s apart; in alternating runs of 3 replicas at their top rate, 6–13 %
  * more commands/s at 4–12 % less service CPU per command, at about the same resident memory
  * (docs/benchmarks.md, 2026-12-07 23:09).
  */
